@@ -1,0 +1,73 @@
+//! Fairness audit of a segmentation: does segment membership depend on a protected attribute,
+//! how strongly, how sure are we, and through which features?
+//!
+//! Everything here is a pure function on plain Rust types. The database and web layers build an
+//! [`AuditInput`], pick [`FairnessThresholds`] from the policy and call [`audit`]; the returned
+//! [`AuditReport`] is already safe to show (small cells suppressed) and serialises to the JSON
+//! described in the fairness-audit issue.
+//!
+//! Layout:
+//! - [`groups`]: protected attributes as interned group columns, age bands, intersections.
+//! - [`table`]: the segment × group contingency table.
+//! - [`stats`]: chi-square (with a public survival-function wrapper the KPI area can reuse),
+//!   Cramér's V, Benjamini-Hochberg, Wilson intervals, the correlation ratio η.
+//! - [`sampling`]: seeded Monte-Carlo p-values (Patefield) and the bootstrap interval of V.
+//! - [`representation`]: representation ratios, the four-fifths rule, fair-clustering balance.
+//! - [`proxies`]: association of features with protected attributes.
+//! - [`suppression`]: small-cell suppression with complementary suppression.
+//! - [`verdict`]: thresholds, verdict rules and the plain-English reasons.
+//! - [`audit`](mod@audit): the entry point and the serialisable report.
+
+pub mod groups;
+pub mod sampling;
+pub mod stats;
+pub mod table;
+#[cfg(test)]
+mod reference_tests;
+
+pub use groups::{Bands, GroupColumn, MISSING_GROUP};
+pub use table::ContingencyTable;
+
+/// Everything that can go wrong when preparing or running a fairness audit.
+///
+/// These are input errors: the audit itself never fails on valid input, even when a table is
+/// degenerate (that gives a "not testable" result instead).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FairnessError {
+    #[error("the audited population is empty")]
+    EmptyPopulation,
+    #[error("{what} has {found} values but the population has {expected} members")]
+    LengthMismatch {
+        what: String,
+        expected: usize,
+        found: usize,
+    },
+    #[error("band cut points must be finite and strictly increasing, got {0:?}")]
+    InvalidBands(Vec<f64>),
+    #[error("band cut points must not be empty")]
+    NoBands,
+    #[error("{what} contains a non-finite value at member {index}")]
+    NonFinite { what: String, index: usize },
+    #[error("group label {0:?} is reserved for missing values")]
+    ReservedLabel(String),
+    #[error("group code {code} at member {index} is out of range ({levels} levels)")]
+    CodeOutOfRange {
+        code: u32,
+        index: usize,
+        levels: usize,
+    },
+    #[error("member {index} is in segment {segment}, which is not among the audited segments")]
+    UnknownSegment { index: usize, segment: u32 },
+    #[error("segment {0} is listed twice")]
+    DuplicateSegment(u32),
+    #[error("attribute {0:?} is listed twice")]
+    DuplicateAttribute(String),
+    #[error("intersection refers to unknown attribute {0:?}")]
+    UnknownAttribute(String),
+    #[error("an intersection needs two different attributes, got {0:?} twice")]
+    SelfIntersection(String),
+    #[error("threshold {name} is invalid: {why}")]
+    InvalidThreshold { name: &'static str, why: String },
+    #[error("{0} must contain at least one value")]
+    EmptyInput(String),
+}

@@ -1,0 +1,144 @@
+//! Reference-vector tests: every statistic against the JSON written by
+//! `tools/reference/fairness.py` (scipy / statsmodels / numpy), to 1e-9 relative.
+
+use serde_json::Value;
+
+use super::stats::*;
+use super::table::ContingencyTable;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        serde_json::from_str::<Value>(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/reference/fairness/",
+            $name,
+            ".json"
+        )))
+        .expect("fixture is valid JSON")["cases"]
+            .as_array()
+            .expect("fixture has cases")
+            .clone()
+    };
+}
+
+fn close(got: f64, want: f64, rel: f64) -> bool {
+    got == want || (got - want).abs() <= rel * want.abs().max(f64::MIN_POSITIVE)
+}
+
+#[track_caller]
+fn assert_close(got: f64, want: f64, what: &str) {
+    assert!(close(got, want, 1e-9), "{what}: got {got:e}, want {want:e}");
+}
+
+fn table_of(case: &Value) -> ContingencyTable {
+    let rows: Vec<Vec<u64>> = serde_json::from_value(case["counts"].clone()).unwrap();
+    let cols = rows.first().map_or(0, Vec::len);
+    ContingencyTable::from_counts(
+        (0..rows.len() as u32).collect(),
+        (0..cols).map(|c| format!("g{c}")).collect(),
+        rows.concat(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn chi_square_and_cramers_v_match_scipy() {
+    let cases = fixture!("chi_square");
+    assert!(cases.len() > 50);
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let t = table_of(case);
+        let (_, dr, dc) = t.without_empty();
+        let want_dr: Vec<usize> = serde_json::from_value(case["dropped_rows"].clone()).unwrap();
+        let want_dc: Vec<usize> = serde_json::from_value(case["dropped_cols"].clone()).unwrap();
+        assert_eq!((dr, dc), (want_dr, want_dc), "{name}: dropped");
+        match (pearson_chi_square(&t), case.get("not_testable")) {
+            (Independence::NotTestable(why), Some(want)) => {
+                assert_eq!(serde_json::to_value(why).unwrap(), *want, "{name}");
+            }
+            (Independence::Tested(c), None) => {
+                assert_close(c.statistic, case["statistic"].as_f64().unwrap(), name);
+                assert_eq!(c.dof, case["dof"].as_u64().unwrap(), "{name}: dof");
+                assert_eq!(c.n, case["n"].as_u64().unwrap(), "{name}: n");
+                assert_close(c.p_value, case["p_value"].as_f64().unwrap(), name);
+                assert_close(
+                    c.small_expected_fraction,
+                    case["small_expected_fraction"].as_f64().unwrap(),
+                    name,
+                );
+                let v = cramers_v(c.statistic, c.n, c.rows, c.cols);
+                assert_close(v, case["cramers_v"].as_f64().unwrap(), name);
+                let vc = cramers_v_corrected(c.statistic, c.n, c.rows, c.cols);
+                match case["cramers_v_corrected"].as_f64() {
+                    Some(want) => assert_close(vc.unwrap(), want, name),
+                    None => assert_eq!(vc, None, "{name}"),
+                }
+            }
+            (got, want) => panic!("{name}: got {got:?}, reference {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn chi_square_survival_function_matches_scipy() {
+    for case in &fixture!("chi_square_sf") {
+        let (x, dof) = (case["x"].as_f64().unwrap(), case["dof"].as_f64().unwrap());
+        assert_close(
+            chi_square_sf(x, dof),
+            case["sf"].as_f64().unwrap(),
+            &format!("sf({x}, {dof})"),
+        );
+    }
+    assert_eq!(chi_square_sf(0.0, 3.0), 1.0);
+    assert!(chi_square_sf(1.0, 0.0).is_nan());
+}
+
+#[test]
+fn benjamini_hochberg_matches_statsmodels() {
+    for case in &fixture!("benjamini_hochberg") {
+        let p: Vec<f64> = serde_json::from_value(case["p"].clone()).unwrap();
+        let want: Vec<f64> = serde_json::from_value(case["adjusted"].clone()).unwrap();
+        let got = benjamini_hochberg(&p);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!(close(*g, *w, 1e-12), "BH {p:?}: got {got:?}, want {want:?}");
+        }
+    }
+    assert!(benjamini_hochberg(&[]).is_empty());
+}
+
+#[test]
+fn wilson_interval_matches_statsmodels() {
+    for case in &fixture!("wilson") {
+        let (count, nobs) = (case["count"].as_u64().unwrap(), case["nobs"].as_u64().unwrap());
+        let alpha = case["alpha"].as_f64().unwrap();
+        let i = wilson_interval(count, nobs, alpha);
+        let what = format!("wilson({count}, {nobs}, {alpha})");
+        assert_close(i.lower, case["lower"].as_f64().unwrap(), &what);
+        assert_close(i.upper, case["upper"].as_f64().unwrap(), &what);
+    }
+}
+
+#[test]
+fn normal_critical_values_match_scipy() {
+    for case in &fixture!("normal_critical") {
+        let alpha = case["alpha"].as_f64().unwrap();
+        assert_close(normal_critical_value(alpha), case["z"].as_f64().unwrap(), "z");
+    }
+}
+
+#[test]
+fn correlation_ratio_matches_numpy() {
+    for case in &fixture!("correlation_ratio") {
+        let values: Vec<f64> = serde_json::from_value(case["values"].clone()).unwrap();
+        let groups: Vec<u32> = serde_json::from_value(case["groups"].clone()).unwrap();
+        let k = case["n_groups"].as_u64().unwrap() as usize;
+        let got = correlation_ratio(&values, &groups, k);
+        match case["eta"].as_f64() {
+            // η of exactly 0 compares absolutely: numpy and we both produce rounding noise.
+            Some(want) if want < 1e-12 => assert!(got.unwrap() < 1e-9),
+            Some(want) => assert_close(got.unwrap(), want, "eta"),
+            None => assert_eq!(got, None),
+        }
+    }
+}
