@@ -1,0 +1,430 @@
+//! Alerts and the "re-segmentation recommended" signal.
+//!
+//! Three kinds of evidence that a segmentation has gone stale:
+//! - a KPI past its alert threshold for N consecutive periods (one bad month is noise);
+//! - drift of a feature or of the segment shares since segmentation;
+//! - low stability of the segmentation itself (adjusted Rand index between re-runs, computed
+//!   by the segmentation module and passed in).
+//!
+//! Alerts have a severity. Only `Action` alerts recommend re-segmenting; warnings are shown
+//! so analysts can watch them.
+
+use serde::{Deserialize, Serialize};
+
+use super::KpiError;
+use super::catalogue::{Direction, Kpi};
+use super::drift::{DriftLevel, DriftThresholds, FeatureDrift, SegmentShift};
+use super::status::Status;
+
+/// How seriously to take an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth watching; does not by itself recommend re-segmenting.
+    Warning,
+    /// Recommends re-segmenting.
+    Action,
+}
+
+/// Rules that turn evaluations, drift and stability into alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AlertRules {
+    consecutive_periods: usize,
+    min_adjusted_rand: f64,
+    drift: DriftThresholds,
+}
+
+impl AlertRules {
+    /// `consecutive_periods` ≥ 1 periods past the alert threshold make a KPI alert;
+    /// an adjusted Rand index below `min_adjusted_rand` (in (−1, 1]) is low stability.
+    pub fn new(
+        consecutive_periods: usize,
+        min_adjusted_rand: f64,
+        drift: DriftThresholds,
+    ) -> Result<Self, KpiError> {
+        if consecutive_periods == 0 {
+            return Err(KpiError::InvalidParameter(
+                "consecutive_periods must be at least 1".into(),
+            ));
+        }
+        if !(min_adjusted_rand > -1.0 && min_adjusted_rand <= 1.0) {
+            return Err(KpiError::InvalidParameter(format!(
+                "min_adjusted_rand must be in (-1, 1], got {min_adjusted_rand}"
+            )));
+        }
+        Ok(Self {
+            consecutive_periods,
+            min_adjusted_rand,
+            drift,
+        })
+    }
+
+    /// Periods in a row past the alert threshold that raise a KPI alert.
+    pub fn consecutive_periods(&self) -> usize {
+        self.consecutive_periods
+    }
+
+    /// Adjusted Rand index below which the segmentation counts as unstable.
+    pub fn min_adjusted_rand(&self) -> f64 {
+        self.min_adjusted_rand
+    }
+
+    /// Drift thresholds.
+    pub fn drift(&self) -> &DriftThresholds {
+        &self.drift
+    }
+}
+
+impl Default for AlertRules {
+    /// Three periods in a row, adjusted Rand index 0.6, default drift thresholds.
+    fn default() -> Self {
+        Self {
+            consecutive_periods: 3,
+            min_adjusted_rand: 0.6,
+            drift: DriftThresholds::default(),
+        }
+    }
+}
+
+/// The status history of one KPI in one segment, oldest period first.
+#[derive(Debug, Clone, Copy)]
+pub struct KpiSeries<'a> {
+    /// The KPI.
+    pub kpi: Kpi,
+    /// `all` or a segment name.
+    pub segment: &'a str,
+    /// Statuses per period, oldest first, without gaps.
+    pub statuses: &'a [Status],
+}
+
+impl KpiSeries<'_> {
+    /// Number of most recent periods in a row with status `Alert`.
+    pub fn trailing_alerts(&self) -> usize {
+        self.statuses
+            .iter()
+            .rev()
+            .take_while(|s| **s == Status::Alert)
+            .count()
+    }
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Alert {
+    /// A KPI past its alert threshold for at least the configured number of periods.
+    KpiPersistent {
+        /// The KPI.
+        kpi: Kpi,
+        /// `all` or the segment.
+        segment: String,
+        /// Periods in a row past the threshold.
+        periods: usize,
+    },
+    /// A feature's distribution moved.
+    FeatureDrift {
+        /// Feature name.
+        feature: String,
+        /// Its PSI.
+        psi: f64,
+        /// PSI level.
+        level: DriftLevel,
+        /// KS p-value.
+        ks_p_value: f64,
+    },
+    /// The segment shares moved.
+    SegmentShift {
+        /// PSI over segment shares.
+        psi: f64,
+        /// Its level.
+        level: DriftLevel,
+    },
+    /// Re-running the segmentation gives a different partition.
+    LowStability {
+        /// Adjusted Rand index measured.
+        adjusted_rand: f64,
+        /// The limit it fell below.
+        limit: f64,
+    },
+}
+
+impl Alert {
+    /// Warning or action.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Alert::KpiPersistent { .. } | Alert::LowStability { .. } => Severity::Action,
+            Alert::FeatureDrift {
+                level: DriftLevel::Act,
+                ..
+            }
+            | Alert::SegmentShift {
+                level: DriftLevel::Act,
+                ..
+            } => Severity::Action,
+            Alert::FeatureDrift { .. } | Alert::SegmentShift { .. } => Severity::Warning,
+        }
+    }
+
+    /// A sentence for the dashboard and the advice.
+    pub fn message(&self, rules: &AlertRules) -> String {
+        let d = &rules.drift;
+        let psi_words = |level: DriftLevel| match level {
+            DriftLevel::Act => format!("at or above the action threshold {:.2}", d.psi_act()),
+            DriftLevel::Warn => format!("at or above the warning threshold {:.2}", d.psi_warn()),
+            DriftLevel::Stable => format!("below the warning threshold {:.2}", d.psi_warn()),
+        };
+        match self {
+            Alert::KpiPersistent {
+                kpi,
+                segment,
+                periods,
+            } => {
+                let side = match kpi.direction() {
+                    Direction::HigherIsBetter => "below",
+                    Direction::LowerIsBetter => "above",
+                };
+                let who = if segment == super::evaluate::ALL_SEGMENT {
+                    "the whole population".to_owned()
+                } else {
+                    format!("segment \"{segment}\"")
+                };
+                format!(
+                    "{kpi} for {who} has been {side} its alert threshold for {periods} \
+                     consecutive periods"
+                )
+            }
+            Alert::FeatureDrift {
+                feature,
+                psi,
+                level,
+                ks_p_value,
+            } => format!(
+                "feature \"{feature}\" has drifted since segmentation: PSI {psi:.3} is {} \
+                 (Kolmogorov-Smirnov p = {ks_p_value:.3e})",
+                psi_words(*level)
+            ),
+            Alert::SegmentShift { psi, level } => format!(
+                "segment sizes have shifted since segmentation: PSI over segment shares \
+                 {psi:.3} is {}",
+                psi_words(*level)
+            ),
+            Alert::LowStability {
+                adjusted_rand,
+                limit,
+            } => format!(
+                "the segmentation is unstable: adjusted Rand index {adjusted_rand:.3} between \
+                 runs is below {limit:.2}"
+            ),
+        }
+    }
+}
+
+/// Whether to re-segment, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResegmentationAdvice {
+    /// True when at least one alert calls for action.
+    pub recommended: bool,
+    /// One plain-English sentence per action alert; empty when not recommended.
+    pub reasons: Vec<String>,
+}
+
+/// Alerts (most severe first, in input order within a severity) and the advice they add up
+/// to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// Every alert raised.
+    pub alerts: Vec<Alert>,
+    /// The re-segmentation signal.
+    pub advice: ResegmentationAdvice,
+}
+
+/// Turns KPI status histories, feature drift, segment-share shift and stability into alerts
+/// and advice. `adjusted_rand` is the stability of the published segmentation, if measured.
+pub fn assess(
+    rules: &AlertRules,
+    kpis: &[KpiSeries<'_>],
+    drift: &[FeatureDrift],
+    shift: Option<&SegmentShift>,
+    adjusted_rand: Option<f64>,
+) -> Result<Assessment, KpiError> {
+    let mut alerts = Vec::new();
+    for series in kpis {
+        let periods = series.trailing_alerts();
+        if periods >= rules.consecutive_periods {
+            alerts.push(Alert::KpiPersistent {
+                kpi: series.kpi,
+                segment: series.segment.to_owned(),
+                periods,
+            });
+        }
+    }
+    for f in drift {
+        // KS significance alone raises a warning: with large populations it flags shifts too
+        // small to matter, so only the PSI level can call for action.
+        if f.level != DriftLevel::Stable || f.ks_significant {
+            alerts.push(Alert::FeatureDrift {
+                feature: f.feature.clone(),
+                psi: f.psi,
+                level: f.level,
+                ks_p_value: f.ks.p_value,
+            });
+        }
+    }
+    if let Some(s) = shift
+        && s.level != DriftLevel::Stable
+    {
+        alerts.push(Alert::SegmentShift {
+            psi: s.psi,
+            level: s.level,
+        });
+    }
+    if let Some(ari) = adjusted_rand {
+        if !(ari.is_finite() && (-1.0..=1.0).contains(&ari)) {
+            return Err(KpiError::InvalidParameter(format!(
+                "adjusted Rand index must be in [-1, 1], got {ari}"
+            )));
+        }
+        if ari < rules.min_adjusted_rand {
+            alerts.push(Alert::LowStability {
+                adjusted_rand: ari,
+                limit: rules.min_adjusted_rand,
+            });
+        }
+    }
+    // Stable sort: action alerts first, input order kept within each severity.
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.severity()));
+    let reasons: Vec<String> = alerts
+        .iter()
+        .filter(|a| a.severity() == Severity::Action)
+        .map(|a| a.message(rules))
+        .collect();
+    Ok(Assessment {
+        advice: ResegmentationAdvice {
+            recommended: !reasons.is_empty(),
+            reasons,
+        },
+        alerts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::drift::{feature_drift, segment_shift};
+    use super::*;
+    use Status::{Alert as A, OnTarget as Ok_, Undefined as U, Warning as W};
+
+    #[test]
+    fn kpi_alert_needs_n_consecutive_periods() {
+        let rules = AlertRules::default();
+        let recovered = [A, A, A, Ok_];
+        let two = [Ok_, A, A];
+        let broken = [A, A, U, A, A];
+        let three = [W, A, A, A];
+        let series = [
+            KpiSeries {
+                kpi: Kpi::RetentionRate,
+                segment: "loyal",
+                statuses: &recovered,
+            },
+            KpiSeries {
+                kpi: Kpi::RetentionRate,
+                segment: "new",
+                statuses: &two,
+            },
+            KpiSeries {
+                kpi: Kpi::Revenue,
+                segment: "all",
+                statuses: &broken,
+            },
+            KpiSeries {
+                kpi: Kpi::ChurnRate,
+                segment: "loyal",
+                statuses: &three,
+            },
+        ];
+        let a = assess(&rules, &series, &[], None, None).unwrap();
+        assert_eq!(
+            a.alerts,
+            vec![Alert::KpiPersistent {
+                kpi: Kpi::ChurnRate,
+                segment: "loyal".into(),
+                periods: 3
+            }]
+        );
+        assert!(a.advice.recommended);
+        assert_eq!(
+            a.advice.reasons,
+            [
+                "churn_rate for segment \"loyal\" has been above its alert threshold for 3 \
+              consecutive periods"
+            ]
+        );
+        let strict = AlertRules::new(4, 0.6, DriftThresholds::default()).unwrap();
+        assert!(
+            !assess(&strict, &series, &[], None, None)
+                .unwrap()
+                .advice
+                .recommended
+        );
+    }
+
+    #[test]
+    fn nothing_wrong_means_no_recommendation() {
+        let ok = [Ok_, W, Ok_];
+        let series = [KpiSeries {
+            kpi: Kpi::Revenue,
+            segment: "all",
+            statuses: &ok,
+        }];
+        let a = assess(&AlertRules::default(), &series, &[], None, Some(0.9)).unwrap();
+        assert!(a.alerts.is_empty());
+        assert_eq!(
+            a.advice,
+            ResegmentationAdvice {
+                recommended: false,
+                reasons: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn drift_shift_and_stability_raise_alerts_with_reasons() {
+        let rules = AlertRules::default();
+        let t = rules.drift();
+        let base: Vec<f64> = (0..2000).map(|i| f64::from(i % 100)).collect();
+        let moved: Vec<f64> = base.iter().map(|x| x + 40.0).collect();
+        let nudged: Vec<f64> = base.iter().map(|x| x + 5.0).collect();
+        let drifts = [
+            feature_drift("monetary", &base, &base, t).unwrap(),
+            feature_drift("recency", &base, &moved, t).unwrap(),
+            feature_drift("frequency", &base, &nudged, t).unwrap(),
+        ];
+        assert_eq!(drifts[0].level, DriftLevel::Stable);
+        assert!(!drifts[0].ks_significant);
+        assert_eq!(drifts[1].level, DriftLevel::Act);
+        let shift = segment_shift(&[500, 300, 200], &[200, 300, 500], t).unwrap();
+        assert_eq!(shift.level, DriftLevel::Act);
+        let a = assess(&rules, &[], &drifts, Some(&shift), Some(0.41)).unwrap();
+        assert!(a.advice.recommended);
+        assert_eq!(a.advice.reasons.len(), 3);
+        assert!(a.advice.reasons[0].starts_with("feature \"recency\" has drifted"));
+        assert!(a.advice.reasons[1].starts_with("segment sizes have shifted"));
+        assert_eq!(
+            a.advice.reasons[2],
+            "the segmentation is unstable: adjusted Rand index 0.410 between runs is below 0.60"
+        );
+        // The small nudge is at most a warning, listed after the action alerts.
+        let last = a.alerts.last().unwrap();
+        assert_eq!(last.severity(), Severity::Warning);
+        assert!(matches!(last, Alert::FeatureDrift { feature, .. } if feature == "frequency"));
+    }
+
+    #[test]
+    fn rules_and_inputs_are_validated() {
+        assert!(AlertRules::new(0, 0.6, DriftThresholds::default()).is_err());
+        assert!(AlertRules::new(3, 1.5, DriftThresholds::default()).is_err());
+        assert!(assess(&AlertRules::default(), &[], &[], None, Some(f64::NAN)).is_err());
+        let stable = assess(&AlertRules::default(), &[], &[], None, Some(0.6)).unwrap();
+        assert!(!stable.advice.recommended);
+    }
+}
