@@ -35,7 +35,9 @@ pub use drift::{
     DriftLevel, DriftThresholds, FeatureDrift, PsiBins, SegmentShift, feature_drift, psi,
     psi_from_shares, segment_shift,
 };
-pub use evaluate::{ALL_SEGMENT, Evaluation, Evaluator, SegmentKpis, Segmentation, Transactions};
+pub use evaluate::{
+    ALL_SEGMENT, Evaluation, EvaluationRow, Evaluator, SegmentKpis, Segmentation, Transactions,
+};
 pub use ks::{KsMethod, KsResult, ks_2samp};
 pub use period::{Period, PeriodKind, date_of_day, day_number};
 pub use status::{Objective, Status};

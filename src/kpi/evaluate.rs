@@ -12,8 +12,9 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::KpiError;
-use super::catalogue::{Aggregates, ClvParams, Kpi, KpiValue};
+use super::catalogue::{Aggregates, ClvParams, Kpi, KpiValue, Undefined};
 use super::period::Period;
+use super::status::{Objective, Status};
 
 /// The segment label of the whole population.
 pub const ALL_SEGMENT: &str = "all";
@@ -196,6 +197,57 @@ impl Evaluation {
     pub fn all(&self) -> &SegmentKpis {
         &self.segments[0]
     }
+
+    /// One flat row per segment and KPI (segments in order, KPIs in catalogue order), with
+    /// the status against the objective that `objective(kpi, segment)` returns, if any. This
+    /// is the shape of the evaluation log and of `fairseg kpi evaluate --json`.
+    pub fn rows(&self, objective: impl Fn(Kpi, &str) -> Option<Objective>) -> Vec<EvaluationRow> {
+        let mut rows = Vec::with_capacity(self.segments.len() * Kpi::COUNT);
+        for s in &self.segments {
+            for kpi in Kpi::ALL {
+                let value = s.value(kpi);
+                let objective = objective(kpi, &s.segment);
+                rows.push(EvaluationRow {
+                    kpi,
+                    definition_version: kpi.definition_version(),
+                    segment: s.segment.clone(),
+                    period_start: self.period.start(),
+                    period_end: self.period.end(),
+                    value: value.value(),
+                    undefined_reason: value.undefined_reason(),
+                    target: objective.map(|o| o.target()),
+                    alert_threshold: objective.map(|o| o.alert_threshold()),
+                    status: objective.map(|o| o.status(&value)),
+                });
+            }
+        }
+        rows
+    }
+}
+
+/// One KPI of one segment for one period, flat, ready to append to the log or print as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluationRow {
+    /// The KPI.
+    pub kpi: Kpi,
+    /// Version of its formula.
+    pub definition_version: &'static str,
+    /// `all` or the segment name.
+    pub segment: String,
+    /// First day of the period.
+    pub period_start: chrono::NaiveDate,
+    /// First day *after* the period (periods are half-open).
+    pub period_end: chrono::NaiveDate,
+    /// The value, `null` when undefined.
+    pub value: Option<f64>,
+    /// Why the value is undefined, when it is.
+    pub undefined_reason: Option<Undefined>,
+    /// The target, when an objective is set.
+    pub target: Option<f64>,
+    /// The alert threshold, when an objective is set.
+    pub alert_threshold: Option<f64>,
+    /// Status against the objective; `null` when no objective is set.
+    pub status: Option<Status>,
 }
 
 /// Evaluates periods over one transaction history and segmentation. Construction computes
@@ -593,6 +645,44 @@ mod tests {
         assert_eq!(v(b, Kpi::RepeatPurchaseRate), 0.5);
         // Churn 0: lifetime capped at 60 periods.
         assert_eq!(v(b, Kpi::CustomerLifetimeValue), 55.0 * 60.0);
+    }
+
+    #[test]
+    fn rows_carry_targets_and_statuses() {
+        let f = fixture();
+        let tx = Transactions::new(6, &f.customer, &f.day, &f.amount, None).unwrap();
+        let seg = segmentation();
+        let e = Evaluator::new(tx, &seg, ClvParams::default())
+            .unwrap()
+            .evaluate(march_2024())
+            .unwrap();
+        let rows = e.rows(|kpi, segment| match (kpi, segment) {
+            (Kpi::RetentionRate, "all") => Some(Objective::for_kpi(kpi, 0.8, 0.5).unwrap()),
+            (Kpi::ChurnRate, _) => Some(Objective::for_kpi(kpi, 0.2, 0.4).unwrap()),
+            _ => None,
+        });
+        assert_eq!(rows.len(), 3 * Kpi::COUNT);
+        let find = |kpi: Kpi, segment: &str| {
+            rows.iter()
+                .find(|r| r.kpi == kpi && r.segment == segment)
+                .unwrap()
+        };
+        // all: retention 0.75 is below target 0.8 but above the alert 0.5.
+        assert_eq!(
+            find(Kpi::RetentionRate, "all").status,
+            Some(Status::Warning)
+        );
+        // a: churn 0.5 is above the churn alert threshold 0.4; b: churn 0 is on target.
+        assert_eq!(find(Kpi::ChurnRate, "a").status, Some(Status::Alert));
+        assert_eq!(find(Kpi::ChurnRate, "b").status, Some(Status::OnTarget));
+        assert_eq!(find(Kpi::Revenue, "a").status, None);
+        let json = serde_json::to_value(find(Kpi::ChurnRate, "a")).unwrap();
+        assert_eq!(json["kpi"], "churn_rate");
+        assert_eq!(json["period_start"], "2024-03-01");
+        assert_eq!(json["period_end"], "2024-04-01");
+        assert_eq!(json["value"], 0.5);
+        assert_eq!(json["target"], 0.2);
+        assert_eq!(json["status"], "alert");
     }
 
     #[test]

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MARGIN, MAX_LIFETIME = 1.0, 60.0  # ClvParams::default()
@@ -84,6 +85,17 @@ def evaluate(df, segment, start, end, prev_start):
     return out
 
 
+def psi(reference, current, bins=10, epsilon=1e-4):
+    edges = np.unique(np.quantile(reference, np.arange(1, bins) / bins))
+
+    def shares(x):
+        return np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(edges) + 1) / len(x)
+
+    r = np.maximum(shares(reference), epsilon)
+    c = np.maximum(shares(current), epsilon)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
 def main():
     directory = (sys.argv[1] if len(sys.argv) > 1
                  else os.environ.get("KPI_BENCH_DIR", os.path.join(ROOT, "target", "kpi-bench")))
@@ -104,6 +116,18 @@ def main():
     print(f"{'read raw columns':<52} {load_s:>10.3f}")
     print(f"{'evaluate December 2024, all + 8 segments':<52} {compute_s:>10.3f}")
 
+    amount = df["amount"].to_numpy()
+    reference, current = amount[:1_000_000], amount[1_000_000:2_000_000] * 1.02
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        drift_psi = psi(reference, current)
+        ks = stats.ks_2samp(reference, current)
+        times.append(time.perf_counter() - t)
+    drift_s = sorted(times)[1]
+    print(f"{'drift of one feature, 1M vs 1M (numpy PSI + scipy KS)':<52} {drift_s:>10.3f}")
+    print(f"  psi {drift_psi:.6f}, ks D {ks.statistic:.6f}, p {ks.pvalue:e}")
+
     rust_path = os.path.join(directory, "rust_result.json")
     if os.path.exists(rust_path):
         with open(rust_path) as f:
@@ -117,10 +141,17 @@ def main():
                 if ours is not None and ours != theirs:
                     worst = max(worst, abs(ours - theirs) / max(abs(theirs), 1e-300))
         print(f"max relative difference from the Rust result over all KPIs and segments: {worst:.2e}")
+        d = rust["drift"]
+        for name, ours, theirs in [("psi", d["psi"], drift_psi),
+                                   ("ks statistic", d["ks_statistic"], float(ks.statistic)),
+                                   ("ks p-value", d["ks_pvalue"], float(ks.pvalue))]:
+            rel = abs(ours - theirs) / max(abs(theirs), 1e-300)
+            print(f"drift {name}: rust {ours:.12e}, python {theirs:.12e}, relative difference {rel:.1e}")
+            worst = max(worst, rel)
         if worst > 1e-9:
             raise SystemExit("Rust and pandas disagree")
-        print(f"Rust evaluate time for the same step: {rust['seconds']['total']:.3f} s "
-              f"(validate + first purchase + evaluate)")
+        print(f"Rust time for the same KPI step: {rust['seconds']['total']:.3f} s "
+              f"(validate + first purchase + evaluate); drift {rust['seconds']['drift']:.3f} s")
 
 
 if __name__ == "__main__":

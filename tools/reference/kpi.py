@@ -100,6 +100,11 @@ def ks_cases():
     add("exact square n=10000", gen_a={"n": 10000, "scale": 1.0}, gen_b={"n": 10000, "scale": 1.02})
     add("exact inside 10000 vs 7001", gen_a={"n": 10000, "scale": 1.0},
         gen_b={"n": 7001, "scale": 1.01, "offset": -0.004})
+    add("exact inside 1 vs 10000", a=[0.5], gen_b={"n": 10000, "scale": 1.0})
+    add("exact inside 9999 vs 10000, large d", gen_a={"n": 9999, "scale": 1.0},
+        gen_b={"n": 10000, "scale": 1.0, "offset": 0.3})
+    add("exact inside 3 vs 7, disjoint", a=[5.0, 6.0, 7.0], b=[0.0, 1.0, 2.0, 3.0, 4.0, 8.5, 9.0])
+    add("exact inside 2 vs 5000, identical support", a=[0.25, 0.75], gen_b={"n": 5000, "scale": 1.0})
     add("asymp n<=140 durbin", gen_a={"n": 50, "scale": 1.0}, gen_b={"n": 20000, "scale": 1.1})
     add("asymp n<=140 pomeranz", gen_a={"n": 100, "scale": 1.0}, gen_b={"n": 20000, "scale": 1.15})
     add("asymp n<=140 smirnov", gen_a={"n": 100, "scale": 1.0}, gen_b={"n": 20000, "scale": 1.6})
