@@ -18,15 +18,26 @@
 //! - [`verdict`]: thresholds, verdict rules and the plain-English reasons.
 //! - [`audit`](mod@audit): the entry point and the serialisable report.
 
+pub mod audit;
 pub mod groups;
-pub mod sampling;
-pub mod stats;
-pub mod table;
+pub mod proxies;
 #[cfg(test)]
 mod reference_tests;
+pub mod representation;
+pub mod sampling;
+pub mod stats;
+pub mod suppression;
+pub mod table;
+pub mod verdict;
 
+pub use audit::{
+    AttributeReport, AuditInput, AuditReport, Feature, FeatureValues, ProtectedAttribute, Segment,
+    audit,
+};
 pub use groups::{Bands, GroupColumn, MISSING_GROUP};
+pub use stats::chi_square_sf;
 pub use table::ContingencyTable;
+pub use verdict::{FairnessThresholds, Verdict};
 
 /// Everything that can go wrong when preparing or running a fairness audit.
 ///

@@ -137,10 +137,7 @@ impl GroupColumn {
         if any_missing {
             levels.push(MISSING_GROUP.to_owned());
         }
-        Ok(Self {
-            levels,
-            codes: out,
-        })
+        Ok(Self { levels, codes: out })
     }
 
     /// Bands a numeric attribute. All bands are levels, even empty ones, so the report shows
@@ -179,6 +176,15 @@ impl GroupColumn {
     /// `"a × b"`. Only observed combinations become groups, so 20 × 20 levels do not create 400
     /// empty columns.
     pub fn intersect(&self, other: &GroupColumn) -> Result<Self, FairnessError> {
+        self.intersect_with_parts(other).map(|(column, _)| column)
+    }
+
+    /// [`intersect`](Self::intersect), also returning for each intersection group the codes of
+    /// its two parts (the suppression of linked tables needs them).
+    pub fn intersect_with_parts(
+        &self,
+        other: &GroupColumn,
+    ) -> Result<(Self, Vec<(u32, u32)>), FairnessError> {
         if self.codes.len() != other.codes.len() {
             return Err(FairnessError::LengthMismatch {
                 what: "intersection".to_owned(),
@@ -189,11 +195,13 @@ impl GroupColumn {
         let kb = other.levels.len();
         let mut compact = vec![u32::MAX; self.levels.len() * kb];
         let mut levels = Vec::new();
+        let mut parts = Vec::new();
         let mut codes = Vec::with_capacity(self.codes.len());
         for (&a, &b) in self.codes.iter().zip(&other.codes) {
             let slot = &mut compact[a as usize * kb + b as usize];
             if *slot == u32::MAX {
                 *slot = levels.len() as u32;
+                parts.push((a, b));
                 levels.push(format!(
                     "{}{}{}",
                     self.levels[a as usize], INTERSECTION_SEPARATOR, other.levels[b as usize]
@@ -201,7 +209,7 @@ impl GroupColumn {
             }
             codes.push(*slot);
         }
-        Ok(Self { levels, codes })
+        Ok((Self { levels, codes }, parts))
     }
 
     /// Group names, indexed by code.
@@ -297,7 +305,11 @@ mod tests {
             Err(FairnessError::ReservedLabel("(missing)".into()))
         );
         assert_eq!(
-            GroupColumn::from_numeric("age", &[Some(1.0), Some(f64::NAN)], &Bands::new(&[18.0]).unwrap()),
+            GroupColumn::from_numeric(
+                "age",
+                &[Some(1.0), Some(f64::NAN)],
+                &Bands::new(&[18.0]).unwrap()
+            ),
             Err(FairnessError::NonFinite {
                 what: "age".into(),
                 index: 1
@@ -305,7 +317,11 @@ mod tests {
         );
         assert!(matches!(
             GroupColumn::from_codes(vec!["a".into()], &[Some(0), Some(3)]),
-            Err(FairnessError::CodeOutOfRange { code: 3, index: 1, .. })
+            Err(FairnessError::CodeOutOfRange {
+                code: 3,
+                index: 1,
+                ..
+            })
         ));
     }
 

@@ -110,7 +110,10 @@ fn benjamini_hochberg_matches_statsmodels() {
 #[test]
 fn wilson_interval_matches_statsmodels() {
     for case in &fixture!("wilson") {
-        let (count, nobs) = (case["count"].as_u64().unwrap(), case["nobs"].as_u64().unwrap());
+        let (count, nobs) = (
+            case["count"].as_u64().unwrap(),
+            case["nobs"].as_u64().unwrap(),
+        );
         let alpha = case["alpha"].as_f64().unwrap();
         let i = wilson_interval(count, nobs, alpha);
         let what = format!("wilson({count}, {nobs}, {alpha})");
@@ -123,7 +126,11 @@ fn wilson_interval_matches_statsmodels() {
 fn normal_critical_values_match_scipy() {
     for case in &fixture!("normal_critical") {
         let alpha = case["alpha"].as_f64().unwrap();
-        assert_close(normal_critical_value(alpha), case["z"].as_f64().unwrap(), "z");
+        assert_close(
+            normal_critical_value(alpha),
+            case["z"].as_f64().unwrap(),
+            "z",
+        );
     }
 }
 

@@ -105,8 +105,14 @@ pub fn sample_hypergeometric<R: Rng>(rng: &mut R, total: u64, succ: u64, draws: 
         p_mode,
         lo,
         hi,
-        |k| ((succ - k) as f64 * (draws - k) as f64) / ((k + 1) as f64 * (fail + k + 1 - draws) as f64),
-        |k| (k as f64 * (fail + k - draws) as f64) / ((succ - k + 1) as f64 * (draws - k + 1) as f64),
+        |k| {
+            ((succ - k) as f64 * (draws - k) as f64)
+                / ((k + 1) as f64 * (fail + k + 1 - draws) as f64)
+        },
+        |k| {
+            (k as f64 * (fail + k - draws) as f64)
+                / ((succ - k + 1) as f64 * (draws - k + 1) as f64)
+        },
     )
 }
 
@@ -256,7 +262,11 @@ pub fn bootstrap_cramers_v_interval(
         return None;
     }
     let (rows, cols) = (table.rows(), table.cols());
-    let p: Vec<f64> = table.counts().iter().map(|&x| x as f64 / n as f64).collect();
+    let p: Vec<f64> = table
+        .counts()
+        .iter()
+        .map(|&x| x as f64 / n as f64)
+        .collect();
     let chunks = samples.div_ceil(CHUNK);
     let mut values: Vec<f64> = (0..chunks)
         .into_par_iter()
@@ -301,7 +311,10 @@ mod tests {
             let (m, v) = mean_var(&xs);
             let (em, ev) = (n as f64 * p, n as f64 * p * (1.0 - p));
             // 6 standard errors: fails for a biased sampler, not for noise.
-            assert!((m - em).abs() < 6.0 * (ev / 20_000.0).sqrt(), "{n} {p}: mean {m}");
+            assert!(
+                (m - em).abs() < 6.0 * (ev / 20_000.0).sqrt(),
+                "{n} {p}: mean {m}"
+            );
             assert!((v / ev - 1.0).abs() < 0.06, "{n} {p}: var {v} vs {ev}");
         }
     }
@@ -309,7 +322,11 @@ mod tests {
     #[test]
     fn hypergeometric_draws_have_the_right_mean_and_variance() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        for &(total, succ, draws) in &[(20u64, 7u64, 5u64), (1_000_000, 30_000, 200_000), (10, 9, 9)] {
+        for &(total, succ, draws) in &[
+            (20u64, 7u64, 5u64),
+            (1_000_000, 30_000, 200_000),
+            (10, 9, 9),
+        ] {
             let xs: Vec<f64> = (0..20_000)
                 .map(|_| sample_hypergeometric(&mut rng, total, succ, draws) as f64)
                 .collect();
@@ -317,7 +334,10 @@ mod tests {
             let (t, s, d) = (total as f64, succ as f64, draws as f64);
             let em = d * s / t;
             let ev = d * (s / t) * (1.0 - s / t) * (t - d) / (t - 1.0);
-            assert!((m - em).abs() < 6.0 * (ev / 20_000.0).sqrt() + 1e-12, "mean {m} vs {em}");
+            assert!(
+                (m - em).abs() < 6.0 * (ev / 20_000.0).sqrt() + 1e-12,
+                "mean {m} vs {em}"
+            );
             assert!((v / ev - 1.0).abs() < 0.06, "var {v} vs {ev}");
         }
     }
@@ -360,8 +380,12 @@ mod tests {
     fn monte_carlo_p_value_agrees_with_the_exact_answer_on_a_tiny_table() {
         // [[3,0],[0,3]]: Pearson's statistic is extreme only for the two diagonal tables, whose
         // probability under fixed margins is 2/20 = 0.1.
-        let t = ContingencyTable::from_counts(vec![1, 2], vec!["a".into(), "b".into()], vec![3, 0, 0, 3])
-            .unwrap();
+        let t = ContingencyTable::from_counts(
+            vec![1, 2],
+            vec!["a".into(), "b".into()],
+            vec![3, 0, 0, 3],
+        )
+        .unwrap();
         let p = monte_carlo_p_value(&t, 20_000, 9);
         assert!((p - 0.1).abs() < 0.01, "p = {p}");
     }
@@ -374,7 +398,10 @@ mod tests {
             vec![4, 1, 2, 6, 1, 3],
         )
         .unwrap();
-        assert_eq!(monte_carlo_p_value(&t, 999, 5), monte_carlo_p_value(&t, 999, 5));
+        assert_eq!(
+            monte_carlo_p_value(&t, 999, 5),
+            monte_carlo_p_value(&t, 999, 5)
+        );
         assert_eq!(
             bootstrap_cramers_v_interval(&t, 500, 0.95, 5),
             bootstrap_cramers_v_interval(&t, 500, 0.95, 5)

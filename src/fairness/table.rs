@@ -56,12 +56,10 @@ impl ContingencyTable {
         let k = groups.levels().len();
         let mut counts = vec![0u64; segments.len() * k];
         for (index, (&seg, &g)) in membership.iter().zip(groups.codes()).enumerate() {
-            let row = lookup
-                .row(seg)
-                .ok_or(FairnessError::UnknownSegment {
-                    index,
-                    segment: seg,
-                })?;
+            let row = lookup.row(seg).ok_or(FairnessError::UnknownSegment {
+                index,
+                segment: seg,
+            })?;
             counts[row * k + g as usize] += 1;
         }
         Ok(Self {
@@ -202,8 +200,8 @@ mod tests {
 
     #[test]
     fn tabulates_members_by_segment_and_group() {
-        let g = GroupColumn::from_labels(&[Some("F"), Some("M"), None, Some("F"), Some("F")])
-            .unwrap();
+        let g =
+            GroupColumn::from_labels(&[Some("F"), Some("M"), None, Some("F"), Some("F")]).unwrap();
         let t = ContingencyTable::tabulate(&[7, 3], &[3, 7, 7, 3, 7], &g).unwrap();
         assert_eq!(t.groups(), ["F", "M", "(missing)"]);
         // row 0 = segment 7: M, missing, F; row 1 = segment 3: F, F
