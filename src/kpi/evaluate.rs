@@ -260,8 +260,27 @@ pub struct Evaluator<'a> {
     clv: ClvParams,
     first_day: Vec<i32>,
     segment_customers: Vec<u64>,
-    // Row indices ordered by day, so that the rows of a period are a contiguous range.
-    rows_by_day: Vec<u32>,
+    // Row indices ordered by day, so that the rows of a period are a contiguous range;
+    // `None` when the rows already come in day order (e.g. loaded with ORDER BY day).
+    rows_by_day: Option<Vec<u32>>,
+}
+
+/// The rows of a period: a plain range when the input is in day order, else indices.
+enum Rows<'r> {
+    Contiguous(std::ops::Range<usize>),
+    Indexed(std::slice::Iter<'r, u32>),
+}
+
+impl Iterator for Rows<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Rows::Contiguous(range) => range.next(),
+            Rows::Indexed(iter) => iter.next().map(|&i| i as usize),
+        }
+    }
 }
 
 // Per-customer flags of the scan.
@@ -295,7 +314,11 @@ impl<'a> Evaluator<'a> {
         for &s in &segmentation.of_customer {
             segment_customers[slot(s, slots)] += 1;
         }
-        let rows_by_day = rows_by_day(tx.day)?;
+        let rows_by_day = if tx.day.is_sorted() {
+            None
+        } else {
+            Some(rows_by_day(tx.day)?)
+        };
         Ok(Self {
             tx,
             segmentation,
@@ -306,14 +329,21 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// The rows with a day in `[start, end)`, as indices.
-    fn rows_in(&self, start: i32, end: i32) -> &[u32] {
+    /// The rows with a day in `[start, end)`.
+    fn rows_in(&self, start: i32, end: i32) -> Rows<'_> {
         let day = self.tx.day;
-        let lo = self
-            .rows_by_day
-            .partition_point(|&i| day[i as usize] < start);
-        let hi = self.rows_by_day.partition_point(|&i| day[i as usize] < end);
-        &self.rows_by_day[lo..hi.max(lo)]
+        match &self.rows_by_day {
+            None => {
+                let lo = day.partition_point(|&d| d < start);
+                let hi = day.partition_point(|&d| d < end);
+                Rows::Contiguous(lo..hi.max(lo))
+            }
+            Some(index) => {
+                let lo = index.partition_point(|&i| day[i as usize] < start);
+                let hi = index.partition_point(|&i| day[i as usize] < end);
+                Rows::Indexed(index[lo..hi.max(lo)].iter())
+            }
+        }
     }
 
     /// Every KPI for `period` (and its previous period) for `all` and each segment.
@@ -329,8 +359,7 @@ impl<'a> Evaluator<'a> {
         // Rows of P that carry an order id, to be de-duplicated after the scan.
         let mut order_rows: Vec<(u64, u32)> = Vec::new();
 
-        for &i in self.rows_in(start, end) {
-            let i = i as usize;
+        for i in self.rows_in(start, end) {
             let c = self.tx.customer[i] as usize;
             let a = &mut acc[slot(seg[c], slots)];
             revenue[slot(seg[c], slots)].add(self.tx.amount[i]);
@@ -348,8 +377,8 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        for &i in self.rows_in(prev_start, prev_end) {
-            let c = self.tx.customer[i as usize] as usize;
+        for i in self.rows_in(prev_start, prev_end) {
+            let c = self.tx.customer[i] as usize;
             let f = &mut flags[c];
             if *f & ACTIVE_PREVIOUS == 0 {
                 *f |= ACTIVE_PREVIOUS;
@@ -841,12 +870,73 @@ mod tests {
     }
 
     #[test]
+    fn quarter_after_an_empty_quarter() {
+        let f = fixture();
+        let tx = Transactions::new(6, &f.customer, &f.day, &f.amount, None).unwrap();
+        let seg = segmentation();
+        let ev = Evaluator::new(tx, &seg, ClvParams::default()).unwrap();
+        let q1 = Period::containing(
+            PeriodKind::Quarter,
+            NaiveDate::from_ymd_opt(2024, 2, 1).unwrap(),
+        )
+        .unwrap();
+        let e = ev.evaluate(q1).unwrap();
+        assert_eq!(e.previous.label(), "2023-Q4");
+        // Every customer bought for the first time in Q1 2024: 13 rows worth 17 + 35 + 198.
+        let a = e.all().aggregates;
+        assert_eq!(
+            (a.active, a.new, a.orders, a.active_previous),
+            (6, 6, 13, 0)
+        );
+        assert_eq!(a.revenue, 250.0);
+        // Customers 0, 3, 4 and 5 bought at least twice in the quarter.
+        assert_eq!(a.repeaters, 4);
+        assert_eq!(
+            e.all().value(Kpi::RetentionRate).undefined_reason(),
+            Some(Undefined::NoActivePreviousPeriod)
+        );
+        // Q2 2024: only customer 1 (April), retained from Q1; the other five churned.
+        let q2 = ev.evaluate(q1.next().unwrap()).unwrap();
+        assert_eq!(q2.all().value(Kpi::RetentionRate).value(), Some(1.0 / 6.0));
+        assert_eq!(q2.all().value(Kpi::ChurnRate).value(), Some(5.0 / 6.0));
+    }
+
+    #[test]
     fn day_index_is_a_stable_sort_for_dense_and_sparse_days() {
         let dense = [5, 3, 5, 4, 3, 3];
         assert_eq!(rows_by_day(&dense).unwrap(), [1, 4, 5, 3, 0, 2]);
         let sparse = [2_000_000, -5, 7, -5];
         assert_eq!(rows_by_day(&sparse).unwrap(), [1, 3, 2, 0]);
         assert!(rows_by_day(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rows_already_in_day_order_give_the_same_result() {
+        let f = fixture();
+        let mut order: Vec<usize> = (0..f.day.len()).collect();
+        order.sort_by_key(|&i| f.day[i]);
+        let customer: Vec<u32> = order.iter().map(|&i| f.customer[i]).collect();
+        let days: Vec<i32> = order.iter().map(|&i| f.day[i]).collect();
+        let amount: Vec<f64> = order.iter().map(|&i| f.amount[i]).collect();
+        let seg = segmentation();
+        let sorted = Transactions::new(6, &customer, &days, &amount, None).unwrap();
+        let sorted = Evaluator::new(sorted, &seg, ClvParams::default()).unwrap();
+        assert!(sorted.rows_by_day.is_none());
+        let unsorted = Transactions::new(6, &f.customer, &f.day, &f.amount, None).unwrap();
+        let unsorted = Evaluator::new(unsorted, &seg, ClvParams::default()).unwrap();
+        assert!(unsorted.rows_by_day.is_some());
+        for month in 1..=5 {
+            let p = Period::containing(
+                PeriodKind::Month,
+                NaiveDate::from_ymd_opt(2024, month, 1).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                sorted.evaluate(p).unwrap(),
+                unsorted.evaluate(p).unwrap(),
+                "{p}"
+            );
+        }
     }
 
     #[test]
