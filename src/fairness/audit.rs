@@ -258,9 +258,12 @@ struct Test<'a> {
     name: String,
     kind: AttributeKind,
     column: std::borrow::Cow<'a, GroupColumn>,
-    /// For intersections: (attribute index, group of that attribute) per intersection group.
-    parts: Option<(usize, usize, Vec<(u32, u32)>)>,
+    parts: Option<IntersectionParts>,
 }
+
+/// The two attributes (indices) of an intersection, and for each intersection group the
+/// groups of those attributes it combines.
+type IntersectionParts = (usize, usize, Vec<(u32, u32)>);
 
 /// Figures computed before suppression and BH adjustment.
 struct Analysis {
@@ -764,3 +767,6 @@ fn overall(
     reason.push('.');
     (verdict, reason)
 }
+
+#[cfg(test)]
+mod tests;

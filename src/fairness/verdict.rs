@@ -96,7 +96,8 @@ impl FairnessThresholds {
                 "must be positive and below cramers_v_fail",
             );
         }
-        if !(self.cramers_v_fail <= 1.0) {
+        // `is_nan` spelled out: a NaN limit must fail validation, not slip past a comparison.
+        if self.cramers_v_fail.is_nan() || self.cramers_v_fail > 1.0 {
             return bad("cramers_v_fail", "must be at most 1");
         }
         if !(self.four_fifths_ratio > 0.0 && self.four_fifths_ratio <= 1.0) {
@@ -338,12 +339,15 @@ pub fn decide(evidence: &Evidence, t: &FairnessThresholds) -> Decision {
     };
     if let Some(ai) = &evidence.adverse_impact {
         let rate = match ai.ratio {
-            Some(r) => format!("at {r:.2} times the rate of"),
-            None => "at a lower rate than (figure suppressed)".to_owned(),
+            Some(r) => format!("at {r:.2} times the rate of {}", ai.reference_group),
+            None => format!(
+                "at a lower rate than {} (ratio suppressed)",
+                ai.reference_group
+            ),
         };
         reason.push_str(&format!(
-            "; favourable segments select {} {rate} {}, below the four-fifths limit {:.2}",
-            ai.group, ai.reference_group, t.four_fifths_ratio
+            "; favourable segments select {} {rate}, below the four-fifths limit {:.2}",
+            ai.group, t.four_fifths_ratio
         ));
         if significant && e.effect >= t.cramers_v_warn {
             verdict = Verdict::Fail;
@@ -500,7 +504,9 @@ mod tests {
         assert!(d.reason.contains("favourable segments select F at 0.62 times the rate of M, below the four-fifths limit 0.80."));
         // Suppressed ratio is not quoted.
         e.adverse_impact.as_mut().unwrap().ratio = None;
-        assert!(!decide(&e, &t()).reason.contains("0.62"));
+        let reason = decide(&e, &t()).reason;
+        assert!(!reason.contains("0.62"));
+        assert!(reason.contains("select F at a lower rate than M (ratio suppressed)"));
     }
 
     #[test]
