@@ -1,0 +1,306 @@
+//! Storage: one connection type over SQLite and PostgreSQL, a pool, per-connection pragmas,
+//! embedded migrations, and the queries of each area (one file per area below `db/`).
+
+pub mod schema;
+pub mod secrets;
+pub mod trail;
+pub mod users;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend. Queries written against it run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database URL `{url}`: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::PoolError),
+}
+
+impl DbError {
+    /// Whether this is a unique-constraint violation (a duplicate).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Which backend a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A parsed database URL. `postgres://` and `postgresql://` select PostgreSQL; `sqlite://PATH`,
+/// `sqlite:PATH` or a plain file path select SQLite.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    /// What the driver receives: the full URL for PostgreSQL, the file path for SQLite.
+    target: String,
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<DatabaseUrl, DbError> {
+        let url = url.trim();
+        let invalid = |reason: &str| DbError::InvalidUrl {
+            url: redact(url),
+            reason: reason.to_string(),
+        };
+        if url.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+            return Ok(DatabaseUrl {
+                backend: Backend::Postgres,
+                target: url.to_string(),
+            });
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() {
+            return Err(invalid("no SQLite file path given"));
+        }
+        if path.contains("://") {
+            return Err(invalid(
+                "unsupported scheme: use postgres://…, sqlite://PATH or a file path",
+            ));
+        }
+        Ok(DatabaseUrl {
+            backend: Backend::Sqlite,
+            target: path.to_string(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The SQLite file path, for SQLite URLs.
+    pub fn sqlite_path(&self) -> Option<&str> {
+        (self.backend == Backend::Sqlite).then_some(self.target.as_str())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.target))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.target))
+    }
+}
+
+/// Hides a password in a URL so it can be logged.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Opens connections for the pool, choosing the backend by URL scheme (not by trial, as
+/// `MultiConnection::establish` would) and applying SQLite's pragmas to every new connection.
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match self.url.backend {
+            Backend::Postgres => diesel::PgConnection::establish(&self.url.target)
+                .map(DbConnection::Postgres)
+                .map_err(r2d2::Error::ConnectionError),
+            Backend::Sqlite => {
+                let mut conn = diesel::SqliteConnection::establish(&self.url.target)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers proceed during a write; NORMAL is durable at checkpoints,
+                // which WAL makes safe; diesel leaves foreign keys off unless asked.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+/// The database handle shared by the server and the CLI.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<ConnectionManager>,
+    url: DatabaseUrl,
+    /// SQLite allows one writer at a time; taking this in-process lock before a write
+    /// transaction turns would-be `SQLITE_BUSY` failures between our own workers into waits.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl Db {
+    /// Connects, and applies any pending migrations.
+    pub fn connect(url: &DatabaseUrl) -> DbResult<Db> {
+        let max_size = match url.backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(max_size)
+            .connection_timeout(Duration::from_secs(15))
+            .build(ConnectionManager { url: url.clone() })
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        let db = Db {
+            pool,
+            url: url.clone(),
+            write_lock: Arc::new(Mutex::new(())),
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.url.backend
+    }
+
+    pub fn conn(&self) -> DbResult<PooledConnection> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies pending migrations; returns the names of those applied.
+    pub fn migrate(&self) -> DbResult<Vec<String>> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+            DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+        Ok(applied.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// Reverts every migration, newest first (used to test that each `down.sql` works).
+    pub fn revert_all_migrations(&self) -> DbResult<usize> {
+        let mut conn = self.conn()?;
+        let reverted = match &mut *conn {
+            DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
+            DbConnection::Postgres(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+        Ok(reverted.len())
+    }
+
+    /// Runs `f` in a read transaction-free connection.
+    pub fn read<T>(&self, f: impl FnOnce(&mut DbConnection) -> DbResult<T>) -> DbResult<T> {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` in one write transaction: all of it or nothing.
+    pub fn write<T>(&self, f: impl FnOnce(&mut DbConnection) -> DbResult<T>) -> DbResult<T> {
+        let mut conn = self.conn()?;
+        let _guard = match self.url.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres => None,
+        };
+        conn.transaction(|conn| {
+            // Take the write lock first (SQLite: RESERVED; PostgreSQL: the head row), so the
+            // transaction never has to upgrade a stale read snapshot to a write.
+            diesel::update(schema::trail_head::table)
+                .set(schema::trail_head::seq.eq(schema::trail_head::seq))
+                .execute(conn)?;
+            f(conn)
+        })
+    }
+}
+
+/// The current instant, truncated to microseconds so it reads back unchanged from either
+/// backend (PostgreSQL keeps microseconds) and hashes the same when the trail is verified.
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_backend_by_scheme() {
+        let pg = DatabaseUrl::parse("postgres://u:secret@localhost:5432/db").unwrap();
+        assert_eq!(pg.backend(), Backend::Postgres);
+        assert!(
+            !pg.to_string().contains("secret"),
+            "password must not be shown"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/x.db")
+                .unwrap()
+                .sqlite_path(),
+            Some("data/x.db")
+        );
+        assert_eq!(
+            DatabaseUrl::parse("fairseg.db").unwrap().backend(),
+            Backend::Sqlite
+        );
+        assert!(DatabaseUrl::parse("mysql://localhost/x").is_err());
+        assert!(DatabaseUrl::parse("  ").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+}

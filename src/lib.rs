@@ -1,0 +1,15 @@
+//! fairseg: a governed customer-segmentation analytics server.
+//!
+//! Areas, each in its own module: `policy` (governance as code), `db` (storage on SQLite or
+//! PostgreSQL), `auth` (accounts, tokens, permissions), `trail` (tamper-evident log), `web`
+//! (routes, pages, API); the domain areas `segmentation`, `fairness` and `kpi` compute on plain
+//! Rust types and know nothing of HTTP or SQL.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod policy;
+pub mod startup;
+pub mod telemetry;
+pub mod trail;
+pub mod web;

@@ -1,0 +1,342 @@
+//! The `fairseg` command line: parse, then call the library.
+
+use std::io::IsTerminal;
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use fairseg::auth::accounts;
+use fairseg::config::{GlobalArgs, Settings};
+use fairseg::db::{Db, secrets, trail as trail_store};
+use fairseg::policy::Policy;
+use fairseg::trail::Actor;
+use fairseg::{startup, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "fairseg",
+    version,
+    about = "Governed customer segmentation: consent first, fairness audited, KPIs tracked."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app and the JSON API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "FAIRSEG_ADDR", default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+    /// Create a fresh demo database with demo users, print their credentials, and serve it.
+    Demo {
+        #[arg(long, env = "FAIRSEG_ADDR", default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Set up the demo database and exit without serving.
+        #[arg(long)]
+        no_serve: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply pending database migrations (the server also applies them at start).
+    Migrate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Policy commands.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Staff account commands.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Trail commands.
+    Trail {
+        #[command(subcommand)]
+        command: TrailCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate the policy; each problem names file, key and what is wrong.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a staff account. The password comes from FAIRSEG_PASSWORD or a prompt.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrailCommand {
+    /// Verify the hash chain; exits non-zero and names the first bad entry if it is broken.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure whose report has already been printed in full; only the exit code remains.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Reported(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.global.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context and its causes, joined.
+            let chain: Vec<String> = e
+                .chain()
+                .map(|c| c.to_string().replace('\n', "; "))
+                .collect();
+            eprintln!("fairseg: error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { addr } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            serve(settings, &addr)
+        }
+        Command::Demo {
+            addr,
+            no_serve,
+            json,
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg-demo.db")?;
+            demo(settings, &addr, no_serve, json)
+        }
+        Command::Migrate { json } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            let db = Db::connect(&settings.database_url).context("opening the database")?;
+            // `connect` applies migrations; report what the schema now holds.
+            let applied = db.migrate()?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"database": settings.database_url.to_string(), "applied": applied})
+                );
+            } else {
+                println!("database {} is up to date", settings.database_url);
+            }
+            Ok(())
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { json },
+        } => match Policy::load(&cli.global.policies_dir) {
+            Ok(policy) => {
+                if json {
+                    println!(
+                        "{}",
+                        json!({"valid": true, "version": policy.version, "file": policy.path})
+                    );
+                } else {
+                    println!(
+                        "{}: valid, version {}",
+                        policy.path.display(),
+                        policy.version
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let issues = e.issues();
+                if json {
+                    println!("{}", json!({"valid": false, "issues": issues}));
+                } else {
+                    for issue in &issues {
+                        println!("{issue}");
+                    }
+                }
+                Err(Reported(format!("the policy has {} problem(s)", issues.len())).into())
+            }
+        },
+        Command::User {
+            command: UserCommand::Add { email, role, json },
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            let policy = Policy::load(&settings.policies_dir)?;
+            let password = read_password()?;
+            let db = Db::connect(&settings.database_url).context("opening the database")?;
+            startup::prepare(&db, &policy, &settings)?;
+            let user = accounts::create_user(&db, &policy, &Actor::cli(), &email, &role, password)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"id": user.id, "email": user.email, "role": user.role})
+                );
+            } else {
+                println!("created {} ({}) with id {}", user.email, user.role, user.id);
+            }
+            Ok(())
+        }
+        Command::Trail {
+            command: TrailCommand::Verify { json },
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            let db = Db::connect(&settings.database_url).context("opening the database")?;
+            let report = db.read(trail_store::verify)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            match &report.first_bad {
+                None => {
+                    if !json {
+                        println!("trail intact: {} entries verified", report.entries);
+                    }
+                    Ok(())
+                }
+                Some(bad) => bail!(Reported(format!(
+                    "trail broken at entry {}: {}",
+                    bad.seq, bad.problem
+                ))),
+            }
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("FAIRSEG_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password: set FAIRSEG_PASSWORD or run in a terminal to be prompted");
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Repeat password: ")?;
+    if first != second {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+fn serve(settings: Settings, addr: &str) -> anyhow::Result<()> {
+    let policy =
+        Policy::load(&settings.policies_dir).context("refusing to start on an invalid policy")?;
+    let db = Db::connect(&settings.database_url).context("opening the database")?;
+    let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let state = startup::app_state(db, policy, settings)?;
+    tracing::info!(policy = %state.policy.version, database = %state.settings.database_url, "serving on http://{local}");
+    println!("fairseg is serving on http://{local} (Ctrl-C to stop)");
+    actix_web::rt::System::new()
+        .block_on(async move { startup::run(listener, state)?.await.map_err(Into::into) })
+}
+
+/// Marks a database as made by `demo`, so a later `demo` may replace it but never a real one.
+const DEMO_MARKER: &str = "demo_database";
+
+const DEMO_USERS: [(&str, &str); 4] = [
+    ("admin@fairseg.demo", "admin"),
+    ("compliance@fairseg.demo", "compliance"),
+    ("marketing@fairseg.demo", "marketing"),
+    ("analyst@fairseg.demo", "analyst"),
+];
+
+fn demo(settings: Settings, addr: &str, no_serve: bool, json: bool) -> anyhow::Result<()> {
+    let policy =
+        Policy::load(&settings.policies_dir).context("refusing to start on an invalid policy")?;
+    let Some(path) = settings.database_url.sqlite_path().map(str::to_string) else {
+        bail!("the demo runs on an SQLite file; pass --database-url PATH.db or leave it unset");
+    };
+    if std::path::Path::new(&path).exists() {
+        let existing =
+            Db::connect(&settings.database_url).context("opening the existing demo database")?;
+        let is_demo = existing.read(|c| secrets::find(c, DEMO_MARKER))?.is_some();
+        drop(existing);
+        if !is_demo {
+            bail!(
+                "{path} exists and was not made by `fairseg demo`; it is left untouched (pass another --database-url)"
+            );
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{path}{suffix}");
+            if std::path::Path::new(&file).exists() {
+                std::fs::remove_file(&file)
+                    .with_context(|| format!("removing the old demo database {file}"))?;
+            }
+        }
+    }
+    let db = Db::connect(&settings.database_url).context("creating the demo database")?;
+    db.write(|c| secrets::get_or_create(c, DEMO_MARKER, || "true".into()).map(|_| ()))?;
+    startup::prepare(&db, &policy, &settings)?;
+    let mut credentials = Vec::new();
+    for (email, role) in DEMO_USERS {
+        let password = demo_password();
+        accounts::create_user(
+            &db,
+            &policy,
+            &Actor::system(),
+            email,
+            role,
+            password.clone(),
+        )?;
+        credentials.push(json!({"email": email, "role": role, "password": password}));
+    }
+    if json {
+        println!(
+            "{}",
+            json!({"database": path, "users": credentials, "addr": addr})
+        );
+    } else {
+        println!("Demo database: {path}");
+        println!("Demo users (role, e-mail, password):");
+        for c in &credentials {
+            println!(
+                "  {:<11} {:<26} {}",
+                c["role"].as_str().unwrap_or(""),
+                c["email"].as_str().unwrap_or(""),
+                c["password"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if no_serve {
+        return Ok(());
+    }
+    println!("Open http://{addr}/ and sign in as one of them.");
+    serve(settings, addr)
+}
+
+/// A fresh, readable password per demo run: the demo must not ship known credentials.
+fn demo_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    let groups: Vec<String> = (0..3)
+        .map(|_| {
+            (0..4)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                .collect()
+        })
+        .collect();
+    format!("demo-{}", groups.join("-"))
+}

@@ -1,0 +1,177 @@
+//! Builds the application: state, middleware, routes, and the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use rand::RngCore;
+use serde_json::json;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::csrf::CsrfKey;
+use crate::auth::throttle::Throttle;
+use crate::auth::token::TokenKeys;
+use crate::config::Settings;
+use crate::db::{Db, secrets, trail as trail_store};
+use crate::policy::Policy;
+use crate::trail::{Actor, NewEntry};
+use crate::web::access::{self, RouteIndex};
+use crate::web::error::AppError;
+use crate::web::metrics::{self, Metrics};
+use crate::web::routes;
+
+/// Everything handlers share.
+pub struct AppState {
+    pub db: Db,
+    pub policy: Arc<Policy>,
+    pub tokens: TokenKeys,
+    pub csrf: CsrfKey,
+    pub throttle: Throttle,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub routes: RouteIndex,
+}
+
+const SIGNING_KEY_SECRET: &str = "token_signing_key";
+
+/// Records the policy version in force (its text is kept the first time it is seen) and
+/// returns the token signing secret: from settings, or generated and kept on first run.
+pub fn prepare(db: &Db, policy: &Policy, settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    db.write(|conn| {
+        if trail_store::record_policy_version(conn, policy)? {
+            trail_store::append(
+                conn,
+                NewEntry::new(
+                    &Actor::system(),
+                    "policy.loaded",
+                    &policy.version,
+                    json!({"name": policy.meta.name, "file": policy.path.display().to_string()}),
+                ),
+                &policy.version,
+            )?;
+        }
+        Ok(())
+    })
+    .context("recording the policy version")?;
+    if let Some(key) = &settings.signing_key {
+        return Ok(key.expose().to_vec());
+    }
+    let (key, created) = db
+        .write(|conn| {
+            let (key, created) = secrets::get_or_create(conn, SIGNING_KEY_SECRET, || {
+                let mut bytes = [0u8; 64];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                hex::encode(bytes)
+            })?;
+            if created {
+                trail_store::append(
+                    conn,
+                    NewEntry::new(
+                        &Actor::system(),
+                        "server.signing_key_generated",
+                        SIGNING_KEY_SECRET,
+                        json!({}),
+                    ),
+                    &policy.version,
+                )?;
+            }
+            Ok((key, created))
+        })
+        .context("loading the token signing key")?;
+    if created {
+        tracing::info!("generated a token signing key and stored it in the database");
+    }
+    Ok(key.into_bytes())
+}
+
+pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<AppState> {
+    let secret = prepare(&db, &policy, &settings)?;
+    Ok(AppState {
+        tokens: TokenKeys::new(&secret, settings.token_ttl),
+        csrf: CsrfKey::new(&secret),
+        db,
+        policy: Arc::new(policy),
+        throttle: Throttle::default(),
+        metrics: Metrics::default(),
+        routes: RouteIndex::new(&routes::table()),
+        settings,
+    })
+}
+
+/// Starts serving on `listener`; the server stops gracefully on SIGINT/SIGTERM, finishing
+/// requests in flight for up to 30 s.
+pub fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let limit = state.settings.max_body_bytes;
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(limit))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .error_handler(move |e, _| json_error(e, limit).into()),
+            )
+            .app_data(
+                web::FormConfig::default()
+                    .limit(limit)
+                    .error_handler(move |e, _| form_error(e, limit).into()),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                AppError::InvalidInput {
+                    field: None,
+                    message: format!("bad query parameters: {e}"),
+                }
+                .into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
+            .wrap(from_fn(access::enforce))
+            .wrap(from_fn(metrics::record))
+            .wrap(TracingLogger::default())
+            .configure(routes::configure)
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(AppError::NotFound)
+            }))
+    })
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+fn json_error(e: actix_web::error::JsonPayloadError, limit: usize) -> AppError {
+    use actix_web::error::JsonPayloadError as J;
+    match e {
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => AppError::PayloadTooLarge { limit },
+        J::ContentType => AppError::InvalidInput {
+            field: None,
+            message: "send JSON with Content-Type: application/json".into(),
+        },
+        J::Deserialize(e) => AppError::InvalidInput {
+            field: None,
+            message: format!(
+                "invalid JSON body at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        },
+        other => AppError::InvalidInput {
+            field: None,
+            message: format!("invalid JSON body: {other}"),
+        },
+    }
+}
+
+fn form_error(e: actix_web::error::UrlencodedError, limit: usize) -> AppError {
+    use actix_web::error::UrlencodedError as U;
+    match e {
+        U::Overflow { .. } => AppError::PayloadTooLarge { limit },
+        other => AppError::InvalidInput {
+            field: None,
+            message: format!("invalid form: {other}"),
+        },
+    }
+}

@@ -1,0 +1,17 @@
+//! HTTP: the route table with each route's required permission, the access middleware that
+//! enforces it, and the handlers of each area (HTML pages and the JSON API side by side).
+
+pub mod access;
+pub mod auth;
+pub mod error;
+pub mod home;
+pub mod layout;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod policy;
+pub mod routes;
+pub mod trail;
+pub mod users;
+
+pub use error::AppError;

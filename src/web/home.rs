@@ -1,0 +1,82 @@
+//! The home page: what each role can do from here.
+
+use actix_web::HttpResponse;
+use askama::Template;
+
+use super::error::{AppError, blocking};
+use super::layout::{Layout, State, render};
+use crate::auth::CurrentUser;
+use crate::db::users::UserRow;
+use crate::policy::Permission;
+
+/// A card on the home page linking to an area the role may open.
+pub struct Card {
+    pub title: &'static str,
+    pub href: &'static str,
+    pub text: String,
+}
+
+#[derive(Template)]
+#[template(path = "home/index.html")]
+struct HomePage {
+    layout: Layout,
+    role: String,
+    role_description: String,
+    cards: Vec<Card>,
+}
+
+pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
+    let db = state.db.clone();
+    let (users, trail_entries) = blocking(move || {
+        db.read(|c| {
+            Ok((
+                UserRow::count(c)?,
+                crate::db::trail::page(c, &Default::default(), 0, 1)?.1,
+            ))
+        })
+    })
+    .await?;
+    let mut cards = Vec::new();
+    if user.can(Permission::UsersManage) {
+        cards.push(Card {
+            title: "Users",
+            href: "/admin/users",
+            text: format!("{users} staff accounts. Create accounts, change roles, disable access."),
+        });
+    }
+    if user.can(Permission::TrailRead) {
+        cards.push(Card {
+            title: "Trail",
+            href: "/trail",
+            text: format!(
+                "{trail_entries} entries in the tamper-evident trail of changes and views of individual-level data."
+            ),
+        });
+    }
+    if user.can(Permission::PolicyRead) {
+        cards.push(Card {
+            title: "Policy",
+            href: "/policy",
+            text: format!(
+                "Purposes, protected attributes, fairness thresholds and retention in force (version {}).",
+                state.policy.short_version()
+            ),
+        });
+    }
+    cards.push(Card {
+        title: "Your account",
+        href: "/account",
+        text: "Change your password; signs out your other sessions.".into(),
+    });
+    let role_description = state
+        .policy
+        .role(&user.role)
+        .map(|r| r.description.clone())
+        .unwrap_or_default();
+    Ok(render(&HomePage {
+        layout: Layout::new(&state, Some(&user), "Home", "/"),
+        role: user.role.clone(),
+        role_description,
+        cards,
+    }))
+}

@@ -1,0 +1,41 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations. A test checks that every
+//! `/api/v1` route of the table is in it.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "fairseg API", description = "Governed customer segmentation: consent, segments, fairness audits, KPIs."),
+    paths(
+        super::auth::issue_token,
+        super::auth::revoke_token,
+        super::auth::me,
+        super::auth::change_password_api,
+        super::users::list_api,
+        super::users::create_api,
+        super::users::update_api,
+        super::trail::list_api,
+        super::trail::verify_api,
+        super::policy::api,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! Every route the server answers, with the access it requires. The table is the single source
+//! of truth: the server is configured from it, the access middleware enforces it (a route that
+//! is not in it does not exist), and the route × role test walks it.
+
+use actix_web::http::Method;
+use actix_web::web;
+
+use crate::policy::Permission;
+
+/// What a route requires of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// Any signed-in user.
+    SignedIn,
+    /// A signed-in user whose role holds this permission.
+    Permission(Permission),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+impl RouteSpec {
+    pub fn is_api(&self) -> bool {
+        self.path.starts_with("/api/")
+    }
+}
+
+macro_rules! route_table {
+    ($($method:ident $path:literal $access:expr => $handler:path;)+) => {
+        /// The route table.
+        pub fn table() -> Vec<RouteSpec> {
+            vec![$(RouteSpec { method: Method::$method, path: $path, access: $access }),+]
+        }
+
+        /// Registers every route of the table with its handler.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            let mut resources: Vec<(&'static str, Option<actix_web::Resource>)> = Vec::new();
+            $(add(&mut resources, $path, web::route().method(Method::$method).to($handler));)+
+            for (_, resource) in resources {
+                cfg.service(resource.expect("each resource is registered once"));
+            }
+        }
+    };
+}
+
+/// Routes sharing a path must share one actix resource, or the first would answer 405 for the
+/// methods of the second.
+fn add(
+    resources: &mut Vec<(&'static str, Option<actix_web::Resource>)>,
+    path: &'static str,
+    route: actix_web::Route,
+) {
+    match resources.iter_mut().find(|(p, _)| *p == path) {
+        Some((_, slot)) => {
+            let resource = slot.take().expect("resource present");
+            *slot = Some(resource.route(route));
+        }
+        None => resources.push((path, Some(web::resource(path).route(route)))),
+    }
+}
+
+use super::{auth, home, ops, policy, trail, users};
+use Access::{Public, SignedIn};
+use Permission::*;
+
+const fn needs(p: Permission) -> Access {
+    Access::Permission(p)
+}
+
+route_table! {
+    GET "/healthz" Public => ops::healthz;
+    GET "/metrics" Public => ops::metrics;
+    GET "/static/app.css" Public => ops::stylesheet;
+    GET "/api/v1/openapi.json" Public => ops::openapi_document;
+
+    GET "/signin" Public => auth::signin_page;
+    POST "/signin" Public => auth::signin_submit;
+    POST "/signout" SignedIn => auth::signout;
+    GET "/account" SignedIn => auth::account_page;
+    POST "/account/password" SignedIn => auth::change_password_submit;
+    POST "/api/v1/auth/token" Public => auth::issue_token;
+    POST "/api/v1/auth/revoke" SignedIn => auth::revoke_token;
+    GET "/api/v1/me" SignedIn => auth::me;
+    POST "/api/v1/me/password" SignedIn => auth::change_password_api;
+
+    GET "/" SignedIn => home::index;
+
+    GET "/admin/users" needs(UsersManage) => users::list_page;
+    POST "/admin/users" needs(UsersManage) => users::create_submit;
+    POST "/admin/users/{id}/role" needs(UsersManage) => users::role_submit;
+    POST "/admin/users/{id}/disable" needs(UsersManage) => users::disable_submit;
+    POST "/admin/users/{id}/enable" needs(UsersManage) => users::enable_submit;
+    POST "/admin/users/{id}/password" needs(UsersManage) => users::reset_password_submit;
+    GET "/api/v1/users" needs(UsersManage) => users::list_api;
+    POST "/api/v1/users" needs(UsersManage) => users::create_api;
+    PATCH "/api/v1/users/{id}" needs(UsersManage) => users::update_api;
+
+    GET "/trail" needs(TrailRead) => trail::page;
+    GET "/trail/verify" needs(TrailRead) => trail::verify_page;
+    GET "/api/v1/trail" needs(TrailRead) => trail::list_api;
+    GET "/api/v1/trail/verify" needs(TrailRead) => trail::verify_api;
+
+    GET "/policy" needs(PolicyRead) => policy::page;
+    GET "/api/v1/policy" needs(PolicyRead) => policy::api;
+}
