@@ -162,6 +162,8 @@ pub struct RateEntry {
     pub ratio: Option<f64>,
     pub eligible: bool,
     pub violation: bool,
+    /// Bonferroni-adjusted p-value of the difference from the reference group's rate.
+    pub p_value: Option<f64>,
     pub suppressed: bool,
 }
 
@@ -458,7 +460,15 @@ pub fn audit(
             .as_ref()
             .map(|ff| publish_four_fifths(ff, &a.table, m, &favourable));
         let adverse_impact = ff.as_ref().and_then(|ff| {
-            let worst = ff.violations().min_by(|x, y| x.ratio.total_cmp(&y.ratio))?;
+            // The worst significant violation if there is one, else the worst violation.
+            let significant = |r: &&crate::fairness::representation::SelectionRate| {
+                r.p_value.is_some_and(|p| p < thresholds.alpha)
+            };
+            let worst = ff
+                .violations()
+                .filter(significant)
+                .min_by(|x, y| x.ratio.total_cmp(&y.ratio))
+                .or_else(|| ff.violations().min_by(|x, y| x.ratio.total_cmp(&y.ratio)))?;
             let shown = four_fifths_report
                 .as_ref()
                 .and_then(|r| r.rates.iter().find(|e| e.group == worst.group))
@@ -467,6 +477,7 @@ pub fn audit(
                 group: worst.group.clone(),
                 reference_group: ff.reference_group.clone(),
                 ratio: shown,
+                significant: significant(&worst),
             })
         });
         let test_evidence = match &a.independence {
@@ -628,6 +639,7 @@ fn publish_four_fifths(
                 ratio: (!hidden && !reference_hidden).then_some(r.ratio),
                 eligible: r.eligible,
                 violation: r.violation,
+                p_value: r.p_value.filter(|_| !hidden && !reference_hidden),
                 suppressed: hidden || reference_hidden,
             }
         })

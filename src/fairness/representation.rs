@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::stats::{Interval, wilson_interval};
+use super::stats::{Independence, Interval, pearson_chi_square, wilson_interval};
 use super::table::ContingencyTable;
 
 /// A group's share in one segment relative to its share in the audited population.
@@ -61,6 +61,11 @@ pub struct SelectionRate {
     pub eligible: bool,
     /// Eligible and below the four-fifths limit.
     pub violation: bool,
+    /// p-value of the difference between this group's selection rate and the reference
+    /// group's (Pearson chi-square on the 2 × 2 table selected/not × group/reference),
+    /// Bonferroni-adjusted over the eligible groups compared. `None` for the reference group and
+    /// ineligible groups.
+    pub p_value: Option<f64>,
 }
 
 /// The four-fifths (adverse impact) rule over the favourable segments.
@@ -109,6 +114,7 @@ pub fn four_fifths(
                 ratio: f64::NAN,
                 eligible: ct[c] >= min_group_size.max(1),
                 violation: false,
+                p_value: None,
             }
         })
         .collect();
@@ -117,8 +123,16 @@ pub fn four_fifths(
         .filter(|r| r.eligible)
         .max_by(|a, b| a.rate.total_cmp(&b.rate))?
         .clone();
+    let compared = rates
+        .iter()
+        .filter(|r| r.eligible && r.group != reference.group)
+        .count();
     let mut min_ratio = f64::INFINITY;
     for r in &mut rates {
+        if r.eligible && r.group != reference.group {
+            let p = selection_difference_p(r, &reference);
+            r.p_value = Some((p * compared as f64).min(1.0));
+        }
         r.ratio = if reference.rate > 0.0 {
             r.rate / reference.rate
         } else {
@@ -136,6 +150,26 @@ pub fn four_fifths(
         min_ratio,
         limit,
     })
+}
+
+/// p-value of Pearson's chi-square test on selected/not selected × group/reference (1 when the
+/// 2 × 2 table is degenerate, e.g. nobody or everybody selected).
+fn selection_difference_p(group: &SelectionRate, reference: &SelectionRate) -> f64 {
+    let t = ContingencyTable::from_counts(
+        vec![0, 1],
+        vec!["selected".to_owned(), "not selected".to_owned()],
+        vec![
+            group.selected,
+            group.size - group.selected,
+            reference.selected,
+            reference.size - reference.selected,
+        ],
+    )
+    .expect("2 × 2 by construction");
+    match pearson_chi_square(&t) {
+        Independence::Tested(c) => c.p_value,
+        Independence::NotTestable(_) => 1.0,
+    }
 }
 
 /// Balance of one segment (Chierichetti et al. 2017, "Fair clustering through fairlets"):
@@ -259,6 +293,9 @@ mod tests {
         assert!(!ff.rates[2].eligible && !ff.rates[2].violation);
         assert!((ff.min_ratio - 0.4 / 0.6).abs() < 1e-12);
         assert_eq!(ff.violations().count(), 1);
+        // 60/100 vs 40/100: χ² = 8.0 on 1 dof, p = 0.004678; one group compared.
+        assert!((g1.p_value.unwrap() - 0.004677734981047276).abs() < 1e-12);
+        assert_eq!(ff.rates[0].p_value, None);
         assert!(four_fifths(&t, &[false, false], 0.8, 10).is_none());
     }
 }

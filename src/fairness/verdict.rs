@@ -17,10 +17,15 @@
 //!      limit;
 //!    - not significant but V ≥ warn → *warn* (cannot be confirmed, cannot be ruled out);
 //!    - not significant and V < warn → *pass*.
-//! 4. **Four-fifths rule on favourable segments.** An eligible group selected at less than
-//!    `four_fifths_ratio` times the reference group's rate raises the verdict to at least
-//!    *warn*, and to *fail* when the dependency is also significant with at least a warn-level
-//!    effect. It never turns a negligible effect into a fail.
+//! 4. **Four-fifths rule on favourable segments.** A group (with at least `min_cell_size`
+//!    members) selected into favourable segments at less than `four_fifths_ratio` times the
+//!    rate of the most-selected group is an adverse impact by the EEOC yardstick. If that
+//!    difference in selection rates is itself significant (2 × 2 chi-square, Bonferroni over
+//!    the groups compared) the verdict is *fail*, whatever V says: V averages over all segments
+//!    and can be small while one favourable segment shuts a group out. If the difference is not
+//!    significant the verdict is raised to at least *warn*. So "a significant but negligible
+//!    effect never fails" holds for the association as a whole; a four-fifths violation is a
+//!    non-negligible effect of its own.
 //!
 //! The overall verdict is the worst attribute verdict, ordered pass < warn < inconclusive < fail.
 
@@ -149,8 +154,10 @@ pub enum Rule {
     SignificantNegligibleEffect,
     UnconfirmedEffect,
     NoDependency,
+    /// A significant four-fifths violation.
     AdverseImpact,
-    AdverseImpactWithDependency,
+    /// A four-fifths violation that is not statistically significant.
+    UnconfirmedAdverseImpact,
 }
 
 /// Which p-value a verdict used.
@@ -170,6 +177,8 @@ pub struct AdverseImpact {
     pub reference_group: String,
     /// `None` when the ratio would reveal a suppressed count.
     pub ratio: Option<f64>,
+    /// Whether the difference in selection rates is significant at `alpha`.
+    pub significant: bool,
 }
 
 /// What the verdict rules look at for one attribute.
@@ -346,15 +355,21 @@ pub fn decide(evidence: &Evidence, t: &FairnessThresholds) -> Decision {
             ),
         };
         reason.push_str(&format!(
-            "; favourable segments select {} {rate}, below the four-fifths limit {:.2}",
-            ai.group, t.four_fifths_ratio
+            "; favourable segments select {} {rate}, below the four-fifths limit {:.2}{}",
+            ai.group,
+            t.four_fifths_ratio,
+            if ai.significant {
+                ""
+            } else {
+                ", though that difference is not statistically significant"
+            }
         ));
-        if significant && e.effect >= t.cramers_v_warn {
+        if ai.significant {
             verdict = Verdict::Fail;
-            rule = Rule::AdverseImpactWithDependency;
+            rule = Rule::AdverseImpact;
         } else if verdict < Verdict::Warn {
             verdict = Verdict::Warn;
-            rule = Rule::AdverseImpact;
+            rule = Rule::UnconfirmedAdverseImpact;
         }
     }
     reason.push('.');
@@ -441,15 +456,36 @@ mod tests {
         );
         let d = decide(&ev(1e-30, 0.08, Some((0.07, 0.11)), 1_000_000), &t());
         assert_eq!(d.verdict, Verdict::Warn);
-        // Even with a four-fifths violation, a negligible effect stays at warn.
+        // A four-fifths violation that is not significant only raises it to warn.
         let mut e = ev(1e-30, 0.01, Some((0.009, 0.011)), 1_000_000);
         e.adverse_impact = Some(AdverseImpact {
             group: "F".into(),
             reference_group: "M".into(),
             ratio: Some(0.7),
+            significant: false,
         });
         let d = decide(&e, &t());
-        assert_eq!((d.verdict, d.rule), (Verdict::Warn, Rule::AdverseImpact));
+        assert_eq!(
+            (d.verdict, d.rule),
+            (Verdict::Warn, Rule::UnconfirmedAdverseImpact)
+        );
+        assert!(
+            d.reason
+                .ends_with("though that difference is not statistically significant.")
+        );
+    }
+
+    #[test]
+    fn a_significant_four_fifths_violation_fails_even_with_a_small_overall_v() {
+        let mut e = ev(1e-30, 0.07, Some((0.068, 0.071)), 1_000_000);
+        e.adverse_impact = Some(AdverseImpact {
+            group: "F".into(),
+            reference_group: "M".into(),
+            ratio: Some(0.53),
+            significant: true,
+        });
+        let d = decide(&e, &t());
+        assert_eq!((d.verdict, d.rule), (Verdict::Fail, Rule::AdverseImpact));
     }
 
     #[test]
@@ -489,20 +525,19 @@ mod tests {
     }
 
     #[test]
-    fn four_fifths_violation_with_dependency_fails() {
+    fn four_fifths_violation_is_quoted_or_withheld_in_the_reason() {
         let mut e = ev(1e-6, 0.21, Some((0.17, 0.25)), 5000);
         e.adverse_impact = Some(AdverseImpact {
             group: "F".into(),
             reference_group: "M".into(),
             ratio: Some(0.62),
+            significant: true,
         });
         let d = decide(&e, &t());
-        assert_eq!(
-            (d.verdict, d.rule),
-            (Verdict::Fail, Rule::AdverseImpactWithDependency)
-        );
-        assert!(d.reason.contains("favourable segments select F at 0.62 times the rate of M, below the four-fifths limit 0.80."));
-        // Suppressed ratio is not quoted.
+        assert_eq!((d.verdict, d.rule), (Verdict::Fail, Rule::AdverseImpact));
+        assert!(d.reason.ends_with(
+            "favourable segments select F at 0.62 times the rate of M, below the four-fifths limit 0.80."
+        ));
         e.adverse_impact.as_mut().unwrap().ratio = None;
         let reason = decide(&e, &t()).reason;
         assert!(!reason.contains("0.62"));
