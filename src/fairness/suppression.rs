@@ -15,6 +15,11 @@
 //! preferring non-zero counts so that every suppressed value can move both up and down. Linear
 //! algebra is the right test here (rather than "at least two suppressed per row"), because with
 //! linked intersection tables a row-and-column rule still leaves cells recoverable.
+//!
+//! Not covered, deliberately: the test statistics (χ², V, p-values) are exact functions of all
+//! counts, so in principle they narrow a suppressed count down to a few candidates. Statistical
+//! disclosure practice treats such model outputs as non-disclosive; a policy that wants more
+//! should round them where they are displayed.
 
 use serde::Serialize;
 
