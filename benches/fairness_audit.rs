@@ -194,20 +194,21 @@ fn main() {
     );
     println!();
     println!(
-        "  {:<10} {:>12} {:>4} {:>10} {:>8} {:>8}  verdict",
-        "attribute", "chi2", "dof", "p_adj", "V", "V_corr"
+        "  {:<10} {:>12} {:>4} {:>10} {:>10} {:>8} {:>8}  verdict",
+        "attribute", "chi2", "dof", "p", "p_adj", "V", "V_corr"
     );
     for a in &report.attributes {
         println!(
-            "  {:<10} {:>12.4} {:>4} {:>10.3e} {:>8.5} {:>8.5}  {} ({:?})",
+            "  {:<10} {:>12.4} {:>4} {:>10.3e} {:>10.3e} {:>8.5} {:>8.5}  {} ({:?})",
             a.attribute,
             a.chi_square.unwrap_or(f64::NAN),
             a.dof.unwrap_or(0),
+            a.p_value.unwrap_or(f64::NAN),
             a.p_value_adjusted.unwrap_or(f64::NAN),
             a.cramers_v.unwrap_or(f64::NAN),
             a.cramers_v_corrected.unwrap_or(f64::NAN),
             a.verdict,
-            a.p_value_method,
+            a.rule,
         );
     }
     for pr in &report.proxies {
