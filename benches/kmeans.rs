@@ -60,7 +60,10 @@ fn main() {
         }
     };
     println!("threads: {}", rayon::current_num_threads());
-    println!("{:<44}{:>9}{:>7}{:>18}", "what", "seconds", "iters", "inertia");
+    println!(
+        "{:<44}{:>9}{:>7}{:>18}",
+        "what", "seconds", "iters", "inertia"
+    );
     let view = x.view();
     let mut last = None;
     for seed in 0..3u64 {
@@ -107,7 +110,9 @@ fn main() {
     );
     if let Some(fit) = last {
         let t = Instant::now();
-        let s = quality::silhouette_sampled(&view, &fit.labels, quality::DEFAULT_SILHOUETTE_SAMPLE, 1).expect("silhouette");
+        let s =
+            quality::silhouette_sampled(&view, &fit.labels, quality::DEFAULT_SILHOUETTE_SAMPLE, 1)
+                .expect("silhouette");
         let ts = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let ch = quality::calinski_harabasz(&view, &fit.labels).expect("ch");

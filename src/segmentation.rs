@@ -55,7 +55,9 @@ pub enum SegmentationError {
         row: usize,
     },
     /// A value that cannot go through log1p (below -1).
-    #[error("feature '{feature}' is log-transformed but row {row} has value {value} (must be > -1)")]
+    #[error(
+        "feature '{feature}' is log-transformed but row {row} has value {value} (must be > -1)"
+    )]
     LogDomain {
         /// The offending feature.
         feature: String,
@@ -68,7 +70,9 @@ pub enum SegmentationError {
     #[error("feature '{0}' is listed twice")]
     DuplicateFeature(String),
     /// A missing-value rule that has no meaning for the feature's kind.
-    #[error("missing-value rule {rule:?} cannot be applied to categorical feature '{feature}'; use ImputeMode or ExcludeCustomer")]
+    #[error(
+        "missing-value rule {rule:?} cannot be applied to categorical feature '{feature}'; use ImputeMode or ExcludeCustomer"
+    )]
     RuleNotApplicable {
         /// The feature.
         feature: String,
@@ -190,21 +194,13 @@ pub(crate) fn validate_matrix(x: &ArrayView2<'_, f64>) -> Result<()> {
     Ok(())
 }
 
-/// Checks labels against a row count and returns the number of segments (max label + 1).
-pub(crate) fn validate_labels(labels: &[usize], n: usize) -> Result<usize> {
-    if labels.len() != n {
-        return Err(SegmentationError::LabelMismatch(format!(
-            "{} labels for {} rows",
-            labels.len(),
-            n
-        )));
-    }
-    Ok(labels.iter().max().map_or(0, |m| m + 1))
-}
-
 /// Means of the rows of each segment (`k × d`) and the segment sizes; an empty segment's
 /// centre is all zeros.
-pub fn segment_centres(x: &ArrayView2<'_, f64>, labels: &[usize], k: usize) -> (Array2<f64>, Vec<usize>) {
+pub fn segment_centres(
+    x: &ArrayView2<'_, f64>,
+    labels: &[usize],
+    k: usize,
+) -> (Array2<f64>, Vec<usize>) {
     let d = x.ncols();
     let mut sums = Array2::<f64>::zeros((k, d));
     let mut counts = vec![0usize; k];

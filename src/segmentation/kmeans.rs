@@ -348,7 +348,12 @@ fn prepare(centres: &[f64], k: usize, d: usize) -> Prepared {
             exact[f * kp + j] = c[f];
         }
     }
-    Prepared { kp, dot, exact, norms }
+    Prepared {
+        kp,
+        dot,
+        exact,
+        norms,
+    }
 }
 
 /// Nearest centres of `T` consecutive rows by `‖c‖² − 2 x·c` (the row's own norm does not
@@ -380,7 +385,11 @@ fn nearest_dot<const T: usize>(tile: &[f64], d: usize, p: &Prepared) -> [u32; T]
                 let v = norms[l] - 2.0 * acc[r][l];
                 let better = v < best_d[r];
                 best_d[r] = if better { v } else { best_d[r] };
-                best_j[r] = if better { (block * LANES + l) as u32 } else { best_j[r] };
+                best_j[r] = if better {
+                    (block * LANES + l) as u32
+                } else {
+                    best_j[r]
+                };
             }
         }
     }
@@ -405,7 +414,11 @@ fn nearest_exact(row: &[f64], k: usize, p: &Prepared) -> (u32, f64) {
         for (l, &v) in acc.iter().enumerate().take(LANES.min(k - block * LANES)) {
             let better = v < best_d;
             best_d = if better { v } else { best_d };
-            best_j = if better { (block * LANES + l) as u32 } else { best_j };
+            best_j = if better {
+                (block * LANES + l) as u32
+            } else {
+                best_j
+            };
         }
     }
     (best_j, best_d)
@@ -416,7 +429,14 @@ const TILE: usize = 4;
 
 /// One pass: label every row with its nearest centre and accumulate per-cluster sums. With
 /// `exact`, distances are `Σ (x − c)²` and the inertia is accumulated too.
-fn assign(data: &[f64], d: usize, k: usize, centres: &[f64], labels: &mut [u32], exact: bool) -> Partial {
+fn assign(
+    data: &[f64],
+    d: usize,
+    k: usize,
+    centres: &[f64],
+    labels: &mut [u32],
+    exact: bool,
+) -> Partial {
     let p = prepare(centres, k, d);
     let parts: Vec<Partial> = data
         .par_chunks(CHUNK_ROWS * d)
@@ -465,7 +485,9 @@ fn assign(data: &[f64], d: usize, k: usize, centres: &[f64], labels: &mut [u32],
 /// `_relocate_empty_clusters_dense`: each such row becomes the centre of an empty cluster and is
 /// taken out of its own cluster's sum (its label is left as is until the next assignment).
 fn relocate_empty(data: &[f64], d: usize, old: &[f64], labels: &[u32], part: &mut Partial) {
-    let empty: Vec<usize> = (0..part.counts.len()).filter(|&j| part.counts[j] == 0).collect();
+    let empty: Vec<usize> = (0..part.counts.len())
+        .filter(|&j| part.counts[j] == 0)
+        .collect();
     if empty.is_empty() {
         return;
     }
@@ -475,20 +497,30 @@ fn relocate_empty(data: &[f64], d: usize, old: &[f64], labels: &[u32], part: &mu
         .map(|(row, &l)| sq_dist(row, &old[l as usize * d..(l as usize + 1) * d]))
         .collect();
     let mut order: Vec<usize> = (0..dists.len()).collect();
-    order.sort_unstable_by(|&a, &b| dists[b].total_cmp(&dists[a]).then(a.cmp(&b)));
+    let farthest_first = |a: &usize, b: &usize| dists[*b].total_cmp(&dists[*a]).then(a.cmp(b));
+    let m = empty.len().min(order.len());
+    order.select_nth_unstable_by(m - 1, farthest_first);
+    order[..m].sort_unstable_by(farthest_first);
     for (&j, &far) in empty.iter().zip(&order) {
         let row = &data[far * d..(far + 1) * d];
         let from = labels[far] as usize;
-        for f in 0..d {
-            part.sums[from * d + f] -= row[f];
-            part.sums[j * d + f] = row[f];
+        for (f, &v) in row.iter().enumerate() {
+            part.sums[from * d + f] -= v;
+            part.sums[j * d + f] = v;
         }
         part.counts[from] -= 1;
         part.counts[j] = 1;
     }
 }
 
-fn lloyd(data: &[f64], d: usize, k: usize, mut centres: Vec<f64>, max_iter: usize, tol: f64) -> Lloyd {
+fn lloyd(
+    data: &[f64],
+    d: usize,
+    k: usize,
+    mut centres: Vec<f64>,
+    max_iter: usize,
+    tol: f64,
+) -> Lloyd {
     let n = data.len() / d;
     // u32::MAX is never a label, so the first pass counts every row as changed.
     let mut labels = vec![u32::MAX; n];
@@ -537,7 +569,12 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     /// Well-separated Gaussian blobs with known memberships.
-    fn blobs(n_per: usize, centres: &[[f64; 3]], spread: f64, seed: u64) -> (Array2<f64>, Vec<usize>) {
+    fn blobs(
+        n_per: usize,
+        centres: &[[f64; 3]],
+        spread: f64,
+        seed: u64,
+    ) -> (Array2<f64>, Vec<usize>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut x = Array2::zeros((n_per * centres.len(), 3));
         let mut truth = Vec::new();
@@ -577,7 +614,8 @@ mod tests {
         let b = fit(&x.view(), &KMeansParams::new(6, 11)).unwrap();
         assert_eq!(a, b);
         // On messy data some other seed ends in a different local optimum or labelling.
-        let differs = (12..40).any(|s| fit(&x.view(), &KMeansParams::new(6, s)).unwrap().labels != a.labels);
+        let differs =
+            (12..40).any(|s| fit(&x.view(), &KMeansParams::new(6, s)).unwrap().labels != a.labels);
         assert!(differs);
     }
 
@@ -590,7 +628,10 @@ mod tests {
         approx::assert_relative_eq!(fit.inertia, direct, max_relative = 1e-12);
         // Each row's label is its nearest centre.
         for (row, &l) in x.outer_iter().zip(&fit.labels) {
-            let dl = sq_dist(row.as_slice().unwrap(), fit.centres.row(l).as_slice().unwrap());
+            let dl = sq_dist(
+                row.as_slice().unwrap(),
+                fit.centres.row(l).as_slice().unwrap(),
+            );
             for c in fit.centres.outer_iter() {
                 assert!(dl <= sq_dist(row.as_slice().unwrap(), c.as_slice().unwrap()) + 1e-12);
             }
@@ -638,9 +679,15 @@ mod tests {
         let nan = ndarray::array![[0.0, f64::NAN], [1.0, 2.0]];
         assert_eq!(
             fit(&nan.view(), &KMeansParams::new(1, 0)),
-            Err(SegmentationError::NonFinite { feature: "column 1".into(), row: 0 })
+            Err(SegmentationError::NonFinite {
+                feature: "column 1".into(),
+                row: 0
+            })
         );
         let empty = Array2::<f64>::zeros((0, 2));
-        assert_eq!(fit(&empty.view(), &KMeansParams::new(1, 0)), Err(SegmentationError::Empty));
+        assert_eq!(
+            fit(&empty.view(), &KMeansParams::new(1, 0)),
+            Err(SegmentationError::Empty)
+        );
     }
 }

@@ -7,14 +7,16 @@
 //! in [`Clustering::noise`].
 
 use linfa::DatasetBase;
-use linfa::prelude::{Fit, Predict, Transformer};
 use linfa::ParamGuard;
+use linfa::prelude::{Fit, Predict, Transformer};
 use linfa_clustering::{Dbscan, GaussianMixtureModel};
 use ndarray::ArrayView2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Algorithm, Clustering, Result, SegmentationError, inertia_of, segment_centres, validate_matrix};
+use super::{
+    Algorithm, Clustering, Result, SegmentationError, inertia_of, segment_centres, validate_matrix,
+};
 
 /// Parameters of a Gaussian mixture fit (defaults as scikit-learn's `GaussianMixture`).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,13 +63,14 @@ pub fn gmm(x: &ArrayView2<'_, f64>, params: &GmmParams) -> Result<Clustering> {
         message: e,
     };
     let data = DatasetBase::from(x.to_owned());
-    let model = GaussianMixtureModel::params_with_rng(params.k, ChaCha8Rng::seed_from_u64(params.seed))
-        .max_n_iterations(params.max_iter)
-        .tolerance(params.tol)
-        .reg_covariance(params.reg_covar)
-        .n_runs(1)
-        .fit(&data)
-        .map_err(|e| failed(e.to_string()))?;
+    let model =
+        GaussianMixtureModel::params_with_rng(params.k, ChaCha8Rng::seed_from_u64(params.seed))
+            .max_n_iterations(params.max_iter)
+            .tolerance(params.tol)
+            .reg_covariance(params.reg_covar)
+            .n_runs(1)
+            .fit(&data)
+            .map_err(|e| failed(e.to_string()))?;
     let labels: Vec<usize> = model.predict(x).to_vec();
     let centres = model.means().to_owned();
     Ok(Clustering {
@@ -176,7 +179,10 @@ mod tests {
         assert_eq!(a.algorithm, Algorithm::Gmm);
         assert_eq!(a.centres.dim(), (3, 2));
         assert_eq!(a, gmm(&x.view(), &GmmParams::new(3, 5)).unwrap());
-        assert!(matches!(gmm(&x.view(), &GmmParams::new(301, 5)), Err(SegmentationError::InvalidK { .. })));
+        assert!(matches!(
+            gmm(&x.view(), &GmmParams::new(301, 5)),
+            Err(SegmentationError::InvalidK { .. })
+        ));
     }
 
     #[test]
@@ -184,7 +190,14 @@ mod tests {
         let (mut x, truth) = blobs(2);
         // One far outlier.
         x[[0, 0]] = 100.0;
-        let c = dbscan(&x.view(), &DbscanParams { eps: 0.6, min_points: 5 }).unwrap();
+        let c = dbscan(
+            &x.view(),
+            &DbscanParams {
+                eps: 0.6,
+                min_points: 5,
+            },
+        )
+        .unwrap();
         let noise = c.noise.expect("the outlier is noise");
         assert_eq!(c.labels[0], noise);
         assert_eq!(noise, c.n_segments - 1);
@@ -198,13 +211,51 @@ mod tests {
     #[test]
     fn dbscan_bounds_and_parameters() {
         let big = Array2::<f64>::zeros((DBSCAN_MAX_CUSTOMERS + 1, 1));
-        let err = dbscan(&big.view(), &DbscanParams { eps: 1.0, min_points: 3 }).unwrap_err();
-        assert!(err.to_string().contains("limited to 100000 customers"), "{err}");
+        let err = dbscan(
+            &big.view(),
+            &DbscanParams {
+                eps: 1.0,
+                min_points: 3,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("limited to 100000 customers"),
+            "{err}"
+        );
         let x = ndarray::array![[0.0], [1.0]];
-        assert!(dbscan(&x.view(), &DbscanParams { eps: 0.0, min_points: 3 }).is_err());
-        assert!(dbscan(&x.view(), &DbscanParams { eps: 1.0, min_points: 1 }).is_err());
+        assert!(
+            dbscan(
+                &x.view(),
+                &DbscanParams {
+                    eps: 0.0,
+                    min_points: 3
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            dbscan(
+                &x.view(),
+                &DbscanParams {
+                    eps: 1.0,
+                    min_points: 1
+                }
+            )
+            .is_err()
+        );
         // Everything noise: a single noise segment.
-        let c = dbscan(&x.view(), &DbscanParams { eps: 0.5, min_points: 2 }).unwrap();
-        assert_eq!((c.n_segments, c.noise, c.labels.clone()), (1, Some(0), vec![0, 0]));
+        let c = dbscan(
+            &x.view(),
+            &DbscanParams {
+                eps: 0.5,
+                min_points: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (c.n_segments, c.noise, c.labels.clone()),
+            (1, Some(0), vec![0, 0])
+        );
     }
 }

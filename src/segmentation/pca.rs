@@ -143,10 +143,9 @@ impl Pca {
             .into_iter()
             .take(m)
             .map(|mut v| {
-                let (imax, _) = v
-                    .iter()
-                    .enumerate()
-                    .fold((0, 0.0f64), |(bi, bv), (i, &x)| if x.abs() > bv { (i, x.abs()) } else { (bi, bv) });
+                let (imax, _) = v.iter().enumerate().fold((0, 0.0f64), |(bi, bv), (i, &x)| {
+                    if x.abs() > bv { (i, x.abs()) } else { (bi, bv) }
+                });
                 if v[imax] < 0.0 {
                     v.iter_mut().for_each(|x| *x = -*x);
                 }
@@ -323,7 +322,11 @@ mod tests {
         let proj = matrix(&r["projected"]);
         let got = pca.project(&x.view()).unwrap();
         for a in 0..2 {
-            let sign = if pca.components[a][0] * comps[[a, 0]] < 0.0 { -1.0 } else { 1.0 };
+            let sign = if pca.components[a][0] * comps[[a, 0]] < 0.0 {
+                -1.0
+            } else {
+                1.0
+            };
             for (g, e) in pca.components[a].iter().zip(comps.row(a)) {
                 assert_relative_eq!(g * sign, *e, max_relative = 1e-9, epsilon = 1e-12);
             }
@@ -336,7 +339,10 @@ mod tests {
                 assert_relative_eq!(g * sign, *e, max_relative = 1e-9, epsilon = 1e-12);
             }
             // Our convention: the largest-magnitude loading is positive.
-            let big = pca.components[a].iter().copied().fold(0.0f64, |b, v| if v.abs() > b.abs() { v } else { b });
+            let big = pca.components[a]
+                .iter()
+                .copied()
+                .fold(0.0f64, |b, v| if v.abs() > b.abs() { v } else { b });
             assert!(big > 0.0);
         }
     }
@@ -345,9 +351,14 @@ mod tests {
     fn map_projects_sample_and_centres_and_labels_axes() {
         let r: Value = serde_json::from_str(REFERENCE).unwrap();
         let x = matrix(&r["x"]);
-        let labels: Vec<usize> = (0..x.nrows()).map(|i| usize::from(x[[i, 0]] > 0.0)).collect();
+        let labels: Vec<usize> = (0..x.nrows())
+            .map(|i| usize::from(x[[i, 0]] > 0.0))
+            .collect();
         let (centres, _) = crate::segmentation::segment_centres(&x.view(), &labels, 2);
-        let names: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let map = segment_map(&x.view(), &labels, &centres.view(), &names, 40, 3, 2).unwrap();
         assert_eq!(map.points.len(), 40);
         assert_eq!(map.rows.len(), 40);
@@ -357,7 +368,11 @@ mod tests {
         // The label names the two largest-magnitude loadings with their signs.
         let pca = Pca::fit(&x.view()).unwrap();
         let mut idx: Vec<usize> = (0..5).collect();
-        idx.sort_by(|&i, &j| pca.components[0][j].abs().total_cmp(&pca.components[0][i].abs()));
+        idx.sort_by(|&i, &j| {
+            pca.components[0][j]
+                .abs()
+                .total_cmp(&pca.components[0][i].abs())
+        });
         let sign = |v: f64| if v >= 0.0 { "+" } else { "−" };
         let expected = format!(
             "{}{} {}{}",
@@ -374,7 +389,10 @@ mod tests {
         let mean0 = members.iter().map(|&i| all[[i, 0]]).sum::<f64>() / members.len() as f64;
         assert_relative_eq!(map.centres[1][0], mean0, max_relative = 1e-9);
         // The same seed draws the same sample.
-        assert_eq!(map, segment_map(&x.view(), &labels, &centres.view(), &names, 40, 3, 2).unwrap());
+        assert_eq!(
+            map,
+            segment_map(&x.view(), &labels, &centres.view(), &names, 40, 3, 2).unwrap()
+        );
     }
 
     #[test]

@@ -197,9 +197,9 @@ impl FittedTransform {
             .iter()
             .flat_map(|f| match f {
                 FittedFeature::Numeric { name, .. } => vec![name.clone()],
-                FittedFeature::Categorical { name, categories, .. } => {
-                    categories.iter().map(|c| format!("{name}={c}")).collect()
-                }
+                FittedFeature::Categorical {
+                    name, categories, ..
+                } => categories.iter().map(|c| format!("{name}={c}")).collect(),
             })
             .collect()
     }
@@ -225,7 +225,9 @@ impl FittedTransform {
             .features
             .iter()
             .map(|f| match f {
-                FittedFeature::Numeric { log1p, mean, scale, .. } => {
+                FittedFeature::Numeric {
+                    log1p, mean, scale, ..
+                } => {
                     let v = row[at] * scale + mean;
                     at += 1;
                     OriginalValue::Numeric(if *log1p { v.exp_m1() } else { v })
@@ -280,15 +282,32 @@ impl FittedTransform {
         let mut at = 0;
         for (c, f) in columns.iter().zip(&self.features) {
             match (f, &c.values) {
-                (FittedFeature::Numeric { name, log1p, mean, scale, fill }, ColumnValues::Numeric(v)) => {
+                (
+                    FittedFeature::Numeric {
+                        name,
+                        log1p,
+                        mean,
+                        scale,
+                        fill,
+                    },
+                    ColumnValues::Numeric(v),
+                ) => {
                     for (i, &r) in rows.iter().enumerate() {
                         let raw = v[r].or(*fill).expect("rows without fill were excluded");
                         m[[i, at]] = (forward(name, r, raw, *log1p)? - mean) / scale;
                     }
                 }
-                (FittedFeature::Categorical { categories, fill, .. }, ColumnValues::Categorical(v)) => {
+                (
+                    FittedFeature::Categorical {
+                        categories, fill, ..
+                    },
+                    ColumnValues::Categorical(v),
+                ) => {
                     for (i, &r) in rows.iter().enumerate() {
-                        let cat = v[r].as_ref().or(fill.as_ref()).expect("rows without fill were excluded");
+                        let cat = v[r]
+                            .as_ref()
+                            .or(fill.as_ref())
+                            .expect("rows without fill were excluded");
                         if let Ok(j) = categories.binary_search(cat) {
                             m[[i, at + j]] = 1.0;
                         }
@@ -374,16 +393,19 @@ fn check_columns(columns: &[FeatureColumn]) -> Result<usize> {
         if !kind_ok {
             return Err(SegmentationError::InvalidParameter {
                 name: "features",
-                reason: format!("feature '{}' is declared {:?} but its values are of the other kind", c.spec.name, c.spec.kind),
+                reason: format!(
+                    "feature '{}' is declared {:?} but its values are of the other kind",
+                    c.spec.name, c.spec.kind
+                ),
             });
         }
-        if let ColumnValues::Numeric(v) = &c.values {
-            if let Some(row) = v.iter().position(|x| x.is_some_and(|x| !x.is_finite())) {
-                return Err(SegmentationError::NonFinite {
-                    feature: c.spec.name.clone(),
-                    row,
-                });
-            }
+        if let ColumnValues::Numeric(v) = &c.values
+            && let Some(row) = v.iter().position(|x| x.is_some_and(|x| !x.is_finite()))
+        {
+            return Err(SegmentationError::NonFinite {
+                feature: c.spec.name.clone(),
+                row,
+            });
         }
     }
     Ok(n)
@@ -408,7 +430,11 @@ fn forward(name: &str, row: usize, v: f64, log1p: bool) -> Result<f64> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_unstable_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Most frequent value; the smallest on ties (as scikit-learn's `SimpleImputer`).
@@ -432,7 +458,10 @@ pub fn fit_transform(columns: &[FeatureColumn]) -> Result<Preprocessed> {
     let n = check_columns(columns)?;
     for c in columns {
         if c.spec.kind == FeatureKind::Categorical
-            && matches!(c.spec.missing, MissingRule::ImputeMean | MissingRule::ImputeMedian)
+            && matches!(
+                c.spec.missing,
+                MissingRule::ImputeMean | MissingRule::ImputeMedian
+            )
         {
             return Err(SegmentationError::RuleNotApplicable {
                 feature: c.spec.name.clone(),
@@ -446,7 +475,9 @@ pub fn fit_transform(columns: &[FeatureColumn]) -> Result<Preprocessed> {
     for c in columns {
         let missing = (0..n).filter(|&r| c.values.is_missing(r)).count();
         let excluded = if c.spec.missing == MissingRule::ExcludeCustomer {
-            (0..n).filter(|&r| c.values.is_missing(r)).for_each(|r| keep[r] = false);
+            (0..n)
+                .filter(|&r| c.values.is_missing(r))
+                .for_each(|r| keep[r] = false);
             missing
         } else {
             0
@@ -496,7 +527,9 @@ pub fn fit_transform(columns: &[FeatureColumn]) -> Result<Preprocessed> {
                     }
                     report.imputed = rows.len() - observed.len();
                     Some(match c.spec.missing {
-                        MissingRule::ImputeMean => observed.iter().sum::<f64>() / observed.len() as f64,
+                        MissingRule::ImputeMean => {
+                            observed.iter().sum::<f64>() / observed.len() as f64
+                        }
                         MissingRule::ImputeMedian => median(observed),
                         MissingRule::ImputeMode => numeric_mode(observed),
                         MissingRule::ExcludeCustomer => unreachable!("excluded rows are gone"),
@@ -613,7 +646,12 @@ mod tests {
             FeatureColumn {
                 spec: FeatureSpec::categorical("region").with_missing(MissingRule::ImputeMode),
                 values: ColumnValues::Categorical(
-                    c["region"].as_array().unwrap().iter().map(|v| v.as_str().map(str::to_owned)).collect(),
+                    c["region"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
                 ),
             },
         ]
@@ -623,29 +661,68 @@ mod tests {
     fn matches_sklearn_imputer_scaler_and_one_hot() {
         let r: Value = serde_json::from_str(REFERENCE).unwrap();
         let p = fit_transform(&reference_columns(&r)).unwrap();
-        let kept: Vec<usize> = r["kept_rows"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let kept: Vec<usize> = r["kept_rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(p.rows, kept);
         let expected = r["matrix"].as_array().unwrap();
         assert_eq!(p.matrix.dim(), (expected.len(), 8));
         for (row, e) in p.matrix.outer_iter().zip(expected) {
             for (a, b) in row.iter().zip(e.as_array().unwrap()) {
-                assert_relative_eq!(*a, b.as_f64().unwrap(), max_relative = 1e-9, epsilon = 1e-12);
+                assert_relative_eq!(
+                    *a,
+                    b.as_f64().unwrap(),
+                    max_relative = 1e-9,
+                    epsilon = 1e-12
+                );
             }
         }
-        let FittedFeature::Numeric { fill, mean, scale, .. } = &p.transform.features[0] else { panic!() };
-        assert_relative_eq!(fill.unwrap(), r["fills"]["amount"].as_f64().unwrap(), max_relative = 1e-12);
+        let FittedFeature::Numeric {
+            fill, mean, scale, ..
+        } = &p.transform.features[0]
+        else {
+            panic!()
+        };
+        assert_relative_eq!(
+            fill.unwrap(),
+            r["fills"]["amount"].as_f64().unwrap(),
+            max_relative = 1e-12
+        );
         assert_relative_eq!(*mean, r["means"][0].as_f64().unwrap(), max_relative = 1e-12);
-        assert_relative_eq!(*scale, r["scales"][0].as_f64().unwrap(), max_relative = 1e-12);
+        assert_relative_eq!(
+            *scale,
+            r["scales"][0].as_f64().unwrap(),
+            max_relative = 1e-12
+        );
         // The constant column: scale 1, all zeros, as StandardScaler.
-        let FittedFeature::Numeric { scale, .. } = &p.transform.features[3] else { panic!() };
+        let FittedFeature::Numeric { scale, .. } = &p.transform.features[3] else {
+            panic!()
+        };
         assert_eq!(*scale, 1.0);
         assert!(p.matrix.column(3).iter().all(|&v| v == 0.0));
-        let FittedFeature::Categorical { categories, fill, .. } = &p.transform.features[4] else { panic!() };
+        let FittedFeature::Categorical {
+            categories, fill, ..
+        } = &p.transform.features[4]
+        else {
+            panic!()
+        };
         assert_eq!(categories, &["east", "north", "south", "west"]);
         assert_eq!(fill.as_deref(), r["fills"]["region"].as_str());
         assert_eq!(
             p.transform.column_names(),
-            ["amount", "visits", "age", "const", "region=east", "region=north", "region=south", "region=west"]
+            [
+                "amount",
+                "visits",
+                "age",
+                "const",
+                "region=east",
+                "region=north",
+                "region=south",
+                "region=west"
+            ]
         );
     }
 
@@ -655,10 +732,31 @@ mod tests {
         let p = fit_transform(&reference_columns(&r)).unwrap();
         assert_eq!(p.missing.customers_in, 40);
         assert_eq!(p.missing.customers_excluded, 2);
-        let by_name = |n: &str| p.missing.per_feature.iter().find(|f| f.feature == n).unwrap().clone();
+        let by_name = |n: &str| {
+            p.missing
+                .per_feature
+                .iter()
+                .find(|f| f.feature == n)
+                .unwrap()
+                .clone()
+        };
         // amount: 3 missing, none of them among the 2 excluded customers.
-        assert_eq!((by_name("amount").missing, by_name("amount").imputed, by_name("amount").excluded), (3, 3, 0));
-        assert_eq!((by_name("age").missing, by_name("age").imputed, by_name("age").excluded), (2, 0, 2));
+        assert_eq!(
+            (
+                by_name("amount").missing,
+                by_name("amount").imputed,
+                by_name("amount").excluded
+            ),
+            (3, 3, 0)
+        );
+        assert_eq!(
+            (
+                by_name("age").missing,
+                by_name("age").imputed,
+                by_name("age").excluded
+            ),
+            (2, 0, 2)
+        );
         assert_eq!(by_name("region").imputed, 3);
         assert_eq!(by_name("region").rule, MissingRule::ImputeMode);
     }
@@ -669,12 +767,18 @@ mod tests {
         let cols = reference_columns(&r);
         let p = fit_transform(&cols).unwrap();
         // Row 0 of the input is kept as matrix row 0: reading it back gives the raw values.
-        let back = p.transform.to_original(p.matrix.row(0).as_slice().unwrap()).unwrap();
+        let back = p
+            .transform
+            .to_original(p.matrix.row(0).as_slice().unwrap())
+            .unwrap();
         assert_eq!(back.len(), 5);
-        let OriginalValue::Numeric(amount) = back[0] else { panic!() };
+        let OriginalValue::Numeric(amount) = back[0] else {
+            panic!()
+        };
         assert_relative_eq!(amount, 77.14, max_relative = 1e-12);
         // The stored transform (through JSON) applied to the same data gives the same matrix.
-        let stored: FittedTransform = serde_json::from_str(&serde_json::to_string(&p.transform).unwrap()).unwrap();
+        let stored: FittedTransform =
+            serde_json::from_str(&serde_json::to_string(&p.transform).unwrap()).unwrap();
         let (m, rows) = stored.transform(&cols).unwrap();
         assert_eq!(rows, p.rows);
         for (a, b) in m.iter().zip(p.matrix.iter()) {
@@ -689,14 +793,27 @@ mod tests {
             values: ColumnValues::Numeric(v),
         };
         assert_eq!(fit_transform(&[]), Err(SegmentationError::NoFeatures));
-        assert_eq!(fit_transform(&[col("a", vec![])]), Err(SegmentationError::Empty));
         assert_eq!(
-            fit_transform(&[col("a", vec![Some(1.0), Some(f64::NAN)])]),
-            Err(SegmentationError::NonFinite { feature: "a".into(), row: 1 })
+            fit_transform(&[col("a", vec![])]),
+            Err(SegmentationError::Empty)
         );
         assert_eq!(
-            fit_transform(&[col("a", vec![Some(1.0)]), col("b", vec![Some(1.0), Some(2.0)])]),
-            Err(SegmentationError::LengthMismatch { feature: "b".into(), expected: 1, found: 2 })
+            fit_transform(&[col("a", vec![Some(1.0), Some(f64::NAN)])]),
+            Err(SegmentationError::NonFinite {
+                feature: "a".into(),
+                row: 1
+            })
+        );
+        assert_eq!(
+            fit_transform(&[
+                col("a", vec![Some(1.0)]),
+                col("b", vec![Some(1.0), Some(2.0)])
+            ]),
+            Err(SegmentationError::LengthMismatch {
+                feature: "b".into(),
+                expected: 1,
+                found: 2
+            })
         );
         assert_eq!(
             fit_transform(&[col("a", vec![Some(1.0)]), col("a", vec![Some(1.0)])]),
@@ -706,12 +823,18 @@ mod tests {
             spec: FeatureSpec::log_numeric("refunds"),
             values: ColumnValues::Numeric(vec![Some(3.0), Some(-2.0)]),
         };
-        assert!(matches!(fit_transform(&[log]), Err(SegmentationError::LogDomain { row: 1, .. })));
+        assert!(matches!(
+            fit_transform(&[log]),
+            Err(SegmentationError::LogDomain { row: 1, .. })
+        ));
         let cat = FeatureColumn {
             spec: FeatureSpec::categorical("region").with_missing(MissingRule::ImputeMean),
             values: ColumnValues::Categorical(vec![Some("n".into()), None]),
         };
-        assert!(matches!(fit_transform(&[cat]), Err(SegmentationError::RuleNotApplicable { .. })));
+        assert!(matches!(
+            fit_transform(&[cat]),
+            Err(SegmentationError::RuleNotApplicable { .. })
+        ));
         let all_missing = col("a", vec![None, None]);
         assert!(fit_transform(&[all_missing]).is_err());
     }

@@ -29,7 +29,11 @@ fn encode(labels: &[usize]) -> (Vec<usize>, usize) {
 }
 
 /// Validates data and labels for a score that needs 2..=n-1 segments; returns dense labels.
-fn prepare(x: &ArrayView2<'_, f64>, labels: &[usize], metric: &'static str) -> Result<(Vec<usize>, usize)> {
+fn prepare(
+    x: &ArrayView2<'_, f64>,
+    labels: &[usize],
+    metric: &'static str,
+) -> Result<(Vec<usize>, usize)> {
     validate_matrix(x)?;
     if labels.len() != x.nrows() {
         return Err(SegmentationError::LabelMismatch(format!(
@@ -46,7 +50,11 @@ fn prepare(x: &ArrayView2<'_, f64>, labels: &[usize], metric: &'static str) -> R
 }
 
 fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Mean silhouette coefficient over all rows, exact (O(n²) distances; parallel over rows).
@@ -96,7 +104,12 @@ pub fn sample_indices(n: usize, size: usize, seed: u64) -> Vec<usize> {
 /// Silhouette on a seeded sample of at most `sample_size` rows (exact when `n ≤ sample_size`).
 /// Like scikit-learn's `silhouette_score(..., sample_size=...)`, distances are taken within
 /// the sample only.
-pub fn silhouette_sampled(x: &ArrayView2<'_, f64>, labels: &[usize], sample_size: usize, seed: u64) -> Result<f64> {
+pub fn silhouette_sampled(
+    x: &ArrayView2<'_, f64>,
+    labels: &[usize],
+    sample_size: usize,
+    seed: u64,
+) -> Result<f64> {
     if sample_size < 2 {
         return Err(SegmentationError::InvalidParameter {
             name: "silhouette_sample",
@@ -135,13 +148,22 @@ pub fn calinski_harabasz(x: &ArrayView2<'_, f64>, labels: &[usize]) -> Result<f6
         .outer_iter()
         .zip(&sizes)
         .map(|(c, &s)| {
-            s as f64 * c.iter().zip(mean.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
+            s as f64
+                * c.iter()
+                    .zip(mean.iter())
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f64>()
         })
         .sum();
     let intra: f64 = x
         .outer_iter()
         .zip(&dense)
-        .map(|(r, &l)| r.iter().zip(cent.row(l)).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+        .map(|(r, &l)| {
+            r.iter()
+                .zip(cent.row(l))
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>()
+        })
         .sum();
     if intra == 0.0 {
         return Ok(1.0);
@@ -155,7 +177,12 @@ pub fn davies_bouldin(x: &ArrayView2<'_, f64>, labels: &[usize]) -> Result<f64> 
     let (cent, sizes) = centroids(x, &dense, m);
     let mut intra = vec![0.0; m];
     for (r, &l) in x.outer_iter().zip(&dense) {
-        intra[l] += r.iter().zip(cent.row(l)).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+        intra[l] += r
+            .iter()
+            .zip(cent.row(l))
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt();
     }
     for (s, &c) in intra.iter_mut().zip(&sizes) {
         *s /= c as f64;
@@ -179,7 +206,11 @@ pub fn davies_bouldin(x: &ArrayView2<'_, f64>, labels: &[usize]) -> Result<f64> 
                 .filter(|&j| j != i)
                 .map(|j| {
                     let c = cd(i, j);
-                    if c == 0.0 { 0.0 } else { (intra[i] + intra[j]) / c }
+                    if c == 0.0 {
+                        0.0
+                    } else {
+                        (intra[i] + intra[j]) / c
+                    }
                 })
                 .fold(f64::NEG_INFINITY, f64::max)
         })
@@ -207,8 +238,12 @@ pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64> {
         table[i * mb + j] += 1;
     }
     let n = a.len() as i128;
-    let rows: Vec<i128> = (0..ma).map(|i| table[i * mb..(i + 1) * mb].iter().sum()).collect();
-    let cols: Vec<i128> = (0..mb).map(|j| (0..ma).map(|i| table[i * mb + j]).sum()).collect();
+    let rows: Vec<i128> = (0..ma)
+        .map(|i| table[i * mb..(i + 1) * mb].iter().sum())
+        .collect();
+    let cols: Vec<i128> = (0..mb)
+        .map(|j| (0..ma).map(|i| table[i * mb + j]).sum())
+        .collect();
     let sum_sq: i128 = table.iter().map(|v| v * v).sum();
     // Pair confusion matrix exactly as sklearn.metrics.pair_confusion_matrix, in integers.
     let tp = sum_sq - n;
@@ -268,7 +303,11 @@ pub fn choose_k(
     let n = x.nrows();
     if ks.is_empty() || *ks.start() < 2 || *ks.end() >= n {
         return Err(SegmentationError::InvalidK {
-            k: if *ks.start() < 2 { *ks.start() } else { *ks.end() },
+            k: if *ks.start() < 2 {
+                *ks.start()
+            } else {
+                *ks.end()
+            },
             n,
             reason: "a range of k to choose from must lie within 2..=n-1",
         });
@@ -311,12 +350,19 @@ mod tests {
     fn matrix(v: &Value) -> Array2<f64> {
         let rows = v.as_array().unwrap();
         let d = rows[0].as_array().unwrap().len();
-        let flat: Vec<f64> = rows.iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect();
+        let flat: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+            .collect();
         Array2::from_shape_vec((rows.len(), d), flat).unwrap()
     }
 
     fn labels(v: &Value) -> Vec<usize> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect()
     }
 
     #[test]
@@ -329,11 +375,23 @@ mod tests {
             let s = silhouette(&x.view(), &l).unwrap();
             assert_relative_eq!(s, case["silhouette"].as_f64().unwrap(), max_relative = 1e-9);
             let ch = calinski_harabasz(&x.view(), &l).unwrap();
-            assert_relative_eq!(ch, case["calinski_harabasz"].as_f64().unwrap(), max_relative = 1e-9);
+            assert_relative_eq!(
+                ch,
+                case["calinski_harabasz"].as_f64().unwrap(),
+                max_relative = 1e-9
+            );
             let db = davies_bouldin(&x.view(), &l).unwrap();
-            assert_relative_eq!(db, case["davies_bouldin"].as_f64().unwrap(), max_relative = 1e-9);
+            assert_relative_eq!(
+                db,
+                case["davies_bouldin"].as_f64().unwrap(),
+                max_relative = 1e-9
+            );
             // The sampled silhouette with a sample at least n is the exact one.
-            assert_eq!(silhouette_sampled(&x.view(), &l, x.nrows(), 1).unwrap(), s, "{name}");
+            assert_eq!(
+                silhouette_sampled(&x.view(), &l, x.nrows(), 1).unwrap(),
+                s,
+                "{name}"
+            );
         }
     }
 
@@ -344,7 +402,12 @@ mod tests {
             let a = labels(&case["a"]);
             let b = labels(&case["b"]);
             let got = adjusted_rand_index(&a, &b).unwrap();
-            assert_relative_eq!(got, case["ari"].as_f64().unwrap(), max_relative = 1e-9, epsilon = 1e-15);
+            assert_relative_eq!(
+                got,
+                case["ari"].as_f64().unwrap(),
+                max_relative = 1e-9,
+                epsilon = 1e-15
+            );
         }
     }
 
@@ -376,7 +439,10 @@ mod tests {
             calinski_harabasz(&x.view(), &[0, 1, 2]),
             Err(SegmentationError::DegenerateLabels { found: 3, .. })
         ));
-        assert!(matches!(davies_bouldin(&x.view(), &[0, 1]), Err(SegmentationError::LabelMismatch(_))));
+        assert!(matches!(
+            davies_bouldin(&x.view(), &[0, 1]),
+            Err(SegmentationError::LabelMismatch(_))
+        ));
         assert_eq!(adjusted_rand_index(&[], &[]), Err(SegmentationError::Empty));
         assert!(adjusted_rand_index(&[0, 1], &[0]).is_err());
     }
@@ -388,17 +454,26 @@ mod tests {
         let mut x = Array2::zeros((300, 2));
         for i in 0..300 {
             for f in 0..2 {
-                let u: f64 = (0..3).map(|_| rand::Rng::r#gen::<f64>(&mut rng) - 0.5).sum();
+                let u: f64 = (0..3)
+                    .map(|_| rand::Rng::r#gen::<f64>(&mut rng) - 0.5)
+                    .sum();
                 x[[i, f]] = centres[i % 3][f] + u;
             }
         }
         let sel = choose_k(&x.view(), 2..=6, 1, 200).unwrap();
         assert_eq!(sel.k, 3);
-        assert_eq!(sel.scores.iter().map(|s| s.k).collect::<Vec<_>>(), vec![2, 3, 4, 5, 6]);
+        assert_eq!(
+            sel.scores.iter().map(|s| s.k).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5, 6]
+        );
         let best = sel.scores.iter().find(|s| s.k == 3).unwrap();
         assert!(sel.scores.iter().all(|s| s.silhouette <= best.silhouette));
         // The other scores agree that 3 is best here.
-        assert!(sel.scores.iter().all(|s| s.davies_bouldin >= best.davies_bouldin));
+        assert!(
+            sel.scores
+                .iter()
+                .all(|s| s.davies_bouldin >= best.davies_bouldin)
+        );
         assert!(choose_k(&x.view(), 1..=3, 1, 200).is_err());
         assert!(choose_k(&x.view(), 2..=300, 1, 200).is_err());
     }

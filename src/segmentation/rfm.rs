@@ -130,7 +130,10 @@ impl RfmSegment {
 
     /// Index in [`RfmSegment::ALL`].
     pub fn label(self) -> usize {
-        RfmSegment::ALL.iter().position(|&s| s == self).expect("listed")
+        RfmSegment::ALL
+            .iter()
+            .position(|&s| s == self)
+            .expect("listed")
     }
 }
 
@@ -213,11 +216,19 @@ mod tests {
     ));
 
     fn floats(v: &Value) -> Vec<f64> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
     }
 
     fn ints(v: &Value) -> Vec<u8> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u8)
+            .collect()
     }
 
     /// Ten customers worked by hand.
@@ -243,12 +254,16 @@ mod tests {
     fn hand_worked_example() {
         let recency = [2.0, 5.0, 10.0, 10.0, 30.0, 45.0, 90.0, 120.0, 200.0, 365.0];
         let frequency = [12.0, 1.0, 8.0, 2.0, 4.0, 1.0, 10.0, 4.0, 3.0, 3.0];
-        let monetary = [900.0, 40.0, 500.0, 60.0, 150.0, 20.0, 700.0, 200.0, 90.0, 100.0];
+        let monetary = [
+            900.0, 40.0, 500.0, 60.0, 150.0, 20.0, 700.0, 200.0, 90.0, 100.0,
+        ];
         let res = rfm(&recency, &frequency, &monetary).unwrap();
         let codes: Vec<String> = res.scores.iter().map(RfmScore::code).collect();
         assert_eq!(
             codes,
-            ["555", "511", "444", "422", "333", "311", "255", "244", "122", "133"]
+            [
+                "555", "511", "444", "422", "333", "311", "255", "244", "122", "133"
+            ]
         );
         let names: Vec<&str> = res.segments.iter().map(|s| s.name()).collect();
         assert_eq!(
@@ -274,10 +289,24 @@ mod tests {
     fn matches_pandas_qcut_on_first_ranks() {
         let r: Value = serde_json::from_str(REFERENCE).unwrap();
         for case in r["cases"].as_array().unwrap() {
-            let res = rfm(&floats(&case["recency"]), &floats(&case["frequency"]), &floats(&case["monetary"])).unwrap();
-            assert_eq!(res.scores.iter().map(|s| s.r).collect::<Vec<_>>(), ints(&case["r"]));
-            assert_eq!(res.scores.iter().map(|s| s.f).collect::<Vec<_>>(), ints(&case["f"]));
-            assert_eq!(res.scores.iter().map(|s| s.m).collect::<Vec<_>>(), ints(&case["m"]));
+            let res = rfm(
+                &floats(&case["recency"]),
+                &floats(&case["frequency"]),
+                &floats(&case["monetary"]),
+            )
+            .unwrap();
+            assert_eq!(
+                res.scores.iter().map(|s| s.r).collect::<Vec<_>>(),
+                ints(&case["r"])
+            );
+            assert_eq!(
+                res.scores.iter().map(|s| s.f).collect::<Vec<_>>(),
+                ints(&case["f"])
+            );
+            assert_eq!(
+                res.scores.iter().map(|s| s.m).collect::<Vec<_>>(),
+                ints(&case["m"])
+            );
         }
         for (n, bins) in r["qcut_bins"].as_object().unwrap() {
             let n: usize = n.parse().unwrap();
@@ -295,17 +324,29 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), RfmSegment::ALL.len());
-        assert_eq!(RfmSegment::of(RfmScore { r: 1, f: 1, m: 5 }), RfmSegment::Lost);
-        assert_eq!(RfmSegment::of(RfmScore { r: 2, f: 1, m: 1 }), RfmSegment::Hibernating);
+        assert_eq!(
+            RfmSegment::of(RfmScore { r: 1, f: 1, m: 5 }),
+            RfmSegment::Lost
+        );
+        assert_eq!(
+            RfmSegment::of(RfmScore { r: 2, f: 1, m: 1 }),
+            RfmSegment::Hibernating
+        );
     }
 
     #[test]
     fn bad_input_is_refused() {
         assert_eq!(rfm(&[], &[], &[]), Err(SegmentationError::Empty));
-        assert!(matches!(rfm(&[1.0], &[1.0, 2.0], &[1.0]), Err(SegmentationError::LengthMismatch { .. })));
+        assert!(matches!(
+            rfm(&[1.0], &[1.0, 2.0], &[1.0]),
+            Err(SegmentationError::LengthMismatch { .. })
+        ));
         assert_eq!(
             rfm(&[1.0, f64::NAN], &[1.0, 2.0], &[1.0, 2.0]),
-            Err(SegmentationError::NonFinite { feature: "recency".into(), row: 1 })
+            Err(SegmentationError::NonFinite {
+                feature: "recency".into(),
+                row: 1
+            })
         );
         // One customer: bin 1 everywhere, so recency 5.
         let one = rfm(&[3.0], &[1.0], &[10.0]).unwrap();

@@ -126,12 +126,16 @@ impl RuleSet {
     /// Parses JSON, reporting which rule (by name, or position when it has none) and which
     /// field is wrong.
     pub fn from_json(text: &str) -> Result<RuleSet> {
-        let root: serde_json::Value = serde_json::from_str(text).map_err(|e| rule_err("(rule set)", format!("not valid JSON: {e}")))?;
+        let root: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| rule_err("(rule set)", format!("not valid JSON: {e}")))?;
         let obj = root
             .as_object()
             .ok_or_else(|| rule_err("(rule set)", "expected an object with a `rules` list"))?;
         if let Some(key) = obj.keys().find(|k| *k != "rules" && *k != "otherwise") {
-            return Err(rule_err("(rule set)", format!("unknown field `{key}` (expected `rules`, `otherwise`)")));
+            return Err(rule_err(
+                "(rule set)",
+                format!("unknown field `{key}` (expected `rules`, `otherwise`)"),
+            ));
         }
         let list = obj
             .get("rules")
@@ -143,7 +147,8 @@ impl RuleSet {
                 .get("name")
                 .and_then(|n| n.as_str())
                 .map_or_else(|| format!("#{}", i + 1), str::to_owned);
-            let rule: Rule = serde_json::from_value(r.clone()).map_err(|e| rule_err(&label, e.to_string()))?;
+            let rule: Rule =
+                serde_json::from_value(r.clone()).map_err(|e| rule_err(&label, e.to_string()))?;
             rules.push(rule);
         }
         let otherwise = match obj.get("otherwise") {
@@ -161,11 +166,17 @@ impl RuleSet {
     pub fn validate(&self, columns: &[FeatureColumn]) -> Result<()> {
         let mut names = HashSet::new();
         if self.otherwise.trim().is_empty() {
-            return Err(rule_err("(rule set)", "field `otherwise` must not be empty"));
+            return Err(rule_err(
+                "(rule set)",
+                "field `otherwise` must not be empty",
+            ));
         }
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.name.trim().is_empty() {
-                return Err(rule_err(&format!("#{}", i + 1), "field `name` must not be empty"));
+                return Err(rule_err(
+                    &format!("#{}", i + 1),
+                    "field `name` must not be empty",
+                ));
             }
             if !names.insert(rule.name.as_str()) || rule.name == self.otherwise {
                 return Err(rule_err(&rule.name, "field `name` is used twice"));
@@ -217,36 +228,68 @@ fn find<'a>(columns: &'a [FeatureColumn], attribute: &str) -> Option<&'a Feature
 }
 
 fn check(rule: &str, path: &str, cond: &Condition, columns: &[FeatureColumn]) -> Result<()> {
-    let known = || columns.iter().map(|c| c.spec.name.as_str()).collect::<Vec<_>>().join(", ");
+    let known = || {
+        columns
+            .iter()
+            .map(|c| c.spec.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match cond {
         Condition::All(list) | Condition::Any(list) => {
-            let kind = if matches!(cond, Condition::All(_)) { "all" } else { "any" };
+            let kind = if matches!(cond, Condition::All(_)) {
+                "all"
+            } else {
+                "any"
+            };
             if list.is_empty() {
-                return Err(rule_err(rule, format!("{path}.{kind} must list at least one condition")));
+                return Err(rule_err(
+                    rule,
+                    format!("{path}.{kind} must list at least one condition"),
+                ));
             }
             for (i, c) in list.iter().enumerate() {
                 check(rule, &format!("{path}.{kind}[{i}]"), c, columns)?;
             }
             Ok(())
         }
-        Condition::Compare { attribute, value, .. } => {
+        Condition::Compare {
+            attribute, value, ..
+        } => {
             let col = find(columns, attribute).ok_or_else(|| {
-                rule_err(rule, format!("{path}.compare.attribute: unknown attribute '{attribute}' (known: {})", known()))
+                rule_err(
+                    rule,
+                    format!(
+                        "{path}.compare.attribute: unknown attribute '{attribute}' (known: {})",
+                        known()
+                    ),
+                )
             })?;
             if !matches!(col.values, ColumnValues::Numeric(_)) {
                 return Err(rule_err(
                     rule,
-                    format!("{path}.compare.attribute: '{attribute}' is categorical; use `in` with a list of values"),
+                    format!(
+                        "{path}.compare.attribute: '{attribute}' is categorical; use `in` with a list of values"
+                    ),
                 ));
             }
             if !value.is_finite() {
-                return Err(rule_err(rule, format!("{path}.compare.value must be a finite number")));
+                return Err(rule_err(
+                    rule,
+                    format!("{path}.compare.value must be a finite number"),
+                ));
             }
             Ok(())
         }
         Condition::In { attribute, values } => {
             let col = find(columns, attribute).ok_or_else(|| {
-                rule_err(rule, format!("{path}.in.attribute: unknown attribute '{attribute}' (known: {})", known()))
+                rule_err(
+                    rule,
+                    format!(
+                        "{path}.in.attribute: unknown attribute '{attribute}' (known: {})",
+                        known()
+                    ),
+                )
             })?;
             if !matches!(col.values, ColumnValues::Categorical(_)) {
                 return Err(rule_err(
@@ -255,7 +298,10 @@ fn check(rule: &str, path: &str, cond: &Condition, columns: &[FeatureColumn]) ->
                 ));
             }
             if values.is_empty() {
-                return Err(rule_err(rule, format!("{path}.in.values must list at least one value")));
+                return Err(rule_err(
+                    rule,
+                    format!("{path}.in.values must list at least one value"),
+                ));
             }
             Ok(())
         }
@@ -266,12 +312,18 @@ fn eval(cond: &Condition, columns: &[FeatureColumn], row: usize) -> bool {
     match cond {
         Condition::All(list) => list.iter().all(|c| eval(c, columns, row)),
         Condition::Any(list) => list.iter().any(|c| eval(c, columns, row)),
-        Condition::Compare { attribute, op, value } => match find(columns, attribute).map(|c| &c.values) {
+        Condition::Compare {
+            attribute,
+            op,
+            value,
+        } => match find(columns, attribute).map(|c| &c.values) {
             Some(ColumnValues::Numeric(v)) => v[row].is_some_and(|x| op.holds(x, *value)),
             _ => false,
         },
         Condition::In { attribute, values } => match find(columns, attribute).map(|c| &c.values) {
-            Some(ColumnValues::Categorical(v)) => v[row].as_ref().is_some_and(|x| values.contains(x)),
+            Some(ColumnValues::Categorical(v)) => {
+                v[row].as_ref().is_some_and(|x| values.contains(x))
+            }
             _ => false,
         },
     }
@@ -286,11 +338,23 @@ mod tests {
         vec![
             FeatureColumn {
                 spec: FeatureSpec::numeric("monetary"),
-                values: ColumnValues::Numeric(vec![Some(900.0), Some(50.0), Some(600.0), None, Some(20.0)]),
+                values: ColumnValues::Numeric(vec![
+                    Some(900.0),
+                    Some(50.0),
+                    Some(600.0),
+                    None,
+                    Some(20.0),
+                ]),
             },
             FeatureColumn {
                 spec: FeatureSpec::numeric("recency"),
-                values: ColumnValues::Numeric(vec![Some(3.0), Some(400.0), Some(10.0), Some(200.0), Some(30.0)]),
+                values: ColumnValues::Numeric(vec![
+                    Some(3.0),
+                    Some(400.0),
+                    Some(10.0),
+                    Some(200.0),
+                    Some(30.0),
+                ]),
             },
             FeatureColumn {
                 spec: FeatureSpec::categorical("region"),
@@ -337,27 +401,56 @@ mod tests {
     #[test]
     fn errors_name_the_rule_and_the_field() {
         let bad_attr = r#"{"rules": [{"name": "VIP", "when": {"compare": {"attribute": "monetery", "op": ">", "value": 1}}}]}"#;
-        let err = RuleSet::from_json(bad_attr).unwrap().assign(&columns()).unwrap_err();
+        let err = RuleSet::from_json(bad_attr)
+            .unwrap()
+            .assign(&columns())
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "rule 'VIP': when.compare.attribute: unknown attribute 'monetery' (known: monetary, recency, region)"
         );
         let kind = r#"{"rules": [{"name": "North", "when": {"all": [{"compare": {"attribute": "region", "op": "==", "value": 1}}]}}]}"#;
-        let err = RuleSet::from_json(kind).unwrap().validate(&columns()).unwrap_err();
-        assert!(err.to_string().starts_with("rule 'North': when.all[0].compare.attribute: 'region' is categorical"), "{err}");
+        let err = RuleSet::from_json(kind)
+            .unwrap()
+            .validate(&columns())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "rule 'North': when.all[0].compare.attribute: 'region' is categorical"
+            ),
+            "{err}"
+        );
         let bad_op = r#"{"rules": [{"name": "Odd", "when": {"compare": {"attribute": "recency", "op": "=>", "value": 1}}}]}"#;
         let err = RuleSet::from_json(bad_op).unwrap_err();
-        assert!(err.to_string().starts_with("rule 'Odd': unknown variant `=>`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("rule 'Odd': unknown variant `=>`"),
+            "{err}"
+        );
         let no_name = r#"{"rules": [{"when": {"any": []}}]}"#;
-        assert!(RuleSet::from_json(no_name).unwrap_err().to_string().starts_with("rule '#1': missing field `name`"));
+        assert!(
+            RuleSet::from_json(no_name)
+                .unwrap_err()
+                .to_string()
+                .starts_with("rule '#1': missing field `name`")
+        );
         let empty = r#"{"rules": [{"name": "E", "when": {"any": []}}]}"#;
         assert_eq!(
-            RuleSet::from_json(empty).unwrap().validate(&columns()).unwrap_err().to_string(),
+            RuleSet::from_json(empty)
+                .unwrap()
+                .validate(&columns())
+                .unwrap_err()
+                .to_string(),
             "rule 'E': when.any must list at least one condition"
         );
         let twice = r#"{"rules": [{"name": "A", "when": {"in": {"attribute": "region", "values": ["x"]}}},
                                   {"name": "A", "when": {"in": {"attribute": "region", "values": ["y"]}}}]}"#;
-        assert!(RuleSet::from_json(twice).unwrap().validate(&columns()).is_err());
+        assert!(
+            RuleSet::from_json(twice)
+                .unwrap()
+                .validate(&columns())
+                .is_err()
+        );
         assert!(RuleSet::from_json(r#"{"rulez": []}"#).is_err());
     }
 }
