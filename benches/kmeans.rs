@@ -9,11 +9,12 @@
 use std::time::Instant;
 
 use fairseg::segmentation::kmeans::{self, KMeansInit, KMeansParams};
+use fairseg::segmentation::mixture::{self, DbscanParams, GmmParams};
 use fairseg::segmentation::quality;
 use linfa::DatasetBase;
 use linfa::traits::Fit;
 use linfa_clustering::KMeans;
-use ndarray::{Array2, Axis};
+use ndarray::{Array2, Axis, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -121,5 +122,40 @@ fn main() {
             "quality (seed 2): silhouette {s:.4} on 10,000 rows in {ts:.3}s; CH {ch:.1}, DB {db:.4} in {:.3}s",
             t.elapsed().as_secs_f64()
         );
+    }
+    // The linfa-backed algorithms on slices of the same data, for scale.
+    for n in [10_000usize, 40_000] {
+        let part = x.slice(s![..n, ..]);
+        let t = Instant::now();
+        let res = mixture::dbscan(
+            &part,
+            &DbscanParams {
+                eps: 1.2,
+                min_points: 10,
+            },
+        );
+        let dt = t.elapsed().as_secs_f64();
+        match res {
+            Ok(c) => println!(
+                "DBSCAN (linfa) on {n} rows, eps 1.2, min_points 10: {dt:.3}s, {} clusters, noise {}",
+                c.n_segments - usize::from(c.noise.is_some()),
+                c.noise
+                    .map_or(0, |l| c.labels.iter().filter(|&&v| v == l).count())
+            ),
+            Err(e) => println!("DBSCAN on {n} rows failed after {dt:.3}s: {e}"),
+        }
+    }
+    let part = x.slice(s![..100_000, ..]);
+    let t = Instant::now();
+    match mixture::gmm(&part, &GmmParams::new(K, 0)) {
+        Ok(c) => println!(
+            "GMM (linfa, full covariances) on 100000 rows, k = 8: {:.3}s, inertia {:.1}",
+            t.elapsed().as_secs_f64(),
+            c.inertia
+        ),
+        Err(e) => println!(
+            "GMM on 100000 rows failed after {:.3}s: {e}",
+            t.elapsed().as_secs_f64()
+        ),
     }
 }

@@ -229,3 +229,97 @@ pub(crate) fn inertia_of(x: &ArrayView2<'_, f64>, labels: &[usize], centres: &Ar
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::kmeans::{KMeansParams, fit};
+    use super::pca::segment_map;
+    use super::preprocess::{ColumnValues, FeatureColumn, FeatureSpec, MissingRule, fit_transform};
+    use super::profile::profile;
+    use super::quality::silhouette_sampled;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The stages chained as a run uses them, on a small messy population.
+    #[test]
+    fn preprocess_cluster_profile_and_map_fit_together() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let n = 2000;
+        let group: Vec<usize> = (0..n).map(|_| rng.gen_range(0..3)).collect();
+        let spend: Vec<Option<f64>> = group
+            .iter()
+            .map(|&g| {
+                (rng.r#gen::<f64>() > 0.02)
+                    .then(|| [50.0, 400.0, 3000.0][g] * (0.5 + rng.r#gen::<f64>()))
+            })
+            .collect();
+        let recency: Vec<Option<f64>> = group
+            .iter()
+            .map(|&g| {
+                (rng.r#gen::<f64>() > 0.01)
+                    .then(|| [300.0, 60.0, 10.0][g] + 30.0 * rng.r#gen::<f64>())
+            })
+            .collect();
+        let region: Vec<Option<String>> = group
+            .iter()
+            .map(|&g| {
+                Some(
+                    if g == 2 && rng.r#gen::<f64>() < 0.8 {
+                        "north"
+                    } else {
+                        "south"
+                    }
+                    .to_owned(),
+                )
+            })
+            .collect();
+        let cols = vec![
+            FeatureColumn {
+                spec: FeatureSpec::log_numeric("monetary").with_missing(MissingRule::ImputeMedian),
+                values: ColumnValues::Numeric(spend),
+            },
+            FeatureColumn {
+                spec: FeatureSpec::numeric("recency"),
+                values: ColumnValues::Numeric(recency.clone()),
+            },
+            FeatureColumn {
+                spec: FeatureSpec::categorical("region"),
+                values: ColumnValues::Categorical(region),
+            },
+        ];
+        let pre = fit_transform(&cols).unwrap();
+        let excluded = recency.iter().filter(|r| r.is_none()).count();
+        assert_eq!(pre.missing.customers_excluded, excluded);
+        assert_eq!(pre.matrix.nrows(), n - excluded);
+        let km = fit(&pre.matrix.view(), &KMeansParams::new(3, 1)).unwrap();
+        let truth: Vec<usize> = pre.rows.iter().map(|&r| group[r]).collect();
+        let ari = super::quality::adjusted_rand_index(&truth, &km.labels).unwrap();
+        // The region indicator (20% of the big spenders live in the south) blurs the groups.
+        assert!(ari > 0.75, "{ari}");
+        assert!(silhouette_sampled(&pre.matrix.view(), &km.labels, 500, 1).unwrap() > 0.5);
+        let prof = profile(&cols, &pre, &km.labels, 3, 2).unwrap();
+        assert_eq!(
+            prof.segments.iter().map(|s| s.size).sum::<usize>(),
+            pre.matrix.nrows()
+        );
+        // The big spenders' segment is named for high monetary value or low recency.
+        let big = km.labels[pre.rows.iter().position(|&r| group[r] == 2).unwrap()];
+        let name = &prof.segments[big].proposed_name;
+        assert!(
+            name.contains("high monetary") || name.contains("low recency"),
+            "{name}"
+        );
+        let map = segment_map(
+            &pre.matrix.view(),
+            &km.labels,
+            &km.centres.view(),
+            &pre.transform.column_names(),
+            300,
+            2,
+            2,
+        )
+        .unwrap();
+        assert_eq!((map.points.len(), map.centres.len()), (300, 3));
+        assert!(map.axes[0].explained_variance_ratio > 0.5);
+    }
+}

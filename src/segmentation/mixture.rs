@@ -86,10 +86,11 @@ pub fn gmm(x: &ArrayView2<'_, f64>, params: &GmmParams) -> Result<Clustering> {
 
 /// DBSCAN refuses populations above this size. linfa's DBSCAN answers one k-d-tree range
 /// query per point and materialises each neighbourhood; with an ε wide enough to find
-/// clusters in 8 or more standardised dimensions the tree prunes little, so the run tends to
-/// O(n²) distance evaluations (10¹⁰ at this bound, minutes on two cores), and the
-/// neighbourhood lists of dense regions grow with n. Beyond it, use k-means or a Gaussian
-/// mixture, or run DBSCAN on a sample.
+/// clusters in 8 standardised dimensions the tree prunes little and the time grows
+/// quadratically: measured on the benchmark data (ε = 1.2, min_points = 10) 0.26 s for
+/// 10,000 rows and 4.2 s for 40,000, so about 30 s at this bound and some 45 minutes at a
+/// million, with neighbourhood lists of dense regions growing with n as well. Beyond it, use
+/// k-means or a Gaussian mixture, or run DBSCAN on a sample.
 pub const DBSCAN_MAX_CUSTOMERS: usize = 100_000;
 
 /// Parameters of DBSCAN.
