@@ -67,7 +67,8 @@ fn main() {
     );
     let view = x.view();
     let mut last = None;
-    for seed in 0..3u64 {
+    let (mut times, mut inertias, mut iters) = (vec![], vec![], 0);
+    for seed in 0..10u64 {
         let t = Instant::now();
         let fit = kmeans::fit(&view, &KMeansParams::new(K, seed)).expect("fit");
         let dt = t.elapsed().as_secs_f64();
@@ -78,8 +79,21 @@ fn main() {
             fit.iterations,
             fit.inertia
         );
+        times.push(dt);
+        inertias.push(fit.inertia);
+        iters += fit.iterations;
         last = Some(fit);
     }
+    times.sort_by(f64::total_cmp);
+    inertias.sort_by(f64::total_cmp);
+    let total: f64 = times.iter().sum();
+    println!(
+        "fairseg over 10 seeds: median {:.3}s, total {total:.3}s for {iters} iterations ({:.1} ms/iteration incl. init); inertia median {:.3}, best {:.3}",
+        times[times.len() / 2],
+        1000.0 * total / iters as f64,
+        inertias[inertias.len() / 2],
+        inertias[0]
+    );
     if let Some(init) = read_f64(&format!("{BASE}_init.f64")) {
         let mut p = KMeansParams::new(K, 0);
         p.init = KMeansInit::Centres(Array2::from_shape_vec((K, 8), init).expect("k x 8"));
@@ -119,7 +133,7 @@ fn main() {
         let ch = quality::calinski_harabasz(&view, &fit.labels).expect("ch");
         let db = quality::davies_bouldin(&view, &fit.labels).expect("db");
         println!(
-            "quality (seed 2): silhouette {s:.4} on 10,000 rows in {ts:.3}s; CH {ch:.1}, DB {db:.4} in {:.3}s",
+            "quality (seed 9): silhouette {s:.4} on 10,000 rows in {ts:.3}s; CH {ch:.1}, DB {db:.4} in {:.3}s",
             t.elapsed().as_secs_f64()
         );
     }
