@@ -8,7 +8,10 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod fairness;
+pub mod kpi;
 pub mod policy;
+pub mod segmentation;
 pub mod startup;
 pub mod telemetry;
 pub mod trail;

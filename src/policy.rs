@@ -407,13 +407,13 @@ impl Policy {
                 },
             );
         }
-        if let Some(admin) = roles.get("admin") {
-            if !admin.permissions.contains(&Permission::UsersManage) {
-                issue(
-                    "roles.admin.permissions".into(),
-                    "admin must keep `users:manage`, or nobody could manage accounts".into(),
-                );
-            }
+        if let Some(admin) = roles.get("admin")
+            && !admin.permissions.contains(&Permission::UsersManage)
+        {
+            issue(
+                "roles.admin.permissions".into(),
+                "admin must keep `users:manage`, or nobody could manage accounts".into(),
+            );
         }
 
         if !issues.is_empty() {

@@ -147,10 +147,10 @@ pub async fn enforce(
         _ => {}
     }
 
-    if is_state_changing(req.method()) {
-        if let Err(e) = check_csrf(&mut req, &state, user.as_ref(), &credential).await {
-            return Ok(error_response(req, e, user));
-        }
+    if is_state_changing(req.method())
+        && let Err(e) = check_csrf(&mut req, &state, user.as_ref(), &credential).await
+    {
+        return Ok(error_response(req, e, user));
     }
 
     if let Some(user) = user {
