@@ -195,22 +195,29 @@ pub struct Db {
 impl Db {
     /// Connects, and applies any pending migrations.
     pub fn connect(url: &DatabaseUrl) -> DbResult<Db> {
+        let db = Db::open(url)?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Connects without touching the schema.
+    pub fn open(url: &DatabaseUrl) -> DbResult<Db> {
         let max_size = match url.backend {
             Backend::Sqlite => 8,
             Backend::Postgres => 16,
         };
         let pool = r2d2::Pool::builder()
             .max_size(max_size)
+            // Open connections as needed: a pool per test server must not exhaust the server.
+            .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(15))
             .build(ConnectionManager { url: url.clone() })
             .map_err(|e| DbError::Connect(e.to_string()))?;
-        let db = Db {
+        Ok(Db {
             pool,
             url: url.clone(),
             write_lock: Arc::new(Mutex::new(())),
-        };
-        db.migrate()?;
-        Ok(db)
+        })
     }
 
     pub fn url(&self) -> &DatabaseUrl {

@@ -137,8 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { json } => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
-            let db = Db::connect(&settings.database_url).context("opening the database")?;
-            // `connect` applies migrations; report what the schema now holds.
+            let db = Db::open(&settings.database_url).context("opening the database")?;
             let applied = db.migrate()?;
             if json {
                 println!(
@@ -146,7 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json!({"database": settings.database_url.to_string(), "applied": applied})
                 );
             } else {
-                println!("database {} is up to date", settings.database_url);
+                println!(
+                    "database {} is up to date ({} migration(s) applied now)",
+                    settings.database_url,
+                    applied.len()
+                );
             }
             Ok(())
         }
@@ -203,6 +206,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: TrailCommand::Verify { json },
         } => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            // Verifying a database that is not there must not pass as "intact, 0 entries".
+            if let Some(path) = settings.database_url.sqlite_path()
+                && !std::path::Path::new(path).exists()
+            {
+                bail!("there is no database at {path}; pass --database-url");
+            }
             let db = Db::connect(&settings.database_url).context("opening the database")?;
             let report = db.read(trail_store::verify)?;
             if json {

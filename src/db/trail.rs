@@ -86,6 +86,20 @@ pub struct TrailFilter {
     pub to: Option<chrono::NaiveDateTime>,
 }
 
+/// A LIKE pattern matching values that start with `prefix` taken literally: action names
+/// contain `_`, which LIKE would otherwise read as a wildcard.
+fn prefix_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// One page of entries, newest first, and the total that match.
 pub fn page(
     conn: &mut DbConnection,
@@ -99,7 +113,7 @@ pub fn page(
             q = q.filter(trail::actor.eq(actor.clone()));
         }
         if let Some(action) = &filter.action {
-            q = q.filter(trail::action.like(format!("{}%", action.replace(['%', '_'], ""))));
+            q = q.filter(trail::action.like(prefix_pattern(action)).escape('\\'));
         }
         if let Some(subject) = &filter.subject {
             q = q.filter(trail::subject.eq(subject.clone()));

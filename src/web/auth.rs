@@ -149,7 +149,7 @@ pub async fn signin_submit(
             let _ = response.add_cookie(&access::session_cookie(&state, &token));
             Ok(response)
         }
-        Err(e @ (AppError::SessionEnded(_) | AppError::TooManyRequests { .. })) => {
+        Err(e @ (AppError::BadCredentials(_) | AppError::TooManyRequests { .. })) => {
             let status = actix_web::ResponseError::status_code(&e);
             let (pre, _) = pre_session_value(&req);
             let page = SigninPage {

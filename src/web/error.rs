@@ -20,6 +20,8 @@ pub enum AppError {
     Unauthenticated,
     #[error("{0}")]
     SessionEnded(String),
+    #[error("{0}")]
+    BadCredentials(String),
     #[error("your role does not allow this (it needs the `{0}` permission)")]
     Forbidden(String),
     #[error("the form has expired or did not come from fairseg; reload the page and try again")]
@@ -57,6 +59,7 @@ impl AppError {
             AppError::InvalidInput { .. } => "invalid_input",
             AppError::Unauthenticated => "unauthenticated",
             AppError::SessionEnded(_) => "session_ended",
+            AppError::BadCredentials(_) => "bad_credentials",
             AppError::Forbidden(_) => "forbidden",
             AppError::Csrf => "csrf",
             AppError::NotFound => "not_found",
@@ -97,7 +100,9 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            AppError::Unauthenticated | AppError::SessionEnded(_) => StatusCode::UNAUTHORIZED,
+            AppError::Unauthenticated | AppError::SessionEnded(_) | AppError::BadCredentials(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -157,7 +162,7 @@ impl From<AccountError> for AppError {
             AccountError::WeakPassword(m) => AppError::invalid("password", m),
             e @ AccountError::UnknownRole { .. } => AppError::invalid("role", e.to_string()),
             e @ AccountError::Duplicate(_) => AppError::Conflict(e.to_string()),
-            e @ AccountError::BadCredentials => AppError::SessionEnded(e.to_string()),
+            e @ AccountError::BadCredentials => AppError::BadCredentials(e.to_string()),
             e @ AccountError::WrongCurrentPassword => {
                 AppError::invalid("current_password", e.to_string())
             }

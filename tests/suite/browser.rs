@@ -1,0 +1,221 @@
+//! The pages in a real browser: headless Chromium driven through chromedriver. These run once,
+//! on SQLite (scripts/test skips them on the PostgreSQL pass). Screenshots of each page land in
+//! target/screenshots/ for review.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, spawn_app};
+
+/// A chromedriver process for one test, killed when the test ends.
+struct Driver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_browser() -> (Driver, Client) {
+    let chromedriver =
+        std::env::var("FAIRSEG_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    assert!(
+        std::path::Path::new(&chromedriver).exists(),
+        "browser tests need chromedriver at {chromedriver} (Debian: chromium-driver; scripts/test installs it) \
+         or FAIRSEG_CHROMEDRIVER pointing at one"
+    );
+    let port = free_port();
+    let child = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _profile: tempfile::tempdir().unwrap(),
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!("{}/status", driver.url)).await
+            && r.status().is_success()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "chromedriver did not come up on port {port}");
+    let chromium = std::env::var("FAIRSEG_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={}", driver._profile.path().display()),
+            ]
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session");
+    (driver, client)
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn sign_in(client: &Client, base: &str, role: &str) {
+    client.goto(&format!("{base}/trail")).await.unwrap();
+    // Sent to sign in first, and back to the page afterwards.
+    assert!(client.current_url().await.unwrap().path() == "/signin");
+    client
+        .find(Locator::Css("#email"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{role}@example.test"))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The form posts and the browser follows the redirect; wait until it has left the form,
+    // or later lookups would find elements of the page being replaced.
+    for _ in 0..100 {
+        if client.current_url().await.unwrap().path() != "/signin" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("signing in as {role} did not leave the sign-in page");
+}
+
+async fn nav_labels(client: &Client) -> Vec<String> {
+    let mut labels = Vec::new();
+    for link in client
+        .find_all(Locator::Css("nav[aria-label=Main] a"))
+        .await
+        .unwrap()
+    {
+        labels.push(link.text().await.unwrap());
+    }
+    labels
+}
+
+#[tokio::test]
+async fn browser_compliance_and_marketing_see_their_own_app() {
+    let app = spawn_app().await;
+    let (_driver, client) = start_browser().await;
+
+    sign_in(&client, &app.address, "compliance").await;
+    client
+        .wait()
+        .for_element(Locator::Css("table caption"))
+        .await
+        .expect("the trail page opens after signing in");
+    assert_eq!(client.current_url().await.unwrap().path(), "/trail");
+    let nav = nav_labels(&client).await;
+    assert!(nav.contains(&"Trail".to_string()), "{nav:?}");
+    assert!(!nav.contains(&"Users".to_string()), "{nav:?}");
+    screenshot(&client, "trail-compliance").await;
+
+    client
+        .find(Locator::LinkText("Verify the chain"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = client
+        .wait()
+        .for_element(Locator::Css("p[role=status]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(status.contains("intact"), "{status}");
+
+    // Sign out with the form button: the session ends and pages ask to sign in again.
+    client
+        .find(Locator::Css("form[action='/signout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#email"))
+        .await
+        .unwrap();
+    client.goto(&app.url("/")).await.unwrap();
+    assert_eq!(client.current_url().await.unwrap().path(), "/signin");
+
+    sign_in(&client, &app.address, "marketing").await;
+    let heading = client
+        .wait()
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_ne!(heading, "Trail", "marketing may not read the trail");
+    client.goto(&app.url("/")).await.unwrap();
+    let heading = client
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heading, "Welcome");
+    let nav = nav_labels(&client).await;
+    assert!(!nav.contains(&"Trail".to_string()), "{nav:?}");
+    screenshot(&client, "home-marketing").await;
+
+    client.close().await.unwrap();
+}

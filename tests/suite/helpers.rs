@@ -1,0 +1,298 @@
+//! A real server per test: its own database (an SQLite file, or a fresh PostgreSQL database
+//! when `FAIRSEG_TEST_BACKEND=postgres`), the default policy, one account per role, and an
+//! HTTP client that talks to it over TCP.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use fairseg::auth::accounts;
+use fairseg::auth::token::TokenKeys;
+use fairseg::config::Settings;
+use fairseg::db::users::UserRow;
+use fairseg::db::{DatabaseUrl, Db};
+use fairseg::policy::Policy;
+use fairseg::startup;
+use fairseg::trail::Actor;
+use reqwest::Method;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const ROLES: [&str; 4] = ["admin", "compliance", "marketing", "analyst"];
+
+pub fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+pub fn on_postgres() -> bool {
+    match std::env::var("FAIRSEG_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("FAIRSEG_TEST_BACKEND must be `sqlite` or `postgres`, not `{other}`"),
+    }
+}
+
+/// A database of its own for one test, removed when the test ends.
+pub struct TestDatabase {
+    pub url: String,
+    /// For PostgreSQL: the admin URL and the database to drop afterwards.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub fn new(dir: &Path) -> TestDatabase {
+        if !on_postgres() {
+            let path = dir.join("fairseg-test.db");
+            return TestDatabase {
+                url: path.display().to_string(),
+                postgres: None,
+            };
+        }
+        let admin = std::env::var("FAIRSEG_TEST_PG_URL").expect(
+            "FAIRSEG_TEST_BACKEND=postgres needs FAIRSEG_TEST_PG_URL, an admin URL of a running \
+             server (scripts/test starts one)",
+        );
+        let name = format!("fairseg_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(&admin)
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the test database");
+        let (base, _) = admin
+            .rsplit_once('/')
+            .expect("the admin URL names a database");
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            postgres: Some((admin, name)),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.postgres
+            && let Ok(mut conn) = PgConnection::establish(admin)
+        {
+            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db: Db,
+    pub policy: Arc<Policy>,
+    pub tokens: TokenKeys,
+    pub secret: Vec<u8>,
+    /// One account per role, by role name; each has `PASSWORD`.
+    pub users: HashMap<&'static str, UserRow>,
+    pub dir: TempDir,
+    handle: ServerHandle,
+    // Dropped last: the server and pool must let go of the database first.
+    pub database: TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop accepting at once; the runtime ending takes the workers down.
+        drop(self.handle.stop(false));
+    }
+}
+
+pub fn settings_for(url: &str) -> Settings {
+    Settings {
+        database_url: DatabaseUrl::parse(url).expect("valid test database URL"),
+        policies_dir: policies_dir(),
+        token_ttl: chrono::Duration::minutes(30),
+        cookie_secure: false,
+        max_body_bytes: 64 * 1024,
+        signing_key: None,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(dir.path());
+    let mut settings = settings_for(&database.url);
+    adjust(&mut settings);
+    let policy = Policy::load(&settings.policies_dir).expect("the default policy is valid");
+    let db = Db::connect(&settings.database_url).expect("connect and migrate");
+    let secret = startup::prepare(&db, &policy, &settings).expect("prepare");
+    let tokens = TokenKeys::new(&secret, settings.token_ttl);
+    let mut users = HashMap::new();
+    for role in ROLES {
+        let user = accounts::create_user(
+            &db,
+            &policy,
+            &Actor::cli(),
+            &format!("{role}@example.test"),
+            role,
+            PASSWORD.to_string(),
+        )
+        .expect("seed user");
+        users.insert(role, user);
+    }
+    let state = startup::app_state(db.clone(), policy, settings).expect("app state");
+    let policy = state.policy.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let server = startup::run(listener, state).expect("server starts");
+    let handle = server.handle();
+    tokio::spawn(server);
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        db,
+        policy,
+        tokens,
+        secret,
+        users,
+        dir,
+        handle,
+        database,
+    }
+}
+
+/// A client that keeps cookies, as a browser does, and shows redirects rather than following
+/// them, so tests see each step.
+pub fn browser_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+pub fn api_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The CSRF token of the first form on a page.
+pub fn csrf_token(html: &str) -> String {
+    let doc = scraper::Html::parse_document(html);
+    let selector = scraper::Selector::parse(r#"input[name="csrf_token"]"#).unwrap();
+    doc.select(&selector)
+        .next()
+        .and_then(|e| e.value().attr("value"))
+        .expect("the page has a form with a CSRF token")
+        .to_string()
+}
+
+pub fn texts(html: &str, css: &str) -> Vec<String> {
+    let doc = scraper::Html::parse_document(html);
+    let selector = scraper::Selector::parse(css).unwrap();
+    doc.select(&selector)
+        .map(|e| e.text().collect::<String>().trim().to_string())
+        .collect()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn user(&self, role: &str) -> UserRow {
+        let id = &self.users[role].id;
+        self.db
+            .read(|c| UserRow::find(c, id))
+            .unwrap()
+            .expect("seeded user exists")
+    }
+
+    /// A fresh bearer token for the role's account, as `/api/v1/auth/token` would issue.
+    pub fn token(&self, role: &str) -> String {
+        let user = self.user(role);
+        self.tokens.issue(&user.id, user.token_version).0
+    }
+
+    pub fn api(&self, role: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+        api_client()
+            .request(method, self.url(path))
+            .bearer_auth(self.token(role))
+    }
+
+    pub async fn get_json(&self, role: &str, path: &str) -> (u16, Value) {
+        let response = self.api(role, Method::GET, path).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Signs in through the sign-in form, as a person would; the returned client carries the
+    /// session cookie.
+    pub async fn sign_in(&self, role: &str) -> reqwest::Client {
+        let client = browser_client();
+        let page = client.get(self.url("/signin")).send().await.unwrap();
+        let csrf = csrf_token(&page.text().await.unwrap());
+        let response = client
+            .post(self.url("/signin"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("email", &format!("{role}@example.test")),
+                ("password", PASSWORD),
+                ("next", "/"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "sign-in as {role} redirects home");
+        client
+    }
+
+    /// The trail, newest first, as compliance reads it through the API.
+    pub async fn trail(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get_json("compliance", &format!("/api/v1/trail?{query}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["entries"].as_array().unwrap().clone()
+    }
+
+    /// Runs the `fairseg` binary against this test's database and policies.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(args, &[])
+    }
+
+    pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        run_cli(self.dir.path(), &self.database.url, args, env)
+    }
+
+    pub fn sql(&self, statements: &str) {
+        let mut conn = self.db.conn().unwrap();
+        conn.batch_execute(statements).unwrap();
+    }
+}
+
+pub fn run_cli(cwd: &Path, database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fairseg"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env("FAIRSEG_DATABASE_URL", database_url)
+        .env("FAIRSEG_POLICIES", policies_dir())
+        .env_remove("FAIRSEG_SIGNING_KEY")
+        .env_remove("FAIRSEG_PASSWORD")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("the fairseg binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

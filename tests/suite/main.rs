@@ -1,0 +1,13 @@
+//! The integration suite: one binary (one build, one link) that drives the real server over
+//! HTTP and the real `fairseg` binary, on SQLite by default or on PostgreSQL with
+//! `FAIRSEG_TEST_BACKEND=postgres` and `FAIRSEG_TEST_PG_URL`.
+
+mod access;
+mod auth;
+mod browser;
+mod cli;
+mod helpers;
+mod migrations;
+mod ops;
+mod trail;
+mod users;
