@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod customers;
 pub mod db;
 pub mod fairness;
 pub mod kpi;

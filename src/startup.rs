@@ -15,6 +15,7 @@ use crate::auth::csrf::CsrfKey;
 use crate::auth::throttle::Throttle;
 use crate::auth::token::TokenKeys;
 use crate::config::Settings;
+use crate::customers::{PSEUDONYM_KEY_SECRET, Pseudonymizer};
 use crate::db::{Db, secrets, trail as trail_store};
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
@@ -33,6 +34,7 @@ pub struct AppState {
     pub settings: Settings,
     pub metrics: Metrics,
     pub routes: RouteIndex,
+    pub pseudonyms: Pseudonymizer,
 }
 
 const SIGNING_KEY_SECRET: &str = "token_signing_key";
@@ -87,9 +89,25 @@ pub fn prepare(db: &Db, policy: &Policy, settings: &Settings) -> anyhow::Result<
     Ok(key.into_bytes())
 }
 
+/// The customer pseudonymizer, its key generated and kept on first use. The CLI and the server
+/// share it through the database, so both name a customer by the same pseudonym.
+pub fn pseudonymizer(db: &Db) -> anyhow::Result<Pseudonymizer> {
+    let (key, _) = db
+        .write(|conn| {
+            secrets::get_or_create(conn, PSEUDONYM_KEY_SECRET, || {
+                let mut bytes = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                hex::encode(bytes)
+            })
+        })
+        .context("loading the customer pseudonym key")?;
+    Ok(Pseudonymizer::new(key.as_bytes()))
+}
+
 pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<AppState> {
     let secret = prepare(&db, &policy, &settings)?;
     Ok(AppState {
+        pseudonyms: pseudonymizer(&db)?,
         tokens: TokenKeys::new(&secret, settings.token_ttl),
         csrf: CsrfKey::new(&secret),
         db,

@@ -60,6 +60,96 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    customers (id) {
+        id -> BigInt,
+        external_id -> Text,
+        pseudonym -> Text,
+        attributes -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    customer_protected (customer_id) {
+        customer_id -> BigInt,
+        attributes -> Text,
+    }
+}
+
+diesel::table! {
+    attribute_columns (name) {
+        name -> Text,
+        kind -> Text,
+        protected -> Bool,
+        first_seen_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    transactions (id) {
+        id -> BigInt,
+        customer_id -> BigInt,
+        occurred_at -> Timestamp,
+        amount -> Double,
+        quantity -> Nullable<BigInt>,
+        order_id -> Nullable<Text>,
+        imported_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    consent_events (id) {
+        id -> BigInt,
+        customer_id -> BigInt,
+        purpose -> Text,
+        status -> Text,
+        recorded_at -> Timestamp,
+        source -> Nullable<Text>,
+        notice_version -> Nullable<Text>,
+        recorded_by -> Text,
+        entered_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    erased_customers (pseudonym) {
+        pseudonym -> Text,
+        erased_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    dsr_requests (id) {
+        id -> Text,
+        kind -> Text,
+        subject -> Text,
+        requested_by -> Text,
+        occurred_at -> Timestamp,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    imports (id) {
+        id -> Text,
+        kind -> Text,
+        file_name -> Text,
+        rows_read -> BigInt,
+        rows_imported -> BigInt,
+        rows_rejected -> BigInt,
+        imported_by -> Text,
+        occurred_at -> Timestamp,
+        report -> Text,
+    }
+}
+
+diesel::joinable!(customer_protected -> customers (customer_id));
+diesel::joinable!(transactions -> customers (customer_id));
+diesel::joinable!(consent_events -> customers (customer_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     revoked_tokens,
@@ -67,4 +157,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     policy_versions,
     trail,
     trail_head,
+    customers,
+    customer_protected,
+    attribute_columns,
+    transactions,
+    consent_events,
+    erased_customers,
+    dsr_requests,
+    imports,
 );

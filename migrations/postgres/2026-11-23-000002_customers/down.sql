@@ -1,0 +1,9 @@
+DROP TABLE imports;
+DROP TABLE dsr_requests;
+DROP TABLE erased_customers;
+DROP TABLE consent_events;
+DROP FUNCTION consent_events_refuse_update();
+DROP TABLE transactions;
+DROP TABLE attribute_columns;
+DROP TABLE customer_protected;
+DROP TABLE customers;
