@@ -282,7 +282,13 @@ impl Db {
 /// The current instant, truncated to microseconds so it reads back unchanged from either
 /// backend (PostgreSQL keeps microseconds) and hashes the same when the trail is verified.
 pub fn now() -> NaiveDateTime {
-    Utc::now().naive_utc().trunc_subsecs(6)
+    truncate_to_micros(Utc::now().naive_utc())
+}
+
+/// Both databases keep microseconds; truncating first makes a stored value compare equal to
+/// the one the server computed.
+pub fn truncate_to_micros(t: NaiveDateTime) -> NaiveDateTime {
+    t.trunc_subsecs(6)
 }
 
 #[cfg(test)]

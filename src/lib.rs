@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod consent;
 pub mod customers;
 pub mod db;
 pub mod fairness;
