@@ -19,7 +19,23 @@ impl Actor {
         Actor(email.to_string())
     }
     pub fn cli() -> Actor {
-        let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        // Service accounts and containers often have no USER; LOGNAME, then the numeric uid,
+        // still tell an auditor which account ran the command.
+        let who = ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/self/status")
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("Uid:"))
+                            .and_then(|l| {
+                                l.split_whitespace().next().map(|uid| format!("uid{uid}"))
+                            })
+                    })
+            })
+            .unwrap_or_else(|| "unknown".into());
         Actor(format!("cli:{who}"))
     }
     pub fn system() -> Actor {
