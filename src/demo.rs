@@ -164,7 +164,9 @@ fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u32 {
 
 /// Relative purchase activity by month: busy before Christmas, quiet in January.
 fn season(month: u32) -> f64 {
-    [0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.0, 0.95, 1.05, 1.5, 1.9][(month - 1) as usize]
+    [
+        0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.0, 0.95, 1.05, 1.5, 1.9,
+    ][(month - 1) as usize]
 }
 
 /// The district's dominant group: the majority group dominates most districts, each minority
@@ -175,8 +177,12 @@ fn dominant_group(district: usize) -> usize {
 }
 
 fn at(day: NaiveDate, rng: &mut ChaCha8Rng) -> NaiveDateTime {
-    day.and_hms_opt(rng.gen_range(7..23), rng.gen_range(0..60), rng.gen_range(0..60))
-        .expect("valid time")
+    day.and_hms_opt(
+        rng.gen_range(7..23),
+        rng.gen_range(0..60),
+        rng.gen_range(0..60),
+    )
+    .expect("valid time")
 }
 
 fn days_between(a: NaiveDateTime, b: NaiveDateTime) -> i64 {
@@ -218,25 +224,38 @@ pub fn generate(opts: &DemoOptions) -> DemoData {
             *pick(&mut rng, &ETHNICITIES)
         };
         let city_size = match region {
-            0 => *pick(&mut rng, &[("metropolis", 0.7), ("city", 0.25), ("town", 0.05)]),
-            _ => *pick(
+            0 => *pick(
                 &mut rng,
-                &[("city", 0.35), ("town", 0.4), ("rural", 0.25)],
+                &[("metropolis", 0.7), ("city", 0.25), ("town", 0.05)],
             ),
+            _ => *pick(&mut rng, &[("city", 0.35), ("town", 0.4), ("rural", 0.25)]),
         };
         let age = (44.0 + 15.0 * normal(&mut rng)).round().clamp(18.0, 88.0) as i64;
-        let sex = *pick(&mut rng, &[("female", 0.51), ("male", 0.485), ("diverse", 0.005)]);
+        let sex = *pick(
+            &mut rng,
+            &[("female", 0.51), ("male", 0.485), ("diverse", 0.005)],
+        );
         let marital_status = if age < 25 {
             *pick(&mut rng, &[("single", 0.9), ("married", 0.1)])
         } else if age < 60 {
             *pick(
                 &mut rng,
-                &[("single", 0.3), ("married", 0.55), ("divorced", 0.13), ("widowed", 0.02)],
+                &[
+                    ("single", 0.3),
+                    ("married", 0.55),
+                    ("divorced", 0.13),
+                    ("widowed", 0.02),
+                ],
             )
         } else {
             *pick(
                 &mut rng,
-                &[("single", 0.1), ("married", 0.55), ("divorced", 0.15), ("widowed", 0.2)],
+                &[
+                    ("single", 0.1),
+                    ("married", 0.55),
+                    ("divorced", 0.15),
+                    ("widowed", 0.2),
+                ],
             )
         };
         let education = *pick(
@@ -274,26 +293,59 @@ pub fn generate(opts: &DemoOptions) -> DemoData {
         let lifestyle = if age < 35 {
             *pick(
                 &mut rng,
-                &[("urban_explorer", 0.35), ("tech_enthusiast", 0.3), ("outdoor", 0.2), ("homebody", 0.1), ("family_focused", 0.05)],
+                &[
+                    ("urban_explorer", 0.35),
+                    ("tech_enthusiast", 0.3),
+                    ("outdoor", 0.2),
+                    ("homebody", 0.1),
+                    ("family_focused", 0.05),
+                ],
             )
         } else if age < 55 {
             *pick(
                 &mut rng,
-                &[("family_focused", 0.4), ("outdoor", 0.2), ("homebody", 0.15), ("tech_enthusiast", 0.15), ("urban_explorer", 0.1)],
+                &[
+                    ("family_focused", 0.4),
+                    ("outdoor", 0.2),
+                    ("homebody", 0.15),
+                    ("tech_enthusiast", 0.15),
+                    ("urban_explorer", 0.1),
+                ],
             )
         } else {
             *pick(
                 &mut rng,
-                &[("homebody", 0.4), ("outdoor", 0.3), ("family_focused", 0.2), ("tech_enthusiast", 0.05), ("urban_explorer", 0.05)],
+                &[
+                    ("homebody", 0.4),
+                    ("outdoor", 0.3),
+                    ("family_focused", 0.2),
+                    ("tech_enthusiast", 0.05),
+                    ("urban_explorer", 0.05),
+                ],
             )
         };
         let business = rng.r#gen::<f64>() < 0.08;
         let (company_size, industry) = if business {
             (
-                json!(*pick(&mut rng, &[("1-9", 0.55), ("10-49", 0.3), ("50-249", 0.12), ("250+", 0.03)])),
                 json!(*pick(
                     &mut rng,
-                    &[("retail", 0.25), ("services", 0.3), ("manufacturing", 0.15), ("hospitality", 0.12), ("technology", 0.13), ("public", 0.05)]
+                    &[
+                        ("1-9", 0.55),
+                        ("10-49", 0.3),
+                        ("50-249", 0.12),
+                        ("250+", 0.03)
+                    ]
+                )),
+                json!(*pick(
+                    &mut rng,
+                    &[
+                        ("retail", 0.25),
+                        ("services", 0.3),
+                        ("manufacturing", 0.15),
+                        ("hospitality", 0.12),
+                        ("technology", 0.13),
+                        ("public", 0.05)
+                    ]
                 )),
             )
         } else {
@@ -315,8 +367,15 @@ pub fn generate(opts: &DemoOptions) -> DemoData {
             _ => today - TimeDelta::days(rng.gen_range(60..1825)),
         };
         let signed_up = at(signup_day, &mut rng);
-        let signup_channel =
-            *pick(&mut rng, &[("web", 0.55), ("store", 0.3), ("app", 0.12), ("partner", 0.03)]);
+        let signup_channel = *pick(
+            &mut rng,
+            &[
+                ("web", 0.55),
+                ("store", 0.3),
+                ("app", 0.12),
+                ("partner", 0.03),
+            ],
+        );
         let loyalty_member = match behaviour {
             Behaviour::Loyal => rng.r#gen::<f64>() < 0.7,
             _ => rng.r#gen::<f64>() < 0.15,
@@ -339,7 +398,8 @@ pub fn generate(opts: &DemoOptions) -> DemoData {
         let orders = if last_day < first_day {
             0
         } else {
-            poisson(&mut rng, per_month * span as f64 / 30.44).max(u32::from(behaviour != Behaviour::Occasional))
+            poisson(&mut rng, per_month * span as f64 / 30.44)
+                .max(u32::from(behaviour != Behaviour::Occasional))
         };
         let mu = 3.1 + 0.25 * income_index as f64 + if business { 0.9 } else { 0.0 };
         for _ in 0..orders {
@@ -406,7 +466,10 @@ pub fn generate(opts: &DemoOptions) -> DemoData {
             if rng.r#gen::<f64>() < 0.10 {
                 let room = days_between(latest, now);
                 if room > 1 {
-                    let withdrawn = at(latest.date() + TimeDelta::days(rng.gen_range(1..room)), &mut rng);
+                    let withdrawn = at(
+                        latest.date() + TimeDelta::days(rng.gen_range(1..room)),
+                        &mut rng,
+                    );
                     consents.push(DemoConsent {
                         customer: i,
                         purpose: purpose.clone(),
@@ -420,7 +483,10 @@ pub fn generate(opts: &DemoOptions) -> DemoData {
         }
 
         let mut attributes = Map::new();
-        attributes.insert("customer_type".into(), json!(if business { "business" } else { "consumer" }));
+        attributes.insert(
+            "customer_type".into(),
+            json!(if business { "business" } else { "consumer" }),
+        );
         attributes.insert("income_band".into(), json!(income_band));
         attributes.insert("education".into(), json!(education));
         attributes.insert("region".into(), json!(REGIONS[region].0));
@@ -431,7 +497,10 @@ pub fn generate(opts: &DemoOptions) -> DemoData {
         attributes.insert("company_size".into(), company_size);
         attributes.insert("industry".into(), industry);
         attributes.insert("signup_channel".into(), json!(signup_channel));
-        attributes.insert("loyalty_member".into(), json!(if loyalty_member { "yes" } else { "no" }));
+        attributes.insert(
+            "loyalty_member".into(),
+            json!(if loyalty_member { "yes" } else { "no" }),
+        );
         let mut protected = Map::new();
         protected.insert("age".into(), json!(age));
         protected.insert("sex".into(), json!(sex));
@@ -486,7 +555,8 @@ pub fn load(
         .customers
         .iter()
         .map(|c| {
-            pseudonyms.pseudonym(&CustomerId::parse(&c.external_id).expect("generated ids are valid"))
+            pseudonyms
+                .pseudonym(&CustomerId::parse(&c.external_id).expect("generated ids are valid"))
         })
         .collect();
     db.write(|conn| {
@@ -496,7 +566,9 @@ pub fn load(
         let first_consent = next_id(conn, IdTable::ConsentEvents)?;
         let loaded_at = crate::db::now();
         write_columns(conn, loaded_at)?;
-        let ids: Vec<i64> = (0..data.customers.len() as i64).map(|i| first_customer + i).collect();
+        let ids: Vec<i64> = (0..data.customers.len() as i64)
+            .map(|i| first_customer + i)
+            .collect();
         for (chunk_no, chunk) in data.customers.chunks(CHUNK).enumerate() {
             let base = chunk_no * CHUNK;
             let rows: Vec<_> = chunk
@@ -574,7 +646,12 @@ pub fn load(
         };
         trail_store::append(
             conn,
-            NewEntry::new(actor, "demo.loaded", "demo", serde_json::to_value(summary).unwrap_or_default()),
+            NewEntry::new(
+                actor,
+                "demo.loaded",
+                "demo",
+                serde_json::to_value(summary).unwrap_or_default(),
+            ),
             policy_version,
         )?;
         Ok(summary)
@@ -603,7 +680,12 @@ fn write_columns(conn: &mut DbConnection, at: NaiveDateTime) -> DbResult<()> {
 }
 
 /// The options for the policy's purposes.
-pub fn options(policy: &crate::policy::Policy, customers: usize, seed: u64, today: NaiveDate) -> DemoOptions {
+pub fn options(
+    policy: &crate::policy::Policy,
+    customers: usize,
+    seed: u64,
+    today: NaiveDate,
+) -> DemoOptions {
     DemoOptions {
         customers,
         seed,
@@ -642,7 +724,7 @@ pub fn cramers_v(pairs: &[(&str, &str)]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consent::{ConsentState, Event, ConsentStatus, state_at};
+    use crate::consent::{ConsentState, ConsentStatus, Event, state_at};
 
     fn opts(n: usize, seed: u64) -> DemoOptions {
         DemoOptions {
@@ -661,13 +743,22 @@ mod tests {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for c in &d.customers {
-            h.update(format!("{}{:?}{:?}{}", c.external_id, c.attributes, c.protected, c.signed_up));
+            h.update(format!(
+                "{}{:?}{:?}{}",
+                c.external_id, c.attributes, c.protected, c.signed_up
+            ));
         }
         for t in &d.transactions {
-            h.update(format!("{}{}{}{}", t.customer, t.occurred_at, t.amount, t.order_id));
+            h.update(format!(
+                "{}{}{}{}",
+                t.customer, t.occurred_at, t.amount, t.order_id
+            ));
         }
         for e in &d.consents {
-            h.update(format!("{}{}{}{}", e.customer, e.purpose, e.granted, e.recorded_at));
+            h.update(format!(
+                "{}{}{}{}",
+                e.customer, e.purpose, e.granted, e.recorded_at
+            ));
         }
         hex::encode(h.finalize())
     }
@@ -716,10 +807,21 @@ mod tests {
         let o = opts(4000, 42);
         let d = generate(&o);
         let per_customer = d.transactions.len() as f64 / 4000.0;
-        assert!((9.0..20.0).contains(&per_customer), "{per_customer} transactions per customer");
+        assert!(
+            (9.0..20.0).contains(&per_customer),
+            "{per_customer} transactions per customer"
+        );
         let start = o.today - TimeDelta::days(HISTORY_DAYS - 1);
-        assert!(d.transactions.iter().all(|t| t.occurred_at.date() >= start && t.occurred_at.date() <= o.today));
-        let businesses = d.customers.iter().filter(|c| c.attributes["customer_type"] == "business").count();
+        assert!(
+            d.transactions
+                .iter()
+                .all(|t| t.occurred_at.date() >= start && t.occurred_at.date() <= o.today)
+        );
+        let businesses = d
+            .customers
+            .iter()
+            .filter(|c| c.attributes["customer_type"] == "business")
+            .count();
         assert!((200..450).contains(&businesses), "{businesses} businesses");
         // Per customer × purpose with any event: the state today.
         let now = o.today.and_hms_opt(12, 0, 0).unwrap();
@@ -730,7 +832,11 @@ mod tests {
                 assert!(last.recorded_at <= e.recorded_at, "events in time order");
             }
             list.push(Event {
-                status: if e.granted { ConsentStatus::Granted } else { ConsentStatus::Withdrawn },
+                status: if e.granted {
+                    ConsentStatus::Granted
+                } else {
+                    ConsentStatus::Withdrawn
+                },
                 recorded_at: e.recorded_at,
             });
         }
@@ -745,10 +851,20 @@ mod tests {
             }
         }
         let total = f64::from(granted + withdrawn + expired);
-        eprintln!("{per_customer:.1} transactions per customer, {businesses} businesses; consent states: {granted} granted, {withdrawn} withdrawn, {expired} expired");
+        eprintln!(
+            "{per_customer:.1} transactions per customer, {businesses} businesses; consent states: {granted} granted, {withdrawn} withdrawn, {expired} expired"
+        );
         let share = |n: i32| f64::from(n) / total;
         assert!(share(granted) > 0.55, "granted {}", share(granted));
-        assert!((0.06..0.15).contains(&share(withdrawn)), "withdrawn {}", share(withdrawn));
-        assert!((0.05..0.35).contains(&share(expired)), "expired {}", share(expired));
+        assert!(
+            (0.06..0.15).contains(&share(withdrawn)),
+            "withdrawn {}",
+            share(withdrawn)
+        );
+        assert!(
+            (0.05..0.35).contains(&share(expired)),
+            "expired {}",
+            share(expired)
+        );
     }
 }

@@ -75,8 +75,8 @@ fn parse_json(text: Option<String>) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-/// The pseudonym of an id and, when the customer is not held, why.
-fn locate(
+/// The customer's row or, when they are not held, why: never known, or erased.
+pub fn locate(
     conn: &mut db::DbConnection,
     pseudonyms: &Pseudonymizer,
     id: &CustomerId,
@@ -169,7 +169,14 @@ pub fn erase(
         let now = db::now();
         let removed = store::erase(conn, row.id, &row.pseudonym, now)?;
         let detail = json!({"removed": removed, "reason": "data-subject request"});
-        store::log_request(conn, "erasure", &row.pseudonym, actor.as_str(), now, &detail)?;
+        store::log_request(
+            conn,
+            "erasure",
+            &row.pseudonym,
+            actor.as_str(),
+            now,
+            &detail,
+        )?;
         trail_store::append(
             conn,
             NewEntry::new(actor, "dsr.erased", &row.pseudonym, detail),

@@ -91,8 +91,8 @@ mod tests {
             kpi_evaluations_days: 40,
             inactive_customers_days: 5,
         };
-        let now = NaiveDateTime::parse_from_str("2026-03-31 12:00:00", "%Y-%m-%d %H:%M:%S")
-            .unwrap();
+        let now =
+            NaiveDateTime::parse_from_str("2026-03-31 12:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
         let c = cutoffs(&spec, now);
         assert_eq!(c.transactions.to_string(), "2026-03-21 12:00:00");
         assert_eq!(c.consent_events.to_string(), "2026-03-11 12:00:00");

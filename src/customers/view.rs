@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::features::BehaviouralFeatures;
-use super::CustomerId;
+use super::{CustomerId, Pseudonymizer};
 use crate::db::dsr as store;
 use crate::db::{Db, features, trail as trail_store};
 use crate::dsr::DsrError;
@@ -30,6 +30,7 @@ pub struct CustomerView {
 
 pub fn view(
     db: &Db,
+    pseudonyms: &Pseudonymizer,
     policy_version: &str,
     actor: &Actor,
     raw_id: &str,
@@ -38,8 +39,10 @@ pub fn view(
 ) -> Result<CustomerView, DsrError> {
     let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
     let result = db.write(|conn| {
-        let Some(row) = store::customer_by_external_id(conn, id.as_str())? else {
-            return Ok(Err(DsrError::NotFound));
+        let row = match crate::dsr::locate(conn, pseudonyms, &id) {
+            Ok(row) => row,
+            Err(DsrError::Db(e)) => return Err(e),
+            Err(other) => return Ok(Err(other)),
         };
         let protected = if with_protected {
             Some(

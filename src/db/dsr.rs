@@ -78,10 +78,7 @@ pub struct ConsentEventRow {
     pub entered_at: NaiveDateTime,
 }
 
-pub fn consent_events_of(
-    conn: &mut DbConnection,
-    customer: i64,
-) -> DbResult<Vec<ConsentEventRow>> {
+pub fn consent_events_of(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<ConsentEventRow>> {
     Ok(consent_events::table
         .filter(consent_events::customer_id.eq(customer))
         .order((
@@ -136,8 +133,9 @@ pub fn erase(
     pseudonym: &str,
     at: NaiveDateTime,
 ) -> DbResult<ErasedCounts> {
-    let consent = diesel::delete(consent_events::table.filter(consent_events::customer_id.eq(customer)))
-        .execute(conn)?;
+    let consent =
+        diesel::delete(consent_events::table.filter(consent_events::customer_id.eq(customer)))
+            .execute(conn)?;
     let txns = diesel::delete(transactions::table.filter(transactions::customer_id.eq(customer)))
         .execute(conn)?;
     let protected = diesel::delete(
