@@ -113,7 +113,7 @@ pub fn export(
     raw_id: &str,
 ) -> Result<CustomerExport, DsrError> {
     let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
-    let result = db.write(|conn| {
+    db.write(|conn| {
         let row = match locate(conn, pseudonyms, &id) {
             Ok(row) => row,
             Err(DsrError::Db(e)) => return Err(e),
@@ -146,8 +146,7 @@ pub fn export(
             policy_version,
         )?;
         Ok(Ok(export))
-    })?;
-    result
+    })?
 }
 
 /// Erases the customer everywhere, in one transaction with the request log row and the trail
@@ -160,7 +159,7 @@ pub fn erase(
     raw_id: &str,
 ) -> Result<Erasure, DsrError> {
     let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
-    let result = db.write(|conn| {
+    db.write(|conn| {
         let row = match locate(conn, pseudonyms, &id) {
             Ok(row) => row,
             Err(DsrError::Db(e)) => return Err(e),
@@ -186,8 +185,7 @@ pub fn erase(
             pseudonym: row.pseudonym,
             removed,
         }))
-    })?;
-    result
+    })?
 }
 
 /// The request log, newest first.

@@ -38,7 +38,7 @@ pub fn view(
     with_protected: bool,
 ) -> Result<CustomerView, DsrError> {
     let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
-    let result = db.write(|conn| {
+    db.write(|conn| {
         let row = match crate::dsr::locate(conn, pseudonyms, &id) {
             Ok(row) => row,
             Err(DsrError::Db(e)) => return Err(e),
@@ -72,6 +72,5 @@ pub fn view(
             policy_version,
         )?;
         Ok(Ok(view))
-    })?;
-    result
+    })?
 }
