@@ -40,13 +40,22 @@ pub fn for_customer(
 
 /// Every customer's features as of a date, by internal id, in id order. Customers without a
 /// transaction up to the date are absent (their features are `BehaviouralFeatures::none()`).
-/// Transactions are read in pages of `PAGE` rows ordered by customer, so memory stays bounded
+/// Transactions are read in pages of 200,000 rows ordered by customer, so memory stays bounded
 /// by one page plus the result.
 pub fn for_all(
     conn: &mut DbConnection,
     as_of: NaiveDate,
 ) -> DbResult<Vec<(i64, BehaviouralFeatures)>> {
-    const PAGE: i64 = 200_000;
+    for_all_paged(conn, as_of, 200_000)
+}
+
+/// `for_all` with a page size of `page` rows (at least 1), for tests of the paging.
+pub fn for_all_paged(
+    conn: &mut DbConnection,
+    as_of: NaiveDate,
+    page: i64,
+) -> DbResult<Vec<(i64, BehaviouralFeatures)>> {
+    let page = page.max(1);
     let end = end_of(as_of);
     let mut out: Vec<(i64, BehaviouralFeatures)> = Vec::new();
     // Pages break between customers: each page takes whole customers from `after` on.
@@ -57,7 +66,7 @@ pub fn for_all(
             .filter(transactions::occurred_at.lt(end))
             .select(transactions::customer_id)
             .order(transactions::customer_id.asc())
-            .offset(PAGE - 1)
+            .offset(page - 1)
             .limit(1)
             .load(conn)?;
         let upto = ids.first().copied();

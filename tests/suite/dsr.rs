@@ -654,6 +654,30 @@ async fn demo_data_loads_the_same_for_the_same_seed_on_either_backend() {
         (app, digest)
     }
     let (app, first) = load(5).await;
+    // Features in bulk, paged in small pages, agree with one customer at a time.
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
+    let all = app
+        .db
+        .read(|c| fairseg::db::features::for_all_paged(c, as_of, 97))
+        .unwrap();
+    let whole = app
+        .db
+        .read(|c| fairseg::db::features::for_all(c, as_of))
+        .unwrap();
+    assert_eq!(all, whole);
+    assert!(
+        all.len() > 200,
+        "{} customers bought before {as_of}",
+        all.len()
+    );
+    for (id, features) in all.iter().step_by(17) {
+        let one = app
+            .db
+            .read(|c| fairseg::db::features::for_customer(c, *id, as_of))
+            .unwrap();
+        assert_eq!(&one, features);
+        assert!(features.frequency > 0);
+    }
     let (_, second) = load(5).await;
     let (_, other) = load(6).await;
     assert_eq!(first, second);
