@@ -1,6 +1,9 @@
 //! Customers: who they are (an external id and attributes), what they bought, and the
 //! pseudonyms by which the trail names them. Domain code here knows nothing of HTTP or SQL.
 
+pub mod features;
+pub mod view;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 

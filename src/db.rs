@@ -2,6 +2,9 @@
 //! embedded migrations, and the queries of each area (one file per area below `db/`).
 
 pub mod customers;
+pub mod dsr;
+pub mod features;
+pub mod retention;
 pub mod schema;
 pub mod secrets;
 pub mod trail;

@@ -45,6 +45,12 @@ enum Command {
         no_serve: bool,
         #[arg(long)]
         json: bool,
+        /// How many customers to generate.
+        #[arg(long, default_value_t = fairseg::demo::DEFAULT_CUSTOMERS)]
+        customers: usize,
+        /// Seed of the generator: the same seed gives the same data.
+        #[arg(long, default_value_t = fairseg::demo::DEFAULT_SEED)]
+        seed: u64,
     },
     /// Apply pending database migrations (the server also applies them at start).
     Migrate {
@@ -65,6 +71,50 @@ enum Command {
     Trail {
         #[command(subcommand)]
         command: TrailCommand,
+    },
+    /// Data-subject requests about one customer: export, erase.
+    Customer {
+        #[command(subcommand)]
+        command: CustomerCommand,
+    },
+    /// Retention: delete what is past the policy's retention periods.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomerCommand {
+    /// Print everything held about a customer as JSON (a data-subject access request).
+    Export {
+        /// The customer's id.
+        id: String,
+        /// Write the JSON to this file instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Erase a customer everywhere; only a pseudonymous tombstone remains.
+    Erase {
+        /// The customer's id.
+        id: String,
+        /// Confirm: erasure cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete what is past the retention periods and report what was removed.
+    Apply {
+        /// Count what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -131,9 +181,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             addr,
             no_serve,
             json,
+            customers,
+            seed,
         } => {
             let settings = Settings::from_args(&cli.global, "fairseg-demo.db")?;
-            demo(settings, &addr, no_serve, json)
+            demo(settings, &addr, no_serve, json, (customers, seed))
+        }
+        Command::Customer { command } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            customer_command(settings, command)
+        }
+        Command::Retention {
+            command: RetentionCommand::Apply { dry_run, json },
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            retention_apply(settings, dry_run, json)
         }
         Command::Migrate { json } => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
@@ -271,7 +333,13 @@ const DEMO_USERS: [(&str, &str); 4] = [
     ("analyst@fairseg.demo", "analyst"),
 ];
 
-fn demo(settings: Settings, addr: &str, no_serve: bool, json: bool) -> anyhow::Result<()> {
+fn demo(
+    settings: Settings,
+    addr: &str,
+    no_serve: bool,
+    json: bool,
+    (customers, seed): (usize, u64),
+) -> anyhow::Result<()> {
     let policy =
         Policy::load(&settings.policies_dir).context("refusing to start on an invalid policy")?;
     let Some(path) = settings.database_url.sqlite_path().map(str::to_string) else {
@@ -311,13 +379,31 @@ fn demo(settings: Settings, addr: &str, no_serve: bool, json: bool) -> anyhow::R
         )?;
         credentials.push(json!({"email": email, "role": role, "password": password}));
     }
+    let started = std::time::Instant::now();
+    let options = fairseg::demo::options(&policy, customers, seed, fairseg::db::now().date());
+    let data = fairseg::demo::generate(&options);
+    let loaded = fairseg::demo::load(
+        &db,
+        &data,
+        &startup::pseudonymizer(&db)?,
+        &Actor::system(),
+        &policy.version,
+    )
+    .context("loading the demo data")?;
     if json {
         println!(
             "{}",
-            json!({"database": path, "users": credentials, "addr": addr})
+            json!({"database": path, "users": credentials, "addr": addr, "data": loaded, "seed": seed})
         );
     } else {
         println!("Demo database: {path}");
+        println!(
+            "Demo data (seed {seed}): {} customers, {} transactions, {} consent events, loaded in {:.1} s",
+            loaded.customers,
+            loaded.transactions,
+            loaded.consent_events,
+            started.elapsed().as_secs_f64()
+        );
         println!("Demo users (role, e-mail, password):");
         for c in &credentials {
             println!(
@@ -348,4 +434,93 @@ fn demo_password() -> String {
         })
         .collect();
     format!("demo-{}", groups.join("-"))
+}
+
+/// Opens an existing database for a data command (refusing a missing SQLite file, which would
+/// otherwise be created empty and report "no such customer").
+fn open_existing(settings: &Settings) -> anyhow::Result<Db> {
+    if let Some(path) = settings.database_url.sqlite_path()
+        && !std::path::Path::new(path).exists()
+    {
+        bail!("there is no database at {path}; pass --database-url");
+    }
+    Db::connect(&settings.database_url).context("opening the database")
+}
+
+fn customer_command(settings: Settings, command: CustomerCommand) -> anyhow::Result<()> {
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = open_existing(&settings)?;
+    startup::prepare(&db, &policy, &settings)?;
+    let pseudonyms = startup::pseudonymizer(&db)?;
+    match command {
+        CustomerCommand::Export { id, out } => {
+            let export =
+                fairseg::dsr::export(&db, &pseudonyms, &policy.version, &Actor::cli(), &id)?;
+            let text = serde_json::to_string_pretty(&export)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text + "\n")
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "exported customer {} to {}",
+                        export.pseudonym,
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
+        CustomerCommand::Erase { id, yes, json } => {
+            if !yes {
+                bail!("erasure cannot be undone: pass --yes to confirm");
+            }
+            let erasure =
+                fairseg::dsr::erase(&db, &pseudonyms, &policy.version, &Actor::cli(), &id)?;
+            if json {
+                println!("{}", serde_json::to_string(&erasure)?);
+            } else {
+                let r = erasure.removed;
+                println!(
+                    "erased customer {}: {} transactions, {} consent events, {} protected attribute record(s)",
+                    erasure.pseudonym, r.transactions, r.consent_events, r.protected_attributes
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn retention_apply(settings: Settings, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = open_existing(&settings)?;
+    startup::prepare(&db, &policy, &settings)?;
+    let cutoffs = fairseg::retention::cutoffs(&policy.retention, fairseg::db::now());
+    let report =
+        fairseg::db::retention::apply(&db, cutoffs, dry_run, &Actor::cli(), &policy.version)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let c = &report.cutoffs;
+    println!(
+        "{verb} {} transaction(s) older than {}",
+        report.removed.transactions,
+        c.transactions.format("%Y-%m-%d")
+    );
+    println!(
+        "{verb} {} consent event(s) older than {} (the latest per customer and purpose is kept)",
+        report.removed.consent_events,
+        c.consent_events.format("%Y-%m-%d")
+    );
+    println!(
+        "{verb} {} customer(s) inactive since {}",
+        report.removed.customers,
+        c.inactive_customers.format("%Y-%m-%d")
+    );
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    Ok(())
 }

@@ -3,6 +3,8 @@
 
 pub mod access;
 pub mod auth;
+pub mod customer_view;
+pub mod dsr;
 pub mod error;
 pub mod home;
 pub mod layout;

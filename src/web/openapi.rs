@@ -18,6 +18,11 @@ use utoipa::{Modify, OpenApi};
         super::trail::list_api,
         super::trail::verify_api,
         super::policy::api,
+        super::customer_view::get_api,
+        super::dsr::export_api,
+        super::dsr::erase_api,
+        super::dsr::retention_api,
+        super::dsr::log_api,
     ),
     modifiers(&BearerAuth)
 )]

@@ -66,6 +66,7 @@ fn add(
 }
 
 use super::{auth, home, ops, policy, trail, users};
+use super::{customer_view, dsr};
 use Access::{Public, SignedIn};
 use Permission::*;
 
@@ -108,4 +109,14 @@ route_table! {
 
     GET "/policy" needs(PolicyRead) => policy::page;
     GET "/api/v1/policy" needs(PolicyRead) => policy::api;
+
+    GET "/api/v1/customers/{id}" needs(CustomersRead) => customer_view::get_api;
+    GET "/dsr" needs(DsrManage) => dsr::page;
+    POST "/dsr/export" needs(DsrManage) => dsr::export_submit;
+    POST "/dsr/erase" needs(DsrManage) => dsr::erase_submit;
+    POST "/dsr/retention" needs(DsrManage) => dsr::retention_submit;
+    GET "/api/v1/dsr" needs(DsrManage) => dsr::log_api;
+    GET "/api/v1/customers/{id}/export" needs(DsrManage) => dsr::export_api;
+    POST "/api/v1/customers/{id}/erase" needs(DsrManage) => dsr::erase_api;
+    POST "/api/v1/retention/apply" needs(DsrManage) => dsr::retention_api;
 }

@@ -219,3 +219,133 @@ async fn browser_compliance_and_marketing_see_their_own_app() {
 
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn browser_compliance_looks_up_exports_and_erases_a_customer() {
+    let app = spawn_app().await;
+    let pseudonym = app.insert_demo_customer(crate::helpers::DemoCustomer {
+        id: "CUST-BROWSER-1",
+        attributes: json!({"region": "North"}),
+        protected: json!({"sex": "female"}),
+        created_at: chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(30),
+        transactions: vec![(
+            chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(3),
+            19.9,
+            None,
+        )],
+        consents: vec![],
+    });
+    let (_driver, client) = start_browser().await;
+    sign_in(&client, &app.address, "compliance").await;
+    client
+        .wait()
+        .for_element(Locator::Css("table caption"))
+        .await
+        .unwrap();
+    client
+        .find(Locator::LinkText("Data requests"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#customer"))
+        .await
+        .unwrap()
+        .send_keys("CUST-BROWSER-1")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#lookup button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let found = client
+        .wait()
+        .for_element(Locator::Css("#found"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(found.contains(&pseudonym), "{found}");
+    screenshot(&client, "dsr-compliance").await;
+
+    // Export: a download; the page stays, and the request is logged.
+    client
+        .find(Locator::Css("#export button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut logged = false;
+    for _ in 0..100 {
+        let (_, log) = app.get_json("compliance", "/api/v1/dsr").await;
+        if log["requests"].as_array().is_some_and(|r| !r.is_empty()) {
+            assert_eq!(log["requests"][0]["kind"], "export");
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged, "the export was not recorded");
+
+    // Erase: the browser will not submit without the box ticked.
+    client
+        .find(Locator::Css("#erase button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get_json("compliance", "/api/v1/customers/CUST-BROWSER-1")
+            .await
+            .0,
+        200
+    );
+    client
+        .find(Locator::Css("#confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#erase button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = client
+        .wait()
+        .for_element(Locator::Css("p[role=status]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(notice.contains(&pseudonym), "{notice}");
+    let kinds = client
+        .find(Locator::Css("#requests tbody tr td:nth-child(2)"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(kinds, "erasure");
+    assert_eq!(
+        app.get_json("compliance", "/api/v1/customers/CUST-BROWSER-1")
+            .await
+            .0,
+        409
+    );
+    client.close().await.unwrap();
+}

@@ -296,3 +296,80 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A customer for the data-subject request and retention tests, written straight to the
+/// tables: ordinary and protected attributes (JSON objects), transactions
+/// `(occurred_at, amount, order_id)` and consent events `(purpose, status, recorded_at)`.
+pub struct DemoCustomer<'a> {
+    pub id: &'a str,
+    pub attributes: Value,
+    pub protected: Value,
+    pub created_at: chrono::NaiveDateTime,
+    pub transactions: Vec<(chrono::NaiveDateTime, f64, Option<&'a str>)>,
+    pub consents: Vec<(&'a str, &'a str, chrono::NaiveDateTime)>,
+}
+
+impl TestApp {
+    /// Inserts one customer (see `DemoCustomer`) and returns their pseudonym.
+    pub fn insert_demo_customer(&self, c: DemoCustomer<'_>) -> String {
+        use diesel::prelude::*;
+        use fairseg::db::customers::{IdTable, next_id};
+        use fairseg::db::schema::{consent_events, customer_protected, customers, transactions};
+        let pseudonym = startup::pseudonymizer(&self.db)
+            .unwrap()
+            .pseudonym(&fairseg::customers::CustomerId::parse(c.id).unwrap());
+        self.db
+            .write(|conn| {
+                let id = next_id(conn, IdTable::Customers)?;
+                diesel::insert_into(customers::table)
+                    .values((
+                        customers::id.eq(id),
+                        customers::external_id.eq(c.id),
+                        customers::pseudonym.eq(&pseudonym),
+                        customers::attributes.eq(c.attributes.to_string()),
+                        customers::created_at.eq(c.created_at),
+                        customers::updated_at.eq(c.created_at),
+                    ))
+                    .execute(conn)?;
+                diesel::insert_into(customer_protected::table)
+                    .values((
+                        customer_protected::customer_id.eq(id),
+                        customer_protected::attributes.eq(c.protected.to_string()),
+                    ))
+                    .execute(conn)?;
+                for (at, amount, order) in &c.transactions {
+                    let tid = next_id(conn, IdTable::Transactions)?;
+                    diesel::insert_into(transactions::table)
+                        .values((
+                            transactions::id.eq(tid),
+                            transactions::customer_id.eq(id),
+                            transactions::occurred_at.eq(*at),
+                            transactions::amount.eq(*amount),
+                            transactions::quantity.eq(Some(1i64)),
+                            transactions::order_id.eq(*order),
+                            transactions::imported_at.eq(*at),
+                        ))
+                        .execute(conn)?;
+                }
+                for (purpose, status, at) in &c.consents {
+                    let eid = next_id(conn, IdTable::ConsentEvents)?;
+                    diesel::insert_into(consent_events::table)
+                        .values((
+                            consent_events::id.eq(eid),
+                            consent_events::customer_id.eq(id),
+                            consent_events::purpose.eq(*purpose),
+                            consent_events::status.eq(*status),
+                            consent_events::recorded_at.eq(*at),
+                            consent_events::source.eq(Some("test")),
+                            consent_events::notice_version.eq(None::<String>),
+                            consent_events::recorded_by.eq("test"),
+                            consent_events::entered_at.eq(*at),
+                        ))
+                        .execute(conn)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        pseudonym
+    }
+}
