@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod consent;
 pub mod error;
 pub mod home;
 pub mod layout;

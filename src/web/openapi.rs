@@ -18,6 +18,10 @@ use utoipa::{Modify, OpenApi};
         super::trail::list_api,
         super::trail::verify_api,
         super::policy::api,
+        super::consent::record_api,
+        super::consent::customer_api,
+        super::consent::link_api,
+        super::consent::coverage_api,
     ),
     modifiers(&BearerAuth)
 )]

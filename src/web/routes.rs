@@ -65,7 +65,7 @@ fn add(
     }
 }
 
-use super::{auth, home, ops, policy, trail, users};
+use super::{auth, consent, home, ops, policy, trail, users};
 use Access::{Public, SignedIn};
 use Permission::*;
 
@@ -108,4 +108,16 @@ route_table! {
 
     GET "/policy" needs(PolicyRead) => policy::page;
     GET "/api/v1/policy" needs(PolicyRead) => policy::api;
+
+    GET "/consent" needs(ConsentRecord) => consent::coverage_page;
+    GET "/consent/lookup" needs(ConsentRecord) => consent::lookup;
+    GET "/consent/customers/{id}" needs(ConsentRecord) => consent::customer_page;
+    POST "/consent/customers/{id}/preference-link" needs(ConsentRecord) => consent::link_submit;
+    POST "/api/v1/consents" needs(ConsentRecord) => consent::record_api;
+    GET "/api/v1/customers/{id}/consents" needs(ConsentRecord) => consent::customer_api;
+    POST "/api/v1/customers/{id}/preference-link" needs(ConsentRecord) => consent::link_api;
+    GET "/api/v1/consent/coverage" needs(ConsentRecord) => consent::coverage_api;
+    // The customer's own page: the signed link in the path is the credential.
+    GET "/preferences/{token}" Public => consent::preferences_page;
+    POST "/preferences/{token}/withdraw" Public => consent::withdraw_submit;
 }
