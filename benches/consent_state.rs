@@ -70,13 +70,18 @@ fn main() -> anyhow::Result<()> {
             if id != first {
                 sql.push(',');
             }
-            write!(sql, "({id},'C{id}','c_{id}','{{}}','{created}','{created}')")?;
+            write!(
+                sql,
+                "({id},'C{id}','c_{id}','{{}}','{created}','{created}')"
+            )?;
         }
         conn.batch_execute(&sql)?;
     }
     let mut events = 0i64;
     let mut rows: Vec<String> = Vec::with_capacity(BATCH);
-    let mut flush = |rows: &mut Vec<String>, conn: &mut fairseg::db::PooledConnection| -> anyhow::Result<()> {
+    let flush = |rows: &mut Vec<String>,
+                 conn: &mut fairseg::db::PooledConnection|
+     -> anyhow::Result<()> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -163,10 +163,7 @@ pub struct ShownCount {
 /// `0 < c < min_cell_size` are suppressed; if only one is, the smallest other positive count
 /// is suppressed too, because otherwise the total minus the others would give it away.
 pub fn shown_row(counts: &[u64], min_cell_size: u64) -> Vec<ShownCount> {
-    let mut hidden: Vec<bool> = counts
-        .iter()
-        .map(|&c| c > 0 && c < min_cell_size)
-        .collect();
+    let mut hidden: Vec<bool> = counts.iter().map(|&c| c > 0 && c < min_cell_size).collect();
     if hidden.iter().filter(|&&h| h).count() == 1 {
         let partner = counts
             .iter()

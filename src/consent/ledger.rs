@@ -304,7 +304,12 @@ pub fn coverage_history(
         policy
             .purposes
             .iter()
-            .map(|(name, spec)| Ok((name.clone(), store::tally_history(conn, name, spec, instants)?)))
+            .map(|(name, spec)| {
+                Ok((
+                    name.clone(),
+                    store::tally_history(conn, name, spec, instants)?,
+                ))
+            })
             .collect::<Result<Vec<_>, DbError>>()
     })?)
 }

@@ -63,7 +63,12 @@ impl PreferenceLinks {
     }
 
     /// A link token for the customer with this pseudonym, valid for `ttl` from `now`.
-    pub fn issue(&self, pseudonym: &str, now: DateTime<Utc>, ttl: TimeDelta) -> (String, LinkClaims) {
+    pub fn issue(
+        &self,
+        pseudonym: &str,
+        now: DateTime<Utc>,
+        ttl: TimeDelta,
+    ) -> (String, LinkClaims) {
         let claims = LinkClaims {
             sub: pseudonym.to_string(),
             aud: AUDIENCE.to_string(),

@@ -438,10 +438,9 @@ async fn issue_link(
         state.preference_links.clone(),
         Actor::user(&user.email),
     );
-    let (token, claims) = blocking(move || {
-        ledger::issue_link(&db, &policy, &links, &actor, &id, link::DEFAULT_TTL)
-    })
-    .await?;
+    let (token, claims) =
+        blocking(move || ledger::issue_link(&db, &policy, &links, &actor, &id, link::DEFAULT_TTL))
+            .await?;
     let info = req.connection_info();
     Ok(LinkView {
         url: format!("{}://{}/preferences/{token}", info.scheme(), info.host()),
@@ -759,8 +758,7 @@ pub async fn link_submit(
 // The customer's preference page.
 
 /// What a customer sees for any link that does not work: nothing about why, nothing changes.
-pub const LINK_REFUSED: &str =
-    "This link is not valid or has expired; ask us for a new one.";
+pub const LINK_REFUSED: &str = "This link is not valid or has expired; ask us for a new one.";
 
 fn link_refused() -> AppError {
     AppError::InvalidInput {
@@ -824,7 +822,10 @@ fn in_words(basis: LegalBasis, state: &ConsentState) -> (String, Option<&'static
             "We have not asked you, and we do not use your data for this.".into(),
             None,
         ),
-        (LegalBasis::LegitimateInterest, ConsentState::Expired { .. } | ConsentState::NeverAsked) => (
+        (
+            LegalBasis::LegitimateInterest,
+            ConsentState::Expired { .. } | ConsentState::NeverAsked,
+        ) => (
             "We do this as part of our legitimate interest; you may object at any time.".into(),
             Some("Object"),
         ),
@@ -923,14 +924,12 @@ pub async fn withdraw_submit(
     let token = path.into_inner();
     let claims = verify_link(&state, &token)?;
     let form = form.into_inner();
-    if !state
-        .csrf
-        .verify(&form_binding(&claims), &form.csrf_token)
-    {
+    if !state.csrf.verify(&form_binding(&claims), &form.csrf_token) {
         return Err(AppError::Csrf);
     }
     let purpose = form.purpose.trim().to_string();
-    crate::consent::purpose(&state.policy, &purpose).map_err(|m| AppError::invalid("purpose", m))?;
+    crate::consent::purpose(&state.policy, &purpose)
+        .map_err(|m| AppError::invalid("purpose", m))?;
     let (db, policy, pseudonym, name) = (
         state.db.clone(),
         state.policy.clone(),

@@ -277,7 +277,11 @@ async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
         .click()
         .await
         .unwrap();
-    client.wait().for_element(Locator::Css("#email")).await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#email"))
+        .await
+        .unwrap();
 
     // The customer: open the link, withdraw with one click, see it withdrawn.
     client.goto(&link).await.unwrap();

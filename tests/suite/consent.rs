@@ -33,7 +33,10 @@ async fn grant(app: &TestApp, customer: &str, purpose: &str, at: &str) {
 
 async fn state_of(app: &TestApp, customer: &str, purpose: &str) -> Value {
     let (status, body) = app
-        .get_json("compliance", &format!("/api/v1/customers/{customer}/consents"))
+        .get_json(
+            "compliance",
+            &format!("/api/v1/customers/{customer}/consents"),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     body["states"]
@@ -114,7 +117,10 @@ async fn an_event_is_recorded_with_its_resulting_state_and_trailed_by_pseudonym(
         .get_json("compliance", "/api/v1/customers/CUST-4711/consents")
         .await;
     assert_eq!(status, 200);
-    assert_eq!(app.trail("action=consent.viewed").await[0]["subject"], pseudonym);
+    assert_eq!(
+        app.trail("action=consent.viewed").await[0]["subject"],
+        pseudonym
+    );
     assert_eq!(trail_rows_containing(&app, "4711"), 0);
 }
 
@@ -123,11 +129,31 @@ async fn bad_events_are_refused_with_the_field_named_and_nothing_stored() {
     let app = spawn_app().await;
     app.add_customer("C-1", "{}");
     let cases = [
-        (json!({"customer_id": "C-1", "purpose": "telepathy", "status": "granted"}), "purpose", "segmentation"),
-        (json!({"customer_id": "C-1", "purpose": "segmentation", "status": "maybe"}), "status", "granted"),
-        (json!({"customer_id": "C-1", "purpose": "segmentation", "status": "granted", "recorded_at": "03/03/2025"}), "recorded_at", "03/03/2025"),
-        (json!({"customer_id": "C-1", "purpose": "segmentation", "status": "granted", "recorded_at": "2999-01-01"}), "recorded_at", "future"),
-        (json!({"customer_id": "", "purpose": "segmentation", "status": "granted"}), "customer_id", "empty"),
+        (
+            json!({"customer_id": "C-1", "purpose": "telepathy", "status": "granted"}),
+            "purpose",
+            "segmentation",
+        ),
+        (
+            json!({"customer_id": "C-1", "purpose": "segmentation", "status": "maybe"}),
+            "status",
+            "granted",
+        ),
+        (
+            json!({"customer_id": "C-1", "purpose": "segmentation", "status": "granted", "recorded_at": "03/03/2025"}),
+            "recorded_at",
+            "03/03/2025",
+        ),
+        (
+            json!({"customer_id": "C-1", "purpose": "segmentation", "status": "granted", "recorded_at": "2999-01-01"}),
+            "recorded_at",
+            "future",
+        ),
+        (
+            json!({"customer_id": "", "purpose": "segmentation", "status": "granted"}),
+            "customer_id",
+            "empty",
+        ),
     ];
     for (body, field, says) in cases {
         let (status, answer) = post_consent(&app, body.clone()).await;
@@ -182,7 +208,10 @@ async fn a_withdrawal_takes_effect_at_once_and_history_answers_for_any_instant()
     app.add_customer("C-1", "{}");
     let today = Utc::now().date_naive().to_string();
     grant(&app, "C-1", "segmentation", &today).await;
-    assert_eq!(state_of(&app, "C-1", "segmentation").await["state"], "granted");
+    assert_eq!(
+        state_of(&app, "C-1", "segmentation").await["state"],
+        "granted"
+    );
     let (status, body) = post_consent(
         &app,
         json!({"customer_id": "C-1", "purpose": "segmentation", "status": "withdrawn"}),
@@ -201,7 +230,13 @@ async fn a_withdrawal_takes_effect_at_once_and_history_answers_for_any_instant()
     let (_, before) = app
         .get_json("compliance", "/api/v1/customers/C-1/consents?at=2000-01-01")
         .await;
-    assert!(before["states"].as_array().unwrap().iter().all(|s| s["state"] == "never_asked"));
+    assert!(
+        before["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "never_asked")
+    );
     assert_eq!(before["events"].as_array().unwrap().len(), 2);
     let (status, bad) = app
         .get_json("compliance", "/api/v1/customers/C-1/consents?at=yesterday")
@@ -242,10 +277,19 @@ async fn coverage_counts_suppress_small_numbers_in_the_api_and_the_page() {
         .iter()
         .find(|p| p["purpose"] == "segmentation")
         .unwrap();
-    assert_eq!(seg["counts"]["granted"], json!({"count": 12, "display": "12"}));
-    assert_eq!(seg["counts"]["withdrawn"], json!({"count": null, "display": "<10"}));
+    assert_eq!(
+        seg["counts"]["granted"],
+        json!({"count": 12, "display": "12"})
+    );
+    assert_eq!(
+        seg["counts"]["withdrawn"],
+        json!({"count": null, "display": "<10"})
+    );
     assert_eq!(seg["counts"]["expired"]["count"], 0);
-    assert_eq!(seg["counts"]["never_asked"], json!({"count": null, "display": "<10"}));
+    assert_eq!(
+        seg["counts"]["never_asked"],
+        json!({"count": null, "display": "<10"})
+    );
     let latest = seg["history"].as_array().unwrap().last().unwrap();
     assert_eq!(latest, &seg["counts"]);
     assert!(!body.to_string().contains("\"count\":3"), "{body}");
@@ -265,7 +309,11 @@ async fn coverage_counts_suppress_small_numbers_in_the_api_and_the_page() {
     let cells = texts(&html, "td.num");
     assert!(cells.contains(&"<10".to_string()), "{cells:?}");
     assert!(!cells.contains(&"3".to_string()), "{cells:?}");
-    assert_eq!(texts(&html, "figure.chart").len(), 3, "one chart per purpose");
+    assert_eq!(
+        texts(&html, "figure.chart").len(),
+        3,
+        "one chart per purpose"
+    );
     assert!(texts(&html, "nav[aria-label=Main] a").contains(&"Consent".to_string()));
 }
 
@@ -285,7 +333,11 @@ async fn staff_look_up_a_customer_and_create_a_preference_link_on_the_page() {
     let page = client.get(app.url(&location)).send().await.unwrap();
     assert_eq!(page.status(), 200, "{location}");
     let html = page.text().await.unwrap();
-    assert_eq!(texts(&html, "tbody tr").len(), 3 + 1, "three purposes, one event");
+    assert_eq!(
+        texts(&html, "tbody tr").len(),
+        3 + 1,
+        "three purposes, one event"
+    );
     let created = client
         .post(app.url(&format!("{location}/preference-link")))
         .form(&[("csrf_token", csrf_token(&html))])
@@ -329,14 +381,20 @@ async fn a_customer_withdraws_with_one_click_on_their_preference_page() {
     let today = Utc::now().date_naive().to_string();
     grant(&app, "CUST-4711", "marketing_email", &today).await;
     let url = issue_link(&app, "CUST-4711").await;
-    assert!(!url.contains("4711"), "the link names the customer by pseudonym only");
+    assert!(
+        !url.contains("4711"),
+        "the link names the customer by pseudonym only"
+    );
 
     let customer = browser_client();
     let page = customer.get(&url).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
-    assert!(!html.contains("4711"), "the page does not show the customer id");
+    assert!(
+        !html.contains("4711"),
+        "the page does not show the customer id"
+    );
     let words = texts(&html, "li[data-purpose=marketing_email] p.state");
     assert!(words[0].starts_with("You agreed on"), "{words:?}");
     assert!(
@@ -358,7 +416,10 @@ async fn a_customer_withdraws_with_one_click_on_their_preference_page() {
 
     let done = customer
         .post(app.url(&format!("/preferences/{path}/withdraw")))
-        .form(&[("purpose", "marketing_email"), ("csrf_token", &csrf_token(&html))])
+        .form(&[
+            ("purpose", "marketing_email"),
+            ("csrf_token", &csrf_token(&html)),
+        ])
         .send()
         .await
         .unwrap();
@@ -415,7 +476,11 @@ async fn tampered_expired_foreign_and_orphaned_links_show_a_clear_error_and_chan
 
     let links = PreferenceLinks::new(&app.secret);
     let expired = links
-        .issue(&pseudonym_of(&app, "C-1"), Utc::now() - TimeDelta::days(8), TimeDelta::days(7))
+        .issue(
+            &pseudonym_of(&app, "C-1"),
+            Utc::now() - TimeDelta::days(8),
+            TimeDelta::days(7),
+        )
         .0;
     let (head, rest) = token.split_once('.').unwrap();
     let (claims, signature) = rest.split_once('.').unwrap();
@@ -434,7 +499,13 @@ async fn tampered_expired_foreign_and_orphaned_links_show_a_clear_error_and_chan
         .issue(&pseudonym_of(&app, "C-1"), Utc::now(), TimeDelta::days(7))
         .0;
 
-    for bad in [&expired, &tampered, &staff_token, &foreign, &"not-a-token".to_string()] {
+    for bad in [
+        &expired,
+        &tampered,
+        &staff_token,
+        &foreign,
+        &"not-a-token".to_string(),
+    ] {
         let page = browser_client()
             .get(app.url(&format!("/preferences/{bad}")))
             .header("accept", "text/html")
@@ -454,8 +525,14 @@ async fn tampered_expired_foreign_and_orphaned_links_show_a_clear_error_and_chan
         assert!(post.text().await.unwrap().contains(REFUSED));
     }
     assert_eq!(event_count(&app), 2);
-    assert_eq!(state_of(&app, "C-1", "segmentation").await["state"], "granted");
-    assert_eq!(state_of(&app, "C-2", "segmentation").await["state"], "granted");
+    assert_eq!(
+        state_of(&app, "C-1", "segmentation").await["state"],
+        "granted"
+    );
+    assert_eq!(
+        state_of(&app, "C-2", "segmentation").await["state"],
+        "granted"
+    );
 
     // A customer who has been erased: the link leads nowhere.
     app.sql("DELETE FROM customers WHERE external_id = 'C-1'");
@@ -463,7 +540,7 @@ async fn tampered_expired_foreign_and_orphaned_links_show_a_clear_error_and_chan
     assert_eq!(page.status(), 400);
     assert!(page.text().await.unwrap().contains(REFUSED));
     let post = browser_client()
-        .post(&format!("{url}/withdraw"))
+        .post(format!("{url}/withdraw"))
         .form(&[("purpose", "segmentation"), ("csrf_token", &form_token)])
         .send()
         .await
