@@ -3,6 +3,10 @@
 //! elsewhere (db::consent, web::consent); this is the part a compliance officer must be able
 //! to read and trust.
 
+pub mod coverage;
+pub mod ledger;
+pub mod link;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta};
 use serde::Serialize;
 
@@ -134,6 +138,23 @@ pub fn check_order(latest: Option<NaiveDateTime>, new: NaiveDateTime) -> Result<
     }
 }
 
+/// How far ahead of the server's clock an event may be dated (clock skew between systems).
+pub const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
+
+/// An event dated in the future is refused: it would count as the latest event until then and
+/// make every real event recorded meanwhile look out of order.
+pub fn check_not_future(new: NaiveDateTime, now: NaiveDateTime) -> Result<(), String> {
+    if new > now + FUTURE_TOLERANCE {
+        Err(format!(
+            "{} is in the future (the server's time is {})",
+            format_instant(new),
+            format_instant(now)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// The purpose of that name, or an error listing the policy's purposes.
 pub fn purpose<'p>(policy: &'p Policy, name: &str) -> Result<&'p PurposeSpec, String> {
     policy.purposes.get(name.trim()).ok_or_else(|| {
@@ -252,6 +273,14 @@ mod tests {
         );
         assert!(check_order(Some(t("2025-03-01")), t("2025-03-01")).is_ok());
         assert!(check_order(None, t("2025-03-01")).is_ok());
+    }
+
+    #[test]
+    fn events_dated_in_the_future_are_refused() {
+        let now = t("2025-03-01T12:00:00Z");
+        assert!(check_not_future(t("2025-03-01T12:04:00Z"), now).is_ok());
+        let err = check_not_future(t("2025-03-02"), now).unwrap_err();
+        assert!(err.contains("future"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub routes: RouteIndex,
     pub pseudonyms: Pseudonymizer,
+    /// Signs and checks customers' preference links.
+    pub preference_links: crate::consent::link::PreferenceLinks,
 }
 
 const SIGNING_KEY_SECRET: &str = "token_signing_key";
@@ -110,6 +112,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
         pseudonyms: pseudonymizer(&db)?,
         tokens: TokenKeys::new(&secret, settings.token_ttl),
         csrf: CsrfKey::new(&secret),
+        preference_links: crate::consent::link::PreferenceLinks::new(&secret),
         db,
         policy: Arc::new(policy),
         throttle: Throttle::default(),

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod consent;
 pub mod customer_view;
 pub mod dsr;
 pub mod error;

@@ -148,6 +148,7 @@ pub async fn enforce(
     }
 
     if is_state_changing(req.method())
+        && !is_signed_link_route(req.match_pattern().as_deref())
         && let Err(e) = check_csrf(&mut req, &state, user.as_ref(), &credential).await
     {
         return Ok(error_response(req, e, user));
@@ -176,6 +177,16 @@ async fn authenticate(
         accounts::session_user(&state.db, &state.policy, &claims, via_cookie)
     })
     .await
+}
+
+/// Public routes whose path carries a signed, expiring link (a customer's preference link):
+/// the link itself is the capability, so the session CSRF check does not apply (the visitor has
+/// no session, and may have a staff cookie that the link's page knows nothing of). Their
+/// handlers verify the link and a form token bound to the link's id instead.
+pub const SIGNED_LINK_ROUTES: [&str; 1] = ["/preferences/{token}/withdraw"];
+
+fn is_signed_link_route(pattern: Option<&str>) -> bool {
+    pattern.is_some_and(|p| SIGNED_LINK_ROUTES.contains(&p))
 }
 
 /// The binding a CSRF token must match for this request, or `None` when the request carries

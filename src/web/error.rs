@@ -28,6 +28,9 @@ pub enum AppError {
     Csrf,
     #[error("there is nothing at this address")]
     NotFound,
+    /// Something named in the request does not exist (404, with a message saying what).
+    #[error("{0}")]
+    Missing(String),
     #[error("this address does not accept that method")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -62,7 +65,7 @@ impl AppError {
             AppError::BadCredentials(_) => "bad_credentials",
             AppError::Forbidden(_) => "forbidden",
             AppError::Csrf => "csrf",
-            AppError::NotFound => "not_found",
+            AppError::NotFound | AppError::Missing(_) => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
@@ -104,7 +107,7 @@ impl ResponseError for AppError {
                 StatusCode::UNAUTHORIZED
             }
             AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
-            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::NotFound | AppError::Missing(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -25,12 +25,13 @@ pub struct Layout {
 }
 
 /// Navigation entries and the permission each needs; a role sees only what it may open.
-const NAV: [(&str, &str, Option<Permission>); 5] = [
+const NAV: [(&str, &str, Option<Permission>); 6] = [
     ("/", "Home", None),
     ("/admin/users", "Users", Some(Permission::UsersManage)),
     ("/trail", "Trail", Some(Permission::TrailRead)),
     ("/policy", "Policy", Some(Permission::PolicyRead)),
     ("/dsr", "Data requests", Some(Permission::DsrManage)),
+    ("/consent", "Consent", Some(Permission::ConsentRecord)),
 ];
 
 impl Layout {

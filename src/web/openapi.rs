@@ -23,6 +23,10 @@ use utoipa::{Modify, OpenApi};
         super::dsr::erase_api,
         super::dsr::retention_api,
         super::dsr::log_api,
+        super::consent::record_api,
+        super::consent::customer_api,
+        super::consent::link_api,
+        super::consent::coverage_api,
     ),
     modifiers(&BearerAuth)
 )]

@@ -65,8 +65,7 @@ fn add(
     }
 }
 
-use super::{auth, home, ops, policy, trail, users};
-use super::{customer_view, dsr};
+use super::{auth, consent, customer_view, dsr, home, ops, policy, trail, users};
 use Access::{Public, SignedIn};
 use Permission::*;
 
@@ -119,4 +118,15 @@ route_table! {
     GET "/api/v1/customers/{id}/export" needs(DsrManage) => dsr::export_api;
     POST "/api/v1/customers/{id}/erase" needs(DsrManage) => dsr::erase_api;
     POST "/api/v1/retention/apply" needs(DsrManage) => dsr::retention_api;
+    GET "/consent" needs(ConsentRecord) => consent::coverage_page;
+    GET "/consent/lookup" needs(ConsentRecord) => consent::lookup;
+    GET "/consent/customers/{id}" needs(ConsentRecord) => consent::customer_page;
+    POST "/consent/customers/{id}/preference-link" needs(ConsentRecord) => consent::link_submit;
+    POST "/api/v1/consents" needs(ConsentRecord) => consent::record_api;
+    GET "/api/v1/customers/{id}/consents" needs(ConsentRecord) => consent::customer_api;
+    POST "/api/v1/customers/{id}/preference-link" needs(ConsentRecord) => consent::link_api;
+    GET "/api/v1/consent/coverage" needs(ConsentRecord) => consent::coverage_api;
+    // The customer's own page: the signed link in the path is the credential.
+    GET "/preferences/{token}" Public => consent::preferences_page;
+    POST "/preferences/{token}/withdraw" Public => consent::withdraw_submit;
 }

@@ -349,3 +349,116 @@ async fn browser_compliance_looks_up_exports_and_erases_a_customer() {
     );
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
+    let app = spawn_app().await;
+    app.add_customer("CUST-9", "{}");
+    let today = chrono::Utc::now().date_naive().to_string();
+    let response = app
+        .api("compliance", reqwest::Method::POST, "/api/v1/consents")
+        .json(&json!({"customer_id": "CUST-9", "purpose": "marketing_email", "status": "granted", "recorded_at": today}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let (_driver, client) = start_browser().await;
+
+    // Staff: look the customer up on the consent page and create a link.
+    sign_in(&client, &app.address, "compliance").await;
+    client.goto(&app.url("/consent")).await.unwrap();
+    screenshot(&client, "consent-coverage").await;
+    client
+        .find(Locator::Css("#customer-id"))
+        .await
+        .unwrap()
+        .send_keys("CUST-9")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action='/consent/lookup'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::XPath("//button[text()='Create preference link']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let link = client
+        .wait()
+        .for_element(Locator::Css("#preference-link"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the link has an address");
+    screenshot(&client, "consent-customer").await;
+    client
+        .find(Locator::Css("form[action='/signout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#email"))
+        .await
+        .unwrap();
+
+    // The customer: open the link, withdraw with one click, see it withdrawn.
+    client.goto(&link).await.unwrap();
+    let state = client
+        .find(Locator::Css("li[data-purpose=marketing_email] p.state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(state.starts_with("You agreed on"), "{state}");
+    client
+        .find(Locator::Css("li[data-purpose=marketing_email] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = client
+        .wait()
+        .for_element(Locator::Css("p[role=status]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(notice.starts_with("Done"), "{notice}");
+    let state = client
+        .find(Locator::Css("li[data-purpose=marketing_email] p.state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(state.starts_with("You withdrew on"), "{state}");
+    screenshot(&client, "preferences-withdrawn").await;
+    client.close().await.unwrap();
+
+    let (_, body) = app
+        .get_json("compliance", "/api/v1/customers/CUST-9/consents")
+        .await;
+    let state = body["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["purpose"] == "marketing_email")
+        .unwrap()
+        .clone();
+    assert_eq!(state["state"], "withdrawn");
+}

@@ -373,3 +373,36 @@ impl TestApp {
         pseudonym
     }
 }
+
+impl TestApp {
+    /// Puts a customer on file directly (no import): the next free id, the server's pseudonym
+    /// for `external_id`, and `attributes` (a JSON object). Returns the internal id.
+    pub fn add_customer(&self, external_id: &str, attributes: &str) -> i64 {
+        use diesel::prelude::*;
+        use fairseg::db::schema::customers;
+        let pseudonyms = startup::pseudonymizer(&self.db).expect("pseudonym key");
+        let pseudonym = pseudonyms.pseudonym(
+            &fairseg::customers::CustomerId::parse(external_id).expect("a valid customer id"),
+        );
+        self.db
+            .write(|conn| {
+                let id = fairseg::db::customers::next_id(
+                    conn,
+                    fairseg::db::customers::IdTable::Customers,
+                )?;
+                let now = fairseg::db::now();
+                diesel::insert_into(customers::table)
+                    .values((
+                        customers::id.eq(id),
+                        customers::external_id.eq(external_id),
+                        customers::pseudonym.eq(&pseudonym),
+                        customers::attributes.eq(attributes),
+                        customers::created_at.eq(now),
+                        customers::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                Ok(id)
+            })
+            .expect("insert a customer")
+    }
+}

@@ -6,6 +6,7 @@ mod access;
 mod auth;
 mod browser;
 mod cli;
+mod consent;
 mod dsr;
 mod helpers;
 mod migrations;

@@ -1,0 +1,315 @@
+//! Consent operations against the database: recording an event (with its trail entry, in one
+//! transaction), reading a customer's consents, issuing preference links, and coverage counts.
+//! Inputs arrive parsed (purpose checked against the policy, status and time typed); the order
+//! rule is checked here, inside the write transaction, against what is already stored.
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use serde_json::json;
+
+use super::coverage::Tally;
+use super::link::{LinkClaims, PreferenceLinks};
+use super::{ConsentState, ConsentStatus, Event, check_order, format_instant, state_at, validity};
+use crate::customers::CustomerId;
+use crate::db::consent::{self as store, CustomerRef, EventRow, NewEvent};
+use crate::db::{Db, DbConnection, DbError, trail as trail_store};
+use crate::policy::{LegalBasis, Policy};
+use crate::trail::{Actor, NewEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error("no customer with that id is on file")]
+    UnknownCustomer,
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Which customer: by the id the company knows them by (staff), or by pseudonym (a
+/// preference link).
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    External(&'a CustomerId),
+    Pseudonym(&'a str),
+}
+
+fn find(conn: &mut DbConnection, who: Who<'_>) -> Result<CustomerRef, ConsentError> {
+    match who {
+        Who::External(id) => store::customer_by_external_id(conn, id)?,
+        Who::Pseudonym(p) => store::customer_by_pseudonym(conn, p)?,
+    }
+    .ok_or(ConsentError::UnknownCustomer)
+}
+
+/// An event to record, already parsed.
+#[derive(Debug, Clone)]
+pub struct Recording<'a> {
+    /// A purpose of the policy.
+    pub purpose: &'a str,
+    pub status: ConsentStatus,
+    pub recorded_at: NaiveDateTime,
+    pub source: Option<&'a str>,
+    pub notice_version: Option<&'a str>,
+    /// A staff e-mail, or `customer` for the preference page.
+    pub recorded_by: &'a str,
+}
+
+/// What recording produced: the stored event and the customer's state for that purpose now.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub event: EventRow,
+    pub state: ConsentState,
+}
+
+/// Appends an event and its trail entry (`consent.recorded`, subject the customer's
+/// pseudonym) in one transaction. An event dated before the latest one for the same customer
+/// and purpose is refused, naming `recorded_at`.
+pub fn record(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    who: Who<'_>,
+    rec: &Recording<'_>,
+) -> Result<Recorded, ConsentError> {
+    let spec = super::purpose(policy, rec.purpose).map_err(|message| ConsentError::Invalid {
+        field: "purpose",
+        message,
+    })?;
+    let now = crate::db::now();
+    super::check_not_future(rec.recorded_at, now).map_err(|message| ConsentError::Invalid {
+        field: "recorded_at",
+        message,
+    })?;
+    let event = db.write(|conn| {
+        let customer = match find(conn, who) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let latest = store::latest_recorded_at(conn, customer.id, rec.purpose)?;
+        if let Err(message) = check_order(latest, rec.recorded_at) {
+            return Ok(Err(ConsentError::Invalid {
+                field: "recorded_at",
+                message,
+            }));
+        }
+        let event = store::insert(
+            conn,
+            &NewEvent {
+                customer_id: customer.id,
+                purpose: rec.purpose,
+                status: rec.status,
+                recorded_at: rec.recorded_at,
+                source: rec.source,
+                notice_version: rec.notice_version,
+                recorded_by: rec.recorded_by,
+            },
+        )?;
+        trail_store::append(
+            conn,
+            NewEntry::new(
+                actor,
+                "consent.recorded",
+                &customer.pseudonym,
+                json!({
+                    "purpose": rec.purpose,
+                    "status": rec.status.as_str(),
+                    "recorded_at": format_instant(rec.recorded_at),
+                    "source": rec.source,
+                    "notice_version": rec.notice_version,
+                }),
+            ),
+            &policy.version,
+        )?;
+        Ok(Ok(event))
+    })??;
+    let state = super::state_of_latest(
+        &Event {
+            status: rec.status,
+            recorded_at: rec.recorded_at,
+        },
+        now.max(rec.recorded_at),
+        validity(spec),
+    );
+    Ok(Recorded { event, state })
+}
+
+/// A customer's state for one purpose of the policy.
+#[derive(Debug, Clone)]
+pub struct PurposeState {
+    pub purpose: String,
+    pub description: String,
+    pub legal_basis: LegalBasis,
+    pub state: ConsentState,
+    /// Whether the customer's data may be used for the purpose.
+    pub permits: bool,
+}
+
+/// A customer's consent history and their state per purpose at an instant.
+#[derive(Debug, Clone)]
+pub struct CustomerConsents {
+    pub pseudonym: String,
+    pub events: Vec<EventRow>,
+    pub states: Vec<PurposeState>,
+}
+
+fn states_of(policy: &Policy, events: &[EventRow], at: NaiveDateTime) -> Vec<PurposeState> {
+    policy
+        .purposes
+        .iter()
+        .map(|(name, spec)| {
+            let of_purpose: Vec<Event> = events
+                .iter()
+                .filter(|e| &e.purpose == name)
+                .filter_map(EventRow::event)
+                .collect();
+            let state = state_at(&of_purpose, at, validity(spec));
+            PurposeState {
+                purpose: name.clone(),
+                description: spec.description.clone(),
+                legal_basis: spec.legal_basis,
+                permits: state.permits(spec.legal_basis),
+                state,
+            }
+        })
+        .collect()
+}
+
+/// A customer's consents as staff see them: each view is written to the trail
+/// (`consent.viewed`, subject the pseudonym), since it shows individual-level data.
+pub fn view(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    customer: &CustomerId,
+    at: NaiveDateTime,
+) -> Result<CustomerConsents, ConsentError> {
+    let (customer, events) = db.write(|conn| {
+        let customer = match find(conn, Who::External(customer)) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let events = store::history(conn, customer.id)?;
+        trail_store::append(
+            conn,
+            NewEntry::new(
+                actor,
+                "consent.viewed",
+                &customer.pseudonym,
+                json!({"at": format_instant(at)}),
+            ),
+            &policy.version,
+        )?;
+        Ok(Ok((customer, events)))
+    })??;
+    Ok(CustomerConsents {
+        states: states_of(policy, &events, at),
+        pseudonym: customer.pseudonym,
+        events,
+    })
+}
+
+/// A customer's own consents, for their preference page (no staff involved, so no trail
+/// entry: recording a withdrawal is what the trail must show).
+pub fn own(
+    db: &Db,
+    policy: &Policy,
+    pseudonym: &str,
+    at: NaiveDateTime,
+) -> Result<CustomerConsents, ConsentError> {
+    let (customer, events) = db.read(|conn| {
+        let customer = match find(conn, Who::Pseudonym(pseudonym)) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let events = store::history(conn, customer.id)?;
+        Ok(Ok((customer, events)))
+    })??;
+    Ok(CustomerConsents {
+        states: states_of(policy, &events, at),
+        pseudonym: customer.pseudonym,
+        events,
+    })
+}
+
+/// Issues a preference link for a customer, with a trail entry (`consent.link_issued`).
+pub fn issue_link(
+    db: &Db,
+    policy: &Policy,
+    links: &PreferenceLinks,
+    actor: &Actor,
+    customer: &CustomerId,
+    ttl: TimeDelta,
+) -> Result<(String, LinkClaims), ConsentError> {
+    db.write(|conn| {
+        let customer = match find(conn, Who::External(customer)) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (token, claims) = links.issue(&customer.pseudonym, Utc::now(), ttl);
+        trail_store::append(
+            conn,
+            NewEntry::new(
+                actor,
+                "consent.link_issued",
+                &customer.pseudonym,
+                json!({"link_id": claims.jti, "expires_at": format_instant(claims.expires_at())}),
+            ),
+            &policy.version,
+        )?;
+        Ok(Ok((token, claims)))
+    })?
+}
+
+/// Coverage of one purpose at an instant.
+#[derive(Debug, Clone)]
+pub struct PurposeCoverage {
+    pub purpose: String,
+    pub description: String,
+    pub legal_basis: LegalBasis,
+    pub tally: Tally,
+}
+
+/// The counts per purpose of the policy at `at`.
+pub fn coverage(
+    db: &Db,
+    policy: &Policy,
+    at: NaiveDateTime,
+) -> Result<Vec<PurposeCoverage>, ConsentError> {
+    Ok(db.read(|conn| {
+        policy
+            .purposes
+            .iter()
+            .map(|(name, spec)| {
+                Ok(PurposeCoverage {
+                    purpose: name.clone(),
+                    description: spec.description.clone(),
+                    legal_basis: spec.legal_basis,
+                    tally: store::tally_at(conn, name, spec, at)?,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()
+    })?)
+}
+
+/// The counts per purpose at each of `instants` (ascending).
+pub fn coverage_history(
+    db: &Db,
+    policy: &Policy,
+    instants: &[NaiveDateTime],
+) -> Result<Vec<(String, Vec<Tally>)>, ConsentError> {
+    Ok(db.read(|conn| {
+        policy
+            .purposes
+            .iter()
+            .map(|(name, spec)| {
+                Ok((
+                    name.clone(),
+                    store::tally_history(conn, name, spec, instants)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, DbError>>()
+    })?)
+}
