@@ -2,6 +2,7 @@
 //! embedded migrations, and the queries of each area (one file per area below `db/`).
 
 pub mod customers;
+pub mod imports;
 pub mod schema;
 pub mod secrets;
 pub mod trail;

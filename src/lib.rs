@@ -11,6 +11,7 @@ pub mod consent;
 pub mod customers;
 pub mod db;
 pub mod fairness;
+pub mod imports;
 pub mod kpi;
 pub mod policy;
 pub mod segmentation;
