@@ -5,6 +5,7 @@ pub mod access;
 pub mod auth;
 pub mod error;
 pub mod home;
+pub mod imports;
 pub mod layout;
 pub mod metrics;
 pub mod openapi;

@@ -25,11 +25,12 @@ pub struct Layout {
 }
 
 /// Navigation entries and the permission each needs; a role sees only what it may open.
-const NAV: [(&str, &str, Option<Permission>); 4] = [
+const NAV: [(&str, &str, Option<Permission>); 5] = [
     ("/", "Home", None),
     ("/admin/users", "Users", Some(Permission::UsersManage)),
     ("/trail", "Trail", Some(Permission::TrailRead)),
     ("/policy", "Policy", Some(Permission::PolicyRead)),
+    ("/customers/import", "Import", Some(Permission::CustomersImport)),
 ];
 
 impl Layout {

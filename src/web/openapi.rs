@@ -18,6 +18,8 @@ use utoipa::{Modify, OpenApi};
         super::trail::list_api,
         super::trail::verify_api,
         super::policy::api,
+        super::imports::import_api,
+        super::imports::list_api,
     ),
     modifiers(&BearerAuth)
 )]

@@ -65,7 +65,7 @@ fn add(
     }
 }
 
-use super::{auth, home, ops, policy, trail, users};
+use super::{auth, home, imports, ops, policy, trail, users};
 use Access::{Public, SignedIn};
 use Permission::*;
 
@@ -108,4 +108,9 @@ route_table! {
 
     GET "/policy" needs(PolicyRead) => policy::page;
     GET "/api/v1/policy" needs(PolicyRead) => policy::api;
+
+    GET "/customers/import" needs(CustomersImport) => imports::page;
+    POST "/customers/import" needs(CustomersImport) => imports::upload;
+    GET "/api/v1/imports" needs(CustomersImport) => imports::list_api;
+    POST "/api/v1/imports/{kind}" needs(CustomersImport) => imports::import_api;
 }
