@@ -149,7 +149,13 @@ fn main() {
         let url = DatabaseUrl::parse(&tmp.path().join("bench.db").display().to_string()).unwrap();
         let db = Db::connect(&url).unwrap();
         let c = run(&db, &policy, &pseudonyms, ImportKind::Customers, &customers);
-        let t = run(&db, &policy, &pseudonyms, ImportKind::Transactions, &transactions);
+        let t = run(
+            &db,
+            &policy,
+            &pseudonyms,
+            ImportKind::Transactions,
+            &transactions,
+        );
         println!(
             "  run {}: customers {c:.2} s ({:.0} rows/s), transactions {t:.2} s ({:.0} rows/s)",
             run_no + 1,
@@ -169,5 +175,8 @@ fn main() {
         "fairseg transactions: median {t:.2} s = {:.0} rows/s",
         TRANSACTIONS as f64 / t
     );
-    println!("pandas counterpart: python3 tools/bench/import.py {}", dir.display());
+    println!(
+        "pandas counterpart: python3 tools/bench/import.py {}",
+        dir.display()
+    );
 }

@@ -144,7 +144,8 @@ pub async fn import_api(
     let kind = parse_kind(&kind)?;
     let mut spool = Spool::new(state.settings.max_import_bytes)?;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| AppError::invalid("body", format!("the upload broke off: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| AppError::invalid("body", format!("the upload broke off: {e}")))?;
         spool.push(&chunk)?;
     }
     let file = spool.finish()?;
@@ -252,8 +253,8 @@ pub async fn upload(
     let mut fields = FormState::default();
     let mut file: Option<(tempfile::NamedTempFile, String)> = None;
     while let Some(field) = form.next().await {
-        let mut field =
-            field.map_err(|e| AppError::invalid("file", format!("the upload cannot be read: {e}")))?;
+        let mut field = field
+            .map_err(|e| AppError::invalid("file", format!("the upload cannot be read: {e}")))?;
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
             let file_name = field
@@ -263,9 +264,8 @@ pub async fn upload(
                 .to_string();
             let mut spool = Spool::new(state.settings.max_import_bytes)?;
             while let Some(chunk) = field.next().await {
-                let chunk = chunk.map_err(|e| {
-                    AppError::invalid("file", format!("the upload broke off: {e}"))
-                })?;
+                let chunk = chunk
+                    .map_err(|e| AppError::invalid("file", format!("the upload broke off: {e}")))?;
                 spool.push(&chunk)?;
             }
             file = Some((spool.finish()?, file_name));
@@ -292,8 +292,15 @@ pub async fn upload(
     let kind = match ImportKind::parse(&fields.kind) {
         Ok(k) => k,
         Err(m) => {
-            return page_response(&state, &user, StatusCode::BAD_REQUEST, fields, None, Some(m))
-                .await;
+            return page_response(
+                &state,
+                &user,
+                StatusCode::BAD_REQUEST,
+                fields,
+                None,
+                Some(m),
+            )
+            .await;
         }
     };
     let Some((file, file_name)) = file else {
@@ -329,8 +336,15 @@ pub async fn upload(
         }
         Err(other) => {
             let message = other.to_string();
-            page_response(&state, &user, StatusCode::BAD_REQUEST, fields, None, Some(message))
-                .await
+            page_response(
+                &state,
+                &user,
+                StatusCode::BAD_REQUEST,
+                fields,
+                None,
+                Some(message),
+            )
+            .await
         }
     }
 }

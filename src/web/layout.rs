@@ -30,7 +30,11 @@ const NAV: [(&str, &str, Option<Permission>); 5] = [
     ("/admin/users", "Users", Some(Permission::UsersManage)),
     ("/trail", "Trail", Some(Permission::TrailRead)),
     ("/policy", "Policy", Some(Permission::PolicyRead)),
-    ("/customers/import", "Import", Some(Permission::CustomersImport)),
+    (
+        "/customers/import",
+        "Import",
+        Some(Permission::CustomersImport),
+    ),
 ];
 
 impl Layout {

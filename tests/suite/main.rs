@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod cli;
 mod helpers;
+mod imports;
 mod migrations;
 mod ops;
 mod trail;
