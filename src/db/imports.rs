@@ -252,11 +252,8 @@ fn second_pass<T>(
     let keep_records = pass.rejected.is_some();
     let mut record = csv::ByteRecord::new();
     let mut batch: Vec<Pending<T>> = Vec::with_capacity(BATCH);
-    loop {
-        let line = match next_record(&mut reader, &mut record) {
-            Ok(Some(line)) => line,
-            Ok(None) | Err(_) => break,
-        };
+    // A record the parser cannot read ends the file, as it did in the first pass.
+    while let Ok(Some(line)) = next_record(&mut reader, &mut record) {
         if is_blank(&record) {
             continue;
         }
