@@ -51,6 +51,15 @@ pub struct GlobalArgs {
     )]
     pub max_body_bytes: usize,
 
+    /// Largest CSV import accepted by upload or the API, in bytes (streamed to a temp file).
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_MAX_IMPORT_BYTES",
+        default_value_t = 512 * 1024 * 1024
+    )]
+    pub max_import_bytes: u64,
+
     /// Log format: `pretty` for people, `json` for log collectors.
     #[arg(
         long,
@@ -75,6 +84,8 @@ pub struct Settings {
     pub token_ttl: chrono::Duration,
     pub cookie_secure: bool,
     pub max_body_bytes: usize,
+    /// Largest import upload (FAIRSEG_MAX_IMPORT_BYTES); larger ones get 413.
+    pub max_import_bytes: u64,
     /// The token signing secret from FAIRSEG_SIGNING_KEY; when absent the server generates
     /// one on first run and keeps it in the database.
     pub signing_key: Option<Secret>,
@@ -136,6 +147,12 @@ impl Settings {
                 reason: "must be at least 1024".into(),
             });
         }
+        if args.max_import_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                setting: "max-import-bytes (FAIRSEG_MAX_IMPORT_BYTES)",
+                reason: "must be at least 1024".into(),
+            });
+        }
         let signing_key = match std::env::var(SIGNING_KEY_ENV) {
             Ok(key) if key.len() < MIN_SIGNING_KEY_BYTES => {
                 return Err(ConfigError::Invalid {
@@ -152,6 +169,7 @@ impl Settings {
             token_ttl: chrono::Duration::minutes(args.token_ttl_minutes),
             cookie_secure: args.cookie_secure,
             max_body_bytes: args.max_body_bytes,
+            max_import_bytes: args.max_import_bytes,
             signing_key,
         })
     }

@@ -5,6 +5,7 @@ pub mod consent;
 pub mod customers;
 pub mod dsr;
 pub mod features;
+pub mod imports;
 pub mod retention;
 pub mod schema;
 pub mod secrets;

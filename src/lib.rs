@@ -13,6 +13,7 @@ pub mod db;
 pub mod demo;
 pub mod dsr;
 pub mod fairness;
+pub mod imports;
 pub mod kpi;
 pub mod policy;
 pub mod retention;

@@ -72,6 +72,25 @@ enum Command {
         #[command(subcommand)]
         command: TrailCommand,
     },
+    /// Import customers, transactions or consent events from a CSV file (all or nothing).
+    Import {
+        /// What the file holds.
+        #[arg(value_parser = ["customers", "transactions", "consents"])]
+        kind: String,
+        /// The CSV file.
+        file: std::path::PathBuf,
+        /// Import the good rows and reject the bad ones (instead of importing nothing).
+        #[arg(long)]
+        skip_invalid: bool,
+        /// With --skip-invalid: write the rejected rows, with line, column and reason, here.
+        #[arg(long, requires = "skip_invalid")]
+        rejected: Option<std::path::PathBuf>,
+        /// Accept ids of customers who were erased.
+        #[arg(long)]
+        allow_erased: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Data-subject requests about one customer: export, erase.
     Customer {
         #[command(subcommand)]
@@ -264,6 +283,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Import {
+            kind,
+            file,
+            skip_invalid,
+            rejected,
+            allow_erased,
+            json,
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            import_command(
+                settings,
+                &kind,
+                &file,
+                rejected.as_deref(),
+                ImportFlags {
+                    skip_invalid,
+                    allow_erased,
+                    json,
+                },
+            )
+        }
         Command::Trail {
             command: TrailCommand::Verify { json },
         } => {
@@ -292,6 +332,108 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ))),
             }
         }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ImportFlags {
+    skip_invalid: bool,
+    allow_erased: bool,
+    json: bool,
+}
+
+fn import_command(
+    settings: Settings,
+    kind: &str,
+    file: &std::path::Path,
+    rejected: Option<&std::path::Path>,
+    flags: ImportFlags,
+) -> anyhow::Result<()> {
+    use fairseg::db::imports::{ImportContext, ImportRequest, import};
+    use fairseg::imports::{ImportError, ImportKind, ImportOptions};
+    let kind = ImportKind::parse(kind).map_err(anyhow::Error::msg)?;
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = Db::connect(&settings.database_url).context("opening the database")?;
+    startup::prepare(&db, &policy, &settings)?;
+    let pseudonyms = startup::pseudonymizer(&db)?;
+    let file_name = file.display().to_string();
+    let outcome = import(
+        &ImportContext {
+            db: &db,
+            policy: &policy,
+            pseudonyms: &pseudonyms,
+        },
+        &ImportRequest {
+            kind,
+            path: file,
+            file_name: &file_name,
+            options: ImportOptions {
+                skip_invalid: flags.skip_invalid,
+                allow_erased: flags.allow_erased,
+            },
+            rejected,
+            actor: &Actor::cli(),
+        },
+    );
+    let show_errors = |report: &fairseg::imports::ImportReport| {
+        for e in &report.errors {
+            match &e.column {
+                Some(c) => println!("{file_name}:{}: column `{c}`: {}", e.line, e.reason),
+                None => println!("{file_name}:{}: {}", e.line, e.reason),
+            }
+        }
+        if report.errors_total > report.errors.len() as u64 {
+            println!(
+                "{file_name}: … and {} more errors",
+                report.errors_total - report.errors.len() as u64
+            );
+        }
+    };
+    match outcome {
+        Ok(report) => {
+            if flags.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                show_errors(&report);
+                let columns: Vec<String> = report
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} ({}{})",
+                            c.name,
+                            c.kind.as_str(),
+                            if c.protected { ", protected" } else { "" }
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{}: {} rows read, {} imported, {} rejected",
+                    report.file, report.rows_read, report.rows_imported, report.rows_rejected
+                );
+                if kind == ImportKind::Customers {
+                    println!(
+                        "customers: {} new, {} updated; columns: {}",
+                        report.customers_created,
+                        report.customers_updated,
+                        columns.join(", ")
+                    );
+                }
+                if let Some(path) = rejected.filter(|_| report.rows_rejected > 0) {
+                    println!("rejected rows written to {}", path.display());
+                }
+            }
+            Ok(())
+        }
+        Err(ImportError::Invalid(report)) => {
+            if flags.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                show_errors(&report);
+            }
+            Err(Reported(report.failure_summary()).into())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod customer_view;
 pub mod dsr;
 pub mod error;
 pub mod home;
+pub mod imports;
 pub mod layout;
 pub mod metrics;
 pub mod openapi;

@@ -25,13 +25,18 @@ pub struct Layout {
 }
 
 /// Navigation entries and the permission each needs; a role sees only what it may open.
-const NAV: [(&str, &str, Option<Permission>); 6] = [
+const NAV: [(&str, &str, Option<Permission>); 7] = [
     ("/", "Home", None),
     ("/admin/users", "Users", Some(Permission::UsersManage)),
     ("/trail", "Trail", Some(Permission::TrailRead)),
     ("/policy", "Policy", Some(Permission::PolicyRead)),
     ("/dsr", "Data requests", Some(Permission::DsrManage)),
     ("/consent", "Consent", Some(Permission::ConsentRecord)),
+    (
+        "/customers/import",
+        "Import",
+        Some(Permission::CustomersImport),
+    ),
 ];
 
 impl Layout {

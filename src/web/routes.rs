@@ -65,7 +65,7 @@ fn add(
     }
 }
 
-use super::{auth, consent, customer_view, dsr, home, ops, policy, trail, users};
+use super::{auth, consent, customer_view, dsr, home, imports, ops, policy, trail, users};
 use Access::{Public, SignedIn};
 use Permission::*;
 
@@ -129,4 +129,8 @@ route_table! {
     // The customer's own page: the signed link in the path is the credential.
     GET "/preferences/{token}" Public => consent::preferences_page;
     POST "/preferences/{token}/withdraw" Public => consent::withdraw_submit;
+    GET "/customers/import" needs(CustomersImport) => imports::page;
+    POST "/customers/import" needs(CustomersImport) => imports::upload;
+    GET "/api/v1/imports" needs(CustomersImport) => imports::list_api;
+    POST "/api/v1/imports/{kind}" needs(CustomersImport) => imports::import_api;
 }

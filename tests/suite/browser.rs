@@ -462,3 +462,63 @@ async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
         .clone();
     assert_eq!(state["state"], "withdrawn");
 }
+
+#[tokio::test]
+async fn browser_admin_uploads_a_customer_file_and_reads_the_report() {
+    let app = spawn_app().await;
+    let (_driver, client) = start_browser().await;
+    sign_in(&client, &app.address, "admin").await;
+    client.goto(&app.url("/customers/import")).await.unwrap();
+    let nav = nav_labels(&client).await;
+    assert!(nav.contains(&"Import".to_string()), "{nav:?}");
+
+    let file =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imports/customers.csv");
+    client
+        .find(Locator::Css("#file"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(
+            "form[enctype='multipart/form-data'] button[type=submit]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let imported = client
+        .wait()
+        .for_element(Locator::Css("#rows-imported"))
+        .await
+        .expect("the report appears after the upload")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(imported, "3");
+    let mut kinds = Vec::new();
+    for cell in client
+        .find_all(Locator::Css("#columns tbody td:nth-child(2)"))
+        .await
+        .unwrap()
+    {
+        kinds.push(cell.text().await.unwrap());
+    }
+    assert_eq!(
+        kinds,
+        ["id", "number", "category", "category", "date", "category"]
+    );
+    let recent = client
+        .find(Locator::Css("#recent tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(recent.contains("customers.csv"), "{recent}");
+    screenshot(&client, "import-admin").await;
+    client.close().await.unwrap();
+}

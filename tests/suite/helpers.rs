@@ -111,6 +111,7 @@ pub fn settings_for(url: &str) -> Settings {
         token_ttl: chrono::Duration::minutes(30),
         cookie_secure: false,
         max_body_bytes: 64 * 1024,
+        max_import_bytes: 1024 * 1024,
         signing_key: None,
     }
 }

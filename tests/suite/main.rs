@@ -9,6 +9,7 @@ mod cli;
 mod consent;
 mod dsr;
 mod helpers;
+mod imports;
 mod migrations;
 mod ops;
 mod trail;

@@ -1,0 +1,740 @@
+//! Storing imports: the second pass over a file the first pass (`crate::imports`) validated,
+//! in batches of multi-row INSERTs inside one write transaction, with the checks that need the
+//! database (erased ids, unknown customers, the consent ledger's order), the import log row
+//! and the trail entries. All of a file or nothing, unless `skip_invalid` is asked for.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::Path;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::customers::{IdTable, next_id};
+use super::schema::{
+    attribute_columns, consent_events, customer_protected, customers, erased_customers, imports,
+    transactions,
+};
+use super::{Db, DbConnection, DbError, DbResult, trail as trail_store};
+use crate::customers::Pseudonymizer;
+use crate::imports::consents::{self, ConsentColumns, ConsentRow};
+use crate::imports::customers::{self as cust, CustomerColumns, CustomerRow};
+use crate::imports::rejected::RejectedWriter;
+use crate::imports::transactions::{self as transaction_csv, TransactionColumns, TransactionRow};
+use crate::imports::{
+    ImportError, ImportKind, ImportOptions, ImportReport, RowError, csv_reader, is_blank,
+    next_record, read_header, record_fields,
+};
+use crate::policy::Policy;
+use crate::trail::{Actor, NewEntry};
+
+/// Runs a statement on the concrete connection: multi-row INSERTs are not available through
+/// the `MultiConnection` enum, but the same diesel query compiles for each backend.
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            DbConnection::Sqlite($c) => $body,
+            DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Rows per INSERT statement: well below SQLite's and PostgreSQL's bind-parameter limits.
+const BATCH: usize = 500;
+
+/// One import to run.
+pub struct ImportRequest<'a> {
+    pub kind: ImportKind,
+    /// The CSV file to read (twice).
+    pub path: &'a Path,
+    /// The name shown in the report, the log and the trail.
+    pub file_name: &'a str,
+    pub options: ImportOptions,
+    /// With `skip_invalid`: where to write the rejected rows, with reasons.
+    pub rejected: Option<&'a Path>,
+    pub actor: &'a Actor,
+}
+
+/// What the import needs besides the request.
+pub struct ImportContext<'a> {
+    pub db: &'a Db,
+    pub policy: &'a Policy,
+    pub pseudonyms: &'a Pseudonymizer,
+}
+
+enum Columns {
+    Customers(CustomerColumns),
+    Transactions(TransactionColumns),
+    Consents(ConsentColumns),
+}
+
+impl Columns {
+    fn header(&self) -> &[String] {
+        match self {
+            Columns::Customers(c) => &c.header,
+            Columns::Transactions(c) => &c.header,
+            Columns::Consents(c) => &c.header,
+        }
+    }
+}
+
+fn open(path: &Path, file: &str) -> Result<BufReader<File>, ImportError> {
+    File::open(path)
+        .map(|f| BufReader::with_capacity(1 << 16, f))
+        .map_err(|e| ImportError::Unreadable {
+            file: file.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Runs an import: validates the whole file, then writes it in one transaction.
+#[tracing::instrument(skip_all, fields(kind = req.kind.as_str(), file = req.file_name))]
+pub fn import(
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+) -> Result<ImportReport, ImportError> {
+    let file = crate::imports::display_name(req.file_name);
+    let input = open(req.path, &file)?;
+    let (columns, scan) = match req.kind {
+        ImportKind::Customers => {
+            cust::scan(input, &file, ctx.policy).map(|(c, s)| (Columns::Customers(c), s))?
+        }
+        ImportKind::Transactions => {
+            transaction_csv::scan(input, &file).map(|(c, s)| (Columns::Transactions(c), s))?
+        }
+        ImportKind::Consents => {
+            consents::scan(input, &file, ctx.policy).map(|(c, s)| (Columns::Consents(c), s))?
+        }
+    };
+    if scan.report.errors_total > 0 && !req.options.skip_invalid {
+        return Err(ImportError::Invalid(Box::new(scan.report)));
+    }
+    let rejected = match (req.options.skip_invalid, req.rejected) {
+        (true, Some(path)) => {
+            let f = File::create(path).map_err(|e| ImportError::RejectedFile {
+                file: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            Some(
+                RejectedWriter::new(BufWriter::new(f), columns.header()).map_err(|e| {
+                    ImportError::RejectedFile {
+                        file: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let mut failed: Option<ImportReport> = None;
+    let mut rejected_failure: Option<String> = None;
+    let rollback = || DbError::Query(diesel::result::Error::RollbackTransaction);
+    let result = ctx.db.write(|conn| {
+        let mut pass = Pass {
+            report: scan.report.clone(),
+            bad_lines: &scan.bad_lines,
+            rejected,
+            rejected_error: None,
+            now: super::now(),
+            import_id: uuid::Uuid::now_v7().to_string(),
+            db_errors: 0,
+        };
+        let input = match open(req.path, &file) {
+            Ok(input) => input,
+            Err(e) => {
+                let mut report = pass.report;
+                report.push_error(RowError::new(0, None, e.to_string()));
+                failed = Some(report);
+                return Err(rollback());
+            }
+        };
+        let mut tuned = SqliteTuning::apply(conn)?;
+        let outcome = match &columns {
+            Columns::Customers(c) => write_customers(conn, ctx, req, c, input, &mut pass),
+            Columns::Transactions(c) => write_transactions(conn, c, input, &mut pass),
+            Columns::Consents(c) => write_consents(conn, ctx, req, c, input, &mut pass),
+        };
+        tuned.restore(conn)?;
+        outcome?;
+        if pass.db_errors > 0 && !req.options.skip_invalid {
+            failed = Some(pass.report);
+            return Err(rollback());
+        }
+        let finished = match pass.rejected.take() {
+            Some(w) => w.finish().map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        if let Some(e) = pass.rejected_error.take().or(finished.err()) {
+            rejected_failure = Some(e);
+            return Err(rollback());
+        }
+        if let Columns::Customers(c) = &columns {
+            record_attribute_columns(conn, c, pass.now)?;
+        }
+        pass.report.import_id = Some(pass.import_id.clone());
+        log_import(conn, ctx, req, &pass)?;
+        Ok(pass.report)
+    });
+    match result {
+        Ok(report) => Ok(report),
+        Err(e) => match (failed, rejected_failure) {
+            (Some(report), _) => Err(ImportError::Invalid(Box::new(report))),
+            (None, Some(reason)) => Err(ImportError::RejectedFile {
+                file: req
+                    .rejected
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                reason,
+            }),
+            (None, None) => Err(ImportError::Db(e)),
+        },
+    }
+}
+
+/// The second pass's state.
+struct Pass<'s> {
+    report: ImportReport,
+    bad_lines: &'s HashMap<u64, (Option<String>, String)>,
+    rejected: Option<RejectedWriter<BufWriter<File>>>,
+    rejected_error: Option<String>,
+    now: NaiveDateTime,
+    import_id: String,
+    /// Rows refused by the database checks (unknown customer, erased id, ledger order).
+    db_errors: u64,
+}
+
+impl Pass<'_> {
+    fn write_rejected(
+        &mut self,
+        record: &csv::ByteRecord,
+        line: u64,
+        column: Option<&str>,
+        reason: &str,
+    ) {
+        if let Some(w) = &mut self.rejected
+            && let Err(e) = w.write(record, line, column, reason)
+        {
+            self.rejected_error.get_or_insert(e.to_string());
+        }
+    }
+
+    fn refuse(&mut self, record: Option<&csv::ByteRecord>, error: RowError) {
+        if let Some(record) = record {
+            self.write_rejected(record, error.line, error.column.as_deref(), &error.reason);
+        }
+        self.db_errors += 1;
+        self.report.rows_rejected += 1;
+        self.report.push_error(error);
+    }
+}
+
+/// A parsed row waiting in a batch, with its record when rejected rows are being written.
+struct Pending<T> {
+    row: T,
+    record: Option<csv::ByteRecord>,
+}
+
+/// Walks the file again: rows the first pass rejected go to the rejected file, the others
+/// are parsed and handed to `flush` in batches.
+fn second_pass<T>(
+    conn: &mut DbConnection,
+    input: BufReader<File>,
+    kind: ImportKind,
+    header: &[String],
+    pass: &mut Pass<'_>,
+    mut parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>>,
+    mut flush: impl FnMut(&mut DbConnection, &mut Vec<Pending<T>>, &mut Pass<'_>) -> DbResult<()>,
+) -> DbResult<()> {
+    let mut reader = csv_reader(input);
+    let _ = read_header(&mut reader, kind);
+    let keep_records = pass.rejected.is_some();
+    let mut record = csv::ByteRecord::new();
+    let mut batch: Vec<Pending<T>> = Vec::with_capacity(BATCH);
+    // A record the parser cannot read ends the file, as it did in the first pass.
+    while let Ok(Some(line)) = next_record(&mut reader, &mut record) {
+        if is_blank(&record) {
+            continue;
+        }
+        if let Some((column, reason)) = pass.bad_lines.get(&line) {
+            let (column, reason) = (column.clone(), reason.clone());
+            pass.write_rejected(&record, line, column.as_deref(), &reason);
+            continue;
+        }
+        let parsed = record_fields(&record, header, line)
+            .map_err(|e| vec![e])
+            .and_then(|f| parse(&f, line));
+        match parsed {
+            Ok(row) => batch.push(Pending {
+                row,
+                record: keep_records.then(|| record.clone()),
+            }),
+            Err(errors) => {
+                for e in errors {
+                    pass.refuse(Some(&record), e);
+                }
+            }
+        }
+        if batch.len() >= BATCH {
+            flush(conn, &mut batch, pass)?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        flush(conn, &mut batch, pass)?;
+    }
+    Ok(())
+}
+
+fn write_customers(
+    conn: &mut DbConnection,
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    columns: &CustomerColumns,
+    input: BufReader<File>,
+    pass: &mut Pass<'_>,
+) -> DbResult<()> {
+    let mut next = next_id(conn, IdTable::Customers)?;
+    // On an empty table (a first import) there is nobody to update: skip the lookups.
+    let any_customers = next > 1;
+    let any_erased = erased_customers::table
+        .select(erased_customers::pseudonym)
+        .first::<String>(conn)
+        .optional()?
+        .is_some();
+    let has_protected = columns.attributes.iter().any(|a| a.protected);
+    let policy_version = ctx.policy.version.clone();
+    second_pass(
+        conn,
+        input,
+        ImportKind::Customers,
+        &columns.header,
+        pass,
+        |fields, line| cust::parse_row(fields, columns, line).map_err(|e| vec![e]),
+        |conn, batch, pass| {
+            let pseudonyms: Vec<String> = batch
+                .iter()
+                .map(|p| ctx.pseudonyms.pseudonym(&p.row.id))
+                .collect();
+            let erased: HashSet<String> = if any_erased && !req.options.allow_erased {
+                erased_customers::table
+                    .filter(erased_customers::pseudonym.eq_any(&pseudonyms))
+                    .select(erased_customers::pseudonym)
+                    .load(conn)?
+                    .into_iter()
+                    .collect()
+            } else {
+                HashSet::new()
+            };
+            let existing: HashMap<String, (i64, String)> = if any_customers {
+                let ids: Vec<&str> = batch.iter().map(|p| p.row.id.as_str()).collect();
+                customers::table
+                    .filter(customers::external_id.eq_any(&ids))
+                    .select((customers::external_id, customers::id, customers::attributes))
+                    .load::<(String, i64, String)>(conn)?
+                    .into_iter()
+                    .map(|(e, id, a)| (e, (id, a)))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
+            let existing_protected: HashMap<i64, String> = if has_protected && !existing.is_empty()
+            {
+                let ids: Vec<i64> = existing.values().map(|(id, _)| *id).collect();
+                customer_protected::table
+                    .filter(customer_protected::customer_id.eq_any(&ids))
+                    .select((
+                        customer_protected::customer_id,
+                        customer_protected::attributes,
+                    ))
+                    .load::<(i64, String)>(conn)?
+                    .into_iter()
+                    .collect()
+            } else {
+                HashMap::new()
+            };
+            let mut new_rows = Vec::with_capacity(batch.len());
+            let mut new_protected = Vec::new();
+            for (p, pseudonym) in batch.iter().zip(pseudonyms) {
+                let row: &CustomerRow = &p.row;
+                if erased.contains(&pseudonym) {
+                    pass.refuse(
+                        p.record.as_ref(),
+                        RowError::new(
+                            row.line,
+                            Some(&columns.header[columns.id]),
+                            "this customer was erased; importing them again needs --allow-erased \
+                             (API: allow_erased=true)",
+                        ),
+                    );
+                    continue;
+                }
+                let attributes = cust::attributes_json(columns, row, false);
+                let protected = has_protected.then(|| cust::attributes_json(columns, row, true));
+                match existing.get(row.id.as_str()) {
+                    None => {
+                        let id = next;
+                        next += 1;
+                        new_rows.push((
+                            customers::id.eq(id),
+                            customers::external_id.eq(row.id.as_str().to_string()),
+                            customers::pseudonym.eq(pseudonym),
+                            customers::attributes.eq(attributes),
+                            customers::created_at.eq(pass.now),
+                            customers::updated_at.eq(pass.now),
+                        ));
+                        if let Some(protected) = protected {
+                            new_protected.push((
+                                customer_protected::customer_id.eq(id),
+                                customer_protected::attributes.eq(protected),
+                            ));
+                        }
+                        pass.report.customers_created += 1;
+                    }
+                    Some((id, stored)) => {
+                        let (merged, mut changed) = cust::merge(stored, &attributes);
+                        if !changed.is_empty() {
+                            diesel::update(customers::table.find(*id))
+                                .set((
+                                    customers::attributes.eq(&merged),
+                                    customers::updated_at.eq(pass.now),
+                                ))
+                                .execute(conn)?;
+                        }
+                        if let Some(protected) = protected {
+                            let stored = existing_protected.get(id).map_or("{}", String::as_str);
+                            let (merged, names) = cust::merge(stored, &protected);
+                            if !names.is_empty() {
+                                diesel::delete(customer_protected::table.find(*id))
+                                    .execute(conn)?;
+                                diesel::insert_into(customer_protected::table)
+                                    .values((
+                                        customer_protected::customer_id.eq(*id),
+                                        customer_protected::attributes.eq(merged),
+                                    ))
+                                    .execute(conn)?;
+                                changed.extend(names);
+                            }
+                        }
+                        if !changed.is_empty() {
+                            trail_store::append(
+                                conn,
+                                NewEntry::new(
+                                    req.actor,
+                                    "customer.updated",
+                                    pseudonym,
+                                    json!({"changed": changed, "import": pass.import_id}),
+                                ),
+                                &policy_version,
+                            )?;
+                            pass.report.customers_updated += 1;
+                        }
+                    }
+                }
+                pass.report.rows_imported += 1;
+            }
+            if !new_rows.is_empty() {
+                on_backend!(conn, |c| diesel::insert_into(customers::table)
+                    .values(&new_rows)
+                    .execute(c))?;
+            }
+            if !new_protected.is_empty() {
+                on_backend!(conn, |c| diesel::insert_into(customer_protected::table)
+                    .values(&new_protected)
+                    .execute(c))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// The internal ids of the batch's customers that exist.
+fn customer_ids<'r>(
+    conn: &mut DbConnection,
+    ids: impl Iterator<Item = &'r str>,
+) -> DbResult<HashMap<String, i64>> {
+    let ids: Vec<&str> = ids.collect::<HashSet<_>>().into_iter().collect();
+    Ok(customers::table
+        .filter(customers::external_id.eq_any(&ids))
+        .select((customers::external_id, customers::id))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect())
+}
+
+fn unknown_customer(line: u64, column: &str) -> RowError {
+    RowError::new(
+        line,
+        Some(column),
+        "unknown customer: import them (customers.csv) before their transactions and consents",
+    )
+}
+
+fn write_transactions(
+    conn: &mut DbConnection,
+    columns: &TransactionColumns,
+    input: BufReader<File>,
+    pass: &mut Pass<'_>,
+) -> DbResult<()> {
+    let mut next = next_id(conn, IdTable::Transactions)?;
+    let id_header = columns.header[0..]
+        .iter()
+        .find(|h| h.eq_ignore_ascii_case("customer_id"))
+        .cloned()
+        .unwrap_or_else(|| "customer_id".into());
+    second_pass(
+        conn,
+        input,
+        ImportKind::Transactions,
+        &columns.header,
+        pass,
+        |fields, line| transaction_csv::parse_row(fields, columns, line),
+        |conn, batch, pass| {
+            let known = customer_ids(conn, batch.iter().map(|p| p.row.customer.as_str()))?;
+            let mut rows = Vec::with_capacity(batch.len());
+            for p in batch.iter() {
+                let row: &TransactionRow = &p.row;
+                let Some(customer) = known.get(row.customer.as_str()) else {
+                    pass.refuse(p.record.as_ref(), unknown_customer(row.line, &id_header));
+                    continue;
+                };
+                rows.push((
+                    transactions::id.eq(next),
+                    transactions::customer_id.eq(*customer),
+                    transactions::occurred_at.eq(row.occurred_at),
+                    transactions::amount.eq(row.amount),
+                    transactions::quantity.eq(row.quantity),
+                    transactions::order_id.eq(row.order_id.clone()),
+                    transactions::imported_at.eq(pass.now),
+                ));
+                next += 1;
+                pass.report.rows_imported += 1;
+            }
+            if !rows.is_empty() {
+                on_backend!(conn, |c| diesel::insert_into(transactions::table)
+                    .values(&rows)
+                    .execute(c))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+fn write_consents(
+    conn: &mut DbConnection,
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    columns: &ConsentColumns,
+    input: BufReader<File>,
+    pass: &mut Pass<'_>,
+) -> DbResult<()> {
+    let mut next = next_id(conn, IdTable::ConsentEvents)?;
+    let recorded_by = req.actor.as_str().to_string();
+    second_pass(
+        conn,
+        input,
+        ImportKind::Consents,
+        &columns.header,
+        pass,
+        |fields, line| consents::parse_row(fields, columns, line, ctx.policy),
+        |conn, batch, pass| {
+            let known = customer_ids(conn, batch.iter().map(|p| p.row.customer.as_str()))?;
+            let internal: Vec<i64> = known.values().copied().collect();
+            let latest: HashMap<(i64, String), NaiveDateTime> = consent_events::table
+                .filter(consent_events::customer_id.eq_any(&internal))
+                .group_by((consent_events::customer_id, consent_events::purpose))
+                .select((
+                    consent_events::customer_id,
+                    consent_events::purpose,
+                    diesel::dsl::max(consent_events::recorded_at),
+                ))
+                .load::<(i64, String, Option<NaiveDateTime>)>(conn)?
+                .into_iter()
+                .filter_map(|(c, p, t)| t.map(|t| ((c, p), t)))
+                .collect();
+            let mut rows = Vec::with_capacity(batch.len());
+            for p in batch.iter() {
+                let row: &ConsentRow = &p.row;
+                let Some(customer) = known.get(row.customer.as_str()) else {
+                    pass.refuse(
+                        p.record.as_ref(),
+                        unknown_customer(row.line, columns.header_of("customer_id")),
+                    );
+                    continue;
+                };
+                let before = latest.get(&(*customer, row.purpose.clone())).copied();
+                if let Err(reason) = crate::consent::check_order(before, row.recorded_at) {
+                    pass.refuse(
+                        p.record.as_ref(),
+                        RowError::new(row.line, Some(columns.header_of("recorded_at")), reason),
+                    );
+                    continue;
+                }
+                rows.push((
+                    consent_events::id.eq(next),
+                    consent_events::customer_id.eq(*customer),
+                    consent_events::purpose.eq(row.purpose.clone()),
+                    consent_events::status.eq(row.status.as_str()),
+                    consent_events::recorded_at.eq(row.recorded_at),
+                    consent_events::source.eq(row.source.clone()),
+                    consent_events::notice_version.eq(row.notice_version.clone()),
+                    consent_events::recorded_by.eq(recorded_by.clone()),
+                    consent_events::entered_at.eq(pass.now),
+                ));
+                next += 1;
+                pass.report.rows_imported += 1;
+            }
+            if !rows.is_empty() {
+                on_backend!(conn, |c| diesel::insert_into(consent_events::table)
+                    .values(&rows)
+                    .execute(c))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Keeps the attribute columns seen and their inferred types.
+fn record_attribute_columns(
+    conn: &mut DbConnection,
+    columns: &CustomerColumns,
+    now: NaiveDateTime,
+) -> DbResult<()> {
+    for a in &columns.attributes {
+        let updated = diesel::update(attribute_columns::table.find(&a.name))
+            .set((
+                attribute_columns::kind.eq(a.kind.as_str()),
+                attribute_columns::protected.eq(a.protected),
+                attribute_columns::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(attribute_columns::table)
+                .values((
+                    attribute_columns::name.eq(&a.name),
+                    attribute_columns::kind.eq(a.kind.as_str()),
+                    attribute_columns::protected.eq(a.protected),
+                    attribute_columns::first_seen_at.eq(now),
+                    attribute_columns::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+fn log_import(
+    conn: &mut DbConnection,
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    pass: &Pass<'_>,
+) -> DbResult<()> {
+    let r = &pass.report;
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    diesel::insert_into(imports::table)
+        .values((
+            imports::id.eq(&pass.import_id),
+            imports::kind.eq(req.kind.as_str()),
+            imports::file_name.eq(&r.file),
+            imports::rows_read.eq(as_i64(r.rows_read)),
+            imports::rows_imported.eq(as_i64(r.rows_imported)),
+            imports::rows_rejected.eq(as_i64(r.rows_rejected)),
+            imports::imported_by.eq(req.actor.as_str()),
+            imports::occurred_at.eq(pass.now),
+            imports::report.eq(serde_json::to_string(r).unwrap_or_default()),
+        ))
+        .execute(conn)?;
+    let action = match req.kind {
+        ImportKind::Customers => "import.customers",
+        ImportKind::Transactions => "import.transactions",
+        ImportKind::Consents => "import.consents",
+    };
+    let mut detail = json!({
+        "file": r.file,
+        "rows_read": r.rows_read,
+        "rows_imported": r.rows_imported,
+        "rows_rejected": r.rows_rejected,
+        "skip_invalid": req.options.skip_invalid,
+        "allow_erased": req.options.allow_erased,
+    });
+    if req.kind == ImportKind::Customers {
+        detail["customers_created"] = json!(r.customers_created);
+        detail["customers_updated"] = json!(r.customers_updated);
+    }
+    trail_store::append(
+        conn,
+        NewEntry::new(req.actor, action, &pass.import_id, detail),
+        &ctx.policy.version,
+    )?;
+    Ok(())
+}
+
+/// SQLite: a bigger page cache while a large import runs (index pages of a million rows stay
+/// in memory), put back afterwards. PostgreSQL needs nothing.
+struct SqliteTuning {
+    previous: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct CacheSize {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    cache_size: i64,
+}
+
+impl SqliteTuning {
+    fn apply(conn: &mut DbConnection) -> DbResult<SqliteTuning> {
+        use diesel::connection::SimpleConnection;
+        let DbConnection::Sqlite(c) = conn else {
+            return Ok(SqliteTuning { previous: None });
+        };
+        let previous = diesel::sql_query("PRAGMA cache_size")
+            .get_result::<CacheSize>(c)?
+            .cache_size;
+        c.batch_execute("PRAGMA cache_size = -262144")?;
+        Ok(SqliteTuning {
+            previous: Some(previous),
+        })
+    }
+
+    fn restore(&mut self, conn: &mut DbConnection) -> DbResult<()> {
+        use diesel::connection::SimpleConnection;
+        if let (Some(previous), DbConnection::Sqlite(c)) = (self.previous.take(), conn) {
+            c.batch_execute(&format!("PRAGMA cache_size = {previous}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// One row of the import log.
+#[derive(Debug, Clone, Queryable, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportLogEntry {
+    pub id: String,
+    pub kind: String,
+    pub file_name: String,
+    pub rows_read: i64,
+    pub rows_imported: i64,
+    pub rows_rejected: i64,
+    pub imported_by: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub occurred_at: NaiveDateTime,
+}
+
+/// The latest imports, newest first.
+pub fn recent(conn: &mut DbConnection, limit: i64) -> DbResult<Vec<ImportLogEntry>> {
+    Ok(imports::table
+        .order(imports::occurred_at.desc())
+        .then_order_by(imports::id.desc())
+        .select((
+            imports::id,
+            imports::kind,
+            imports::file_name,
+            imports::rows_read,
+            imports::rows_imported,
+            imports::rows_rejected,
+            imports::imported_by,
+            imports::occurred_at,
+        ))
+        .limit(limit)
+        .load(conn)?)
+}

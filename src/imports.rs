@@ -1,0 +1,560 @@
+//! Imports of customers, transactions and consent events from CSV: the file's shape, the
+//! rules each row must follow, type inference for customer attributes, and the report. Pure
+//! domain code: it reads CSV from any `Read` and hands out validated rows; storage
+//! (`db::imports`) writes them and adds the checks that need the database (known customers,
+//! erased ids, the ledger's order).
+//!
+//! Files are streamed twice and never held whole: the first pass validates every row and
+//! infers attribute types, keeping only the ids needed to find duplicates; the second pass
+//! parses again and hands rows to storage in batches.
+
+pub mod consents;
+pub mod customers;
+pub mod rejected;
+pub mod transactions;
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde::Serialize;
+
+/// The three kinds of file fairseg imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportKind {
+    Customers,
+    Transactions,
+    Consents,
+}
+
+impl ImportKind {
+    pub const ALL: [ImportKind; 3] = [
+        ImportKind::Customers,
+        ImportKind::Transactions,
+        ImportKind::Consents,
+    ];
+
+    pub fn parse(raw: &str) -> Result<ImportKind, String> {
+        match raw.trim() {
+            "customers" => Ok(ImportKind::Customers),
+            "transactions" => Ok(ImportKind::Transactions),
+            "consents" => Ok(ImportKind::Consents),
+            other => Err(format!(
+                "unknown import kind `{other}`: use `customers`, `transactions` or `consents`"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportKind::Customers => "customers",
+            ImportKind::Transactions => "transactions",
+            ImportKind::Consents => "consents",
+        }
+    }
+
+    /// The header a file of this kind starts with (required columns first).
+    pub fn expected_header(self) -> &'static str {
+        match self {
+            ImportKind::Customers => "customer_id followed by any attribute columns",
+            ImportKind::Transactions => "customer_id,occurred_at,amount[,quantity][,order_id]",
+            ImportKind::Consents => {
+                "customer_id,purpose,status,recorded_at[,source][,notice_version]"
+            }
+        }
+    }
+}
+
+/// How an import treats bad rows and erased customers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// Import the good rows and reject the bad ones, instead of importing nothing.
+    pub skip_invalid: bool,
+    /// Accept ids of customers who were erased.
+    pub allow_erased: bool,
+}
+
+/// The type of a column: inferred for customer attributes, fixed for the other kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    Id,
+    Number,
+    Category,
+    Date,
+    /// A date or an RFC 3339 time.
+    Instant,
+    Text,
+}
+
+impl ColumnKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnKind::Id => "id",
+            ColumnKind::Number => "number",
+            ColumnKind::Category => "category",
+            ColumnKind::Date => "date",
+            ColumnKind::Instant => "instant",
+            ColumnKind::Text => "text",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ColumnReport {
+    /// The column's name as the file's header gives it.
+    pub name: String,
+    pub kind: ColumnKind,
+    /// Whether the policy lists it as a protected attribute (stored apart).
+    pub protected: bool,
+    /// How many rows have no value in it (empty, `?` or `NA`).
+    pub missing: u64,
+}
+
+/// One problem with one row (or with the header, line 1).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RowError {
+    /// The line where the record starts (1 is the header).
+    pub line: u64,
+    /// The column (header name) at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The offending value; never given for protected attributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+impl RowError {
+    pub fn new(line: u64, column: Option<&str>, reason: impl Into<String>) -> RowError {
+        RowError {
+            line,
+            column: column.map(str::to_string),
+            value: None,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn with_value(mut self, value: &str) -> RowError {
+        const MAX: usize = 100;
+        let shown = if value.len() > MAX {
+            let mut end = MAX;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}…", &value[..end])
+        } else {
+            value.to_string()
+        };
+        self.value = Some(shown);
+        self
+    }
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}", self.line)?;
+        if let Some(c) = &self.column {
+            write!(f, ", column `{c}`")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// How many errors a report lists; `errors_total` counts them all.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
+/// What an import read, imported and rejected, and why.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    pub kind: ImportKind,
+    /// The file's name (no directories).
+    pub file: String,
+    /// Data rows read (the header not counted).
+    pub rows_read: u64,
+    pub rows_imported: u64,
+    pub rows_rejected: u64,
+    /// Customers: how many were new and how many changed (re-imports).
+    pub customers_created: u64,
+    pub customers_updated: u64,
+    pub columns: Vec<ColumnReport>,
+    /// The first errors, in line order within each pass (at most 100).
+    pub errors: Vec<RowError>,
+    pub errors_total: u64,
+    /// The import's id in the import log, once it is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<String>,
+}
+
+impl ImportReport {
+    pub fn new(kind: ImportKind, file: &str) -> ImportReport {
+        ImportReport {
+            kind,
+            file: file.to_string(),
+            rows_read: 0,
+            rows_imported: 0,
+            rows_rejected: 0,
+            customers_created: 0,
+            customers_updated: 0,
+            columns: Vec::new(),
+            errors: Vec::new(),
+            errors_total: 0,
+            import_id: None,
+        }
+    }
+
+    pub fn push_error(&mut self, e: RowError) {
+        self.errors_total += 1;
+        if self.errors.len() < MAX_LISTED_ERRORS {
+            self.errors.push(e);
+        }
+    }
+
+    /// A one-line summary of why the import failed.
+    pub fn failure_summary(&self) -> String {
+        match self.errors.first() {
+            Some(first) if self.errors_total == 1 => {
+                format!("{}: {first}; nothing was imported", self.file)
+            }
+            Some(first) => format!(
+                "{}: {} errors, the first at {first}; nothing was imported",
+                self.file, self.errors_total
+            ),
+            None => format!("{}: nothing was imported", self.file),
+        }
+    }
+}
+
+/// Why an import did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file has errors: nothing was imported (or, with `skip_invalid`, the header itself
+    /// is wrong). The report names each error.
+    #[error("{}", .0.failure_summary())]
+    Invalid(Box<ImportReport>),
+    #[error("cannot read {file}: {reason}")]
+    Unreadable { file: String, reason: String },
+    #[error("cannot write the rejected rows to {file}: {reason}")]
+    RejectedFile { file: String, reason: String },
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+/// Whether a cell holds no value: empty, `?` or `NA`.
+pub fn is_missing(value: &str) -> bool {
+    matches!(value.trim(), "" | "?" | "NA")
+}
+
+/// A CSV reader as imports use it: headers read by hand, rows of any length (checked per row).
+pub fn csv_reader<R: Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input)
+}
+
+/// Reads the header line: names trimmed, a leading byte-order mark stripped, no empty or
+/// repeated names. An empty file is an error.
+pub fn read_header<R: Read>(
+    reader: &mut csv::Reader<R>,
+    kind: ImportKind,
+) -> Result<Vec<String>, RowError> {
+    let mut record = csv::ByteRecord::new();
+    let has = reader
+        .read_byte_record(&mut record)
+        .map_err(|e| RowError::new(1, None, format!("the header cannot be read: {e}")))?;
+    if !has || record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+        return Err(RowError::new(
+            1,
+            None,
+            format!(
+                "the file is empty: expected a header line ({})",
+                kind.expected_header()
+            ),
+        ));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(record.len());
+    for (i, field) in record.iter().enumerate() {
+        let field = if i == 0 {
+            field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
+        } else {
+            field
+        };
+        let name = std::str::from_utf8(field)
+            .map_err(|_| RowError::new(1, None, "the header is not valid UTF-8"))?
+            .trim()
+            .to_string();
+        if name.is_empty() {
+            return Err(RowError::new(
+                1,
+                None,
+                format!("column {} of the header has no name", i + 1),
+            ));
+        }
+        if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+            return Err(RowError::new(
+                1,
+                Some(&name),
+                "the column appears twice in the header",
+            ));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// The position of each named column in a header, and the check that no required one is
+/// missing and no unknown one is present.
+pub fn locate_columns(
+    header: &[String],
+    required: &[&'static str],
+    optional: &[&'static str],
+    kind: ImportKind,
+) -> Result<HashMap<&'static str, usize>, RowError> {
+    let mut found = HashMap::new();
+    for (i, name) in header.iter().enumerate() {
+        let known = required
+            .iter()
+            .chain(optional)
+            .find(|k| k.eq_ignore_ascii_case(name));
+        match known {
+            Some(k) => {
+                found.insert(*k, i);
+            }
+            None => {
+                return Err(RowError::new(
+                    1,
+                    Some(name),
+                    format!(
+                        "unknown column; a {} file has the columns {}",
+                        kind.as_str(),
+                        kind.expected_header()
+                    ),
+                ));
+            }
+        }
+    }
+    for r in required {
+        if !found.contains_key(r) {
+            return Err(RowError::new(
+                1,
+                Some(r),
+                format!(
+                    "the header lacks the required column `{r}`; a {} file has the columns {}",
+                    kind.as_str(),
+                    kind.expected_header()
+                ),
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// The fields of one record as text, or an error naming the line: wrong field count or
+/// invalid UTF-8.
+pub fn record_fields<'r>(
+    record: &'r csv::ByteRecord,
+    header: &[String],
+    line: u64,
+) -> Result<Vec<&'r str>, RowError> {
+    if record.len() != header.len() {
+        return Err(RowError::new(
+            line,
+            None,
+            format!(
+                "the row has {} fields, the header has {}",
+                record.len(),
+                header.len()
+            ),
+        ));
+    }
+    let mut fields = Vec::with_capacity(record.len());
+    for (i, f) in record.iter().enumerate() {
+        match std::str::from_utf8(f) {
+            Ok(s) if s.contains('\0') => {
+                return Err(RowError::new(
+                    line,
+                    Some(&header[i]),
+                    "the value contains a NUL character",
+                ));
+            }
+            Ok(s) => fields.push(s),
+            Err(_) => {
+                return Err(RowError::new(
+                    line,
+                    Some(&header[i]),
+                    "the value is not valid UTF-8",
+                ));
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// Reads the next record; `Ok(None)` at the end. A record the CSV parser cannot read (an
+/// unclosed quote, say) is an error for its line.
+pub fn next_record<R: Read>(
+    reader: &mut csv::Reader<R>,
+    record: &mut csv::ByteRecord,
+) -> Result<Option<u64>, RowError> {
+    match reader.read_byte_record(record) {
+        Ok(true) => Ok(Some(record.position().map_or(0, |p| p.line()))),
+        Ok(false) => Ok(None),
+        Err(e) => {
+            let line = e.position().map_or(0, |p| p.line());
+            Err(RowError::new(
+                line,
+                None,
+                format!("the CSV cannot be read: {e}"),
+            ))
+        }
+    }
+}
+
+/// Whether a record is a blank line (skipped, as spreadsheet exports often end with one).
+pub fn is_blank(record: &csv::ByteRecord) -> bool {
+    record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace)
+}
+
+/// The file name shown in reports and the trail: no directories.
+pub fn display_name(path_or_name: &str) -> String {
+    let name = path_or_name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(path_or_name)
+        .trim();
+    let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+    if name.is_empty() {
+        "upload.csv".to_string()
+    } else {
+        name
+    }
+}
+
+/// A first-pass outcome shared by the kinds: the lines found bad (with their errors, for the
+/// rejected-rows file) and the report so far.
+#[derive(Debug)]
+pub struct Scan {
+    pub report: ImportReport,
+    /// Bad data lines, with the column and reason of their first error.
+    pub bad_lines: HashMap<u64, (Option<String>, String)>,
+}
+
+impl Scan {
+    pub fn new(kind: ImportKind, file: &str) -> Scan {
+        Scan {
+            report: ImportReport::new(kind, file),
+            bad_lines: HashMap::new(),
+        }
+    }
+
+    pub fn reject(&mut self, errors: Vec<RowError>) {
+        if let Some(first) = errors.first() {
+            let reasons: Vec<&str> = errors.iter().map(|e| e.reason.as_str()).collect();
+            self.bad_lines
+                .entry(first.line)
+                .or_insert((first.column.clone(), reasons.join("; ")));
+            self.report.rows_rejected += 1;
+        }
+        for e in errors {
+            self.report.push_error(e);
+        }
+    }
+
+    /// A header-level failure: one error at line 1.
+    pub fn header_failure(kind: ImportKind, file: &str, error: RowError) -> ImportError {
+        let mut report = ImportReport::new(kind, file);
+        report.push_error(error);
+        ImportError::Invalid(Box::new(report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(text: &str) -> Result<Vec<String>, RowError> {
+        let mut r = csv_reader(text.as_bytes());
+        read_header(&mut r, ImportKind::Customers)
+    }
+
+    #[test]
+    fn missing_values_are_empty_question_marks_or_na() {
+        for v in ["", " ", "?", "NA", " ? "] {
+            assert!(is_missing(v), "{v:?}");
+        }
+        for v in ["0", "na", "none", "-"] {
+            assert!(!is_missing(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_stripped_from_the_header() {
+        assert_eq!(
+            header("\u{feff}customer_id,age\n").unwrap(),
+            vec!["customer_id", "age"]
+        );
+    }
+
+    #[test]
+    fn empty_files_and_bad_headers_are_refused_at_line_one() {
+        let e = header("").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.reason.contains("empty"), "{e}");
+        let e = header("customer_id,a,A\n").unwrap_err();
+        assert_eq!(e.column.as_deref(), Some("A"));
+        assert!(e.reason.contains("twice"));
+        let e = header("customer_id,,b\n").unwrap_err();
+        assert!(e.reason.contains("no name"), "{e}");
+    }
+
+    #[test]
+    fn unknown_and_missing_columns_are_named() {
+        let h: Vec<String> = ["customer_id", "amount", "colour"]
+            .map(String::from)
+            .to_vec();
+        let e = locate_columns(
+            &h,
+            &["customer_id", "occurred_at", "amount"],
+            &[],
+            ImportKind::Transactions,
+        )
+        .unwrap_err();
+        assert_eq!(e.column.as_deref(), Some("colour"));
+        let h: Vec<String> = ["customer_id", "amount"].map(String::from).to_vec();
+        let e = locate_columns(
+            &h,
+            &["customer_id", "occurred_at", "amount"],
+            &[],
+            ImportKind::Transactions,
+        )
+        .unwrap_err();
+        assert_eq!(e.column.as_deref(), Some("occurred_at"));
+        assert!(e.reason.contains("lacks"));
+    }
+
+    #[test]
+    fn quoted_records_report_the_line_where_they_start() {
+        let text = "customer_id,note\nA,\"one,\ntwo\"\nB,x\n";
+        let mut r = csv_reader(text.as_bytes());
+        read_header(&mut r, ImportKind::Customers).unwrap();
+        let mut rec = csv::ByteRecord::new();
+        assert_eq!(next_record(&mut r, &mut rec).unwrap(), Some(2));
+        assert_eq!(&rec[1], b"one,\ntwo");
+        assert_eq!(next_record(&mut r, &mut rec).unwrap(), Some(4));
+        assert_eq!(next_record(&mut r, &mut rec).unwrap(), None);
+    }
+
+    #[test]
+    fn file_names_lose_their_directories() {
+        assert_eq!(display_name("/tmp/x/customers.csv"), "customers.csv");
+        assert_eq!(display_name("C:\\data\\c.csv"), "c.csv");
+        assert_eq!(display_name(""), "upload.csv");
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_errors() {
+        let e = RowError::new(2, Some("a"), "bad").with_value(&"é".repeat(80));
+        assert!(e.value.unwrap().ends_with('…'));
+    }
+}

@@ -1,0 +1,540 @@
+//! Imports of customers, transactions and consents: by API, by upload and by CLI; types
+//! inferred and reported; protected attributes kept apart; bad files refused with line,
+//! column and reason and nothing half-imported; re-imports trailed by pseudonym.
+
+use std::path::PathBuf;
+
+use diesel::prelude::*;
+use fairseg::db::schema::{
+    attribute_columns, consent_events, customer_protected, customers, imports, transactions,
+};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, csrf_token, spawn_app, stderr, stdout, texts};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/imports")
+        .join(name)
+}
+
+fn read_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap()
+}
+
+async fn post_csv(app: &TestApp, kind: &str, query: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = app
+        .api(
+            "admin",
+            Method::POST,
+            &format!("/api/v1/imports/{kind}?{query}"),
+        )
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn import_fixture(app: &TestApp, kind: &str, name: &str) -> Value {
+    let (status, body) =
+        post_csv(app, kind, &format!("file_name={name}"), read_fixture(name)).await;
+    assert_eq!(status, 201, "{name}: {body}");
+    body
+}
+
+/// Row counts of every table an import writes.
+fn counts(app: &TestApp) -> [i64; 6] {
+    app.db
+        .read(|c| {
+            Ok([
+                customers::table.count().get_result(c)?,
+                customer_protected::table.count().get_result(c)?,
+                transactions::table.count().get_result(c)?,
+                consent_events::table.count().get_result(c)?,
+                imports::table.count().get_result(c)?,
+                attribute_columns::table.count().get_result(c)?,
+            ])
+        })
+        .unwrap()
+}
+
+fn stored_customer(app: &TestApp, id: &str) -> (Value, Option<Value>) {
+    app.db
+        .read(|c| {
+            let (internal, attributes): (i64, String) = customers::table
+                .filter(customers::external_id.eq(id))
+                .select((customers::id, customers::attributes))
+                .first(c)?;
+            let protected: Option<String> = customer_protected::table
+                .find(internal)
+                .select(customer_protected::attributes)
+                .first(c)
+                .optional()?;
+            Ok((
+                serde_json::from_str(&attributes).unwrap(),
+                protected.map(|p| serde_json::from_str(&p).unwrap()),
+            ))
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn customers_import_infers_types_and_keeps_protected_attributes_apart() {
+    let app = spawn_app().await;
+    let report = import_fixture(&app, "customers", "customers.csv").await;
+    assert_eq!(report["rows_read"], 3, "{report}");
+    assert_eq!(report["rows_imported"], 3);
+    assert_eq!(report["customers_created"], 3);
+    let columns: Vec<(String, String, bool, u64)> = report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["kind"].as_str().unwrap().to_string(),
+                c["protected"].as_bool().unwrap(),
+                c["missing"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("customer_id", "id", false, 0),
+        ("age", "number", true, 1),
+        ("Sex", "category", true, 1),
+        ("city", "category", false, 1),
+        ("since", "date", false, 1),
+        ("note", "category", false, 0),
+    ];
+    assert_eq!(
+        columns,
+        expected.map(|(n, k, p, m)| (n.to_string(), k.to_string(), p, m))
+    );
+
+    // The byte-order mark is gone from the first column, quoted commas and newlines are kept,
+    // `?` and `NA` are missing values; protected attributes live in their own table.
+    let (attributes, protected) = stored_customer(&app, "C2");
+    assert_eq!(attributes["note"], "two\nlines");
+    assert_eq!(attributes["city"], "Bergen");
+    assert!(attributes.get("age").is_none() && attributes.get("Sex").is_none());
+    let protected = protected.unwrap();
+    assert_eq!(protected["age"], Value::Null);
+    assert_eq!(protected["sex"], "m");
+    let (attributes, _) = stored_customer(&app, "C3");
+    assert_eq!(attributes["city"], Value::Null);
+    assert_eq!(stored_customer(&app, "C1").0["note"], "likes tea, coffee");
+
+    // The trail names the file and the counts, never a customer id.
+    let entries = app.trail("action=import.customers").await;
+    assert_eq!(entries.len(), 1);
+    let detail: Value = serde_json::from_str(entries[0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["file"], "customers.csv");
+    assert_eq!(detail["rows_imported"], 3);
+    assert_eq!(entries[0]["subject"], report["import_id"]);
+    assert!(!entries[0].to_string().contains("C1"));
+
+    let (status, list) = app.get_json("admin", "/api/v1/imports").await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["file_name"], "customers.csv");
+    assert_eq!(list[0]["rows_imported"], 3);
+}
+
+/// (kind, fixture, line, column, words in the reason)
+const BAD_FILES: [(&str, &str, u64, Option<&str>, &str); 13] = [
+    (
+        "customers",
+        "customers_bad_header.csv",
+        1,
+        Some("customer_id"),
+        "lacks the required column",
+    ),
+    (
+        "customers",
+        "customers_duplicate.csv",
+        4,
+        Some("customer_id"),
+        "duplicate customer id",
+    ),
+    (
+        "customers",
+        "customers_header_only.csv",
+        2,
+        None,
+        "no data rows",
+    ),
+    ("customers", "empty.csv", 1, None, "empty"),
+    ("customers", "customers_quoted_bad.csv", 4, None, "3 fields"),
+    (
+        "transactions",
+        "transactions_bad_amount.csv",
+        3,
+        Some("amount"),
+        "not a number",
+    ),
+    (
+        "transactions",
+        "transactions_bad_date.csv",
+        3,
+        Some("occurred_at"),
+        "not a date",
+    ),
+    (
+        "transactions",
+        "transactions_unknown_customer.csv",
+        3,
+        Some("customer_id"),
+        "unknown customer",
+    ),
+    (
+        "transactions",
+        "transactions_wrong_header.csv",
+        1,
+        Some("when"),
+        "unknown column",
+    ),
+    ("transactions", "empty.csv", 1, None, "empty"),
+    (
+        "consents",
+        "consents_unknown_purpose.csv",
+        3,
+        Some("purpose"),
+        "unknown purpose",
+    ),
+    (
+        "consents",
+        "consents_unknown_status.csv",
+        3,
+        Some("status"),
+        "unknown consent status",
+    ),
+    (
+        "consents",
+        "consents_withdrawal_before_grant.csv",
+        3,
+        Some("recorded_at"),
+        "time order",
+    ),
+];
+
+#[tokio::test]
+async fn bad_files_are_refused_naming_line_column_and_reason_and_nothing_is_imported() {
+    let app = spawn_app().await;
+    import_fixture(&app, "customers", "customers.csv").await;
+    let before = counts(&app);
+    for (kind, name, line, column, reason) in BAD_FILES {
+        let (status, body) =
+            post_csv(&app, kind, &format!("file_name={name}"), read_fixture(name)).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_input", "{name}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(name) && message.contains("nothing was imported"),
+            "{message}"
+        );
+        let first = &body["report"]["errors"][0];
+        assert_eq!(first["line"], line, "{name}: {body}");
+        assert_eq!(first["column"].as_str(), column, "{name}: {body}");
+        assert!(
+            first["reason"].as_str().unwrap().contains(reason),
+            "{name}: {first}"
+        );
+        assert_eq!(
+            counts(&app),
+            before,
+            "{name} must leave every table unchanged"
+        );
+    }
+    // A 0-byte body is an empty file, not a server error.
+    let (status, body) = post_csv(&app, "consents", "", Vec::new()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["report"]["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("empty")
+    );
+    assert_eq!(counts(&app), before);
+}
+
+#[tokio::test]
+async fn transactions_and_consents_import_for_known_customers_and_follow_the_ledger() {
+    let app = spawn_app().await;
+    import_fixture(&app, "customers", "customers.csv").await;
+    let report = import_fixture(&app, "transactions", "transactions.csv").await;
+    assert_eq!(report["rows_imported"], 2);
+    let report = import_fixture(&app, "consents", "consents.csv").await;
+    assert_eq!(report["rows_imported"], 3);
+    let recorded_by: Vec<String> = app
+        .db
+        .read(|c| {
+            Ok(consent_events::table
+                .select(consent_events::recorded_by)
+                .load(c)?)
+        })
+        .unwrap();
+    assert!(
+        recorded_by.iter().all(|r| r == "admin@example.test"),
+        "{recorded_by:?}"
+    );
+
+    // A later file may not put an event before the latest one already in the ledger.
+    let before = counts(&app);
+    let late =
+        b"customer_id,purpose,status,recorded_at\nC2,analytics,withdrawn,2024-01-10\n".to_vec();
+    let (status, body) = post_csv(&app, "consents", "", late).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["report"]["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("latest event")
+    );
+    assert_eq!(counts(&app), before);
+}
+
+#[tokio::test]
+async fn skip_invalid_imports_the_good_rows_and_reports_the_bad() {
+    let app = spawn_app().await;
+    import_fixture(&app, "customers", "customers.csv").await;
+    let (status, body) = post_csv(
+        &app,
+        "transactions",
+        "skip_invalid=true&file_name=t.csv",
+        read_fixture("transactions_unknown_customer.csv"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["rows_read"], 2);
+    assert_eq!(body["rows_imported"], 1);
+    assert_eq!(body["rows_rejected"], 1);
+    assert_eq!(body["errors"][0]["line"], 3);
+    assert_eq!(counts(&app)[2], 1);
+}
+
+#[tokio::test]
+async fn reimports_update_attributes_and_the_trail_names_changed_attributes_by_pseudonym_only() {
+    let app = spawn_app().await;
+    import_fixture(&app, "customers", "customers.csv").await;
+    let again = b"customer_id,Sex,city\nC1,m,Oslo\nC2,m,Bergen\n".to_vec();
+    let (status, body) = post_csv(&app, "customers", "", again).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["customers_updated"], 1, "{body}");
+    let (attributes, protected) = stored_customer(&app, "C1");
+    assert_eq!(protected.unwrap()["sex"], "m");
+    assert_eq!(
+        attributes["note"], "likes tea, coffee",
+        "other attributes are kept"
+    );
+
+    let entries = app.trail("action=customer.updated").await;
+    assert_eq!(entries.len(), 1);
+    let pseudonym = fairseg::startup::pseudonymizer(&app.db)
+        .unwrap()
+        .pseudonym(&fairseg::customers::CustomerId::parse("C1").unwrap());
+    assert_eq!(entries[0]["subject"], pseudonym.as_str());
+    let detail = entries[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("\"sex\""), "{detail}");
+    assert!(
+        !detail.contains("\"m\"") && !detail.contains("C1"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn erased_customers_are_refused_unless_allowed() {
+    let app = spawn_app().await;
+    let pseudonym = fairseg::startup::pseudonymizer(&app.db)
+        .unwrap()
+        .pseudonym(&fairseg::customers::CustomerId::parse("C2").unwrap());
+    app.sql(&format!(
+        "INSERT INTO erased_customers (pseudonym, erased_at) VALUES ('{pseudonym}', '2024-01-01 00:00:00')"
+    ));
+    let (status, body) = post_csv(&app, "customers", "", read_fixture("customers.csv")).await;
+    assert_eq!(status, 400, "{body}");
+    let error = &body["report"]["errors"][0];
+    assert_eq!(error["line"], 3);
+    assert!(
+        error["reason"].as_str().unwrap().contains("erased"),
+        "{error}"
+    );
+    assert_eq!(counts(&app)[0], 0);
+    let (status, body) = post_csv(
+        &app,
+        "customers",
+        "allow_erased=true",
+        read_fixture("customers.csv"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(counts(&app)[0], 3);
+}
+
+#[tokio::test]
+async fn imports_need_the_import_permission_and_respect_the_size_limit() {
+    let app = spawn_app().await;
+    let response = app
+        .api("marketing", Method::POST, "/api/v1/imports/customers")
+        .header("content-type", "text/csv")
+        .body(read_fixture("customers.csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // The test server allows 1 MiB: one byte more is refused, and nothing is imported.
+    let mut big = b"customer_id,note\n".to_vec();
+    while big.len() <= 1024 * 1024 {
+        big.extend_from_slice(b"C1,xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
+    }
+    let (status, body) = post_csv(&app, "customers", "", big).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(counts(&app)[0], 0);
+    let (status, _) = post_csv(&app, "suppliers", "", b"x\n".to_vec()).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn cli_import_reports_errors_per_line_and_writes_rejected_rows() {
+    let app = spawn_app().await;
+    let ok = app.cli(&[
+        "import",
+        "customers",
+        fixture("customers.csv").to_str().unwrap(),
+    ]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains("3 rows read, 3 imported, 0 rejected"),
+        "{}",
+        stdout(&ok)
+    );
+    assert!(
+        stdout(&ok).contains("age (number, protected)"),
+        "{}",
+        stdout(&ok)
+    );
+
+    let bad = fixture("transactions_bad_amount.csv");
+    let out = app.cli(&["import", "transactions", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("fairseg: error: transactions_bad_amount.csv: line 3"));
+    assert!(
+        stdout(&out).contains(&format!(
+            "{}:3: column `amount`: `twelve` is not a number",
+            bad.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let json = app.cli(&["import", "transactions", bad.to_str().unwrap(), "--json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let report: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["errors"][0]["column"], "amount");
+    assert_eq!(counts(&app)[2], 0);
+
+    let rejected = app.dir.path().join("rejected.csv");
+    let out = app.cli(&[
+        "import",
+        "transactions",
+        bad.to_str().unwrap(),
+        "--skip-invalid",
+        "--rejected",
+        rejected.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (
+            report["rows_imported"].as_u64(),
+            report["rows_rejected"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let written = std::fs::read_to_string(&rejected).unwrap();
+    assert_eq!(
+        written,
+        "customer_id,occurred_at,amount,line,column,reason\nC2,2024-03-02,twelve,3,amount,`twelve` is not a number\n"
+    );
+    let trail = app.trail("action=import.transactions").await;
+    assert!(trail[0]["actor"].as_str().unwrap().starts_with("cli:"));
+}
+
+#[tokio::test]
+async fn the_import_page_uploads_a_file_and_shows_the_report() {
+    let app = spawn_app().await;
+    let client = app.sign_in("admin").await;
+    let page = client
+        .get(app.url("/customers/import"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(texts(&html, "nav a").contains(&"Import".to_string()));
+    let csrf = csrf_token(&html);
+
+    let multipart = |kind: &str, file: &[u8]| {
+        let boundary = "----fairsegtestboundary";
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\n{kind}\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.csv\"\r\nContent-Type: text/csv\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(file);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), body)
+    };
+    let (content_type, body) = multipart("customers", &read_fixture("customers.csv"));
+    let response = client
+        .post(app.url(&format!("/customers/import?csrf_token={csrf}")))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert_eq!(texts(&html, "#rows-imported"), vec!["3"]);
+    let kinds = texts(&html, "#columns tbody td:nth-child(2)");
+    assert_eq!(
+        kinds,
+        vec!["id", "number", "category", "category", "date", "category"]
+    );
+    assert!(texts(&html, "#recent tbody td").contains(&"c.csv".to_string()));
+
+    let (content_type, body) =
+        multipart("transactions", &read_fixture("transactions_bad_date.csv"));
+    let response = client
+        .post(app.url(&format!("/customers/import?csrf_token={csrf}")))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let html = response.text().await.unwrap();
+    let row = texts(&html, "#errors tbody td");
+    assert_eq!(row[0], "3");
+    assert_eq!(row[1], "occurred_at");
+    assert!(texts(&html, "p[role=alert]")[0].contains("nothing was imported"));
+
+    // Without the CSRF token the upload is refused.
+    let (content_type, body) = multipart("customers", &read_fixture("customers.csv"));
+    let response = client
+        .post(app.url("/customers/import"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}
