@@ -146,6 +146,23 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// libpq tries GSSAPI (Kerberos) encryption first unless told otherwise, and Debian's libpq
+/// then initialises krb5, whose thread-specific destructors can abort a multi-threaded process
+/// at exit (`krb5int_getspecific: Assertion ... failed`, seen here on `fairseg retention
+/// apply`). Nobody who has not configured Kerberos gains from the attempt, so it is off unless
+/// the URL asks for it with its own `gssencmode`.
+fn without_gss_by_default(target: &str) -> String {
+    if target.contains("gssencmode") {
+        return target.to_string();
+    }
+    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+        let separator = if target.contains('?') { '&' } else { '?' };
+        format!("{target}{separator}gssencmode=disable")
+    } else {
+        format!("{target} gssencmode=disable")
+    }
+}
+
 /// Opens connections for the pool, choosing the backend by URL scheme (not by trial, as
 /// `MultiConnection::establish` would) and applying SQLite's pragmas to every new connection.
 pub struct ConnectionManager {
@@ -158,9 +175,11 @@ impl ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         match self.url.backend {
-            Backend::Postgres => diesel::PgConnection::establish(&self.url.target)
-                .map(DbConnection::Postgres)
-                .map_err(r2d2::Error::ConnectionError),
+            Backend::Postgres => {
+                diesel::PgConnection::establish(&without_gss_by_default(&self.url.target))
+                    .map(DbConnection::Postgres)
+                    .map_err(r2d2::Error::ConnectionError)
+            }
             Backend::Sqlite => {
                 let mut conn = diesel::SqliteConnection::establish(&self.url.target)
                     .map_err(r2d2::Error::ConnectionError)?;
@@ -299,6 +318,22 @@ pub fn truncate_to_micros(t: NaiveDateTime) -> NaiveDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gss_encryption_is_off_unless_the_url_asks_for_it() {
+        assert_eq!(
+            without_gss_by_default("postgres://u@h/db"),
+            "postgres://u@h/db?gssencmode=disable"
+        );
+        assert_eq!(
+            without_gss_by_default("postgres://u@h/db?sslmode=require"),
+            "postgres://u@h/db?sslmode=require&gssencmode=disable"
+        );
+        assert_eq!(
+            without_gss_by_default("postgres://u@h/db?gssencmode=require"),
+            "postgres://u@h/db?gssencmode=require"
+        );
+    }
 
     #[test]
     fn urls_select_the_backend_by_scheme() {
