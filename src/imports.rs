@@ -305,6 +305,25 @@ pub fn read_header<R: Read>(
 
 /// The position of each named column in a header, and the check that no required one is
 /// missing and no unknown one is present.
+/// The report of a file with a fixed set of columns (transactions, consents), in file order;
+/// `kind` names each known column's type.
+pub fn fixed_column_reports(
+    header: &[String],
+    at: &std::collections::HashMap<&'static str, usize>,
+    kind: impl Fn(&str) -> ColumnKind,
+) -> Vec<ColumnReport> {
+    let mut cols: Vec<(usize, &str)> = at.iter().map(|(k, i)| (*i, *k)).collect();
+    cols.sort();
+    cols.into_iter()
+        .map(|(i, k)| ColumnReport {
+            name: header[i].clone(),
+            kind: kind(k),
+            protected: false,
+            missing: 0,
+        })
+        .collect()
+}
+
 pub fn locate_columns(
     header: &[String],
     required: &[&'static str],

@@ -7,8 +7,9 @@ use std::io::Read;
 use chrono::NaiveDateTime;
 
 use super::{
-    ColumnKind, ColumnReport, ImportError, ImportKind, RowError, Scan, csv_reader, is_blank,
-    is_missing, locate_columns, next_record, read_header, record_fields,
+    ColumnKind, ColumnReport, ImportError, ImportKind, RowError, Scan, csv_reader,
+    fixed_column_reports, is_blank, is_missing, locate_columns, next_record, read_header,
+    record_fields,
 };
 use crate::consent::parse_instant;
 use crate::customers::CustomerId;
@@ -36,16 +37,7 @@ impl TransactionColumns {
             "amount" | "quantity" => ColumnKind::Number,
             _ => ColumnKind::Text,
         };
-        let mut cols: Vec<(usize, &str)> = self.at.iter().map(|(k, i)| (*i, *k)).collect();
-        cols.sort();
-        cols.into_iter()
-            .map(|(i, k)| ColumnReport {
-                name: self.header[i].clone(),
-                kind: kind(k),
-                protected: false,
-                missing: 0,
-            })
-            .collect()
+        fixed_column_reports(&self.header, &self.at, kind)
     }
 }
 
