@@ -101,6 +101,72 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Run a segmentation on the customers whose consent for segmentation is active now.
+    Segment(SegmentArgs),
+    /// Print a run's members as CSV `customer_id,segment` (customers who withdrew consent
+    /// since the run are left out). Every call is recorded in the trail.
+    Members {
+        /// The run.
+        run_id: i64,
+        /// Only this segment (its number).
+        #[arg(long)]
+        segment: Option<i32>,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct SegmentArgs {
+    /// kmeans, gmm, dbscan, rfm or rules.
+    #[arg(long)]
+    algorithm: String,
+    /// Number of segments (kmeans, gmm).
+    #[arg(long)]
+    k: Option<usize>,
+    /// Choose k in this range by silhouette (kmeans), e.g. --k-range 3..8.
+    #[arg(long, value_parser = parse_k_range, conflicts_with = "k")]
+    k_range: Option<(usize, usize)>,
+    /// Comma-separated features: attribute names and recency_days, frequency, monetary,
+    /// average_order_value, tenure_days.
+    #[arg(long, value_delimiter = ',')]
+    features: Vec<String>,
+    /// Comma-separated numeric features to log-transform (skewed amounts).
+    #[arg(long, value_delimiter = ',')]
+    log_features: Vec<String>,
+    /// Missing values: exclude_customer (default), impute_mean, impute_median, impute_mode.
+    #[arg(long)]
+    missing: Option<String>,
+    /// Seed: the same seed gives the same memberships.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// DBSCAN radius and minimum neighbours.
+    #[arg(long)]
+    eps: Option<f64>,
+    #[arg(long)]
+    min_points: Option<usize>,
+    /// Rule segments: a JSON file `{"rules": [{"name", "when"}], "otherwise"}`.
+    #[arg(long)]
+    rules: Option<std::path::PathBuf>,
+    /// Compute behavioural features as of this date (YYYY-MM-DD); default today.
+    #[arg(long)]
+    as_of: Option<chrono::NaiveDate>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_k_range(raw: &str) -> Result<(usize, usize), String> {
+    let (a, b) = raw
+        .split_once("..")
+        .ok_or_else(|| format!("`{raw}` is not a range like 3..8"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .trim_start_matches('=')
+            .parse::<usize>()
+            .map_err(|_| format!("`{v}` in `{raw}` is not a whole number"))
+    };
+    Ok((parse(a)?, parse(b)?))
 }
 
 #[derive(Subcommand)]
@@ -215,6 +281,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
             retention_apply(settings, dry_run, json)
+        }
+        Command::Segment(args) => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            segment_command(settings, args)
+        }
+        Command::Members {
+            run_id,
+            segment,
+            out,
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            members_command(settings, run_id, segment, out)
         }
         Command::Migrate { json } => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
@@ -587,6 +665,112 @@ fn open_existing(settings: &Settings) -> anyhow::Result<Db> {
         bail!("there is no database at {path}; pass --database-url");
     }
     Db::connect(&settings.database_url).context("opening the database")
+}
+
+fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> {
+    use fairseg::segmentation::{pipeline, report, settings::RunRequest};
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = open_existing(&settings)?;
+    startup::prepare(&db, &policy, &settings)?;
+    let rules = match &args.rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not valid JSON", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let missing = match &args.missing {
+        Some(m) => Some(
+            serde_json::from_value(json!(m))
+                .map_err(|_| anyhow::anyhow!("--missing: `{m}` is not one of exclude_customer, impute_mean, impute_median, impute_mode"))?,
+        ),
+        None => None,
+    };
+    let request = RunRequest {
+        algorithm: args.algorithm,
+        features: args.features,
+        k: args.k,
+        k_min: args.k_range.map(|r| r.0),
+        k_max: args.k_range.map(|r| r.1),
+        seed: args.seed,
+        log_features: args.log_features,
+        missing,
+        eps: args.eps,
+        min_points: args.min_points,
+        rules,
+        as_of: args.as_of,
+    };
+    let id = pipeline::create(&db, &policy, &Actor::cli(), &request)?;
+    pipeline::execute(&db, &policy, id).with_context(|| format!("run {id} failed"))?;
+    let (run, segments, strategies) = db.read(|conn| {
+        Ok((
+            fairseg::db::segmentation::run(conn, id)?.expect("just written"),
+            fairseg::db::segmentation::segments(conn, id)?,
+            fairseg::db::segmentation::strategies(conn, id)?,
+        ))
+    })?;
+    let view = report::view(
+        &run,
+        &segments,
+        &strategies,
+        u64::from(policy.fairness.min_cell_size),
+        None,
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&view)?);
+    } else {
+        println!(
+            "run {}: {} ({}), {} customers in {} segments",
+            view.run_id,
+            view.algorithm,
+            view.status,
+            view.included_display.as_deref().unwrap_or("?"),
+            view.segments.len()
+        );
+        for s in &view.segments {
+            println!("  {:>3}  {:>8}  {}", s.segment, s.size_display, s.name);
+        }
+        for (reason, n) in &view.excluded {
+            println!("  excluded ({reason}): {n}");
+        }
+    }
+    Ok(())
+}
+
+fn members_command(
+    settings: Settings,
+    run_id: i64,
+    segment: Option<i32>,
+    out: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = open_existing(&settings)?;
+    startup::prepare(&db, &policy, &settings)?;
+    let members = fairseg::segmentation::members::read_members(
+        &db,
+        &policy,
+        &Actor::cli(),
+        run_id,
+        segment,
+        None,
+    )?;
+    let mut writer: Box<dyn std::io::Write> = match &out {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut csv = csv::Writer::from_writer(&mut writer);
+    csv.write_record(["customer_id", "segment"])?;
+    for (external, segment) in &members {
+        csv.write_record([external.as_str(), &segment.to_string()])?;
+    }
+    csv.flush()?;
+    Ok(())
 }
 
 fn customer_command(settings: Settings, command: CustomerCommand) -> anyhow::Result<()> {

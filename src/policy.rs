@@ -148,6 +148,54 @@ pub struct RetentionSpec {
     pub inactive_customers_days: u32,
 }
 
+/// How segmentation runs are made, valued and activated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentationSpec {
+    /// The purpose whose active consent admits a customer to a run.
+    pub purpose: String,
+    /// Activation channels and the purpose whose consent a member needs to be exported for
+    /// that channel.
+    pub channels: BTreeMap<String, String>,
+    /// The channel whose consent decides "accessible" in viability.
+    pub default_channel: String,
+    /// Viability: a segment smaller than this is not substantial.
+    pub min_segment_size: u64,
+    /// Viability: the share of members reachable under the default channel's consent.
+    pub min_reachable_share: f64,
+    /// Viability: distance (standardised units) to the nearest other segment centre.
+    pub min_distinctness: f64,
+    /// Rows sampled for the silhouette when choosing k, and for the segment map.
+    pub silhouette_sample: usize,
+    pub map_sample: usize,
+    /// Valuation (formulas in the README): window, margin, discount rate, cost model.
+    pub valuation_window_days: u32,
+    pub gross_margin: f64,
+    pub annual_discount_rate: f64,
+    pub cost_per_customer: f64,
+    pub cost_per_order: f64,
+}
+
+impl Default for SegmentationSpec {
+    fn default() -> Self {
+        SegmentationSpec {
+            purpose: "segmentation".into(),
+            channels: BTreeMap::from([("email".to_owned(), "marketing_email".to_owned())]),
+            default_channel: "email".into(),
+            min_segment_size: 50,
+            min_reachable_share: 0.5,
+            min_distinctness: 0.5,
+            silhouette_sample: 10_000,
+            map_sample: 1_500,
+            valuation_window_days: 365,
+            gross_margin: 0.3,
+            annual_discount_rate: 0.1,
+            cost_per_customer: 2.0,
+            cost_per_order: 1.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoleSpecRaw {
@@ -179,6 +227,8 @@ struct PolicyRaw {
     fairness: FairnessSpec,
     retention: RetentionSpec,
     roles: BTreeMap<String, RoleSpecRaw>,
+    #[serde(default)]
+    segmentation: SegmentationSpec,
 }
 
 /// A validated policy and its version.
@@ -197,6 +247,7 @@ pub struct Policy {
     pub fairness: FairnessSpec,
     pub retention: RetentionSpec,
     pub roles: BTreeMap<String, RoleSpec>,
+    pub segmentation: SegmentationSpec,
 }
 
 impl Policy {
@@ -369,6 +420,67 @@ impl Policy {
             }
         }
 
+        let seg = &raw.segmentation;
+        if !raw.purposes.contains_key(&seg.purpose) {
+            issue(
+                "segmentation.purpose".into(),
+                format!("`{}` is not a purpose of this policy", seg.purpose),
+            );
+        }
+        for (channel, purpose) in &seg.channels {
+            if !raw.purposes.contains_key(purpose) {
+                issue(
+                    format!("segmentation.channels.{channel}"),
+                    format!("`{purpose}` is not a purpose of this policy"),
+                );
+            }
+        }
+        if !seg.channels.contains_key(&seg.default_channel) {
+            issue(
+                "segmentation.default_channel".into(),
+                format!(
+                    "`{}` is not among segmentation.channels",
+                    seg.default_channel
+                ),
+            );
+        }
+        for (key, value) in [
+            ("min_reachable_share", seg.min_reachable_share),
+            ("gross_margin", seg.gross_margin),
+            ("annual_discount_rate", seg.annual_discount_rate),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                issue(
+                    format!("segmentation.{key}"),
+                    "must lie between 0 and 1".into(),
+                );
+            }
+        }
+        for (key, value) in [
+            ("min_distinctness", seg.min_distinctness),
+            ("cost_per_customer", seg.cost_per_customer),
+            ("cost_per_order", seg.cost_per_order),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                issue(
+                    format!("segmentation.{key}"),
+                    "must be a number of at least 0".into(),
+                );
+            }
+        }
+        if seg.valuation_window_days == 0 {
+            issue(
+                "segmentation.valuation_window_days".into(),
+                "must be at least 1 day".into(),
+            );
+        }
+        if seg.silhouette_sample < 100 || seg.map_sample < 10 {
+            issue(
+                "segmentation.silhouette_sample".into(),
+                "samples must hold at least 100 (silhouette) and 10 (map) customers".into(),
+            );
+        }
+
         let mut roles = BTreeMap::new();
         for required in REQUIRED_ROLES {
             if !raw.roles.contains_key(required) {
@@ -430,6 +542,7 @@ impl Policy {
             fairness: raw.fairness,
             retention: raw.retention,
             roles,
+            segmentation: raw.segmentation,
         })
     }
 

@@ -167,6 +167,70 @@ where
     out
 }
 
+/// Revenue and orders in the valuation window ending on the as-of day and in the window of the
+/// same length before it. Orders count as in [`Accumulator`]: distinct order ids, and each
+/// transaction without one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowActivity {
+    pub recent_revenue: f64,
+    pub recent_orders: u64,
+    pub prior_revenue: f64,
+}
+
+/// Folds one customer's transactions into [`WindowActivity`].
+#[derive(Debug)]
+pub struct WindowAccumulator {
+    /// First day of the recent window and of the prior window; the as-of day closes both.
+    recent_from: NaiveDate,
+    prior_from: NaiveDate,
+    as_of: NaiveDate,
+    activity: WindowActivity,
+    recent_order_ids: HashSet<String>,
+}
+
+impl WindowAccumulator {
+    pub fn new(as_of: NaiveDate, window_days: u32) -> WindowAccumulator {
+        let days = chrono::Days::new(u64::from(window_days));
+        let recent_from = as_of
+            .checked_sub_days(days)
+            .and_then(|d| d.succ_opt())
+            .unwrap_or(NaiveDate::MIN);
+        let prior_from = recent_from.checked_sub_days(days).unwrap_or(NaiveDate::MIN);
+        WindowAccumulator {
+            recent_from,
+            prior_from,
+            as_of,
+            activity: WindowActivity::default(),
+            recent_order_ids: HashSet::new(),
+        }
+    }
+
+    pub fn add(&mut self, occurred_at: NaiveDateTime, amount: f64, order_id: Option<&str>) {
+        let day = occurred_at.date();
+        if day > self.as_of || day < self.prior_from {
+            return;
+        }
+        if day >= self.recent_from {
+            self.activity.recent_revenue += amount;
+            match order_id {
+                Some(id) => {
+                    if !self.recent_order_ids.contains(id) {
+                        self.recent_order_ids.insert(id.to_string());
+                    }
+                }
+                None => self.activity.recent_orders += 1,
+            }
+        } else {
+            self.activity.prior_revenue += amount;
+        }
+    }
+
+    pub fn finish(mut self) -> WindowActivity {
+        self.activity.recent_orders += self.recent_order_ids.len() as u64;
+        self.activity
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +387,22 @@ mod tests {
             let aov = f.average_order_value.unwrap();
             assert!((aov - r.average_order_value).abs() < 1e-9 * aov.max(1.0));
         }
+    }
+
+    #[test]
+    fn windows_split_the_two_years_before_the_as_of_day() {
+        // Window of 10 days ending 2026-03-20: recent = 11..=20 March, prior = 1..=10 March.
+        let mut w = WindowAccumulator::new(day("2026-03-20"), 10);
+        w.add(at("2026-02-28 12:00"), 1000.0, None); // before both windows
+        w.add(at("2026-03-01 00:00"), 7.0, Some("A")); // first day of the prior window
+        w.add(at("2026-03-10 23:59"), 3.0, Some("A"));
+        w.add(at("2026-03-11 00:00"), 20.0, Some("B")); // first day of the recent window
+        w.add(at("2026-03-20 18:00"), 5.0, Some("B"));
+        w.add(at("2026-03-20 19:00"), 2.0, None);
+        w.add(at("2026-03-21 00:00"), 500.0, None); // after the as-of day
+        let a = w.finish();
+        assert_eq!(a.prior_revenue, 10.0);
+        assert_eq!(a.recent_revenue, 27.0);
+        assert_eq!(a.recent_orders, 2);
     }
 }

@@ -99,19 +99,63 @@ pub fn consent_events_of(conn: &mut DbConnection, customer: i64) -> DbResult<Vec
         .load(conn)?)
 }
 
-/// The customer's segment memberships, for the export. The segmentation tables do not exist
-/// yet; the segmentation work fills this in (and `runs_using`, and a delete in `erase`).
+/// The customer's segment memberships, for the export: run, segment number and name.
 pub fn segment_memberships_of(
-    _conn: &mut DbConnection,
-    _customer: i64,
+    conn: &mut DbConnection,
+    customer: i64,
 ) -> DbResult<Vec<serde_json::Value>> {
-    Ok(Vec::new())
+    use super::schema::{segment_memberships, segments};
+    let rows: Vec<(i64, i32, String)> = segment_memberships::table
+        .inner_join(
+            segments::table.on(segments::run_id
+                .eq(segment_memberships::run_id)
+                .and(segments::segment.eq(segment_memberships::segment))),
+        )
+        .filter(segment_memberships::customer_id.eq(customer))
+        .order(segment_memberships::run_id.asc())
+        .select((
+            segment_memberships::run_id,
+            segment_memberships::segment,
+            segments::name,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(run, segment, name)| {
+            serde_json::json!({"run_id": run, "segment": segment, "segment_name": name})
+        })
+        .collect())
 }
 
-/// The segmentation runs whose frozen population included the customer (see
-/// `segment_memberships_of`).
-pub fn runs_using(_conn: &mut DbConnection, _customer: i64) -> DbResult<Vec<serde_json::Value>> {
-    Ok(Vec::new())
+/// The segmentation runs whose population included the customer: when, by which algorithm
+/// and under which policy.
+pub fn runs_using(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<serde_json::Value>> {
+    use super::schema::{segment_memberships, segmentation_runs};
+    let rows: Vec<(i64, String, String, Option<NaiveDateTime>, String)> =
+        segment_memberships::table
+            .inner_join(
+                segmentation_runs::table.on(segmentation_runs::id.eq(segment_memberships::run_id)),
+            )
+            .filter(segment_memberships::customer_id.eq(customer))
+            .order(segmentation_runs::id.asc())
+            .select((
+                segmentation_runs::id,
+                segmentation_runs::algorithm,
+                segmentation_runs::status,
+                segmentation_runs::population_at,
+                segmentation_runs::policy_version,
+            ))
+            .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, algorithm, status, at, policy)| {
+            serde_json::json!({
+                "run_id": id, "algorithm": algorithm, "status": status,
+                "population_at": at.map(crate::consent::format_instant),
+                "policy_version": policy,
+            })
+        })
+        .collect())
 }
 
 /// What an erasure removed.
@@ -142,7 +186,7 @@ pub fn erase(
         customer_protected::table.filter(customer_protected::customer_id.eq(customer)),
     )
     .execute(conn)?;
-    // Segment memberships: delete here once the segmentation tables exist.
+    let memberships = super::segmentation::delete_memberships_of(conn, customer)?;
     diesel::delete(customers::table.filter(customers::id.eq(customer))).execute(conn)?;
     // A customer re-imported with --allow-erased and erased again keeps one register row.
     diesel::delete(erased_customers::table.filter(erased_customers::pseudonym.eq(pseudonym)))
@@ -157,7 +201,7 @@ pub fn erase(
         transactions: txns as u64,
         consent_events: consent as u64,
         protected_attributes: protected as u64,
-        segment_memberships: 0,
+        segment_memberships: memberships as u64,
     })
 }
 

@@ -5,7 +5,9 @@ use diesel::prelude::*;
 
 use super::schema::transactions;
 use super::{DbConnection, DbResult};
-use crate::customers::features::{Accumulator, BehaviouralFeatures, features_for_all};
+use crate::customers::features::{
+    Accumulator, BehaviouralFeatures, WindowAccumulator, WindowActivity, features_for_all,
+};
 
 /// The first instant after the as-of day: transactions before it count.
 fn end_of(as_of: NaiveDate) -> chrono::NaiveDateTime {
@@ -91,6 +93,53 @@ pub fn for_all_paged(
             Some(upto) => after = upto,
             None => break,
         }
+    }
+    Ok(out)
+}
+
+/// Every customer's features and valuation-window activity as of a date, by internal id, in
+/// one streamed pass over the transactions in customer order. Customers without a transaction
+/// up to the date are absent.
+pub fn activity_for_all(
+    conn: &mut DbConnection,
+    as_of: NaiveDate,
+    window_days: u32,
+) -> DbResult<Vec<(i64, BehaviouralFeatures, WindowActivity)>> {
+    let rows = transactions::table
+        .filter(transactions::occurred_at.lt(end_of(as_of)))
+        .order((transactions::customer_id.asc(), transactions::occurred_at.asc()))
+        .select((
+            transactions::customer_id,
+            transactions::occurred_at,
+            transactions::amount,
+            transactions::order_id,
+        ))
+        .load_iter::<(i64, chrono::NaiveDateTime, f64, Option<String>), diesel::connection::DefaultLoadingMode>(
+            conn,
+        )?;
+    let mut out = Vec::new();
+    let mut current: Option<(i64, Accumulator, WindowAccumulator)> = None;
+    for row in rows {
+        let (customer, at, amount, order) = row?;
+        match &mut current {
+            Some((c, features, window)) if *c == customer => {
+                features.add(at, amount, order.as_deref());
+                window.add(at, amount, order.as_deref());
+            }
+            _ => {
+                if let Some((c, features, window)) = current.take() {
+                    out.push((c, features.finish(), window.finish()));
+                }
+                let mut features = Accumulator::new(as_of);
+                let mut window = WindowAccumulator::new(as_of, window_days);
+                features.add(at, amount, order.as_deref());
+                window.add(at, amount, order.as_deref());
+                current = Some((customer, features, window));
+            }
+        }
+    }
+    if let Some((c, features, window)) = current {
+        out.push((c, features.finish(), window.finish()));
     }
     Ok(out)
 }

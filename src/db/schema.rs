@@ -146,9 +146,68 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    segmentation_runs (id) {
+        id -> BigInt,
+        algorithm -> Text,
+        settings -> Text,
+        purpose -> Text,
+        policy_version -> Text,
+        status -> Text,
+        stage -> Text,
+        progress -> Double,
+        error -> Nullable<Text>,
+        population_at -> Nullable<Timestamp>,
+        included -> Nullable<BigInt>,
+        excluded -> Nullable<Text>,
+        summary -> Nullable<Text>,
+        previous_run_id -> Nullable<BigInt>,
+        stability_ari -> Nullable<Double>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        published_by -> Nullable<Text>,
+        published_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    segments (run_id, segment) {
+        run_id -> BigInt,
+        segment -> Integer,
+        name -> Text,
+        proposed_name -> Text,
+        size -> BigInt,
+        profile -> Text,
+        valuation -> Text,
+    }
+}
+
+diesel::table! {
+    segment_memberships (run_id, customer_id) {
+        run_id -> BigInt,
+        customer_id -> BigInt,
+        segment -> Integer,
+    }
+}
+
+diesel::table! {
+    segment_strategies (run_id, segment) {
+        run_id -> BigInt,
+        segment -> Integer,
+        channel -> Text,
+        offer -> Text,
+        service_level -> Text,
+        favourable -> Bool,
+        recorded_by -> Text,
+        recorded_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(customer_protected -> customers (customer_id));
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(consent_events -> customers (customer_id));
+diesel::joinable!(segments -> segmentation_runs (run_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -165,4 +224,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     erased_customers,
     dsr_requests,
     imports,
+    segmentation_runs,
+    segments,
+    segment_memberships,
+    segment_strategies,
 );

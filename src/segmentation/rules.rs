@@ -81,6 +81,30 @@ pub enum Condition {
     },
 }
 
+impl Condition {
+    /// The attributes the condition reads, in order of first appearance.
+    pub fn features(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        self.collect_features(&mut out);
+        out
+    }
+
+    fn collect_features(&self, out: &mut Vec<String>) {
+        match self {
+            Condition::All(cs) | Condition::Any(cs) => {
+                for c in cs {
+                    c.collect_features(out);
+                }
+            }
+            Condition::Compare { attribute, .. } | Condition::In { attribute, .. } => {
+                if !out.contains(attribute) {
+                    out.push(attribute.clone());
+                }
+            }
+        }
+    }
+}
+
 /// A named rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,373 @@
+//! Segmentation runs, their segments, memberships and strategies.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{
+    attribute_columns, customers, segment_memberships, segment_strategies, segmentation_runs,
+    segments,
+};
+use super::{DbConnection, DbResult};
+use crate::segmentation::settings::{ColumnKind, KnownColumn};
+
+/// Run statuses, in lifecycle order.
+pub const QUEUED: &str = "queued";
+pub const RUNNING: &str = "running";
+pub const FAILED: &str = "failed";
+pub const DRAFT: &str = "draft";
+pub const AUDITED: &str = "audited";
+pub const PUBLISHED: &str = "published";
+pub const RETIRED: &str = "retired";
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = segmentation_runs)]
+pub struct RunRow {
+    pub id: i64,
+    pub algorithm: String,
+    pub settings: String,
+    pub purpose: String,
+    pub policy_version: String,
+    pub status: String,
+    pub stage: String,
+    pub progress: f64,
+    pub error: Option<String>,
+    pub population_at: Option<NaiveDateTime>,
+    pub included: Option<i64>,
+    pub excluded: Option<String>,
+    pub summary: Option<String>,
+    pub previous_run_id: Option<i64>,
+    pub stability_ari: Option<f64>,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+    pub published_by: Option<String>,
+    pub published_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = segments)]
+pub struct SegmentRow {
+    pub run_id: i64,
+    pub segment: i32,
+    pub name: String,
+    pub proposed_name: String,
+    pub size: i64,
+    pub profile: String,
+    pub valuation: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = segment_strategies)]
+pub struct StrategyRow {
+    pub run_id: i64,
+    pub segment: i32,
+    pub channel: String,
+    pub offer: String,
+    pub service_level: String,
+    pub favourable: bool,
+    pub recorded_by: String,
+    pub recorded_at: NaiveDateTime,
+}
+
+/// The next run id; call inside `Db::write`.
+pub fn next_run_id(conn: &mut DbConnection) -> DbResult<i64> {
+    use diesel::dsl::max;
+    let current: Option<i64> = segmentation_runs::table
+        .select(max(segmentation_runs::id))
+        .first(conn)?;
+    Ok(current.unwrap_or(0) + 1)
+}
+
+pub fn insert_run(conn: &mut DbConnection, run: &RunRow) -> DbResult<()> {
+    diesel::insert_into(segmentation_runs::table)
+        .values(run)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn run(conn: &mut DbConnection, id: i64) -> DbResult<Option<RunRow>> {
+    Ok(segmentation_runs::table
+        .find(id)
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The newest runs first.
+pub fn runs(conn: &mut DbConnection, limit: i64) -> DbResult<Vec<RunRow>> {
+    Ok(segmentation_runs::table
+        .order(segmentation_runs::id.desc())
+        .limit(limit)
+        .select(RunRow::as_select())
+        .load(conn)?)
+}
+
+/// The published run, if any (at most one is published at a time).
+pub fn published(conn: &mut DbConnection) -> DbResult<Option<RunRow>> {
+    Ok(segmentation_runs::table
+        .filter(segmentation_runs::status.eq(PUBLISHED))
+        .order(segmentation_runs::id.desc())
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn set_progress(conn: &mut DbConnection, id: i64, stage: &str, progress: f64) -> DbResult<()> {
+    diesel::update(segmentation_runs::table.find(id))
+        .set((
+            segmentation_runs::stage.eq(stage),
+            segmentation_runs::progress.eq(progress),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Marks the run running and records the instant its population was frozen at.
+pub fn start(conn: &mut DbConnection, id: i64, population_at: NaiveDateTime) -> DbResult<()> {
+    diesel::update(segmentation_runs::table.find(id))
+        .set((
+            segmentation_runs::status.eq(RUNNING),
+            segmentation_runs::population_at.eq(population_at),
+            segmentation_runs::stage.eq("load"),
+            segmentation_runs::progress.eq(0.05),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn fail(conn: &mut DbConnection, id: i64, error: &str, at: NaiveDateTime) -> DbResult<()> {
+    diesel::update(segmentation_runs::table.find(id))
+        .set((
+            segmentation_runs::status.eq(FAILED),
+            segmentation_runs::error.eq(error),
+            segmentation_runs::finished_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Runs left queued or running by a server that stopped: they can never finish.
+pub fn interrupted(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
+    Ok(segmentation_runs::table
+        .filter(segmentation_runs::status.eq_any([QUEUED, RUNNING]))
+        .select(segmentation_runs::id)
+        .load(conn)?)
+}
+
+/// What a finished run stores in one transaction with its move to draft.
+pub struct Completed<'a> {
+    pub included: i64,
+    pub excluded: &'a str,
+    pub summary: &'a str,
+    pub segments: &'a [SegmentRow],
+    /// (customer id, segment), any order.
+    pub memberships: &'a [(i64, i32)],
+    pub previous_run_id: Option<i64>,
+    pub stability_ari: Option<f64>,
+    pub finished_at: NaiveDateTime,
+}
+
+/// Rows per multi-row INSERT: SQLite allows 32,766 bound values per statement.
+const MEMBERSHIP_BATCH: usize = 10_000;
+
+pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbResult<()> {
+    for segment in done.segments {
+        diesel::insert_into(segments::table)
+            .values(segment)
+            .execute(conn)?;
+    }
+    let mut batch: Vec<(
+        diesel::dsl::Eq<segment_memberships::run_id, i64>,
+        diesel::dsl::Eq<segment_memberships::customer_id, i64>,
+        diesel::dsl::Eq<segment_memberships::segment, i32>,
+    )> = Vec::with_capacity(MEMBERSHIP_BATCH);
+    for chunk in done.memberships.chunks(MEMBERSHIP_BATCH) {
+        batch.clear();
+        batch.extend(chunk.iter().map(|&(customer, segment)| {
+            (
+                segment_memberships::run_id.eq(id),
+                segment_memberships::customer_id.eq(customer),
+                segment_memberships::segment.eq(segment),
+            )
+        }));
+        // Multi-row INSERTs are backend-specific in diesel: not available through the
+        // MultiConnection enum, so each backend gets its own statement.
+        match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(segment_memberships::table)
+                .values(&batch)
+                .execute(c)?,
+            DbConnection::Postgres(c) => diesel::insert_into(segment_memberships::table)
+                .values(&batch)
+                .execute(c)?,
+        };
+    }
+    diesel::update(segmentation_runs::table.find(id))
+        .set((
+            segmentation_runs::status.eq(DRAFT),
+            segmentation_runs::stage.eq("done"),
+            segmentation_runs::progress.eq(1.0),
+            segmentation_runs::included.eq(done.included),
+            segmentation_runs::excluded.eq(done.excluded),
+            segmentation_runs::summary.eq(done.summary),
+            segmentation_runs::previous_run_id.eq(done.previous_run_id),
+            segmentation_runs::stability_ari.eq(done.stability_ari),
+            segmentation_runs::finished_at.eq(done.finished_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_status(conn: &mut DbConnection, id: i64, status: &str) -> DbResult<()> {
+    diesel::update(segmentation_runs::table.find(id))
+        .set(segmentation_runs::status.eq(status))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Publishes `id` and retires the run published before it (returned).
+pub fn publish(
+    conn: &mut DbConnection,
+    id: i64,
+    by: &str,
+    at: NaiveDateTime,
+) -> DbResult<Option<i64>> {
+    let previous = published(conn)?.map(|r| r.id);
+    diesel::update(segmentation_runs::table.filter(segmentation_runs::status.eq(PUBLISHED)))
+        .set(segmentation_runs::status.eq(RETIRED))
+        .execute(conn)?;
+    diesel::update(segmentation_runs::table.find(id))
+        .set((
+            segmentation_runs::status.eq(PUBLISHED),
+            segmentation_runs::published_by.eq(by),
+            segmentation_runs::published_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(previous)
+}
+
+pub fn segments(conn: &mut DbConnection, run_id: i64) -> DbResult<Vec<SegmentRow>> {
+    Ok(segments::table
+        .filter(segments::run_id.eq(run_id))
+        .order(segments::segment.asc())
+        .select(SegmentRow::as_select())
+        .load(conn)?)
+}
+
+pub fn rename_segment(
+    conn: &mut DbConnection,
+    run_id: i64,
+    segment: i32,
+    name: &str,
+) -> DbResult<usize> {
+    Ok(diesel::update(segments::table.find((run_id, segment)))
+        .set(segments::name.eq(name))
+        .execute(conn)?)
+}
+
+/// Every membership of a run as (customer id, segment), by customer id.
+pub fn memberships(conn: &mut DbConnection, run_id: i64) -> DbResult<Vec<(i64, i32)>> {
+    let rows = segment_memberships::table
+        .filter(segment_memberships::run_id.eq(run_id))
+        .order(segment_memberships::customer_id.asc())
+        .select((
+            segment_memberships::customer_id,
+            segment_memberships::segment,
+        ))
+        .load_iter::<(i64, i32), diesel::connection::DefaultLoadingMode>(conn)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row?);
+    }
+    Ok(out)
+}
+
+/// A run's members with their external ids, optionally of one segment, by customer id.
+pub fn members_with_ids(
+    conn: &mut DbConnection,
+    run_id: i64,
+    segment: Option<i32>,
+) -> DbResult<Vec<(i64, String, i32)>> {
+    let mut q = segment_memberships::table
+        .inner_join(customers::table.on(customers::id.eq(segment_memberships::customer_id)))
+        .filter(segment_memberships::run_id.eq(run_id))
+        .into_boxed();
+    if let Some(s) = segment {
+        q = q.filter(segment_memberships::segment.eq(s));
+    }
+    Ok(q.order(segment_memberships::customer_id.asc())
+        .select((
+            segment_memberships::customer_id,
+            customers::external_id,
+            segment_memberships::segment,
+        ))
+        .load(conn)?)
+}
+
+/// A customer's memberships as (run id, segment), newest run first.
+pub fn memberships_of(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<(i64, i32)>> {
+    Ok(segment_memberships::table
+        .filter(segment_memberships::customer_id.eq(customer))
+        .order(segment_memberships::run_id.desc())
+        .select((segment_memberships::run_id, segment_memberships::segment))
+        .load(conn)?)
+}
+
+pub fn delete_memberships_of(conn: &mut DbConnection, customer: i64) -> DbResult<usize> {
+    Ok(diesel::delete(
+        segment_memberships::table.filter(segment_memberships::customer_id.eq(customer)),
+    )
+    .execute(conn)?)
+}
+
+pub fn record_strategy(conn: &mut DbConnection, row: &StrategyRow) -> DbResult<()> {
+    diesel::delete(segment_strategies::table.find((row.run_id, row.segment))).execute(conn)?;
+    diesel::insert_into(segment_strategies::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn strategies(conn: &mut DbConnection, run_id: i64) -> DbResult<Vec<StrategyRow>> {
+    Ok(segment_strategies::table
+        .filter(segment_strategies::run_id.eq(run_id))
+        .order(segment_strategies::segment.asc())
+        .select(StrategyRow::as_select())
+        .load(conn)?)
+}
+
+/// The attribute columns imports have seen, with their kinds.
+pub fn known_columns(conn: &mut DbConnection) -> DbResult<Vec<KnownColumn>> {
+    let rows: Vec<(String, String, bool)> = attribute_columns::table
+        .order(attribute_columns::name.asc())
+        .select((
+            attribute_columns::name,
+            attribute_columns::kind,
+            attribute_columns::protected,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, kind, protected)| KnownColumn {
+            name,
+            kind: match kind.as_str() {
+                "number" => ColumnKind::Number,
+                "date" => ColumnKind::Date,
+                _ => ColumnKind::Category,
+            },
+            protected,
+        })
+        .collect())
+}
+
+/// Streams `(id, attributes JSON)` of every customer, by id, to `f`.
+pub fn for_each_attributes(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)) -> DbResult<()> {
+    let rows = customers::table
+        .order(customers::id.asc())
+        .select((customers::id, customers::attributes))
+        .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
+    for row in rows {
+        let (id, attributes) = row?;
+        f(id, &attributes);
+    }
+    Ok(())
+}
