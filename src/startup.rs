@@ -37,6 +37,8 @@ pub struct AppState {
     pub pseudonyms: Pseudonymizer,
     /// Signs and checks customers' preference links.
     pub preference_links: crate::consent::link::PreferenceLinks,
+    /// The background queue of segmentation runs.
+    pub jobs: crate::segmentation::jobs::Jobs,
 }
 
 const SIGNING_KEY_SECRET: &str = "token_signing_key";
@@ -108,19 +110,26 @@ pub fn pseudonymizer(db: &Db) -> anyhow::Result<Pseudonymizer> {
 
 pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<AppState> {
     let secret = prepare(&db, &policy, &settings)?;
+    let policy = Arc::new(policy);
+    let jobs =
+        crate::segmentation::jobs::Jobs::start(db.clone(), policy.clone(), after_segmentation_run)?;
     Ok(AppState {
+        jobs,
         pseudonyms: pseudonymizer(&db)?,
         tokens: TokenKeys::new(&secret, settings.token_ttl),
         csrf: CsrfKey::new(&secret),
         preference_links: crate::consent::link::PreferenceLinks::new(&secret),
         db,
-        policy: Arc::new(policy),
+        policy,
         throttle: Throttle::default(),
         metrics: Metrics::default(),
         routes: RouteIndex::new(&routes::table()),
         settings,
     })
 }
+
+/// What follows a finished segmentation run, in the background worker.
+fn after_segmentation_run(_db: &Db, _policy: &Policy, _run_id: i64) {}
 
 /// Starts serving on `listener`; the server stops gracefully on SIGINT/SIGTERM, finishing
 /// requests in flight for up to 30 s.

@@ -1,0 +1,67 @@
+//! Runs execute in the background: one worker thread takes queued runs in order, so a long run
+//! never holds a web worker and two runs never compete for the two cores. Progress is stored
+//! on the run (stage, fraction) for the browser and the API to poll.
+//!
+//! A crash mid-run leaves the run `running` with no segments (they are written in the same
+//! transaction that finishes it); [`Jobs::start`] marks such runs failed before taking new
+//! work.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use super::pipeline::{self, RunError};
+use crate::db::Db;
+use crate::policy::Policy;
+
+/// What happens after a run finished successfully (the fairness audit hooks in here).
+pub type AfterRun = fn(&Db, &Policy, i64);
+
+/// The queue of runs to execute.
+#[derive(Clone)]
+pub struct Jobs {
+    queue: Sender<i64>,
+}
+
+impl Jobs {
+    /// Fails interrupted runs, then starts the worker thread.
+    pub fn start(db: Db, policy: Arc<Policy>, after: AfterRun) -> Result<Jobs, RunError> {
+        let interrupted = pipeline::fail_interrupted(&db, &policy)?;
+        if !interrupted.is_empty() {
+            tracing::warn!(runs = ?interrupted, "marked runs interrupted by a stop as failed");
+        }
+        let (queue, work) = channel();
+        std::thread::Builder::new()
+            .name("segmentation-jobs".into())
+            .spawn(move || worker(db, policy, work, after))
+            .expect("spawning the segmentation worker");
+        Ok(Jobs { queue })
+    }
+
+    /// Queues a created run.
+    pub fn submit(&self, run_id: i64) {
+        // The worker lives as long as the process; a send can only fail during shutdown, and
+        // the run is then failed as interrupted at the next start.
+        let _ = self.queue.send(run_id);
+    }
+}
+
+fn worker(db: Db, policy: Arc<Policy>, work: Receiver<i64>, after: AfterRun) {
+    for run_id in work {
+        let started = std::time::Instant::now();
+        match pipeline::execute(&db, &policy, run_id) {
+            Ok(outcome) => {
+                tracing::info!(
+                    run_id,
+                    included = outcome.included,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "segmentation run finished"
+                );
+                after(&db, &policy, run_id);
+            }
+            Err(error) => tracing::warn!(run_id, %error, "segmentation run failed"),
+        }
+    }
+}
+
+/// The default [`AfterRun`]: nothing.
+pub fn nothing_after(_: &Db, _: &Policy, _: i64) {}
