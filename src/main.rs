@@ -610,10 +610,21 @@ fn demo(
         &policy.version,
     )
     .context("loading the demo data")?;
+    let run_id = fairseg::segmentation::pipeline::create(
+        &db,
+        &policy,
+        &Actor::system(),
+        &fairseg::demo::segmentation_request(),
+    )?;
+    let outcome = fairseg::segmentation::pipeline::execute(&db, &policy, run_id)
+        .context("segmenting the demo data")?;
     if json {
         println!(
             "{}",
-            json!({"database": path, "users": credentials, "addr": addr, "data": loaded, "seed": seed})
+            json!({
+                "database": path, "users": credentials, "addr": addr, "data": loaded, "seed": seed,
+                "segmentation": {"run_id": run_id, "segments": outcome.segments.len()},
+            })
         );
     } else {
         println!("Demo database: {path}");
@@ -623,6 +634,11 @@ fn demo(
             loaded.transactions,
             loaded.consent_events,
             started.elapsed().as_secs_f64()
+        );
+        println!(
+            "Demo segmentation: run {run_id}, {} segments of {} consented customers",
+            outcome.segments.len(),
+            outcome.included
         );
         println!("Demo users (role, e-mail, password):");
         for c in &credentials {

@@ -29,6 +29,14 @@ use utoipa::{Modify, OpenApi};
         super::consent::coverage_api,
         super::imports::import_api,
         super::imports::list_api,
+        super::segmentation::create_api,
+        super::segmentation::list_api,
+        super::segmentation::get_api,
+        super::segmentation::published_api,
+        super::segmentation::members_api,
+        super::segmentation::strategy_api,
+        super::segmentation::rename_api,
+        super::segmentation::compare_api,
     ),
     modifiers(&BearerAuth)
 )]
