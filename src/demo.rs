@@ -704,10 +704,16 @@ pub fn options(
 pub fn segmentation_request() -> crate::segmentation::settings::RunRequest {
     crate::segmentation::settings::RunRequest {
         algorithm: "kmeans".into(),
-        features: ["recency_days", "frequency", "monetary", "price_sensitivity", "region"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        features: [
+            "recency_days",
+            "frequency",
+            "monetary",
+            "price_sensitivity",
+            "region",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         log_features: vec!["monetary".into()],
         k: Some(5),
         seed: Some(7),

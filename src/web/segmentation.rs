@@ -12,10 +12,10 @@ use super::layout::{Layout, State, render, see_other};
 use crate::auth::CurrentUser;
 use crate::db::segmentation::{self as store, PUBLISHED, RETIRED, RunRow, StrategyRow};
 use crate::policy::Permission;
+use crate::segmentation::members;
 use crate::segmentation::pipeline::{self, RunError};
 use crate::segmentation::report::{self, RunView};
 use crate::segmentation::settings::RunRequest;
-use crate::segmentation::members;
 use crate::trail::{Actor, NewEntry};
 
 impl From<RunError> for AppError {
@@ -52,7 +52,12 @@ async fn load_run(state: &State, user: &CurrentUser, id: i64) -> Result<RunView,
         let strategies = store::strategies(&mut conn, id)?;
         // Published memberships shrink at once when someone withdraws consent.
         let sizes = if run.status == PUBLISHED {
-            Some(pipeline::live_sizes(&mut conn, &policy, id, segments.len())?)
+            Some(pipeline::live_sizes(
+                &mut conn,
+                &policy,
+                id,
+                segments.len(),
+            )?)
         } else {
             None
         };
@@ -81,7 +86,11 @@ async fn published_id(state: &State) -> Result<Option<i64>, AppError> {
         .map(|r| r.id))
 }
 
-async fn start_run(state: &State, user: &CurrentUser, request: RunRequest) -> Result<i64, AppError> {
+async fn start_run(
+    state: &State,
+    user: &CurrentUser,
+    request: RunRequest,
+) -> Result<i64, AppError> {
     let (db, policy) = (state.db.clone(), state.policy.clone());
     let actor = Actor::user(&user.email);
     let id = blocking(move || pipeline::create(&db, &policy, &actor, &request)).await?;
@@ -334,10 +343,16 @@ async fn record_strategy(
         ("service_level", &body.service_level),
     ] {
         if value.trim().is_empty() {
-            return Err(AppError::invalid(field, format!("{field} must not be empty")));
+            return Err(AppError::invalid(
+                field,
+                format!("{field} must not be empty"),
+            ));
         }
         if value.len() > 500 {
-            return Err(AppError::invalid(field, format!("{field} is longer than 500 characters")));
+            return Err(AppError::invalid(
+                field,
+                format!("{field} is longer than 500 characters"),
+            ));
         }
     }
     let (db, version) = (state.db.clone(), state.policy.version.clone());
@@ -418,7 +433,10 @@ async fn rename(
 ) -> Result<(), AppError> {
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 80 {
-        return Err(AppError::invalid("name", "a segment name has 1 to 80 characters"));
+        return Err(AppError::invalid(
+            "name",
+            "a segment name has 1 to 80 characters",
+        ));
     }
     let (db, version) = (state.db.clone(), state.policy.version.clone());
     let actor = Actor::user(&user.email);
@@ -523,7 +541,12 @@ async fn compare(state: &State, a: i64, b: i64) -> Result<Comparison, AppError> 
             crosstab: shown
                 .chunks(b_names.len().max(1))
                 .zip(&a_names)
-                .map(|(row, name)| (name.clone(), row.iter().map(|c| c.display.clone()).collect()))
+                .map(|(row, name)| {
+                    (
+                        name.clone(),
+                        row.iter().map(|c| c.display.clone()).collect(),
+                    )
+                })
                 .collect(),
             a_segments: a_names,
             b_segments: b_names,
@@ -595,8 +618,12 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
     let map = summary.map?;
     let xs = map.points.iter().chain(&map.centres).map(|p| p[0]);
     let ys = map.points.iter().chain(&map.centres).map(|p| p[1]);
-    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let (y0, y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let (y0, y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
     let sx = |v: f64| MAP_PAD + (v - x0) / (x1 - x0).max(1e-9) * (MAP_W - 2.0 * MAP_PAD);
     let sy = |v: f64| MAP_H - MAP_PAD - (v - y0) / (y1 - y0).max(1e-9) * (MAP_H - 2.0 * MAP_PAD);
     let colour = |s: usize| PALETTE[s % PALETTE.len()];
@@ -605,7 +632,14 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
     let axis = |i: usize| {
         map.axes
             .get(i)
-            .map(|a| format!("PC{} ({:.0}%): {}", i + 1, a.explained_variance_ratio * 100.0, a.label))
+            .map(|a| {
+                format!(
+                    "PC{} ({:.0}%): {}",
+                    i + 1,
+                    a.explained_variance_ratio * 100.0,
+                    a.label
+                )
+            })
             .unwrap_or_default()
     };
     Some(MapSvg {
@@ -631,7 +665,11 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
                 x: sx(p[0]),
                 y: sy(p[1]),
                 colour: colour(i),
-                label: view.segments.get(i).map(|s| s.name.clone()).unwrap_or_default(),
+                label: view
+                    .segments
+                    .get(i)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
             })
             .collect(),
         x_label: axis(0),
@@ -639,7 +677,11 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
     })
 }
 
-async fn run_and_view(state: &State, user: &CurrentUser, id: i64) -> Result<(RunView, RunRow), AppError> {
+async fn run_and_view(
+    state: &State,
+    user: &CurrentUser,
+    id: i64,
+) -> Result<(RunView, RunRow), AppError> {
     let view = load_run(state, user, id).await?;
     let db = state.db.clone();
     let run = blocking(move || db.read(|c| store::run(c, id)))
@@ -737,7 +779,10 @@ fn cards(view: &RunView) -> Vec<SegmentCard> {
                         ("Revenue", money(v.revenue)),
                         ("Orders", v.orders.to_string()),
                         ("Average order value", fmt_opt(&v.average_order_value, 2)),
-                        ("Orders per customer", format!("{:.2}", v.purchase_frequency)),
+                        (
+                            "Orders per customer",
+                            format!("{:.2}", v.purchase_frequency),
+                        ),
                         ("Revenue growth (year on year)", pct(&v.revenue_growth)),
                         ("Retention", pct(&v.retention)),
                         ("Lifetime value per customer", money(v.lifetime_value)),
@@ -1005,7 +1050,9 @@ async fn runs_page_with(
         .into_iter()
         .filter(|c| c.kind != crate::segmentation::settings::ColumnKind::Date && !c.protected)
         .filter(|c| {
-            !policy.protected_attributes.contains_key(&c.name.to_ascii_lowercase())
+            !policy
+                .protected_attributes
+                .contains_key(&c.name.to_ascii_lowercase())
                 && !policy.proxies.contains_key(&c.name)
         })
         .map(|c| c.name)
@@ -1091,25 +1138,36 @@ pub async fn run_page(
     let excluded = view
         .excluded
         .iter()
-        .map(|(reason, n)| (reason.replace('_', " "), n.to_string().trim_matches('"').to_owned()))
+        .map(|(reason, n)| {
+            (
+                reason.replace('_', " "),
+                n.to_string().trim_matches('"').to_owned(),
+            )
+        })
         .collect();
     let quality = view
         .quality
         .as_ref()
         .and_then(|q| q.as_object())
         .map(|q| {
-            ["silhouette", "calinski_harabasz", "davies_bouldin", "inertia", "iterations"]
-                .iter()
-                .filter_map(|key| {
-                    let v = q.get(*key)?;
-                    let shown = match v.as_f64() {
-                        Some(x) if v.is_u64() => format!("{x:.0}"),
-                        Some(x) => format!("{x:.4}"),
-                        None => return None,
-                    };
-                    Some((key.replace('_', "-"), shown))
-                })
-                .collect()
+            [
+                "silhouette",
+                "calinski_harabasz",
+                "davies_bouldin",
+                "inertia",
+                "iterations",
+            ]
+            .iter()
+            .filter_map(|key| {
+                let v = q.get(*key)?;
+                let shown = match v.as_f64() {
+                    Some(x) if v.is_u64() => format!("{x:.0}"),
+                    Some(x) => format!("{x:.4}"),
+                    None => return None,
+                };
+                Some((key.replace('_', "-"), shown))
+            })
+            .collect()
         })
         .unwrap_or_default();
     Ok(render(&RunPage {
@@ -1165,6 +1223,8 @@ mod tests {
         let err = optional::<usize>("k", "six").unwrap_err();
         assert_eq!(err.field(), Some("k"));
     }
+
+    use crate::segmentation::settings::SettingsError;
 
     #[test]
     fn settings_errors_keep_their_field() {

@@ -12,5 +12,6 @@ mod helpers;
 mod imports;
 mod migrations;
 mod ops;
+mod segmentation;
 mod trail;
 mod users;
