@@ -522,3 +522,133 @@ async fn browser_admin_uploads_a_customer_file_and_reads_the_report() {
     screenshot(&client, "import-admin").await;
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn browser_an_analyst_runs_a_segmentation_and_marketing_records_a_strategy() {
+    use crate::segmentation::{blob_customers, grant_all, import, publish};
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(30, 21);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation", "marketing_email"]);
+    let (_driver, client) = start_browser().await;
+    sign_in(&client, &app.address, "analyst").await;
+    client.goto(&app.url("/segmentations")).await.unwrap();
+    assert!(nav_labels(&client).await.contains(&"Runs".to_string()));
+    let field = |css: &'static str| client.find(Locator::Css(css));
+    field("#features")
+        .await
+        .unwrap()
+        .send_keys("x,y")
+        .await
+        .unwrap();
+    field("#k").await.unwrap().clear().await.unwrap();
+    field("#k").await.unwrap().send_keys("3").await.unwrap();
+    field("#new-run button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The run page follows the run (it refreshes itself) until the segments appear.
+    let mut cards = Vec::new();
+    for _ in 0..100 {
+        cards = client
+            .find_all(Locator::Css("ul.segments li.segment"))
+            .await
+            .unwrap();
+        if !cards.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(cards.len(), 3, "three segments once the run is done");
+    let path = client.current_url().await.unwrap().path().to_owned();
+    let run: i64 = path.rsplit('/').next().unwrap().parse().unwrap();
+    let included = field("#population tbody tr:first-child td")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(included, "90");
+    assert_eq!(
+        client
+            .find_all(Locator::Css("figure.map svg g.centre"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    screenshot(&client, "segmentation-run-analyst").await;
+
+    publish(&app, run);
+    let (_driver2, marketing) = start_browser().await;
+    sign_in(&marketing, &app.address, "marketing").await;
+    marketing.goto(&app.url("/segments")).await.unwrap();
+    let names = marketing
+        .find_all(Locator::Css("li.segment h3"))
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 3);
+    let viability = marketing
+        .find(Locator::Css("#segment-0 table.viability"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for criterion in ["Measurable", "Accessible", "Substantial", "Actionable"] {
+        assert!(viability.contains(criterion), "{viability}");
+    }
+    let form = |css: &'static str| marketing.find(Locator::Css(css));
+    form("#channel-0")
+        .await
+        .unwrap()
+        .send_keys("email")
+        .await
+        .unwrap();
+    form("#offer-0")
+        .await
+        .unwrap()
+        .send_keys("Free delivery")
+        .await
+        .unwrap();
+    form("#service-0")
+        .await
+        .unwrap()
+        .send_keys("standard")
+        .await
+        .unwrap();
+    form("#strategy-0 input[name=favourable]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    form("#strategy-0 button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let recorded = marketing
+        .wait()
+        .for_element(Locator::Css("#strategy-0 p.muted"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(recorded.contains("marketing@example.test"), "{recorded}");
+    let offer = marketing
+        .find(Locator::Css("#offer-0"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(offer.as_deref(), Some("Free delivery"));
+    screenshot(&marketing, "segments-dashboard-marketing").await;
+    marketing.close().await.unwrap();
+    client.close().await.unwrap();
+}

@@ -19,7 +19,7 @@ fn write(app: &TestApp, name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn import(app: &TestApp, kind: &str, text: &str) {
+pub fn import(app: &TestApp, kind: &str, text: &str) {
     let path = write(app, &format!("{kind}.csv"), text);
     let out = app.cli(&["import", kind, path.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -32,7 +32,7 @@ fn day(days_ago: i64) -> String {
 }
 
 /// Three well-separated groups on `x`, `y`, with a category and protected attributes.
-fn blob_customers(n_per_group: usize, seed: u64) -> (String, Vec<usize>) {
+pub fn blob_customers(n_per_group: usize, seed: u64) -> (String, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let centres = [(0.0, 0.0), (20.0, 0.0), (10.0, 20.0)];
     let mut csv = String::from("customer_id,x,y,region,sex,postcode_district\n");
@@ -53,7 +53,7 @@ fn blob_customers(n_per_group: usize, seed: u64) -> (String, Vec<usize>) {
     (csv, truth)
 }
 
-fn grant_all(app: &TestApp, n: usize, purposes: &[&str]) {
+pub fn grant_all(app: &TestApp, n: usize, purposes: &[&str]) {
     let mut csv = String::from("customer_id,purpose,status,recorded_at\n");
     for i in 0..n {
         for p in purposes {
@@ -267,7 +267,7 @@ async fn wait_for(app: &TestApp, run: i64) -> Value {
     panic!("run {run} did not finish");
 }
 
-fn publish(app: &TestApp, run: i64) {
+pub fn publish(app: &TestApp, run: i64) {
     app.db
         .write(|conn| {
             fairseg::db::segmentation::publish(conn, run, "test", fairseg::db::now()).map(|_| ())
