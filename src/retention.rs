@@ -10,8 +10,10 @@
 //! - customers with no transaction and no consent event since `inactive_customers_days` ago,
 //!   and created before then, are erased exactly as by a data-subject erasure (register of
 //!   erased pseudonyms, trail entry by pseudonym);
-//! - segment memberships and KPI evaluations: those records do not exist yet, so nothing is
-//!   removed and the report says so.
+//! - segment memberships of runs that finished more than `segment_memberships_days` ago are
+//!   deleted, except those of the published run (dashboards and exports are served from it);
+//!   the runs' settings, counts and profiles stay as the record of what was done;
+//! - KPI evaluations: not stored yet, so nothing is removed and the report says so.
 //!
 //! The trail is never deleted: it proves what was done.
 
@@ -72,7 +74,8 @@ pub struct RetentionReport {
 /// Notes that every report carries.
 pub fn standing_notes() -> Vec<String> {
     vec![
-        "segment memberships and KPI evaluations are not stored yet: nothing to remove".into(),
+        "the published segmentation's memberships are kept whatever their age: dashboards and exports use them".into(),
+        "KPI evaluations are not stored yet: nothing to remove".into(),
         "the latest consent event of each customer and purpose is kept as proof of the current state"
             .into(),
     ]

@@ -78,6 +78,7 @@ pub fn apply_in(
         transactions::table.filter(transactions::occurred_at.lt(cutoffs.transactions)),
     )
     .execute(conn)? as u64;
+    removed.segment_memberships = expired_memberships(conn, cutoffs.segment_memberships)?;
     removed.consent_events = diesel::sql_query(format!(
         "DELETE FROM consent_events WHERE {SUPERSEDED_CONSENT}"
     ))
@@ -94,6 +95,22 @@ pub fn apply_in(
         policy_version,
     )?;
     Ok(removed)
+}
+
+/// Deletes the memberships of runs that finished before the cut-off, except the published
+/// run's: dashboards and exports are served from it. The runs themselves (settings, counts,
+/// segment profiles) stay as the record of what was done.
+fn expired_memberships(conn: &mut DbConnection, cutoff: NaiveDateTime) -> DbResult<u64> {
+    use super::schema::{segment_memberships, segmentation_runs};
+    let runs: Vec<i64> = segmentation_runs::table
+        .filter(segmentation_runs::finished_at.lt(cutoff))
+        .filter(segmentation_runs::status.ne(super::segmentation::PUBLISHED))
+        .select(segmentation_runs::id)
+        .load(conn)?;
+    Ok(
+        diesel::delete(segment_memberships::table.filter(segment_memberships::run_id.eq_any(runs)))
+            .execute(conn)? as u64,
+    )
 }
 
 /// How many consent events the rule would remove (for checks and tests).

@@ -581,3 +581,81 @@ async fn a_run_interrupted_by_a_stop_is_failed_at_the_next_start_with_nothing_ke
     let out = app.cli(&["members", &run.to_string()]);
     assert_eq!(stdout(&out), "customer_id,segment\n");
 }
+
+#[tokio::test]
+async fn retention_removes_old_memberships_but_never_the_published_runs() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(10, 9);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let args = ["--algorithm", "kmeans", "--k", "3", "--features", "x,y"];
+    let old = segment(&app, &args)["run_id"].as_i64().unwrap();
+    let old_published = segment(&app, &args)["run_id"].as_i64().unwrap();
+    let recent = segment(&app, &args)["run_id"].as_i64().unwrap();
+    // Both earlier runs finished three years ago; the policy keeps memberships 730 days.
+    app.sql(&format!(
+        "UPDATE segmentation_runs SET finished_at = '2023-01-01 00:00:00' WHERE id IN ({old}, {old_published})"
+    ));
+    publish(&app, old_published);
+    let out = app.cli(&["retention", "apply", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["removed"]["segment_memberships"], 30);
+    assert!(members(&app, old).is_empty());
+    assert_eq!(members(&app, old_published).len(), 30);
+    assert_eq!(members(&app, recent).len(), 30);
+}
+
+#[tokio::test]
+async fn gaussian_mixtures_and_dbscan_run_through_the_same_pipeline() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(30, 10);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let gmm = segment(
+        &app,
+        &[
+            "--algorithm",
+            "gmm",
+            "--k",
+            "3",
+            "--features",
+            "x,y",
+            "--seed",
+            "3",
+        ],
+    );
+    let labels: Vec<usize> = members(&app, gmm["run_id"].as_i64().unwrap())
+        .values()
+        .map(|&s| s as usize)
+        .collect();
+    let ari = fairseg::segmentation::quality::adjusted_rand_index(&truth, &labels).unwrap();
+    assert!(ari > 0.95, "GMM adjusted Rand index {ari}");
+    let dbscan = segment(
+        &app,
+        &[
+            "--algorithm",
+            "dbscan",
+            "--eps",
+            "0.5",
+            "--min-points",
+            "4",
+            "--features",
+            "x,y",
+        ],
+    );
+    let names: Vec<&str> = dbscan["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &names[..3],
+        ["Cluster 1", "Cluster 2", "Cluster 3"],
+        "{names:?}"
+    );
+    let out = app.cli(&["segment", "--algorithm", "dbscan", "--features", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("eps"), "{}", stderr(&out));
+}
