@@ -63,6 +63,20 @@ pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppE
             ),
         });
     }
+    if user.can(Permission::SegmentsRead) {
+        cards.push(Card {
+            title: "Segments",
+            href: "/segments",
+            text: "The published segmentation: who the segments are, what they are worth, whether they are viable, and their strategies.".into(),
+        });
+    }
+    if user.can(Permission::SegmentsRun) {
+        cards.push(Card {
+            title: "Segmentation runs",
+            href: "/segmentations",
+            text: "Start a run on the customers who consented, follow it, compare runs.".into(),
+        });
+    }
     cards.push(Card {
         title: "Your account",
         href: "/account",
