@@ -9,6 +9,7 @@ pub mod imports;
 pub mod retention;
 pub mod schema;
 pub mod secrets;
+pub mod audits;
 pub mod segmentation;
 pub mod trail;
 pub mod users;

@@ -19,6 +19,7 @@
 //! - [`audit`](mod@audit): the entry point and the serialisable report.
 
 pub mod audit;
+pub mod export;
 pub mod groups;
 pub mod proxies;
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub mod sampling;
 pub mod stats;
 pub mod suppression;
 pub mod table;
+pub mod service;
 pub mod verdict;
 
 pub use audit::{

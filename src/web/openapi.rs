@@ -29,6 +29,11 @@ use utoipa::{Modify, OpenApi};
         super::consent::coverage_api,
         super::imports::import_api,
         super::imports::list_api,
+        super::audits::list_api,
+        super::audits::get_api,
+        super::audits::override_api,
+        super::audits::publish_api,
+        super::audits::reaudit_api,
     ),
     modifiers(&BearerAuth)
 )]

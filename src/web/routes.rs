@@ -65,6 +65,7 @@ fn add(
     }
 }
 
+use super::audits;
 use super::{auth, consent, customer_view, dsr, home, imports, ops, policy, trail, users};
 use Access::{Public, SignedIn};
 use Permission::*;
@@ -133,4 +134,17 @@ route_table! {
     POST "/customers/import" needs(CustomersImport) => imports::upload;
     GET "/api/v1/imports" needs(CustomersImport) => imports::list_api;
     POST "/api/v1/imports/{kind}" needs(CustomersImport) => imports::import_api;
+
+    GET "/audits" needs(AuditsRead) => audits::list_page;
+    GET "/audits/{id}" needs(AuditsRead) => audits::report_page;
+    GET "/audits/{id}/compare" needs(AuditsRead) => audits::compare_page;
+    GET "/audits/{id}/csv" needs(AuditsRead) => audits::csv_download;
+    POST "/audits/{id}/override" needs(AuditsOverride) => audits::override_submit;
+    POST "/segmentations/{id}/publish" needs(SegmentsPublish) => audits::publish_submit;
+    POST "/segmentations/{id}/audit" needs(AuditsRead) => audits::reaudit_submit;
+    GET "/api/v1/audits" needs(AuditsRead) => audits::list_api;
+    GET "/api/v1/audits/{id}" needs(AuditsRead) => audits::get_api;
+    POST "/api/v1/audits/{id}/override" needs(AuditsOverride) => audits::override_api;
+    POST "/api/v1/segmentations/{id}/publish" needs(SegmentsPublish) => audits::publish_api;
+    POST "/api/v1/segmentations/{id}/audit" needs(AuditsRead) => audits::reaudit_api;
 }
