@@ -26,10 +26,10 @@ pub mod proxies;
 mod reference_tests;
 pub mod representation;
 pub mod sampling;
+pub mod service;
 pub mod stats;
 pub mod suppression;
 pub mod table;
-pub mod service;
 pub mod verdict;
 
 pub use audit::{

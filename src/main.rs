@@ -783,7 +783,10 @@ fn audit_command(settings: Settings, run_id: i64, json: bool, csv: bool) -> anyh
     startup::prepare(&db, &policy, &settings)?;
     let audit = service::audit_of_run(&db, &policy, &Actor::cli(), run_id)?;
     if json {
-        println!("{}", serde_json::to_string(&fairseg::web::audits::AuditJson::of(&audit))?);
+        println!(
+            "{}",
+            serde_json::to_string(&fairseg::web::audits::AuditJson::of(&audit))?
+        );
     } else if csv {
         print!("{}", export::csv(&audit));
     } else {
@@ -798,7 +801,12 @@ fn audit_command(settings: Settings, run_id: i64, json: bool, csv: bool) -> anyh
         );
         println!("  {}", r.reason);
         for a in &r.attributes {
-            println!("  {:<32} {:<12} {}", a.attribute, a.verdict.to_string(), a.reason);
+            println!(
+                "  {:<32} {:<12} {}",
+                a.attribute,
+                a.verdict.to_string(),
+                a.reason
+            );
         }
         for p in r.proxies.iter().filter(|p| p.flagged) {
             println!(
@@ -807,7 +815,9 @@ fn audit_command(settings: Settings, run_id: i64, json: bool, csv: bool) -> anyh
             );
         }
         if audit.stale_strategies {
-            println!("  note: the strategies changed after this audit; its four-fifths result is stale");
+            println!(
+                "  note: the strategies changed after this audit; its four-fifths result is stale"
+            );
         }
         for o in &audit.overrides {
             println!(

@@ -148,7 +148,10 @@ pub fn overridden_ids(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
 pub fn for_each_protected(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)) -> DbResult<()> {
     let rows = customer_protected::table
         .order(customer_protected::customer_id.asc())
-        .select((customer_protected::customer_id, customer_protected::attributes))
+        .select((
+            customer_protected::customer_id,
+            customer_protected::attributes,
+        ))
         .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
     for row in rows {
         let (id, attributes) = row?;

@@ -70,9 +70,7 @@ pub enum AuditError {
         verdict: Verdict,
         reason: String,
     },
-    #[error(
-        "audit {audit_id} is {verdict}: only a failed or inconclusive audit needs an override"
-    )]
+    #[error("audit {audit_id} is {verdict}: only a failed or inconclusive audit needs an override")]
     NothingToOverride { audit_id: i64, verdict: Verdict },
     #[error(
         "the justification must say in writing why publishing is acceptable: at least {MIN_JUSTIFICATION_CHARS} characters, got {0}"
@@ -317,11 +315,9 @@ pub fn load_input(
             .filter(|(_, f)| f.source == FeatureSource::Behavioural)
             .map(|(i, _)| i)
             .collect();
-        for (id, features, _) in db::features::activity_for_all(
-            conn,
-            as_of,
-            policy.segmentation.valuation_window_days,
-        )? {
+        for (id, features, _) in
+            db::features::activity_for_all(conn, as_of, policy.segmentation.valuation_window_days)?
+        {
             let Some(i) = at(id) else { continue };
             for &c in &behavioural {
                 let (name, column) = &mut columns[c];
@@ -356,7 +352,9 @@ pub fn load_input(
     let mut features = Vec::new();
     for (name, column) in columns {
         let values = match column {
-            Column::Labels(labels) => FeatureValues::Categorical(GroupColumn::from_labels(&labels)?),
+            Column::Labels(labels) => {
+                FeatureValues::Categorical(GroupColumn::from_labels(&labels)?)
+            }
             Column::Numbers(values) => {
                 let known: Vec<f64> = values.iter().flatten().copied().collect();
                 if known.is_empty() {
@@ -479,17 +477,18 @@ pub fn audit_of_run(
 
 /// A stored audit with its overrides, its run and whether its four-fifths result is stale.
 pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit, AuditError> {
-    let (row, overrides, run, segments, strategies) = db.read(|conn| {
-        let Some(row) = store::find(conn, audit_id)? else {
-            return Ok(None);
-        };
-        let overrides = store::overrides(conn, audit_id)?;
-        let run = runs::run(conn, row.run_id)?;
-        let segments = runs::segments(conn, row.run_id)?;
-        let strategies = runs::strategies(conn, row.run_id)?;
-        Ok(Some((row, overrides, run, segments, strategies)))
-    })?
-    .ok_or(AuditError::AuditNotFound(audit_id))?;
+    let (row, overrides, run, segments, strategies) = db
+        .read(|conn| {
+            let Some(row) = store::find(conn, audit_id)? else {
+                return Ok(None);
+            };
+            let overrides = store::overrides(conn, audit_id)?;
+            let run = runs::run(conn, row.run_id)?;
+            let segments = runs::segments(conn, row.run_id)?;
+            let strategies = runs::strategies(conn, row.run_id)?;
+            Ok(Some((row, overrides, run, segments, strategies)))
+        })?
+        .ok_or(AuditError::AuditNotFound(audit_id))?;
     let run = run.ok_or(AuditError::RunNotFound(row.run_id))?;
     let report: AuditReport =
         serde_json::from_str(&row.report).map_err(|e| AuditError::Corrupt {
@@ -516,9 +515,8 @@ pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit, AuditError> {
 /// The audit of the run before this one (the run's `previous_run_id`, else the newest earlier
 /// audited run), for a side-by-side comparison.
 pub fn previous(db: &Db, audit: &StoredAudit) -> Result<Option<StoredAudit>, AuditError> {
-    let id = db.read(|conn| {
-        store::previous_audit_id(conn, audit.row.run_id, audit.run.previous_run_id)
-    })?;
+    let id = db
+        .read(|conn| store::previous_audit_id(conn, audit.row.run_id, audit.run.previous_run_id))?;
     id.map(|id| load(db, id)).transpose()
 }
 

@@ -29,7 +29,9 @@ impl From<AuditError> for AppError {
             | AuditError::Gate { .. }
             | AuditError::NothingToOverride { .. }
             | AuditError::NoMembers(_)) => AppError::Conflict(e.to_string()),
-            e @ AuditError::ShortJustification(_) => AppError::invalid("justification", e.to_string()),
+            e @ AuditError::ShortJustification(_) => {
+                AppError::invalid("justification", e.to_string())
+            }
             AuditError::Db(e) => e.into(),
             other => AppError::internal(other),
         }
@@ -347,7 +349,10 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
         ),
         ("p-value", fmt(a.p_value, 4)),
         ("p-value from", method.to_string()),
-        ("p-value adjusted (Benjamini-Hochberg)", fmt(a.p_value_adjusted, 4)),
+        (
+            "p-value adjusted (Benjamini-Hochberg)",
+            fmt(a.p_value_adjusted, 4),
+        ),
         ("Cramér's V", fmt(a.cramers_v, 3)),
         ("Cramér's V, bias-corrected", fmt(a.cramers_v_corrected, 3)),
         (
@@ -378,8 +383,16 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
             .iter()
             .map(|r| RateView {
                 group: r.group.clone(),
-                rate: if r.suppressed { "suppressed".into() } else { fmt(r.rate, 3) },
-                ratio: if r.suppressed { "suppressed".into() } else { fmt(r.ratio, 3) },
+                rate: if r.suppressed {
+                    "suppressed".into()
+                } else {
+                    fmt(r.rate, 3)
+                },
+                ratio: if r.suppressed {
+                    "suppressed".into()
+                } else {
+                    fmt(r.ratio, 3)
+                },
                 note: if r.violation {
                     "below the four-fifths limit".into()
                 } else if !r.eligible {
@@ -457,10 +470,18 @@ pub struct ReportView {
 fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
     use crate::fairness::Verdict::*;
     match v {
-        Pass => "Pass: segment membership does not depend on a protected attribute to a degree that matters.",
-        Warn => "Warning: there is some dependence on a protected attribute; review it before acting on the segments.",
-        Inconclusive => "Inconclusive: the data cannot rule a large dependence in or out; the run cannot be published without a written override.",
-        Fail => "Fail: segment membership depends on a protected attribute; the run cannot be published without a written override.",
+        Pass => {
+            "Pass: segment membership does not depend on a protected attribute to a degree that matters."
+        }
+        Warn => {
+            "Warning: there is some dependence on a protected attribute; review it before acting on the segments."
+        }
+        Inconclusive => {
+            "Inconclusive: the data cannot rule a large dependence in or out; the run cannot be published without a written override."
+        }
+        Fail => {
+            "Fail: segment membership depends on a protected attribute; the run cannot be published without a written override."
+        }
     }
 }
 
@@ -485,7 +506,11 @@ fn report_view(a: &StoredAudit) -> ReportView {
         stale: a.stale_strategies,
         suppression_complete: r.suppression_complete,
         min_cell_size: r.thresholds.min_cell_size,
-        attributes: r.attributes.iter().map(|x| attribute_view(x, &names)).collect(),
+        attributes: r
+            .attributes
+            .iter()
+            .map(|x| attribute_view(x, &names))
+            .collect(),
         proxies: r
             .proxies
             .iter()
@@ -606,7 +631,11 @@ pub async fn compare_page(
         }
     }
     let find = |s: &StoredAudit, n: &str| -> Option<AttributeReport> {
-        s.report.attributes.iter().find(|a| a.attribute == n).cloned()
+        s.report
+            .attributes
+            .iter()
+            .find(|a| a.attribute == n)
+            .cloned()
     };
     let rows = names
         .iter()
@@ -674,14 +703,18 @@ pub async fn override_submit(
     let page = format!("/audits/{id}");
     Ok(match result {
         Ok(_) => see_other(&with_message(&page, "notice", "Override recorded.")),
-        Err(
-            e @ (AuditError::ShortJustification(_) | AuditError::NothingToOverride { .. }),
-        ) => see_other(&with_message(&page, "error", &e.to_string())),
+        Err(e @ (AuditError::ShortJustification(_) | AuditError::NothingToOverride { .. })) => {
+            see_other(&with_message(&page, "error", &e.to_string()))
+        }
         Err(e) => return Err(e.into()),
     })
 }
 
-async fn publish(state: &State, user: &CurrentUser, run_id: i64) -> Result<Result<Published, AuditError>, AppError> {
+async fn publish(
+    state: &State,
+    user: &CurrentUser,
+    run_id: i64,
+) -> Result<Result<Published, AuditError>, AppError> {
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(user));
     Ok(web::block(move || service::publish_run(&db, &policy, &actor, run_id)).await?)
 }

@@ -80,7 +80,9 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
         ],
     );
     let run_id = run["run_id"].as_i64().unwrap();
-    let audit_id = run["audit"]["id"].as_i64().expect("segment reports its audit");
+    let audit_id = run["audit"]["id"]
+        .as_i64()
+        .expect("segment reports its audit");
     assert_eq!(run["status"], "audited");
 
     let (status, a) = app
@@ -96,7 +98,13 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
         .iter()
         .map(|x| x["attribute"].as_str().unwrap())
         .collect();
-    for expected in ["age", "sex", "ethnicity", "marital_status", "ethnicity × sex"] {
+    for expected in [
+        "age",
+        "sex",
+        "ethnicity",
+        "marital_status",
+        "ethnicity × sex",
+    ] {
         assert!(names.contains(&expected), "{expected} audited: {names:?}");
     }
     let min = u64::from(app.policy.fairness.min_cell_size);
@@ -127,7 +135,10 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
             .filter(|c| c.is_null())
             .count();
     }
-    assert!(suppressed > 0, "some small cells (e.g. sex = diverse) are suppressed");
+    assert!(
+        suppressed > 0,
+        "some small cells (e.g. sex = diverse) are suppressed"
+    );
     // The planted proxy shows up, through the feature the run used.
     let proxy = a["proxies"]
         .as_array()
@@ -162,16 +173,22 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
     assert!(primary > 0);
     let (_, api_csv) = (
         0,
-        app.api("compliance", Method::GET, &format!("/api/v1/audits/{audit_id}?format=csv"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        app.api(
+            "compliance",
+            Method::GET,
+            &format!("/api/v1/audits/{audit_id}?format=csv"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap(),
     );
     assert_eq!(api_csv, csv);
-    let trail = app.trail(&format!("subject=run:{run_id}&action=audit.")).await;
+    let trail = app
+        .trail(&format!("subject=run:{run_id}&action=audit."))
+        .await;
     assert_eq!(trail[0]["action"], "audit.completed");
     assert_eq!(detail(&trail[0])["audit_id"], audit_id);
 
@@ -192,8 +209,15 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
             assert!(n == 0 || n >= min, "page shows count {n}");
         }
     }
-    assert!(!texts(&html, "svg.representation circle.ratio").is_empty() || html.contains("circle class=\"ratio\""));
-    assert!(texts(&html, "#proxies tr.flagged td").iter().any(|t| t == "home_store"));
+    assert!(
+        !texts(&html, "svg.representation circle.ratio").is_empty()
+            || html.contains("circle class=\"ratio\"")
+    );
+    assert!(
+        texts(&html, "#proxies tr.flagged td")
+            .iter()
+            .any(|t| t == "home_store")
+    );
     // And the history lists it.
     let (_, list) = app.get_json("compliance", "/api/v1/audits").await;
     assert_eq!(list[0]["id"], audit_id);
@@ -268,10 +292,19 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
 
     // The gate refuses, through the API and the CLI.
     let publish = format!("/api/v1/segmentations/{run_id}/publish");
-    let r = app.api("analyst", Method::POST, &publish).send().await.unwrap();
+    let r = app
+        .api("analyst", Method::POST, &publish)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
     let body: Value = r.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("override"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("override")
+    );
     let out = app.cli(&["publish", &run_id.to_string()]);
     assert!(!out.status.success());
 
@@ -304,7 +337,10 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         .text()
         .await
         .unwrap();
-    assert!(page.contains("id=\"justification\""), "compliance sees the override form");
+    assert!(
+        page.contains("id=\"justification\""),
+        "compliance sees the override form"
+    );
     let r = client
         .post(app.url(&format!("/audits/{audit_id}/override")))
         .form(&[
@@ -322,12 +358,18 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
     assert_eq!(detail(&trail[0])["justification"], justification);
 
     // Now the run publishes, and the override is printed on the report.
-    let r = app.api("analyst", Method::POST, &publish).send().await.unwrap();
+    let r = app
+        .api("analyst", Method::POST, &publish)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let p: Value = r.json().await.unwrap();
     assert!(p["override_id"].is_i64());
     let trail = app
-        .trail(&format!("subject=run:{run_id}&action=segmentation.published"))
+        .trail(&format!(
+            "subject=run:{run_id}&action=segmentation.published"
+        ))
         .await;
     assert_eq!(detail(&trail[0])["audit_id"], audit_id);
     let html = client
@@ -348,7 +390,14 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
     // A second run that passes retires the first when published; the comparison shows both.
     let second = segment(
         &app,
-        &["--algorithm", "kmeans", "--k", "3", "--features", "monetary,frequency"],
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary,frequency",
+        ],
     );
     let second_id = second["run_id"].as_i64().unwrap();
     assert!(
@@ -380,7 +429,14 @@ async fn an_audit_that_passed_needs_no_override_and_marketing_cannot_read_audits
     load_demo(&app, 600, false);
     let run = segment(
         &app,
-        &["--algorithm", "kmeans", "--k", "3", "--features", "monetary"],
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary",
+        ],
     );
     let audit_id = run["audit"]["id"].as_i64().unwrap();
     for path in [
@@ -388,7 +444,11 @@ async fn an_audit_that_passed_needs_no_override_and_marketing_cannot_read_audits
         format!("/api/v1/audits/{audit_id}"),
         format!("/api/v1/audits/{audit_id}?format=csv"),
     ] {
-        let r = app.api("marketing", Method::GET, &path).send().await.unwrap();
+        let r = app
+            .api("marketing", Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 403, "{path}");
     }
     let client = app.sign_in("marketing").await;
@@ -398,11 +458,25 @@ async fn an_audit_that_passed_needs_no_override_and_marketing_cannot_read_audits
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let home = client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
-    assert!(!home.contains("href=\"/audits\""), "no Audits link for marketing");
+    let home = client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !home.contains("href=\"/audits\""),
+        "no Audits link for marketing"
+    );
     if run["audit"]["verdict"] == "pass" || run["audit"]["verdict"] == "warn" {
         let r = app
-            .api("compliance", Method::POST, &format!("/api/v1/audits/{audit_id}/override"))
+            .api(
+                "compliance",
+                Method::POST,
+                &format!("/api/v1/audits/{audit_id}/override"),
+            )
             .json(&json!({"justification": "There is nothing wrong with this audit at all."}))
             .send()
             .await
