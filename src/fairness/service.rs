@@ -252,7 +252,7 @@ pub fn load_input(
                 }
             }
             Err(e) => {
-                parse_error.get_or_insert_with(|| (id, e));
+                parse_error.get_or_insert((id, e));
             }
         }
     })?;
@@ -402,7 +402,7 @@ pub fn audit_run(
     let report_json = serde_json::to_string(&report).expect("reports serialise");
     let now = db::now();
     let duration_ms = started.elapsed().as_millis() as i64;
-    let result = db.write(|conn| {
+    db.write(|conn| {
         // The run may have moved on while the audit computed (e.g. failed or been published).
         let current = runs::run(conn, run_id)?;
         let Some(current) = current else {
@@ -445,8 +445,7 @@ pub fn audit_run(
             &policy.version,
         )?;
         Ok(Ok(row))
-    })?;
-    result
+    })?
 }
 
 fn check_auditable(run: &RunRow) -> Result<(), AuditError> {
