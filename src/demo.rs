@@ -707,6 +707,29 @@ pub fn options(
     }
 }
 
+/// The segmentation `fairseg demo` runs on its data: k-means on behaviour and two
+/// psychographic and geographic attributes, so marketing sees segments and the fairness audit
+/// has features to trace.
+pub fn segmentation_request() -> crate::segmentation::settings::RunRequest {
+    crate::segmentation::settings::RunRequest {
+        algorithm: "kmeans".into(),
+        features: [
+            "recency_days",
+            "frequency",
+            "monetary",
+            "price_sensitivity",
+            "home_store",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        log_features: vec!["monetary".into()],
+        k: Some(5),
+        seed: Some(7),
+        ..Default::default()
+    }
+}
+
 /// Cramér's V of two categorical columns (uncorrected), for checking the planted proxy.
 pub fn cramers_v(pairs: &[(&str, &str)]) -> f64 {
     let mut table: BTreeMap<(&str, &str), f64> = BTreeMap::new();

@@ -637,10 +637,24 @@ fn demo(
         &policy.version,
     )
     .context("loading the demo data")?;
+    let run_id = fairseg::segmentation::pipeline::create(
+        &db,
+        &policy,
+        &Actor::system(),
+        &fairseg::demo::segmentation_request(),
+    )?;
+    let outcome = fairseg::segmentation::pipeline::execute(&db, &policy, run_id)
+        .context("segmenting the demo data")?;
+    let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::system(), run_id)
+        .context("auditing the demo segmentation")?;
     if json {
         println!(
             "{}",
-            json!({"database": path, "users": credentials, "addr": addr, "data": loaded, "seed": seed})
+            json!({
+                "database": path, "users": credentials, "addr": addr, "data": loaded, "seed": seed,
+                "segmentation": {"run_id": run_id, "segments": outcome.segments.len()},
+                "audit": {"id": audit.id, "verdict": audit.verdict, "reason": audit.reason},
+            })
         );
     } else {
         println!("Demo database: {path}");
@@ -650,6 +664,11 @@ fn demo(
             loaded.transactions,
             loaded.consent_events,
             started.elapsed().as_secs_f64()
+        );
+        println!(
+            "Demo segmentation: run {run_id}, {} segments of {} consented customers",
+            outcome.segments.len(),
+            outcome.included
         );
         println!("Demo users (role, e-mail, password):");
         for c in &credentials {

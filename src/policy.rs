@@ -185,7 +185,7 @@ impl Default for SegmentationSpec {
             min_segment_size: 50,
             min_reachable_share: 0.5,
             min_distinctness: 0.5,
-            silhouette_sample: 10_000,
+            silhouette_sample: 4_000,
             map_sample: 1_500,
             valuation_window_days: 365,
             gross_margin: 0.3,

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ops;
 pub mod policy;
 pub mod routes;
+pub mod segmentation;
 pub mod trail;
 pub mod users;
 

@@ -167,6 +167,12 @@ pub struct Completed<'a> {
     pub finished_at: NaiveDateTime,
 }
 
+type MembershipValues = (
+    diesel::dsl::Eq<segment_memberships::run_id, i64>,
+    diesel::dsl::Eq<segment_memberships::customer_id, i64>,
+    diesel::dsl::Eq<segment_memberships::segment, i32>,
+);
+
 /// Rows per multi-row INSERT: SQLite allows 32,766 bound values per statement.
 const MEMBERSHIP_BATCH: usize = 10_000;
 
@@ -176,11 +182,7 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
             .values(segment)
             .execute(conn)?;
     }
-    let mut batch: Vec<(
-        diesel::dsl::Eq<segment_memberships::run_id, i64>,
-        diesel::dsl::Eq<segment_memberships::customer_id, i64>,
-        diesel::dsl::Eq<segment_memberships::segment, i32>,
-    )> = Vec::with_capacity(MEMBERSHIP_BATCH);
+    let mut batch: Vec<MembershipValues> = Vec::with_capacity(MEMBERSHIP_BATCH);
     for chunk in done.memberships.chunks(MEMBERSHIP_BATCH) {
         batch.clear();
         batch.extend(chunk.iter().map(|&(customer, segment)| {

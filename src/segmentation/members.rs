@@ -19,7 +19,7 @@ pub fn read_members(
     segment: Option<i32>,
     channel: Option<&str>,
 ) -> Result<Vec<(String, i32)>, RunError> {
-    Ok(db.write(|conn| {
+    db.write(|conn| {
         let Some(run) = store::run(conn, run_id)? else {
             return Ok(Err(RunError::NotFound(run_id)));
         };
@@ -57,5 +57,5 @@ pub fn read_members(
             .into_iter()
             .map(|(_, external, segment)| (external, segment))
             .collect()))
-    })??)
+    })?
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::NaiveDateTime;
+use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
 use super::SegmentationError;
@@ -722,8 +723,6 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     })
 }
 
-use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
-
 /// The adjusted Rand index between two runs' memberships on the customers both contain
 /// (both lists sorted by customer id); `None` when fewer than two customers are shared.
 pub fn stability(before: &[(i64, i32)], after: &[(i64, i32)]) -> Option<f64> {
@@ -758,35 +757,6 @@ fn reference_sample(columns: &[FeatureColumn], rows: &[usize], seed: u64) -> Vec
             ColumnValues::Categorical(_) => None,
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dense_labels_drop_empty_segments_in_order() {
-        let (labels, old) = dense(&[4, 0, 4, 2], 6);
-        assert_eq!(labels, [2, 0, 2, 1]);
-        assert_eq!(old, [0, 2, 4]);
-    }
-
-    #[test]
-    fn stability_compares_only_shared_customers() {
-        let before = [(1, 0), (2, 0), (3, 1), (4, 1), (9, 0)];
-        // Same partition with the labels swapped, customer 9 gone, customer 5 new.
-        let after = [(1, 1), (2, 1), (3, 0), (4, 0), (5, 0)];
-        assert_eq!(stability(&before, &after), Some(1.0));
-        assert_eq!(stability(&before[..1], &after), None);
-    }
-
-    #[test]
-    fn flags_mark_members_of_a_sorted_subset() {
-        assert_eq!(
-            flags(&[1, 3, 5, 7], &[2, 3, 7, 8]),
-            [false, true, false, true]
-        );
-    }
 }
 
 /// The members of a run as (internal id, external id, segment), optionally of one segment,
@@ -848,4 +818,33 @@ pub fn live_sizes(
         }
     }
     Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_labels_drop_empty_segments_in_order() {
+        let (labels, old) = dense(&[4, 0, 4, 2], 6);
+        assert_eq!(labels, [2, 0, 2, 1]);
+        assert_eq!(old, [0, 2, 4]);
+    }
+
+    #[test]
+    fn stability_compares_only_shared_customers() {
+        let before = [(1, 0), (2, 0), (3, 1), (4, 1), (9, 0)];
+        // Same partition with the labels swapped, customer 9 gone, customer 5 new.
+        let after = [(1, 1), (2, 1), (3, 0), (4, 0), (5, 0)];
+        assert_eq!(stability(&before, &after), Some(1.0));
+        assert_eq!(stability(&before[..1], &after), None);
+    }
+
+    #[test]
+    fn flags_mark_members_of_a_sorted_subset() {
+        assert_eq!(
+            flags(&[1, 3, 5, 7], &[2, 3, 7, 8]),
+            [false, true, false, true]
+        );
+    }
 }

@@ -66,7 +66,9 @@ fn add(
 }
 
 use super::audits;
-use super::{auth, consent, customer_view, dsr, home, imports, ops, policy, trail, users};
+use super::{
+    auth, consent, customer_view, dsr, home, imports, ops, policy, segmentation, trail, users,
+};
 use Access::{Public, SignedIn};
 use Permission::*;
 
@@ -134,6 +136,23 @@ route_table! {
     POST "/customers/import" needs(CustomersImport) => imports::upload;
     GET "/api/v1/imports" needs(CustomersImport) => imports::list_api;
     POST "/api/v1/imports/{kind}" needs(CustomersImport) => imports::import_api;
+    GET "/segments" needs(SegmentsRead) => segmentation::dashboard;
+    POST "/segments/{run}/{segment}/name" needs(SegmentsStrategy) => segmentation::rename_submit;
+    POST "/segments/{run}/{segment}/strategy" needs(SegmentsStrategy) => segmentation::strategy_submit;
+    GET "/segments/{run}/{segment}/export.csv" needs(SegmentsMembers) => segmentation::export_csv;
+    GET "/segmentations" needs(SegmentsRun) => segmentation::runs_page;
+    POST "/segmentations" needs(SegmentsRun) => segmentation::runs_submit;
+    GET "/segmentations/compare" needs(SegmentsRun) => segmentation::compare_page;
+    GET "/segmentations/{id}" needs(SegmentsRun) => segmentation::run_page;
+    GET "/segmentations/{id}/map.svg" needs(SegmentsRead) => segmentation::map_page;
+    GET "/api/v1/segmentations" needs(SegmentsRead) => segmentation::list_api;
+    POST "/api/v1/segmentations" needs(SegmentsRun) => segmentation::create_api;
+    GET "/api/v1/segmentations/published" needs(SegmentsRead) => segmentation::published_api;
+    GET "/api/v1/segmentations/compare" needs(SegmentsRun) => segmentation::compare_api;
+    GET "/api/v1/segmentations/{id}" needs(SegmentsRead) => segmentation::get_api;
+    GET "/api/v1/segmentations/{id}/members" needs(SegmentsMembers) => segmentation::members_api;
+    PATCH "/api/v1/segmentations/{id}/segments/{segment}" needs(SegmentsStrategy) => segmentation::rename_api;
+    PUT "/api/v1/segmentations/{id}/segments/{segment}/strategy" needs(SegmentsStrategy) => segmentation::strategy_api;
 
     GET "/audits" needs(AuditsRead) => audits::list_page;
     GET "/audits/{id}" needs(AuditsRead) => audits::report_page;

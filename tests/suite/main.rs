@@ -13,5 +13,6 @@ mod helpers;
 mod imports;
 mod migrations;
 mod ops;
+mod segmentation;
 mod trail;
 mod users;

@@ -1,0 +1,584 @@
+//! Segmentation runs through the CLI and the API: consent decides the population, runs are
+//! reproducible, protected attributes and proxies are refused, withdrawal after publication
+//! takes effect at once, small segments are suppressed, member reads are trailed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use chrono::{Duration, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, stderr, stdout};
+
+fn write(app: &TestApp, name: &str, text: &str) -> PathBuf {
+    let path = app.dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn import(app: &TestApp, kind: &str, text: &str) {
+    let path = write(app, &format!("{kind}.csv"), text);
+    let out = app.cli(&["import", kind, path.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn day(days_ago: i64) -> String {
+    (Utc::now() - Duration::days(days_ago))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Three well-separated groups on `x`, `y`, with a category and protected attributes.
+fn blob_customers(n_per_group: usize, seed: u64) -> (String, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let centres = [(0.0, 0.0), (20.0, 0.0), (10.0, 20.0)];
+    let mut csv = String::from("customer_id,x,y,region,sex,postcode_district\n");
+    let mut truth = Vec::new();
+    for i in 0..3 * n_per_group {
+        let g = i % 3;
+        let (cx, cy) = centres[g];
+        let x = cx + rng.gen_range(-2.0..2.0);
+        let y = cy + rng.gen_range(-2.0..2.0);
+        let region = ["north", "south"][rng.gen_range(0..2)];
+        let sex = ["female", "male"][rng.gen_range(0..2)];
+        csv.push_str(&format!(
+            "C{i:04},{x:.3},{y:.3},{region},{sex},D{}\n",
+            i % 7
+        ));
+        truth.push(g);
+    }
+    (csv, truth)
+}
+
+fn grant_all(app: &TestApp, n: usize, purposes: &[&str]) {
+    let mut csv = String::from("customer_id,purpose,status,recorded_at\n");
+    for i in 0..n {
+        for p in purposes {
+            csv.push_str(&format!("C{i:04},{p},granted,{}\n", day(30)));
+        }
+    }
+    import(app, "consents", &csv);
+}
+
+fn segment(app: &TestApp, args: &[&str]) -> Value {
+    let mut all = vec!["segment", "--json"];
+    all.extend_from_slice(args);
+    let out = app.cli(&all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// `members` as customer id -> segment.
+fn members(app: &TestApp, run: i64) -> BTreeMap<String, i64> {
+    let out = app.cli(&["members", &run.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("customer_id,segment"));
+    lines
+        .map(|l| {
+            let (id, s) = l.split_once(',').unwrap();
+            (id.to_owned(), s.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_sees_exactly_the_customers_whose_consent_is_active_at_its_start() {
+    let app = spawn_app().await;
+    let n = 120;
+    let (customers, _) = blob_customers(n / 3, 1);
+    import(&app, "customers", &customers);
+    // Random ledgers: per customer, a random history of grants and withdrawals, some grants
+    // older than the 730-day validity (expired), some customers never asked.
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let mut csv = String::from("customer_id,purpose,status,recorded_at\n");
+    let mut expected = BTreeSet::new();
+    let mut counts = BTreeMap::from([("never", 0), ("withdrawn", 0), ("expired", 0)]);
+    for i in 0..n {
+        let events = rng.gen_range(0..4);
+        let mut age: i64 = rng.gen_range(100..1200);
+        let mut last: Option<(bool, i64)> = None;
+        for _ in 0..events {
+            let granted = rng.gen_bool(0.6);
+            let status = if granted { "granted" } else { "withdrawn" };
+            csv.push_str(&format!("C{i:04},segmentation,{status},{}\n", day(age)));
+            last = Some((granted, age));
+            age = rng.gen_range(age / 2..age);
+        }
+        match last {
+            Some((true, age)) if age < 730 => {
+                expected.insert(format!("C{i:04}"));
+            }
+            Some((true, _)) => *counts.get_mut("expired").unwrap() += 1,
+            Some((false, _)) => *counts.get_mut("withdrawn").unwrap() += 1,
+            None => *counts.get_mut("never").unwrap() += 1,
+        }
+        // Consent for another purpose never admits anyone.
+        csv.push_str(&format!("C{i:04},marketing_email,granted,{}\n", day(3)));
+    }
+    import(&app, "consents", &csv);
+    assert!(
+        expected.len() > 20 && counts.values().all(|&c| c >= 10),
+        "{counts:?}"
+    );
+
+    let run = segment(
+        &app,
+        &["--algorithm", "kmeans", "--k", "3", "--features", "x,y"],
+    );
+    let got: BTreeSet<String> = members(&app, run["run_id"].as_i64().unwrap())
+        .into_keys()
+        .collect();
+    assert_eq!(got, expected, "members are exactly the consented customers");
+    assert_eq!(run["included"], expected.len());
+    assert_eq!(run["excluded"]["no_consent"], counts["never"]);
+    assert_eq!(run["excluded"]["withdrawn"], counts["withdrawn"]);
+    assert_eq!(run["excluded"]["expired"], counts["expired"]);
+    assert_eq!(run["excluded"]["missing_values"], 0);
+    assert!(run["population_at"].is_string());
+    for stage in ["load", "preprocess", "cluster", "profile", "persist"] {
+        assert!(run["timings_ms"][stage].is_u64(), "{stage}: {run}");
+    }
+}
+
+#[tokio::test]
+async fn kmeans_recovers_separated_groups_and_the_same_seed_gives_the_same_memberships() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(40, 2);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let args = [
+        "--algorithm",
+        "kmeans",
+        "--k",
+        "3",
+        "--features",
+        "x,y,region",
+        "--seed",
+        "11",
+    ];
+    let first = segment(&app, &args);
+    let second = segment(&app, &args);
+    let a = members(&app, first["run_id"].as_i64().unwrap());
+    let b = members(&app, second["run_id"].as_i64().unwrap());
+    assert_eq!(a, b, "same seed, same memberships");
+    let labels: Vec<usize> = a.values().map(|&s| s as usize).collect();
+    let ari = fairseg::segmentation::quality::adjusted_rand_index(&truth, &labels).unwrap();
+    assert!(ari > 0.95, "adjusted Rand index {ari}");
+    let sizes: Vec<u64> = first["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 120);
+    assert_eq!(first["k"], 3);
+    // A range of k is chosen by silhouette, with the other scores beside it.
+    let chosen = segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k-range",
+            "2..5",
+            "--features",
+            "x,y",
+        ],
+    );
+    assert_eq!(chosen["k"], 3, "{}", chosen["k_candidates"]);
+    let candidates = chosen["k_candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 4);
+    assert!(
+        candidates
+            .iter()
+            .all(|c| c["davies_bouldin"].is_f64() && c["calinski_harabasz"].is_f64())
+    );
+}
+
+#[tokio::test]
+async fn protected_attributes_and_proxies_are_refused_naming_the_feature_and_nothing_runs() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(10, 3);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let out = app.cli(&[
+        "segment",
+        "--algorithm",
+        "kmeans",
+        "--k",
+        "3",
+        "--features",
+        "x,sex",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("`sex` is a protected attribute"),
+        "{}",
+        stderr(&out)
+    );
+    let out = app.cli(&[
+        "segment",
+        "--algorithm",
+        "kmeans",
+        "--k",
+        "3",
+        "--features",
+        "postcode_district,x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("postcode_district") && err.contains("proxy") && err.contains("ethnicity"),
+        "{err}"
+    );
+    let response = app
+        .api("analyst", Method::POST, "/api/v1/segmentations")
+        .json(&json!({"algorithm": "gmm", "k": 3, "features": ["y", "Sex"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "features");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Sex"));
+    let (_, runs) = app.get_json("analyst", "/api/v1/segmentations").await;
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        0,
+        "nothing was created"
+    );
+}
+
+async fn wait_for(app: &TestApp, run: i64) -> Value {
+    for _ in 0..600 {
+        let (status, body) = app
+            .get_json("analyst", &format!("/api/v1/segmentations/{run}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if !matches!(body["status"].as_str(), Some("queued" | "running")) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("run {run} did not finish");
+}
+
+fn publish(app: &TestApp, run: i64) {
+    app.db
+        .write(|conn| {
+            fairseg::db::segmentation::publish(conn, run, "test", fairseg::db::now()).map(|_| ())
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_effect_at_once() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(20, 4);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation", "marketing_email"]);
+
+    let response = app
+        .api("analyst", Method::POST, "/api/v1/segmentations")
+        .json(&json!({"algorithm": "kmeans", "k": 3, "features": ["x", "y"], "seed": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let started: Value = response.json().await.unwrap();
+    let run = started["run_id"].as_i64().unwrap();
+    let done = wait_for(&app, run).await;
+    // The fairness audit follows at once in the worker and moves the draft to audited.
+    assert!(["draft", "audited"].contains(&done["status"].as_str().unwrap()), "{done}");
+    assert_eq!(done["progress"], 1.0);
+
+    // A draft is not for marketing: not listed, not readable, no members.
+    let (status, _) = app
+        .get_json("marketing", &format!("/api/v1/segmentations/{run}"))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .get_json(
+            "marketing",
+            &format!("/api/v1/segmentations/{run}/members?format=json"),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // Analysts may run segmentations but not read member lists.
+    let (status, _) = app
+        .get_json("analyst", &format!("/api/v1/segmentations/{run}/members"))
+        .await;
+    assert_eq!(status, 403);
+
+    publish(&app, run);
+    let (status, listed) = app
+        .get_json(
+            "marketing",
+            &format!("/api/v1/segmentations/{run}/members?format=json"),
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 60);
+    let (_, view) = app
+        .get_json("marketing", "/api/v1/segmentations/published")
+        .await;
+    let before: u64 = view["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(before, 60);
+
+    // C0001 withdraws: gone from members, sizes and exports at once.
+    let response = app
+        .api("compliance", Method::POST, "/api/v1/consents")
+        .json(&json!({"customer_id": "C0001", "purpose": "segmentation", "status": "withdrawn"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let (_, listed) = app
+        .get_json(
+            "marketing",
+            &format!("/api/v1/segmentations/{run}/members?format=json"),
+        )
+        .await;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 59);
+    assert!(!ids.contains(&"C0001"));
+    let (_, view) = app
+        .get_json("marketing", "/api/v1/segmentations/published")
+        .await;
+    let after: u64 = view["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(after, 59);
+
+    // An e-mail export leaves out whoever has no active e-mail consent (C0002 withdraws it).
+    let response = app
+        .api("compliance", Method::POST, "/api/v1/consents")
+        .json(&json!({"customer_id": "C0002", "purpose": "marketing_email", "status": "withdrawn"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let segment_of_c2 = members(&app, run)["C0002"];
+    let client = app.sign_in("marketing").await;
+    let csv = client
+        .get(app.url(&format!(
+            "/segments/{run}/{segment_of_c2}/export.csv?channel=email"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.starts_with("customer_id,segment\n"), "{csv}");
+    assert!(!csv.contains("C0002") && !csv.contains("C0001"), "{csv}");
+    assert!(csv.lines().count() > 10);
+
+    // Every read of members is in the trail, by whom and of which run.
+    let trail = app.trail("action=members.").await;
+    assert!(trail.len() >= 3, "{trail:?}");
+    assert!(trail.iter().any(|e| e["action"] == "members.exported"
+        && e["actor"] == "marketing@example.test"
+        && e["subject"] == format!("run:{run}")));
+}
+
+#[tokio::test]
+async fn small_segments_are_suppressed_and_rules_and_rfm_name_their_segments() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(20, 5);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let mut x: Vec<f64> = customers
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    x.sort_by(|a, b| b.total_cmp(a));
+    // Exactly four customers lie east of the fifth-largest x.
+    let threshold = x[4];
+    let rules = write(
+        &app,
+        "rules.json",
+        &json!({"rules": [
+            {"name": "Far east", "when": {"compare": {"attribute": "x", "op": ">", "value": threshold}}},
+            {"name": "North", "when": {"in": {"attribute": "region", "values": ["north"]}}}],
+            "otherwise": "Everyone else"})
+        .to_string(),
+    );
+    let run = segment(
+        &app,
+        &["--algorithm", "rules", "--rules", rules.to_str().unwrap()],
+    );
+    let segments = run["segments"].as_array().unwrap();
+    let names: Vec<&str> = segments
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Far east", "North", "Everyone else"]);
+    let far_east = &segments[0];
+    assert!(far_east["size"].is_null());
+    assert_eq!(far_east["size_display"], "<10");
+    assert_eq!(far_east["suppressed"], true);
+    assert!(far_east["valuation"].is_null() && far_east["profile"].is_null());
+    // One suppressed cell alone could be worked out from the total: a second is hidden too.
+    assert_eq!(
+        segments.iter().filter(|s| s["suppressed"] == true).count(),
+        2,
+        "{segments:?}"
+    );
+
+    // RFM on customers with purchases: named segments from the documented grid.
+    let mut txns = String::from("customer_id,occurred_at,amount\n");
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for i in 0..60 {
+        for _ in 0..rng.gen_range(1..6) {
+            txns.push_str(&format!(
+                "C{i:04},{},{:.2}\n",
+                day(rng.gen_range(1..400)),
+                rng.gen_range(5.0..200.0)
+            ));
+        }
+    }
+    import(&app, "transactions", &txns);
+    let rfm = segment(&app, &["--algorithm", "rfm"]);
+    let known = [
+        "Champions",
+        "Loyal",
+        "Cannot lose them",
+        "At risk",
+        "Potential loyalists",
+        "New customers",
+        "Promising",
+        "Need attention",
+        "About to sleep",
+        "Hibernating",
+        "Lost",
+    ];
+    for s in rfm["segments"].as_array().unwrap() {
+        assert!(known.contains(&s["name"].as_str().unwrap()), "{s}");
+    }
+    assert_eq!(rfm["included"], 60);
+}
+
+#[tokio::test]
+async fn strategies_and_names_are_recorded_by_marketing_and_trailed() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(20, 6);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let run = segment(
+        &app,
+        &["--algorithm", "kmeans", "--k", "3", "--features", "x,y"],
+    )["run_id"]
+        .as_i64()
+        .unwrap();
+    publish(&app, run);
+    let put = |role: &'static str, body: Value| {
+        app.api(
+            role,
+            Method::PUT,
+            &format!("/api/v1/segmentations/{run}/segments/1/strategy"),
+        )
+        .json(&body)
+        .send()
+    };
+    let good = json!({"channel": "email", "offer": "10% off", "service_level": "priority", "favourable": true});
+    assert_eq!(
+        put("analyst", good.clone())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(put("marketing", good).await.unwrap().status().as_u16(), 204);
+    let response = put(
+        "marketing",
+        json!({"channel": " ", "offer": "x", "service_level": "y", "favourable": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "channel");
+    let response = app
+        .api(
+            "marketing",
+            Method::PATCH,
+            &format!("/api/v1/segmentations/{run}/segments/1"),
+        )
+        .json(&json!({"name": "Weekend bargain hunters"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let (_, view) = app
+        .get_json("marketing", "/api/v1/segmentations/published")
+        .await;
+    let s1 = &view["segments"][1];
+    assert_eq!(s1["name"], "Weekend bargain hunters");
+    assert_ne!(s1["proposed_name"], "Weekend bargain hunters");
+    assert_eq!(s1["strategy"]["offer"], "10% off");
+    assert_eq!(s1["strategy"]["favourable"], true);
+    let trail = app.trail("action=segment.").await;
+    let actions: BTreeSet<&str> = trail
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from(["segment.renamed", "segment.strategy_recorded"])
+    );
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_stop_is_failed_at_the_next_start_with_nothing_kept() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(10, 7);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let request = fairseg::segmentation::settings::RunRequest {
+        algorithm: "kmeans".into(),
+        features: vec!["x".into()],
+        k: Some(2),
+        ..Default::default()
+    };
+    let actor = fairseg::trail::Actor::system();
+    let run =
+        fairseg::segmentation::pipeline::create(&app.db, &app.policy, &actor, &request).unwrap();
+    // The process died after the run started.
+    app.db
+        .write(|conn| fairseg::db::segmentation::start(conn, run, fairseg::db::now()))
+        .unwrap();
+    fairseg::segmentation::jobs::Jobs::start(
+        app.db.clone(),
+        app.policy.clone(),
+        fairseg::segmentation::jobs::nothing_after,
+    )
+    .unwrap();
+    let (_, view) = app
+        .get_json("analyst", &format!("/api/v1/segmentations/{run}"))
+        .await;
+    assert_eq!(view["status"], "failed");
+    assert!(view["error"].as_str().unwrap().contains("interrupted"));
+    assert_eq!(view["segments"].as_array().unwrap().len(), 0);
+    let out = app.cli(&["members", &run.to_string()]);
+    assert_eq!(stdout(&out), "customer_id,segment\n");
+}
