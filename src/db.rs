@@ -1,6 +1,7 @@
 //! Storage: one connection type over SQLite and PostgreSQL, a pool, per-connection pragmas,
 //! embedded migrations, and the queries of each area (one file per area below `db/`).
 
+pub mod audits;
 pub mod consent;
 pub mod customers;
 pub mod dsr;

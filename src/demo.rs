@@ -4,7 +4,8 @@
 //! What it holds, per customer (see the README's "Demo data" section):
 //! - demographic: `age`, `sex`, `marital_status`, `ethnicity` (protected, kept apart),
 //!   `income_band`, `education`;
-//! - geographic: `region`, `city_size`, `postcode_district`: districts are strongly segregated,
+//! - geographic: `region`, `city_size`, `postcode_district`, `home_store` (one store per two
+//!   districts, an undeclared proxy the fairness audit finds): districts are strongly segregated,
 //!   so the district predicts `ethnicity` (Cramér's V about 0.7): an ordinary-looking attribute
 //!   that is a proxy for a protected one, as the policy declares;
 //! - psychographic: `lifestyle`, `price_sensitivity`;
@@ -91,7 +92,7 @@ pub struct DemoData {
 }
 
 /// Attribute columns and their kinds: (name, kind, protected).
-pub const COLUMNS: [(&str, &str, bool); 16] = [
+pub const COLUMNS: [(&str, &str, bool); 17] = [
     ("age", "number", true),
     ("sex", "category", true),
     ("marital_status", "category", true),
@@ -108,6 +109,7 @@ pub const COLUMNS: [(&str, &str, bool); 16] = [
     ("industry", "category", false),
     ("signup_channel", "category", false),
     ("loyalty_member", "category", false),
+    ("home_store", "category", false),
 ];
 
 const REGIONS: [(&str, &str, f64); 6] = [
@@ -492,6 +494,13 @@ pub fn generate(opts: &DemoOptions) -> DemoData {
         attributes.insert("region".into(), json!(REGIONS[region].0));
         attributes.insert("city_size".into(), json!(city_size));
         attributes.insert("postcode_district".into(), json!(district));
+        // The store nearest home: one per two neighbouring districts. Not declared a proxy in
+        // the policy, so a segmentation may use it, yet it inherits most of the district's
+        // association with ethnicity: the planted proxy the fairness audit must find.
+        attributes.insert(
+            "home_store".into(),
+            json!(format!("{}-{}", REGIONS[region].1, d / 2 + 1)),
+        );
         attributes.insert("lifestyle".into(), json!(lifestyle));
         attributes.insert("price_sensitivity".into(), json!(price_sensitivity));
         attributes.insert("company_size".into(), company_size);
@@ -709,7 +718,7 @@ pub fn segmentation_request() -> crate::segmentation::settings::RunRequest {
             "frequency",
             "monetary",
             "price_sensitivity",
-            "region",
+            "home_store",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -823,6 +832,20 @@ mod tests {
             })
             .collect();
         assert!(cramers_v(&pairs) < 0.1);
+        // The undeclared proxy a segmentation may use.
+        let pairs: Vec<(&str, &str)> = d
+            .customers
+            .iter()
+            .map(|c| {
+                (
+                    c.attributes["home_store"].as_str().unwrap(),
+                    c.protected["ethnicity"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let v = cramers_v(&pairs);
+        eprintln!("home_store x ethnicity: V = {v:.3}");
+        assert!(v > 0.4, "Cramér's V {v}");
     }
 
     #[test]

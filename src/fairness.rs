@@ -19,12 +19,14 @@
 //! - [`audit`](mod@audit): the entry point and the serialisable report.
 
 pub mod audit;
+pub mod export;
 pub mod groups;
 pub mod proxies;
 #[cfg(test)]
 mod reference_tests;
 pub mod representation;
 pub mod sampling;
+pub mod service;
 pub mod stats;
 pub mod suppression;
 pub mod table;

@@ -115,6 +115,25 @@ enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Print the stored fairness audit of a run (auditing it first if it has none).
+    Audit {
+        /// The run.
+        run_id: i64,
+        /// The full report as JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// The full report as CSV (one figure per line).
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Publish an audited run (its audit must pass or warn, or have a compliance override);
+    /// the run published before is retired.
+    Publish {
+        /// The run.
+        run_id: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -293,6 +312,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
             members_command(settings, run_id, segment, out)
+        }
+        Command::Audit { run_id, json, csv } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            audit_command(settings, run_id, json, csv)
+        }
+        Command::Publish { run_id, json } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            publish_command(settings, run_id, json)
         }
         Command::Migrate { json } => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
@@ -618,12 +645,15 @@ fn demo(
     )?;
     let outcome = fairseg::segmentation::pipeline::execute(&db, &policy, run_id)
         .context("segmenting the demo data")?;
+    let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::system(), run_id)
+        .context("auditing the demo segmentation")?;
     if json {
         println!(
             "{}",
             json!({
                 "database": path, "users": credentials, "addr": addr, "data": loaded, "seed": seed,
                 "segmentation": {"run_id": run_id, "segments": outcome.segments.len()},
+                "audit": {"id": audit.id, "verdict": audit.verdict, "reason": audit.reason},
             })
         );
     } else {
@@ -722,6 +752,8 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
     };
     let id = pipeline::create(&db, &policy, &Actor::cli(), &request)?;
     pipeline::execute(&db, &policy, id).with_context(|| format!("run {id} failed"))?;
+    let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::cli(), id)
+        .with_context(|| format!("the fairness audit of run {id} failed"))?;
     let (run, segments, strategies) = db.read(|conn| {
         Ok((
             fairseg::db::segmentation::run(conn, id)?.expect("just written"),
@@ -737,7 +769,9 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
         None,
     );
     if args.json {
-        println!("{}", serde_json::to_string(&view)?);
+        let mut out = serde_json::to_value(&view)?;
+        out["audit"] = json!({"id": audit.id, "verdict": audit.verdict, "reason": audit.reason});
+        println!("{out}");
     } else {
         println!(
             "run {}: {} ({}), {} customers in {} segments",
@@ -753,6 +787,92 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
         for (reason, n) in &view.excluded {
             println!("  excluded ({reason}): {n}");
         }
+        println!(
+            "fairness audit {}: {} ({})",
+            audit.id, audit.verdict, audit.reason
+        );
+    }
+    Ok(())
+}
+
+fn audit_command(settings: Settings, run_id: i64, json: bool, csv: bool) -> anyhow::Result<()> {
+    use fairseg::fairness::{export, service};
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = open_existing(&settings)?;
+    startup::prepare(&db, &policy, &settings)?;
+    let audit = service::audit_of_run(&db, &policy, &Actor::cli(), run_id)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&fairseg::web::audits::AuditJson::of(&audit))?
+        );
+    } else if csv {
+        print!("{}", export::csv(&audit));
+    } else {
+        let r = &audit.report;
+        println!(
+            "audit {} of run {} ({} members, policy {}): {}",
+            audit.row.id,
+            audit.row.run_id,
+            r.members,
+            &audit.row.policy_version[..12.min(audit.row.policy_version.len())],
+            r.verdict
+        );
+        println!("  {}", r.reason);
+        for a in &r.attributes {
+            println!(
+                "  {:<32} {:<12} {}",
+                a.attribute,
+                a.verdict.to_string(),
+                a.reason
+            );
+        }
+        for p in r.proxies.iter().filter(|p| p.flagged) {
+            println!(
+                "  proxy: {} stands in for {} ({:.2})",
+                p.feature, p.attribute, p.value
+            );
+        }
+        if audit.stale_strategies {
+            println!(
+                "  note: the strategies changed after this audit; its four-fifths result is stale"
+            );
+        }
+        for o in &audit.overrides {
+            println!(
+                "  overridden by {} at {}: {}",
+                o.overridden_by,
+                o.overridden_at.format("%Y-%m-%d %H:%M UTC"),
+                o.justification
+            );
+        }
+    }
+    Ok(())
+}
+
+fn publish_command(settings: Settings, run_id: i64, json: bool) -> anyhow::Result<()> {
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = open_existing(&settings)?;
+    startup::prepare(&db, &policy, &settings)?;
+    let published = fairseg::fairness::service::publish_run(&db, &policy, &Actor::cli(), run_id)
+        .map_err(|e| Reported(e.to_string()))?;
+    if json {
+        println!("{}", serde_json::to_string(&published)?);
+    } else {
+        println!(
+            "run {} published (audit {}: {}{}){}",
+            published.run_id,
+            published.audit_id,
+            published.verdict,
+            match published.override_id {
+                Some(o) => format!(", override {o}"),
+                None => String::new(),
+            },
+            match published.retired_run_id {
+                Some(r) => format!("; run {r} retired"),
+                None => String::new(),
+            }
+        );
     }
     Ok(())
 }

@@ -128,8 +128,14 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
     })
 }
 
-/// What follows a finished segmentation run, in the background worker.
-fn after_segmentation_run(_db: &Db, _policy: &Policy, _run_id: i64) {}
+/// What follows a finished segmentation run, in the background worker: its fairness audit.
+/// A failed audit leaves the run a draft (it cannot be published) and is logged; it can be
+/// audited again on demand.
+pub fn after_segmentation_run(db: &Db, policy: &Policy, run_id: i64) {
+    if let Err(e) = crate::fairness::service::audit_run(db, policy, &Actor::system(), run_id) {
+        tracing::error!(run_id, error = %e, "the fairness audit of a segmentation run failed");
+    }
+}
 
 /// Starts serving on `listener`; the server stops gracefully on SIGINT/SIGTERM, finishing
 /// requests in flight for up to 30 s.

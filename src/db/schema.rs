@@ -204,6 +204,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    fairness_audits (id) {
+        id -> BigInt,
+        run_id -> BigInt,
+        policy_version -> Text,
+        verdict -> Text,
+        reason -> Text,
+        members -> BigInt,
+        strategies -> Text,
+        report -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        duration_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_overrides (id) {
+        id -> BigInt,
+        audit_id -> BigInt,
+        overridden_by -> Text,
+        justification -> Text,
+        overridden_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(customer_protected -> customers (customer_id));
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(consent_events -> customers (customer_id));
@@ -228,4 +254,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     segments,
     segment_memberships,
     segment_strategies,
+    fairness_audits,
+    audit_overrides,
 );

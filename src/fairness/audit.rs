@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::FairnessError;
 use super::groups::{Bands, GroupColumn};
@@ -30,7 +30,7 @@ pub struct Segment {
 }
 
 /// How a protected attribute became groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttributeKind {
     Categorical,
@@ -126,7 +126,7 @@ pub struct AuditInput {
 }
 
 /// A contingency table as it may leave the server.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishedTable {
     /// Counts per segment (row) and group (column); `null` where suppressed.
     pub counts: Vec<Vec<Option<u64>>>,
@@ -142,7 +142,7 @@ pub struct PublishedTable {
 }
 
 /// Representation of one group in one segment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepresentationEntry {
     pub segment: u32,
     pub group: String,
@@ -155,7 +155,7 @@ pub struct RepresentationEntry {
 }
 
 /// One group's selection rate into the favourable segments.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RateEntry {
     pub group: String,
     pub rate: Option<f64>,
@@ -168,7 +168,7 @@ pub struct RateEntry {
 }
 
 /// The four-fifths rule as published.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FourFifthsReport {
     pub reference_group: String,
     pub limit: f64,
@@ -177,7 +177,7 @@ pub struct FourFifthsReport {
 }
 
 /// Balance of one segment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BalanceEntry {
     pub segment: u32,
     pub value: Option<f64>,
@@ -187,7 +187,7 @@ pub struct BalanceEntry {
 }
 
 /// Balance of all segments and its minimum.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BalanceReport {
     pub segments: Vec<BalanceEntry>,
     pub minimum: Option<f64>,
@@ -196,7 +196,7 @@ pub struct BalanceReport {
 }
 
 /// The audit of one attribute or intersection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributeReport {
     pub attribute: String,
     pub kind: AttributeKind,
@@ -231,7 +231,7 @@ pub struct AttributeReport {
 }
 
 /// Association of one feature with one protected attribute.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProxyReport {
     pub feature: String,
     pub attribute: String,
@@ -242,7 +242,7 @@ pub struct ProxyReport {
 }
 
 /// The whole audit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditReport {
     pub members: u64,
     pub attributes: Vec<AttributeReport>,

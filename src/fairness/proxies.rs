@@ -2,14 +2,14 @@
 //! attribute. A segmentation that never saw "sex" can still sort by it through a feature that
 //! tracks it; this is where the report says through which features bias can enter.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::groups::GroupColumn;
 use super::stats::{Independence, correlation_ratio, cramers_v, pearson_chi_square};
 use super::table::ContingencyTable;
 
 /// The association measure used for a feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProxyMeasure {
     /// Cramér's V of the feature's categories against the attribute's groups.

@@ -1,7 +1,7 @@
 //! Who ends up where: representation ratios, selection rates under the four-fifths rule, and
 //! the fair-clustering balance of each segment.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::stats::{Independence, Interval, pearson_chi_square, wilson_interval};
 use super::table::ContingencyTable;
@@ -45,7 +45,7 @@ pub fn representation(table: &ContingencyTable, alpha: f64) -> Vec<Option<Repres
 }
 
 /// One group's selection into favourable segments.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SelectionRate {
     pub group: String,
     /// Members of the group in favourable segments.
@@ -69,7 +69,7 @@ pub struct SelectionRate {
 }
 
 /// The four-fifths (adverse impact) rule over the favourable segments.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FourFifths {
     /// The eligible group with the highest selection rate.
     pub reference_group: String,

@@ -1,7 +1,7 @@
 //! Statistics of the audit, each a pure function matched against scipy / statsmodels / numpy
 //! reference vectors. Reusable outside the audit (the KPI area uses [`chi_square_sf`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
 
 use super::table::ContingencyTable;
@@ -24,7 +24,7 @@ pub fn chi_square_sf(statistic: f64, dof: f64) -> f64 {
 
 /// Why a table admits no independence test. These are facts about the data, not failures: a
 /// segmentation with one segment cannot depend on anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotTestable {
     /// No members at all.
@@ -47,7 +47,7 @@ impl NotTestable {
 }
 
 /// Pearson's chi-square test of independence on a table with no empty rows or columns.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChiSquare {
     /// Pearson's statistic, sum of (observed - expected)² / expected.
     pub statistic: f64,
@@ -173,7 +173,7 @@ pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
 }
 
 /// A closed interval `[lower, upper]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub lower: f64,
     pub upper: f64,

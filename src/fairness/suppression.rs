@@ -21,12 +21,12 @@
 //! disclosure practice treats such model outputs as non-disclosive; a policy that wants more
 //! should round them where they are displayed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::table::ContingencyTable;
 
 /// Why a figure is hidden.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Suppression {
     /// Published.

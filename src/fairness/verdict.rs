@@ -143,7 +143,7 @@ impl fmt::Display for Verdict {
 }
 
 /// Which rule decided a verdict (so tests and the report can say why without parsing prose).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     SingleSegment,
@@ -161,7 +161,7 @@ pub enum Rule {
 }
 
 /// Which p-value a verdict used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PValueMethod {
     /// The chi-square distribution.

@@ -25,7 +25,7 @@ pub struct Layout {
 }
 
 /// Navigation entries and the permission each needs; a role sees only what it may open.
-const NAV: [(&str, &str, Option<Permission>); 9] = [
+const NAV: [(&str, &str, Option<Permission>); 10] = [
     ("/", "Home", None),
     ("/admin/users", "Users", Some(Permission::UsersManage)),
     ("/trail", "Trail", Some(Permission::TrailRead)),
@@ -39,6 +39,7 @@ const NAV: [(&str, &str, Option<Permission>); 9] = [
     ),
     ("/segments", "Segments", Some(Permission::SegmentsRead)),
     ("/segmentations", "Runs", Some(Permission::SegmentsRun)),
+    ("/audits", "Audits", Some(Permission::AuditsRead)),
 ];
 
 impl Layout {

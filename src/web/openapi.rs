@@ -37,6 +37,11 @@ use utoipa::{Modify, OpenApi};
         super::segmentation::strategy_api,
         super::segmentation::rename_api,
         super::segmentation::compare_api,
+        super::audits::list_api,
+        super::audits::get_api,
+        super::audits::override_api,
+        super::audits::publish_api,
+        super::audits::reaudit_api,
     ),
     modifiers(&BearerAuth)
 )]

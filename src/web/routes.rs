@@ -65,6 +65,7 @@ fn add(
     }
 }
 
+use super::audits;
 use super::{
     auth, consent, customer_view, dsr, home, imports, ops, policy, segmentation, trail, users,
 };
@@ -152,4 +153,17 @@ route_table! {
     GET "/api/v1/segmentations/{id}/members" needs(SegmentsMembers) => segmentation::members_api;
     PATCH "/api/v1/segmentations/{id}/segments/{segment}" needs(SegmentsStrategy) => segmentation::rename_api;
     PUT "/api/v1/segmentations/{id}/segments/{segment}/strategy" needs(SegmentsStrategy) => segmentation::strategy_api;
+
+    GET "/audits" needs(AuditsRead) => audits::list_page;
+    GET "/audits/{id}" needs(AuditsRead) => audits::report_page;
+    GET "/audits/{id}/compare" needs(AuditsRead) => audits::compare_page;
+    GET "/audits/{id}/csv" needs(AuditsRead) => audits::csv_download;
+    POST "/audits/{id}/override" needs(AuditsOverride) => audits::override_submit;
+    POST "/segmentations/{id}/publish" needs(SegmentsPublish) => audits::publish_submit;
+    POST "/segmentations/{id}/audit" needs(AuditsRead) => audits::reaudit_submit;
+    GET "/api/v1/audits" needs(AuditsRead) => audits::list_api;
+    GET "/api/v1/audits/{id}" needs(AuditsRead) => audits::get_api;
+    POST "/api/v1/audits/{id}/override" needs(AuditsOverride) => audits::override_api;
+    POST "/api/v1/segmentations/{id}/publish" needs(SegmentsPublish) => audits::publish_api;
+    POST "/api/v1/segmentations/{id}/audit" needs(AuditsRead) => audits::reaudit_api;
 }

@@ -652,3 +652,79 @@ async fn browser_an_analyst_runs_a_segmentation_and_marketing_records_a_strategy
     marketing.close().await.unwrap();
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
+    let app = spawn_app().await;
+    crate::audits::load_demo(&app, 1200, false);
+    let out = app.cli(&[
+        "segment",
+        "--json",
+        "--algorithm",
+        "kmeans",
+        "--k",
+        "3",
+        "--features",
+        "monetary,frequency,home_store",
+    ]);
+    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let audit_id = run["audit"]["id"].as_i64().unwrap();
+    let (_driver, client) = start_browser().await;
+    sign_in(&client, &app.address, "compliance").await;
+    client
+        .goto(&format!("{}/audits/{audit_id}", app.address))
+        .await
+        .unwrap();
+    let heading = client
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        heading.contains(&format!("Fairness audit {audit_id}")),
+        "{heading}"
+    );
+    let facts = client
+        .execute(
+            "return {
+               charts: document.querySelectorAll('svg.representation').length,
+               dots: document.querySelectorAll('svg.representation circle.ratio').length,
+               whiskers: document.querySelectorAll('svg.representation line.interval').length,
+               width: document.querySelector('svg.representation').getBoundingClientRect().width,
+               suppressed: document.querySelectorAll('td.suppressed').length,
+               print: [...document.styleSheets].some(s => [...s.cssRules].some(r =>
+                 r.media && r.media.mediaText === 'print' &&
+                 [...r.cssRules].some(x => x.selectorText && x.selectorText.includes('.audit-report')))),
+             };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(facts["charts"].as_u64().unwrap() >= 4, "{facts}");
+    assert!(facts["dots"].as_u64().unwrap() > 0, "{facts}");
+    assert!(facts["whiskers"].as_u64().unwrap() > 0, "{facts}");
+    assert!(facts["width"].as_f64().unwrap() > 100.0, "{facts}");
+    assert!(facts["suppressed"].as_u64().unwrap() > 0, "{facts}");
+    assert_eq!(
+        facts["print"], true,
+        "a print stylesheet for the report: {facts}"
+    );
+    let flagged = client
+        .find(Locator::Css("#proxies tr.flagged td"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(flagged, "home_store");
+    screenshot(&client, "audit-report").await;
+    client
+        .goto(&format!("{}/audits", app.address))
+        .await
+        .unwrap();
+    assert!(nav_labels(&client).await.contains(&"Audits".to_string()));
+    client.close().await.unwrap();
+}

@@ -3,6 +3,7 @@
 //! `FAIRSEG_TEST_BACKEND=postgres` and `FAIRSEG_TEST_PG_URL`.
 
 mod access;
+mod audits;
 mod auth;
 mod browser;
 mod cli;

@@ -1,0 +1,2 @@
+DROP TABLE audit_overrides;
+DROP TABLE fairness_audits;

@@ -1,0 +1,884 @@
+//! Fairness audits: history, the printable report (with its SVG chart of representation
+//! ratios), the comparison with the previous run's audit, the compliance override, the publish
+//! gate, and the same as JSON and CSV. Protected attributes appear only here: every route
+//! needs `audits:read` (marketing does not have it) or a stronger permission.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+
+use super::error::{AppError, blocking};
+use super::layout::{Layout, State, render, see_other};
+use crate::auth::CurrentUser;
+use crate::db::audits::{self as store, AuditHead, OverrideRow};
+use crate::fairness::audit::AttributeReport;
+use crate::fairness::service::{self, AuditError, Published, StoredAudit};
+use crate::fairness::suppression::Suppression;
+use crate::fairness::{AuditReport, export};
+use crate::policy::Permission;
+use crate::trail::Actor;
+
+impl From<AuditError> for AppError {
+    fn from(e: AuditError) -> AppError {
+        match e {
+            e @ (AuditError::RunNotFound(_) | AuditError::AuditNotFound(_)) => {
+                AppError::Missing(e.to_string())
+            }
+            e @ (AuditError::WrongState { .. }
+            | AuditError::Gate { .. }
+            | AuditError::NothingToOverride { .. }
+            | AuditError::NoMembers(_)) => AppError::Conflict(e.to_string()),
+            e @ AuditError::ShortJustification(_) => {
+                AppError::invalid("justification", e.to_string())
+            }
+            AuditError::Db(e) => e.into(),
+            other => AppError::internal(other),
+        }
+    }
+}
+
+/// An override as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OverrideJson {
+    pub id: i64,
+    pub by: String,
+    pub justification: String,
+    #[schema(value_type = String)]
+    pub at: NaiveDateTime,
+}
+
+impl From<&OverrideRow> for OverrideJson {
+    fn from(o: &OverrideRow) -> Self {
+        OverrideJson {
+            id: o.id,
+            by: o.overridden_by.clone(),
+            justification: o.justification.clone(),
+            at: o.overridden_at,
+        }
+    }
+}
+
+/// An audit as JSON: its identity, then the report (attributes with `attribute`, `groups`,
+/// `segments`, `table`, `chi_square`, `dof`, `p_value`, `p_value_adjusted`, `cramers_v`,
+/// `cramers_v_corrected`, `verdict`, `reason`, ...; `proxies`; overall `verdict` and
+/// `reason`), its overrides, and whether the run may be published.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditJson {
+    pub id: i64,
+    pub run_id: i64,
+    pub run_status: String,
+    pub policy_version: String,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub duration_ms: i64,
+    /// The strategies changed after the audit: its four-fifths result is stale.
+    pub stale_strategies: bool,
+    pub overrides: Vec<OverrideJson>,
+    /// The gate would let the run be published (verdict pass or warn, or overridden).
+    pub publishable: bool,
+    #[serde(flatten)]
+    pub report: AuditReport,
+}
+
+impl AuditJson {
+    pub fn of(a: &StoredAudit) -> AuditJson {
+        AuditJson {
+            id: a.row.id,
+            run_id: a.row.run_id,
+            run_status: a.run.status.clone(),
+            policy_version: a.row.policy_version.clone(),
+            created_by: a.row.created_by.clone(),
+            created_at: a.row.created_at,
+            duration_ms: a.row.duration_ms,
+            stale_strategies: a.stale_strategies,
+            overrides: a.overrides.iter().map(OverrideJson::from).collect(),
+            publishable: service::passes_gate(a.report.verdict) || !a.overrides.is_empty(),
+            report: a.report.clone(),
+        }
+    }
+}
+
+/// One audit in the history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditSummary {
+    pub id: i64,
+    pub run_id: i64,
+    pub verdict: String,
+    pub reason: String,
+    pub members: i64,
+    pub policy_version: String,
+    pub created_by: String,
+    #[schema(value_type = String)]
+    pub created_at: NaiveDateTime,
+    pub overridden: bool,
+}
+
+fn summaries(heads: Vec<AuditHead>, overridden: &[i64]) -> Vec<AuditSummary> {
+    heads
+        .into_iter()
+        .map(|h| AuditSummary {
+            overridden: overridden.contains(&h.id),
+            id: h.id,
+            run_id: h.run_id,
+            verdict: h.verdict,
+            reason: h.reason,
+            members: h.members,
+            policy_version: h.policy_version,
+            created_by: h.created_by,
+            created_at: h.created_at,
+        })
+        .collect()
+}
+
+const HISTORY_LIMIT: i64 = 200;
+
+async fn history(state: &State) -> Result<Vec<AuditSummary>, AppError> {
+    let db = state.db.clone();
+    let (heads, overridden) = blocking(move || {
+        db.read(|c| Ok((store::list(c, HISTORY_LIMIT)?, store::overridden_ids(c)?)))
+    })
+    .await?;
+    Ok(summaries(heads, &overridden))
+}
+
+async fn load(state: &State, id: i64) -> Result<StoredAudit, AppError> {
+    let db = state.db.clone();
+    Ok(web::block(move || service::load(&db, id)).await??)
+}
+
+fn actor(user: &CurrentUser) -> Actor {
+    Actor::user(&user.email)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+
+#[derive(Template)]
+#[template(path = "audits/index.html")]
+struct HistoryHtml {
+    layout: Layout,
+    audits: Vec<AuditSummary>,
+}
+
+pub async fn list_page(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
+    let audits = history(&state).await?;
+    Ok(render(&HistoryHtml {
+        layout: Layout::new(&state, Some(&user), "Fairness audits", "/audits"),
+        audits,
+    }))
+}
+
+/// A table cell as shown: a count, or a mark saying it is suppressed and why.
+pub struct CellView {
+    pub text: String,
+    pub suppressed: bool,
+    pub title: &'static str,
+}
+
+fn cell(count: Option<u64>, s: Suppression, min_cell: u64) -> CellView {
+    match (count, s) {
+        (Some(c), Suppression::None) => CellView {
+            text: c.to_string(),
+            suppressed: false,
+            title: "",
+        },
+        (_, Suppression::Complementary) => CellView {
+            text: "suppressed".into(),
+            suppressed: true,
+            title: "hidden so that a small count cannot be worked out from the totals",
+        },
+        _ => CellView {
+            text: format!("< {min_cell}"),
+            suppressed: true,
+            title: "fewer members than the policy's minimum cell size: suppressed",
+        },
+    }
+}
+
+pub struct RowView {
+    pub label: String,
+    pub cells: Vec<CellView>,
+    pub total: String,
+}
+
+pub struct RateView {
+    pub group: String,
+    pub rate: String,
+    pub ratio: String,
+    pub note: String,
+}
+
+pub struct FourFifthsView {
+    pub reference: String,
+    pub limit: String,
+    pub rates: Vec<RateView>,
+}
+
+/// One row of the representation chart: a dot at the ratio, a whisker over its interval.
+pub struct ChartRow {
+    pub label: String,
+    pub y: f64,
+    pub x: Option<f64>,
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
+    pub text: String,
+    pub outside: bool,
+}
+
+pub struct ChartTick {
+    pub x: f64,
+    pub label: String,
+}
+
+/// A server-side SVG chart of representation ratios (1 = the group's population share).
+pub struct Chart {
+    pub width: f64,
+    pub height: f64,
+    pub left: f64,
+    pub plot_right: f64,
+    pub one_x: f64,
+    pub rows: Vec<ChartRow>,
+    pub ticks: Vec<ChartTick>,
+    pub axis_y: f64,
+}
+
+const CHART_MAX: f64 = 3.0;
+const ROW_HEIGHT: f64 = 16.0;
+
+fn chart(a: &AttributeReport, segment_label: &dyn Fn(u32) -> String) -> Chart {
+    let (left, plot_width) = (260.0, 380.0);
+    let scale = |r: f64| left + plot_width * r.clamp(0.0, CHART_MAX) / CHART_MAX;
+    let rows: Vec<ChartRow> = a
+        .representation
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (x, lo, hi) = if e.suppressed {
+                (None, None, None)
+            } else {
+                (
+                    e.ratio.map(scale),
+                    e.interval.map(|iv| scale(iv.lower)),
+                    e.interval.map(|iv| scale(iv.upper)),
+                )
+            };
+            let text = match (e.suppressed, e.ratio, e.interval) {
+                (true, _, _) => "suppressed".into(),
+                (false, Some(r), Some(iv)) => {
+                    format!("{r:.2} ({:.2}–{:.2})", iv.lower, iv.upper)
+                }
+                (false, Some(r), None) => format!("{r:.2}"),
+                (false, None, _) => "n/a".into(),
+            };
+            let outside = match e.interval {
+                Some(iv) if !e.suppressed => iv.lower > 1.0 || iv.upper < 1.0,
+                _ => false,
+            };
+            ChartRow {
+                label: format!("{} · {}", segment_label(e.segment), e.group),
+                y: 20.0 + ROW_HEIGHT * i as f64,
+                x,
+                lo,
+                hi,
+                text,
+                outside,
+            }
+        })
+        .collect();
+    let axis_y = 20.0 + ROW_HEIGHT * rows.len() as f64;
+    Chart {
+        width: left + plot_width + 150.0,
+        height: axis_y + 30.0,
+        left,
+        plot_right: left + plot_width,
+        one_x: scale(1.0),
+        ticks: [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+            .iter()
+            .map(|&t| ChartTick {
+                x: scale(t),
+                label: if t == CHART_MAX {
+                    format!("≥{t}")
+                } else {
+                    format!("{t}")
+                },
+            })
+            .collect(),
+        rows,
+        axis_y,
+    }
+}
+
+fn fmt(x: Option<f64>, digits: usize) -> String {
+    match x {
+        Some(x) if x != 0.0 && x.abs() < 1e-4 => format!("{x:.2e}"),
+        Some(x) => format!("{x:.digits$}"),
+        None => "—".into(),
+    }
+}
+
+pub struct AttributeView {
+    pub anchor: String,
+    pub name: String,
+    pub verdict: String,
+    pub reason: String,
+    pub stats: Vec<(&'static str, String)>,
+    pub groups: Vec<String>,
+    pub rows: Vec<RowView>,
+    pub group_totals: Vec<CellView>,
+    pub total: String,
+    pub chart: Chart,
+    pub four_fifths: Option<FourFifthsView>,
+    pub balance: String,
+}
+
+fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> AttributeView {
+    let t = &a.table;
+    let method = match a.p_value_method {
+        Some(crate::fairness::verdict::PValueMethod::MonteCarlo) => {
+            "Monte-Carlo (more than 20% of expected counts below 5)"
+        }
+        Some(crate::fairness::verdict::PValueMethod::Asymptotic) => "chi-square distribution",
+        None => "not tested",
+    };
+    let stats = vec![
+        ("Chi-square", fmt(a.chi_square, 2)),
+        (
+            "Degrees of freedom",
+            a.dof.map(|d| d.to_string()).unwrap_or("—".into()),
+        ),
+        ("p-value", fmt(a.p_value, 4)),
+        ("p-value from", method.to_string()),
+        (
+            "p-value adjusted (Benjamini-Hochberg)",
+            fmt(a.p_value_adjusted, 4),
+        ),
+        ("Cramér's V", fmt(a.cramers_v, 3)),
+        ("Cramér's V, bias-corrected", fmt(a.cramers_v_corrected, 3)),
+        (
+            "95% interval of corrected V",
+            match a.cramers_v_ci {
+                Some(iv) => format!("{:.3} – {:.3}", iv.lower, iv.upper),
+                None => "—".into(),
+            },
+        ),
+    ];
+    let rows = a
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| RowView {
+            label: names(s),
+            cells: (0..a.groups.len())
+                .map(|j| cell(t.counts[i][j], t.suppressed[i][j], t.min_cell_size))
+                .collect(),
+            total: t.segment_totals[i].to_string(),
+        })
+        .collect();
+    let four_fifths = a.four_fifths.as_ref().map(|ff| FourFifthsView {
+        reference: ff.reference_group.clone(),
+        limit: format!("{:.2}", ff.limit),
+        rates: ff
+            .rates
+            .iter()
+            .map(|r| RateView {
+                group: r.group.clone(),
+                rate: if r.suppressed {
+                    "suppressed".into()
+                } else {
+                    fmt(r.rate, 3)
+                },
+                ratio: if r.suppressed {
+                    "suppressed".into()
+                } else {
+                    fmt(r.ratio, 3)
+                },
+                note: if r.violation {
+                    "below the four-fifths limit".into()
+                } else if !r.eligible {
+                    "too few members to judge".into()
+                } else {
+                    String::new()
+                },
+            })
+            .collect(),
+    });
+    let balance = if a.balance.minimum_suppressed {
+        "suppressed".into()
+    } else {
+        match (a.balance.minimum, a.balance.minimum_segment) {
+            (Some(b), Some(s)) => format!("{b:.3} (in {})", names(s)),
+            _ => "—".into(),
+        }
+    };
+    AttributeView {
+        anchor: a
+            .attribute
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect(),
+        name: a.attribute.clone(),
+        verdict: a.verdict.to_string(),
+        reason: a.reason.clone(),
+        stats,
+        groups: a.groups.clone(),
+        rows,
+        group_totals: t
+            .group_totals
+            .iter()
+            .zip(&t.group_totals_suppressed)
+            .map(|(&c, &s)| cell(c, s, t.min_cell_size))
+            .collect(),
+        total: t.total.to_string(),
+        chart: chart(a, names),
+        four_fifths,
+        balance,
+    }
+}
+
+pub struct ProxyView {
+    pub feature: String,
+    pub attribute: String,
+    pub measure: &'static str,
+    pub value: String,
+    pub flagged: bool,
+}
+
+/// Everything the report page shows of one audit.
+pub struct ReportView {
+    pub id: i64,
+    pub run_id: i64,
+    pub run_status: String,
+    pub algorithm: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub policy_version: String,
+    pub members: u64,
+    pub verdict: String,
+    pub verdict_words: &'static str,
+    pub reason: String,
+    pub stale: bool,
+    pub suppression_complete: bool,
+    pub min_cell_size: u64,
+    pub attributes: Vec<AttributeView>,
+    pub proxies: Vec<ProxyView>,
+    pub overrides: Vec<OverrideRow>,
+    pub publishable: bool,
+    pub needs_override: bool,
+}
+
+fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
+    use crate::fairness::Verdict::*;
+    match v {
+        Pass => {
+            "Pass: segment membership does not depend on a protected attribute to a degree that matters."
+        }
+        Warn => {
+            "Warning: there is some dependence on a protected attribute; review it before acting on the segments."
+        }
+        Inconclusive => {
+            "Inconclusive: the data cannot rule a large dependence in or out; the run cannot be published without a written override."
+        }
+        Fail => {
+            "Fail: segment membership depends on a protected attribute; the run cannot be published without a written override."
+        }
+    }
+}
+
+fn report_view(a: &StoredAudit) -> ReportView {
+    let names = |s: u32| match a.segment_names.get(&(s as i32)) {
+        Some(n) => format!("{s} {n}"),
+        None => format!("Segment {s}"),
+    };
+    let r = &a.report;
+    ReportView {
+        id: a.row.id,
+        run_id: a.row.run_id,
+        run_status: a.run.status.clone(),
+        algorithm: a.run.algorithm.clone(),
+        created_at: a.row.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        created_by: a.row.created_by.clone(),
+        policy_version: a.row.policy_version.clone(),
+        members: r.members,
+        verdict: r.verdict.to_string(),
+        verdict_words: verdict_words(r.verdict),
+        reason: r.reason.clone(),
+        stale: a.stale_strategies,
+        suppression_complete: r.suppression_complete,
+        min_cell_size: r.thresholds.min_cell_size,
+        attributes: r
+            .attributes
+            .iter()
+            .map(|x| attribute_view(x, &names))
+            .collect(),
+        proxies: r
+            .proxies
+            .iter()
+            .map(|p| ProxyView {
+                feature: p.feature.clone(),
+                attribute: p.attribute.clone(),
+                measure: match p.measure {
+                    crate::fairness::proxies::ProxyMeasure::CramersV => "Cramér's V",
+                    crate::fairness::proxies::ProxyMeasure::CorrelationRatio => {
+                        "correlation ratio η"
+                    }
+                },
+                value: format!("{:.3}", p.value),
+                flagged: p.flagged,
+            })
+            .collect(),
+        overrides: a.overrides.clone(),
+        publishable: service::passes_gate(r.verdict) || !a.overrides.is_empty(),
+        needs_override: !service::passes_gate(r.verdict),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audits/report.html")]
+struct ReportHtml {
+    layout: Layout,
+    a: ReportView,
+    can_override: bool,
+    can_publish: bool,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReportQuery {
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn report_page(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+    q: web::Query<ReportQuery>,
+) -> Result<HttpResponse, AppError> {
+    let audit = load(&state, path.into_inner()).await?;
+    let q = q.into_inner();
+    Ok(render(&ReportHtml {
+        layout: Layout::new(
+            &state,
+            Some(&user),
+            &format!("Fairness audit {}", audit.row.id),
+            "/audits",
+        ),
+        can_override: user.can(Permission::AuditsOverride),
+        can_publish: user.can(Permission::SegmentsPublish),
+        a: report_view(&audit),
+        error: q.error,
+        notice: q.notice,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "audits/compare.html")]
+struct CompareHtml {
+    layout: Layout,
+    a: ReportView,
+    b: Option<ReportView>,
+    rows: Vec<CompareRow>,
+}
+
+pub struct CompareRow {
+    pub attribute: String,
+    pub current: [String; 4],
+    pub previous: [String; 4],
+}
+
+fn compare_cells(a: Option<&AttributeReport>) -> [String; 4] {
+    match a {
+        Some(a) => [
+            a.verdict.to_string(),
+            fmt(a.cramers_v_corrected, 3),
+            fmt(a.p_value_adjusted, 4),
+            if a.balance.minimum_suppressed {
+                "suppressed".into()
+            } else {
+                fmt(a.balance.minimum, 3)
+            },
+        ],
+        None => ["not audited".into(), "—".into(), "—".into(), "—".into()],
+    }
+}
+
+pub async fn compare_page(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let db = state.db.clone();
+    let (current, previous) = web::block(move || -> Result<_, AuditError> {
+        let current = service::load(&db, id)?;
+        let previous = service::previous(&db, &current)?;
+        Ok((current, previous))
+    })
+    .await??;
+    let mut names: Vec<String> = current
+        .report
+        .attributes
+        .iter()
+        .map(|a| a.attribute.clone())
+        .collect();
+    if let Some(p) = &previous {
+        for a in &p.report.attributes {
+            if !names.contains(&a.attribute) {
+                names.push(a.attribute.clone());
+            }
+        }
+    }
+    let find = |s: &StoredAudit, n: &str| -> Option<AttributeReport> {
+        s.report
+            .attributes
+            .iter()
+            .find(|a| a.attribute == n)
+            .cloned()
+    };
+    let rows = names
+        .iter()
+        .map(|n| CompareRow {
+            attribute: n.clone(),
+            current: compare_cells(find(&current, n).as_ref()),
+            previous: compare_cells(previous.as_ref().and_then(|p| find(p, n)).as_ref()),
+        })
+        .collect();
+    Ok(render(&CompareHtml {
+        layout: Layout::new(
+            &state,
+            Some(&user),
+            &format!("Audit {id} against the previous run"),
+            "/audits",
+        ),
+        a: report_view(&current),
+        b: previous.as_ref().map(report_view),
+        rows,
+    }))
+}
+
+pub async fn csv_download(state: State, path: web::Path<i64>) -> Result<HttpResponse, AppError> {
+    let audit = load(&state, path.into_inner()).await?;
+    Ok(csv_response(&audit))
+}
+
+fn csv_response(audit: &StoredAudit) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"fairness-audit-{}-run-{}.csv\"",
+                audit.row.id, audit.row.run_id
+            ),
+        ))
+        .body(export::csv(audit))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct OverrideForm {
+    /// Why publishing is acceptable despite the verdict (at least 20 characters).
+    justification: String,
+}
+
+fn with_message(path: &str, key: &str, message: &str) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    s.append_pair(key, message);
+    format!("{path}?{}", s.finish())
+}
+
+pub async fn override_submit(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+    form: web::Form<OverrideForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(&user));
+    let justification = form.into_inner().justification;
+    let result =
+        web::block(move || service::override_audit(&db, &policy, &actor, id, &justification))
+            .await?;
+    let page = format!("/audits/{id}");
+    Ok(match result {
+        Ok(_) => see_other(&with_message(&page, "notice", "Override recorded.")),
+        Err(e @ (AuditError::ShortJustification(_) | AuditError::NothingToOverride { .. })) => {
+            see_other(&with_message(&page, "error", &e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    })
+}
+
+async fn publish(
+    state: &State,
+    user: &CurrentUser,
+    run_id: i64,
+) -> Result<Result<Published, AuditError>, AppError> {
+    let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(user));
+    Ok(web::block(move || service::publish_run(&db, &policy, &actor, run_id)).await?)
+}
+
+pub async fn publish_submit(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let run_id = path.into_inner();
+    let result = publish(&state, &user, run_id).await?;
+    let db = state.db.clone();
+    let latest = blocking(move || db.read(|c| store::latest_of_run(c, run_id))).await?;
+    let page = match latest {
+        Some(a) => format!("/audits/{}", a.id),
+        None => "/audits".into(),
+    };
+    Ok(match result {
+        Ok(p) => see_other(&with_message(
+            &page,
+            "notice",
+            &format!("Run {} published.", p.run_id),
+        )),
+        Err(e @ (AuditError::Gate { .. } | AuditError::WrongState { .. })) => {
+            see_other(&with_message(&page, "error", &e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    })
+}
+
+pub async fn reaudit_submit(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let row = reaudit(&state, &user, path.into_inner()).await?;
+    Ok(see_other(&with_message(
+        &format!("/audits/{}", row.id),
+        "notice",
+        "Audited again.",
+    )))
+}
+
+async fn reaudit(
+    state: &State,
+    user: &CurrentUser,
+    run_id: i64,
+) -> Result<store::AuditRow, AppError> {
+    let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(user));
+    Ok(web::block(move || service::audit_run(&db, &policy, &actor, run_id)).await??)
+}
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only the audits of this run.
+    run_id: Option<i64>,
+}
+
+/// Fairness audits, newest first (at most 200), without their reports.
+#[utoipa::path(get, path = "/api/v1/audits", tag = "audits",
+    params(ListQuery),
+    responses((status = 200, description = "Audit history", body = [AuditSummary])),
+    security(("bearer" = [])))]
+pub async fn list_api(state: State, q: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+    let mut audits = history(&state).await?;
+    if let Some(run) = q.run_id {
+        audits.retain(|a| a.run_id == run);
+    }
+    Ok(HttpResponse::Ok().json(audits))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct FormatQuery {
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// One audit: per attribute and intersection the table (small counts suppressed), the test,
+/// effect sizes, representation, four-fifths, balance and verdict; the proxies; the overall
+/// verdict; overrides. `?format=csv` gives the same as CSV, one figure per line.
+#[utoipa::path(get, path = "/api/v1/audits/{id}", tag = "audits",
+    params(("id" = i64, Path, description = "Audit id"), FormatQuery),
+    responses(
+        (status = 200, description = "The audit", body = Object),
+        (status = 404, description = "No such audit", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_api(
+    state: State,
+    path: web::Path<i64>,
+    q: web::Query<FormatQuery>,
+) -> Result<HttpResponse, AppError> {
+    let audit = load(&state, path.into_inner()).await?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(HttpResponse::Ok().json(AuditJson::of(&audit))),
+        Some("csv") => Ok(csv_response(&audit)),
+        Some(other) => Err(AppError::invalid(
+            "format",
+            format!("`{other}` is not a format: use json or csv"),
+        )),
+    }
+}
+
+/// Record a compliance override of a failed or inconclusive audit, with a written
+/// justification (at least 20 characters). It is in the trail and printed on the report.
+#[utoipa::path(post, path = "/api/v1/audits/{id}/override", tag = "audits",
+    params(("id" = i64, Path, description = "Audit id")),
+    request_body = OverrideForm,
+    responses(
+        (status = 201, description = "The override", body = OverrideJson),
+        (status = 400, description = "Justification too short", body = super::error::ErrorBody),
+        (status = 409, description = "The audit passed or warned: nothing to override", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn override_api(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+    body: web::Json<OverrideForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(&user));
+    let justification = body.into_inner().justification;
+    let row = web::block(move || service::override_audit(&db, &policy, &actor, id, &justification))
+        .await??;
+    Ok(HttpResponse::Created().json(OverrideJson::from(&row)))
+}
+
+/// Publish an audited run: its latest audit must pass or warn, or carry a compliance
+/// override. The run published before is retired. If the strategies changed since the
+/// audit, the run is audited again first.
+#[utoipa::path(post, path = "/api/v1/segmentations/{id}/publish", tag = "audits",
+    params(("id" = i64, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "Published", body = Published),
+        (status = 409, description = "Refused by the gate or not audited", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn publish_api(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let published = publish(&state, &user, path.into_inner()).await??;
+    Ok(HttpResponse::Ok().json(published))
+}
+
+/// Audit a run again now (e.g. after its strategies changed); returns the new audit.
+#[utoipa::path(post, path = "/api/v1/segmentations/{id}/audit", tag = "audits",
+    params(("id" = i64, Path, description = "Run id")),
+    responses(
+        (status = 201, description = "The new audit", body = Object),
+        (status = 409, description = "The run is not finished", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn reaudit_api(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let row = reaudit(&state, &user, path.into_inner()).await?;
+    let audit = load(&state, row.id).await?;
+    Ok(HttpResponse::Created().json(AuditJson::of(&audit)))
+}

@@ -1,0 +1,486 @@
+//! Fairness audits: stored after every run (CLI and background), served as JSON, CSV and a
+//! printable page with small counts suppressed, and the publish gate with its written
+//! compliance override.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, csrf_token, spawn_app, stdout, texts};
+
+/// The demo data set (realistic, seeded) with `n` customers; with `zone_is_ethnicity` every
+/// customer also gets an ordinary attribute `zone` equal to their ethnicity: an undeclared
+/// perfect proxy, so a segmentation on it fails the audit.
+pub fn load_demo(app: &TestApp, n: usize, zone_is_ethnicity: bool) {
+    let policy = &app.policy;
+    let options = fairseg::demo::options(policy, n, 7, fairseg::db::now().date());
+    let mut data = fairseg::demo::generate(&options);
+    if zone_is_ethnicity {
+        for c in &mut data.customers {
+            let e = c.protected["ethnicity"].clone();
+            c.attributes.insert("zone".into(), e);
+        }
+    }
+    fairseg::demo::load(
+        &app.db,
+        &data,
+        &fairseg::startup::pseudonymizer(&app.db).unwrap(),
+        &fairseg::trail::Actor::system(),
+        &policy.version,
+    )
+    .unwrap();
+    if zone_is_ethnicity {
+        app.sql(
+            "INSERT INTO attribute_columns (name, kind, protected, first_seen_at, updated_at) \
+             VALUES ('zone', 'category', FALSE, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+        );
+    }
+}
+
+/// Runs a segmentation through the CLI; returns its JSON output.
+fn segment(app: &TestApp, args: &[&str]) -> Value {
+    let mut all = vec!["segment", "--json"];
+    all.extend_from_slice(args);
+    let out = app.cli(&all);
+    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("segment --json prints JSON")
+}
+
+fn detail(entry: &Value) -> Value {
+    serde_json::from_str(entry["detail"].as_str().unwrap()).unwrap()
+}
+
+fn assert_no_small_count(table: &Value, min: u64) {
+    for row in table["counts"].as_array().unwrap() {
+        for c in row.as_array().unwrap() {
+            if let Some(c) = c.as_u64() {
+                assert!(c == 0 || c >= min, "count {c} below {min} left the server");
+            }
+        }
+    }
+    for c in table["group_totals"].as_array().unwrap() {
+        if let Some(c) = c.as_u64() {
+            assert!(c == 0 || c >= min, "group total {c} below {min}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_suppressed() {
+    let app = spawn_app().await;
+    load_demo(&app, 2500, false);
+    let run = segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "4",
+            "--features",
+            "monetary,frequency,recency_days,home_store",
+        ],
+    );
+    let run_id = run["run_id"].as_i64().unwrap();
+    let audit_id = run["audit"]["id"]
+        .as_i64()
+        .expect("segment reports its audit");
+    assert_eq!(run["status"], "audited");
+
+    let (status, a) = app
+        .get_json("analyst", &format!("/api/v1/audits/{audit_id}"))
+        .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["run_id"], run_id);
+    for key in ["verdict", "reason", "proxies", "attributes", "members"] {
+        assert!(!a[key].is_null(), "missing {key}");
+    }
+    let attributes = a["attributes"].as_array().unwrap();
+    let names: Vec<&str> = attributes
+        .iter()
+        .map(|x| x["attribute"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "age",
+        "sex",
+        "ethnicity",
+        "marital_status",
+        "ethnicity × sex",
+    ] {
+        assert!(names.contains(&expected), "{expected} audited: {names:?}");
+    }
+    let min = u64::from(app.policy.fairness.min_cell_size);
+    let mut suppressed = 0;
+    for x in attributes {
+        for key in [
+            "attribute",
+            "groups",
+            "segments",
+            "table",
+            "chi_square",
+            "dof",
+            "p_value",
+            "p_value_adjusted",
+            "cramers_v",
+            "cramers_v_corrected",
+            "verdict",
+            "reason",
+        ] {
+            assert!(x.get(key).is_some(), "{key} in {}", x["attribute"]);
+        }
+        assert_no_small_count(&x["table"], min);
+        suppressed += x["table"]["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .filter(|c| c.is_null())
+            .count();
+    }
+    assert!(
+        suppressed > 0,
+        "some small cells (e.g. sex = diverse) are suppressed"
+    );
+    // The planted proxy shows up, through the feature the run used.
+    let proxy = a["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["feature"] == "home_store" && p["attribute"] == "ethnicity")
+        .expect("home_store is checked against ethnicity");
+    assert_eq!(proxy["flagged"], true, "{proxy}");
+    assert!(a["reason"].as_str().unwrap().contains("home_store"));
+
+    // The CLI prints the stored audit, as JSON and as CSV, without auditing again.
+    let out = app.cli(&["audit", &run_id.to_string(), "--json"]);
+    let cli: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(cli["id"], audit_id);
+    let out = app.cli(&["audit", &run_id.to_string(), "--csv"]);
+    let csv = stdout(&out);
+    assert!(csv.starts_with("section,attribute,segment,group,feature,measure,value,suppressed"));
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let mut primary = 0;
+    for record in reader.records() {
+        let r = record.unwrap();
+        if &r[0] == "cell" {
+            if r[6].is_empty() {
+                assert!(!r[7].is_empty(), "an empty count says why");
+                primary += 1;
+            } else {
+                let c: u64 = r[6].parse().unwrap();
+                assert!(c == 0 || c >= min, "CSV count {c}");
+            }
+        }
+    }
+    assert!(primary > 0);
+    let (_, api_csv) = (
+        0,
+        app.api(
+            "compliance",
+            Method::GET,
+            &format!("/api/v1/audits/{audit_id}?format=csv"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap(),
+    );
+    assert_eq!(api_csv, csv);
+    let trail = app
+        .trail(&format!("subject=run:{run_id}&action=audit."))
+        .await;
+    assert_eq!(trail[0]["action"], "audit.completed");
+    assert_eq!(detail(&trail[0])["audit_id"], audit_id);
+
+    // The page marks suppressed cells and never shows a small count.
+    let client = app.sign_in("compliance").await;
+    let html = client
+        .get(app.url(&format!("/audits/{audit_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cells = texts(&html, "table.contingency td");
+    assert!(cells.iter().any(|c| c == &format!("< {min}")));
+    for c in cells {
+        if let Ok(n) = c.parse::<u64>() {
+            assert!(n == 0 || n >= min, "page shows count {n}");
+        }
+    }
+    assert!(
+        !texts(&html, "svg.representation circle.ratio").is_empty()
+            || html.contains("circle class=\"ratio\"")
+    );
+    assert!(
+        texts(&html, "#proxies tr.flagged td")
+            .iter()
+            .any(|t| t == "home_store")
+    );
+    // And the history lists it.
+    let (_, list) = app.get_json("compliance", "/api/v1/audits").await;
+    assert_eq!(list[0]["id"], audit_id);
+}
+
+#[tokio::test]
+async fn a_background_run_is_audited_when_it_finishes() {
+    let app = spawn_app().await;
+    load_demo(&app, 800, false);
+    // The server's own worker, started the way `startup::app_state` starts it.
+    let jobs = fairseg::segmentation::jobs::Jobs::start(
+        app.db.clone(),
+        app.policy.clone(),
+        fairseg::startup::after_segmentation_run,
+    )
+    .unwrap();
+    let request = fairseg::segmentation::settings::RunRequest {
+        algorithm: "kmeans".into(),
+        features: vec!["monetary".into(), "frequency".into()],
+        k: Some(3),
+        ..Default::default()
+    };
+    let id = fairseg::segmentation::pipeline::create(
+        &app.db,
+        &app.policy,
+        &fairseg::trail::Actor::system(),
+        &request,
+    )
+    .unwrap();
+    jobs.submit(id);
+    let mut audits = Value::Null;
+    for _ in 0..300 {
+        let (_, list) = app
+            .get_json("analyst", &format!("/api/v1/audits?run_id={id}"))
+            .await;
+        if list.as_array().is_some_and(|l| !l.is_empty()) {
+            audits = list;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let run = app
+        .db
+        .read(|c| fairseg::db::segmentation::run(c, id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        audits[0]["run_id"], id,
+        "the background run was audited: {} {:?}",
+        run.status, run.error
+    );
+    let status = app
+        .db
+        .read(|c| fairseg::db::segmentation::run(c, id))
+        .unwrap()
+        .unwrap()
+        .status;
+    assert_eq!(status, "audited");
+}
+
+#[tokio::test]
+async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writing() {
+    let app = spawn_app().await;
+    load_demo(&app, 1500, true);
+    let run = segment(
+        &app,
+        &["--algorithm", "kmeans", "--k", "5", "--features", "zone"],
+    );
+    let run_id = run["run_id"].as_i64().unwrap();
+    let audit_id = run["audit"]["id"].as_i64().unwrap();
+    assert_eq!(run["audit"]["verdict"], "fail", "{}", run["audit"]);
+
+    // The gate refuses, through the API and the CLI.
+    let publish = format!("/api/v1/segmentations/{run_id}/publish");
+    let r = app
+        .api("analyst", Method::POST, &publish)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("override")
+    );
+    let out = app.cli(&["publish", &run_id.to_string()]);
+    assert!(!out.status.success());
+
+    // Only compliance may override, and only with a written justification.
+    let over = format!("/api/v1/audits/{audit_id}/override");
+    let justification = "Zones are delivery areas; the offer is identical in every zone, reviewed with legal on 2026-11-24.";
+    let r = app
+        .api("analyst", Method::POST, &over)
+        .json(&json!({"justification": justification}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app
+        .api("compliance", Method::POST, &over)
+        .json(&json!({"justification": "ok"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "justification");
+    // Through the form, as a compliance officer would.
+    let client = app.sign_in("compliance").await;
+    let page = client
+        .get(app.url(&format!("/audits/{audit_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"justification\""),
+        "compliance sees the override form"
+    );
+    let r = client
+        .post(app.url(&format!("/audits/{audit_id}/override")))
+        .form(&[
+            ("csrf_token", csrf_token(&page).as_str()),
+            ("justification", justification),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let trail = app
+        .trail(&format!("subject=run:{run_id}&action=audit.overridden"))
+        .await;
+    assert_eq!(trail[0]["actor"], "compliance@example.test");
+    assert_eq!(detail(&trail[0])["justification"], justification);
+
+    // Now the run publishes, and the override is printed on the report.
+    let r = app
+        .api("analyst", Method::POST, &publish)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["override_id"].is_i64());
+    let trail = app
+        .trail(&format!(
+            "subject=run:{run_id}&action=segmentation.published"
+        ))
+        .await;
+    assert_eq!(detail(&trail[0])["audit_id"], audit_id);
+    let html = client
+        .get(app.url(&format!("/audits/{audit_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(texts(&html, "#overrides blockquote p").contains(&justification.to_string()));
+    let (_, a) = app
+        .get_json("compliance", &format!("/api/v1/audits/{audit_id}"))
+        .await;
+    assert_eq!(a["overrides"][0]["justification"], justification);
+    assert_eq!(a["run_status"], "published");
+
+    // A second run that passes retires the first when published; the comparison shows both.
+    let second = segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary,frequency",
+        ],
+    );
+    let second_id = second["run_id"].as_i64().unwrap();
+    assert!(
+        ["pass", "warn"].contains(&second["audit"]["verdict"].as_str().unwrap()),
+        "{}",
+        second["audit"]
+    );
+    let out = app.cli(&["publish", &second_id.to_string(), "--json"]);
+    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
+    let p: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(p["retired_run_id"], run_id);
+    let compare = client
+        .get(app.url(&format!(
+            "/audits/{}/compare",
+            second["audit"]["id"].as_i64().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(compare.contains(&format!("Audit {audit_id}, run {run_id}")));
+}
+
+#[tokio::test]
+async fn an_audit_that_passed_needs_no_override_and_marketing_cannot_read_audits() {
+    let app = spawn_app().await;
+    load_demo(&app, 600, false);
+    let run = segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary",
+        ],
+    );
+    let audit_id = run["audit"]["id"].as_i64().unwrap();
+    for path in [
+        "/api/v1/audits".to_string(),
+        format!("/api/v1/audits/{audit_id}"),
+        format!("/api/v1/audits/{audit_id}?format=csv"),
+    ] {
+        let r = app
+            .api("marketing", Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let client = app.sign_in("marketing").await;
+    let r = client
+        .get(app.url(&format!("/audits/{audit_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let home = client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !home.contains("href=\"/audits\""),
+        "no Audits link for marketing"
+    );
+    if run["audit"]["verdict"] == "pass" || run["audit"]["verdict"] == "warn" {
+        let r = app
+            .api(
+                "compliance",
+                Method::POST,
+                &format!("/api/v1/audits/{audit_id}/override"),
+            )
+            .json(&json!({"justification": "There is nothing wrong with this audit at all."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409);
+    }
+}
