@@ -1118,8 +1118,12 @@ struct RunPage {
     cards: Vec<SegmentCard>,
     map: Option<String>,
     in_progress: bool,
+    /// A finished run whose automatic fairness audit has not been stored yet.
+    awaiting_audit: bool,
     progress_percent: u32,
     published_id: Option<i64>,
+    /// The latest fairness audit of the run: (id, verdict, reason), for roles that read audits.
+    audit: Option<(i64, String, String)>,
 }
 
 /// One run: progress while it runs (the page refreshes itself), then its results.
@@ -1170,7 +1174,17 @@ pub async fn run_page(
             .collect()
         })
         .unwrap_or_default();
+    let audit = if user.can(Permission::AuditsRead) {
+        let db = state.db.clone();
+        blocking(move || db.read(|c| crate::db::audits::latest_of_run(c, id)))
+            .await?
+            .map(|a| (a.id, a.verdict, a.reason))
+    } else {
+        None
+    };
     Ok(render(&RunPage {
+        awaiting_audit: view.status == store::DRAFT && audit.is_none(),
+        audit,
         layout: Layout::new(&state, Some(&user), &format!("Run {id}"), "/segmentations"),
         excluded,
         quality,

@@ -571,6 +571,19 @@ async fn browser_an_analyst_runs_a_segmentation_and_marketing_records_a_strategy
         .await
         .unwrap();
     assert_eq!(included, "90");
+    // The run was audited as soon as it finished; the page says how and links the report.
+    let verdict = client
+        .wait()
+        .for_element(Locator::Css("#audit strong.verdict"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        ["pass", "warn", "fail", "inconclusive"].contains(&verdict.as_str()),
+        "{verdict}"
+    );
     assert_eq!(
         client
             .find_all(Locator::Css("figure.map svg g.centre"))
