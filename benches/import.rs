@@ -25,7 +25,13 @@ use rand_chacha::ChaCha8Rng;
 
 const CUSTOMERS: usize = 1_000_000;
 const TRANSACTIONS: usize = 1_000_000;
-const REPEATS: usize = 3;
+/// Runs per file; `IMPORT_BENCH_RUNS` overrides it (one run while iterating).
+fn repeats() -> usize {
+    std::env::var("IMPORT_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
 
 fn bench_dir() -> PathBuf {
     std::env::var_os("IMPORT_BENCH_DIR")
@@ -136,15 +142,16 @@ fn main() {
     }
     let size = |p: &Path| fs::metadata(p).unwrap().len() as f64 / 1e6;
     println!(
-        "import bench: {CUSTOMERS} customers × 8 attributes ({:.1} MB), {TRANSACTIONS} transactions ({:.1} MB), SQLite, {REPEATS} runs each on a fresh database",
+        "import bench: {CUSTOMERS} customers × 8 attributes ({:.1} MB), {TRANSACTIONS} transactions ({:.1} MB), SQLite, {} runs each on a fresh database",
         size(&customers),
-        size(&transactions)
+        size(&transactions),
+        repeats()
     );
     let policy = Policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
     let pseudonyms = Pseudonymizer::new(b"benchmark pseudonym key");
     let mut customer_times = Vec::new();
     let mut transaction_times = Vec::new();
-    for run_no in 0..REPEATS {
+    for run_no in 0..repeats() {
         let tmp = tempfile::tempdir().unwrap();
         let url = DatabaseUrl::parse(&tmp.path().join("bench.db").display().to_string()).unwrap();
         let db = Db::connect(&url).unwrap();
