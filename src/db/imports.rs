@@ -893,7 +893,10 @@ impl DroppedIndexes {
             if keep.contains(&index.name.as_str()) {
                 continue;
             }
-            c.batch_execute(&format!("DROP INDEX \"{}\"", index.name.replace('"', "\"\"")))?;
+            c.batch_execute(&format!(
+                "DROP INDEX \"{}\"",
+                index.name.replace('"', "\"\"")
+            ))?;
             definitions.push(index.sql);
         }
         Ok(DroppedIndexes { definitions })
