@@ -2,7 +2,8 @@
 -- constraints (SQLite's automatic indexes, which cannot be dropped) to named unique indexes,
 -- so a large import can drop them and build them again in one sorted pass at its end, inside
 -- its transaction: keeping a unique index on a random key (the pseudonym is a keyed hash)
--- current row by row cost more than half of a million-customer import.
+-- current row by row took SQLite about 2.6 s of a million-customer insert, against about
+-- 0.6 s to build it once from the finished table.
 --
 -- SQLite cannot drop a column constraint: the table is rebuilt (the documented twelve-step
 -- way), with foreign keys off so dropping the old table cascades to nothing.
