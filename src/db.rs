@@ -186,10 +186,13 @@ impl ManageConnection for ConnectionManager {
                 let mut conn = diesel::SqliteConnection::establish(&self.url.target)
                     .map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers proceed during a write; NORMAL is durable at checkpoints,
-                // which WAL makes safe; diesel leaves foreign keys off unless asked.
+                // which WAL makes safe; diesel leaves foreign keys off unless asked. Temporary
+                // storage in memory keeps the statement journal of each multi-row INSERT of
+                // an import off the disk (it must be set before a transaction begins).
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))

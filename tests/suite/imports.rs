@@ -538,3 +538,113 @@ async fn the_import_page_uploads_a_file_and_shows_the_report() {
         .unwrap();
     assert_eq!(response.status(), 403);
 }
+
+/// A customers file of `n` rows, `C00001`… with an age and a city.
+fn many_customers(n: usize, city: &str) -> Vec<u8> {
+    let mut csv = String::from("customer_id,age,city\n");
+    for i in 1..=n {
+        csv.push_str(&format!("C{i:05},{},{city}\n", 20 + i % 60));
+    }
+    csv.into_bytes()
+}
+
+/// Inserts a customer straight into the table, as nothing in fairseg would: here to make a
+/// pseudonym collide.
+fn insert_customer(app: &TestApp, id: i64, external: &str, pseudonym: &str) -> QueryResult<()> {
+    let now = fairseg::db::now();
+    app.db
+        .write(|c| {
+            diesel::insert_into(customers::table)
+                .values((
+                    customers::id.eq(id),
+                    customers::external_id.eq(external),
+                    customers::pseudonym.eq(pseudonym),
+                    customers::attributes.eq("{}"),
+                    customers::created_at.eq(now),
+                    customers::updated_at.eq(now),
+                ))
+                .execute(c)?;
+            Ok(())
+        })
+        .map_err(|e| match e {
+            fairseg::db::DbError::Query(q) => q,
+            other => panic!("{other}"),
+        })
+}
+
+/// Large files take the bulk path on SQLite (indexes built after the rows, one scan for the
+/// customers' ids); what a user sees must be the same as for small files.
+#[tokio::test]
+async fn large_imports_are_all_or_nothing_and_keep_ids_and_pseudonyms_unique() {
+    const N: usize = 25_000;
+    let app = spawn_app().await;
+    let (status, body) = post_csv(&app, "customers", "", many_customers(N, "Oslo")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["customers_created"], N);
+    let (attributes, protected) = stored_customer(&app, "C12345");
+    assert_eq!(attributes["city"], "Oslo");
+    assert_eq!(protected.unwrap()["age"], 20.0 + (12345 % 60) as f64);
+
+    // A re-import of all of them, one changed: an update, no new rows.
+    let mut again = many_customers(N, "Oslo");
+    let changed = String::from_utf8(again.clone())
+        .unwrap()
+        .replace("C00007,27,Oslo", "C00007,27,Bergen");
+    again = changed.into_bytes();
+    let (status, body) = post_csv(&app, "customers", "", again).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (
+            body["customers_created"].as_u64(),
+            body["customers_updated"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{body}"
+    );
+    assert_eq!(stored_customer(&app, "C00007").0["city"], "Bergen");
+
+    // Transactions for all of them, and one unknown customer: nothing is imported.
+    let mut tx = String::from("customer_id,occurred_at,amount\n");
+    for i in 1..=N {
+        tx.push_str(&format!("C{i:05},2024-03-01,{}.50\n", i % 90));
+    }
+    let (status, body) = post_csv(
+        &app,
+        "transactions",
+        "",
+        format!("{tx}NOBODY,2024-03-01,1\n").into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["message"]
+            .as_str()
+            .map(|m| m.contains(&format!("line {}", N + 2))),
+        Some(true),
+        "{body}"
+    );
+    assert_eq!(counts(&app)[2], 0);
+    let (status, body) = post_csv(&app, "transactions", "", tx.into_bytes()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(counts(&app)[2], N as i64);
+
+    // The unique pseudonym index is built again after a bulk insert: a customer stored with
+    // the pseudonym of one in the next file makes that import fail, and leaves nothing.
+    let pseudonyms = fairseg::startup::pseudonymizer(&app.db).unwrap();
+    let taken = pseudonyms.pseudonym(&fairseg::customers::CustomerId::parse("D00001").unwrap());
+    insert_customer(&app, 1_000_000, "someone else", &taken).unwrap();
+    let others = String::from_utf8(many_customers(2 * N, "Oslo"))
+        .unwrap()
+        .replace("C", "D")
+        .into_bytes();
+    let before = counts(&app);
+    let (status, body) = post_csv(&app, "customers", "", others).await;
+    assert!(status >= 400, "{status} {body}");
+    assert_eq!(counts(&app), before, "nothing of the failed import stays");
+    // The indexes are still there: a second customer with that pseudonym or that external
+    // id is refused by the database.
+    let e = insert_customer(&app, 1_000_001, "third", &taken).unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
+    let e = insert_customer(&app, 1_000_002, "C00001", "c_fresh").unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
+}
