@@ -752,8 +752,10 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
     };
     let id = pipeline::create(&db, &policy, &Actor::cli(), &request)?;
     pipeline::execute(&db, &policy, id).with_context(|| format!("run {id} failed"))?;
+    let audit_started = std::time::Instant::now();
     let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::cli(), id)
         .with_context(|| format!("the fairness audit of run {id} failed"))?;
+    let audit_ms = audit_started.elapsed().as_millis() as u64;
     let (run, segments, strategies) = db.read(|conn| {
         Ok((
             fairseg::db::segmentation::run(conn, id)?.expect("just written"),
@@ -771,6 +773,9 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
     if args.json {
         let mut out = serde_json::to_value(&view)?;
         out["audit"] = json!({"id": audit.id, "verdict": audit.verdict, "reason": audit.reason});
+        // The audit follows the run in the same command; its time is reported beside the
+        // run's stages.
+        out["timings_ms"]["audit"] = json!(audit_ms);
         println!("{out}");
     } else {
         println!(

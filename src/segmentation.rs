@@ -15,6 +15,7 @@
 //! Nothing here touches the database, the network or the clock; the caller freezes the
 //! population (consent) and persists the results.
 
+pub mod attributes;
 pub mod jobs;
 pub mod kmeans;
 pub mod members;

@@ -207,6 +207,30 @@ pub fn active_customers(
     Ok(latest.permitted(at, validity(spec), spec.legal_basis, all_ids))
 }
 
+/// `active_customers` and `tally_at` from one pass over the ledger: the population a run may
+/// use and the counts of everyone else by state.
+pub fn population_at(
+    conn: &mut DbConnection,
+    purpose: &str,
+    spec: &PurposeSpec,
+    at: NaiveDateTime,
+) -> DbResult<(Vec<i64>, Tally)> {
+    let population = population(conn)?;
+    let latest = latest_events(conn, purpose, at)?;
+    let tally = latest.tally(at, validity(spec), population);
+    let all_ids = match spec.legal_basis {
+        crate::policy::LegalBasis::Consent => Vec::new(),
+        crate::policy::LegalBasis::LegitimateInterest => customers::table
+            .select(customers::id)
+            .order(customers::id.asc())
+            .load::<i64>(conn)?,
+    };
+    Ok((
+        latest.permitted(at, validity(spec), spec.legal_basis, all_ids),
+        tally,
+    ))
+}
+
 /// How many customers are in each state for `purpose` at `at`.
 pub fn tally_at(
     conn: &mut DbConnection,

@@ -173,8 +173,9 @@ type MembershipValues = (
     diesel::dsl::Eq<segment_memberships::segment, i32>,
 );
 
-/// Rows per multi-row INSERT: SQLite allows 32,766 bound values per statement.
-const MEMBERSHIP_BATCH: usize = 10_000;
+/// Rows per multi-row INSERT. A full batch goes in as a fixed-size array, whose statement
+/// diesel prepares once and keeps in its cache (a `Vec` of rows is prepared anew each time).
+const MEMBERSHIP_BATCH: usize = 500;
 
 pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbResult<()> {
     for segment in done.segments {
@@ -182,9 +183,9 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
             .values(segment)
             .execute(conn)?;
     }
-    let mut batch: Vec<MembershipValues> = Vec::with_capacity(MEMBERSHIP_BATCH);
+    let mut batch: Vec<MembershipValues>;
     for chunk in done.memberships.chunks(MEMBERSHIP_BATCH) {
-        batch.clear();
+        batch = Vec::with_capacity(MEMBERSHIP_BATCH);
         batch.extend(chunk.iter().map(|&(customer, segment)| {
             (
                 segment_memberships::run_id.eq(id),
@@ -194,13 +195,23 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
         }));
         // Multi-row INSERTs are backend-specific in diesel: not available through the
         // MultiConnection enum, so each backend gets its own statement.
-        match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(segment_memberships::table)
-                .values(&batch)
-                .execute(c)?,
-            DbConnection::Postgres(c) => diesel::insert_into(segment_memberships::table)
-                .values(&batch)
-                .execute(c)?,
+        match <Box<[MembershipValues; MEMBERSHIP_BATCH]>>::try_from(std::mem::take(&mut batch)) {
+            Ok(full) => match conn {
+                DbConnection::Sqlite(c) => diesel::insert_into(segment_memberships::table)
+                    .values(full)
+                    .execute(c)?,
+                DbConnection::Postgres(c) => diesel::insert_into(segment_memberships::table)
+                    .values(full)
+                    .execute(c)?,
+            },
+            Err(rows) => match conn {
+                DbConnection::Sqlite(c) => diesel::insert_into(segment_memberships::table)
+                    .values(&rows)
+                    .execute(c)?,
+                DbConnection::Postgres(c) => diesel::insert_into(segment_memberships::table)
+                    .values(&rows)
+                    .execute(c)?,
+            },
         };
     }
     diesel::update(segmentation_runs::table.find(id))

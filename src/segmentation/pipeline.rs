@@ -6,7 +6,6 @@
 //! customers whose consent for the policy's segmentation purpose is active at the instant the
 //! run starts (`db::consent::active_customers`), and nobody else's data is read.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::NaiveDateTime;
@@ -14,6 +13,7 @@ use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
 use super::SegmentationError;
+use super::attributes::{AttributeValue, extract};
 use super::kmeans::{self, KMeansParams};
 use super::mixture::{self, DbscanParams, GmmParams};
 use super::pca::{SegmentMap, segment_map};
@@ -262,15 +262,6 @@ struct Population {
     reachable: Vec<bool>,
 }
 
-fn attribute_value(value: Option<&serde_json::Value>) -> (Option<f64>, Option<String>) {
-    match value {
-        Some(serde_json::Value::Number(n)) => (n.as_f64(), Some(n.to_string())),
-        Some(serde_json::Value::String(s)) => (s.trim().parse::<f64>().ok(), Some(s.clone())),
-        Some(serde_json::Value::Bool(b)) => (None, Some(b.to_string())),
-        _ => (None, None),
-    }
-}
-
 fn load_population(
     conn: &mut DbConnection,
     policy: &Policy,
@@ -282,8 +273,7 @@ fn load_population(
         .purposes
         .get(&seg.purpose)
         .expect("policy validation checked the segmentation purpose");
-    let ids = db::consent::active_customers(conn, &seg.purpose, purpose, at)?;
-    let tally = db::consent::tally_at(conn, &seg.purpose, purpose, at)?;
+    let (ids, tally) = db::consent::population_at(conn, &seg.purpose, purpose, at)?;
     if ids.is_empty() {
         return Err(RunError::NoConsentedCustomers {
             purpose: seg.purpose.clone(),
@@ -323,23 +313,19 @@ fn load_population(
         .filter(|f| f.source == FeatureSource::Attribute)
         .map(|f| f.spec.name.as_str())
         .collect();
-    let mut numeric: HashMap<&str, Vec<Option<f64>>> = HashMap::new();
-    let mut categorical: HashMap<&str, Vec<Option<String>>> = HashMap::new();
-    for f in &settings.features {
-        if f.source != FeatureSource::Attribute {
-            continue;
-        }
-        match f.spec.kind {
-            super::preprocess::FeatureKind::Categorical => {
-                categorical.insert(&f.spec.name, vec![None; n]);
-            }
-            super::preprocess::FeatureKind::Numeric { .. } => {
-                numeric.insert(&f.spec.name, vec![None; n]);
-            }
-        }
-    }
+    // One column per attribute feature, filled in population order.
+    let mut attribute_columns: Vec<ColumnValues> = settings
+        .features
+        .iter()
+        .filter(|f| f.source == FeatureSource::Attribute)
+        .map(|f| match f.spec.kind {
+            super::preprocess::FeatureKind::Categorical => ColumnValues::Categorical(vec![None; n]),
+            super::preprocess::FeatureKind::Numeric { .. } => ColumnValues::Numeric(vec![None; n]),
+        })
+        .collect();
     if !attribute_features.is_empty() {
         let mut parse_error: Option<String> = None;
+        let mut values = vec![AttributeValue::Missing; attribute_features.len()];
         store::for_each_attributes(conn, |id, json| {
             let Some(&p) = position.get(id as usize) else {
                 return;
@@ -347,19 +333,16 @@ fn load_population(
             if p == u32::MAX {
                 return;
             }
-            let map: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(json) {
-                Ok(m) => m,
-                Err(e) => {
-                    parse_error.get_or_insert(format!("customer {id}: {e}"));
-                    return;
-                }
-            };
-            for name in &attribute_features {
-                let (number, text) = attribute_value(map.get(*name));
-                if let Some(col) = numeric.get_mut(name) {
-                    col[p as usize] = number;
-                } else if let Some(col) = categorical.get_mut(name) {
-                    col[p as usize] = text;
+            if let Err(e) = extract(json, &attribute_features, &mut values) {
+                parse_error.get_or_insert(format!("customer {id}: {e}"));
+                return;
+            }
+            for (column, value) in attribute_columns.iter_mut().zip(values.iter_mut()) {
+                match column {
+                    ColumnValues::Numeric(v) => v[p as usize] = value.number(),
+                    ColumnValues::Categorical(v) => {
+                        v[p as usize] = std::mem::take(value).into_label()
+                    }
                 }
             }
         })?;
@@ -367,6 +350,7 @@ fn load_population(
             return Err(RunError::Corrupt { id: 0, message });
         }
     }
+    let mut attribute_columns = attribute_columns.into_iter();
     let columns = settings
         .features
         .iter()
@@ -376,14 +360,9 @@ fn load_population(
                 FeatureSource::Behavioural => {
                     ColumnValues::Numeric(activity.iter().map(|(b, _)| b.get(name)).collect())
                 }
-                FeatureSource::Attribute => match numeric.remove(name) {
-                    Some(v) => ColumnValues::Numeric(v),
-                    None => ColumnValues::Categorical(
-                        categorical
-                            .remove(name)
-                            .expect("every attribute feature has a column"),
-                    ),
-                },
+                FeatureSource::Attribute => attribute_columns
+                    .next()
+                    .expect("one column per attribute feature"),
             };
             FeatureColumn {
                 spec: f.spec.clone(),
@@ -547,6 +526,11 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     let n_segments = old_labels.len();
     let fixed_names: Option<Vec<String>> =
         fixed_names.map(|names| old_labels.iter().map(|&l| names[l].clone()).collect());
+    timings.cluster = ms(stage);
+    progress(db, id, "profile", 0.7)?;
+
+    // Profile, quality, map, valuation, stability.
+    let stage = Instant::now();
     if (2..pre.matrix.nrows()).contains(&n_segments) {
         let sample =
             quality::sample_indices(pre.matrix.nrows(), seg.silhouette_sample, settings.seed);
@@ -556,11 +540,6 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         quality.calinski_harabasz = quality::calinski_harabasz(&x, &labels).ok();
         quality.davies_bouldin = quality::davies_bouldin(&x, &labels).ok();
     }
-    timings.cluster = ms(stage);
-    progress(db, id, "profile", 0.7)?;
-
-    // Profile, map, valuation, stability.
-    let stage = Instant::now();
     let profiles: Profiles = profile(&population.columns, &pre, &labels, n_segments, TOP_FEATURES)?;
     let (centres, _) = super::segment_centres(&x, &labels, n_segments);
     let map = segment_map(
