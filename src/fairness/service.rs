@@ -39,6 +39,7 @@ use crate::db::audits::{self as store, AuditRow, OverrideRow};
 use crate::db::segmentation::{self as runs, RunRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::policy::{AttributeKind, Policy};
+use crate::segmentation::attributes::{AttributeValue, extract};
 use crate::segmentation::pipeline::RunSummary;
 use crate::segmentation::settings::{FeatureSource, RunSettings};
 use crate::trail::{Actor, NewEntry};
@@ -153,6 +154,15 @@ impl Column {
         match self {
             Column::Labels(v) => v[i] = label_of(value),
             Column::Numbers(v) => v[i] = number_of(value),
+        }
+    }
+
+    fn set_attribute(&mut self, i: usize, value: AttributeValue) {
+        match self {
+            Column::Labels(v) => {
+                v[i] = value.into_label().filter(|s| !s.trim().is_empty());
+            }
+            Column::Numbers(v) => v[i] = value.number().filter(|x| x.is_finite()),
         }
     }
 
@@ -299,7 +309,12 @@ pub fn load_input(
             (f.spec.name.clone(), column)
         })
         .collect();
-    if settings.needs_behaviour() {
+    // Proxies are associations with protected attributes: without any, there is nothing to
+    // load the features for.
+    if attributes.is_empty() {
+        columns.clear();
+    }
+    if settings.needs_behaviour() && !columns.is_empty() {
         let as_of = match run.summary.as_deref() {
             Some(s) => {
                 serde_json::from_str::<RunSummary>(s)
@@ -334,18 +349,20 @@ pub fn load_input(
         .filter(|(_, f)| f.source == FeatureSource::Attribute)
         .map(|(i, _)| i)
         .collect();
-    if !attribute_features.is_empty() {
+    if !attribute_features.is_empty() && !columns.is_empty() {
+        let names: Vec<String> = attribute_features
+            .iter()
+            .map(|&c| columns[c].0.clone())
+            .collect();
+        let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut values = vec![AttributeValue::Missing; wanted.len()];
         runs::for_each_attributes(conn, |id, json| {
             let Some(i) = at(id) else { return };
-            let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
-            else {
+            if extract(json, &wanted, &mut values).is_err() {
                 return;
-            };
-            for &c in &attribute_features {
-                let (name, column) = &mut columns[c];
-                if let Some(v) = map.get(name.as_str()) {
-                    column.set(i, v);
-                }
+            }
+            for (&c, value) in attribute_features.iter().zip(values.iter_mut()) {
+                columns[c].1.set_attribute(i, std::mem::take(value));
             }
         })?;
     }
