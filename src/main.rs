@@ -103,6 +103,11 @@ enum Command {
     },
     /// Run a segmentation on the customers whose consent for segmentation is active now.
     Segment(SegmentArgs),
+    /// KPI commands.
+    Kpi {
+        #[command(subcommand)]
+        command: KpiCommand,
+    },
     /// Print a run's members as CSV `customer_id,segment` (customers who withdrew consent
     /// since the run are left out). Every call is recorded in the trail.
     Members {
@@ -114,6 +119,28 @@ enum Command {
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KpiCommand {
+    /// Evaluate every KPI for `all` and each segment of the published segmentation, and append
+    /// the results to the KPI log.
+    Evaluate {
+        /// Evaluate the period containing this date (YYYY-MM-DD) [default: today].
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        as_of: Option<chrono::NaiveDate>,
+        /// week, month or quarter [default: the policy's kpi.period].
+        #[arg(long)]
+        period: Option<String>,
+        /// Back-fill every period from the one containing this date ...
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// ... to the one containing this date.
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -285,6 +312,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Segment(args) => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
             segment_command(settings, args)
+        }
+        Command::Kpi {
+            command:
+                KpiCommand::Evaluate {
+                    as_of,
+                    period,
+                    from,
+                    to,
+                    json,
+                },
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            kpi_evaluate(settings, as_of, period, from.zip(to), json)
         }
         Command::Members {
             run_id,
@@ -737,6 +777,53 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
         for (reason, n) in &view.excluded {
             println!("  excluded ({reason}): {n}");
         }
+    }
+    Ok(())
+}
+
+fn kpi_evaluate(
+    settings: Settings,
+    as_of: Option<chrono::NaiveDate>,
+    period: Option<String>,
+    range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use fairseg::kpi::{Period, PeriodKind, service};
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = open_existing(&settings)?;
+    startup::prepare(&db, &policy, &settings)?;
+    let kind = PeriodKind::parse(period.as_deref().unwrap_or(&policy.kpi.period))
+        .context("--period")?;
+    let periods = match range {
+        Some((from, to)) => Period::between(kind, from, to).context("--from/--to")?,
+        None => vec![Period::containing(
+            kind,
+            as_of.unwrap_or_else(|| fairseg::db::now().date()),
+        )?],
+    };
+    let rows = service::evaluate(&db, &policy, &Actor::cli(), &periods)?;
+    let views: Vec<service::EvaluationView> = rows
+        .iter()
+        .map(|r| service::EvaluationView::of(r, policy.fairness.min_cell_size))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string(&views)?);
+    } else {
+        for v in &views {
+            println!(
+                "{} {:<12} {:<24} {:>14}  {}",
+                v.period_start,
+                v.segment,
+                v.kpi,
+                v.display(),
+                v.status
+            );
+        }
+        println!(
+            "{} evaluations appended ({} period(s))",
+            views.len(),
+            periods.len()
+        );
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ pub struct Layout {
 }
 
 /// Navigation entries and the permission each needs; a role sees only what it may open.
-const NAV: [(&str, &str, Option<Permission>); 7] = [
+const NAV: [(&str, &str, Option<Permission>); 8] = [
     ("/", "Home", None),
     ("/admin/users", "Users", Some(Permission::UsersManage)),
     ("/trail", "Trail", Some(Permission::TrailRead)),
@@ -37,6 +37,7 @@ const NAV: [(&str, &str, Option<Permission>); 7] = [
         "Import",
         Some(Permission::CustomersImport),
     ),
+    ("/kpi", "KPIs", Some(Permission::KpiRead)),
 ];
 
 impl Layout {

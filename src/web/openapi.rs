@@ -29,6 +29,10 @@ use utoipa::{Modify, OpenApi};
         super::consent::coverage_api,
         super::imports::import_api,
         super::imports::list_api,
+        super::kpi::evaluations_api,
+        super::kpi::evaluate_api,
+        super::kpi::drift_api,
+        super::kpi::rerun_api,
     ),
     modifiers(&BearerAuth)
 )]

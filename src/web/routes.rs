@@ -66,6 +66,7 @@ fn add(
 }
 
 use super::{auth, consent, customer_view, dsr, home, imports, ops, policy, trail, users};
+use super::kpi;
 use Access::{Public, SignedIn};
 use Permission::*;
 
@@ -133,4 +134,14 @@ route_table! {
     POST "/customers/import" needs(CustomersImport) => imports::upload;
     GET "/api/v1/imports" needs(CustomersImport) => imports::list_api;
     POST "/api/v1/imports/{kind}" needs(CustomersImport) => imports::import_api;
+    GET "/kpi" needs(KpiRead) => kpi::overview_page;
+    GET "/kpi/segments/{segment}" needs(KpiRead) => kpi::segment_page;
+    GET "/kpi/drift" needs(KpiRead) => kpi::drift_page;
+    GET "/kpi/log.csv" needs(KpiRead) => kpi::log_csv;
+    POST "/kpi/evaluate" needs(KpiEvaluate) => kpi::evaluate_submit;
+    POST "/kpi/drift/rerun" needs(SegmentsRun) => kpi::rerun_submit;
+    GET "/api/v1/kpi/evaluations" needs(KpiRead) => kpi::evaluations_api;
+    POST "/api/v1/kpi/evaluate" needs(KpiEvaluate) => kpi::evaluate_api;
+    GET "/api/v1/kpi/drift" needs(KpiRead) => kpi::drift_api;
+    POST "/api/v1/segmentations/{id}/rerun" needs(SegmentsRun) => kpi::rerun_api;
 }
