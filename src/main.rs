@@ -650,6 +650,10 @@ fn demo(
         &policy.version,
     )
     .context("loading the demo data")?;
+    // KPI history (issue 6): every month of the demo history, so the KPI charts are full.
+    let kpi_rows = fairseg::demo::backfill_kpis(&db, &policy, fairseg::db::now().date())
+        .context("back-filling the demo KPI history")?;
+    tracing::info!(rows = kpi_rows, "demo KPI history back-filled");
     if json {
         println!(
             "{}",

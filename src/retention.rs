@@ -10,8 +10,8 @@
 //! - customers with no transaction and no consent event since `inactive_customers_days` ago,
 //!   and created before then, are erased exactly as by a data-subject erasure (register of
 //!   erased pseudonyms, trail entry by pseudonym);
-//! - segment memberships and KPI evaluations: those records do not exist yet, so nothing is
-//!   removed and the report says so.
+//! - KPI evaluations made (`evaluated_at`) before `kpi_evaluations_days` ago are deleted;
+//! - segment memberships: not removed by retention yet, and the report says so.
 //!
 //! The trail is never deleted: it proves what was done.
 
@@ -72,7 +72,7 @@ pub struct RetentionReport {
 /// Notes that every report carries.
 pub fn standing_notes() -> Vec<String> {
     vec![
-        "segment memberships and KPI evaluations are not stored yet: nothing to remove".into(),
+        "segment memberships are not removed by retention yet".into(),
         "the latest consent event of each customer and purpose is kept as proof of the current state"
             .into(),
     ]
