@@ -165,12 +165,13 @@ impl Settings {
                 reason: "must be at least 1024".into(),
             });
         }
-        let kpi_schedule = crate::kpi::service::Schedule::parse(&args.kpi_schedule).ok_or_else(
-            || ConfigError::Invalid {
-                setting: "kpi-schedule (FAIRSEG_KPI_SCHEDULE)",
-                reason: format!("must be off, hourly or daily, got `{}`", args.kpi_schedule),
-            },
-        )?;
+        let kpi_schedule =
+            crate::kpi::service::Schedule::parse(&args.kpi_schedule).ok_or_else(|| {
+                ConfigError::Invalid {
+                    setting: "kpi-schedule (FAIRSEG_KPI_SCHEDULE)",
+                    reason: format!("must be off, hourly or daily, got `{}`", args.kpi_schedule),
+                }
+            })?;
         let signing_key = match std::env::var(SIGNING_KEY_ENV) {
             Ok(key) if key.len() < MIN_SIGNING_KEY_BYTES => {
                 return Err(ConfigError::Invalid {

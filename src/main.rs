@@ -796,8 +796,8 @@ fn kpi_evaluate(
     let policy = Policy::load(&settings.policies_dir)?;
     let db = open_existing(&settings)?;
     startup::prepare(&db, &policy, &settings)?;
-    let kind = PeriodKind::parse(period.as_deref().unwrap_or(&policy.kpi.period))
-        .context("--period")?;
+    let kind =
+        PeriodKind::parse(period.as_deref().unwrap_or(&policy.kpi.period)).context("--period")?;
     let periods = match range {
         Some((from, to)) => Period::between(kind, from, to).context("--from/--to")?,
         None => vec![Period::containing(

@@ -157,7 +157,10 @@ fn unique_names(segments: &[(i32, String)]) -> Vec<String> {
 /// The published run's segments as (number, unique name), in segment order.
 fn segment_names(conn: &mut DbConnection, run_id: i64) -> Result<Vec<(i32, String)>> {
     let segments = runs::segments(conn, run_id)?;
-    let pairs: Vec<(i32, String)> = segments.iter().map(|s| (s.segment, s.name.clone())).collect();
+    let pairs: Vec<(i32, String)> = segments
+        .iter()
+        .map(|s| (s.segment, s.name.clone()))
+        .collect();
     let names = unique_names(&pairs);
     Ok(pairs.into_iter().map(|p| p.0).zip(names).collect())
 }
@@ -299,10 +302,7 @@ fn records(
             undefined_reason: r.undefined_reason.map(|u| u.to_string()),
             target: r.target,
             alert_threshold: r.alert_threshold,
-            status: r
-                .status
-                .map_or(NO_TARGET, |s| s.as_str())
-                .to_owned(),
+            status: r.status.map_or(NO_TARGET, |s| s.as_str()).to_owned(),
             evaluated_at: at,
             evaluated_by: actor.as_str().to_owned(),
             segment: r.segment,
@@ -770,7 +770,10 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<DriftReport> {
         let wanted: Vec<String> = references.iter().map(|r| r.feature.clone()).collect();
         let current = current_values(conn, policy, &settings, &wanted)?;
         for reference in &references {
-            let now = current.get(&reference.feature).map(Vec::as_slice).unwrap_or(&[]);
+            let now = current
+                .get(&reference.feature)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             if reference.values.is_empty() || now.is_empty() {
                 not_measured.push(format!(
                     "{}: no values {}",
@@ -969,7 +972,12 @@ mod tests {
         ]);
         assert_eq!(
             names,
-            ["Loyal", "Loyal (segment 1)", "all (segment 2)", " (segment 3)"]
+            [
+                "Loyal",
+                "Loyal (segment 1)",
+                "all (segment 2)",
+                " (segment 3)"
+            ]
         );
     }
 

@@ -34,7 +34,9 @@ impl From<KpiServiceError> for AppError {
             KpiServiceError::Run(RunError::NotFound(id)) => {
                 AppError::Missing(format!("segmentation run {id} does not exist"))
             }
-            KpiServiceError::Run(RunError::Settings(e)) => AppError::invalid(e.field(), e.to_string()),
+            KpiServiceError::Run(RunError::Settings(e)) => {
+                AppError::invalid(e.field(), e.to_string())
+            }
             KpiServiceError::Run(RunError::Db(e)) => e.into(),
             other => AppError::internal(other),
         }
@@ -229,7 +231,12 @@ fn chart(kpi: &str, series: &[EvaluationView]) -> Chart {
     let mut hi = f64::NEG_INFINITY;
     let target = series.iter().rev().find_map(|v| v.target);
     let alert = series.iter().rev().find_map(|v| v.alert_threshold);
-    for v in values.iter().flatten().chain(target.iter()).chain(alert.iter()) {
+    for v in values
+        .iter()
+        .flatten()
+        .chain(target.iter())
+        .chain(alert.iter())
+    {
         lo = lo.min(*v);
         hi = hi.max(*v);
     }

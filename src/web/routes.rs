@@ -65,8 +65,8 @@ fn add(
     }
 }
 
-use super::{auth, consent, customer_view, dsr, home, imports, ops, policy, trail, users};
 use super::kpi;
+use super::{auth, consent, customer_view, dsr, home, imports, ops, policy, trail, users};
 use Access::{Public, SignedIn};
 use Permission::*;
 
