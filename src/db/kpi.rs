@@ -100,10 +100,8 @@ pub fn append(conn: &mut DbConnection, rows: &mut [EvaluationRecord]) -> DbResul
     let current: Option<i64> = kpi_evaluations::table
         .select(max(kpi_evaluations::id))
         .first(conn)?;
-    let mut next = current.unwrap_or(0) + 1;
-    for row in rows.iter_mut() {
-        row.id = next;
-        next += 1;
+    for (id, row) in (current.unwrap_or(0) + 1..).zip(rows.iter_mut()) {
+        row.id = id;
     }
     for chunk in rows.chunks(BATCH) {
         // Multi-row INSERTs are backend-specific in diesel.
