@@ -143,7 +143,7 @@ async fn cdnow_monthly_kpis_through_the_cli_match_the_committed_computation() {
 /// 40 regular customers buying 10.00 every month of the first half of 2025, and 5 big
 /// spenders buying 1000.00 once in March, all with segmentation consent; a k-means run on
 /// `monetary` splits them (40 and 5) and is published. Returns the run id.
-async fn seeded(app: &TestApp) -> i64 {
+pub(crate) async fn seeded(app: &TestApp) -> i64 {
     for i in 0..45 {
         let big = i >= 40;
         let id = format!("K{i:03}");
