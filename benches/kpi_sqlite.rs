@@ -29,7 +29,7 @@ fn generate(db: &Db) {
     let mut conn = db.conn().unwrap();
     conn.batch_execute(&format!(
         "PRAGMA synchronous = OFF;
-         DROP INDEX transactions_customer; DROP INDEX transactions_occurred_at;
+         DROP INDEX transactions_customer; DROP INDEX transactions_period;
          BEGIN;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {CUSTOMERS})
          INSERT INTO customers (id, external_id, pseudonym, attributes, created_at, updated_at)
@@ -52,7 +52,7 @@ fn generate(db: &Db) {
            SELECT 1, id, (id * 7919) % 8 FROM customers;
          COMMIT;
          CREATE INDEX transactions_customer ON transactions (customer_id, occurred_at);
-         CREATE INDEX transactions_occurred_at ON transactions (occurred_at);
+         CREATE INDEX transactions_period ON transactions (occurred_at, customer_id, amount, order_id);
          ANALYZE;"
     ))
     .unwrap();

@@ -1,3 +1,10 @@
+-- KPI evaluation reads the transactions of two periods by date: a covering index serves them
+-- from the index alone, in order, instead of fetching each row from the table (on SQLite at
+-- 10,000,000 transactions, two months went from 3.7 s to 0.09 s). It replaces
+-- transactions_occurred_at, of which it is an extension.
+DROP INDEX transactions_occurred_at;
+CREATE INDEX transactions_period ON transactions (occurred_at, customer_id, amount, order_id);
+
 -- The KPI evaluation log: append-only. Each evaluation of a KPI for a segment and a period
 -- adds a row; a re-evaluation adds another (the newest per KPI, segment and period is the one
 -- dashboards show), so every figure ever shown stays explainable. Rows leave only by
