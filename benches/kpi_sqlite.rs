@@ -63,6 +63,7 @@ fn generate(db: &Db) {
 }
 
 fn main() {
+    fairseg::telemetry::init(fairseg::config::LogFormat::Pretty);
     let dir = std::env::var("KPI_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/kpi-bench"));

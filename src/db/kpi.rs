@@ -39,31 +39,72 @@ pub fn customer_ids(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
         .load(conn)?)
 }
 
-/// Streams `(customer id, occurred_at, amount, order id)` of every transaction in
-/// `[from, to)` to `f`, in no particular order (read through the `occurred_at` index).
+/// Streams `(customer id, day of the transaction, amount, order id)` of every transaction in
+/// `[from, to)` to `f`, in no particular order (read from the covering `transactions_period`
+/// index).
 pub fn for_each_transaction(
     conn: &mut DbConnection,
     from: NaiveDateTime,
     to: NaiveDateTime,
-    mut f: impl FnMut(i64, NaiveDateTime, f64, Option<String>),
+    mut f: impl FnMut(i64, NaiveDate, f64, Option<String>),
 ) -> DbResult<()> {
-    let rows = transactions::table
-        .filter(transactions::occurred_at.ge(from))
-        .filter(transactions::occurred_at.lt(to))
-        .select((
-            transactions::customer_id,
-            transactions::occurred_at,
-            transactions::amount,
-            transactions::order_id,
-        ))
-        .load_iter::<(i64, NaiveDateTime, f64, Option<String>), diesel::connection::DefaultLoadingMode>(
-            conn,
-        )?;
-    for row in rows {
-        let (customer, at, amount, order) = row?;
-        f(customer, at, amount, order);
+    let range = transactions::occurred_at
+        .ge(from)
+        .and(transactions::occurred_at.lt(to));
+    match conn {
+        // SQLite keeps timestamps as text `YYYY-MM-DD HH:MM:SS[.f]`: reading the date from
+        // its first ten bytes is several times faster than a full timestamp parse per row.
+        DbConnection::Sqlite(c) => {
+            let rows = transactions::table
+                .filter(range)
+                .select((
+                    transactions::customer_id,
+                    diesel::dsl::sql::<diesel::sql_types::Text>("occurred_at"),
+                    transactions::amount,
+                    transactions::order_id,
+                ))
+                .load_iter::<(i64, String, f64, Option<String>), diesel::connection::DefaultLoadingMode>(c)?;
+            for row in rows {
+                let (customer, at, amount, order) = row?;
+                let day = date_prefix(&at).ok_or_else(|| {
+                    diesel::result::Error::DeserializationError(
+                        format!("transaction of customer {customer}: bad timestamp {at:?}").into(),
+                    )
+                })?;
+                f(customer, day, amount, order);
+            }
+        }
+        DbConnection::Postgres(c) => {
+            let rows = transactions::table
+                .filter(range)
+                .select((
+                    transactions::customer_id,
+                    transactions::occurred_at,
+                    transactions::amount,
+                    transactions::order_id,
+                ))
+                .load_iter::<(i64, NaiveDateTime, f64, Option<String>), diesel::connection::DefaultLoadingMode>(c)?;
+            for row in rows {
+                let (customer, at, amount, order) = row?;
+                f(customer, at.date(), amount, order);
+            }
+        }
     }
     Ok(())
+}
+
+/// The date of a `YYYY-MM-DD…` text.
+fn date_prefix(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
 /// Customers with a transaction in `[from, to)` and none before `from`: their first purchase
@@ -85,7 +126,9 @@ pub fn first_purchasers(
                         .field(transactions::customer_id)
                         .eq(transactions::customer_id),
                 )
-                .filter(earlier.field(transactions::occurred_at).lt(from)),
+                .filter(earlier.field(transactions::occurred_at).lt(from))
+                // Only the indexed columns: the probe stays inside the covering index.
+                .select(earlier.field(transactions::customer_id)),
         )))
         .select(transactions::customer_id)
         .distinct()
@@ -169,4 +212,19 @@ pub fn delete_evaluated_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -
         diesel::delete(kpi_evaluations::table.filter(kpi_evaluations::evaluated_at.lt(cutoff)))
             .execute(conn)?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_read_from_the_text_prefix() {
+        assert_eq!(
+            date_prefix("2024-12-01 13:45:00.123"),
+            NaiveDate::from_ymd_opt(2024, 12, 1)
+        );
+        assert_eq!(date_prefix("2024-02-30 00:00:00"), None);
+        assert_eq!(date_prefix("20241201"), None);
+    }
 }

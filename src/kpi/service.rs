@@ -233,7 +233,7 @@ fn evaluate_period(
     let mut order = Vec::new();
     let mut order_ids: HashMap<(u32, String), u64> = HashMap::new();
     let mut any_order = false;
-    store::for_each_transaction(conn, from, to, |id, at, value, order_id| {
+    store::for_each_transaction(conn, from, to, |id, date, value, order_id| {
         let Some(c) = population.index_of(id) else {
             return;
         };
@@ -247,10 +247,11 @@ fn evaluate_period(
             None => (1 << 63) | customer.len() as u64,
         };
         customer.push(c);
-        day.push(day_number(at.date()));
+        day.push(day_number(date));
         amount.push(value);
         order.push(o);
     })?;
+    let loaded = std::time::Instant::now();
     let mut first_day = vec![i32::MIN; population.ids.len()];
     let start = day_number(period.start());
     for id in store::first_purchasers(conn, midnight(period.start()), midnight(period.end()))? {
@@ -258,6 +259,11 @@ fn evaluate_period(
             first_day[c as usize] = start;
         }
     }
+    tracing::info!(
+        rows = customer.len(),
+        first_purchasers_ms = loaded.elapsed().as_millis() as u64,
+        "KPI period loaded"
+    );
     let tx = Transactions::new(
         population.ids.len() as u32,
         &customer,
@@ -320,8 +326,10 @@ pub fn evaluate(
     periods: &[Period],
 ) -> Result<Vec<EvaluationRecord>> {
     let clv = ClvParams::new(policy.kpi.clv_margin, policy.kpi.clv_max_lifetime_periods)?;
+    let started = std::time::Instant::now();
     let mut conn = db.conn()?;
     let population = load_population(&mut conn, policy)?;
+    let population_ms = started.elapsed().as_millis() as u64;
     let at = db::now();
     let mut rows = Vec::new();
     for &period in periods {
@@ -329,6 +337,11 @@ pub fn evaluate(
         rows.extend(records(&evaluation, policy, population.run_id, at, actor));
     }
     drop(conn);
+    tracing::info!(
+        population_ms,
+        periods_ms = started.elapsed().as_millis() as u64 - population_ms,
+        "KPI evaluation computed"
+    );
     let labels: Vec<String> = periods.iter().map(|p| p.label()).collect();
     let subject = match (labels.first(), labels.last()) {
         (Some(a), Some(b)) if a != b => format!("kpi:{a}..{b}"),
