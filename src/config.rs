@@ -68,6 +68,16 @@ pub struct GlobalArgs {
         default_value = "pretty"
     )]
     pub log_format: LogFormat,
+
+    /// How often the server evaluates every KPI by itself (the period of the policy's
+    /// kpi.period containing yesterday): off, hourly or daily.
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_KPI_SCHEDULE",
+        default_value = "daily"
+    )]
+    pub kpi_schedule: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +99,8 @@ pub struct Settings {
     /// The token signing secret from FAIRSEG_SIGNING_KEY; when absent the server generates
     /// one on first run and keeps it in the database.
     pub signing_key: Option<Secret>,
+    /// The server's own KPI evaluations (FAIRSEG_KPI_SCHEDULE).
+    pub kpi_schedule: crate::kpi::service::Schedule,
 }
 
 /// A secret that never appears in logs or debug output.
@@ -153,6 +165,13 @@ impl Settings {
                 reason: "must be at least 1024".into(),
             });
         }
+        let kpi_schedule =
+            crate::kpi::service::Schedule::parse(&args.kpi_schedule).ok_or_else(|| {
+                ConfigError::Invalid {
+                    setting: "kpi-schedule (FAIRSEG_KPI_SCHEDULE)",
+                    reason: format!("must be off, hourly or daily, got `{}`", args.kpi_schedule),
+                }
+            })?;
         let signing_key = match std::env::var(SIGNING_KEY_ENV) {
             Ok(key) if key.len() < MIN_SIGNING_KEY_BYTES => {
                 return Err(ConfigError::Invalid {
@@ -171,6 +190,7 @@ impl Settings {
             max_body_bytes: args.max_body_bytes,
             max_import_bytes: args.max_import_bytes,
             signing_key,
+            kpi_schedule,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod dsr;
 pub mod features;
 pub mod imports;
+pub mod kpi;
 pub mod retention;
 pub mod schema;
 pub mod secrets;

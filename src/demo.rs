@@ -753,6 +753,29 @@ pub fn cramers_v(pairs: &[(&str, &str)]) -> f64 {
     (chi2 / (n * k)).sqrt()
 }
 
+// ---- KPI history (issue 6) -------------------------------------------------------------------
+
+/// Back-fills the monthly KPI history of the demo data, from the first month of its history
+/// to the month containing `today`, so the KPI charts are full from the start. Call it after
+/// the demo segmentation is published to get per-segment history too. Returns the rows
+/// appended.
+pub fn backfill_kpis(
+    db: &crate::db::Db,
+    policy: &crate::policy::Policy,
+    today: chrono::NaiveDate,
+) -> Result<usize, crate::kpi::service::KpiServiceError> {
+    let from = today - chrono::TimeDelta::days(HISTORY_DAYS);
+    let rows = crate::kpi::service::backfill(
+        db,
+        policy,
+        &Actor::system(),
+        from,
+        today,
+        crate::kpi::PeriodKind::Month,
+    )?;
+    Ok(rows.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

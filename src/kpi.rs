@@ -13,6 +13,8 @@
 //! - [`drift`]: population stability index and two-sample Kolmogorov–Smirnov per feature, the
 //!   shift in segment shares.
 //! - [`ks`]: the Kolmogorov–Smirnov test itself, matching `scipy.stats.ks_2samp`.
+//! - [`service`]: the database edge: evaluate and log, back-fill, schedule, drift report,
+//!   re-run.
 //! - [`alert`]: alerts (persistent KPI alerts, drift, low stability) and the re-segmentation
 //!   advice.
 
@@ -25,6 +27,7 @@ pub mod drift;
 pub mod evaluate;
 pub mod ks;
 pub mod period;
+pub mod service;
 pub mod status;
 #[cfg(test)]
 mod tests_cdnow;

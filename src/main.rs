@@ -103,6 +103,11 @@ enum Command {
     },
     /// Run a segmentation on the customers whose consent for segmentation is active now.
     Segment(SegmentArgs),
+    /// KPI commands.
+    Kpi {
+        #[command(subcommand)]
+        command: KpiCommand,
+    },
     /// Print a run's members as CSV `customer_id,segment` (customers who withdrew consent
     /// since the run are left out). Every call is recorded in the trail.
     Members {
@@ -131,6 +136,28 @@ enum Command {
     Publish {
         /// The run.
         run_id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KpiCommand {
+    /// Evaluate every KPI for `all` and each segment of the published segmentation, and append
+    /// the results to the KPI log.
+    Evaluate {
+        /// Evaluate the period containing this date (YYYY-MM-DD) [default: today].
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        as_of: Option<chrono::NaiveDate>,
+        /// week, month or quarter [default: the policy's kpi.period].
+        #[arg(long)]
+        period: Option<String>,
+        /// Back-fill every period from the one containing this date ...
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// ... to the one containing this date.
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
         #[arg(long)]
         json: bool,
     },
@@ -304,6 +331,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Segment(args) => {
             let settings = Settings::from_args(&cli.global, "fairseg.db")?;
             segment_command(settings, args)
+        }
+        Command::Kpi {
+            command:
+                KpiCommand::Evaluate {
+                    as_of,
+                    period,
+                    from,
+                    to,
+                    json,
+                },
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            kpi_evaluate(settings, as_of, period, from.zip(to), json)
         }
         Command::Members {
             run_id,
@@ -647,12 +687,24 @@ fn demo(
         .context("segmenting the demo data")?;
     let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::system(), run_id)
         .context("auditing the demo segmentation")?;
+    // A newcomer should see the marketing dashboard at once: the demo publishes its run when
+    // the audit lets it through the gate (no override is ever made on the demo's behalf).
+    let published = matches!(audit.verdict.as_str(), "pass" | "warn");
+    if published {
+        fairseg::fairness::service::publish_run(&db, &policy, &Actor::system(), run_id)
+            .context("publishing the demo segmentation")?;
+    }
+    // KPI history: every month of the demo history, per segment of the published run, so the
+    // KPI charts are full from the start.
+    let kpi_rows = fairseg::demo::backfill_kpis(&db, &policy, fairseg::db::now().date())
+        .context("back-filling the demo KPI history")?;
+    tracing::info!(rows = kpi_rows, "demo KPI history back-filled");
     if json {
         println!(
             "{}",
             json!({
                 "database": path, "users": credentials, "addr": addr, "data": loaded, "seed": seed,
-                "segmentation": {"run_id": run_id, "segments": outcome.segments.len()},
+                "segmentation": {"run_id": run_id, "segments": outcome.segments.len(), "published": published},
                 "audit": {"id": audit.id, "verdict": audit.verdict, "reason": audit.reason},
             })
         );
@@ -877,6 +929,53 @@ fn publish_command(settings: Settings, run_id: i64, json: bool) -> anyhow::Resul
                 Some(r) => format!("; run {r} retired"),
                 None => String::new(),
             }
+        );
+    }
+    Ok(())
+}
+
+fn kpi_evaluate(
+    settings: Settings,
+    as_of: Option<chrono::NaiveDate>,
+    period: Option<String>,
+    range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use fairseg::kpi::{Period, PeriodKind, service};
+    let policy = Policy::load(&settings.policies_dir)?;
+    let db = open_existing(&settings)?;
+    startup::prepare(&db, &policy, &settings)?;
+    let kind =
+        PeriodKind::parse(period.as_deref().unwrap_or(&policy.kpi.period)).context("--period")?;
+    let periods = match range {
+        Some((from, to)) => Period::between(kind, from, to).context("--from/--to")?,
+        None => vec![Period::containing(
+            kind,
+            as_of.unwrap_or_else(|| fairseg::db::now().date()),
+        )?],
+    };
+    let rows = service::evaluate(&db, &policy, &Actor::cli(), &periods)?;
+    let views: Vec<service::EvaluationView> = rows
+        .iter()
+        .map(|r| service::EvaluationView::of(r, policy.fairness.min_cell_size))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string(&views)?);
+    } else {
+        for v in &views {
+            println!(
+                "{} {:<12} {:<24} {:>14}  {}",
+                v.period_start,
+                v.segment,
+                v.kpi,
+                v.display(),
+                v.status
+            );
+        }
+        println!(
+            "{} evaluations appended ({} period(s))",
+            views.len(),
+            periods.len()
         );
     }
     Ok(())

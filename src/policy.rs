@@ -196,6 +196,61 @@ impl Default for SegmentationSpec {
     }
 }
 
+/// A KPI's target and the threshold past which it alerts (see `kpi::Objective`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KpiTarget {
+    pub target: f64,
+    pub alert: f64,
+}
+
+/// The KPI catalogue's objectives, drift thresholds and alert rules (formulas in the policy
+/// file's comments, the README and `kpi::catalogue`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpiSpec {
+    /// The period the schedule and the dashboards use by default: week, month or quarter.
+    pub period: String,
+    /// Overall targets, by KPI name. They apply to `all`; ratio KPIs also to each segment
+    /// unless a segment overrides them; count and sum KPIs apply to a segment only through an
+    /// override.
+    pub targets: BTreeMap<String, KpiTarget>,
+    /// Per-segment overrides: segment name -> KPI name -> target.
+    pub segments: BTreeMap<String, BTreeMap<String, KpiTarget>>,
+    /// A KPI past its alert threshold this many periods in a row raises an alert.
+    pub consecutive_periods: usize,
+    /// Adjusted Rand index below which the published segmentation counts as unstable.
+    pub min_stability_ari: f64,
+    /// Population stability index thresholds: warn, act.
+    pub psi_warn: f64,
+    pub psi_act: f64,
+    /// Quantile bins of the PSI (10 = deciles).
+    pub psi_bins: usize,
+    /// Significance level of the two-sample Kolmogorov-Smirnov test.
+    pub ks_alpha: f64,
+    /// Customer lifetime value: margin share of revenue and cap on the expected lifetime.
+    pub clv_margin: f64,
+    pub clv_max_lifetime_periods: f64,
+}
+
+impl Default for KpiSpec {
+    fn default() -> Self {
+        KpiSpec {
+            period: "month".into(),
+            targets: BTreeMap::new(),
+            segments: BTreeMap::new(),
+            consecutive_periods: 3,
+            min_stability_ari: 0.6,
+            psi_warn: 0.1,
+            psi_act: 0.2,
+            psi_bins: 10,
+            ks_alpha: 0.05,
+            clv_margin: 0.3,
+            clv_max_lifetime_periods: 60.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoleSpecRaw {
@@ -229,6 +284,8 @@ struct PolicyRaw {
     roles: BTreeMap<String, RoleSpecRaw>,
     #[serde(default)]
     segmentation: SegmentationSpec,
+    #[serde(default)]
+    kpi: KpiSpec,
 }
 
 /// A validated policy and its version.
@@ -248,6 +305,7 @@ pub struct Policy {
     pub retention: RetentionSpec,
     pub roles: BTreeMap<String, RoleSpec>,
     pub segmentation: SegmentationSpec,
+    pub kpi: KpiSpec,
 }
 
 impl Policy {
@@ -481,6 +539,10 @@ impl Policy {
             );
         }
 
+        for (key, message) in validate_kpi(&raw.kpi) {
+            issue(key, message);
+        }
+
         let mut roles = BTreeMap::new();
         for required in REQUIRED_ROLES {
             if !raw.roles.contains_key(required) {
@@ -543,6 +605,7 @@ impl Policy {
             retention: raw.retention,
             roles,
             segmentation: raw.segmentation,
+            kpi: raw.kpi,
         })
     }
 
@@ -584,6 +647,78 @@ impl Policy {
     pub fn purpose(&self, name: &str) -> Option<&PurposeSpec> {
         self.purposes.get(name)
     }
+}
+
+/// Problems in the `[kpi]` section, as (key, message).
+fn validate_kpi(spec: &KpiSpec) -> Vec<(String, String)> {
+    use crate::kpi::{AlertRules, ClvParams, DriftThresholds, Kpi, Objective, PeriodKind};
+    let mut out = Vec::new();
+    if PeriodKind::parse(&spec.period).is_err() {
+        out.push((
+            "kpi.period".into(),
+            format!("`{}` is not week, month or quarter", spec.period),
+        ));
+    }
+    let mut check_targets = |prefix: String, targets: &BTreeMap<String, KpiTarget>| {
+        for (name, t) in targets {
+            let key = format!("{prefix}.{name}");
+            match Kpi::parse(name) {
+                Err(_) => out.push((
+                    key,
+                    format!(
+                        "`{name}` is not a KPI of the catalogue ({})",
+                        Kpi::ALL.map(|k| k.name()).join(", ")
+                    ),
+                )),
+                Ok(kpi) => {
+                    if let Err(e) = Objective::for_kpi(kpi, t.target, t.alert) {
+                        out.push((key, e.to_string()));
+                    }
+                }
+            }
+        }
+    };
+    check_targets("kpi.targets".into(), &spec.targets);
+    for (segment, targets) in &spec.segments {
+        check_targets(format!("kpi.segments.{segment}"), targets);
+    }
+    if let Err(e) = DriftThresholds::new(
+        spec.psi_warn,
+        spec.psi_act,
+        spec.ks_alpha,
+        1e-4,
+        spec.psi_bins,
+    ) {
+        let key = if !(spec.ks_alpha > 0.0 && spec.ks_alpha < 1.0) {
+            "kpi.ks_alpha"
+        } else if spec.psi_bins < 2 {
+            "kpi.psi_bins"
+        } else {
+            "kpi.psi_warn"
+        };
+        out.push((key.into(), e.to_string()));
+    }
+    if let Err(e) = AlertRules::new(
+        spec.consecutive_periods,
+        spec.min_stability_ari,
+        DriftThresholds::default(),
+    ) {
+        let key = if spec.consecutive_periods == 0 {
+            "kpi.consecutive_periods"
+        } else {
+            "kpi.min_stability_ari"
+        };
+        out.push((key.into(), e.to_string()));
+    }
+    if let Err(e) = ClvParams::new(spec.clv_margin, spec.clv_max_lifetime_periods) {
+        let key = if !(spec.clv_margin > 0.0 && spec.clv_margin <= 1.0) {
+            "kpi.clv_margin"
+        } else {
+            "kpi.clv_max_lifetime_periods"
+        };
+        out.push((key.into(), e.to_string()));
+    }
+    out
 }
 
 /// The version string of policy bytes.
@@ -694,6 +829,28 @@ mod tests {
             keys.contains(&"proxies.postcode_district.stands_for".to_string()),
             "{keys:?}"
         );
+    }
+
+    #[test]
+    fn kpi_section_errors_name_the_key() {
+        let source = default_source()
+            .replace("psi_act = 0.20", "psi_act = 0.05")
+            .replace(
+                "retention_rate = { target = 0.40, alert = 0.30 }",
+                "retention_rate = { target = 0.40, alert = 0.50 }\nretension = { target = 1, alert = 0 }",
+            )
+            .replace("consecutive_periods = 3", "consecutive_periods = 0");
+        let keys: Vec<String> = issues_of(&source).into_iter().map(|i| i.key).collect();
+        for key in [
+            "kpi.psi_warn",
+            "kpi.targets.retention_rate",
+            "kpi.targets.retension",
+            "kpi.consecutive_periods",
+        ] {
+            assert!(keys.contains(&key.to_string()), "{key} in {keys:?}");
+        }
+        let policy = Policy::parse(&default_source(), Path::new("p")).unwrap();
+        assert_eq!(policy.kpi.targets["retention_rate"].target, 0.40);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! - segment memberships of runs that finished more than `segment_memberships_days` ago are
 //!   deleted, except those of the published run (dashboards and exports are served from it);
 //!   the runs' settings, counts and profiles stay as the record of what was done;
-//! - KPI evaluations: not stored yet, so nothing is removed and the report says so.
+//! - KPI evaluations made (`evaluated_at`) before `kpi_evaluations_days` ago are deleted.
 //!
 //! The trail is never deleted: it proves what was done.
 
@@ -75,7 +75,6 @@ pub struct RetentionReport {
 pub fn standing_notes() -> Vec<String> {
     vec![
         "the published segmentation's memberships are kept whatever their age: dashboards and exports use them".into(),
-        "KPI evaluations are not stored yet: nothing to remove".into(),
         "the latest consent event of each customer and purpose is kept as proof of the current state"
             .into(),
     ]

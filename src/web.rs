@@ -10,6 +10,7 @@ pub mod dsr;
 pub mod error;
 pub mod home;
 pub mod imports;
+pub mod kpi;
 pub mod layout;
 pub mod metrics;
 pub mod openapi;

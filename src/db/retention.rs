@@ -84,6 +84,8 @@ pub fn apply_in(
     ))
     .bind::<Timestamp, _>(cutoffs.consent_events)
     .execute(conn)? as u64;
+    removed.kpi_evaluations =
+        super::kpi::delete_evaluated_before(conn, cutoffs.kpi_evaluations)? as u64;
     trail_store::append(
         conn,
         NewEntry::new(

@@ -230,6 +230,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    kpi_evaluations (id) {
+        id -> BigInt,
+        kpi -> Text,
+        definition_version -> Text,
+        policy_version -> Text,
+        run_id -> Nullable<BigInt>,
+        segment -> Text,
+        period_kind -> Text,
+        period_start -> Date,
+        period_end -> Date,
+        value -> Nullable<Double>,
+        undefined_reason -> Nullable<Text>,
+        basis -> BigInt,
+        target -> Nullable<Double>,
+        alert_threshold -> Nullable<Double>,
+        status -> Text,
+        evaluated_at -> Timestamp,
+        evaluated_by -> Text,
+    }
+}
+
 diesel::joinable!(customer_protected -> customers (customer_id));
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(consent_events -> customers (customer_id));
@@ -256,4 +278,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     segment_strategies,
     fairness_audits,
     audit_overrides,
+    kpi_evaluations,
 );

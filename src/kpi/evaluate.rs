@@ -309,6 +309,34 @@ impl<'a> Evaluator<'a> {
                 *f = d;
             }
         }
+        Self::with_first_days(tx, segmentation, clv, first_day)
+    }
+
+    /// Like [`Evaluator::new`], with each customer's first purchase day given by the caller:
+    /// for when `tx` holds only the rows of the periods evaluated (loaded from a database),
+    /// so the first purchase ever cannot be seen in them. `first_day[c]` is customer `c`'s
+    /// first purchase day, or any earlier day (e.g. `i32::MIN`) for a customer known to have
+    /// bought before the periods evaluated.
+    pub fn with_first_days(
+        tx: Transactions<'a>,
+        segmentation: &'a Segmentation,
+        clv: ClvParams,
+        first_day: Vec<i32>,
+    ) -> Result<Self, KpiError> {
+        if segmentation.n_customers() != tx.n_customers as usize {
+            return Err(KpiError::LengthMismatch {
+                column: "segment assignment",
+                expected: tx.n_customers as usize,
+                found: segmentation.n_customers(),
+            });
+        }
+        if first_day.len() != tx.n_customers as usize {
+            return Err(KpiError::LengthMismatch {
+                column: "first purchase day",
+                expected: tx.n_customers as usize,
+                found: first_day.len(),
+            });
+        }
         let slots = segmentation.names.len() + 1;
         let mut segment_customers = vec![0u64; slots];
         for &s in &segmentation.of_customer {

@@ -25,7 +25,7 @@ pub struct Layout {
 }
 
 /// Navigation entries and the permission each needs; a role sees only what it may open.
-const NAV: [(&str, &str, Option<Permission>); 10] = [
+const NAV: [(&str, &str, Option<Permission>); 11] = [
     ("/", "Home", None),
     ("/admin/users", "Users", Some(Permission::UsersManage)),
     ("/trail", "Trail", Some(Permission::TrailRead)),
@@ -40,6 +40,7 @@ const NAV: [(&str, &str, Option<Permission>); 10] = [
     ("/segments", "Segments", Some(Permission::SegmentsRead)),
     ("/segmentations", "Runs", Some(Permission::SegmentsRun)),
     ("/audits", "Audits", Some(Permission::AuditsRead)),
+    ("/kpi", "KPIs", Some(Permission::KpiRead)),
 ];
 
 impl Layout {

@@ -42,6 +42,10 @@ use utoipa::{Modify, OpenApi};
         super::audits::override_api,
         super::audits::publish_api,
         super::audits::reaudit_api,
+        super::kpi::evaluations_api,
+        super::kpi::evaluate_api,
+        super::kpi::drift_api,
+        super::kpi::rerun_api,
     ),
     modifiers(&BearerAuth)
 )]

@@ -65,7 +65,7 @@ fn add(
     }
 }
 
-use super::audits;
+use super::{audits, kpi};
 use super::{
     auth, consent, customer_view, dsr, home, imports, ops, policy, segmentation, trail, users,
 };
@@ -166,4 +166,15 @@ route_table! {
     POST "/api/v1/audits/{id}/override" needs(AuditsOverride) => audits::override_api;
     POST "/api/v1/segmentations/{id}/publish" needs(SegmentsPublish) => audits::publish_api;
     POST "/api/v1/segmentations/{id}/audit" needs(AuditsRead) => audits::reaudit_api;
+
+    GET "/kpi" needs(KpiRead) => kpi::overview_page;
+    GET "/kpi/segments/{segment}" needs(KpiRead) => kpi::segment_page;
+    GET "/kpi/drift" needs(KpiRead) => kpi::drift_page;
+    GET "/kpi/log.csv" needs(KpiRead) => kpi::log_csv;
+    POST "/kpi/evaluate" needs(KpiEvaluate) => kpi::evaluate_submit;
+    POST "/kpi/drift/rerun" needs(SegmentsRun) => kpi::rerun_submit;
+    GET "/api/v1/kpi/evaluations" needs(KpiRead) => kpi::evaluations_api;
+    POST "/api/v1/kpi/evaluate" needs(KpiEvaluate) => kpi::evaluate_api;
+    GET "/api/v1/kpi/drift" needs(KpiRead) => kpi::drift_api;
+    POST "/api/v1/segmentations/{id}/rerun" needs(SegmentsRun) => kpi::rerun_api;
 }

@@ -741,3 +741,62 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
     assert!(nav_labels(&client).await.contains(&"Audits".to_string()));
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn kpi_dashboard_charts_and_drift_in_the_browser() {
+    let app = spawn_app().await;
+    crate::kpi::seeded(&app).await;
+    let response = app
+        .api("analyst", reqwest::Method::POST, "/api/v1/kpi/evaluate")
+        .json(&json!({"from": "2025-01-01", "to": "2025-06-30"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let (_driver, client) = start_browser().await;
+    sign_in(&client, &app.address, "marketing").await;
+    client.goto(&app.url("/kpi")).await.unwrap();
+    let nav = nav_labels(&client).await;
+    assert!(nav.contains(&"KPIs".to_string()), "{nav:?}");
+    let cells = client
+        .find_all(Locator::Css("table.kpi-glance tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(cells.len(), 12);
+    screenshot(&client, "kpi-overview-marketing").await;
+    client
+        .find(Locator::Css("table.kpi-glance thead a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let chart = client
+        .wait()
+        .for_element(Locator::Css(
+            r#"li.chart[data-kpi="active_customers"] polyline.series"#,
+        ))
+        .await
+        .expect("the segment page draws its charts");
+    let points = chart.attr("points").await.unwrap().unwrap();
+    assert_eq!(points.split(' ').count(), 6, "{points}");
+    screenshot(&client, "kpi-segment-all").await;
+    client.goto(&app.url("/kpi/drift")).await.unwrap();
+    let advice = client
+        .find(Locator::Css("#advice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(advice.contains("Re-segmentation recommended"), "{advice}");
+    // Marketing may not start runs: no button.
+    assert!(
+        client
+            .find(Locator::Css(r#"form[action="/kpi/drift/rerun"]"#))
+            .await
+            .is_err()
+    );
+    screenshot(&client, "kpi-drift-marketing").await;
+    client.close().await.unwrap();
+}

@@ -113,6 +113,7 @@ pub fn settings_for(url: &str) -> Settings {
         max_body_bytes: 64 * 1024,
         max_import_bytes: 1024 * 1024,
         signing_key: None,
+        kpi_schedule: fairseg::kpi::service::Schedule::Off,
     }
 }
 

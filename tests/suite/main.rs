@@ -11,6 +11,7 @@ mod consent;
 mod dsr;
 mod helpers;
 mod imports;
+mod kpi;
 mod migrations;
 mod ops;
 mod segmentation;

@@ -1,0 +1,694 @@
+//! KPI dashboards (latest status at a glance, per-segment time series as server-side SVG),
+//! the evaluation log as CSV, drift with alerts and the re-segmentation signal, and the one
+//! action: run the published segmentation again with the same settings.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::error::{AppError, blocking};
+use super::layout::{Layout, State, render, see_other};
+use crate::auth::CurrentUser;
+use crate::db::kpi::LogFilter;
+use crate::kpi::service::{self, DriftReport, EvaluationView, KpiServiceError};
+use crate::kpi::{ALL_SEGMENT, Kpi, KpiError, Period, PeriodKind};
+use crate::policy::Permission;
+use crate::segmentation::pipeline::RunError;
+use crate::trail::Actor;
+
+impl From<KpiServiceError> for AppError {
+    fn from(e: KpiServiceError) -> AppError {
+        match e {
+            KpiServiceError::Kpi(KpiError::UnknownPeriodKind(p)) => AppError::invalid(
+                "period",
+                format!("`{p}` is not a period kind: use week, month or quarter"),
+            ),
+            KpiServiceError::Kpi(e @ KpiError::EmptyDateRange { .. }) => {
+                AppError::invalid("from", e.to_string())
+            }
+            KpiServiceError::Kpi(e @ KpiError::DateOutOfRange(_)) => {
+                AppError::invalid("as_of", e.to_string())
+            }
+            KpiServiceError::Db(e) => e.into(),
+            KpiServiceError::Run(RunError::NotFound(id)) => {
+                AppError::Missing(format!("segmentation run {id} does not exist"))
+            }
+            KpiServiceError::Run(RunError::Settings(e)) => {
+                AppError::invalid(e.field(), e.to_string())
+            }
+            KpiServiceError::Run(RunError::Db(e)) => e.into(),
+            other => AppError::internal(other),
+        }
+    }
+}
+
+fn kind_of(state: &State, period: Option<&str>) -> Result<PeriodKind, AppError> {
+    let raw = period
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .unwrap_or(&state.policy.kpi.period);
+    PeriodKind::parse(raw).map_err(|_| {
+        AppError::invalid(
+            "period",
+            format!("`{raw}` is not a period kind: use week, month or quarter"),
+        )
+    })
+}
+
+fn parse_day(field: &str, value: Option<&str>) -> Result<Option<NaiveDate>, AppError> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+                AppError::invalid(field, format!("`{v}` is not a date of the form YYYY-MM-DD"))
+            })
+        })
+        .transpose()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The overview: latest status of every KPI, overall and per segment.
+
+struct Cell {
+    display: String,
+    status: String,
+    label: String,
+}
+
+fn label(status: &str) -> String {
+    status.replace('_', " ")
+}
+
+struct OverviewRow {
+    kpi: &'static str,
+    formula: &'static str,
+    cells: Vec<Cell>,
+}
+
+#[derive(Template)]
+#[template(path = "kpi/index.html")]
+struct OverviewHtml {
+    layout: Layout,
+    period_kind: String,
+    period: Option<String>,
+    /// (name, link to its charts)
+    segments: Vec<(String, String)>,
+    rows: Vec<OverviewRow>,
+    can_evaluate: bool,
+    min_cell_size: u32,
+}
+
+/// Percent-encodes one path segment (segment names may hold spaces or slashes).
+fn path_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Segments in the order they appear, `all` first.
+fn segments_of(views: &[EvaluationView]) -> Vec<String> {
+    let mut segments = vec![ALL_SEGMENT.to_owned()];
+    for v in views {
+        if !segments.contains(&v.segment) {
+            segments.push(v.segment.clone());
+        }
+    }
+    segments
+}
+
+pub async fn overview_page(
+    state: State,
+    user: CurrentUser,
+    q: web::Query<PeriodQuery>,
+) -> Result<HttpResponse, AppError> {
+    let kind = kind_of(&state, q.period.as_deref())?;
+    let (db, policy) = (state.db.clone(), state.policy.clone());
+    let views = blocking(move || service::latest(&db, &policy, kind)).await?;
+    let segments = segments_of(&views);
+    let rows = Kpi::ALL
+        .iter()
+        .map(|kpi| OverviewRow {
+            kpi: kpi.name(),
+            formula: kpi.formula(),
+            cells: segments
+                .iter()
+                .map(|s| {
+                    match views
+                        .iter()
+                        .find(|v| v.kpi == kpi.name() && &v.segment == s)
+                    {
+                        Some(v) => Cell {
+                            display: v.display(),
+                            status: v.status.clone(),
+                            label: label(&v.status),
+                        },
+                        None => Cell {
+                            display: "—".into(),
+                            status: "none".into(),
+                            label: "not evaluated".into(),
+                        },
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(render(&OverviewHtml {
+        layout: Layout::new(&state, Some(&user), "KPIs", "/kpi"),
+        period_kind: kind.as_str().into(),
+        period: views
+            .first()
+            .map(|v| format!("{} to {}", v.period_start, v.period_end)),
+        segments: segments
+            .iter()
+            .map(|s| {
+                (
+                    s.clone(),
+                    format!("/kpi/segments/{}?period={}", path_segment(s), kind.as_str()),
+                )
+            })
+            .collect(),
+        rows,
+        can_evaluate: user.can(Permission::KpiEvaluate),
+        min_cell_size: state.policy.fairness.min_cell_size,
+    }))
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+pub struct PeriodQuery {
+    /// week, month or quarter (default: the policy's kpi.period).
+    period: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-segment time series, drawn as SVG on the server.
+
+const CHART_W: f64 = 420.0;
+const CHART_H: f64 = 150.0;
+const PAD_L: f64 = 8.0;
+const PAD_R: f64 = 8.0;
+const PAD_T: f64 = 10.0;
+const PAD_B: f64 = 10.0;
+
+struct Dot {
+    x: String,
+    y: String,
+    title: String,
+}
+
+struct Chart {
+    kpi: String,
+    formula: &'static str,
+    /// Line segments between defined, unsuppressed values.
+    lines: Vec<String>,
+    dots: Vec<Dot>,
+    target_y: Option<String>,
+    alert_y: Option<String>,
+    target: Option<String>,
+    alert: Option<String>,
+    y_max: String,
+    y_min: String,
+    first: String,
+    last: String,
+    latest: String,
+    latest_status: String,
+    latest_label: String,
+    withheld: usize,
+    width: f64,
+    height: f64,
+}
+
+fn chart(kpi: &str, series: &[EvaluationView]) -> Chart {
+    let values: Vec<Option<f64>> = series.iter().map(|v| v.value).collect();
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    let target = series.iter().rev().find_map(|v| v.target);
+    let alert = series.iter().rev().find_map(|v| v.alert_threshold);
+    for v in values
+        .iter()
+        .flatten()
+        .chain(target.iter())
+        .chain(alert.iter())
+    {
+        lo = lo.min(*v);
+        hi = hi.max(*v);
+    }
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if lo > 0.0 && lo < hi * 0.5 {
+        lo = 0.0;
+    }
+    if hi - lo < 1e-12 {
+        hi = lo + 1.0;
+    }
+    let n = series.len().max(1);
+    let x = |i: usize| {
+        if n == 1 {
+            CHART_W / 2.0
+        } else {
+            PAD_L + (CHART_W - PAD_L - PAD_R) * i as f64 / (n - 1) as f64
+        }
+    };
+    let y = |v: f64| PAD_T + (CHART_H - PAD_T - PAD_B) * (1.0 - (v - lo) / (hi - lo));
+    let mut lines = Vec::new();
+    let mut current = Vec::new();
+    let mut dots = Vec::new();
+    for (i, (v, e)) in values.iter().zip(series).enumerate() {
+        match v {
+            Some(v) => {
+                current.push(format!("{:.1},{:.1}", x(i), y(*v)));
+                dots.push(Dot {
+                    x: format!("{:.1}", x(i)),
+                    y: format!("{:.1}", y(*v)),
+                    title: format!("{}: {} ({})", e.period_start, e.display(), e.status),
+                });
+            }
+            None => {
+                if current.len() > 1 {
+                    lines.push(current.join(" "));
+                }
+                current.clear();
+            }
+        }
+    }
+    if current.len() > 1 {
+        lines.push(current.join(" "));
+    }
+    let last = series.last();
+    Chart {
+        kpi: kpi.to_owned(),
+        formula: Kpi::parse(kpi).map_or("", |k| k.formula()),
+        lines,
+        dots,
+        target_y: target.map(|t| format!("{:.1}", y(t))),
+        alert_y: alert.map(|a| format!("{:.1}", y(a))),
+        target: target.map(|t| service::format_number(kpi, t)),
+        alert: alert.map(|a| service::format_number(kpi, a)),
+        y_max: service::format_number(kpi, hi),
+        y_min: service::format_number(kpi, lo),
+        first: series
+            .first()
+            .map(|v| v.period_start.to_string())
+            .unwrap_or_default(),
+        last: last.map(|v| v.period_start.to_string()).unwrap_or_default(),
+        latest: last.map(EvaluationView::display).unwrap_or_default(),
+        latest_status: last.map(|v| v.status.clone()).unwrap_or_default(),
+        latest_label: last.map(|v| label(&v.status)).unwrap_or_default(),
+        withheld: series.iter().filter(|v| v.suppressed).count(),
+        width: CHART_W,
+        height: CHART_H,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "kpi/segment.html")]
+struct SegmentHtml {
+    layout: Layout,
+    segment: String,
+    period_kind: String,
+    charts: Vec<Chart>,
+    min_cell_size: u32,
+}
+
+pub async fn segment_page(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<String>,
+    q: web::Query<PeriodQuery>,
+) -> Result<HttpResponse, AppError> {
+    let segment = path.into_inner();
+    let kind = kind_of(&state, q.period.as_deref())?;
+    let (db, policy, name) = (state.db.clone(), state.policy.clone(), segment.clone());
+    let series = blocking(move || service::series(&db, &policy, kind, &name)).await?;
+    if series.is_empty() {
+        return Err(AppError::Missing(format!(
+            "no KPI evaluations for segment `{segment}`"
+        )));
+    }
+    let charts = Kpi::ALL
+        .iter()
+        .filter_map(|k| series.get(k.name()).map(|s| chart(k.name(), s)))
+        .collect();
+    Ok(render(&SegmentHtml {
+        layout: Layout::new(&state, Some(&user), &format!("KPIs: {segment}"), "/kpi"),
+        segment,
+        period_kind: kind.as_str().into(),
+        charts,
+        min_cell_size: state.policy.fairness.min_cell_size,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log, as JSON or CSV.
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+pub struct LogQuery {
+    /// week, month or quarter.
+    period: Option<String>,
+    /// `all` or a segment name.
+    segment: Option<String>,
+    /// A KPI name.
+    kpi: Option<String>,
+    /// Periods starting on or after this day (YYYY-MM-DD).
+    from: Option<String>,
+    /// Periods starting on or before this day (YYYY-MM-DD).
+    to: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+fn filter_of(q: &LogQuery) -> Result<LogFilter, AppError> {
+    let text = |s: &Option<String>| {
+        s.as_ref()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let period_kind = match text(&q.period) {
+        Some(p) => Some(
+            PeriodKind::parse(&p)
+                .map_err(|_| {
+                    AppError::invalid(
+                        "period",
+                        format!("`{p}` is not a period kind: use week, month or quarter"),
+                    )
+                })?
+                .as_str()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    if let Some(k) = text(&q.kpi) {
+        Kpi::parse(&k).map_err(|_| AppError::invalid("kpi", format!("`{k}` is not a KPI")))?;
+    }
+    Ok(LogFilter {
+        period_kind,
+        segment: text(&q.segment),
+        kpi: text(&q.kpi),
+        from: parse_day("from", q.from.as_deref())?,
+        to: parse_day("to", q.to.as_deref())?,
+    })
+}
+
+const CSV_HEADER: [&str; 17] = [
+    "id",
+    "kpi",
+    "definition_version",
+    "policy_version",
+    "run_id",
+    "segment",
+    "period_kind",
+    "period_start",
+    "period_end",
+    "value",
+    "suppressed",
+    "undefined_reason",
+    "target",
+    "alert_threshold",
+    "status",
+    "evaluated_at",
+    "evaluated_by",
+];
+
+fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    w.write_record(CSV_HEADER).map_err(AppError::internal)?;
+    for v in views {
+        w.write_record([
+            v.id.to_string(),
+            v.kpi.clone(),
+            v.definition_version.clone(),
+            v.policy_version.clone(),
+            v.run_id.map(|r| r.to_string()).unwrap_or_default(),
+            v.segment.clone(),
+            v.period_kind.clone(),
+            v.period_start.to_string(),
+            v.period_end.to_string(),
+            opt(v.value),
+            v.suppressed.to_string(),
+            v.undefined_reason.clone().unwrap_or_default(),
+            opt(v.target),
+            opt(v.alert_threshold),
+            v.status.clone(),
+            v.evaluated_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            v.evaluated_by.clone(),
+        ])
+        .map_err(AppError::internal)?;
+    }
+    let bytes = w.into_inner().map_err(AppError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            "attachment; filename=\"kpi-evaluations.csv\"",
+        ))
+        .body(bytes))
+}
+
+async fn load_log(state: &State, q: &LogQuery) -> Result<Vec<EvaluationView>, AppError> {
+    let filter = filter_of(q)?;
+    let (db, policy) = (state.db.clone(), state.policy.clone());
+    blocking(move || service::log(&db, &policy, &filter)).await
+}
+
+pub async fn log_csv(state: State, q: web::Query<LogQuery>) -> Result<HttpResponse, AppError> {
+    csv_of(&load_log(&state, &q).await?)
+}
+
+/// The KPI evaluation log, oldest first (append-only: a re-evaluation adds rows). Figures
+/// resting on fewer customers than the policy's minimum cell size have `value: null` and
+/// status `suppressed`.
+#[utoipa::path(get, path = "/api/v1/kpi/evaluations", tag = "kpi",
+    params(LogQuery),
+    responses(
+        (status = 200, description = "The evaluations (JSON list, or CSV with format=csv)", body = [EvaluationView]),
+        (status = 400, description = "A bad filter", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn evaluations_api(
+    state: State,
+    q: web::Query<LogQuery>,
+) -> Result<HttpResponse, AppError> {
+    let views = load_log(&state, &q).await?;
+    match q.format.as_deref().map(str::trim) {
+        None | Some("") | Some("json") => Ok(HttpResponse::Ok().json(views)),
+        Some("csv") => csv_of(&views),
+        Some(other) => Err(AppError::invalid(
+            "format",
+            format!("`{other}` is not a format: use json or csv"),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluating on demand.
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub struct EvaluateRequest {
+    /// Evaluate the period containing this day (YYYY-MM-DD; default today).
+    as_of: Option<String>,
+    /// week, month or quarter (default: the policy's kpi.period).
+    period: Option<String>,
+    /// Back-fill from the period containing this day ...
+    from: Option<String>,
+    /// ... to the period containing this day.
+    to: Option<String>,
+}
+
+fn periods_of(state: &State, r: &EvaluateRequest) -> Result<Vec<Period>, AppError> {
+    let kind = kind_of(state, r.period.as_deref())?;
+    let from = parse_day("from", r.from.as_deref())?;
+    let to = parse_day("to", r.to.as_deref())?;
+    let as_of = parse_day("as_of", r.as_of.as_deref())?;
+    let periods = match (from, to) {
+        (Some(from), Some(to)) => {
+            if as_of.is_some() {
+                return Err(AppError::invalid(
+                    "as_of",
+                    "give either as_of or from and to, not both",
+                ));
+            }
+            Period::between(kind, from, to).map_err(KpiServiceError::from)?
+        }
+        (None, None) => vec![
+            Period::containing(kind, as_of.unwrap_or_else(|| crate::db::now().date()))
+                .map_err(KpiServiceError::from)?,
+        ],
+        (Some(_), None) => return Err(AppError::invalid("to", "from needs to")),
+        (None, Some(_)) => return Err(AppError::invalid("from", "to needs from")),
+    };
+    if periods.len() > 520 {
+        return Err(AppError::invalid(
+            "from",
+            format!(
+                "{} periods requested; back-fill at most 520 at a time",
+                periods.len()
+            ),
+        ));
+    }
+    Ok(periods)
+}
+
+async fn run_evaluation(
+    state: &State,
+    user: &CurrentUser,
+    periods: Vec<Period>,
+) -> Result<Vec<EvaluationView>, AppError> {
+    let (db, policy, actor) = (
+        state.db.clone(),
+        state.policy.clone(),
+        Actor::user(&user.email),
+    );
+    let min_cell = policy.fairness.min_cell_size;
+    let rows = blocking(move || service::evaluate(&db, &policy, &actor, &periods)).await?;
+    Ok(rows
+        .iter()
+        .map(|r| EvaluationView::of(r, min_cell))
+        .collect())
+}
+
+/// Evaluate every KPI for `all` and each segment of the published segmentation, for one
+/// period or every period of a range, and append the results to the log.
+#[utoipa::path(post, path = "/api/v1/kpi/evaluate", tag = "kpi",
+    request_body = EvaluateRequest,
+    responses(
+        (status = 201, description = "The rows appended", body = [EvaluationView]),
+        (status = 400, description = "A bad date or period", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn evaluate_api(
+    state: State,
+    user: CurrentUser,
+    body: Option<web::Json<EvaluateRequest>>,
+) -> Result<HttpResponse, AppError> {
+    let request = body.map(web::Json::into_inner).unwrap_or_default();
+    let periods = periods_of(&state, &request)?;
+    let views = run_evaluation(&state, &user, periods).await?;
+    Ok(HttpResponse::Created().json(views))
+}
+
+#[derive(Deserialize)]
+pub struct EvaluateForm {
+    period: Option<String>,
+    as_of: Option<String>,
+}
+
+pub async fn evaluate_submit(
+    state: State,
+    user: CurrentUser,
+    form: web::Form<EvaluateForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let periods = periods_of(
+        &state,
+        &EvaluateRequest {
+            as_of: form.as_of,
+            period: form.period.clone(),
+            ..EvaluateRequest::default()
+        },
+    )?;
+    run_evaluation(&state, &user, periods).await?;
+    let kind = kind_of(&state, form.period.as_deref())?;
+    Ok(see_other(&format!("/kpi?period={}", kind.as_str())))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drift, alerts and the re-segmentation signal.
+
+#[derive(Template)]
+#[template(path = "kpi/drift.html")]
+struct DriftHtml {
+    layout: Layout,
+    report: DriftReport,
+    can_rerun: bool,
+}
+
+async fn drift_report(state: &State) -> Result<DriftReport, AppError> {
+    let (db, policy) = (state.db.clone(), state.policy.clone());
+    blocking(move || service::drift(&db, &policy)).await
+}
+
+pub async fn drift_page(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
+    let report = drift_report(&state).await?;
+    Ok(render(&DriftHtml {
+        layout: Layout::new(&state, Some(&user), "Drift and alerts", "/kpi/drift"),
+        can_rerun: user.can(Permission::SegmentsRun) && report.run_id.is_some(),
+        report,
+    }))
+}
+
+/// Drift of each feature of the published segmentation (PSI and two-sample KS between the
+/// population at segmentation time and the consented population now), the shift in segment
+/// sizes, the alerts, and whether re-segmenting is recommended, with the reasons.
+#[utoipa::path(get, path = "/api/v1/kpi/drift", tag = "kpi",
+    responses((status = 200, description = "The drift report", body = DriftReport)),
+    security(("bearer" = [])))]
+pub async fn drift_api(state: State) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(drift_report(&state).await?))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RerunResponse {
+    /// The new run (queued; it executes in the background).
+    run_id: i64,
+    /// The run whose settings were used.
+    settings_of: i64,
+    /// Where the new run, its audit and its comparison with the published run are shown.
+    location: String,
+}
+
+async fn start_rerun(state: &State, user: &CurrentUser, run_id: i64) -> Result<i64, AppError> {
+    let (db, policy, actor) = (
+        state.db.clone(),
+        state.policy.clone(),
+        Actor::user(&user.email),
+    );
+    let id = blocking(move || service::rerun(&db, &policy, &actor, run_id)).await?;
+    state.jobs.submit(id);
+    Ok(id)
+}
+
+/// Start a new segmentation run with the same settings as run `id` (its behavioural
+/// features computed as of now); it is queued and runs in the background.
+#[utoipa::path(post, path = "/api/v1/segmentations/{id}/rerun", tag = "kpi",
+    params(("id" = i64, Path, description = "The run whose settings to reuse")),
+    responses(
+        (status = 202, description = "The new run was queued", body = RerunResponse),
+        (status = 404, description = "No such run", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn rerun_api(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let from = path.into_inner();
+    let id = start_rerun(&state, &user, from).await?;
+    Ok(HttpResponse::Accepted().json(RerunResponse {
+        run_id: id,
+        settings_of: from,
+        location: format!("/segmentations/{id}"),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct RerunForm {
+    run_id: i64,
+}
+
+pub async fn rerun_submit(
+    state: State,
+    user: CurrentUser,
+    form: web::Form<RerunForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = start_rerun(&state, &user, form.run_id).await?;
+    Ok(see_other(&format!("/segmentations/{id}")))
+}
