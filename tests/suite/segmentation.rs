@@ -267,6 +267,46 @@ async fn wait_for(app: &TestApp, run: i64) -> Value {
     panic!("run {run} did not finish");
 }
 
+/// Marketing's view of a published run's members, through the API.
+async fn member_ids_via_api(app: &TestApp, run: i64) -> Vec<String> {
+    let (status, listed) = app
+        .get_json(
+            "marketing",
+            &format!("/api/v1/segmentations/{run}/members?format=json"),
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["customer_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The published run's segment sizes as marketing sees them, added up.
+async fn published_size_total(app: &TestApp) -> u64 {
+    let (_, view) = app
+        .get_json("marketing", "/api/v1/segmentations/published")
+        .await;
+    view["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["size"].as_u64().unwrap())
+        .sum()
+}
+
+async fn withdraw(app: &TestApp, customer: &str, purpose: &str) {
+    let response = app
+        .api("compliance", Method::POST, "/api/v1/consents")
+        .json(&json!({"customer_id": customer, "purpose": purpose, "status": "withdrawn"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+}
+
 pub fn publish(app: &TestApp, run: i64) {
     app.db
         .write(|conn| {
@@ -318,66 +358,18 @@ async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_eff
     assert_eq!(status, 403);
 
     publish(&app, run);
-    let (status, listed) = app
-        .get_json(
-            "marketing",
-            &format!("/api/v1/segmentations/{run}/members?format=json"),
-        )
-        .await;
-    assert_eq!(status, 200, "{listed}");
-    assert_eq!(listed.as_array().unwrap().len(), 60);
-    let (_, view) = app
-        .get_json("marketing", "/api/v1/segmentations/published")
-        .await;
-    let before: u64 = view["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["size"].as_u64().unwrap())
-        .sum();
-    assert_eq!(before, 60);
+    assert_eq!(member_ids_via_api(&app, run).await.len(), 60);
+    assert_eq!(published_size_total(&app).await, 60);
 
     // C0001 withdraws: gone from members, sizes and exports at once.
-    let response = app
-        .api("compliance", Method::POST, "/api/v1/consents")
-        .json(&json!({"customer_id": "C0001", "purpose": "segmentation", "status": "withdrawn"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    let (_, listed) = app
-        .get_json(
-            "marketing",
-            &format!("/api/v1/segmentations/{run}/members?format=json"),
-        )
-        .await;
-    let ids: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["customer_id"].as_str().unwrap())
-        .collect();
+    withdraw(&app, "C0001", "segmentation").await;
+    let ids = member_ids_via_api(&app, run).await;
     assert_eq!(ids.len(), 59);
-    assert!(!ids.contains(&"C0001"));
-    let (_, view) = app
-        .get_json("marketing", "/api/v1/segmentations/published")
-        .await;
-    let after: u64 = view["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["size"].as_u64().unwrap())
-        .sum();
-    assert_eq!(after, 59);
+    assert!(!ids.iter().any(|id| id == "C0001"));
+    assert_eq!(published_size_total(&app).await, 59);
 
     // An e-mail export leaves out whoever has no active e-mail consent (C0002 withdraws it).
-    let response = app
-        .api("compliance", Method::POST, "/api/v1/consents")
-        .json(&json!({"customer_id": "C0002", "purpose": "marketing_email", "status": "withdrawn"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
+    withdraw(&app, "C0002", "marketing_email").await;
     let segment_of_c2 = members(&app, run)["C0002"];
     let client = app.sign_in("marketing").await;
     let csv = client
