@@ -53,6 +53,8 @@ pub enum RunError {
     NoConsentedCustomers { purpose: String },
     #[error("stored run {id} cannot be read: {message}")]
     Corrupt { id: i64, message: String },
+    #[error("stored customer data cannot be read: {0}")]
+    CorruptCustomer(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -324,31 +326,56 @@ fn load_population(
         })
         .collect();
     if !attribute_features.is_empty() {
-        let mut parse_error: Option<String> = None;
-        let mut values = vec![AttributeValue::Missing; attribute_features.len()];
-        store::for_each_attributes(conn, |id, json| {
-            let Some(&p) = position.get(id as usize) else {
-                return;
-            };
-            if p == u32::MAX {
-                return;
-            }
-            if let Err(e) = extract(json, &attribute_features, &mut values) {
-                parse_error.get_or_insert(format!("customer {id}: {e}"));
-                return;
-            }
-            for (column, value) in attribute_columns.iter_mut().zip(values.iter_mut()) {
-                match column {
-                    ColumnValues::Numeric(v) => v[p as usize] = value.number(),
-                    ColumnValues::Categorical(v) => {
-                        v[p as usize] = std::mem::take(value).into_label()
+        // Reading the rows and parsing their JSON take about as long as each other, so they
+        // run side by side: this thread reads and hands batches to a parsing thread.
+        const BATCH: usize = 8_192;
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u32, i64, String)>>(4);
+        let wanted = &attribute_features;
+        let (read, parsed) = std::thread::scope(|scope| {
+            let parser = scope.spawn(move || -> Result<Vec<ColumnValues>, String> {
+                let mut columns = attribute_columns;
+                let mut values = vec![AttributeValue::Missing; wanted.len()];
+                for batch in received {
+                    for (p, id, json) in batch {
+                        extract(&json, wanted, &mut values)
+                            .map_err(|e| format!("attributes of customer {id}: {e}"))?;
+                        for (column, value) in columns.iter_mut().zip(values.iter_mut()) {
+                            match column {
+                                ColumnValues::Numeric(v) => v[p as usize] = value.number(),
+                                ColumnValues::Categorical(v) => {
+                                    v[p as usize] = std::mem::take(value).into_label()
+                                }
+                            }
+                        }
                     }
                 }
+                Ok(columns)
+            });
+            let mut batch = Vec::with_capacity(BATCH);
+            let read = store::for_each_attributes(conn, |id, json| {
+                let Some(&p) = position.get(id as usize) else {
+                    return;
+                };
+                if p == u32::MAX {
+                    return;
+                }
+                batch.push((p, id, json.to_owned()));
+                if batch.len() == BATCH {
+                    // A failed send means the parser stopped on an error, reported below.
+                    let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            });
+            if !batch.is_empty() {
+                let _ = batches.send(batch);
             }
-        })?;
-        if let Some(message) = parse_error {
-            return Err(RunError::Corrupt { id: 0, message });
-        }
+            drop(batches);
+            (
+                read,
+                parser.join().expect("the attribute parser does not panic"),
+            )
+        });
+        read?;
+        attribute_columns = parsed.map_err(RunError::CorruptCustomer)?;
     }
     let mut attribute_columns = attribute_columns.into_iter();
     let columns = settings

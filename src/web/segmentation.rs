@@ -29,7 +29,7 @@ impl From<RunError> for AppError {
             RunError::NotFound(id) => AppError::Missing(format!("there is no run {id}")),
             e @ RunError::WrongState { .. } => AppError::Conflict(e.to_string()),
             e @ RunError::NoConsentedCustomers { .. } => AppError::Conflict(e.to_string()),
-            e @ RunError::Corrupt { .. } => AppError::internal(e),
+            e @ (RunError::Corrupt { .. } | RunError::CorruptCustomer(_)) => AppError::internal(e),
             RunError::Db(db) => db.into(),
         }
     }
