@@ -1,6 +1,36 @@
 //! Storage: one connection type over SQLite and PostgreSQL, a pool, per-connection pragmas,
 //! embedded migrations, and the queries of each area (one file per area below `db/`).
 
+// Defined before the area modules, which use them.
+/// Runs a statement on the concrete connection: multi-row INSERTs are not available through
+/// the `MultiConnection` enum, but the same diesel query compiles for each backend.
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Inserts a batch of rows with one multi-row INSERT. A full batch goes in as a fixed-size
+/// array, whose statement diesel prepares once and keeps in its cache; a shorter one (the
+/// file's last) is prepared for itself.
+/// `$batch` is the full batch size (a constant of the caller).
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr, $batch:expr) => {{
+        let rows = $rows;
+        match <Box<[_; $batch]>>::try_from(rows) {
+            Ok(full) => on_backend!($conn, |c| diesel::insert_into($table)
+                .values(full)
+                .execute(c)),
+            Err(rows) => on_backend!($conn, |c| diesel::insert_into($table)
+                .values(&rows)
+                .execute(c)),
+        }
+    }};
+}
+
 pub mod audits;
 pub mod consent;
 pub mod customers;

@@ -37,36 +37,8 @@ use crate::imports::{
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
 
-/// Runs a statement on the concrete connection: multi-row INSERTs are not available through
-/// the `MultiConnection` enum, but the same diesel query compiles for each backend.
-macro_rules! on_backend {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            DbConnection::Sqlite($c) => $body,
-            DbConnection::Postgres($c) => $body,
-        }
-    };
-}
-
 /// Rows per INSERT statement: well below SQLite's and PostgreSQL's bind-parameter limits.
 const BATCH: usize = 500;
-
-/// Inserts a batch of rows with one multi-row INSERT. A full batch goes in as a fixed-size
-/// array, whose statement diesel prepares once and keeps in its cache; a shorter one (the
-/// file's last) is prepared for itself.
-macro_rules! insert_rows {
-    ($conn:expr, $table:expr, $rows:expr) => {{
-        let rows = $rows;
-        match <Box<[_; BATCH]>>::try_from(rows) {
-            Ok(full) => on_backend!($conn, |c| diesel::insert_into($table)
-                .values(full)
-                .execute(c)),
-            Err(rows) => on_backend!($conn, |c| diesel::insert_into($table)
-                .values(&rows)
-                .execute(c)),
-        }
-    }};
-}
 
 /// A timestamp bound with its SQLite text made beforehand: diesel formats a `NaiveDateTime`
 /// for SQLite (`%F %T%.f`) on every bind, parsing the format each time, which a million-row
@@ -521,10 +493,10 @@ fn write_customers(
                 pass.report.rows_imported += 1;
             }
             if !new_rows.is_empty() {
-                insert_rows!(conn, customers::table, new_rows)?;
+                insert_rows!(conn, customers::table, new_rows, BATCH)?;
             }
             if !new_protected.is_empty() {
-                insert_rows!(conn, customer_protected::table, new_protected)?;
+                insert_rows!(conn, customer_protected::table, new_protected, BATCH)?;
             }
             Ok(())
         },
@@ -660,7 +632,7 @@ fn write_transactions(
                 pass.report.rows_imported += 1;
             }
             if !rows.is_empty() {
-                insert_rows!(conn, transactions::table, rows)?;
+                insert_rows!(conn, transactions::table, rows, BATCH)?;
             }
             Ok(())
         },
@@ -743,7 +715,7 @@ fn write_consents(
                 pass.report.rows_imported += 1;
             }
             if !rows.is_empty() {
-                insert_rows!(conn, consent_events::table, rows)?;
+                insert_rows!(conn, consent_events::table, rows, BATCH)?;
             }
             Ok(())
         },

@@ -173,8 +173,7 @@ type MembershipValues = (
     diesel::dsl::Eq<segment_memberships::segment, i32>,
 );
 
-/// Rows per multi-row INSERT. A full batch goes in as a fixed-size array, whose statement
-/// diesel prepares once and keeps in its cache (a `Vec` of rows is prepared anew each time).
+/// Rows per multi-row INSERT (`insert_rows!`: full batches share one cached statement).
 const MEMBERSHIP_BATCH: usize = 500;
 
 pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbResult<()> {
@@ -183,36 +182,18 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
             .values(segment)
             .execute(conn)?;
     }
-    let mut batch: Vec<MembershipValues>;
     for chunk in done.memberships.chunks(MEMBERSHIP_BATCH) {
-        batch = Vec::with_capacity(MEMBERSHIP_BATCH);
-        batch.extend(chunk.iter().map(|&(customer, segment)| {
-            (
-                segment_memberships::run_id.eq(id),
-                segment_memberships::customer_id.eq(customer),
-                segment_memberships::segment.eq(segment),
-            )
-        }));
-        // Multi-row INSERTs are backend-specific in diesel: not available through the
-        // MultiConnection enum, so each backend gets its own statement.
-        match <Box<[MembershipValues; MEMBERSHIP_BATCH]>>::try_from(std::mem::take(&mut batch)) {
-            Ok(full) => match conn {
-                DbConnection::Sqlite(c) => diesel::insert_into(segment_memberships::table)
-                    .values(full)
-                    .execute(c)?,
-                DbConnection::Postgres(c) => diesel::insert_into(segment_memberships::table)
-                    .values(full)
-                    .execute(c)?,
-            },
-            Err(rows) => match conn {
-                DbConnection::Sqlite(c) => diesel::insert_into(segment_memberships::table)
-                    .values(&rows)
-                    .execute(c)?,
-                DbConnection::Postgres(c) => diesel::insert_into(segment_memberships::table)
-                    .values(&rows)
-                    .execute(c)?,
-            },
-        };
+        let rows: Vec<MembershipValues> = chunk
+            .iter()
+            .map(|&(customer, segment)| {
+                (
+                    segment_memberships::run_id.eq(id),
+                    segment_memberships::customer_id.eq(customer),
+                    segment_memberships::segment.eq(segment),
+                )
+            })
+            .collect();
+        insert_rows!(conn, segment_memberships::table, rows, MEMBERSHIP_BATCH)?;
     }
     diesel::update(segmentation_runs::table.find(id))
         .set((

@@ -729,21 +729,26 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     })
 }
 
-/// The adjusted Rand index between two runs' memberships on the customers both contain
-/// (both lists sorted by customer id); `None` when fewer than two customers are shared.
-pub fn stability(before: &[(i64, i32)], after: &[(i64, i32)]) -> Option<f64> {
-    let mut a = Vec::new();
-    let mut b = Vec::new();
+/// The segments of the customers both runs contain, as (segment in `before`, segment in
+/// `after`); both lists (customer id, segment) sorted by customer id.
+pub fn shared_segments(before: &[(i64, i32)], after: &[(i64, i32)]) -> Vec<(usize, usize)> {
+    let mut shared = Vec::new();
     let mut j = 0;
     for &(customer, segment) in before {
         while j < after.len() && after[j].0 < customer {
             j += 1;
         }
         if j < after.len() && after[j].0 == customer {
-            a.push(segment as usize);
-            b.push(after[j].1 as usize);
+            shared.push((segment as usize, after[j].1 as usize));
         }
     }
+    shared
+}
+
+/// The adjusted Rand index between two runs' memberships on the customers both contain
+/// (both lists sorted by customer id); `None` when fewer than two customers are shared.
+pub fn stability(before: &[(i64, i32)], after: &[(i64, i32)]) -> Option<f64> {
+    let (a, b): (Vec<usize>, Vec<usize>) = shared_segments(before, after).into_iter().unzip();
     if a.len() < 2 {
         return None;
     }
@@ -781,7 +786,7 @@ pub fn live_members(
     let active =
         db::consent::active_customers(conn, &seg.purpose, &policy.purposes[&seg.purpose], now)?;
     let mut members = store::members_with_ids(conn, run_id, segment)?;
-    retain_in(&mut members, &active);
+    retain_ids(&mut members, |m| m.0, &active);
     if let Some(channel) = channel {
         let purpose = seg.channels.get(channel).ok_or_else(|| {
             RunError::Settings(SettingsError::Invalid {
@@ -794,19 +799,20 @@ pub fn live_members(
         })?;
         let reachable =
             db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
-        retain_in(&mut members, &reachable);
+        retain_ids(&mut members, |m| m.0, &reachable);
     }
     Ok(members)
 }
 
-/// Keeps the members (sorted by internal id) whose id is in `allowed` (ascending).
-fn retain_in(members: &mut Vec<(i64, String, i32)>, allowed: &[i64]) {
-    let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
-    let keep = flags(&ids, allowed);
-    let mut i = 0;
-    members.retain(|_| {
-        i += 1;
-        keep[i - 1]
+/// Keeps the items (sorted by customer id) whose id is in `allowed` (ascending).
+fn retain_ids<T>(items: &mut Vec<T>, id_of: impl Fn(&T) -> i64, allowed: &[i64]) {
+    let mut j = 0;
+    items.retain(|item| {
+        let id = id_of(item);
+        while j < allowed.len() && allowed[j] < id {
+            j += 1;
+        }
+        j < allowed.len() && allowed[j] == id
     });
 }
 
@@ -817,8 +823,18 @@ pub fn live_sizes(
     run_id: i64,
     n_segments: usize,
 ) -> Result<Vec<u64>, RunError> {
+    // Counting needs no external ids: the memberships alone, minus withdrawals.
+    let seg = &policy.segmentation;
+    let active = db::consent::active_customers(
+        conn,
+        &seg.purpose,
+        &policy.purposes[&seg.purpose],
+        db::now(),
+    )?;
+    let mut members = store::memberships(conn, run_id)?;
+    retain_ids(&mut members, |m| m.0, &active);
     let mut sizes = vec![0u64; n_segments];
-    for (_, _, s) in live_members(conn, policy, run_id, None, None)? {
+    for (_, s) in members {
         if let Some(c) = sizes.get_mut(s as usize) {
             *c += 1;
         }

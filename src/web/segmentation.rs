@@ -518,17 +518,11 @@ async fn compare(state: &State, a: i64, b: i64) -> Result<Comparison, AppError> 
         let ma = store::memberships(&mut conn, a)?;
         let mb = store::memberships(&mut conn, b)?;
         let mut table = vec![vec![0u64; b_names.len()]; a_names.len()];
-        let mut j = 0;
-        let mut shared = 0u64;
-        for &(customer, sa) in &ma {
-            while j < mb.len() && mb[j].0 < customer {
-                j += 1;
-            }
-            if j < mb.len() && mb[j].0 == customer {
-                table[sa as usize][mb[j].1 as usize] += 1;
-                shared += 1;
-            }
+        let shared_pairs = pipeline::shared_segments(&ma, &mb);
+        for &(sa, sb) in &shared_pairs {
+            table[sa][sb] += 1;
         }
+        let shared = shared_pairs.len() as u64;
         let flat: Vec<u64> = table.iter().flatten().copied().collect();
         let shown = crate::consent::coverage::shown_row(&flat, min_cell);
         let shared_shown = crate::consent::coverage::shown_row(&[shared], min_cell).remove(0);

@@ -665,3 +665,66 @@ async fn gaussian_mixtures_and_dbscan_run_through_the_same_pipeline() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("eps"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn two_runs_are_compared_on_their_shared_customers_with_small_cells_hidden() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(20, 12);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let a = segment(
+        &app,
+        &["--algorithm", "kmeans", "--k", "3", "--features", "x,y"],
+    )["run_id"]
+        .as_i64()
+        .unwrap();
+    let b = segment(
+        &app,
+        &["--algorithm", "kmeans", "--k", "2", "--features", "x"],
+    )["run_id"]
+        .as_i64()
+        .unwrap();
+    let (status, cmp) = app
+        .get_json(
+            "analyst",
+            &format!("/api/v1/segmentations/compare?a={a}&b={b}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{cmp}");
+    assert_eq!(cmp["shared_customers"], 60);
+    let ari = cmp["adjusted_rand_index"].as_f64().unwrap();
+    assert!(ari > 0.0 && ari < 1.0, "{ari}");
+    let rows = cmp["crosstab"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let cells: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r[1].as_array().unwrap().iter().map(|c| c.as_str().unwrap()))
+        .collect();
+    assert_eq!(cells.len(), 6);
+    // Every cell is a count of at least 10, 0, or hidden: never a small number.
+    for c in &cells {
+        assert!(
+            *c == "<10" || c.parse::<u64>().is_ok_and(|n| n == 0 || n >= 10),
+            "{cells:?}"
+        );
+    }
+    // The same on the page, for analysts only.
+    let client = app.sign_in("analyst").await;
+    let html = client
+        .get(app.url(&format!("/segmentations/compare?a={a}&b={b}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(crate::helpers::texts(&html, "#ari"), [format!("{ari:.3}")]);
+    assert_eq!(crate::helpers::texts(&html, "#crosstab tbody tr").len(), 3);
+    let (status, _) = app
+        .get_json(
+            "marketing",
+            &format!("/api/v1/segmentations/compare?a={a}&b={b}"),
+        )
+        .await;
+    assert_eq!(status, 403);
+}
