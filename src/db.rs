@@ -78,6 +78,9 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("no database connection available: {0}")]
     Pool(#[from] r2d2::PoolError),
+    /// The system would not start a thread (imports read beside writing).
+    #[error("cannot start a worker thread: {0}")]
+    Thread(String),
 }
 
 impl DbError {

@@ -450,6 +450,100 @@ pub fn display_name(path_or_name: &str) -> String {
     }
 }
 
+/// Records parsed ahead, handed over a chunk at a time.
+const RECORDS_PER_CHUNK: usize = 1024;
+/// Chunks in flight: a few hundred kilobytes of file, so memory stays flat.
+const CHUNKS_AHEAD: usize = 4;
+
+/// What the CSV-reading thread hands over: records with their lines, and at the end of a
+/// broken file the error that stopped it.
+struct RecordChunk {
+    records: Vec<(u64, csv::ByteRecord)>,
+    filled: usize,
+    broken: Option<RowError>,
+}
+
+/// The first pass's walk over the data records after the header: `each` sees every record
+/// that is not a blank line, in order, with its line, and the rows read are counted. A
+/// record the parser cannot read is rejected and ends the walk (the parser cannot find the
+/// next record after it).
+///
+/// The CSV is parsed on a thread of its own, in chunks handed over a bounded channel, while
+/// `each` checks the rows on the caller's: on a file of a million rows this takes the
+/// parse (about a third of the pass) off the critical path. Chunks come back to the reading
+/// thread to be filled again, so no record is allocated twice.
+pub fn scan_records<R: Read + Send>(
+    mut reader: csv::Reader<R>,
+    file: &str,
+    scan: &mut Scan,
+    mut each: impl FnMut(&mut Scan, u64, &csv::ByteRecord),
+) -> Result<(), ImportError> {
+    use std::sync::mpsc::{channel, sync_channel};
+    std::thread::scope(|threads| {
+        let (filled, received) = sync_channel::<RecordChunk>(CHUNKS_AHEAD);
+        let (recycle, recycled) = channel::<RecordChunk>();
+        let reading = std::thread::Builder::new()
+            .name("import-read".into())
+            .spawn_scoped(threads, move || {
+                loop {
+                    let mut chunk = recycled.try_recv().unwrap_or_else(|_| RecordChunk {
+                        records: Vec::with_capacity(RECORDS_PER_CHUNK),
+                        filled: 0,
+                        broken: None,
+                    });
+                    chunk.filled = 0;
+                    let mut done = false;
+                    while chunk.filled < RECORDS_PER_CHUNK {
+                        if chunk.records.len() == chunk.filled {
+                            chunk.records.push((0, csv::ByteRecord::new()));
+                        }
+                        let (line, record) = &mut chunk.records[chunk.filled];
+                        match next_record(&mut reader, record) {
+                            Ok(Some(at)) => {
+                                *line = at;
+                                chunk.filled += 1;
+                            }
+                            Ok(None) => {
+                                done = true;
+                                break;
+                            }
+                            Err(e) => {
+                                chunk.broken = Some(e);
+                                done = true;
+                                break;
+                            }
+                        }
+                    }
+                    // The checking side has stopped listening only if it panicked.
+                    if filled.send(chunk).is_err() || done {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = reading {
+            return Err(ImportError::Unreadable {
+                file: file.to_string(),
+                reason: format!("no thread to read it: {e}"),
+            });
+        }
+        for mut chunk in received {
+            for (line, record) in &chunk.records[..chunk.filled] {
+                if is_blank(record) {
+                    continue;
+                }
+                scan.report.rows_read += 1;
+                each(scan, *line, record);
+            }
+            if let Some(e) = chunk.broken.take() {
+                scan.report.rows_read += 1;
+                scan.reject(vec![e]);
+            }
+            let _ = recycle.send(chunk);
+        }
+        Ok(())
+    })
+}
+
 /// A first-pass outcome shared by the kinds: the lines found bad (with their errors, for the
 /// rejected-rows file) and the report so far.
 #[derive(Debug)]

@@ -8,7 +8,8 @@
 //! dropped before the rows go in and built again after them, inside the same transaction (a
 //! duplicate key fails the build, the import and its rollback, which restores the index).
 //! Full batches go through one cached prepared statement; timestamps are bound as text made
-//! once (`Stamp`).
+//! once (`Stamp`). The file is read and parsed on a second thread while this one writes
+//! (`second_pass`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -40,15 +41,15 @@ use crate::trail::{Actor, NewEntry};
 /// Rows per INSERT statement: well below SQLite's and PostgreSQL's bind-parameter limits.
 const BATCH: usize = 500;
 
-/// A timestamp bound with its SQLite text made beforehand: diesel formats a `NaiveDateTime`
-/// for SQLite (`%F %T%.f`) on every bind, parsing the format each time, which a million-row
-/// import felt. The text is the same as diesel's, so reading back is unchanged; PostgreSQL
+/// A timestamp bound with its SQLite text made beforehand (for rows, on the reading thread):
+/// diesel formats a `NaiveDateTime` for SQLite (`%F %T%.f`) on every bind, parsing the format
+/// each time, which a million-row import felt. The text is the same as diesel's, so reading back is unchanged; PostgreSQL
 /// gets the timestamp itself.
 #[derive(Debug, Clone, diesel::expression::AsExpression)]
 #[diesel(sql_type = diesel::sql_types::Timestamp)]
 struct Stamp {
     at: NaiveDateTime,
-    sqlite: std::rc::Rc<str>,
+    sqlite: std::sync::Arc<str>,
 }
 
 /// diesel's SQLite timestamp format, parsed once.
@@ -278,58 +279,150 @@ struct Pending<T> {
     record: Option<csv::ByteRecord>,
 }
 
+/// What the reading thread hands the writing one: up to `BATCH` parsed rows, and the rows
+/// between them that cannot go in, in file order.
+struct Chunk<T> {
+    rows: Vec<Pending<T>>,
+    rejected: Vec<Rejected>,
+}
+
+enum Rejected {
+    /// A row the first pass found bad (already counted): only its record, for the
+    /// rejected-rows file, with the column and reason of its first error.
+    FirstPass {
+        record: csv::ByteRecord,
+        line: u64,
+        column: Option<String>,
+        reason: String,
+    },
+    /// A row that fails to parse now.
+    Parse {
+        record: csv::ByteRecord,
+        errors: Vec<RowError>,
+    },
+}
+
+/// Chunks in flight between the threads: enough to keep the writer busy, few enough that a
+/// file of millions of rows is never held whole.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
 /// Walks the file again: rows the first pass rejected go to the rejected file, the others
 /// are parsed and handed to `flush` in batches.
-fn second_pass<T>(
+///
+/// Reading and parsing (CSV, numbers, dates, pseudonyms, JSON) run on a thread of their own
+/// beside the one that holds the connection and writes, so a large import keeps two cores
+/// busy; the bounded channel between them keeps memory flat.
+fn second_pass<T: Send>(
     conn: &mut DbConnection,
     input: BufReader<File>,
     kind: ImportKind,
     header: &[String],
     pass: &mut Pass<'_>,
-    mut parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>>,
+    parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>> + Send,
     mut flush: impl FnMut(&mut DbConnection, &mut Vec<Pending<T>>, &mut Pass<'_>) -> DbResult<()>,
 ) -> DbResult<()> {
+    let bad_lines = pass.bad_lines;
+    let keep_records = pass.rejected.is_some();
+    std::thread::scope(|scope| {
+        let (chunks, received) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("import-parse".into())
+            .spawn_scoped(scope, move || {
+                read_chunks(input, kind, header, bad_lines, keep_records, parse, chunks);
+            })
+            .map_err(|e| DbError::Thread(e.to_string()))?;
+        for mut chunk in received {
+            for rejected in chunk.rejected {
+                match rejected {
+                    Rejected::FirstPass {
+                        record,
+                        line,
+                        column,
+                        reason,
+                    } => pass.write_rejected(&record, line, column.as_deref(), &reason),
+                    Rejected::Parse { record, errors } => {
+                        for e in errors {
+                            pass.refuse(Some(&record), e);
+                        }
+                    }
+                }
+            }
+            if !chunk.rows.is_empty() {
+                flush(conn, &mut chunk.rows, pass)?;
+            }
+        }
+        // Dropping the receiver on an early return stops the reader at its next send.
+        Ok(())
+    })
+}
+
+/// The reading side of `second_pass`. Stops at the end of the file, at a record the parser
+/// cannot read (which ended the first pass too), or when the writer has stopped listening.
+fn read_chunks<T>(
+    input: BufReader<File>,
+    kind: ImportKind,
+    header: &[String],
+    bad_lines: &HashMap<u64, (Option<String>, String)>,
+    keep_records: bool,
+    mut parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>>,
+    chunks: std::sync::mpsc::SyncSender<Chunk<T>>,
+) {
     let mut reader = csv_reader(input);
     let _ = read_header(&mut reader, kind);
-    let keep_records = pass.rejected.is_some();
     let mut record = csv::ByteRecord::new();
-    let mut batch: Vec<Pending<T>> = Vec::with_capacity(BATCH);
-    // A record the parser cannot read ends the file, as it did in the first pass.
+    let empty = || Chunk {
+        rows: Vec::with_capacity(BATCH),
+        rejected: Vec::new(),
+    };
+    let mut chunk = empty();
     while let Ok(Some(line)) = next_record(&mut reader, &mut record) {
         if is_blank(&record) {
             continue;
         }
-        if let Some((column, reason)) = (!pass.bad_lines.is_empty())
-            .then(|| pass.bad_lines.get(&line))
+        if let Some((column, reason)) = (!bad_lines.is_empty())
+            .then(|| bad_lines.get(&line))
             .flatten()
         {
-            let (column, reason) = (column.clone(), reason.clone());
-            pass.write_rejected(&record, line, column.as_deref(), &reason);
+            if keep_records {
+                chunk.rejected.push(Rejected::FirstPass {
+                    record: record.clone(),
+                    line,
+                    column: column.clone(),
+                    reason: reason.clone(),
+                });
+            }
             continue;
         }
         let parsed = record_fields(&record, header, line)
             .map_err(|e| vec![e])
             .and_then(|f| parse(&f, line));
         match parsed {
-            Ok(row) => batch.push(Pending {
+            Ok(row) => chunk.rows.push(Pending {
                 row,
                 record: keep_records.then(|| record.clone()),
             }),
-            Err(errors) => {
-                for e in errors {
-                    pass.refuse(Some(&record), e);
-                }
-            }
+            Err(errors) => chunk.rejected.push(Rejected::Parse {
+                record: record.clone(),
+                errors,
+            }),
         }
-        if batch.len() >= BATCH {
-            flush(conn, &mut batch, pass)?;
-            batch.clear();
+        if chunk.rows.len() >= BATCH && chunks.send(std::mem::replace(&mut chunk, empty())).is_err()
+        {
+            return;
         }
     }
-    if !batch.is_empty() {
-        flush(conn, &mut batch, pass)?;
+    if !chunk.rows.is_empty() || !chunk.rejected.is_empty() {
+        let _ = chunks.send(chunk);
     }
-    Ok(())
+}
+
+/// A customer row with what can be worked out before the database is asked: the pseudonym
+/// and the stored JSON objects (made on the reading thread).
+struct PreparedCustomer {
+    row: CustomerRow,
+    pseudonym: String,
+    attributes: String,
+    protected: Option<String>,
 }
 
 fn write_customers(
@@ -369,12 +462,17 @@ fn write_customers(
         ImportKind::Customers,
         &columns.header,
         pass,
-        |fields, line| cust::parse_row(fields, columns, line).map_err(|e| vec![e]),
+        |fields, line| {
+            let row = cust::parse_row(fields, columns, line).map_err(|e| vec![e])?;
+            Ok(PreparedCustomer {
+                pseudonym: ctx.pseudonyms.pseudonym(&row.id),
+                attributes: cust::attributes_json(columns, &row, false),
+                protected: has_protected.then(|| cust::attributes_json(columns, &row, true)),
+                row,
+            })
+        },
         |conn, batch, pass| {
-            let pseudonyms: Vec<String> = batch
-                .iter()
-                .map(|p| ctx.pseudonyms.pseudonym(&p.row.id))
-                .collect();
+            let pseudonyms: Vec<&str> = batch.iter().map(|p| p.row.pseudonym.as_str()).collect();
             let erased: HashSet<String> = if any_erased && !req.options.allow_erased {
                 erased_customers::table
                     .filter(erased_customers::pseudonym.eq_any(&pseudonyms))
@@ -386,7 +484,7 @@ fn write_customers(
                 HashSet::new()
             };
             let existing: HashMap<String, (i64, String)> = if any_customers {
-                let ids: Vec<&str> = batch.iter().map(|p| p.row.id.as_str()).collect();
+                let ids: Vec<&str> = batch.iter().map(|p| p.row.row.id.as_str()).collect();
                 customers::table
                     .filter(customers::external_id.eq_any(&ids))
                     .select((customers::external_id, customers::id, customers::attributes))
@@ -414,8 +512,13 @@ fn write_customers(
             };
             let mut new_rows = Vec::with_capacity(batch.len());
             let mut new_protected = Vec::new();
-            for (p, pseudonym) in batch.iter().zip(pseudonyms) {
-                let row: &CustomerRow = &p.row;
+            for p in batch.drain(..) {
+                let PreparedCustomer {
+                    row,
+                    pseudonym,
+                    attributes,
+                    protected,
+                } = p.row;
                 if erased.contains(&pseudonym) {
                     pass.refuse(
                         p.record.as_ref(),
@@ -428,8 +531,6 @@ fn write_customers(
                     );
                     continue;
                 }
-                let attributes = cust::attributes_json(columns, row, false);
-                let protected = has_protected.then(|| cust::attributes_json(columns, row, true));
                 match existing.get(row.id.as_str()) {
                     None => {
                         let id = next;
@@ -481,7 +582,7 @@ fn write_customers(
                                 NewEntry::new(
                                     req.actor,
                                     "customer.updated",
-                                    pseudonym,
+                                    &pseudonym,
                                     json!({"changed": changed, "import": pass.import_id}),
                                 ),
                                 &policy_version,
@@ -510,7 +611,7 @@ fn write_customers(
 /// The internal ids of the customers a file names. A file of many rows reads the whole
 /// table's ids once (one scan); a small one looks up each batch's ids.
 enum KnownCustomers {
-    All(HashMap<Box<str>, i64>),
+    All(HashMap<Box<str>, i64, foldhash::fast::RandomState>),
     PerBatch,
 }
 
@@ -525,7 +626,10 @@ impl KnownCustomers {
         if rows < SCAN_ALL_FROM || rows.saturating_mul(4) < customers {
             return Ok(KnownCustomers::PerBatch);
         }
-        let mut all = HashMap::with_capacity(usize::try_from(customers).unwrap_or(0));
+        let mut all = HashMap::with_capacity_and_hasher(
+            usize::try_from(customers).unwrap_or(0),
+            foldhash::fast::RandomState::default(),
+        );
         for row in customers::table
             .select((customers::external_id, customers::id))
             .load_iter::<(String, i64), diesel::connection::DefaultLoadingMode>(conn)?
@@ -537,11 +641,11 @@ impl KnownCustomers {
     }
 
     /// The ids of a batch's customers that exist.
-    fn batch<'r>(
-        &'r self,
+    fn batch<'s, 'r>(
+        &'s self,
         conn: &mut DbConnection,
         ids: impl Iterator<Item = &'r str>,
-    ) -> DbResult<Known<'r>> {
+    ) -> DbResult<Known<'s>> {
         match self {
             KnownCustomers::All(all) => Ok(Known::All(all)),
             KnownCustomers::PerBatch => {
@@ -561,7 +665,7 @@ impl KnownCustomers {
 
 /// The ids known for one batch.
 enum Known<'a> {
-    All(&'a HashMap<Box<str>, i64>),
+    All(&'a HashMap<Box<str>, i64, foldhash::fast::RandomState>),
     Batch(HashMap<String, i64>),
 }
 
@@ -608,13 +712,17 @@ fn write_transactions(
         ImportKind::Transactions,
         &columns.header,
         pass,
-        |fields, line| transaction_csv::parse_row(fields, columns, line),
+        |fields, line| {
+            let row = transaction_csv::parse_row(fields, columns, line)?;
+            let occurred_at = Stamp::new(row.occurred_at, &format);
+            Ok((row, occurred_at))
+        },
         |conn, batch, pass| {
             let known =
-                known_customers.batch(conn, batch.iter().map(|p| p.row.customer.as_str()))?;
+                known_customers.batch(conn, batch.iter().map(|p| p.row.0.customer.as_str()))?;
             let mut rows = Vec::with_capacity(batch.len());
-            for p in batch.iter() {
-                let row: &TransactionRow = &p.row;
+            for p in batch.drain(..) {
+                let (row, occurred_at): (TransactionRow, Stamp) = p.row;
                 let Some(customer) = known.get(row.customer.as_str()) else {
                     pass.refuse(p.record.as_ref(), unknown_customer(row.line, &id_header));
                     continue;
@@ -622,10 +730,10 @@ fn write_transactions(
                 rows.push((
                     transactions::id.eq(next),
                     transactions::customer_id.eq(*customer),
-                    transactions::occurred_at.eq(Stamp::new(row.occurred_at, &format)),
+                    transactions::occurred_at.eq(occurred_at),
                     transactions::amount.eq(row.amount),
                     transactions::quantity.eq(row.quantity),
-                    transactions::order_id.eq(row.order_id.clone()),
+                    transactions::order_id.eq(row.order_id),
                     transactions::imported_at.eq(now.clone()),
                 ));
                 next += 1;

@@ -9,8 +9,7 @@ use chrono::NaiveDateTime;
 
 use super::{
     ColumnKind, ColumnReport, ImportError, ImportKind, RowError, Scan, csv_reader,
-    fixed_column_reports, is_blank, is_missing, locate_columns, next_record, read_header,
-    record_fields,
+    fixed_column_reports, is_missing, locate_columns, read_header, record_fields, scan_records,
 };
 use crate::consent::{self, ConsentStatus, check_order, parse_instant};
 use crate::customers::CustomerId;
@@ -120,7 +119,7 @@ pub fn columns<R: Read>(
 
 /// The first pass: every row checked, and the order of events per customer × purpose within
 /// the file (keeping the latest instant of each pair seen).
-pub fn scan<R: Read>(
+pub fn scan<R: Read + Send>(
     input: R,
     file: &str,
     policy: &Policy,
@@ -129,44 +128,26 @@ pub fn scan<R: Read>(
     let cols = columns(&mut reader, file)?;
     let mut scan = Scan::new(KIND, file);
     let mut latest: HashMap<(Box<str>, Box<str>), (NaiveDateTime, u64)> = HashMap::new();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let line = match next_record(&mut reader, &mut record) {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                scan.report.rows_read += 1;
-                scan.reject(vec![e]);
-                break;
-            }
-        };
-        if is_blank(&record) {
-            continue;
-        }
-        scan.report.rows_read += 1;
-        let row = match record_fields(&record, &cols.header, line)
+    scan_records(reader, file, &mut scan, |scan, line, record| {
+        let row = match record_fields(record, &cols.header, line)
             .map_err(|e| vec![e])
             .and_then(|f| parse_row(&f, &cols, line, policy))
         {
             Ok(row) => row,
-            Err(errors) => {
-                scan.reject(errors);
-                continue;
-            }
+            Err(errors) => return scan.reject(errors),
         };
         let key: (Box<str>, Box<str>) = (row.customer.as_str().into(), row.purpose.as_str().into());
         let before = latest.get(&key).copied();
         if let Err(reason) = check_order(before.map(|(t, _)| t), row.recorded_at) {
             let first = before.map_or(0, |(_, l)| l);
-            scan.reject(vec![RowError::new(
+            return scan.reject(vec![RowError::new(
                 line,
                 Some(cols.header_of("recorded_at")),
                 format!("{reason} (the earlier-listed event is on line {first})"),
             )]);
-            continue;
         }
         latest.insert(key, (row.recorded_at, line));
-    }
+    })?;
     if scan.report.rows_read == 0 {
         return Err(Scan::header_failure(
             KIND,

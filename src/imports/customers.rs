@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use super::{
-    ColumnKind, ColumnReport, ImportError, ImportKind, RowError, Scan, csv_reader, is_blank,
-    is_missing, next_record, read_header, record_fields,
+    ColumnKind, ColumnReport, ImportError, ImportKind, RowError, Scan, csv_reader, is_missing,
+    read_header, record_fields, scan_records,
 };
 use crate::customers::CustomerId;
 use crate::policy::Policy;
@@ -132,7 +131,7 @@ impl Inference {
         if self.number && parse_number(v).is_none() {
             self.number = false;
         }
-        if self.date && parse_date(v).is_none() {
+        if self.date && crate::consent::parse_date(v).is_none() {
             self.date = false;
         }
     }
@@ -151,15 +150,9 @@ fn parse_number(v: &str) -> Option<f64> {
     v.parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
-fn parse_date(v: &str) -> Option<NaiveDate> {
-    (v.len() == 10)
-        .then(|| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
-        .flatten()
-}
-
 /// The first pass: checks every row (field count, UTF-8, the id, duplicate ids) and infers
 /// each attribute's type. Holds the ids seen, nothing else per row.
-pub fn scan<R: Read>(
+pub fn scan<R: Read + Send>(
     input: R,
     file: &str,
     policy: &Policy,
@@ -170,39 +163,18 @@ pub fn scan<R: Read>(
         .map_err(|e| Scan::header_failure(KIND, file, e))?;
     let mut scan = Scan::new(KIND, file);
     let mut inference = vec![Inference::new(); columns.attributes.len()];
-    let mut seen: HashMap<Box<str>, u64> = HashMap::new();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let line = match next_record(&mut reader, &mut record) {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                // The parser cannot resynchronise after a broken record: stop here.
-                scan.report.rows_read += 1;
-                scan.reject(vec![e]);
-                break;
-            }
-        };
-        if is_blank(&record) {
-            continue;
-        }
-        scan.report.rows_read += 1;
-        let fields = match record_fields(&record, &columns.header, line) {
+    let mut seen: HashMap<Box<str>, u64, foldhash::fast::RandomState> = HashMap::default();
+    scan_records(reader, file, &mut scan, |scan, line, record| {
+        let fields = match record_fields(record, &columns.header, line) {
             Ok(f) => f,
-            Err(e) => {
-                scan.reject(vec![e]);
-                continue;
-            }
+            Err(e) => return scan.reject(vec![e]),
         };
         let id = match parse_id(fields[columns.id], &columns, line) {
             Ok(id) => id,
-            Err(e) => {
-                scan.reject(vec![e]);
-                continue;
-            }
+            Err(e) => return scan.reject(vec![e]),
         };
         if let Some(first) = seen.get(id.as_str()) {
-            scan.reject(vec![
+            return scan.reject(vec![
                 RowError::new(
                     line,
                     Some(&columns.header[columns.id]),
@@ -210,13 +182,12 @@ pub fn scan<R: Read>(
                 )
                 .with_value(id.as_str()),
             ]);
-            continue;
         }
         seen.insert(id.as_str().into(), line);
         for (a, inf) in columns.attributes.iter().zip(inference.iter_mut()) {
             inf.see(fields[a.index]);
         }
-    }
+    })?;
     if scan.report.rows_read == 0 {
         return Err(Scan::header_failure(
             KIND,

@@ -8,8 +8,7 @@ use chrono::NaiveDateTime;
 
 use super::{
     ColumnKind, ColumnReport, ImportError, ImportKind, RowError, Scan, csv_reader,
-    fixed_column_reports, is_blank, is_missing, locate_columns, next_record, read_header,
-    record_fields,
+    fixed_column_reports, is_missing, locate_columns, read_header, record_fields, scan_records,
 };
 use crate::consent::parse_instant;
 use crate::customers::CustomerId;
@@ -124,32 +123,21 @@ pub fn columns<R: Read>(
 }
 
 /// The first pass: every row checked, nothing kept.
-pub fn scan<R: Read>(input: R, file: &str) -> Result<(TransactionColumns, Scan), ImportError> {
+pub fn scan<R: Read + Send>(
+    input: R,
+    file: &str,
+) -> Result<(TransactionColumns, Scan), ImportError> {
     let mut reader = csv_reader(input);
     let cols = columns(&mut reader, file)?;
     let mut scan = Scan::new(KIND, file);
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let line = match next_record(&mut reader, &mut record) {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                scan.report.rows_read += 1;
-                scan.reject(vec![e]);
-                break;
-            }
-        };
-        if is_blank(&record) {
-            continue;
-        }
-        scan.report.rows_read += 1;
-        let result = record_fields(&record, &cols.header, line)
+    scan_records(reader, file, &mut scan, |scan, line, record| {
+        let result = record_fields(record, &cols.header, line)
             .map_err(|e| vec![e])
             .and_then(|f| parse_row(&f, &cols, line));
         if let Err(errors) = result {
             scan.reject(errors);
         }
-    }
+    })?;
     if scan.report.rows_read == 0 {
         return Err(Scan::header_failure(
             KIND,
@@ -171,6 +159,34 @@ mod tests {
             Err(ImportError::Invalid(r)) => r.errors,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn errors_far_into_a_long_file_keep_their_lines_and_every_row_is_counted() {
+        // Longer than several of the chunks the reading thread hands over.
+        let mut csv = String::from("customer_id,occurred_at,amount\n");
+        let mut bad = Vec::new();
+        for i in 0..5000 {
+            let line = i + 2;
+            match i {
+                1500 => {
+                    csv.push_str("C1,2024-02-30,5\n");
+                    bad.push(line);
+                }
+                4321 => {
+                    csv.push_str("C1,2024-01-01,lots\n");
+                    bad.push(line);
+                }
+                _ => csv.push_str(&format!("C{i},2024-01-01,{i}.5\n")),
+            }
+        }
+        csv.push('\n');
+        let (_, scan) = scan(csv.as_bytes(), "t.csv").unwrap();
+        assert_eq!(scan.report.rows_read, 5000);
+        assert_eq!(scan.report.rows_rejected, 2);
+        let lines: Vec<u64> = scan.report.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, bad);
+        assert_eq!(scan.report.errors[1].column.as_deref(), Some("amount"));
     }
 
     #[test]
