@@ -22,9 +22,3 @@ pub mod startup;
 pub mod telemetry;
 pub mod trail;
 pub mod web;
-
-/// mimalloc instead of the system allocator: imports and segmentation allocate and free
-/// millions of small values, often on another thread than made them (the reading and the
-/// writing side of an import), where glibc's malloc spent a tenth of the time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

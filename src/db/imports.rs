@@ -319,20 +319,22 @@ fn second_pass<T: Send>(
     header: &[String],
     pass: &mut Pass<'_>,
     parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>> + Send,
-    mut flush: impl FnMut(&mut DbConnection, &mut Vec<Pending<T>>, &mut Pass<'_>) -> DbResult<()>,
+    mut flush: impl FnMut(&mut DbConnection, &[Pending<T>], &mut Pass<'_>) -> DbResult<()>,
 ) -> DbResult<()> {
     let bad_lines = pass.bad_lines;
     let keep_records = pass.rejected.is_some();
     std::thread::scope(|scope| {
         let (chunks, received) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (written, returned) = std::sync::mpsc::channel();
+        let lanes = Lanes { chunks, returned };
         std::thread::Builder::new()
             .name("import-parse".into())
             .spawn_scoped(scope, move || {
-                read_chunks(input, kind, header, bad_lines, keep_records, parse, chunks);
+                read_chunks(input, kind, header, bad_lines, keep_records, parse, lanes);
             })
             .map_err(|e| DbError::Thread(e.to_string()))?;
         for mut chunk in received {
-            for rejected in chunk.rejected {
+            for rejected in chunk.rejected.drain(..) {
                 match rejected {
                     Rejected::FirstPass {
                         record,
@@ -348,8 +350,12 @@ fn second_pass<T: Send>(
                 }
             }
             if !chunk.rows.is_empty() {
-                flush(conn, &mut chunk.rows, pass)?;
+                flush(conn, &chunk.rows, pass)?;
             }
+            // The rows go back to be freed (and their chunk refilled) on the thread that made
+            // them: with the system allocator, freeing on another thread contends for the
+            // making thread's arena lock, which cost more than the second thread saved.
+            let _ = written.send(chunk);
         }
         // Dropping the receiver on an early return stops the reader at its next send.
         Ok(())
@@ -365,14 +371,21 @@ fn read_chunks<T>(
     bad_lines: &HashMap<u64, (Option<String>, String)>,
     keep_records: bool,
     mut parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>>,
-    chunks: std::sync::mpsc::SyncSender<Chunk<T>>,
+    lanes: Lanes<T>,
 ) {
     let mut reader = csv_reader(input);
     let _ = read_header(&mut reader, kind);
     let mut record = csv::ByteRecord::new();
-    let empty = || Chunk {
-        rows: Vec::with_capacity(BATCH),
-        rejected: Vec::new(),
+    let empty = || match lanes.returned.try_recv() {
+        Ok(mut used) => {
+            used.rows.clear();
+            used.rejected.clear();
+            used
+        }
+        Err(_) => Chunk {
+            rows: Vec::with_capacity(BATCH),
+            rejected: Vec::new(),
+        },
     };
     let mut chunk = empty();
     while let Ok(Some(line)) = next_record(&mut reader, &mut record) {
@@ -406,14 +419,24 @@ fn read_chunks<T>(
                 errors,
             }),
         }
-        if chunk.rows.len() >= BATCH && chunks.send(std::mem::replace(&mut chunk, empty())).is_err()
+        if chunk.rows.len() >= BATCH
+            && lanes
+                .chunks
+                .send(std::mem::replace(&mut chunk, empty()))
+                .is_err()
         {
             return;
         }
     }
     if !chunk.rows.is_empty() || !chunk.rejected.is_empty() {
-        let _ = chunks.send(chunk);
+        let _ = lanes.chunks.send(chunk);
     }
+}
+
+/// The reading thread's two channels: filled chunks out, written ones back.
+struct Lanes<T> {
+    chunks: std::sync::mpsc::SyncSender<Chunk<T>>,
+    returned: std::sync::mpsc::Receiver<Chunk<T>>,
 }
 
 /// A customer row with what can be worked out before the database is asked: the pseudonym
@@ -512,14 +535,14 @@ fn write_customers(
             };
             let mut new_rows = Vec::with_capacity(batch.len());
             let mut new_protected = Vec::new();
-            for p in batch.drain(..) {
+            for p in batch {
                 let PreparedCustomer {
                     row,
                     pseudonym,
                     attributes,
                     protected,
-                } = p.row;
-                if erased.contains(&pseudonym) {
+                } = &p.row;
+                if erased.contains(pseudonym) {
                     pass.refuse(
                         p.record.as_ref(),
                         RowError::new(
@@ -537,22 +560,24 @@ fn write_customers(
                         next += 1;
                         new_rows.push((
                             customers::id.eq(id),
+                            // Copies: the statement cache needs owned values, and the
+                            // originals are freed on the reading thread.
                             customers::external_id.eq(row.id.as_str().to_string()),
-                            customers::pseudonym.eq(pseudonym),
-                            customers::attributes.eq(attributes),
+                            customers::pseudonym.eq(pseudonym.clone()),
+                            customers::attributes.eq(attributes.clone()),
                             customers::created_at.eq(now.clone()),
                             customers::updated_at.eq(now.clone()),
                         ));
                         if let Some(protected) = protected {
                             new_protected.push((
                                 customer_protected::customer_id.eq(id),
-                                customer_protected::attributes.eq(protected),
+                                customer_protected::attributes.eq(protected.clone()),
                             ));
                         }
                         pass.report.customers_created += 1;
                     }
                     Some((id, stored)) => {
-                        let (merged, mut changed) = cust::merge(stored, &attributes);
+                        let (merged, mut changed) = cust::merge(stored, attributes);
                         if !changed.is_empty() {
                             diesel::update(customers::table.find(*id))
                                 .set((
@@ -563,7 +588,7 @@ fn write_customers(
                         }
                         if let Some(protected) = protected {
                             let stored = existing_protected.get(id).map_or("{}", String::as_str);
-                            let (merged, names) = cust::merge(stored, &protected);
+                            let (merged, names) = cust::merge(stored, protected);
                             if !names.is_empty() {
                                 diesel::delete(customer_protected::table.find(*id))
                                     .execute(conn)?;
@@ -582,7 +607,7 @@ fn write_customers(
                                 NewEntry::new(
                                     req.actor,
                                     "customer.updated",
-                                    &pseudonym,
+                                    pseudonym,
                                     json!({"changed": changed, "import": pass.import_id}),
                                 ),
                                 &policy_version,
@@ -721,8 +746,8 @@ fn write_transactions(
             let known =
                 known_customers.batch(conn, batch.iter().map(|p| p.row.0.customer.as_str()))?;
             let mut rows = Vec::with_capacity(batch.len());
-            for p in batch.drain(..) {
-                let (row, occurred_at): (TransactionRow, Stamp) = p.row;
+            for p in batch {
+                let (row, occurred_at): &(TransactionRow, Stamp) = &p.row;
                 let Some(customer) = known.get(row.customer.as_str()) else {
                     pass.refuse(p.record.as_ref(), unknown_customer(row.line, &id_header));
                     continue;
@@ -730,10 +755,10 @@ fn write_transactions(
                 rows.push((
                     transactions::id.eq(next),
                     transactions::customer_id.eq(*customer),
-                    transactions::occurred_at.eq(occurred_at),
+                    transactions::occurred_at.eq(occurred_at.clone()),
                     transactions::amount.eq(row.amount),
                     transactions::quantity.eq(row.quantity),
-                    transactions::order_id.eq(row.order_id),
+                    transactions::order_id.eq(row.order_id.clone()),
                     transactions::imported_at.eq(now.clone()),
                 ));
                 next += 1;
