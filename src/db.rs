@@ -331,14 +331,25 @@ impl Db {
             Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,
         };
-        conn.transaction(|conn| {
+        // The work's own error is kept aside: when SQLite has already rolled the transaction
+        // back itself (a full disk, for one), diesel's rollback fails and would report only
+        // "cannot rollback - no transaction is active", hiding why the work failed.
+        let mut failure = None;
+        let result = conn.transaction(|conn| {
             // Take the write lock first (SQLite: RESERVED; PostgreSQL: the head row), so the
             // transaction never has to upgrade a stale read snapshot to a write.
             diesel::update(schema::trail_head::table)
                 .set(schema::trail_head::seq.eq(schema::trail_head::seq))
                 .execute(conn)?;
-            f(conn)
-        })
+            f(conn).map_err(|e| {
+                failure = Some(e);
+                DbError::Query(diesel::result::Error::RollbackTransaction)
+            })
+        });
+        match (result, failure) {
+            (Err(_), Some(failure)) => Err(failure),
+            (result, _) => result,
+        }
     }
 }
 
@@ -357,6 +368,35 @@ pub fn truncate_to_micros(t: NaiveDateTime) -> NaiveDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_that_fills_the_disk_says_so_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::parse(&dir.path().join("full.db").display().to_string()).unwrap();
+        let db = Db::connect(&url).unwrap();
+        let err = db
+            .write(|conn| {
+                // A database that may not grow stands in for a full disk.
+                conn.batch_execute("CREATE TABLE filler (v TEXT); PRAGMA max_page_count = 200;")?;
+                for _ in 0..1000 {
+                    diesel::sql_query("INSERT INTO filler VALUES (?)")
+                        .bind::<diesel::sql_types::Text, _>("x".repeat(4000))
+                        .execute(conn)?;
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        let tables = db
+            .read(|conn| {
+                Ok(
+                    diesel::sql_query("SELECT name FROM sqlite_master WHERE name = 'filler'")
+                        .execute(conn)?,
+                )
+            })
+            .unwrap();
+        assert_eq!(tables, 0);
+    }
 
     #[test]
     fn gss_encryption_is_off_unless_the_url_asks_for_it() {
