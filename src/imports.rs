@@ -450,7 +450,7 @@ pub fn display_name(path_or_name: &str) -> String {
     }
 }
 
-/// Records parsed ahead, handed over a chunk at a time.
+/// Records parsed ahead in the first pass, handed over a chunk at a time.
 const RECORDS_PER_CHUNK: usize = 1024;
 /// Chunks in flight: a few hundred kilobytes of file, so memory stays flat.
 const CHUNKS_AHEAD: usize = 4;
@@ -463,70 +463,103 @@ struct RecordChunk {
     broken: Option<RowError>,
 }
 
+/// The reading thread's ends of `read_ahead`: chunks out, used chunks back.
+pub struct ReadAhead<T> {
+    out: std::sync::mpsc::SyncSender<T>,
+    back: std::sync::mpsc::Receiver<T>,
+}
+
+impl<T> ReadAhead<T> {
+    /// A chunk the other side is done with, to refill instead of allocating a new one.
+    pub fn reuse(&self) -> Option<T> {
+        self.back.try_recv().ok()
+    }
+
+    /// Hands a chunk over; false once the other side has stopped listening.
+    pub fn send(&self, chunk: T) -> bool {
+        self.out.send(chunk).is_ok()
+    }
+}
+
+/// Runs `read` on a thread of its own, named `name`, and `take` on the caller's thread for
+/// each chunk it sends, in order; each chunk then goes back to be refilled. At most `ahead`
+/// chunks wait, so memory stays flat however long the file. The first error of `take` ends
+/// the walk (the reader stops at its next send); `no_thread` says why a thread could not start.
+///
+/// Both passes of an import use it: a file of a million rows is parsed on one core while the
+/// other checks or writes the rows.
+pub fn read_ahead<T: Send, E>(
+    name: &str,
+    ahead: usize,
+    read: impl FnOnce(ReadAhead<T>) + Send,
+    mut take: impl FnMut(&mut T) -> Result<(), E>,
+    no_thread: impl FnOnce(std::io::Error) -> E,
+) -> Result<(), E> {
+    std::thread::scope(|scope| {
+        let (out, received) = std::sync::mpsc::sync_channel(ahead);
+        let (done, back) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn_scoped(scope, move || read(ReadAhead { out, back }))
+            .map_err(no_thread)?;
+        for mut chunk in received {
+            take(&mut chunk)?;
+            let _ = done.send(chunk);
+        }
+        Ok(())
+    })
+}
+
 /// The first pass's walk over the data records after the header: `each` sees every record
 /// that is not a blank line, in order, with its line, and the rows read are counted. A
 /// record the parser cannot read is rejected and ends the walk (the parser cannot find the
-/// next record after it).
-///
-/// The CSV is parsed on a thread of its own, in chunks handed over a bounded channel, while
-/// `each` checks the rows on the caller's: on a file of a million rows this takes the
-/// parse (about a third of the pass) off the critical path. Chunks come back to the reading
-/// thread to be filled again, so no record is allocated twice.
+/// next record after it). The CSV is parsed ahead on a thread of its own (`read_ahead`),
+/// which takes the parse (about a third of the pass) off the critical path.
 pub fn scan_records<R: Read + Send>(
     mut reader: csv::Reader<R>,
     file: &str,
     scan: &mut Scan,
     mut each: impl FnMut(&mut Scan, u64, &csv::ByteRecord),
 ) -> Result<(), ImportError> {
-    use std::sync::mpsc::{channel, sync_channel};
-    std::thread::scope(|threads| {
-        let (filled, received) = sync_channel::<RecordChunk>(CHUNKS_AHEAD);
-        let (recycle, recycled) = channel::<RecordChunk>();
-        let reading = std::thread::Builder::new()
-            .name("import-read".into())
-            .spawn_scoped(threads, move || {
-                loop {
-                    let mut chunk = recycled.try_recv().unwrap_or_else(|_| RecordChunk {
-                        records: Vec::with_capacity(RECORDS_PER_CHUNK),
-                        filled: 0,
-                        broken: None,
-                    });
-                    chunk.filled = 0;
-                    let mut done = false;
-                    while chunk.filled < RECORDS_PER_CHUNK {
-                        if chunk.records.len() == chunk.filled {
-                            chunk.records.push((0, csv::ByteRecord::new()));
-                        }
-                        let (line, record) = &mut chunk.records[chunk.filled];
-                        match next_record(&mut reader, record) {
-                            Ok(Some(at)) => {
-                                *line = at;
-                                chunk.filled += 1;
-                            }
-                            Ok(None) => {
-                                done = true;
-                                break;
-                            }
-                            Err(e) => {
-                                chunk.broken = Some(e);
-                                done = true;
-                                break;
-                            }
-                        }
+    read_ahead(
+        "import-read",
+        CHUNKS_AHEAD,
+        move |lanes: ReadAhead<RecordChunk>| {
+            loop {
+                let mut chunk = lanes.reuse().unwrap_or_else(|| RecordChunk {
+                    records: Vec::with_capacity(RECORDS_PER_CHUNK),
+                    filled: 0,
+                    broken: None,
+                });
+                chunk.filled = 0;
+                let mut done = false;
+                while chunk.filled < RECORDS_PER_CHUNK {
+                    if chunk.records.len() == chunk.filled {
+                        chunk.records.push((0, csv::ByteRecord::new()));
                     }
-                    // The checking side has stopped listening only if it panicked.
-                    if filled.send(chunk).is_err() || done {
-                        return;
+                    let (line, record) = &mut chunk.records[chunk.filled];
+                    match next_record(&mut reader, record) {
+                        Ok(Some(at)) => {
+                            *line = at;
+                            chunk.filled += 1;
+                        }
+                        Ok(None) => {
+                            done = true;
+                            break;
+                        }
+                        Err(e) => {
+                            chunk.broken = Some(e);
+                            done = true;
+                            break;
+                        }
                     }
                 }
-            });
-        if let Err(e) = reading {
-            return Err(ImportError::Unreadable {
-                file: file.to_string(),
-                reason: format!("no thread to read it: {e}"),
-            });
-        }
-        for mut chunk in received {
+                if !lanes.send(chunk) || done {
+                    return;
+                }
+            }
+        },
+        |chunk| {
             for (line, record) in &chunk.records[..chunk.filled] {
                 if is_blank(record) {
                     continue;
@@ -538,10 +571,13 @@ pub fn scan_records<R: Read + Send>(
                 scan.report.rows_read += 1;
                 scan.reject(vec![e]);
             }
-            let _ = recycle.send(chunk);
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+        |e| ImportError::Unreadable {
+            file: file.to_string(),
+            reason: format!("no thread to read it: {e}"),
+        },
+    )
 }
 
 /// A first-pass outcome shared by the kinds: the lines found bad (with their errors, for the

@@ -32,8 +32,8 @@ use crate::imports::customers::{self as cust, CustomerColumns, CustomerRow};
 use crate::imports::rejected::RejectedWriter;
 use crate::imports::transactions::{self as transaction_csv, TransactionColumns, TransactionRow};
 use crate::imports::{
-    ImportError, ImportKind, ImportOptions, ImportReport, RowError, csv_reader, is_blank,
-    next_record, read_header, record_fields,
+    ImportError, ImportKind, ImportOptions, ImportReport, ReadAhead, RowError, csv_reader,
+    is_blank, next_record, read_ahead, read_header, record_fields,
 };
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
@@ -319,21 +319,15 @@ fn second_pass<T: Send>(
     header: &[String],
     pass: &mut Pass<'_>,
     parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>> + Send,
-    mut flush: impl FnMut(&mut DbConnection, &[Pending<T>], &mut Pass<'_>) -> DbResult<()>,
+    mut flush: impl FnMut(&mut DbConnection, &mut [Pending<T>], &mut Pass<'_>) -> DbResult<()>,
 ) -> DbResult<()> {
     let bad_lines = pass.bad_lines;
     let keep_records = pass.rejected.is_some();
-    std::thread::scope(|scope| {
-        let (chunks, received) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-        let (written, returned) = std::sync::mpsc::channel();
-        let lanes = Lanes { chunks, returned };
-        std::thread::Builder::new()
-            .name("import-parse".into())
-            .spawn_scoped(scope, move || {
-                read_chunks(input, kind, header, bad_lines, keep_records, parse, lanes);
-            })
-            .map_err(|e| DbError::Thread(e.to_string()))?;
-        for mut chunk in received {
+    read_ahead(
+        "import-parse",
+        CHUNKS_IN_FLIGHT,
+        move |lanes| read_chunks(input, kind, header, bad_lines, keep_records, parse, lanes),
+        |chunk: &mut Chunk<T>| {
             for rejected in chunk.rejected.drain(..) {
                 match rejected {
                     Rejected::FirstPass {
@@ -349,17 +343,13 @@ fn second_pass<T: Send>(
                     }
                 }
             }
-            if !chunk.rows.is_empty() {
-                flush(conn, &chunk.rows, pass)?;
+            if chunk.rows.is_empty() {
+                return Ok(());
             }
-            // The rows go back to be freed (and their chunk refilled) on the thread that made
-            // them: with the system allocator, freeing on another thread contends for the
-            // making thread's arena lock, which cost more than the second thread saved.
-            let _ = written.send(chunk);
-        }
-        // Dropping the receiver on an early return stops the reader at its next send.
-        Ok(())
-    })
+            flush(conn, &mut chunk.rows, pass)
+        },
+        |e| DbError::Thread(e.to_string()),
+    )
 }
 
 /// The reading side of `second_pass`. Stops at the end of the file, at a record the parser
@@ -371,18 +361,18 @@ fn read_chunks<T>(
     bad_lines: &HashMap<u64, (Option<String>, String)>,
     keep_records: bool,
     mut parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>>,
-    lanes: Lanes<T>,
+    lanes: ReadAhead<Chunk<T>>,
 ) {
     let mut reader = csv_reader(input);
     let _ = read_header(&mut reader, kind);
     let mut record = csv::ByteRecord::new();
-    let empty = || match lanes.returned.try_recv() {
-        Ok(mut used) => {
+    let empty = || match lanes.reuse() {
+        Some(mut used) => {
             used.rows.clear();
             used.rejected.clear();
             used
         }
-        Err(_) => Chunk {
+        None => Chunk {
             rows: Vec::with_capacity(BATCH),
             rejected: Vec::new(),
         },
@@ -419,24 +409,13 @@ fn read_chunks<T>(
                 errors,
             }),
         }
-        if chunk.rows.len() >= BATCH
-            && lanes
-                .chunks
-                .send(std::mem::replace(&mut chunk, empty()))
-                .is_err()
-        {
+        if chunk.rows.len() >= BATCH && !lanes.send(std::mem::replace(&mut chunk, empty())) {
             return;
         }
     }
     if !chunk.rows.is_empty() || !chunk.rejected.is_empty() {
-        let _ = lanes.chunks.send(chunk);
+        lanes.send(chunk);
     }
-}
-
-/// The reading thread's two channels: filled chunks out, written ones back.
-struct Lanes<T> {
-    chunks: std::sync::mpsc::SyncSender<Chunk<T>>,
-    returned: std::sync::mpsc::Receiver<Chunk<T>>,
 }
 
 /// A customer row with what can be worked out before the database is asked: the pseudonym
@@ -535,13 +514,13 @@ fn write_customers(
             };
             let mut new_rows = Vec::with_capacity(batch.len());
             let mut new_protected = Vec::new();
-            for p in batch {
+            for p in batch.iter_mut() {
                 let PreparedCustomer {
                     row,
                     pseudonym,
                     attributes,
                     protected,
-                } = &p.row;
+                } = &mut p.row;
                 if erased.contains(pseudonym) {
                     pass.refuse(
                         p.record.as_ref(),
@@ -560,18 +539,16 @@ fn write_customers(
                         next += 1;
                         new_rows.push((
                             customers::id.eq(id),
-                            // Copies: the statement cache needs owned values, and the
-                            // originals are freed on the reading thread.
                             customers::external_id.eq(row.id.as_str().to_string()),
-                            customers::pseudonym.eq(pseudonym.clone()),
-                            customers::attributes.eq(attributes.clone()),
+                            customers::pseudonym.eq(std::mem::take(pseudonym)),
+                            customers::attributes.eq(std::mem::take(attributes)),
                             customers::created_at.eq(now.clone()),
                             customers::updated_at.eq(now.clone()),
                         ));
                         if let Some(protected) = protected {
                             new_protected.push((
                                 customer_protected::customer_id.eq(id),
-                                customer_protected::attributes.eq(protected.clone()),
+                                customer_protected::attributes.eq(std::mem::take(protected)),
                             ));
                         }
                         pass.report.customers_created += 1;
@@ -607,7 +584,7 @@ fn write_customers(
                                 NewEntry::new(
                                     req.actor,
                                     "customer.updated",
-                                    pseudonym,
+                                    &*pseudonym,
                                     json!({"changed": changed, "import": pass.import_id}),
                                 ),
                                 &policy_version,
@@ -746,8 +723,8 @@ fn write_transactions(
             let known =
                 known_customers.batch(conn, batch.iter().map(|p| p.row.0.customer.as_str()))?;
             let mut rows = Vec::with_capacity(batch.len());
-            for p in batch {
-                let (row, occurred_at): &(TransactionRow, Stamp) = &p.row;
+            for p in batch.iter_mut() {
+                let (row, occurred_at): &mut (TransactionRow, Stamp) = &mut p.row;
                 let Some(customer) = known.get(row.customer.as_str()) else {
                     pass.refuse(p.record.as_ref(), unknown_customer(row.line, &id_header));
                     continue;
@@ -758,7 +735,7 @@ fn write_transactions(
                     transactions::occurred_at.eq(occurred_at.clone()),
                     transactions::amount.eq(row.amount),
                     transactions::quantity.eq(row.quantity),
-                    transactions::order_id.eq(row.order_id.clone()),
+                    transactions::order_id.eq(row.order_id.take()),
                     transactions::imported_at.eq(now.clone()),
                 ));
                 next += 1;
