@@ -11,7 +11,8 @@
 //! - [`table`]: the segment × group contingency table.
 //! - [`stats`]: chi-square (with a public survival-function wrapper the KPI area can reuse),
 //!   Cramér's V, Benjamini-Hochberg, Wilson intervals, the correlation ratio η.
-//! - [`sampling`]: seeded Monte-Carlo p-values (Patefield) and the bootstrap interval of V.
+//! - [`sampling`]: seeded Monte-Carlo p-values (Patefield).
+//! - [`noncentral`]: the noncentral χ² distribution and the test-inversion interval of V.
 //! - [`representation`]: representation ratios, the four-fifths rule, fair-clustering balance.
 //! - [`proxies`]: association of features with protected attributes.
 //! - [`suppression`]: small-cell suppression with complementary suppression.
@@ -21,6 +22,7 @@
 pub mod audit;
 pub mod export;
 pub mod groups;
+pub mod noncentral;
 pub mod proxies;
 #[cfg(test)]
 mod reference_tests;

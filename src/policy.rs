@@ -134,7 +134,6 @@ pub struct FairnessSpec {
     pub min_cell_size: u32,
     pub proxy_limit: f64,
     pub monte_carlo_samples: u32,
-    pub bootstrap_samples: u32,
     pub seed: u64,
 }
 
@@ -456,12 +455,6 @@ impl Policy {
             issue(
                 "fairness.monte_carlo_samples".into(),
                 "must be at least 100 for a usable p-value".into(),
-            );
-        }
-        if f.bootstrap_samples < 100 {
-            issue(
-                "fairness.bootstrap_samples".into(),
-                "must be at least 100 for a usable interval".into(),
             );
         }
 

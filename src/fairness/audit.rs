@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::FairnessError;
 use super::groups::{Bands, GroupColumn};
+use super::noncentral::cramers_v_interval;
 use super::proxies::{ProxyMeasure, categorical_association, numeric_association};
 use super::representation::{balance, four_fifths, representation};
-use super::sampling::{bootstrap_cramers_v_interval, derive_seed, monte_carlo_p_value};
+use super::sampling::{derive_seed, monte_carlo_p_value};
 use super::stats::{
     Independence, Interval, NotTestable, benjamini_hochberg, cramers_v, cramers_v_corrected,
     pearson_chi_square,
@@ -17,7 +18,8 @@ use super::stats::{
 use super::suppression::{Link, Suppression, TableSuppression, suppress};
 use super::table::ContingencyTable;
 use super::verdict::{
-    AdverseImpact, Evidence, FairnessThresholds, PValueMethod, Rule, TestEvidence, Verdict, decide,
+    AdverseImpact, Decision, Evidence, FairnessThresholds, PValueMethod, ProxyEvidence, Rule,
+    TestEvidence, Verdict, decide, decide_proxy,
 };
 
 /// A segment of the audited run.
@@ -220,7 +222,8 @@ pub struct AttributeReport {
     pub small_expected_fraction: Option<f64>,
     pub cramers_v: Option<f64>,
     pub cramers_v_corrected: Option<f64>,
-    /// Bootstrap percentile interval of the bias-corrected V.
+    /// Interval of the bias-corrected V by inverting the noncentral χ² test; always contains
+    /// `cramers_v_corrected`.
     pub cramers_v_ci: Option<Interval>,
     pub representation: Vec<RepresentationEntry>,
     pub four_fifths: Option<FourFifthsReport>,
@@ -237,8 +240,41 @@ pub struct ProxyReport {
     pub attribute: String,
     pub measure: ProxyMeasure,
     pub value: f64,
-    /// Above the policy's proxy limit.
+    /// At or above the policy's proxy limit.
     pub flagged: bool,
+    /// What the proxy rule makes of it (`warn` or `fail`); absent below the limit.
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+}
+
+impl ProxyReport {
+    fn evidence(&self) -> ProxyEvidence<'_> {
+        ProxyEvidence {
+            feature: &self.feature,
+            attribute: &self.attribute,
+            symbol: self.measure.symbol(),
+            value: self.value,
+        }
+    }
+}
+
+/// Something the verdict does not cover, shown with it as a headline, not a footnote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Caveat {
+    /// No segment is marked favourable, so the four-fifths rule had nothing to test.
+    NoFavourableTreatment,
+}
+
+impl Caveat {
+    /// The sentence a report prints.
+    pub fn text(self) -> &'static str {
+        match self {
+            Caveat::NoFavourableTreatment => {
+                "No favourable treatment was tested: no segment's strategy is marked favourable, so the four-fifths rule (adverse impact) did not run. Mark the segments that get better offers, prices or service, then audit again."
+            }
+        }
+    }
 }
 
 /// The whole audit.
@@ -253,6 +289,9 @@ pub struct AuditReport {
     pub thresholds: FairnessThresholds,
     pub verdict: Verdict,
     pub reason: String,
+    /// What the verdict does not cover (audits stored before caveats existed have none).
+    #[serde(default)]
+    pub caveats: Vec<Caveat>,
 }
 
 /// One table to test: an attribute or an intersection.
@@ -302,12 +341,7 @@ fn analyse(
         }
         v = Some(cramers_v(c.statistic, c.n, c.rows, c.cols));
         vc = cramers_v_corrected(c.statistic, c.n, c.rows, c.cols);
-        ci = bootstrap_cramers_v_interval(
-            &reduced,
-            t.bootstrap_samples,
-            t.confidence_level,
-            derive_seed(seed, 1),
-        );
+        ci = cramers_v_interval(c.statistic, c.n, c.rows, c.cols, t.confidence_level);
     }
     Ok(Analysis {
         dropped_segments: dr.iter().map(|&r| table.segments()[r]).collect(),
@@ -337,7 +371,7 @@ fn check_len(what: &str, expected: usize, found: usize) -> Result<(), FairnessEr
 ///
 /// Steps: tabulate each attribute and intersection; chi-square test (Monte-Carlo p-value where
 /// more than 20% of expected counts are below 5); Benjamini-Hochberg across all tests; Cramér's
-/// V with a bootstrap interval; representation, four-fifths and balance; verdicts; proxies;
+/// V with its test-inversion interval; representation, four-fifths and balance; verdicts; proxies;
 /// then suppression of small cells and of every derived figure that would reveal one.
 /// Deterministic for a given input and `thresholds.seed`.
 pub fn audit(
@@ -542,8 +576,10 @@ pub fn audit(
 
     let proxies = proxies(input, thresholds);
     let (verdict, reason) = overall(&reports, &proxies, thresholds);
+    let caveats = caveats(&input.segments, &reports);
     Ok(AuditReport {
         members: n as u64,
+        caveats,
         attributes: reports,
         proxies,
         suppression_complete,
@@ -710,13 +746,16 @@ fn proxies(input: &AuditInput, t: &FairnessThresholds) -> Vec<ProxyReport> {
                     categorical_association(g, &a.groups),
                 ),
             };
-            ProxyReport {
+            let mut report = ProxyReport {
                 feature: f.name.clone(),
                 attribute: a.name.clone(),
                 measure,
                 value,
-                flagged: value > t.proxy_limit,
-            }
+                flagged: value >= t.proxy_limit,
+                verdict: None,
+            };
+            report.verdict = decide_proxy(&report.evidence(), t).map(|d| d.verdict);
+            report
         })
         .collect()
 }
@@ -726,58 +765,59 @@ fn overall(
     proxies: &[ProxyReport],
     t: &FairnessThresholds,
 ) -> (Verdict, String) {
+    let proxy_decisions: Vec<(&ProxyReport, Decision)> = proxies
+        .iter()
+        .filter_map(|p| decide_proxy(&p.evidence(), t).map(|d| (p, d)))
+        .collect();
     let verdict = reports
         .iter()
         .map(|r| r.verdict)
+        .chain(proxy_decisions.iter().map(|(_, d)| d.verdict))
         .max()
         .unwrap_or(Verdict::Inconclusive);
-    let names = |v: Verdict| {
+    // What set a verdict: attributes by name, proxies by their sentence.
+    let causes = |v: Verdict| {
         reports
             .iter()
             .filter(|r| r.verdict == v)
-            .map(|r| r.attribute.as_str())
+            .map(|r| r.attribute.clone())
+            .chain(
+                proxy_decisions
+                    .iter()
+                    .filter(|(_, d)| d.verdict == v)
+                    .map(|(_, d)| d.reason.clone()),
+            )
             .collect::<Vec<_>>()
-            .join(", ")
+            .join("; ")
     };
-    let mut reason = if reports.is_empty() {
+    let mut reason = if reports.is_empty() && proxy_decisions.is_empty() {
         "No protected attribute was audited".to_owned()
     } else if verdict == Verdict::Pass {
         format!(
-            "No protected attribute shows a dependency of segment membership that reaches the warn limit {:.2}",
-            t.cramers_v_warn
+            "No protected attribute shows a dependency of segment membership that reaches the warn limit {:.2}, and no feature the run used stands in for one (proxy limit {:.2})",
+            t.cramers_v_warn, t.proxy_limit
         )
     } else {
-        let mut s = format!("Overall {verdict}, set by {}", names(verdict));
+        let mut s = format!("Overall {verdict}, set by {}", causes(verdict));
         for lesser in [Verdict::Inconclusive, Verdict::Warn] {
-            if lesser < verdict && reports.iter().any(|r| r.verdict == lesser) {
-                s.push_str(&format!("; {lesser} for {}", names(lesser)));
+            let named = causes(lesser);
+            if lesser < verdict && !named.is_empty() {
+                s.push_str(&format!("; {lesser} for {named}"));
             }
         }
         s
     };
-    let flagged: Vec<String> = proxies
-        .iter()
-        .filter(|p| p.flagged)
-        .map(|p| {
-            let sym = match p.measure {
-                ProxyMeasure::CramersV => "V",
-                ProxyMeasure::CorrelationRatio => "η",
-            };
-            format!(
-                "{} ({sym} = {:.2} with {})",
-                p.feature, p.value, p.attribute
-            )
-        })
-        .collect();
-    if !flagged.is_empty() {
-        reason.push_str(&format!(
-            "; features above the proxy limit {:.2}: {}",
-            t.proxy_limit,
-            flagged.join(", ")
-        ));
-    }
     reason.push('.');
     (verdict, reason)
+}
+
+/// What a verdict does not cover, to be read with it.
+fn caveats(segments: &[Segment], attributes: &[AttributeReport]) -> Vec<Caveat> {
+    let mut caveats = Vec::new();
+    if !attributes.is_empty() && !segments.iter().any(|s| s.favourable) {
+        caveats.push(Caveat::NoFavourableTreatment);
+    }
+    caveats
 }
 
 #[cfg(test)]

@@ -18,6 +18,16 @@ pub enum ProxyMeasure {
     CorrelationRatio,
 }
 
+impl ProxyMeasure {
+    /// The measure's symbol in reports.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ProxyMeasure::CramersV => "V",
+            ProxyMeasure::CorrelationRatio => "η",
+        }
+    }
+}
+
 /// Cramér's V between two categorical columns of the same members (0 when either column has a
 /// single category, as there is then no association to measure).
 pub fn categorical_association(a: &GroupColumn, b: &GroupColumn) -> f64 {

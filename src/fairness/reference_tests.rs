@@ -149,3 +149,65 @@ fn correlation_ratio_matches_numpy() {
         }
     }
 }
+
+#[test]
+fn noncentral_chi_square_cdf_matches_scipy() {
+    use super::noncentral::noncentral_chi_square_cdf;
+    let cases = fixture!("noncentral_chi_square");
+    assert!(cases.len() >= 15);
+    for case in &cases {
+        let (x, dof, lambda) = (
+            case["x"].as_f64().unwrap(),
+            case["dof"].as_f64().unwrap(),
+            case["lambda"].as_f64().unwrap(),
+        );
+        let want = case["cdf"].as_f64().unwrap();
+        let got = noncentral_chi_square_cdf(x, dof, lambda);
+        // Probabilities near 0 are compared absolutely: a relative error of 1e-9 on 1e-30 says
+        // nothing a user could read.
+        assert!(
+            (got - want).abs() <= 1e-12 || close(got, want, 1e-9),
+            "ncx2.cdf({x}, {dof}, {lambda}): got {got:e}, want {want:e}"
+        );
+    }
+}
+
+#[test]
+fn interval_of_v_matches_the_scipy_test_inversion_and_contains_the_point() {
+    use super::noncentral::{cramers_v_interval, noncentrality_interval};
+    let cases = fixture!("cramers_v_interval");
+    assert!(cases.len() > 40);
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let f = |k: &str| case[k].as_f64().unwrap();
+        let (stat, dof, n) = (f("statistic"), f("dof"), case["n"].as_u64().unwrap());
+        let (rows, cols) = (
+            case["rows"].as_u64().unwrap() as usize,
+            case["cols"].as_u64().unwrap() as usize,
+        );
+        let lambda = noncentrality_interval(stat, dof, f("level"));
+        // Root-finding on both sides: agree to 1e-7 of the bound (or 1e-9 absolutely at 0).
+        for (got, want, end) in [
+            (lambda.lower, f("lambda_lower"), "lower"),
+            (lambda.upper, f("lambda_upper"), "upper"),
+        ] {
+            assert!(
+                (got - want).abs() <= 1e-9 || close(got, want, 1e-7),
+                "{name}: λ {end} got {got:e}, want {want:e}"
+            );
+        }
+        let ci = cramers_v_interval(stat, n, rows, cols, f("level")).unwrap();
+        for (got, want, end) in [
+            (ci.lower, f("v_lower"), "lower"),
+            (ci.upper, f("v_upper"), "upper"),
+        ] {
+            assert!(
+                (got - want).abs() <= 1e-9 || close(got, want, 1e-6),
+                "{name}: V {end} got {got:e}, want {want:e}"
+            );
+        }
+        let v = cramers_v_corrected(stat, n, rows, cols).unwrap();
+        assert_close(v, f("v"), name);
+        assert!(ci.contains(v), "{name}: V = {v} outside {ci:?}");
+    }
+}

@@ -109,7 +109,6 @@ pub fn thresholds(policy: &Policy) -> FairnessThresholds {
         min_cell_size: u64::from(f.min_cell_size),
         proxy_limit: f.proxy_limit,
         monte_carlo_samples: f.monte_carlo_samples as usize,
-        bootstrap_samples: f.bootstrap_samples as usize,
         confidence_level: 0.95,
         seed: f.seed,
     }

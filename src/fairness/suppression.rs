@@ -72,6 +72,35 @@ pub fn suppress(
     links: &[Link],
     min_cell_size: u64,
 ) -> (Vec<TableSuppression>, bool) {
+    suppress_with(tables, links, min_cell_size, Margins::RowsPublic)
+}
+
+/// Suppresses small counts of one table whose row *and* column totals are public, such as the
+/// cross-table of two runs (each margin adds up to a segment size shown elsewhere): a column
+/// total is then never hidden, nor chosen as a complementary figure, so hiding one other cell
+/// per row is not enough — each small cell needs partners in its row and in its column.
+/// Returns the table's marks (its `group_totals` all published) and whether suppression is
+/// complete, as [`suppress`].
+pub fn suppress_two_way(table: &ContingencyTable, min_cell_size: u64) -> (TableSuppression, bool) {
+    let (mut marks, complete) = suppress_with(&[table], &[], min_cell_size, Margins::BothPublic);
+    (marks.remove(0), complete)
+}
+
+/// Which totals of a table a reader already knows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Margins {
+    /// Segment sizes are public; group totals are published unless suppressed.
+    RowsPublic,
+    /// Both are public.
+    BothPublic,
+}
+
+fn suppress_with(
+    tables: &[&ContingencyTable],
+    links: &[Link],
+    min_cell_size: u64,
+    margins: Margins,
+) -> (Vec<TableSuppression>, bool) {
     // Figure layout: per table, its cells then its group totals.
     let mut offsets = Vec::with_capacity(tables.len());
     let mut values = Vec::new();
@@ -120,10 +149,19 @@ pub fn suppress(
         }
     }
 
+    let mut public = vec![false; values.len()];
+    if margins == Margins::BothPublic {
+        for (ti, t) in tables.iter().enumerate() {
+            for c in 0..t.cols() {
+                public[total(ti, c)] = true;
+            }
+        }
+    }
     let mut state: Vec<Suppression> = values
         .iter()
-        .map(|&v| {
-            if v > 0 && v < min_cell_size {
+        .zip(&public)
+        .map(|(&v, &public)| {
+            if !public && v > 0 && v < min_cell_size {
                 Suppression::Primary
             } else {
                 Suppression::None
@@ -161,7 +199,7 @@ pub fn suppress(
         let candidate = pool
             .iter()
             .flat_map(|&ri| relations[ri].iter().map(|&(f, _)| f))
-            .filter(|&f| state[f] == Suppression::None)
+            .filter(|&f| state[f] == Suppression::None && !public[f])
             .min_by_key(|&f| {
                 let closes = incidence[f]
                     .iter()
@@ -355,6 +393,29 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn with_both_margins_public_a_small_cell_is_hidden_in_its_row_and_its_column() {
+        // One small cell (3) among counts in the hundreds: hiding one other cell of its row
+        // leaves it recoverable from its column's public total; two-way suppression must hide
+        // a rectangle.
+        let t = table(3, vec![3, 120, 250, 140, 200, 90, 310, 180, 160]);
+        let (s, complete) = suppress_two_way(&t, 10);
+        assert!(complete);
+        assert!(s.group_totals.iter().all(|g| !g.is_suppressed()));
+        let hidden = |r: usize, c: usize| s.cells[r * 3 + c].is_suppressed();
+        assert_eq!(s.cells[0], Suppression::Primary);
+        assert!((1..3).any(|c| hidden(0, c)), "row partner");
+        assert!((1..3).any(|r| hidden(r, 0)), "column partner");
+        // With rows and columns known, a hidden rectangle through the small cell lets it move
+        // by one while every margin stays the same: it has more than one possible value.
+        let v = |r: usize, c: usize| t.counts()[r * 3 + c];
+        let movable = (1..3).any(|r| {
+            (1..3)
+                .any(|c| hidden(0, c) && hidden(r, 0) && hidden(r, c) && v(0, c) > 0 && v(r, 0) > 0)
+        });
+        assert!(movable, "the small cell is recoverable: {s:?}");
     }
 
     #[test]

@@ -27,7 +27,16 @@
 //!    effect never fails" holds for the association as a whole; a four-fifths violation is a
 //!    non-negligible effect of its own.
 //!
-//! The overall verdict is the worst attribute verdict, ordered pass < warn < inconclusive < fail.
+//! 5. **Proxies.** A feature the run used whose association with a protected attribute (V for
+//!    a category, η for a number) is at or above `proxy_limit` stands in for that attribute:
+//!    segments built on it can sort customers by the attribute even where the attribute's own
+//!    test shows nothing yet (k-means mixes the proxy with other features; an activation by
+//!    segment does not). Such a proxy makes the audit at least *warn*; at or above the fail
+//!    limit `cramers_v_fail` it makes it *fail*, so the run cannot be published until a
+//!    compliance officer overrides in writing — the same bar a direct effect of that size meets.
+//!
+//! The overall verdict is the worst attribute or proxy verdict, ordered
+//! pass < warn < inconclusive < fail.
 
 use std::fmt;
 
@@ -50,14 +59,12 @@ pub struct FairnessThresholds {
     /// Counts below this (and above zero) are suppressed; groups smaller than this are not
     /// judged by the four-fifths rule.
     pub min_cell_size: u64,
-    /// Proxy associations (V or η) above this are flagged.
+    /// Proxy associations (V or η) at or above this are flagged.
     pub proxy_limit: f64,
     /// Random tables for the Monte-Carlo p-value (0 disables it; the asymptotic p-value is then
     /// used even on sparse tables, and the report says so).
     pub monte_carlo_samples: usize,
-    /// Bootstrap replicates for the interval of V (0 disables the interval).
-    pub bootstrap_samples: usize,
-    /// Level of the Wilson and bootstrap intervals.
+    /// Level of the Wilson intervals and of the interval of V.
     pub confidence_level: f64,
     /// Seed of all resampling; the same input and seed give the same report.
     pub seed: u64,
@@ -75,7 +82,6 @@ impl Default for FairnessThresholds {
             min_cell_size: 10,
             proxy_limit: 0.30,
             monte_carlo_samples: 2000,
-            bootstrap_samples: 1000,
             confidence_level: 0.95,
             seed: 0x5EED,
         }
@@ -158,6 +164,10 @@ pub enum Rule {
     AdverseImpact,
     /// A four-fifths violation that is not statistically significant.
     UnconfirmedAdverseImpact,
+    /// A feature that stands in for a protected attribute at or above the fail limit.
+    StrongProxy,
+    /// A feature that stands in for a protected attribute at or above the proxy limit.
+    Proxy,
 }
 
 /// Which p-value a verdict used.
@@ -234,6 +244,46 @@ fn fmt_v(e: &TestEvidence, level: f64) -> String {
         ),
         None => format!("V = {:.2}", e.effect),
     }
+}
+
+/// A feature's association with a protected attribute, as the proxy rule sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyEvidence<'a> {
+    pub feature: &'a str,
+    pub attribute: &'a str,
+    /// "V" or "η".
+    pub symbol: &'static str,
+    pub value: f64,
+}
+
+/// The proxy rule (rule 5 of the module documentation): `None` below the proxy limit.
+pub fn decide_proxy(p: &ProxyEvidence<'_>, t: &FairnessThresholds) -> Option<Decision> {
+    // A NaN association is no evidence of a proxy.
+    if p.value.is_nan() || p.value < t.proxy_limit {
+        return None;
+    }
+    let (feature, attribute, symbol, value) = (p.feature, p.attribute, p.symbol, p.value);
+    let strong = value >= t.cramers_v_fail;
+    let (verdict, rule, limit) = if strong {
+        (
+            Verdict::Fail,
+            Rule::StrongProxy,
+            format!("at or above the fail limit {:.2}", t.cramers_v_fail),
+        )
+    } else {
+        (
+            Verdict::Warn,
+            Rule::Proxy,
+            format!("at or above the proxy limit {:.2}", t.proxy_limit),
+        )
+    };
+    Some(Decision {
+        verdict,
+        rule,
+        reason: format!(
+            "the run uses {feature}, which stands in for {attribute} ({symbol} = {value:.2}, {limit}): segments built on it can sort customers by {attribute}"
+        ),
+    })
 }
 
 /// Applies the rules in the module documentation.
@@ -554,6 +604,30 @@ mod tests {
             decide(&e, &t())
                 .reason
                 .contains("Monte-Carlo p = 0.012 after adjustment")
+        );
+    }
+
+    #[test]
+    fn a_proxy_warns_at_the_proxy_limit_and_fails_at_the_fail_limit() {
+        let t = FairnessThresholds {
+            proxy_limit: 0.2,
+            ..t()
+        };
+        let p = |value| ProxyEvidence {
+            feature: "home_store",
+            attribute: "ethnicity",
+            symbol: "V",
+            value,
+        };
+        assert_eq!(decide_proxy(&p(0.19), &t), None);
+        assert_eq!(decide_proxy(&p(f64::NAN), &t), None);
+        let d = decide_proxy(&p(0.2), &t).unwrap();
+        assert_eq!((d.verdict, d.rule), (Verdict::Warn, Rule::Proxy));
+        let d = decide_proxy(&p(0.6), &t).unwrap();
+        assert_eq!((d.verdict, d.rule), (Verdict::Fail, Rule::StrongProxy));
+        assert_eq!(
+            d.reason,
+            "the run uses home_store, which stands in for ethnicity (V = 0.60, at or above the fail limit 0.30): segments built on it can sort customers by ethnicity"
         );
     }
 

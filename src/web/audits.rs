@@ -183,10 +183,12 @@ fn cell(count: Option<u64>, s: Suppression, min_cell: u64) -> CellView {
             suppressed: false,
             title: "",
         },
+        // Often a count in the hundreds: say that it is hidden to protect another cell, not
+        // because it is small.
         (_, Suppression::Complementary) => CellView {
-            text: "suppressed".into(),
+            text: "hidden".into(),
             suppressed: true,
-            title: "hidden so that a small count cannot be worked out from the totals",
+            title: "hidden so that a small count elsewhere cannot be worked out from the totals",
         },
         _ => CellView {
             text: format!("< {min_cell}"),
@@ -442,6 +444,8 @@ pub struct ProxyView {
     pub measure: &'static str,
     pub value: String,
     pub flagged: bool,
+    /// `warn` or `fail` where the proxy rule raised the verdict.
+    pub verdict: Option<String>,
 }
 
 /// Everything the report page shows of one audit.
@@ -465,6 +469,15 @@ pub struct ReportView {
     pub overrides: Vec<OverrideRow>,
     pub publishable: bool,
     pub needs_override: bool,
+    /// Headline caveats of the verdict.
+    pub caveats: Vec<&'static str>,
+    /// "overridden by NAME on DATE: publishable", once a compliance officer has overridden.
+    pub override_note: Option<String>,
+    /// The run's status as a reader should see it: `published (override)` when the gate was
+    /// passed by an override.
+    pub run_status_label: String,
+    /// Roles that may publish the run (policy permission `segments:publish`).
+    pub publishers: String,
 }
 
 fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
@@ -474,18 +487,29 @@ fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
             "Pass: segment membership does not depend on a protected attribute to a degree that matters."
         }
         Warn => {
-            "Warning: there is some dependence on a protected attribute; review it before acting on the segments."
+            "Warning: the segments show some dependence on a protected attribute, directly or through a feature that stands in for one; review it before acting on the segments."
         }
         Inconclusive => {
             "Inconclusive: the data cannot rule a large dependence in or out; the run cannot be published without a written override."
         }
         Fail => {
-            "Fail: segment membership depends on a protected attribute; the run cannot be published without a written override."
+            "Fail: the segments depend on a protected attribute, directly or through a feature that stands in for one; the run cannot be published without a written override."
         }
     }
 }
 
-fn report_view(a: &StoredAudit) -> ReportView {
+/// The policy's roles holding `permission`, for sentences such as "who may publish next".
+fn roles_with(policy: &crate::policy::Policy, permission: Permission) -> String {
+    let roles: Vec<&str> = policy
+        .roles
+        .iter()
+        .filter(|(_, r)| r.permissions.contains(&permission))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    roles.join(", ")
+}
+
+fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
     let names = |s: u32| match a.segment_names.get(&(s as i32)) {
         Some(n) => format!("{s} {n}"),
         None => format!("Segment {s}"),
@@ -525,11 +549,36 @@ fn report_view(a: &StoredAudit) -> ReportView {
                 },
                 value: format!("{:.3}", p.value),
                 flagged: p.flagged,
+                verdict: p.verdict.map(|v| v.to_string()),
             })
             .collect(),
         overrides: a.overrides.clone(),
         publishable: service::passes_gate(r.verdict) || !a.overrides.is_empty(),
         needs_override: !service::passes_gate(r.verdict),
+        caveats: r.caveats.iter().map(|c| c.text()).collect(),
+        override_note: a.overrides.last().map(|o| {
+            format!(
+                "Overridden by {} on {}: publishable",
+                o.overridden_by,
+                o.overridden_at.format("%Y-%m-%d %H:%M UTC")
+            )
+        }),
+        run_status_label: run_status_label(&a.run.status, r.verdict, !a.overrides.is_empty()),
+        publishers: roles_with(policy, Permission::SegmentsPublish),
+    }
+}
+
+/// A run's status with the way it got past the gate: a run published on an override says so
+/// wherever its status is shown, never plain "published" beside "cannot be published".
+pub fn run_status_label(
+    status: &str,
+    verdict: crate::fairness::Verdict,
+    overridden: bool,
+) -> String {
+    if status == "published" && overridden && !service::passes_gate(verdict) {
+        "published (override)".into()
+    } else {
+        status.to_owned()
     }
 }
 
@@ -567,7 +616,7 @@ pub async fn report_page(
         ),
         can_override: user.can(Permission::AuditsOverride),
         can_publish: user.can(Permission::SegmentsPublish),
-        a: report_view(&audit),
+        a: report_view(&audit, &state.policy),
         error: q.error,
         notice: q.notice,
     }))
@@ -652,8 +701,8 @@ pub async fn compare_page(
             &format!("Audit {id} against the previous run"),
             "/audits",
         ),
-        a: report_view(&current),
-        b: previous.as_ref().map(report_view),
+        a: report_view(&current, &state.policy),
+        b: previous.as_ref().map(|p| report_view(p, &state.policy)),
         rows,
     }))
 }

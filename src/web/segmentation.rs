@@ -11,6 +11,7 @@ use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
 use crate::auth::CurrentUser;
 use crate::db::segmentation::{self as store, PUBLISHED, RETIRED, RunRow, StrategyRow};
+use crate::fairness::suppression::Suppression;
 use crate::policy::Permission;
 use crate::segmentation::members;
 use crate::segmentation::pipeline::{self, RunError};
@@ -493,8 +494,8 @@ pub struct Comparison {
     shared_display: String,
     /// Adjusted Rand index on the shared customers (1 = the same partition).
     adjusted_rand_index: Option<f64>,
-    /// Row per segment of `a` (its name, then one cell per segment of `b`): shared members
-    /// (suppressed below the minimum cell size as `<N`).
+    /// Row per segment of `a` (its name, then one cell per segment of `b`): shared members,
+    /// suppressed two-way (`<N` below the minimum cell size, `hidden` to protect one).
     crosstab: Vec<(String, Vec<String>)>,
     a_segments: Vec<String>,
     b_segments: Vec<String>,
@@ -523,8 +524,7 @@ async fn compare(state: &State, a: i64, b: i64) -> Result<Comparison, AppError> 
             table[sa][sb] += 1;
         }
         let shared = shared_pairs.len() as u64;
-        let flat: Vec<u64> = table.iter().flatten().copied().collect();
-        let shown = crate::consent::coverage::shown_row(&flat, min_cell);
+        let shown = published_crosstab(&table, min_cell);
         let shared_shown = crate::consent::coverage::shown_row(&[shared], min_cell).remove(0);
         Ok(Comparison {
             a,
@@ -533,20 +533,47 @@ async fn compare(state: &State, a: i64, b: i64) -> Result<Comparison, AppError> 
             shared_display: shared_shown.display,
             adjusted_rand_index: pipeline::stability(&ma, &mb),
             crosstab: shown
-                .chunks(b_names.len().max(1))
-                .zip(&a_names)
-                .map(|(row, name)| {
-                    (
-                        name.clone(),
-                        row.iter().map(|c| c.display.clone()).collect(),
-                    )
-                })
+                .into_iter()
+                .zip(a_names.iter().cloned())
+                .map(|(row, name)| (name, row))
                 .collect(),
             a_segments: a_names,
             b_segments: b_names,
         })
     })
     .await
+}
+
+/// The cross-table of two runs as it may be shown. Its rows add up to the first run's segment
+/// sizes and its columns to the second's, both public, so small cells are suppressed two-way
+/// (hiding one cell per row would leave a small cell recoverable from its column): `<N` for a
+/// small count, `hidden` for a count hidden to protect one.
+fn published_crosstab(table: &[Vec<u64>], min_cell: u64) -> Vec<Vec<String>> {
+    let cols = table.first().map_or(0, Vec::len);
+    if table.is_empty() || cols == 0 {
+        return vec![Vec::new(); table.len()];
+    }
+    let counts = crate::fairness::ContingencyTable::from_counts(
+        (0..table.len() as u32).collect(),
+        (0..cols).map(|c| c.to_string()).collect(),
+        table.concat(),
+    )
+    .expect("a rectangular table");
+    let (marks, _) = crate::fairness::suppression::suppress_two_way(&counts, min_cell);
+    table
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            row.iter()
+                .enumerate()
+                .map(|(c, &n)| match marks.cells[r * cols + c] {
+                    Suppression::None => n.to_string(),
+                    Suppression::Primary => format!("<{min_cell}"),
+                    Suppression::Complementary => "hidden".to_owned(),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -1242,5 +1269,31 @@ mod tests {
         .into();
         assert_eq!(e.field(), Some("features"));
         assert!(e.to_string().contains("age"));
+    }
+
+    #[test]
+    fn a_small_shared_cell_stays_hidden_with_both_margins_known() {
+        // Run A's segments (rows) and run B's (columns) both have public sizes. One cell of 4
+        // shared customers among hundreds.
+        let table = vec![vec![4, 300, 220], vec![180, 260, 140], vec![90, 150, 410]];
+        let shown = published_crosstab(&table, 10);
+        assert_eq!(shown[0][0], "<10");
+        let hidden = |r: usize, c: usize| shown[r][c] == "hidden" || shown[r][c] == "<10";
+        assert!(
+            (1..3).any(|c| hidden(0, c)),
+            "no partner in the row: {shown:?}"
+        );
+        assert!(
+            (1..3).any(|r| hidden(r, 0)),
+            "no partner in the column: {shown:?}"
+        );
+        // With both margins known, a hidden rectangle through the small cell lets it move by
+        // one while every margin stays the same: it has more than one possible value.
+        let movable = (1..3).any(|r| {
+            (1..3).any(|c| {
+                hidden(0, c) && hidden(r, 0) && hidden(r, c) && table[0][c] > 0 && table[r][0] > 0
+            })
+        });
+        assert!(movable, "recoverable: {shown:?}");
     }
 }

@@ -13,7 +13,8 @@ import pathlib
 import numpy as np
 import scipy
 import statsmodels
-from scipy.stats import chi2, chi2_contingency
+from scipy.optimize import brentq
+from scipy.stats import chi2, chi2_contingency, ncx2
 from scipy.stats.contingency import association
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
@@ -191,6 +192,57 @@ def eta_cases():
     return cases
 
 
+
+def ncx2_cases():
+    out = []
+    for x, dof, lam in [
+        (0.5, 1, 0.3), (3.84, 1, 2.0), (10.0, 1, 10.0), (1.0, 2, 0.01), (7.0, 7, 3.5),
+        (30.0, 4, 20.0), (12.0, 21, 40.0), (100.0, 28, 60.0), (2.0, 60, 1.0),
+        (1200.0, 10, 1000.0), (9000.0, 49, 8500.0), (4.1e5, 7, 4.0e5), (3.9e5, 7, 4.0e5),
+        (1e-3, 3, 0.5), (50.0, 5, 200.0), (700.0, 3, 20.0),
+    ]:
+        out.append({"x": x, "dof": dof, "lambda": lam, "cdf": float(ncx2.cdf(x, dof, lam))})
+    return out
+
+
+def lambda_bound(stat, dof, target):
+    """The noncentrality at which `stat` is the `target` quantile (0 if even 0 is too much)."""
+    f = lambda lam: float(ncx2.cdf(stat, dof, lam)) - target
+    if chi2.cdf(stat, dof) <= target:
+        return 0.0
+    hi = max(stat, dof, 1.0)
+    while f(hi) > 0:
+        hi *= 2
+    return brentq(f, 0.0, hi, xtol=1e-13, rtol=1e-15, maxiter=500)
+
+
+def v_interval_cases():
+    """Test-inversion intervals of the bias-corrected V, on the chi-square cases' tables."""
+    out = []
+    for case in chi_cases():
+        if "statistic" not in case:
+            continue
+        t = np.asarray(case["counts"])
+        red = t[t.sum(axis=1) > 0][:, t.sum(axis=0) > 0]
+        r, c = red.shape
+        n, stat, dof = case["n"], case["statistic"], case["dof"]
+        if bergsma(stat, n, r, c) is None:
+            continue
+        lo = lambda_bound(stat, dof, 0.975)
+        hi = lambda_bound(stat, dof, 0.025)
+        out.append({
+            "name": case["name"], "counts": case["counts"], "statistic": stat, "dof": dof,
+            "n": n, "rows": r, "cols": c, "level": 0.95,
+            "lambda_lower": lo, "lambda_upper": hi,
+            "v": bergsma(stat, n, r, c),
+            # V is at most 1: the upper end is capped there (or at the point, if a tiny
+            # table's correction pushes the point above 1).
+            "v_lower": bergsma(lo + dof, n, r, c),
+            "v_upper": max(min(bergsma(hi + dof, n, r, c), 1.0), bergsma(stat, n, r, c)),
+        })
+    return out
+
+
 def critical_cases():
     from scipy.stats import norm
 
@@ -204,4 +256,6 @@ if __name__ == "__main__":
     write("wilson", wilson_cases())
     write("correlation_ratio", eta_cases())
     write("normal_critical", critical_cases())
+    write("noncentral_chi_square", ncx2_cases())
+    write("cramers_v_interval", v_interval_cases())
     print("wrote", OUT)
