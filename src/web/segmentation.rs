@@ -760,7 +760,7 @@ fn retention_figure(v: &crate::segmentation::valuation::Valuation, min_cell: u64
             format!("not meaningful: fewer than {min_cell} members bought in the earlier window")
         }
         (Some(r), _) if r >= 1.0 => {
-            "100% (every member who bought in the earlier window bought again in the last)".into()
+            "100% (all who bought in the earlier window bought again)".into()
         }
         (r, _) => pct(&r),
     }
