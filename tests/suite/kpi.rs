@@ -1163,7 +1163,7 @@ async fn an_empty_week_view_says_how_to_evaluate_it_and_offers_the_button_to_who
         let sel =
             scraper::Selector::parse(&format!(r#"#empty form input[name="{name}"]"#)).unwrap();
         doc.select(&sel)
-            .last()
+            .next()
             .and_then(|e| e.value().attr("value"))
             .unwrap()
             .to_owned()
