@@ -595,11 +595,11 @@ pub struct PeriodChoice {
 }
 
 impl PeriodChoice {
-    /// `2026-11`, or `2026-12 (partial, 1 of 31 days)`.
+    /// `2026-11`, or `2026-12 — partial (1 of 31 days)`.
     pub fn label(&self) -> String {
         match &self.partial {
             Some(c) => format!(
-                "{} ({})",
+                "{} — {}",
                 self.period.label(),
                 c.partial_label().unwrap_or_default()
             ),

@@ -212,10 +212,16 @@ pub async fn overview_page(
                         .iter()
                         .find(|(key, v)| v.kpi == kpi.name() && *key == column.key)
                     {
+                        // The period's heading already says how partial it is; each
+                        // cell only says that it is.
                         Some((_, v)) => Cell {
                             display: v.display(),
                             status: v.status.clone(),
-                            label: v.status_label(),
+                            label: if v.partial && !v.suppressed {
+                                service::PARTIAL.to_owned()
+                            } else {
+                                v.status_label()
+                            },
                             note: v.note(),
                         },
                         None => Cell {

@@ -1092,7 +1092,7 @@ async fn kpi_opens_on_the_last_complete_period_and_shows_a_partial_one_only_when
     assert!(texts(&html, "#partial-note").is_empty());
     let choices = texts(&html, "#start option");
     let partial_label = format!(
-        "{} (partial ({} of {} days))",
+        "{} — partial ({} of {} days)",
         current.label(),
         (today - current.start()).num_days() + 1,
         current.days()
