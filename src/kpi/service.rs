@@ -1259,9 +1259,30 @@ impl Schedule {
     }
 }
 
+/// What a scheduled evaluation on `today` evaluates: the period containing yesterday, and
+/// before it the last complete period when its newest evaluation (`last_evaluated_at`) was
+/// made before it ended; left alone, a period evaluated for the last time while the server
+/// was down on the day after it ended would stay partial for good.
+fn scheduled_periods(
+    kind: PeriodKind,
+    today: NaiveDate,
+    last_evaluated_at: Option<NaiveDateTime>,
+) -> Result<Vec<Period>> {
+    let day = today.pred_opt().unwrap_or(today);
+    let period = Period::containing(kind, day)?;
+    let last = Period::last_complete(kind, today)?;
+    let stale = last_evaluated_at.is_some_and(|at| !last.coverage_at(at).complete);
+    Ok(if stale && last != period {
+        vec![last, period]
+    } else {
+        vec![period]
+    })
+}
+
 /// Starts the scheduled evaluation in a background thread: at start and then at every
 /// interval, the period (of the policy's kind) containing yesterday is evaluated and
-/// appended, so a period's last evaluation is made the day after it ends.
+/// appended, so a period's last evaluation is made the day after it ends (and the last
+/// complete period again, if its newest evaluation predates its end).
 pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: Schedule) {
     let Schedule::Every(interval) = schedule else {
         return;
@@ -1273,9 +1294,14 @@ pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: Schedule) {
                 let result = (|| -> Result<usize> {
                     let kind = PeriodKind::parse(&policy.kpi.period)?;
                     let today = db::now().date();
-                    let day = today.pred_opt().unwrap_or(today);
-                    let period = Period::containing(kind, day)?;
-                    Ok(evaluate(&db, &policy, &Actor::system(), &[period])?.len())
+                    let last = Period::last_complete(kind, today)?;
+                    let newest = db
+                        .read(|c| store::periods(c, kind.as_str()))?
+                        .into_iter()
+                        .find(|(start, _, _)| *start == last.start())
+                        .map(|(_, _, at)| at);
+                    let periods = scheduled_periods(kind, today, newest)?;
+                    Ok(evaluate(&db, &policy, &Actor::system(), &periods)?.len())
                 })();
                 match result {
                     Ok(rows) => tracing::info!(rows, "scheduled KPI evaluation appended"),
@@ -1292,6 +1318,27 @@ pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: Schedule) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schedule_evaluates_a_last_period_left_partial_again() {
+        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
+        let labels = |today, at: Option<NaiveDateTime>| {
+            scheduled_periods(PeriodKind::Month, today, at)
+                .unwrap()
+                .iter()
+                .map(Period::label)
+                .collect::<Vec<_>>()
+        };
+        let on_last_day = d(11, 30).and_hms_opt(12, 0, 0);
+        let day_after = d(12, 1).and_hms_opt(0, 5, 0);
+        // The day after the month ended: yesterday's month is the last complete one.
+        assert_eq!(labels(d(12, 1), on_last_day), ["2026-11"]);
+        // The server missed that day: November is evaluated again, then December so far.
+        assert_eq!(labels(d(12, 3), on_last_day), ["2026-11", "2026-12"]);
+        // November was evaluated complete, or never: December only.
+        assert_eq!(labels(d(12, 3), day_after), ["2026-12"]);
+        assert_eq!(labels(d(12, 3), None), ["2026-12"]);
+    }
 
     #[test]
     fn duplicate_or_reserved_segment_names_are_made_unique() {

@@ -1279,3 +1279,68 @@ async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_wh
         "{clv}"
     );
 }
+
+#[tokio::test]
+async fn the_schedule_evaluates_again_a_last_period_left_partial() {
+    let app = spawn_app().await;
+    let kind = fairseg::kpi::PeriodKind::Month;
+    let last = fairseg::kpi::Period::last_complete(kind, fairseg::db::now().date()).unwrap();
+    // The last month's newest evaluation was made on its last day (the server was down
+    // when it ended).
+    let before_end = last.last_day().and_hms_opt(12, 0, 0).unwrap();
+    let mut row = fairseg::db::kpi::EvaluationRecord {
+        id: 0,
+        kpi: "segment_size".into(),
+        definition_version: "v1".into(),
+        policy_version: app.policy.version.clone(),
+        run_id: None,
+        segment: "all".into(),
+        segment_number: None,
+        period_kind: "month".into(),
+        period_start: last.start(),
+        period_end: last.last_day(),
+        value: Some(0.0),
+        undefined_reason: None,
+        basis: 0,
+        target: None,
+        alert_threshold: None,
+        status: "no_target".into(),
+        evaluated_at: before_end,
+        evaluated_by: "system".into(),
+    };
+    app.db
+        .write(|c| fairseg::db::kpi::append(c, std::slice::from_mut(&mut row)))
+        .unwrap();
+    fairseg::kpi::service::spawn_schedule(
+        app.db.clone(),
+        app.policy.clone(),
+        fairseg::kpi::service::Schedule::Every(Duration::from_secs(3600)),
+    );
+    let end = last.end().and_hms_opt(0, 0, 0).unwrap();
+    let mut again = 0;
+    for _ in 0..100 {
+        let rows = app
+            .db
+            .read(|c| {
+                fairseg::db::kpi::log(
+                    c,
+                    &fairseg::db::kpi::LogFilter {
+                        from: Some(last.start()),
+                        to: Some(last.start()),
+                        kpi: Some("segment_size".into()),
+                        ..Default::default()
+                    },
+                )
+            })
+            .unwrap();
+        again = rows.iter().filter(|r| r.evaluated_at >= end).count();
+        if again > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        again, 1,
+        "the last month is evaluated again, complete this time"
+    );
+}
