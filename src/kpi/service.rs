@@ -694,6 +694,13 @@ pub fn overview(
                 published_at: r.published_at,
             }),
         };
+        // The published run is offered even before its segments have history, so that
+        // choosing among runs never silently switches to another one.
+        if let Some(r) = &run
+            && !runs.iter().any(|x| x.id == r.id)
+        {
+            runs.insert(0, r.clone());
+        }
         let mut columns = vec![SegmentColumn {
             key: SeriesKey::All,
             name: ALL_SEGMENT.to_owned(),

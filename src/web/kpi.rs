@@ -248,6 +248,10 @@ pub async fn overview_page(
             r.status,
             published.map(|p| format!(" (run {p})")).unwrap_or_default()
         )),
+        Some(r) if o.shown.is_some() && o.columns.len() == 1 => Some(format!(
+            "The segments of run {} have not been evaluated for this {kind}.",
+            r.id
+        )),
         Some(_) => None,
     };
     let shown_start = o.shown.as_ref().map(|p| p.period.start());
