@@ -711,6 +711,12 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
         12,
         "the small segment's column is withheld"
     );
+    // Every regular bought in May and again in June: a retention of 100 % says so.
+    let why = texts(&html, r#"td[data-kpi="retention_rate"] small.why"#);
+    assert!(
+        why.contains(&"every customer active in the period before bought again in this one".into()),
+        "{why:?}"
+    );
     // Marketing may not evaluate: no form.
     assert!(!html.contains(r#"action="/kpi/evaluate""#));
 
