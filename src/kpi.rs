@@ -42,7 +42,7 @@ pub use evaluate::{
     ALL_SEGMENT, Evaluation, EvaluationRow, Evaluator, SegmentKpis, Segmentation, Transactions,
 };
 pub use ks::{KsMethod, KsResult, ks_2samp};
-pub use period::{Period, PeriodKind, date_of_day, day_number};
+pub use period::{Coverage, Period, PeriodKind, date_of_day, day_number};
 pub use status::{Objective, Status};
 
 /// Everything that can go wrong in KPI, drift and alert computation.

@@ -969,7 +969,7 @@ fn kpi_evaluate(
                 v.segment,
                 v.kpi,
                 v.display(),
-                v.status
+                v.status_label()
             );
         }
         println!(

@@ -17,7 +17,11 @@ pub struct EvaluationRecord {
     pub definition_version: String,
     pub policy_version: String,
     pub run_id: Option<i64>,
+    /// The label the segment had when evaluated (`all` for the whole population).
     pub segment: String,
+    /// The segment's number within `run_id`: with the run, the key of its series (`None` for
+    /// `all`, and for rows logged before series were keyed so whose segment is unknown).
+    pub segment_number: Option<i32>,
     pub period_kind: String,
     pub period_start: NaiveDate,
     pub period_end: NaiveDate,
@@ -164,7 +168,10 @@ pub fn append(conn: &mut DbConnection, rows: &mut [EvaluationRecord]) -> DbResul
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub period_kind: Option<String>,
+    /// A segment label (`all` for the whole population).
     pub segment: Option<String>,
+    pub run_id: Option<i64>,
+    pub segment_number: Option<i32>,
     pub kpi: Option<String>,
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
@@ -178,6 +185,12 @@ pub fn log(conn: &mut DbConnection, filter: &LogFilter) -> DbResult<Vec<Evaluati
     }
     if let Some(segment) = &filter.segment {
         q = q.filter(kpi_evaluations::segment.eq(segment.clone()));
+    }
+    if let Some(run_id) = filter.run_id {
+        q = q.filter(kpi_evaluations::run_id.eq(run_id));
+    }
+    if let Some(number) = filter.segment_number {
+        q = q.filter(kpi_evaluations::segment_number.eq(number));
     }
     if let Some(kpi) = &filter.kpi {
         q = q.filter(kpi_evaluations::kpi.eq(kpi.clone()));
@@ -193,12 +206,39 @@ pub fn log(conn: &mut DbConnection, filter: &LogFilter) -> DbResult<Vec<Evaluati
         .load(conn)?)
 }
 
-/// The newest period start evaluated for a period kind.
-pub fn latest_period(conn: &mut DbConnection, kind: &str) -> DbResult<Option<NaiveDate>> {
-    Ok(kpi_evaluations::table
+/// Every period of a kind in the log, newest first, as (start, last day, when it was last
+/// evaluated): enough to tell complete periods from partial ones without reading the rows.
+pub fn periods(
+    conn: &mut DbConnection,
+    kind: &str,
+) -> DbResult<Vec<(NaiveDate, NaiveDate, NaiveDateTime)>> {
+    let rows: Vec<(NaiveDate, NaiveDate, Option<NaiveDateTime>)> = kpi_evaluations::table
         .filter(kpi_evaluations::period_kind.eq(kind))
-        .select(max(kpi_evaluations::period_start))
-        .first(conn)?)
+        .group_by((kpi_evaluations::period_start, kpi_evaluations::period_end))
+        .select((
+            kpi_evaluations::period_start,
+            kpi_evaluations::period_end,
+            max(kpi_evaluations::evaluated_at),
+        ))
+        .order(kpi_evaluations::period_start.desc())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(start, end, at)| Some((start, end, at?)))
+        .collect())
+}
+
+/// The runs whose segments appear in the log for a period kind, newest first.
+pub fn runs_logged(conn: &mut DbConnection, kind: &str) -> DbResult<Vec<i64>> {
+    let runs: Vec<Option<i64>> = kpi_evaluations::table
+        .filter(kpi_evaluations::period_kind.eq(kind))
+        .filter(kpi_evaluations::run_id.is_not_null())
+        .select(kpi_evaluations::run_id)
+        .distinct()
+        .load(conn)?;
+    let mut runs: Vec<i64> = runs.into_iter().flatten().collect();
+    runs.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(runs)
 }
 
 /// Number of rows in the log.

@@ -249,6 +249,7 @@ diesel::table! {
         status -> Text,
         evaluated_at -> Timestamp,
         evaluated_by -> Text,
+        segment_number -> Nullable<Integer>,
     }
 }
 

@@ -86,7 +86,8 @@ impl Default for AlertRules {
     }
 }
 
-/// The status history of one KPI in one segment, oldest period first.
+/// The status history of one KPI in one segment, oldest period first, complete periods only
+/// (a period still filling up is never judged).
 #[derive(Debug, Clone, Copy)]
 pub struct KpiSeries<'a> {
     /// The KPI.
@@ -95,16 +96,35 @@ pub struct KpiSeries<'a> {
     pub segment: &'a str,
     /// Statuses per period, oldest first, without gaps.
     pub statuses: &'a [Status],
+    /// Index of the first period that counts towards the advice: the first one after the
+    /// segmentation was published (what came before says nothing about whether it has gone
+    /// stale). 0 counts them all.
+    pub counted_from: usize,
 }
 
 impl KpiSeries<'_> {
-    /// Number of most recent periods in a row with status `Alert`.
+    /// Number of most recent periods in a row with status `Alert`, among those counted.
     pub fn trailing_alerts(&self) -> usize {
-        self.statuses
+        self.statuses[self.counted_from.min(self.statuses.len())..]
             .iter()
             .rev()
             .take_while(|s| **s == Status::Alert)
             .count()
+    }
+
+    /// Periods judged against the target (undefined and suppressed ones are not), when none
+    /// of them was on target and the latest is past the alert threshold: the KPI has never
+    /// met its target since the start, so the target does not fit the population. That is
+    /// not evidence that the segmentation went stale.
+    pub fn never_on_target(&self) -> Option<usize> {
+        let judged: Vec<Status> = self
+            .statuses
+            .iter()
+            .copied()
+            .filter(|s| *s != Status::Undefined)
+            .collect();
+        (judged.last() == Some(&Status::Alert) && !judged.contains(&Status::OnTarget))
+            .then_some(judged.len())
     }
 }
 
@@ -119,6 +139,16 @@ pub enum Alert {
         /// `all` or the segment.
         segment: String,
         /// Periods in a row past the threshold.
+        periods: usize,
+    },
+    /// A KPI past its alert threshold now and below its target in every period judged since
+    /// the start: the target is the problem, not drift.
+    TargetUnmet {
+        /// The KPI.
+        kpi: Kpi,
+        /// `all` or the segment.
+        segment: String,
+        /// Periods judged, none of them on target.
         periods: usize,
     },
     /// A feature's distribution moved.
@@ -161,7 +191,9 @@ impl Alert {
                 level: DriftLevel::Act,
                 ..
             } => Severity::Action,
-            Alert::FeatureDrift { .. } | Alert::SegmentShift { .. } => Severity::Warning,
+            Alert::FeatureDrift { .. } | Alert::SegmentShift { .. } | Alert::TargetUnmet { .. } => {
+                Severity::Warning
+            }
         }
     }
 
@@ -173,6 +205,13 @@ impl Alert {
             DriftLevel::Warn => format!("at or above the warning threshold {:.2}", d.psi_warn()),
             DriftLevel::Stable => format!("below the warning threshold {:.2}", d.psi_warn()),
         };
+        let who = |segment: &str| {
+            if segment == super::evaluate::ALL_SEGMENT {
+                "the whole population".to_owned()
+            } else {
+                format!("segment \"{segment}\"")
+            }
+        };
         match self {
             Alert::KpiPersistent {
                 kpi,
@@ -183,16 +222,41 @@ impl Alert {
                     Direction::HigherIsBetter => "below",
                     Direction::LowerIsBetter => "above",
                 };
-                let who = if segment == super::evaluate::ALL_SEGMENT {
-                    "the whole population".to_owned()
-                } else {
-                    format!("segment \"{segment}\"")
-                };
                 format!(
-                    "{kpi} for {who} has been {side} its alert threshold for {periods} \
-                     consecutive periods"
+                    "{kpi} for {} has been {side} its alert threshold for {periods} \
+                     consecutive periods",
+                    who(segment)
                 )
             }
+            Alert::TargetUnmet {
+                kpi,
+                segment,
+                periods,
+            } => {
+                let side = match kpi.direction() {
+                    Direction::HigherIsBetter => "below",
+                    Direction::LowerIsBetter => "above",
+                };
+                format!(
+                    "{kpi} for {} has been {side} its target in every one of the {periods} \
+                     periods evaluated: the target does not fit this population (review it in \
+                     the policy); this is not drift",
+                    who(segment)
+                )
+            }
+            // Only the PSI says how far a feature moved; a significant KS test on a PSI below
+            // the warning threshold is a real but small difference, and is worded as such.
+            Alert::FeatureDrift {
+                feature,
+                psi,
+                level: DriftLevel::Stable,
+                ks_p_value,
+            } => format!(
+                "feature \"{feature}\" differs measurably but only slightly from segmentation \
+                 time: the Kolmogorov-Smirnov test is significant (p = {ks_p_value:.3e}), but PSI \
+                 {psi:.3} is {}",
+                psi_words(DriftLevel::Stable)
+            ),
             Alert::FeatureDrift {
                 feature,
                 psi,
@@ -226,6 +290,9 @@ pub struct ResegmentationAdvice {
     pub recommended: bool,
     /// One plain-English sentence per action alert; empty when not recommended.
     pub reasons: Vec<String>,
+    /// True when the segmentation was published too recently to judge: fewer complete
+    /// periods have passed since than a KPI alert needs. No advice is given then.
+    pub too_early: bool,
 }
 
 /// Alerts (most severe first, in input order within a severity) and the advice they add up
@@ -239,16 +306,31 @@ pub struct Assessment {
 }
 
 /// Turns KPI status histories, feature drift, segment-share shift and stability into alerts
-/// and advice. `adjusted_rand` is the stability of the published segmentation, if measured.
+/// and advice. `adjusted_rand` is the stability of the published segmentation, if measured;
+/// `periods_since_publication` the complete periods since it was published (`None` when
+/// nothing is published): with fewer than the rules' `consecutive_periods` no advice is
+/// given, as no KPI alert could have formed yet and drift measured against a population
+/// frozen minutes ago says nothing.
 pub fn assess(
     rules: &AlertRules,
     kpis: &[KpiSeries<'_>],
     drift: &[FeatureDrift],
     shift: Option<&SegmentShift>,
     adjusted_rand: Option<f64>,
+    periods_since_publication: Option<usize>,
 ) -> Result<Assessment, KpiError> {
     let mut alerts = Vec::new();
     for series in kpis {
+        if let Some(periods) = series.never_on_target()
+            && periods >= rules.consecutive_periods
+        {
+            alerts.push(Alert::TargetUnmet {
+                kpi: series.kpi,
+                segment: series.segment.to_owned(),
+                periods,
+            });
+            continue;
+        }
         let periods = series.trailing_alerts();
         if periods >= rules.consecutive_periods {
             alerts.push(Alert::KpiPersistent {
@@ -293,15 +375,21 @@ pub fn assess(
     }
     // Stable sort: action alerts first, input order kept within each severity.
     alerts.sort_by_key(|a| std::cmp::Reverse(a.severity()));
-    let reasons: Vec<String> = alerts
-        .iter()
-        .filter(|a| a.severity() == Severity::Action)
-        .map(|a| a.message(rules))
-        .collect();
+    let too_early = periods_since_publication.is_some_and(|p| p < rules.consecutive_periods);
+    let reasons: Vec<String> = if too_early {
+        Vec::new()
+    } else {
+        alerts
+            .iter()
+            .filter(|a| a.severity() == Severity::Action)
+            .map(|a| a.message(rules))
+            .collect()
+    };
     Ok(Assessment {
         advice: ResegmentationAdvice {
             recommended: !reasons.is_empty(),
             reasons,
+            too_early,
         },
         alerts,
     })
@@ -318,31 +406,35 @@ mod tests {
         let rules = AlertRules::default();
         let recovered = [A, A, A, Ok_];
         let two = [Ok_, A, A];
-        let broken = [A, A, U, A, A];
-        let three = [W, A, A, A];
+        let broken = [Ok_, A, A, U, A, A];
+        let three = [Ok_, W, A, A, A];
         let series = [
             KpiSeries {
                 kpi: Kpi::RetentionRate,
                 segment: "loyal",
                 statuses: &recovered,
+                counted_from: 0,
             },
             KpiSeries {
                 kpi: Kpi::RetentionRate,
                 segment: "new",
                 statuses: &two,
+                counted_from: 0,
             },
             KpiSeries {
                 kpi: Kpi::Revenue,
                 segment: "all",
                 statuses: &broken,
+                counted_from: 0,
             },
             KpiSeries {
                 kpi: Kpi::ChurnRate,
                 segment: "loyal",
                 statuses: &three,
+                counted_from: 0,
             },
         ];
-        let a = assess(&rules, &series, &[], None, None).unwrap();
+        let a = assess(&rules, &series, &[], None, None, None).unwrap();
         assert_eq!(
             a.alerts,
             vec![Alert::KpiPersistent {
@@ -361,11 +453,110 @@ mod tests {
         );
         let strict = AlertRules::new(4, 0.6, DriftThresholds::default()).unwrap();
         assert!(
-            !assess(&strict, &series, &[], None, None)
+            !assess(&strict, &series, &[], None, None, None)
                 .unwrap()
                 .advice
                 .recommended
         );
+    }
+
+    #[test]
+    fn a_kpi_never_on_target_is_a_target_problem_not_drift() {
+        let rules = AlertRules::default();
+        let never = [W, A, A, A];
+        let fell = [Ok_, A, A, A];
+        let series = [
+            KpiSeries {
+                kpi: Kpi::ActiveCustomers,
+                segment: "all",
+                statuses: &never,
+                counted_from: 0,
+            },
+            KpiSeries {
+                kpi: Kpi::RetentionRate,
+                segment: "loyal",
+                statuses: &fell,
+                counted_from: 0,
+            },
+        ];
+        let a = assess(&rules, &series, &[], None, None, Some(12)).unwrap();
+        assert_eq!(
+            a.alerts,
+            vec![
+                Alert::KpiPersistent {
+                    kpi: Kpi::RetentionRate,
+                    segment: "loyal".into(),
+                    periods: 3
+                },
+                Alert::TargetUnmet {
+                    kpi: Kpi::ActiveCustomers,
+                    segment: "all".into(),
+                    periods: 4
+                },
+            ]
+        );
+        assert_eq!(a.alerts[1].severity(), Severity::Warning);
+        assert!(
+            a.alerts[1]
+                .message(&rules)
+                .contains("below its target in every one of the 4")
+        );
+        // Only the retention that fell from its target is a reason to re-segment.
+        assert_eq!(a.advice.reasons.len(), 1);
+        assert!(a.advice.reasons[0].starts_with("retention_rate"));
+    }
+
+    #[test]
+    fn no_advice_on_a_segmentation_published_too_recently() {
+        let rules = AlertRules::default();
+        let base: Vec<f64> = (0..2000).map(|i| f64::from(i % 100)).collect();
+        let moved: Vec<f64> = base.iter().map(|x| x + 40.0).collect();
+        let drift = [feature_drift("recency", &base, &moved, rules.drift()).unwrap()];
+        for (periods, advised) in [
+            (Some(0), false),
+            (Some(2), false),
+            (Some(3), true),
+            (None, true),
+        ] {
+            let a = assess(&rules, &[], &drift, None, None, periods).unwrap();
+            assert_eq!(a.advice.recommended, advised, "{periods:?}");
+            assert_eq!(a.advice.too_early, !advised, "{periods:?}");
+            // The measurement itself is still reported.
+            assert_eq!(a.alerts.len(), 1);
+        }
+        // Alerts of the periods before publication do not count towards the advice.
+        let statuses = [Ok_, A, A, A, A];
+        let series = [KpiSeries {
+            kpi: Kpi::RetentionRate,
+            segment: "loyal",
+            statuses: &statuses,
+            counted_from: 3,
+        }];
+        assert_eq!(series[0].trailing_alerts(), 2);
+        assert!(
+            assess(&rules, &series, &[], None, None, Some(5))
+                .unwrap()
+                .alerts
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_significant_ks_on_a_stable_psi_is_not_called_drift() {
+        let rules = AlertRules::default();
+        let alert = Alert::FeatureDrift {
+            feature: "monetary".into(),
+            psi: 0.006,
+            level: DriftLevel::Stable,
+            ks_p_value: 1e-6,
+        };
+        let m = alert.message(&rules);
+        assert!(!m.contains("has drifted"), "{m}");
+        assert!(
+            m.contains("only slightly") && m.contains("PSI 0.006 is below"),
+            "{m}"
+        );
+        assert_eq!(alert.severity(), Severity::Warning);
     }
 
     #[test]
@@ -375,14 +566,16 @@ mod tests {
             kpi: Kpi::Revenue,
             segment: "all",
             statuses: &ok,
+            counted_from: 0,
         }];
-        let a = assess(&AlertRules::default(), &series, &[], None, Some(0.9)).unwrap();
+        let a = assess(&AlertRules::default(), &series, &[], None, Some(0.9), None).unwrap();
         assert!(a.alerts.is_empty());
         assert_eq!(
             a.advice,
             ResegmentationAdvice {
                 recommended: false,
-                reasons: vec![]
+                reasons: vec![],
+                too_early: false,
             }
         );
     }
@@ -404,7 +597,7 @@ mod tests {
         assert_eq!(drifts[1].level, DriftLevel::Act);
         let shift = segment_shift(&[500, 300, 200], &[200, 300, 500], t).unwrap();
         assert_eq!(shift.level, DriftLevel::Act);
-        let a = assess(&rules, &[], &drifts, Some(&shift), Some(0.41)).unwrap();
+        let a = assess(&rules, &[], &drifts, Some(&shift), Some(0.41), None).unwrap();
         assert!(a.advice.recommended);
         assert_eq!(a.advice.reasons.len(), 3);
         assert!(a.advice.reasons[0].starts_with("feature \"recency\" has drifted"));
@@ -423,8 +616,8 @@ mod tests {
     fn rules_and_inputs_are_validated() {
         assert!(AlertRules::new(0, 0.6, DriftThresholds::default()).is_err());
         assert!(AlertRules::new(3, 1.5, DriftThresholds::default()).is_err());
-        assert!(assess(&AlertRules::default(), &[], &[], None, Some(f64::NAN)).is_err());
-        let stable = assess(&AlertRules::default(), &[], &[], None, Some(0.6)).unwrap();
+        assert!(assess(&AlertRules::default(), &[], &[], None, Some(f64::NAN), None).is_err());
+        let stable = assess(&AlertRules::default(), &[], &[], None, Some(0.6), None).unwrap();
         assert!(!stable.advice.recommended);
     }
 }

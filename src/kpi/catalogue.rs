@@ -102,6 +102,28 @@ impl Kpi {
         self as usize
     }
 
+    /// The name people read on the dashboards. Lifetime value says which one it is: the
+    /// segment cards show another estimate (the valuation's, over a year), and two figures
+    /// under one name that disagree would each discredit the other.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kpi::SegmentSize => "Customers in the segment",
+            Kpi::ActiveCustomers => "Active customers",
+            Kpi::NewCustomers => "New customers",
+            Kpi::Revenue => "Revenue",
+            Kpi::Orders => "Orders",
+            Kpi::AverageOrderValue => "Average order value",
+            Kpi::RevenuePerCustomer => "Revenue per active customer",
+            Kpi::PurchaseFrequency => "Orders per active customer",
+            Kpi::RepeatPurchaseRate => "Repeat purchase rate",
+            Kpi::RetentionRate => "Retention rate",
+            Kpi::ChurnRate => "Churn rate",
+            Kpi::CustomerLifetimeValue => {
+                "Lifetime value per active customer (from this period's revenue and churn)"
+            }
+        }
+    }
+
     /// The formula in words, for the policy file, the README and the dashboard.
     pub fn formula(self) -> &'static str {
         match self {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use chrono::{Datelike, Days, Months, NaiveDate, Weekday};
+use chrono::{Datelike, Days, Months, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
 use serde::{Deserialize, Serialize};
 
 use super::KpiError;
@@ -162,6 +162,49 @@ impl Period {
         Ok(out)
     }
 
+    /// The last period of `kind` that has ended by `today` (the one before the period
+    /// containing `today`): what dashboards show by default, since the current period is
+    /// still filling up.
+    pub fn last_complete(kind: PeriodKind, today: NaiveDate) -> Result<Self, KpiError> {
+        Self::containing(kind, today)?.previous()
+    }
+
+    /// The first period of `kind` that starts on or after `date`.
+    pub fn first_from(kind: PeriodKind, date: NaiveDate) -> Result<Self, KpiError> {
+        let p = Self::containing(kind, date)?;
+        if p.start < date { p.next() } else { Ok(p) }
+    }
+
+    /// How many whole periods of `kind` start on or after `since` and have ended by `today`.
+    pub fn complete_since(kind: PeriodKind, since: NaiveDate, today: NaiveDate) -> usize {
+        let Ok(mut p) = Self::first_from(kind, since) else {
+            return 0;
+        };
+        let mut n = 0;
+        while p.end <= today {
+            n += 1;
+            match p.next() {
+                Ok(next) => p = next,
+                Err(_) => break,
+            }
+        }
+        n
+    }
+
+    /// How much of the period an evaluation made at `at` saw: the days begun by then
+    /// (0 before the start, all of them once the period has ended). An evaluation made
+    /// before the end is partial: the period's transactions were not all in yet.
+    pub fn coverage_at(&self, at: NaiveDateTime) -> Coverage {
+        let days = self.days();
+        let begun = (at.date() - self.start).num_days() + 1;
+        let complete = at >= self.end.and_time(NaiveTime::MIN);
+        Coverage {
+            days_covered: if complete { days } else { begun.clamp(0, days) },
+            days,
+            complete,
+        }
+    }
+
     /// A short human label: `2024-W03` (ISO week-numbering year), `2024-01`, `2024-Q1`.
     pub fn label(&self) -> String {
         match self.kind {
@@ -180,6 +223,24 @@ impl Period {
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.label())
+    }
+}
+
+/// How much of a period one evaluation covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Days of the period begun when it was evaluated.
+    pub days_covered: i64,
+    /// Days in the period.
+    pub days: i64,
+    /// Whether the period had ended when it was evaluated.
+    pub complete: bool,
+}
+
+impl Coverage {
+    /// `partial (N of M days)` for a partial period, `None` for a complete one.
+    pub fn partial_label(&self) -> Option<String> {
+        (!self.complete).then(|| format!("partial ({} of {} days)", self.days_covered, self.days))
     }
 }
 
@@ -324,6 +385,55 @@ mod tests {
             Period::between(PeriodKind::Month, d(2024, 2, 1), d(2024, 1, 1)),
             Err(KpiError::EmptyDateRange { .. })
         ));
+    }
+
+    #[test]
+    fn the_last_complete_period_is_the_one_before_today() {
+        // On the first day of a month that month has barely begun: the last complete one is
+        // the month before.
+        let m = Period::last_complete(PeriodKind::Month, d(2026, 12, 1)).unwrap();
+        assert_eq!(m.label(), "2026-11");
+        let m = Period::last_complete(PeriodKind::Month, d(2026, 11, 30)).unwrap();
+        assert_eq!(m.label(), "2026-10");
+        let w = Period::last_complete(PeriodKind::Week, d(2025, 1, 1)).unwrap();
+        assert_eq!(w.label(), "2024-W52");
+        let q = Period::last_complete(PeriodKind::Quarter, d(2025, 4, 1)).unwrap();
+        assert_eq!(q.label(), "2025-Q1");
+    }
+
+    #[test]
+    fn coverage_says_how_much_of_a_period_an_evaluation_saw() {
+        let dec = Period::containing(PeriodKind::Month, d(2026, 12, 1)).unwrap();
+        let at = |y, m, day, h| d(y, m, day).and_hms_opt(h, 0, 0).unwrap();
+        let c = dec.coverage_at(at(2026, 12, 1, 2));
+        assert_eq!((c.days_covered, c.days, c.complete), (1, 31, false));
+        assert_eq!(c.partial_label().unwrap(), "partial (1 of 31 days)");
+        // The last day is not over until midnight.
+        let c = dec.coverage_at(at(2026, 12, 31, 23));
+        assert_eq!((c.days_covered, c.complete), (31, false));
+        let c = dec.coverage_at(at(2027, 1, 1, 0));
+        assert!(c.complete && c.partial_label().is_none());
+        assert_eq!(c.days_covered, 31);
+        // Evaluated ahead of the period: nothing of it seen.
+        assert_eq!(dec.coverage_at(at(2026, 11, 20, 9)).days_covered, 0);
+    }
+
+    #[test]
+    fn complete_periods_since_publication_count_whole_periods_only() {
+        // Published on 1 December: December counts once it has ended.
+        let k = PeriodKind::Month;
+        assert_eq!(Period::complete_since(k, d(2026, 12, 1), d(2026, 12, 1)), 0);
+        assert_eq!(Period::complete_since(k, d(2026, 12, 1), d(2027, 1, 1)), 1);
+        // Published mid-month: that month does not count, the next three do.
+        assert_eq!(Period::complete_since(k, d(2026, 11, 15), d(2027, 3, 1)), 3);
+        assert_eq!(
+            Period::first_from(k, d(2026, 11, 15)).unwrap().label(),
+            "2026-12"
+        );
+        assert_eq!(
+            Period::complete_since(k, d(2026, 11, 15), d(2026, 11, 30)),
+            0
+        );
     }
 
     #[test]

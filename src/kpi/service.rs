@@ -22,9 +22,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{
-    ALL_SEGMENT, AlertRules, Assessment, ClvParams, DriftLevel, DriftThresholds, Evaluation,
-    Evaluator, Kpi, KpiError, KpiSeries, Objective, Period, PeriodKind, ResegmentationAdvice,
-    Segmentation, Status, Transactions, assess, day_number, feature_drift, segment_shift,
+    ALL_SEGMENT, AlertRules, Assessment, ClvParams, Coverage, DriftLevel, DriftThresholds,
+    Evaluation, Evaluator, Kpi, KpiError, KpiSeries, Objective, Period, PeriodKind,
+    ResegmentationAdvice, Segmentation, Status, Transactions, assess, day_number, feature_drift,
+    segment_shift,
 };
 use crate::db::kpi::{self as store, EvaluationRecord, LogFilter};
 use crate::db::segmentation::{self as runs, RunRow};
@@ -53,6 +54,8 @@ type Result<T> = std::result::Result<T, KpiServiceError>;
 pub const NO_TARGET: &str = "no_target";
 /// Status shown for a suppressed figure.
 pub const SUPPRESSED: &str = "suppressed";
+/// Status shown for a figure of a period that had not ended when it was evaluated.
+pub const PARTIAL: &str = "partial";
 
 /// Count and sum KPIs: they scale with a segment's size, so overall targets apply to `all`
 /// only and a segment needs its own override.
@@ -122,6 +125,8 @@ struct Population {
     lookup: Option<(i64, Vec<u32>)>,
     segmentation: Segmentation,
     run_id: Option<i64>,
+    /// The evaluator's (unique) segment name -> the segment's number in the run.
+    numbers: HashMap<String, i32>,
 }
 
 impl Population {
@@ -183,6 +188,7 @@ fn load_population(conn: &mut DbConnection, policy: &Policy) -> Result<Populatio
         lookup,
         segmentation: Segmentation::population_only(n as u32),
         run_id: None,
+        numbers: HashMap::new(),
     };
     let Some(run) = runs::published(conn)? else {
         return Ok(population);
@@ -210,6 +216,7 @@ fn load_population(conn: &mut DbConnection, policy: &Policy) -> Result<Populatio
             assignment[i as usize] = Some(s);
         }
     }
+    population.numbers = named.iter().map(|(n, name)| (name.clone(), *n)).collect();
     population.segmentation = Segmentation::new(
         named.into_iter().map(|(_, name)| name).collect(),
         &assignment,
@@ -279,10 +286,11 @@ fn evaluate_period(
 fn records(
     evaluation: &Evaluation,
     policy: &Policy,
-    run_id: Option<i64>,
+    population: &Population,
     at: NaiveDateTime,
     actor: &Actor,
 ) -> Vec<EvaluationRecord> {
+    let run_id = population.run_id;
     let rows = evaluation.rows(|kpi, segment| objective(&policy.kpi, kpi, segment));
     let aggregates: HashMap<&str, &super::Aggregates> = evaluation
         .segments
@@ -300,6 +308,7 @@ fn records(
             } else {
                 run_id
             },
+            segment_number: population.numbers.get(&r.segment).copied(),
             basis: basis(r.kpi, aggregates[r.segment.as_str()]) as i64,
             period_kind: evaluation.period.kind().as_str().to_owned(),
             period_start: r.period_start,
@@ -334,7 +343,7 @@ pub fn evaluate(
     let mut rows = Vec::new();
     for &period in periods {
         let evaluation = evaluate_period(&mut conn, &population, period, clv)?;
-        rows.extend(records(&evaluation, policy, population.run_id, at, actor));
+        rows.extend(records(&evaluation, policy, &population, at, actor));
     }
     drop(conn);
     tracing::info!(
@@ -386,7 +395,8 @@ pub fn backfill(
 }
 
 /// One evaluation as shown: figures resting on fewer than `min_cell_size` customers are
-/// withheld (value `null`, status `suppressed`).
+/// withheld (value `null`, status `suppressed`); figures of a period that had not ended when
+/// it was evaluated are shown with status `partial`, never judged against their target.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct EvaluationView {
     pub id: i64,
@@ -395,7 +405,11 @@ pub struct EvaluationView {
     pub policy_version: String,
     /// The published segmentation run the segment came from (`null` for `all`).
     pub run_id: Option<i64>,
+    /// The segment's label when it was evaluated (`all` for the whole population).
     pub segment: String,
+    /// The segment's number within the run: with `run_id`, the key of the series (renaming a
+    /// segment keeps it). `null` for `all`.
+    pub segment_number: Option<i32>,
     pub period_kind: String,
     pub period_start: NaiveDate,
     /// Last day of the period (inclusive).
@@ -403,19 +417,37 @@ pub struct EvaluationView {
     pub value: Option<f64>,
     /// True when the figure rests on fewer customers than the policy's minimum cell size.
     pub suppressed: bool,
+    /// True when the period had not ended when it was evaluated: the figure covers only
+    /// `days_covered` of its `days_in_period` days and has no status against its target.
+    pub partial: bool,
+    pub days_covered: i64,
+    pub days_in_period: i64,
     pub undefined_reason: Option<String>,
     pub target: Option<f64>,
     pub alert_threshold: Option<f64>,
-    /// on_target, warning, alert, undefined, no_target or suppressed.
+    /// on_target, warning, alert, undefined, no_target, suppressed or partial.
     pub status: String,
     #[schema(value_type = String, format = DateTime)]
     pub evaluated_at: NaiveDateTime,
     pub evaluated_by: String,
 }
 
+/// The coverage of a logged row; a row whose period cannot be rebuilt counts as complete.
+fn coverage(r: &EvaluationRecord) -> Coverage {
+    PeriodKind::parse(&r.period_kind)
+        .and_then(|k| Period::containing(k, r.period_start))
+        .map(|p| p.coverage_at(r.evaluated_at))
+        .unwrap_or(Coverage {
+            days_covered: 0,
+            days: 0,
+            complete: true,
+        })
+}
+
 impl EvaluationView {
     pub fn of(r: &EvaluationRecord, min_cell_size: u32) -> EvaluationView {
         let suppressed = r.basis < i64::from(min_cell_size);
+        let coverage = coverage(r);
         EvaluationView {
             id: r.id,
             kpi: r.kpi.clone(),
@@ -423,11 +455,15 @@ impl EvaluationView {
             policy_version: r.policy_version.clone(),
             run_id: r.run_id,
             segment: r.segment.clone(),
+            segment_number: r.segment_number,
             period_kind: r.period_kind.clone(),
             period_start: r.period_start,
             period_end: r.period_end,
             value: if suppressed { None } else { r.value },
             suppressed,
+            partial: !coverage.complete,
+            days_covered: coverage.days_covered,
+            days_in_period: coverage.days,
             undefined_reason: if suppressed {
                 None
             } else {
@@ -437,6 +473,8 @@ impl EvaluationView {
             alert_threshold: r.alert_threshold,
             status: if suppressed {
                 SUPPRESSED.to_owned()
+            } else if !coverage.complete {
+                PARTIAL.to_owned()
             } else {
                 r.status.clone()
             },
@@ -453,6 +491,33 @@ impl EvaluationView {
             (false, Some(v)) => format_number(&self.kpi, v),
         }
     }
+
+    /// The status in words: `partial (N of M days)` for a partial period.
+    pub fn status_label(&self) -> String {
+        if self.status == PARTIAL {
+            format!(
+                "partial ({} of {} days)",
+                self.days_covered, self.days_in_period
+            )
+        } else {
+            self.status.replace('_', " ")
+        }
+    }
+
+    /// Why a figure that looks too good to be true is what it is: a retention of 100 %
+    /// means every customer active in the period before bought again, which on a handful of
+    /// customers is luck, not loyalty. `None` when there is nothing to explain.
+    pub fn note(&self) -> Option<String> {
+        match (self.kpi.as_str(), self.value) {
+            ("retention_rate", Some(v)) if v >= 1.0 => {
+                Some("every customer active in the period before bought again in this one".into())
+            }
+            ("churn_rate", Some(v)) if v <= 0.0 => {
+                Some("no customer active in the period before was lost in this one".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A KPI value for people: counts as integers, rates as percentages, money with 2 decimals.
@@ -467,14 +532,36 @@ pub fn format_number(kpi: &str, v: f64) -> String {
     }
 }
 
-/// Keeps the newest evaluation of each (period kind, segment, KPI, period), in log order.
+/// Which series a logged row belongs to: `all`, or a run's segment by number. A row logged
+/// before series were keyed whose segment could not be recovered keeps its label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SeriesKey {
+    All,
+    Segment { run_id: i64, number: i32 },
+    Label { run_id: Option<i64>, label: String },
+}
+
+impl SeriesKey {
+    pub fn of(r: &EvaluationRecord) -> SeriesKey {
+        match (r.run_id, r.segment_number) {
+            _ if r.segment == ALL_SEGMENT => SeriesKey::All,
+            (Some(run_id), Some(number)) => SeriesKey::Segment { run_id, number },
+            (run_id, _) => SeriesKey::Label {
+                run_id,
+                label: r.segment.clone(),
+            },
+        }
+    }
+}
+
+/// Keeps the newest evaluation of each (period kind, series, KPI, period), in log order.
 pub fn newest_per_period(records: Vec<EvaluationRecord>) -> Vec<EvaluationRecord> {
-    let mut newest: HashMap<(String, String, String, NaiveDate), usize> = HashMap::new();
+    let mut newest: HashMap<(String, SeriesKey, String, NaiveDate), usize> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
         newest.insert(
             (
                 r.period_kind.clone(),
-                r.segment.clone(),
+                SeriesKey::of(r),
                 r.kpi.clone(),
                 r.period_start,
             ),
@@ -499,47 +586,224 @@ pub fn log(db: &Db, policy: &Policy, filter: &LogFilter) -> Result<Vec<Evaluatio
         .collect())
 }
 
-/// The newest evaluation of every KPI and segment for the latest period of `kind`.
-pub fn latest(db: &Db, policy: &Policy, kind: PeriodKind) -> Result<Vec<EvaluationView>> {
-    let rows = db.read(|c| {
-        let Some(start) = store::latest_period(c, kind.as_str())? else {
-            return Ok(Vec::new());
-        };
-        store::log(
-            c,
-            &LogFilter {
-                period_kind: Some(kind.as_str().into()),
-                from: Some(start),
-                to: Some(start),
-                ..LogFilter::default()
-            },
-        )
-    })?;
-    Ok(newest_per_period(rows)
-        .iter()
-        .map(|r| EvaluationView::of(r, policy.fairness.min_cell_size))
-        .collect())
+/// One evaluated period, for choosing which to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodChoice {
+    pub period: Period,
+    /// `Some` when its newest evaluation was made before it ended.
+    pub partial: Option<Coverage>,
 }
 
-/// One segment's history for `kind`: the newest evaluation per period, by KPI, oldest first.
+impl PeriodChoice {
+    /// `2026-11`, or `2026-12 — partial (1 of 31 days)`.
+    pub fn label(&self) -> String {
+        match &self.partial {
+            Some(c) => format!(
+                "{} — {}",
+                self.period.label(),
+                c.partial_label().unwrap_or_default()
+            ),
+            None => self.period.label(),
+        }
+    }
+}
+
+/// A run whose segments have KPI history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunChoice {
+    pub id: i64,
+    /// The run's status now: `published`, `retired`, …
+    pub status: String,
+    pub published_at: Option<NaiveDateTime>,
+}
+
+/// A segment column of the overview.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentColumn {
+    pub key: SeriesKey,
+    /// The segment's current name (its label in the log when the run no longer has it).
+    pub name: String,
+}
+
+/// What `/kpi` shows: one period, `all` and the segments of one run, never two runs mixed.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub kind: PeriodKind,
+    /// Every period of `kind` in the log, newest first.
+    pub periods: Vec<PeriodChoice>,
+    /// The period shown: the one asked for, else the newest complete one evaluated.
+    pub shown: Option<PeriodChoice>,
+    /// The last period of `kind` that has ended, by the calendar.
+    pub last_complete: Period,
+    /// The runs with KPI history, newest first.
+    pub runs: Vec<RunChoice>,
+    /// The run whose segments are shown: the one asked for, else the published one.
+    pub run: Option<RunChoice>,
+    /// `all` first, then the run's segments in number order.
+    pub columns: Vec<SegmentColumn>,
+    /// The newest evaluation of every KPI and column for the shown period.
+    pub views: Vec<(SeriesKey, EvaluationView)>,
+}
+
+/// The overview of `kind` for the period starting on `start` (default: the newest complete
+/// period evaluated; a partial period is shown only when asked for) and the segments of run
+/// `run` (default: the published run).
+pub fn overview(
+    db: &Db,
+    policy: &Policy,
+    kind: PeriodKind,
+    start: Option<NaiveDate>,
+    run: Option<i64>,
+    today: NaiveDate,
+) -> Result<Overview> {
+    let last_complete = Period::last_complete(kind, today)?;
+    let mut conn = db.conn()?;
+    let c = &mut *conn;
+    {
+        let mut periods = Vec::new();
+        for (start, _, at) in store::periods(c, kind.as_str())? {
+            let Ok(period) = Period::containing(kind, start) else {
+                continue;
+            };
+            let coverage = period.coverage_at(at);
+            periods.push(PeriodChoice {
+                period,
+                partial: (!coverage.complete).then_some(coverage),
+            });
+        }
+        let shown = match start {
+            Some(start) => periods.iter().find(|p| p.period.start() == start).cloned(),
+            None => periods.iter().find(|p| p.partial.is_none()).cloned(),
+        };
+        let mut runs = Vec::new();
+        for id in store::runs_logged(c, kind.as_str())? {
+            if let Some(r) = runs::run(c, id)? {
+                runs.push(RunChoice {
+                    id,
+                    status: r.status,
+                    published_at: r.published_at,
+                });
+            }
+        }
+        let published = runs::published(c)?;
+        let run = match run {
+            Some(id) => runs.iter().find(|r| r.id == id).cloned(),
+            None => published.map(|r| RunChoice {
+                id: r.id,
+                status: r.status,
+                published_at: r.published_at,
+            }),
+        };
+        // The published run is offered even before its segments have history, so that
+        // choosing among runs never silently switches to another one.
+        if let Some(r) = &run
+            && !runs.iter().any(|x| x.id == r.id)
+        {
+            runs.insert(0, r.clone());
+        }
+        let mut columns = vec![SegmentColumn {
+            key: SeriesKey::All,
+            name: ALL_SEGMENT.to_owned(),
+        }];
+        let mut views = Vec::new();
+        if let Some(shown) = &shown {
+            let rows = store::log(
+                c,
+                &LogFilter {
+                    period_kind: Some(kind.as_str().into()),
+                    from: Some(shown.period.start()),
+                    to: Some(shown.period.start()),
+                    ..LogFilter::default()
+                },
+            )?;
+            let current: HashMap<i32, String> = match &run {
+                Some(r) => runs::segments(c, r.id)?
+                    .into_iter()
+                    .map(|s| (s.segment, s.name))
+                    .collect(),
+                None => HashMap::new(),
+            };
+            let mut segments: BTreeMap<i32, String> = BTreeMap::new();
+            for r in newest_per_period(rows) {
+                let key = SeriesKey::of(&r);
+                let belongs = match &key {
+                    SeriesKey::All => true,
+                    SeriesKey::Segment { run_id, number } => {
+                        if run.as_ref().is_some_and(|x| x.id == *run_id) {
+                            segments.entry(*number).or_insert_with(|| {
+                                current.get(number).cloned().unwrap_or(r.segment.clone())
+                            });
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                    SeriesKey::Label { .. } => false,
+                };
+                if belongs {
+                    views.push((key, EvaluationView::of(&r, policy.fairness.min_cell_size)));
+                }
+            }
+            columns.extend(segments.into_iter().map(|(number, name)| SegmentColumn {
+                key: SeriesKey::Segment {
+                    run_id: run.as_ref().map_or(0, |r| r.id),
+                    number,
+                },
+                name,
+            }));
+        }
+        Ok(Overview {
+            kind,
+            periods,
+            shown,
+            last_complete,
+            runs,
+            run,
+            columns,
+            views,
+        })
+    }
+}
+
+/// One series' history for `kind`: the newest evaluation per period, by KPI, oldest first,
+/// with the label the series goes by now (the segment's current name, else its newest label).
 pub fn series(
     db: &Db,
     policy: &Policy,
     kind: PeriodKind,
-    segment: &str,
-) -> Result<BTreeMap<String, Vec<EvaluationView>>> {
-    let rows = db.read(|c| {
-        store::log(
-            c,
-            &LogFilter {
-                period_kind: Some(kind.as_str().into()),
-                segment: Some(segment.into()),
-                ..LogFilter::default()
-            },
-        )
+    key: &SeriesKey,
+) -> Result<(String, BTreeMap<String, Vec<EvaluationView>>)> {
+    let (rows, current) = db.read(|c| {
+        let mut filter = LogFilter {
+            period_kind: Some(kind.as_str().into()),
+            ..LogFilter::default()
+        };
+        let mut current = None;
+        match key {
+            SeriesKey::All => filter.segment = Some(ALL_SEGMENT.into()),
+            SeriesKey::Segment { run_id, number } => {
+                filter.run_id = Some(*run_id);
+                filter.segment_number = Some(*number);
+                current = runs::segments(c, *run_id)?
+                    .into_iter()
+                    .find(|s| s.segment == *number)
+                    .map(|s| s.name);
+            }
+            SeriesKey::Label { run_id, label } => {
+                filter.run_id = *run_id;
+                filter.segment = Some(label.clone());
+            }
+        }
+        Ok((store::log(c, &filter)?, current))
     })?;
+    let name = current
+        .or_else(|| rows.last().map(|r| r.segment.clone()))
+        .unwrap_or_default();
     let mut out: BTreeMap<String, Vec<EvaluationView>> = BTreeMap::new();
     for r in newest_per_period(rows) {
+        if SeriesKey::of(&r) != *key {
+            continue;
+        }
         out.entry(r.kpi.clone())
             .or_default()
             .push(EvaluationView::of(&r, policy.fairness.min_cell_size));
@@ -547,7 +811,7 @@ pub fn series(
     for v in out.values_mut() {
         v.sort_by_key(|e| e.period_start);
     }
-    Ok(out)
+    Ok((name, out))
 }
 
 /// One feature's drift as shown.
@@ -614,6 +878,16 @@ pub struct DriftReport {
     pub alerts: Vec<AlertView>,
     pub resegmentation_recommended: bool,
     pub reasons: Vec<String>,
+    /// The period kind alerts are counted in (the policy's `kpi.period`).
+    pub period_kind: String,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub published_at: Option<NaiveDateTime>,
+    /// True when the published run is too recent to judge: fewer than
+    /// `consecutive_periods` whole periods have ended since it was published, so no advice
+    /// is given (the measurements are still shown).
+    pub advice_too_early: bool,
+    /// When `advice_too_early`, the first day advice can be given.
+    pub advice_from: Option<NaiveDate>,
 }
 
 fn level_name(level: DriftLevel) -> &'static str {
@@ -708,21 +982,39 @@ fn current_values(
     Ok(out)
 }
 
+/// One KPI's statuses in one series, complete periods only, oldest first, with the label
+/// the series is shown under and the index of its first period after `published`.
+type StatusSeries = (Kpi, String, Vec<Status>, usize);
+
+/// The status histories the alerts read: `all` and the segments of run `run_id`, keyed by
+/// (run, segment number), complete periods only: a period still filling up says nothing yet.
 fn kpi_series(
     conn: &mut DbConnection,
     policy: &Policy,
-    segments: &HashSet<String>,
-) -> Result<Vec<(Kpi, String, Vec<Status>)>> {
+    run_id: Option<i64>,
+    published: Option<NaiveDate>,
+) -> Result<Vec<StatusSeries>> {
+    let kind = PeriodKind::parse(&policy.kpi.period)?;
     let rows = store::log(
         conn,
         &LogFilter {
-            period_kind: Some(policy.kpi.period.clone()),
+            period_kind: Some(kind.as_str().to_owned()),
             ..LogFilter::default()
         },
     )?;
-    let mut grouped: BTreeMap<(String, String), Vec<(NaiveDate, Status)>> = BTreeMap::new();
+    let names: HashMap<i32, String> = match run_id {
+        Some(id) => segment_names(conn, id)?.into_iter().collect(),
+        None => HashMap::new(),
+    };
+    let mut grouped: BTreeMap<(SeriesKey, String), Vec<(NaiveDate, Status)>> = BTreeMap::new();
     for r in newest_per_period(rows) {
-        if r.segment != ALL_SEGMENT && !segments.contains(&r.segment) {
+        let key = SeriesKey::of(&r);
+        let counted = match &key {
+            SeriesKey::All => true,
+            SeriesKey::Segment { run_id: id, .. } => Some(*id) == run_id,
+            SeriesKey::Label { .. } => false,
+        };
+        if !counted || !coverage(&r).complete {
             continue;
         }
         let suppressed = r.basis < i64::from(policy.fairness.min_cell_size);
@@ -733,19 +1025,30 @@ fn kpi_series(
         };
         if let Some(status) = status {
             grouped
-                .entry((r.segment.clone(), r.kpi.clone()))
+                .entry((key, r.kpi.clone()))
                 .or_default()
                 .push((r.period_start, status));
         }
     }
     Ok(grouped
         .into_iter()
-        .filter_map(|((segment, kpi), mut statuses)| {
+        .filter_map(|((key, kpi), mut statuses)| {
             statuses.sort_by_key(|s| s.0);
+            let label = match &key {
+                SeriesKey::Segment { number, .. } => names.get(number).cloned()?,
+                _ => ALL_SEGMENT.to_owned(),
+            };
+            let counted_from = published.map_or(0, |day| {
+                statuses
+                    .iter()
+                    .take_while(|(start, _)| *start < day)
+                    .count()
+            });
             Some((
                 Kpi::parse(&kpi).ok()?,
-                segment,
+                label,
                 statuses.into_iter().map(|s| s.1).collect(),
+                counted_from,
             ))
         })
         .collect())
@@ -767,7 +1070,6 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<DriftReport> {
     let mut shift_view = None;
     let mut shift = None;
     let mut drifts = Vec::new();
-    let mut names = HashSet::new();
     if let Some(run) = &run {
         let corrupt = |message: String| KpiServiceError::Corrupt {
             id: run.id,
@@ -814,7 +1116,6 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<DriftReport> {
         }
         let segments = runs::segments(conn, run.id)?;
         let named = segment_names(conn, run.id)?;
-        names = named.iter().map(|(_, n)| n.clone()).collect();
         let max_segment = segments.iter().map(|s| s.segment).max().unwrap_or(-1);
         let live = pipeline::live_sizes(conn, policy, run.id, (max_segment + 1) as usize)?;
         let stored: Vec<u64> = segments.iter().map(|s| s.size.max(0) as u64).collect();
@@ -842,21 +1143,41 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<DriftReport> {
             shift = Some(s);
         }
     }
-    let series = kpi_series(conn, policy, &names)?;
+    let kind = PeriodKind::parse(&spec.period)?;
+    let today = db::now().date();
+    let published = run
+        .as_ref()
+        .map(|r| r.published_at.map_or(today, |at| at.date()));
+    let series = kpi_series(conn, policy, run.as_ref().map(|r| r.id), published)?;
     let kpis: Vec<KpiSeries<'_>> = series
         .iter()
-        .map(|(kpi, segment, statuses)| KpiSeries {
+        .map(|(kpi, segment, statuses, counted_from)| KpiSeries {
             kpi: *kpi,
             segment,
             statuses,
+            counted_from: *counted_from,
         })
         .collect();
     let stability = run.as_ref().and_then(|r| r.stability_ari);
-    let assessment: Assessment = assess(&rules, &kpis, &drifts, shift.as_ref(), stability)?;
+    let since = published.map(|day| Period::complete_since(kind, day, today));
+    let assessment: Assessment = assess(&rules, &kpis, &drifts, shift.as_ref(), stability, since)?;
     let ResegmentationAdvice {
         recommended,
         reasons,
+        too_early,
     } = assessment.advice.clone();
+    // The day the advice can first be given: the end of the N-th whole period after
+    // publication.
+    let advice_from = match published {
+        Some(day) if too_early => {
+            let mut p = Period::first_from(kind, day)?;
+            for _ in 1..spec.consecutive_periods {
+                p = p.next()?;
+            }
+            Some(p.end())
+        }
+        _ => None,
+    };
     let alerts = assessment
         .alerts
         .iter()
@@ -888,6 +1209,10 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<DriftReport> {
         alerts,
         resegmentation_recommended: recommended,
         reasons,
+        period_kind: kind.as_str().to_owned(),
+        published_at: run.as_ref().and_then(|r| r.published_at),
+        advice_too_early: too_early,
+        advice_from,
     })
 }
 
@@ -941,9 +1266,30 @@ impl Schedule {
     }
 }
 
+/// What a scheduled evaluation on `today` evaluates: the period containing yesterday, and
+/// before it the last complete period when its newest evaluation (`last_evaluated_at`) was
+/// made before it ended; left alone, a period evaluated for the last time while the server
+/// was down on the day after it ended would stay partial for good.
+fn scheduled_periods(
+    kind: PeriodKind,
+    today: NaiveDate,
+    last_evaluated_at: Option<NaiveDateTime>,
+) -> Result<Vec<Period>> {
+    let day = today.pred_opt().unwrap_or(today);
+    let period = Period::containing(kind, day)?;
+    let last = Period::last_complete(kind, today)?;
+    let stale = last_evaluated_at.is_some_and(|at| !last.coverage_at(at).complete);
+    Ok(if stale && last != period {
+        vec![last, period]
+    } else {
+        vec![period]
+    })
+}
+
 /// Starts the scheduled evaluation in a background thread: at start and then at every
 /// interval, the period (of the policy's kind) containing yesterday is evaluated and
-/// appended, so a period's last evaluation is made the day after it ends.
+/// appended, so a period's last evaluation is made the day after it ends (and the last
+/// complete period again, if its newest evaluation predates its end).
 pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: Schedule) {
     let Schedule::Every(interval) = schedule else {
         return;
@@ -955,9 +1301,14 @@ pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: Schedule) {
                 let result = (|| -> Result<usize> {
                     let kind = PeriodKind::parse(&policy.kpi.period)?;
                     let today = db::now().date();
-                    let day = today.pred_opt().unwrap_or(today);
-                    let period = Period::containing(kind, day)?;
-                    Ok(evaluate(&db, &policy, &Actor::system(), &[period])?.len())
+                    let last = Period::last_complete(kind, today)?;
+                    let newest = db
+                        .read(|c| store::periods(c, kind.as_str()))?
+                        .into_iter()
+                        .find(|(start, _, _)| *start == last.start())
+                        .map(|(_, _, at)| at);
+                    let periods = scheduled_periods(kind, today, newest)?;
+                    Ok(evaluate(&db, &policy, &Actor::system(), &periods)?.len())
                 })();
                 match result {
                     Ok(rows) => tracing::info!(rows, "scheduled KPI evaluation appended"),
@@ -974,6 +1325,27 @@ pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: Schedule) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schedule_evaluates_a_last_period_left_partial_again() {
+        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
+        let labels = |today, at: Option<NaiveDateTime>| {
+            scheduled_periods(PeriodKind::Month, today, at)
+                .unwrap()
+                .iter()
+                .map(Period::label)
+                .collect::<Vec<_>>()
+        };
+        let on_last_day = d(11, 30).and_hms_opt(12, 0, 0);
+        let day_after = d(12, 1).and_hms_opt(0, 5, 0);
+        // The day after the month ended: yesterday's month is the last complete one.
+        assert_eq!(labels(d(12, 1), on_last_day), ["2026-11"]);
+        // The server missed that day: November is evaluated again, then December so far.
+        assert_eq!(labels(d(12, 3), on_last_day), ["2026-11", "2026-12"]);
+        // November was evaluated complete, or never: December only.
+        assert_eq!(labels(d(12, 3), day_after), ["2026-12"]);
+        assert_eq!(labels(d(12, 3), None), ["2026-12"]);
+    }
 
     #[test]
     fn duplicate_or_reserved_segment_names_are_made_unique() {

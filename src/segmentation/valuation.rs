@@ -115,6 +115,10 @@ pub struct Valuation {
     pub annual_revenue_per_customer: f64,
     pub revenue_growth: Option<f64>,
     pub retention: Option<f64>,
+    /// Members active in the earlier window: what `retention` rests on. A retention of 100 %
+    /// over a handful of them says little. `None` in valuations stored before it was kept.
+    #[serde(default)]
+    pub retention_basis: Option<u64>,
     pub lifetime_value: f64,
     pub cost_to_serve: f64,
     pub contribution: f64,
@@ -237,6 +241,7 @@ pub fn value_segments(
                 annual_revenue_per_customer: annual,
                 revenue_growth: growth,
                 retention,
+                retention_basis: Some(active_before),
                 lifetime_value,
                 cost_to_serve,
                 contribution,

@@ -11,7 +11,7 @@ use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
 use crate::auth::CurrentUser;
 use crate::db::kpi::LogFilter;
-use crate::kpi::service::{self, DriftReport, EvaluationView, KpiServiceError};
+use crate::kpi::service::{self, DriftReport, EvaluationView, KpiServiceError, SeriesKey};
 use crate::kpi::{ALL_SEGMENT, Kpi, KpiError, Period, PeriodKind};
 use crate::policy::Permission;
 use crate::segmentation::pipeline::RunError;
@@ -69,34 +69,48 @@ fn parse_day(field: &str, value: Option<&str>) -> Result<Option<NaiveDate>, AppE
 }
 
 // ---------------------------------------------------------------------------------------------
-// The overview: latest status of every KPI, overall and per segment.
+// The overview: every KPI of one period, overall and for the segments of one run.
 
 struct Cell {
     display: String,
     status: String,
     label: String,
-}
-
-fn label(status: &str) -> String {
-    status.replace('_', " ")
+    note: Option<String>,
 }
 
 struct OverviewRow {
     kpi: &'static str,
+    label: &'static str,
     formula: &'static str,
     cells: Vec<Cell>,
 }
+
+/// (value, text, selected) of a `<select>` option.
+type Choice = (String, String, bool);
 
 #[derive(Template)]
 #[template(path = "kpi/index.html")]
 struct OverviewHtml {
     layout: Layout,
     period_kind: String,
-    period: Option<String>,
+    /// The shown period: label and dates, and its partial label when it is partial.
+    period: Option<(String, String)>,
+    partial: Option<String>,
+    period_choices: Vec<Choice>,
+    run_choices: Vec<Choice>,
+    /// Why the shown run is not the published one, or that there is none.
+    run_note: Option<String>,
+    /// The calendar's last complete period, when it has not been evaluated: (label, last day).
+    missing_last_complete: Option<(String, String)>,
     /// (name, link to its charts)
     segments: Vec<(String, String)>,
     rows: Vec<OverviewRow>,
+    nothing_evaluated: bool,
     can_evaluate: bool,
+    /// The form's default day: the last day of the last complete period.
+    default_as_of: String,
+    /// A back-fill of the last twelve periods: (from, to).
+    backfill: (String, String),
     min_cell_size: u32,
 }
 
@@ -113,70 +127,199 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-/// Segments in the order they appear, `all` first.
-fn segments_of(views: &[EvaluationView]) -> Vec<String> {
-    let mut segments = vec![ALL_SEGMENT.to_owned()];
-    for v in views {
-        if !segments.contains(&v.segment) {
-            segments.push(v.segment.clone());
+/// The page of a series' charts.
+fn series_href(key: &SeriesKey, kind: PeriodKind) -> String {
+    match key {
+        SeriesKey::Segment { run_id, number } => {
+            format!(
+                "/kpi/runs/{run_id}/segments/{number}?period={}",
+                kind.as_str()
+            )
+        }
+        SeriesKey::All => format!("/kpi/segments/all?period={}", kind.as_str()),
+        SeriesKey::Label { label, .. } => {
+            format!(
+                "/kpi/segments/{}?period={}",
+                path_segment(label),
+                kind.as_str()
+            )
         }
     }
-    segments
+}
+
+fn plural(kind: PeriodKind) -> &'static str {
+    match kind {
+        PeriodKind::Week => "weeks",
+        PeriodKind::Month => "months",
+        PeriodKind::Quarter => "quarters",
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct OverviewQuery {
+    /// week, month or quarter (default: the policy's kpi.period).
+    period: Option<String>,
+    /// The first day of the period to show (default: the newest complete one evaluated).
+    start: Option<String>,
+    /// The run whose segments to show (default: the published one).
+    run: Option<String>,
 }
 
 pub async fn overview_page(
     state: State,
     user: CurrentUser,
-    q: web::Query<PeriodQuery>,
+    q: web::Query<OverviewQuery>,
 ) -> Result<HttpResponse, AppError> {
     let kind = kind_of(&state, q.period.as_deref())?;
+    let start = parse_day("start", q.start.as_deref())?;
+    let run = match q.run.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => Some(
+            r.parse::<i64>()
+                .map_err(|_| AppError::invalid("run", format!("`{r}` is not a run number")))?,
+        ),
+        None => None,
+    };
     let (db, policy) = (state.db.clone(), state.policy.clone());
-    let views = blocking(move || service::latest(&db, &policy, kind)).await?;
-    let segments = segments_of(&views);
+    let today = crate::db::now().date();
+    let o = blocking(move || service::overview(&db, &policy, kind, start, run, today)).await?;
+    if let Some(start) = start
+        && o.shown.is_none()
+    {
+        return Err(AppError::Missing(format!(
+            "no {kind} starting on {start} has been evaluated"
+        )));
+    }
+    if let Some(id) = run
+        && o.run.is_none()
+    {
+        return Err(AppError::Missing(format!(
+            "run {id} has no KPI history for {}",
+            plural(kind)
+        )));
+    }
     let rows = Kpi::ALL
         .iter()
         .map(|kpi| OverviewRow {
             kpi: kpi.name(),
+            label: kpi.label(),
             formula: kpi.formula(),
-            cells: segments
+            cells: o
+                .columns
                 .iter()
-                .map(|s| {
-                    match views
+                .map(|column| {
+                    match o
+                        .views
                         .iter()
-                        .find(|v| v.kpi == kpi.name() && &v.segment == s)
+                        .find(|(key, v)| v.kpi == kpi.name() && *key == column.key)
                     {
-                        Some(v) => Cell {
+                        // The period's heading already says how partial it is; each
+                        // cell only says that it is.
+                        Some((_, v)) => Cell {
                             display: v.display(),
                             status: v.status.clone(),
-                            label: label(&v.status),
+                            label: if v.partial && !v.suppressed {
+                                service::PARTIAL.to_owned()
+                            } else {
+                                v.status_label()
+                            },
+                            note: v.note(),
                         },
                         None => Cell {
                             display: "—".into(),
                             status: "none".into(),
                             label: "not evaluated".into(),
+                            note: None,
                         },
                     }
                 })
                 .collect(),
         })
         .collect();
+    let published = o
+        .runs
+        .iter()
+        .find(|r| r.status == "published")
+        .map(|r| r.id);
+    let run_note = match &o.run {
+        None => Some("No segmentation is published: only the whole population is shown.".into()),
+        Some(r) if r.status != "published" => Some(format!(
+            "Run {} is {}: this is its history, shown apart from the published run{}.",
+            r.id,
+            r.status,
+            published.map(|p| format!(" (run {p})")).unwrap_or_default()
+        )),
+        Some(r) if o.shown.is_some() && o.columns.len() == 1 => Some(format!(
+            "The segments of run {} have not been evaluated for this {kind}.",
+            r.id
+        )),
+        Some(_) => None,
+    };
+    let shown_start = o.shown.as_ref().map(|p| p.period.start());
+    let period_choices = o
+        .periods
+        .iter()
+        .map(|p| {
+            (
+                p.period.start().to_string(),
+                p.label(),
+                Some(p.period.start()) == shown_start,
+            )
+        })
+        .collect();
+    let run_choices = o
+        .runs
+        .iter()
+        .map(|r| {
+            let what = if r.status == "published" {
+                "published".to_owned()
+            } else {
+                format!("{}, history", r.status)
+            };
+            (
+                r.id.to_string(),
+                format!("Run {} ({what})", r.id),
+                o.run.as_ref().is_some_and(|x| x.id == r.id),
+            )
+        })
+        .collect();
+    let last = o.last_complete;
+    let missing_last_complete = (!o.periods.is_empty()
+        && !o
+            .periods
+            .iter()
+            .any(|p| p.period == last && p.partial.is_none()))
+    .then(|| (last.label(), last.last_day().to_string()));
+    let twelve_back = (1..12)
+        .try_fold(last, |p, _| p.previous())
+        .map_err(KpiServiceError::from)?;
     Ok(render(&OverviewHtml {
         layout: Layout::new(&state, Some(&user), "KPIs", "/kpi"),
         period_kind: kind.as_str().into(),
-        period: views
-            .first()
-            .map(|v| format!("{} to {}", v.period_start, v.period_end)),
-        segments: segments
+        period: o.shown.as_ref().map(|p| {
+            (
+                p.period.label(),
+                format!("{} to {}", p.period.start(), p.period.last_day()),
+            )
+        }),
+        partial: o
+            .shown
+            .as_ref()
+            .and_then(|p| p.partial.as_ref())
+            .and_then(|c| c.partial_label()),
+        period_choices,
+        run_choices,
+        run_note,
+        missing_last_complete,
+        segments: o
+            .columns
             .iter()
-            .map(|s| {
-                (
-                    s.clone(),
-                    format!("/kpi/segments/{}?period={}", path_segment(s), kind.as_str()),
-                )
-            })
+            .map(|c| (c.name.clone(), series_href(&c.key, kind)))
             .collect(),
         rows,
+        nothing_evaluated: o.periods.is_empty(),
         can_evaluate: user.can(Permission::KpiEvaluate),
+        default_as_of: last.last_day().to_string(),
+        backfill: (twelve_back.start().to_string(), last.last_day().to_string()),
         min_cell_size: state.policy.fairness.min_cell_size,
     }))
 }
@@ -205,6 +348,7 @@ struct Dot {
 
 struct Chart {
     kpi: String,
+    label: &'static str,
     formula: &'static str,
     /// Line segments between defined, unsuppressed values.
     lines: Vec<String>,
@@ -225,7 +369,8 @@ struct Chart {
     height: f64,
 }
 
-fn chart(kpi: &str, series: &[EvaluationView]) -> Chart {
+fn chart(k: &Kpi, series: &[EvaluationView]) -> Chart {
+    let kpi = k.name();
     let values: Vec<Option<f64>> = series.iter().map(|v| v.value).collect();
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
@@ -285,7 +430,8 @@ fn chart(kpi: &str, series: &[EvaluationView]) -> Chart {
     let last = series.last();
     Chart {
         kpi: kpi.to_owned(),
-        formula: Kpi::parse(kpi).map_or("", |k| k.formula()),
+        label: k.label(),
+        formula: k.formula(),
         lines,
         dots,
         target_y: target.map(|t| format!("{:.1}", y(t))),
@@ -301,7 +447,7 @@ fn chart(kpi: &str, series: &[EvaluationView]) -> Chart {
         last: last.map(|v| v.period_start.to_string()).unwrap_or_default(),
         latest: last.map(EvaluationView::display).unwrap_or_default(),
         latest_status: last.map(|v| v.status.clone()).unwrap_or_default(),
-        latest_label: last.map(|v| label(&v.status)).unwrap_or_default(),
+        latest_label: last.map(EvaluationView::status_label).unwrap_or_default(),
         withheld: series.iter().filter(|v| v.suppressed).count(),
         width: CHART_W,
         height: CHART_H,
@@ -313,11 +459,83 @@ fn chart(kpi: &str, series: &[EvaluationView]) -> Chart {
 struct SegmentHtml {
     layout: Layout,
     segment: String,
+    /// Which run the segment belongs to, and its state, e.g. "run 4 (published)".
+    run: Option<String>,
     period_kind: String,
     charts: Vec<Chart>,
+    /// Periods left out of the charts because they had not ended: their labels.
+    partial: Vec<String>,
+    back: String,
     min_cell_size: u32,
 }
 
+async fn render_series(
+    state: &State,
+    user: &CurrentUser,
+    key: SeriesKey,
+    kind: PeriodKind,
+) -> Result<HttpResponse, AppError> {
+    let (db, policy, k) = (state.db.clone(), state.policy.clone(), key.clone());
+    let (name, series) = blocking(move || service::series(&db, &policy, kind, &k)).await?;
+    if series.is_empty() {
+        return Err(AppError::Missing(format!(
+            "no KPI evaluations for `{name}`"
+        )));
+    }
+    // A period still filling up would end every line in a cliff: it is left out of the
+    // charts, and named under them.
+    let mut partial: Vec<String> = Vec::new();
+    let charts = Kpi::ALL
+        .iter()
+        .filter_map(|k| {
+            let s = series.get(k.name())?;
+            let complete: Vec<EvaluationView> = s.iter().filter(|v| !v.partial).cloned().collect();
+            for v in s.iter().filter(|v| v.partial) {
+                let label = format!(
+                    "{} ({})",
+                    v.period_start.format(match kind {
+                        PeriodKind::Week => "week of %Y-%m-%d",
+                        _ => "%Y-%m",
+                    }),
+                    v.status_label()
+                );
+                if !partial.contains(&label) {
+                    partial.push(label);
+                }
+            }
+            (!complete.is_empty()).then(|| chart(k, &complete))
+        })
+        .collect();
+    let (run, back) = match &key {
+        SeriesKey::Segment { run_id, .. } => {
+            let (db, id) = (state.db.clone(), *run_id);
+            let status = blocking(move || {
+                Ok::<_, KpiServiceError>(db.read(|c| crate::db::segmentation::run(c, id))?)
+            })
+            .await?
+            .map(|r| r.status)
+            .unwrap_or_default();
+            (
+                Some(format!("run {run_id} ({status})")),
+                format!("/kpi?period={}&run={run_id}", kind.as_str()),
+            )
+        }
+        _ => (None, format!("/kpi?period={}", kind.as_str())),
+    };
+    Ok(render(&SegmentHtml {
+        layout: Layout::new(state, Some(user), &format!("KPIs: {name}"), "/kpi"),
+        segment: name,
+        run,
+        period_kind: kind.as_str().into(),
+        charts,
+        partial,
+        back,
+        min_cell_size: state.policy.fairness.min_cell_size,
+    }))
+}
+
+/// `all`, or a segment of the published run by its current name (an old link): the series
+/// belongs to the run and the segment's number, so a name is looked up, never keyed on.
 pub async fn segment_page(
     state: State,
     user: CurrentUser,
@@ -326,24 +544,44 @@ pub async fn segment_page(
 ) -> Result<HttpResponse, AppError> {
     let segment = path.into_inner();
     let kind = kind_of(&state, q.period.as_deref())?;
-    let (db, policy, name) = (state.db.clone(), state.policy.clone(), segment.clone());
-    let series = blocking(move || service::series(&db, &policy, kind, &name)).await?;
-    if series.is_empty() {
-        return Err(AppError::Missing(format!(
-            "no KPI evaluations for segment `{segment}`"
-        )));
+    if segment == ALL_SEGMENT {
+        return render_series(&state, &user, SeriesKey::All, kind).await;
     }
-    let charts = Kpi::ALL
-        .iter()
-        .filter_map(|k| series.get(k.name()).map(|s| chart(k.name(), s)))
-        .collect();
-    Ok(render(&SegmentHtml {
-        layout: Layout::new(&state, Some(&user), &format!("KPIs: {segment}"), "/kpi"),
-        segment,
-        period_kind: kind.as_str().into(),
-        charts,
-        min_cell_size: state.policy.fairness.min_cell_size,
-    }))
+    let (db, name) = (state.db.clone(), segment.clone());
+    let found = blocking(move || {
+        Ok::<_, KpiServiceError>(db.read(|c| {
+            let Some(run) = crate::db::segmentation::published(c)? else {
+                return Ok(None);
+            };
+            Ok(crate::db::segmentation::segments(c, run.id)?
+                .into_iter()
+                .find(|s| s.name.trim() == name.trim())
+                .map(|s| (run.id, s.segment)))
+        })?)
+    })
+    .await?;
+    match found {
+        Some((run_id, number)) => Ok(see_other(&series_href(
+            &SeriesKey::Segment { run_id, number },
+            kind,
+        ))),
+        None => Err(AppError::Missing(format!(
+            "no KPI evaluations for segment `{segment}`"
+        ))),
+    }
+}
+
+/// One segment of one run: its history, whatever it was called when each period was
+/// evaluated.
+pub async fn run_segment_page(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<(i64, i32)>,
+    q: web::Query<PeriodQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (run_id, number) = path.into_inner();
+    let kind = kind_of(&state, q.period.as_deref())?;
+    render_series(&state, &user, SeriesKey::Segment { run_id, number }, kind).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,6 +593,10 @@ pub struct LogQuery {
     period: Option<String>,
     /// `all` or a segment name.
     segment: Option<String>,
+    /// A segmentation run: its segments' rows only.
+    run_id: Option<i64>,
+    /// A segment's number within `run_id`: that series only, whatever its label.
+    segment_number: Option<i32>,
     /// A KPI name.
     kpi: Option<String>,
     /// Periods starting on or after this day (YYYY-MM-DD).
@@ -391,13 +633,15 @@ fn filter_of(q: &LogQuery) -> Result<LogFilter, AppError> {
     Ok(LogFilter {
         period_kind,
         segment: text(&q.segment),
+        run_id: q.run_id,
+        segment_number: q.segment_number,
         kpi: text(&q.kpi),
         from: parse_day("from", q.from.as_deref())?,
         to: parse_day("to", q.to.as_deref())?,
     })
 }
 
-const CSV_HEADER: [&str; 17] = [
+const CSV_HEADER: [&str; 21] = [
     "id",
     "kpi",
     "definition_version",
@@ -415,6 +659,10 @@ const CSV_HEADER: [&str; 17] = [
     "status",
     "evaluated_at",
     "evaluated_by",
+    "segment_number",
+    "partial",
+    "days_covered",
+    "days_in_period",
 ];
 
 fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
@@ -440,6 +688,10 @@ fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
             v.status.clone(),
             v.evaluated_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
             v.evaluated_by.clone(),
+            v.segment_number.map(|n| n.to_string()).unwrap_or_default(),
+            v.partial.to_string(),
+            v.days_covered.to_string(),
+            v.days_in_period.to_string(),
         ])
         .map_err(AppError::internal)?;
     }
@@ -579,6 +831,8 @@ pub async fn evaluate_api(
 pub struct EvaluateForm {
     period: Option<String>,
     as_of: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 pub async fn evaluate_submit(
@@ -592,12 +846,19 @@ pub async fn evaluate_submit(
         &EvaluateRequest {
             as_of: form.as_of,
             period: form.period.clone(),
-            ..EvaluateRequest::default()
+            from: form.from,
+            to: form.to,
         },
     )?;
+    let shown = periods.last().map(Period::start);
     run_evaluation(&state, &user, periods).await?;
     let kind = kind_of(&state, form.period.as_deref())?;
-    Ok(see_other(&format!("/kpi?period={}", kind.as_str())))
+    // Back to the period just evaluated: asking for a period that has not ended is how one
+    // sees it, labelled partial.
+    Ok(see_other(&match shown {
+        Some(start) => format!("/kpi?period={}&start={start}", kind.as_str()),
+        None => format!("/kpi?period={}", kind.as_str()),
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------

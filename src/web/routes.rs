@@ -169,6 +169,7 @@ route_table! {
 
     GET "/kpi" needs(KpiRead) => kpi::overview_page;
     GET "/kpi/segments/{segment}" needs(KpiRead) => kpi::segment_page;
+    GET "/kpi/runs/{run}/segments/{segment}" needs(KpiRead) => kpi::run_segment_page;
     GET "/kpi/drift" needs(KpiRead) => kpi::drift_page;
     GET "/kpi/log.csv" needs(KpiRead) => kpi::log_csv;
     POST "/kpi/evaluate" needs(KpiEvaluate) => kpi::evaluate_submit;

@@ -739,7 +739,7 @@ pub struct SegmentCard {
     /// The distinguishing features: (feature, "segment vs population (lift)").
     top: Vec<(String, String)>,
     /// (label, figure).
-    valuation: Vec<(&'static str, String)>,
+    valuation: Vec<(String, String)>,
     /// (criterion, pass, figure, explanation).
     viability: Vec<(&'static str, bool, String, String)>,
     stance: String,
@@ -779,7 +779,23 @@ fn describe_feature(f: &crate::segmentation::profile::FeatureProfile) -> String 
     }
 }
 
-fn cards(view: &RunView) -> Vec<SegmentCard> {
+/// The card's retention: a figure that rests on too few members active in the earlier
+/// window is not meaningful, and a retention of 100 % says what it means.
+fn retention_figure(v: &crate::segmentation::valuation::Valuation, min_cell: u64) -> String {
+    match (v.retention, v.retention_basis) {
+        (Some(_), Some(basis)) if basis < min_cell => {
+            format!("not meaningful: fewer than {min_cell} members bought in the earlier window")
+        }
+        (Some(r), _) if r >= 1.0 => {
+            "100% (all who bought in the earlier window bought again)".into()
+        }
+        (r, _) => pct(&r),
+    }
+}
+
+fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
+    let window = policy.segmentation.valuation_window_days;
+    let min_cell = u64::from(policy.fairness.min_cell_size);
     view.segments
         .iter()
         .map(|s| {
@@ -797,18 +813,30 @@ fn cards(view: &RunView) -> Vec<SegmentCard> {
             let (valuation, viability, stance, priority) = match &s.valuation {
                 Some(v) => (
                     vec![
-                        ("Revenue", money(v.revenue)),
-                        ("Orders", v.orders.to_string()),
-                        ("Average order value", fmt_opt(&v.average_order_value, 2)),
+                        ("Revenue".into(), money(v.revenue)),
+                        ("Orders".into(), v.orders.to_string()),
                         (
-                            "Orders per customer",
+                            "Average order value".into(),
+                            fmt_opt(&v.average_order_value, 2),
+                        ),
+                        (
+                            "Orders per customer".into(),
                             format!("{:.2}", v.purchase_frequency),
                         ),
-                        ("Revenue growth (year on year)", pct(&v.revenue_growth)),
-                        ("Retention", pct(&v.retention)),
-                        ("Lifetime value per customer", money(v.lifetime_value)),
-                        ("Cost to serve (a year)", money(v.cost_to_serve)),
-                        ("Contribution (a year)", money(v.contribution)),
+                        (
+                            "Revenue growth (year on year)".into(),
+                            pct(&v.revenue_growth),
+                        ),
+                        (
+                            format!("Retention ({window}-day windows)"),
+                            retention_figure(v, min_cell),
+                        ),
+                        (
+                            format!("Lifetime value per customer (valuation, {window}-day window)"),
+                            money(v.lifetime_value),
+                        ),
+                        ("Cost to serve (a year)".into(), money(v.cost_to_serve)),
+                        ("Contribution (a year)".into(), money(v.contribution)),
                     ],
                     [
                         ("Measurable", &v.viability.measurable),
@@ -884,7 +912,10 @@ pub async fn dashboard(state: State, user: CurrentUser) -> Result<HttpResponse, 
     };
     Ok(render(&DashboardPage {
         layout: Layout::new(&state, Some(&user), "Segments", "/segments"),
-        cards: run.as_ref().map(cards).unwrap_or_default(),
+        cards: run
+            .as_ref()
+            .map(|r| cards(r, &state.policy))
+            .unwrap_or_default(),
         run,
         map,
         can_strategy: user.can(Permission::SegmentsStrategy),
@@ -1209,7 +1240,7 @@ pub async fn run_page(
         layout: Layout::new(&state, Some(&user), &format!("Run {id}"), "/segmentations"),
         excluded,
         quality,
-        cards: cards(&view),
+        cards: cards(&view, &state.policy),
         progress_percent: (view.progress * 100.0).round().clamp(0.0, 100.0) as u32,
         in_progress,
         map,

@@ -144,6 +144,11 @@ async fn cdnow_monthly_kpis_through_the_cli_match_the_committed_computation() {
 /// spenders buying 1000.00 once in March, all with segmentation consent; a k-means run on
 /// `monetary` splits them (40 and 5) and is published. Returns the run id.
 pub(crate) async fn seeded(app: &TestApp) -> i64 {
+    seeded_published_at(app, fairseg::db::now()).await
+}
+
+/// [`seeded`], with the run published at `published_at`.
+pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTime) -> i64 {
     for i in 0..45 {
         let big = i >= 40;
         let id = format!("K{i:03}");
@@ -177,9 +182,7 @@ pub(crate) async fn seeded(app: &TestApp) -> i64 {
     let run: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let run_id = run["run_id"].as_i64().unwrap();
     app.db
-        .write(|c| {
-            fairseg::db::segmentation::publish(c, run_id, "test", fairseg::db::now()).map(|_| ())
-        })
+        .write(|c| fairseg::db::segmentation::publish(c, run_id, "test", published_at).map(|_| ()))
         .unwrap();
     run_id
 }
@@ -329,56 +332,102 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
     assert_eq!(trail[0]["actor"], "analyst@example.test");
 }
 
+/// Purchases of 10.00 by customers `ids` (internal ids) at `when`.
+fn add_purchases(app: &TestApp, ids: std::ops::RangeInclusive<i64>, when: NaiveDateTime) {
+    use diesel::prelude::*;
+    use fairseg::db::customers::{IdTable, next_id};
+    use fairseg::db::schema::transactions;
+    app.db
+        .write(|conn| {
+            for customer in ids.clone() {
+                let id = next_id(conn, IdTable::Transactions)?;
+                diesel::insert_into(transactions::table)
+                    .values((
+                        transactions::id.eq(id),
+                        transactions::customer_id.eq(customer),
+                        transactions::occurred_at.eq(when),
+                        transactions::amount.eq(10.0),
+                        transactions::quantity.eq(Some(1i64)),
+                        transactions::order_id.eq(None::<String>),
+                        transactions::imported_at.eq(when),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// After June 2025 the regulars stop coming back: July, August and September each see a
+/// different eleven of them, so retention falls past its alert threshold three months running
+/// (27.5 %, then 0 %, then 0 %) after five months on target.
+fn retention_falls_after_june(app: &TestApp) {
+    add_purchases(app, 1..=11, at(2025, 7, 5));
+    add_purchases(app, 12..=22, at(2025, 8, 5));
+    add_purchases(app, 23..=33, at(2025, 9, 5));
+}
+
+fn alerts_of<'a>(report: &'a Value, kind: &str) -> Vec<&'a str> {
+    report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == kind)
+        .map(|a| a["message"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_kpi_past_its_threshold_for_n_periods_raises_an_alert_and_recommends_resegmenting() {
     let app = spawn_app().await;
-    seeded(&app).await;
+    seeded_published_at(&app, at(2024, 12, 15)).await;
+    retention_falls_after_june(&app);
     let n = app.policy.kpi.consecutive_periods;
     assert_eq!(n, 3);
-    // 45 active customers is far below the policy's alert threshold for `all`.
     let (status, _) = post_json(
         &app,
         "analyst",
         "/api/v1/kpi/evaluate",
-        json!({"from": "2025-01-01", "to": "2025-02-28"}),
+        json!({"from": "2025-01-01", "to": "2025-08-31"}),
     )
     .await;
     assert_eq!(status, 201);
     let (status, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
     assert_eq!(status, 200, "{report}");
-    let persistent = |report: &Value| {
-        report["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["kind"] == "kpi_persistent")
-            .map(|a| a["message"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-    };
     assert!(
-        !persistent(&report)
+        !alerts_of(&report, "kpi_persistent")
             .iter()
-            .any(|m| m.contains("active_customers")),
+            .any(|m| m.starts_with("retention_rate for the whole population")),
         "two periods are not enough: {report}"
     );
     let (status, _) = post_json(
         &app,
         "analyst",
         "/api/v1/kpi/evaluate",
-        json!({"as_of": "2025-03-31"}),
+        json!({"as_of": "2025-09-30"}),
     )
     .await;
     assert_eq!(status, 201);
     let (_, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
-    let alerts = persistent(&report);
     assert!(
-        alerts
-            .iter()
-            .any(|m| m.starts_with("active_customers for the whole population")),
+        alerts_of(&report, "kpi_persistent").contains(
+            &"retention_rate for the whole population has been below its alert threshold for 3 \
+              consecutive periods"
+        ),
         "{report}"
     );
     assert_eq!(report["resegmentation_recommended"], true);
-    assert!(!report["reasons"].as_array().unwrap().is_empty());
+    assert_eq!(report["advice_too_early"], false);
+    let reasons: Vec<&str> = report["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("retention_rate")),
+        "{reasons:?}"
+    );
     // The small segment's suppressed figures never raise an alert of their own.
     let (_, log) = app.get_json("marketing", "/api/v1/kpi/evaluations").await;
     let (_, big) = names(log.as_array().unwrap());
@@ -393,9 +442,98 @@ async fn a_kpi_past_its_threshold_for_n_periods_raises_an_alert_and_recommends_r
 }
 
 #[tokio::test]
+async fn a_kpi_below_target_since_the_start_is_a_target_problem_not_drift() {
+    let app = spawn_app().await;
+    seeded_published_at(&app, at(2024, 12, 15)).await;
+    // 45 active customers against the policy's target of 7,000 for `all`: below it in every
+    // month, and past the alert threshold in the last three.
+    let (status, _) = post_json(
+        &app,
+        "analyst",
+        "/api/v1/kpi/evaluate",
+        json!({"from": "2025-01-01", "to": "2025-03-31"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
+    let unmet = alerts_of(&report, "target_unmet");
+    assert!(
+        unmet.iter().any(|m| m.starts_with(
+            "active_customers for the whole population has been below its target in every one \
+             of the 3 periods evaluated"
+        ) && m.contains("this is not drift")),
+        "{report}"
+    );
+    assert!(
+        !alerts_of(&report, "kpi_persistent")
+            .iter()
+            .any(|m| m.starts_with("active_customers")),
+        "{report}"
+    );
+    let alert = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "target_unmet")
+        .unwrap();
+    assert_eq!(alert["severity"], "warning");
+    assert!(
+        report["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| !r.as_str().unwrap().contains("active_customers")),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn drift_gives_no_advice_on_a_run_published_minutes_ago() {
+    let app = spawn_app().await;
+    seeded(&app).await;
+    // The same history that recommends re-segmenting a run published in 2024.
+    retention_falls_after_june(&app);
+    let (status, _) = post_json(
+        &app,
+        "analyst",
+        "/api/v1/kpi/evaluate",
+        json!({"from": "2025-01-01", "to": "2025-09-30"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
+    assert_eq!(report["resegmentation_recommended"], false, "{report}");
+    assert_eq!(report["advice_too_early"], true, "{report}");
+    assert!(report["reasons"].as_array().unwrap().is_empty());
+    // Advice needs three whole months after publication: the month of publication counts
+    // from its first day only.
+    let today = fairseg::db::now().date();
+    let mut first =
+        fairseg::kpi::Period::first_from(fairseg::kpi::PeriodKind::Month, today).unwrap();
+    for _ in 1..3 {
+        first = first.next().unwrap();
+    }
+    assert_eq!(report["advice_from"], first.end().to_string());
+    // The history before publication is not counted against the new run.
+    assert!(alerts_of(&report, "kpi_persistent").is_empty(), "{report}");
+    let client = app.sign_in("marketing").await;
+    let html = client
+        .get(app.url("/kpi/drift"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let advice = texts(&html, "#advice");
+    assert!(advice[0].starts_with("No advice yet."), "{advice:?}");
+    assert!(!html.contains("Re-segmentation recommended"));
+}
+
+#[tokio::test]
 async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_same_settings() {
     let app = spawn_app().await;
-    let run_id = seeded(&app).await;
+    let run_id = seeded_published_at(&app, at(2025, 1, 1)).await;
     let (status, before) = app.get_json("analyst", "/api/v1/kpi/drift").await;
     assert_eq!(status, 200, "{before}");
     assert_eq!(before["run_id"].as_i64(), Some(run_id));
@@ -573,6 +711,12 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
         12,
         "the small segment's column is withheld"
     );
+    // Every regular bought in May and again in June: a retention of 100 % says so.
+    let why = texts(&html, r#"td[data-kpi="retention_rate"] small.why"#);
+    assert!(
+        why.contains(&"every customer active in the period before bought again in this one".into()),
+        "{why:?}"
+    );
     // Marketing may not evaluate: no form.
     assert!(!html.contains(r#"action="/kpi/evaluate""#));
 
@@ -726,4 +870,483 @@ async fn retention_deletes_evaluations_past_their_period() {
         .write(|c| fairseg::db::kpi::delete_evaluated_before(c, cutoffs.kpi_evaluations))
         .unwrap();
     assert_eq!(removed, 12);
+}
+
+/// The column heads of the overview and their links.
+fn heads(html: &str) -> Vec<(String, String)> {
+    let doc = scraper::Html::parse_document(html);
+    let a = scraper::Selector::parse("table.kpi-glance thead a").unwrap();
+    doc.select(&a)
+        .map(|e| {
+            (
+                e.text().collect::<String>().trim().to_owned(),
+                e.value().attr("href").unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn page(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, String) {
+    let response = client.get(app.url(path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_histories_apart() {
+    let app = spawn_app().await;
+    let first = seeded_published_at(&app, at(2025, 1, 1)).await;
+    let (status, rows) = post_json(
+        &app,
+        "analyst",
+        "/api/v1/kpi/evaluate",
+        json!({"from": "2025-01-01", "to": "2025-06-30"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (regular, _) = names(rows.as_array().unwrap());
+    // A re-run with the same settings gives segments of the same names; it is published and
+    // the first run retired. Only April to June are evaluated with it.
+    let out = app.cli(&[
+        "segment",
+        "--algorithm",
+        "kmeans",
+        "--k",
+        "2",
+        "--features",
+        "monetary",
+        "--seed",
+        "7",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["run_id"]
+        .as_i64()
+        .unwrap();
+    app.db
+        .write(|c| {
+            fairseg::db::segmentation::publish(c, second, "test", at(2025, 3, 31)).map(|_| ())
+        })
+        .unwrap();
+    let (status, rows) = post_json(
+        &app,
+        "analyst",
+        "/api/v1/kpi/evaluate",
+        json!({"from": "2025-04-01", "to": "2025-06-30"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let rows = rows.as_array().unwrap();
+    let number = find(rows, &regular, "segment_size", "2025-06-01")["segment_number"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        find(rows, &regular, "segment_size", "2025-06-01")["run_id"].as_i64(),
+        Some(second)
+    );
+
+    // The overview shows the published run's segments only, linked by run and number.
+    let client = app.sign_in("marketing").await;
+    let (_, html) = page(&client, &app, "/kpi").await;
+    let h = heads(&html);
+    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!(h[0].0, "all");
+    let link = format!("/kpi/runs/{second}/segments/{number}?period=month");
+    assert!(
+        h.iter()
+            .any(|(name, href)| *name == regular && *href == link),
+        "{h:?}"
+    );
+    assert!(
+        h.iter()
+            .all(|(_, href)| !href.contains(&format!("/runs/{first}/")))
+    );
+    // The new run's regulars have three months of history, not six shared with the old run.
+    let (status, html) = page(&client, &app, &link).await;
+    assert_eq!(status, 200);
+    let doc = scraper::Html::parse_document(&html);
+    let line =
+        scraper::Selector::parse(r#"li.chart[data-kpi="segment_size"] polyline.series"#).unwrap();
+    let points = doc
+        .select(&line)
+        .next()
+        .unwrap()
+        .value()
+        .attr("points")
+        .unwrap();
+    assert_eq!(points.split(' ').count(), 3, "{points}");
+    // The retired run stays reachable as history, apart.
+    let (status, html) = page(&client, &app, &format!("/kpi?run={first}")).await;
+    assert_eq!(status, 200);
+    assert!(texts(&html, "#run-note")[0].contains("retired"), "{html}");
+    assert!(
+        heads(&html)
+            .iter()
+            .skip(1)
+            .all(|(_, href)| href.starts_with(&format!("/kpi/runs/{first}/"))),
+        "{html}"
+    );
+    // An old link by name leads to the published run's segment.
+    let response = client
+        .get(app.url(&format!("/kpi/segments/{regular}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], link.as_str());
+
+    // Renaming the segment keeps its series: July is logged under the new name, on the same
+    // line.
+    let response = app
+        .api(
+            "marketing",
+            Method::PATCH,
+            &format!("/api/v1/segmentations/{second}/segments/{number}"),
+        )
+        .json(&json!({"name": "Steady buyers"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, july) = post_json(
+        &app,
+        "analyst",
+        "/api/v1/kpi/evaluate",
+        json!({"as_of": "2025-07-15"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let renamed = find(
+        july.as_array().unwrap(),
+        "Steady buyers",
+        "segment_size",
+        "2025-07-01",
+    );
+    assert_eq!(renamed["segment_number"].as_i64(), Some(number));
+    let (_, html) = page(&client, &app, &link).await;
+    assert_eq!(texts(&html, "h1"), ["KPIs: Steady buyers"]);
+    let doc = scraper::Html::parse_document(&html);
+    let points = doc
+        .select(&line)
+        .next()
+        .unwrap()
+        .value()
+        .attr("points")
+        .unwrap();
+    assert_eq!(points.split(' ').count(), 4, "{points}");
+    let (_, series) = app
+        .get_json(
+            "marketing",
+            &format!(
+                "/api/v1/kpi/evaluations?run_id={second}&segment_number={number}&kpi=segment_size"
+            ),
+        )
+        .await;
+    let labels: Vec<&str> = series
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["segment"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    assert_eq!(labels[3], "Steady buyers");
+    assert!(labels[..3].iter().all(|l| *l == regular));
+}
+
+#[tokio::test]
+async fn kpi_opens_on_the_last_complete_period_and_shows_a_partial_one_only_when_asked() {
+    let app = spawn_app().await;
+    seeded(&app).await;
+    let today = fairseg::db::now().date();
+    let kind = fairseg::kpi::PeriodKind::Month;
+    let last = fairseg::kpi::Period::last_complete(kind, today).unwrap();
+    let current = fairseg::kpi::Period::containing(kind, today).unwrap();
+    for as_of in [last.last_day(), today] {
+        let (status, body) = post_json(
+            &app,
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"as_of": as_of.to_string()}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // The month under way: nobody has bought yet, which against the targets is an alert.
+    let (_, rows) = app
+        .get_json(
+            "marketing",
+            &format!(
+                "/api/v1/kpi/evaluations?segment=all&from={}",
+                current.start()
+            ),
+        )
+        .await;
+    let active = find(
+        rows.as_array().unwrap(),
+        "all",
+        "active_customers",
+        &current.start().to_string(),
+    );
+    assert_eq!(active["partial"], true);
+    assert_eq!(active["status"], "partial");
+    assert_eq!(active["days_in_period"].as_i64(), Some(current.days()));
+
+    let client = app.sign_in("marketing").await;
+    let (_, html) = page(&client, &app, "/kpi").await;
+    let shown = texts(&html, "h2#period");
+    assert!(shown[0].starts_with(&last.label()), "{shown:?}");
+    assert!(texts(&html, "#partial-note").is_empty());
+    let choices = texts(&html, "#start option");
+    let partial_label = format!(
+        "{} — partial ({} of {} days)",
+        current.label(),
+        (today - current.start()).num_days() + 1,
+        current.days()
+    );
+    assert!(choices.contains(&partial_label), "{choices:?}");
+
+    let (_, html) = page(&client, &app, &format!("/kpi?start={}", current.start())).await;
+    assert!(texts(&html, "h2#period")[0].starts_with(&current.label()));
+    let note = texts(&html, "#partial-note");
+    assert!(
+        note[0].starts_with(&format!(
+            "partial ({} of {} days).",
+            (today - current.start()).num_days() + 1,
+            current.days()
+        )),
+        "{note:?}"
+    );
+    for status in ["alert", "warning", "on_target"] {
+        assert!(
+            texts(&html, &format!("td.status-{status}")).is_empty(),
+            "a partial month is never judged: {status}"
+        );
+    }
+    assert!(!texts(&html, "td.status-partial").is_empty());
+    // Nor does it count towards the alerts.
+    let (_, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
+    assert!(alerts_of(&report, "kpi_persistent").is_empty(), "{report}");
+    // The charts end on the last complete month, and say what they leave out.
+    let (_, html) = page(&client, &app, "/kpi/segments/all").await;
+    let note = texts(&html, "#partial-note");
+    assert!(note[0].contains(&current.label()), "{note:?}");
+    let doc = scraper::Html::parse_document(&html);
+    let dot =
+        scraper::Selector::parse(r#"li.chart[data-kpi="active_customers"] circle title"#).unwrap();
+    let dots: Vec<String> = doc.select(&dot).map(|e| e.text().collect()).collect();
+    assert_eq!(dots.len(), 1, "{dots:?}");
+    assert!(dots[0].starts_with(&last.start().to_string()));
+}
+
+#[tokio::test]
+async fn an_empty_week_view_says_how_to_evaluate_it_and_offers_the_button_to_who_may() {
+    let app = spawn_app().await;
+    seeded(&app).await;
+    let marketing = app.sign_in("marketing").await;
+    let (_, html) = page(&marketing, &app, "/kpi?period=week").await;
+    let empty = texts(&html, "#empty");
+    assert!(
+        empty[0].contains("No week has been evaluated yet."),
+        "{empty:?}"
+    );
+    assert!(
+        empty[0].contains("fairseg kpi evaluate --period week"),
+        "{empty:?}"
+    );
+    assert!(!html.contains(r#"action="/kpi/evaluate""#));
+
+    let analyst = app.sign_in("analyst").await;
+    let (_, html) = page(&analyst, &app, "/kpi?period=quarter").await;
+    assert_eq!(
+        texts(&html, "#empty button"),
+        [
+            "Evaluate the last complete quarter",
+            "Back-fill the last twelve"
+        ]
+    );
+    let doc = scraper::Html::parse_document(&html);
+    let field = |name: &str| {
+        let sel =
+            scraper::Selector::parse(&format!(r#"#empty form input[name="{name}"]"#)).unwrap();
+        doc.select(&sel)
+            .next()
+            .and_then(|e| e.value().attr("value"))
+            .unwrap()
+            .to_owned()
+    };
+    let response = analyst
+        .post(app.url("/kpi/evaluate"))
+        .form(&[
+            ("csrf_token", csrf_token(&html).as_str()),
+            ("period", "quarter"),
+            ("from", field("from").as_str()),
+            ("to", field("to").as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let (_, html) = page(&analyst, &app, "/kpi?period=quarter").await;
+    assert!(texts(&html, "#empty").is_empty());
+    assert_eq!(texts(&html, "#start option").len(), 12);
+    let last = fairseg::kpi::Period::last_complete(
+        fairseg::kpi::PeriodKind::Quarter,
+        fairseg::db::now().date(),
+    )
+    .unwrap();
+    assert!(texts(&html, "h2#period")[0].starts_with(&last.label()));
+}
+
+#[tokio::test]
+async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_why() {
+    let app = spawn_app().await;
+    let now = fairseg::db::now();
+    let days = |n: i64| now - chrono::TimeDelta::days(n);
+    // 40 regulars bought in both of the valuation's windows; 12 big spenders bought in the
+    // last one, and only 3 of them in the one before.
+    for i in 0..52 {
+        let regular = i < 40;
+        let mut transactions = vec![(days(30), if regular { 10.0 } else { 1000.0 }, None)];
+        if regular || i < 43 {
+            transactions.push((days(400), if regular { 10.0 } else { 1000.0 }, None));
+        }
+        app.insert_demo_customer(DemoCustomer {
+            id: &format!("V{i:03}"),
+            attributes: json!({}),
+            protected: json!({}),
+            created_at: days(500),
+            transactions,
+            consents: vec![("segmentation", "granted", days(500))],
+        });
+    }
+    let out = app.cli(&[
+        "segment",
+        "--algorithm",
+        "kmeans",
+        "--k",
+        "2",
+        "--features",
+        "monetary",
+        "--seed",
+        "7",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_id = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["run_id"]
+        .as_i64()
+        .unwrap();
+    app.db
+        .write(|c| fairseg::db::segmentation::publish(c, run_id, "test", days(1)).map(|_| ()))
+        .unwrap();
+    let client = app.sign_in("marketing").await;
+    let (_, html) = page(&client, &app, "/segments").await;
+    let labels = texts(&html, "table.valuation th");
+    let window = app.policy.segmentation.valuation_window_days;
+    assert!(
+        labels.contains(&format!(
+            "Lifetime value per customer (valuation, {window}-day window)"
+        )),
+        "{labels:?}"
+    );
+    let retention = texts(&html, "table.valuation tr:nth-child(6) td");
+    assert_eq!(retention.len(), 2, "{retention:?}");
+    assert!(
+        retention.contains(&"100% (all who bought in the earlier window bought again)".to_owned()),
+        "{retention:?}"
+    );
+    assert!(
+        retention.contains(&format!(
+            "not meaningful: fewer than {} members bought in the earlier window",
+            app.policy.fairness.min_cell_size
+        )),
+        "{retention:?}"
+    );
+
+    let last =
+        fairseg::kpi::Period::last_complete(fairseg::kpi::PeriodKind::Month, now.date()).unwrap();
+    let (status, _) = post_json(
+        &app,
+        "analyst",
+        "/api/v1/kpi/evaluate",
+        json!({"as_of": last.last_day().to_string()}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, html) = page(&client, &app, "/kpi").await;
+    let rows = texts(&html, "table.kpi-glance tbody th");
+    let clv = rows
+        .iter()
+        .find(|r| r.ends_with("customer_lifetime_value"))
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    assert!(
+        clv.starts_with(
+            "Lifetime value per active customer (from this period's revenue and churn)"
+        ),
+        "{clv}"
+    );
+}
+
+#[tokio::test]
+async fn the_schedule_evaluates_again_a_last_period_left_partial() {
+    let app = spawn_app().await;
+    let kind = fairseg::kpi::PeriodKind::Month;
+    let last = fairseg::kpi::Period::last_complete(kind, fairseg::db::now().date()).unwrap();
+    // The last month's newest evaluation was made on its last day (the server was down
+    // when it ended).
+    let before_end = last.last_day().and_hms_opt(12, 0, 0).unwrap();
+    let mut row = fairseg::db::kpi::EvaluationRecord {
+        id: 0,
+        kpi: "segment_size".into(),
+        definition_version: "v1".into(),
+        policy_version: app.policy.version.clone(),
+        run_id: None,
+        segment: "all".into(),
+        segment_number: None,
+        period_kind: "month".into(),
+        period_start: last.start(),
+        period_end: last.last_day(),
+        value: Some(0.0),
+        undefined_reason: None,
+        basis: 0,
+        target: None,
+        alert_threshold: None,
+        status: "no_target".into(),
+        evaluated_at: before_end,
+        evaluated_by: "system".into(),
+    };
+    app.db
+        .write(|c| fairseg::db::kpi::append(c, std::slice::from_mut(&mut row)))
+        .unwrap();
+    fairseg::kpi::service::spawn_schedule(
+        app.db.clone(),
+        app.policy.clone(),
+        fairseg::kpi::service::Schedule::Every(Duration::from_secs(3600)),
+    );
+    let end = last.end().and_hms_opt(0, 0, 0).unwrap();
+    let mut again = 0;
+    for _ in 0..100 {
+        let rows = app
+            .db
+            .read(|c| {
+                fairseg::db::kpi::log(
+                    c,
+                    &fairseg::db::kpi::LogFilter {
+                        from: Some(last.start()),
+                        to: Some(last.start()),
+                        kpi: Some("segment_size".into()),
+                        ..Default::default()
+                    },
+                )
+            })
+            .unwrap();
+        again = rows.iter().filter(|r| r.evaluated_at >= end).count();
+        if again > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        again, 1,
+        "the last month is evaluated again, complete this time"
+    );
 }

@@ -96,3 +96,118 @@ fn the_migrated_tables_and_columns_are_exactly_those_of_the_schema() {
         "declared in schema.rs but not migrated: {missing:?}; migrated but not declared: {unknown:?}"
     );
 }
+
+/// KPI rows logged when series were keyed by segment name join their run's segment when the
+/// series key becomes (run, segment number): by the name they were logged under, the
+/// segment's proposed name (renamed since) or the "(segment N)" form of a duplicate name.
+/// None is lost, and the log still refuses updates afterwards.
+#[test]
+fn kpi_rows_logged_by_name_migrate_to_their_runs_segments_and_none_is_lost() {
+    use diesel::RunQueryDsl;
+    use diesel_migrations::MigrationHarness;
+    const KEYED: &str = "20261201000001";
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
+    let db = Db::connect(&settings_for(&database.url).database_url).unwrap();
+    let mut conn = db.conn().unwrap();
+    let applied = |c: &mut DbConnection| -> Vec<String> {
+        match c {
+            DbConnection::Sqlite(c) => c.applied_migrations().unwrap(),
+            DbConnection::Postgres(c) => c.applied_migrations().unwrap(),
+        }
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect()
+    };
+    while applied(&mut conn).iter().any(|v| v == KEYED) {
+        match &mut *conn {
+            DbConnection::Sqlite(c) => c
+                .revert_last_migration(fairseg::db::SQLITE_MIGRATIONS)
+                .unwrap(),
+            DbConnection::Postgres(c) => c
+                .revert_last_migration(fairseg::db::POSTGRES_MIGRATIONS)
+                .unwrap(),
+        };
+    }
+    let sql = |c: &mut DbConnection, q: &str| {
+        diesel::sql_query(q).execute(c).unwrap();
+    };
+    sql(
+        &mut conn,
+        "INSERT INTO segmentation_runs (id, algorithm, settings, purpose, policy_version, status, \
+         stage, progress, created_by, created_at) VALUES \
+         (1, 'kmeans', '{}', 'segmentation', 'v', 'retired', 'done', 1, 't', '2025-01-01 00:00:00'), \
+         (2, 'kmeans', '{}', 'segmentation', 'v', 'published', 'done', 1, 't', '2025-04-01 00:00:00')",
+    );
+    sql(
+        &mut conn,
+        "INSERT INTO segments (run_id, segment, name, proposed_name, size, profile, valuation) VALUES \
+         (1, 0, 'Loyal', 'Loyal', 40, '{}', '{}'), \
+         (2, 0, 'Steady buyers', 'Loyal', 40, '{}', '{}'), \
+         (2, 1, 'Loyal', 'Big spenders', 12, '{}', '{}'), \
+         (2, 2, 'Loyal', 'Loyal too', 12, '{}', '{}'), \
+         (2, 3, 'Browsers', 'Window shoppers', 12, '{}', '{}')",
+    );
+    // (id, run, label logged): run 1's Loyal by its name; run 2's segment 1 by its current
+    // name; run 2's segment 2 by the duplicate-name form; a label no segment of run 2 has
+    // now; `all`; run 2's segment 3 by its proposed name (renamed since); and run 2's segment 0 by its current name (row 7, below).
+    let logged = [
+        (1, Some(1), "Loyal"),
+        (2, Some(2), "Loyal"),
+        (3, Some(2), "Loyal (segment 2)"),
+        (4, Some(2), "Gone"),
+        (5, None, "all"),
+        (6, Some(1), "Loyal"),
+        (8, Some(2), "Window shoppers"),
+    ];
+    for (id, run, label) in logged {
+        let run_sql = run.map_or("NULL".to_owned(), |r: i64| r.to_string());
+        sql(
+            &mut conn,
+            &format!(
+                "INSERT INTO kpi_evaluations (id, kpi, definition_version, policy_version, run_id, \
+                 segment, period_kind, period_start, period_end, value, basis, status, \
+                 evaluated_at, evaluated_by) VALUES ({id}, 'segment_size', 'v1', 'v', {run_sql}, \
+                 '{label}', 'month', '2025-03-01', '2025-03-31', 40, 40, 'no_target', \
+                 '2025-04-01 00:00:00', 'system')"
+            ),
+        );
+    }
+    sql(
+        &mut conn,
+        "INSERT INTO kpi_evaluations (id, kpi, definition_version, policy_version, run_id, \
+         segment, period_kind, period_start, period_end, value, basis, status, evaluated_at, \
+         evaluated_by) VALUES (7, 'segment_size', 'v1', 'v', 2, 'Steady buyers', 'month', \
+         '2025-04-01', '2025-04-30', 40, 40, 'no_target', '2025-05-01 00:00:00', 'system')",
+    );
+    drop(conn);
+    db.migrate().unwrap();
+    let rows = db
+        .read(|c| fairseg::db::kpi::log(c, &fairseg::db::kpi::LogFilter::default()))
+        .unwrap();
+    let numbers: Vec<(i64, Option<i32>)> = rows.iter().map(|r| (r.id, r.segment_number)).collect();
+    assert_eq!(
+        numbers,
+        [
+            (1, Some(0)),
+            // Segments 1 and 2 of run 2 share the name "Loyal": the evaluator logged the first
+            // under it and the second as "Loyal (segment 2)". A current name wins over the
+            // proposed name segment 0 was renamed from.
+            (2, Some(1)),
+            (3, Some(2)),
+            (4, None),
+            (5, None),
+            (6, Some(0)),
+            (7, Some(0)),
+            // Logged under its proposed name, renamed since.
+            (8, Some(3)),
+        ]
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.segment.as_str()).collect::<Vec<_>>()[3],
+        "Gone"
+    );
+    let refused =
+        db.write(|c| Ok(diesel::sql_query("UPDATE kpi_evaluations SET value = 0").execute(c)));
+    assert!(refused.unwrap().is_err(), "the log refuses updates again");
+}
