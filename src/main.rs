@@ -515,6 +515,7 @@ fn import_command(
             options: ImportOptions {
                 skip_invalid: flags.skip_invalid,
                 allow_erased: flags.allow_erased,
+                limits: settings.import_limits,
             },
             rejected,
             actor: &Actor::cli(),
@@ -598,6 +599,7 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 fn serve(settings: Settings, addr: &str) -> anyhow::Result<()> {
+    settings.require_public_url()?;
     let policy =
         Policy::load(&settings.policies_dir).context("refusing to start on an invalid policy")?;
     let db = Db::connect(&settings.database_url).context("opening the database")?;
@@ -736,6 +738,18 @@ fn demo(
         return Ok(());
     }
     println!("Open http://{addr}/ and sign in as one of them.");
+    let mut settings = settings;
+    if settings.public_url.is_none() {
+        // The demo's links point at the address it serves on.
+        settings.public_url = Some(
+            fairseg::config::PublicUrl::parse(&format!("http://{addr}")).map_err(|reason| {
+                fairseg::config::ConfigError::Invalid {
+                    setting: fairseg::config::PUBLIC_URL_SETTING,
+                    reason,
+                }
+            })?,
+        );
+    }
     serve(settings, addr)
 }
 
