@@ -1018,7 +1018,7 @@ fn members_command(
         ),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut csv = csv::Writer::from_writer(&mut writer);
+    let mut csv = fairseg::spreadsheet::Writer::from_writer(&mut writer);
     csv.write_record(["customer_id", "segment"])?;
     for (external, segment) in &members {
         csv.write_record([external.as_str(), &segment.to_string()])?;

@@ -418,7 +418,7 @@ const CSV_HEADER: [&str; 17] = [
 ];
 
 fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::spreadsheet::Writer::from_writer(Vec::new());
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     w.write_record(CSV_HEADER).map_err(AppError::internal)?;
     for v in views {
