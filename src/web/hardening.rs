@@ -90,8 +90,9 @@ pub async fn body_timeout(
                 )),
             }
         });
+        // Fused: multipart parsing polls again after the end.
         req.set_payload(Payload::Stream {
-            payload: Box::pin(stream),
+            payload: Box::pin(stream.fuse()),
         });
     }
     next.call(req).await
