@@ -45,7 +45,8 @@ impl ShapeError {
                 "the value is longer than {limit} bytes (the limit is the setting import-max-cell-bytes)"
             ),
             ShapeErrorKind::TooManyFields { limit } => format!(
-                "the row has more than {limit} fields (the limit is the setting import-max-columns, plus the id)"
+                "the {} has more than {limit} fields (the limit is the setting import-max-columns, plus the id)",
+                if self.line == 1 { "header" } else { "row" }
             ),
         }
     }

@@ -1129,7 +1129,7 @@ async fn corpus_ten_thousand_columns() {
         Expect::Error {
             line: 1,
             column: None,
-            reason: "more than 501 fields",
+            reason: "the header has more than 501 fields",
         },
     );
 }
