@@ -508,6 +508,14 @@ fn periods_of(state: &State, r: &EvaluateRequest) -> Result<Vec<Period>, AppErro
     let from = parse_day("from", r.from.as_deref())?;
     let to = parse_day("to", r.to.as_deref())?;
     let as_of = parse_day("as_of", r.as_of.as_deref())?;
+    // The log only grows: a period that has not come yet must not be written into it.
+    let today = crate::db::now().date();
+    for (field, day) in [("as_of", as_of), ("to", to)] {
+        if let Some(day) = day {
+            crate::segmentation::settings::check_as_of(day, today)
+                .map_err(|e| AppError::invalid(field, e.to_string()))?;
+        }
+    }
     let periods = match (from, to) {
         (Some(from), Some(to)) => {
             if as_of.is_some() {

@@ -864,6 +864,17 @@ async fn an_as_of_in_the_future_is_refused() {
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["field"], "as_of", "{body}");
+
+    // Nor is a KPI period that has not come written into the log.
+    let response = app
+        .api("analyst", Method::POST, "/api/v1/kpi/evaluate")
+        .json(&json!({"as_of": (tomorrow + chrono::Days::new(40)).to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "as_of", "{body}");
 }
 
 #[tokio::test]
