@@ -961,6 +961,12 @@ fn kpi_evaluate(
     startup::prepare(&db, &policy, &settings)?;
     let kind =
         PeriodKind::parse(period.as_deref().unwrap_or(&policy.kpi.period)).context("--period")?;
+    let today = fairseg::db::now().date();
+    for (option, day) in [("--as-of", as_of), ("--to", range.map(|(_, to)| to))] {
+        if let Some(day) = day {
+            fairseg::segmentation::settings::check_as_of(day, today).context(option)?;
+        }
+    }
     let periods = match range {
         Some((from, to)) => Period::between(kind, from, to).context("--from/--to")?,
         None => vec![Period::containing(

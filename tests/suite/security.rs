@@ -875,6 +875,13 @@ async fn an_as_of_in_the_future_is_refused() {
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["field"], "as_of", "{body}");
+    let later = (tomorrow + chrono::Days::new(40)).to_string();
+    let out = app.cli(&["kpi", "evaluate", "--as-of", &later]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--as-of"), "{}", stderr(&out));
+    let out = app.cli(&["segment", "--algorithm", "rfm", "--as-of", &later]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("as_of"), "{}", stderr(&out));
 }
 
 #[tokio::test]
