@@ -86,6 +86,11 @@ fn main() {
         max_import_bytes: 1 << 20,
         signing_key: None,
         kpi_schedule: service::Schedule::Off,
+        public_url: None,
+        spool_dir: dir.join("spool"),
+        import_limits: fairseg::imports::ImportLimits::DEFAULT,
+        request_timeout: std::time::Duration::from_secs(10),
+        body_timeout: std::time::Duration::from_secs(30),
     };
     fairseg::startup::prepare(&db, &policy, &settings).unwrap();
     let period = Period::containing(

@@ -78,6 +78,54 @@ pub struct GlobalArgs {
         default_value = "daily"
     )]
     pub kpi_schedule: String,
+
+    /// The address people reach the server at, e.g. https://fairseg.example.com: every
+    /// absolute link the server hands out (customers' preference links) starts with it,
+    /// whatever Host header a request carries. Required by `serve`.
+    #[arg(long, global = true, env = "FAIRSEG_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Directory where uploads are spooled while they are imported; leftovers are removed at
+    /// start. [default: fairseg-spool beside the SQLite file, or in the working directory]
+    #[arg(long, global = true, env = "FAIRSEG_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Largest value (one CSV cell) an import accepts, in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_IMPORT_MAX_CELL_BYTES",
+        default_value_t = crate::imports::ImportLimits::DEFAULT.max_cell_bytes
+    )]
+    pub import_max_cell_bytes: usize,
+
+    /// Most attribute columns (besides the id) a customer import accepts.
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_IMPORT_MAX_COLUMNS",
+        default_value_t = crate::imports::ImportLimits::DEFAULT.max_attribute_columns
+    )]
+    pub import_max_columns: usize,
+
+    /// Seconds a client has to send a request's head once it has connected.
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub request_timeout_seconds: u64,
+
+    /// Seconds a request body may stall (no byte arriving) before the request is answered
+    /// 408 and the connection closed.
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_BODY_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    pub body_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,6 +149,66 @@ pub struct Settings {
     pub signing_key: Option<Secret>,
     /// The server's own KPI evaluations (FAIRSEG_KPI_SCHEDULE).
     pub kpi_schedule: crate::kpi::service::Schedule,
+    /// The public base URL (FAIRSEG_PUBLIC_URL); `serve` refuses to start without it.
+    pub public_url: Option<PublicUrl>,
+    /// Where uploads are spooled (FAIRSEG_SPOOL_DIR).
+    pub spool_dir: PathBuf,
+    /// Cell size and column count limits of imports.
+    pub import_limits: crate::imports::ImportLimits,
+    /// Time to receive a request head (FAIRSEG_REQUEST_TIMEOUT_SECONDS).
+    pub request_timeout: std::time::Duration,
+    /// Longest stall of a request body (FAIRSEG_BODY_TIMEOUT_SECONDS).
+    pub body_timeout: std::time::Duration,
+}
+
+/// The setting named in errors about the public URL.
+pub const PUBLIC_URL_SETTING: &str = "public-url (FAIRSEG_PUBLIC_URL)";
+
+/// The base every absolute link starts with: http or https, a host, no credentials, query
+/// or fragment; kept without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    pub fn parse(raw: &str) -> Result<PublicUrl, String> {
+        let url = url::Url::parse(raw.trim())
+            .map_err(|e| format!("`{raw}` is not an absolute URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{raw}` must start with http:// or https://"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("`{raw}` names no host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("`{raw}` must not hold a user name or password"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("`{raw}` must not have a query or fragment"));
+        }
+        Ok(PublicUrl(url.as_str().trim_end_matches('/').to_string()))
+    }
+
+    /// The absolute URL of a local path (which starts with `/`).
+    pub fn join(&self, path: &str) -> String {
+        debug_assert!(path.starts_with('/'));
+        format!("{}{path}", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Settings {
+    /// The public URL, which serving requires.
+    pub fn require_public_url(&self) -> Result<&PublicUrl, ConfigError> {
+        self.public_url.as_ref().ok_or(ConfigError::Invalid {
+            setting: PUBLIC_URL_SETTING,
+            reason: "is required to serve: the address people reach fairseg at, e.g. \
+                     https://fairseg.example.com (links sent to customers start with it)"
+                .into(),
+        })
+    }
 }
 
 /// A secret that never appears in logs or debug output.
@@ -172,6 +280,64 @@ impl Settings {
                     reason: format!("must be off, hourly or daily, got `{}`", args.kpi_schedule),
                 }
             })?;
+        let public_url = args
+            .public_url
+            .as_deref()
+            .map(PublicUrl::parse)
+            .transpose()
+            .map_err(|reason| ConfigError::Invalid {
+                setting: PUBLIC_URL_SETTING,
+                reason,
+            })?;
+        let spool_dir = match &args.spool_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    setting: "spool-dir (FAIRSEG_SPOOL_DIR)",
+                    reason: "must not be empty".into(),
+                });
+            }
+            Some(dir) => dir.clone(),
+            None => default_spool_dir(&database_url),
+        };
+        let import_limits = crate::imports::ImportLimits {
+            max_cell_bytes: args.import_max_cell_bytes,
+            max_attribute_columns: args.import_max_columns,
+        };
+        if !(16..=64 * 1024 * 1024).contains(&import_limits.max_cell_bytes) {
+            return Err(ConfigError::Invalid {
+                setting: "import-max-cell-bytes (FAIRSEG_IMPORT_MAX_CELL_BYTES)",
+                reason: format!(
+                    "must be between 16 and 67108864, got {}",
+                    import_limits.max_cell_bytes
+                ),
+            });
+        }
+        if !(1..=100_000).contains(&import_limits.max_attribute_columns) {
+            return Err(ConfigError::Invalid {
+                setting: "import-max-columns (FAIRSEG_IMPORT_MAX_COLUMNS)",
+                reason: format!(
+                    "must be between 1 and 100000, got {}",
+                    import_limits.max_attribute_columns
+                ),
+            });
+        }
+        for (setting, value) in [
+            (
+                "request-timeout-seconds (FAIRSEG_REQUEST_TIMEOUT_SECONDS)",
+                args.request_timeout_seconds,
+            ),
+            (
+                "body-timeout-seconds (FAIRSEG_BODY_TIMEOUT_SECONDS)",
+                args.body_timeout_seconds,
+            ),
+        ] {
+            if !(1..=3600).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    reason: format!("must be between 1 and 3600, got {value}"),
+                });
+            }
+        }
         let signing_key = match std::env::var(SIGNING_KEY_ENV) {
             Ok(key) if key.len() < MIN_SIGNING_KEY_BYTES => {
                 return Err(ConfigError::Invalid {
@@ -191,6 +357,57 @@ impl Settings {
             max_import_bytes: args.max_import_bytes,
             signing_key,
             kpi_schedule,
+            public_url,
+            spool_dir,
+            import_limits,
+            request_timeout: std::time::Duration::from_secs(args.request_timeout_seconds),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout_seconds),
         })
+    }
+}
+
+/// `fairseg-spool` beside the SQLite file (the data directory), or in the working directory
+/// for PostgreSQL.
+fn default_spool_dir(database_url: &DatabaseUrl) -> PathBuf {
+    let base = database_url
+        .sqlite_path()
+        .and_then(|p| std::path::Path::new(p).parent())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    base.join("fairseg-spool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PublicUrl;
+
+    #[test]
+    fn public_urls_are_absolute_http_without_credentials_or_query() {
+        assert_eq!(
+            PublicUrl::parse("https://fairseg.example.com/")
+                .unwrap()
+                .join("/preferences/t"),
+            "https://fairseg.example.com/preferences/t"
+        );
+        assert_eq!(
+            PublicUrl::parse("http://127.0.0.1:8080").unwrap().as_str(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            PublicUrl::parse("https://example.com/fairseg/")
+                .unwrap()
+                .join("/x"),
+            "https://example.com/fairseg/x"
+        );
+        for bad in [
+            "fairseg.example.com",
+            "ftp://example.com",
+            "https://user:pw@example.com",
+            "https://example.com/?a=1",
+            "https://example.com/#x",
+            "",
+        ] {
+            assert!(PublicUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 }

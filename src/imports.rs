@@ -10,8 +10,11 @@
 
 pub mod consents;
 pub mod customers;
+pub mod guard;
 pub mod rejected;
 pub mod transactions;
+
+pub use guard::{ShapeError, ShapeErrorKind, ShapeGuard};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -72,6 +75,37 @@ pub struct ImportOptions {
     pub skip_invalid: bool,
     /// Accept ids of customers who were erased.
     pub allow_erased: bool,
+    /// How large a file's cells and how wide its rows may be.
+    pub limits: ImportLimits,
+}
+
+/// Limits on the shape of an imported file (settings `import-max-cell-bytes` and
+/// `import-max-columns`), enforced while the file is read, so a hostile file cannot make the
+/// parser hold a huge cell or row in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// Largest value of one cell, in bytes.
+    pub max_cell_bytes: usize,
+    /// Most attribute columns of a customer file (the id column not counted); a row of any
+    /// kind of file may have at most this many fields plus one.
+    pub max_attribute_columns: usize,
+}
+
+impl ImportLimits {
+    pub const DEFAULT: ImportLimits = ImportLimits {
+        max_cell_bytes: 64 * 1024,
+        max_attribute_columns: 500,
+    };
+
+    fn max_fields(&self) -> usize {
+        self.max_attribute_columns.saturating_add(1)
+    }
+}
+
+impl Default for ImportLimits {
+    fn default() -> ImportLimits {
+        ImportLimits::DEFAULT
+    }
 }
 
 /// The type of a column: inferred for customer attributes, fixed for the other kinds.
@@ -260,9 +294,16 @@ pub fn read_header<R: Read>(
     kind: ImportKind,
 ) -> Result<Vec<String>, RowError> {
     let mut record = csv::ByteRecord::new();
-    let has = reader
-        .read_byte_record(&mut record)
-        .map_err(|e| RowError::new(1, None, format!("the header cannot be read: {e}")))?;
+    let has = reader.read_byte_record(&mut record).map_err(|e| {
+        let mut error = csv_error(e, &[]);
+        if error.line == 0 {
+            error.line = 1;
+        }
+        if !error.reason.contains("the header") && error.line == 1 {
+            error.reason = format!("the header cannot be read: {}", error.reason);
+        }
+        error
+    })?;
     if !has || record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
         return Err(RowError::new(
             1,
@@ -415,19 +456,34 @@ pub fn record_fields<'r>(
 pub fn next_record<R: Read>(
     reader: &mut csv::Reader<R>,
     record: &mut csv::ByteRecord,
+    header: &[String],
 ) -> Result<Option<u64>, RowError> {
     match reader.read_byte_record(record) {
         Ok(true) => Ok(Some(record.position().map_or(0, |p| p.line()))),
         Ok(false) => Ok(None),
-        Err(e) => {
-            let line = e.position().map_or(0, |p| p.line());
-            Err(RowError::new(
-                line,
-                None,
-                format!("the CSV cannot be read: {e}"),
-            ))
-        }
+        Err(e) => Err(csv_error(e, header)),
     }
+}
+
+/// A CSV reading error as a row error: the shape errors of [`ShapeGuard`] with their own
+/// line and column, others at the line the parser reports.
+fn csv_error(e: csv::Error, header: &[String]) -> RowError {
+    if let csv::ErrorKind::Io(io) = e.kind()
+        && let Some(shape) = io.get_ref().and_then(|i| i.downcast_ref::<ShapeError>())
+    {
+        let column = header.get(shape.field).map(String::as_str);
+        let mut error = RowError::new(
+            shape.line,
+            column,
+            format!("{}; the file was not read past it", shape.reason()),
+        );
+        if column.is_none() && !matches!(shape.kind, ShapeErrorKind::TooManyFields { .. }) {
+            error.reason = format!("field {}: {}", shape.field + 1, error.reason);
+        }
+        return error;
+    }
+    let line = e.position().map_or(0, |p| p.line());
+    RowError::new(line, None, format!("the CSV cannot be read: {e}"))
 }
 
 /// Whether a record is a blank line (skipped, as spreadsheet exports often end with one).
@@ -517,6 +573,7 @@ pub fn read_ahead<T: Send, E>(
 /// which takes the parse (about a third of the pass) off the critical path.
 pub fn scan_records<R: Read + Send>(
     mut reader: csv::Reader<R>,
+    header: &[String],
     file: &str,
     scan: &mut Scan,
     mut each: impl FnMut(&mut Scan, u64, &csv::ByteRecord),
@@ -538,7 +595,7 @@ pub fn scan_records<R: Read + Send>(
                         chunk.records.push((0, csv::ByteRecord::new()));
                     }
                     let (line, record) = &mut chunk.records[chunk.filled];
-                    match next_record(&mut reader, record) {
+                    match next_record(&mut reader, record, header) {
                         Ok(Some(at)) => {
                             *line = at;
                             chunk.filled += 1;
@@ -688,10 +745,10 @@ mod tests {
         let mut r = csv_reader(text.as_bytes());
         read_header(&mut r, ImportKind::Customers).unwrap();
         let mut rec = csv::ByteRecord::new();
-        assert_eq!(next_record(&mut r, &mut rec).unwrap(), Some(2));
+        assert_eq!(next_record(&mut r, &mut rec, &[]).unwrap(), Some(2));
         assert_eq!(&rec[1], b"one,\ntwo");
-        assert_eq!(next_record(&mut r, &mut rec).unwrap(), Some(4));
-        assert_eq!(next_record(&mut r, &mut rec).unwrap(), None);
+        assert_eq!(next_record(&mut r, &mut rec, &[]).unwrap(), Some(4));
+        assert_eq!(next_record(&mut r, &mut rec, &[]).unwrap(), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod kpi;
 pub mod policy;
 pub mod retention;
 pub mod segmentation;
+pub mod spreadsheet;
 pub mod startup;
 pub mod telemetry;
 pub mod trail;

@@ -515,6 +515,7 @@ fn import_command(
             options: ImportOptions {
                 skip_invalid: flags.skip_invalid,
                 allow_erased: flags.allow_erased,
+                limits: settings.import_limits,
             },
             rejected,
             actor: &Actor::cli(),
@@ -598,6 +599,7 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 fn serve(settings: Settings, addr: &str) -> anyhow::Result<()> {
+    settings.require_public_url()?;
     let policy =
         Policy::load(&settings.policies_dir).context("refusing to start on an invalid policy")?;
     let db = Db::connect(&settings.database_url).context("opening the database")?;
@@ -736,6 +738,18 @@ fn demo(
         return Ok(());
     }
     println!("Open http://{addr}/ and sign in as one of them.");
+    let mut settings = settings;
+    if settings.public_url.is_none() {
+        // The demo's links point at the address it serves on.
+        settings.public_url = Some(
+            fairseg::config::PublicUrl::parse(&format!("http://{addr}")).map_err(|reason| {
+                fairseg::config::ConfigError::Invalid {
+                    setting: fairseg::config::PUBLIC_URL_SETTING,
+                    reason,
+                }
+            })?,
+        );
+    }
     serve(settings, addr)
 }
 
@@ -947,6 +961,12 @@ fn kpi_evaluate(
     startup::prepare(&db, &policy, &settings)?;
     let kind =
         PeriodKind::parse(period.as_deref().unwrap_or(&policy.kpi.period)).context("--period")?;
+    let today = fairseg::db::now().date();
+    for (option, day) in [("--as-of", as_of), ("--to", range.map(|(_, to)| to))] {
+        if let Some(day) = day {
+            fairseg::segmentation::settings::check_as_of(day, today).context(option)?;
+        }
+    }
     let periods = match range {
         Some((from, to)) => Period::between(kind, from, to).context("--from/--to")?,
         None => vec![Period::containing(
@@ -1004,7 +1024,7 @@ fn members_command(
         ),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut csv = csv::Writer::from_writer(&mut writer);
+    let mut csv = fairseg::spreadsheet::Writer::from_writer(&mut writer);
     csv.write_record(["customer_id", "segment"])?;
     for (external, segment) in &members {
         csv.write_record([external.as_str(), &segment.to_string()])?;

@@ -21,6 +21,7 @@ use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
 use crate::web::access::{self, RouteIndex};
 use crate::web::error::AppError;
+use crate::web::hardening;
 use crate::web::metrics::{self, Metrics};
 use crate::web::routes;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub preference_links: crate::consent::link::PreferenceLinks,
     /// The background queue of segmentation runs.
     pub jobs: crate::segmentation::jobs::Jobs,
+    /// The base of every absolute link the server hands out (FAIRSEG_PUBLIC_URL).
+    pub public_url: crate::config::PublicUrl,
 }
 
 const SIGNING_KEY_SECRET: &str = "token_signing_key";
@@ -108,7 +111,63 @@ pub fn pseudonymizer(db: &Db) -> anyhow::Result<Pseudonymizer> {
     Ok(Pseudonymizer::new(key.as_bytes()))
 }
 
+/// Spool files are named `upload-….csv`; only such files are removed at start.
+const SPOOL_PREFIX: &str = "upload-";
+
+/// Creates the spool directory (readable by the server's user only) and removes the uploads
+/// a crashed server left in it; returns how many were removed.
+pub fn prepare_spool(dir: &std::path::Path) -> Result<usize, crate::config::ConfigError> {
+    let invalid = |reason: String| crate::config::ConfigError::Invalid {
+        setting: "spool-dir (FAIRSEG_SPOOL_DIR)",
+        reason,
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| invalid(format!("cannot restrict {}: {e}", dir.display())))?;
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", dir.display())))?;
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_spool = name.to_str().is_some_and(|n| n.starts_with(SPOOL_PREFIX));
+        if is_spool && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path()).map_err(|e| {
+                invalid(format!(
+                    "cannot remove the leftover upload {}: {e}",
+                    entry.path().display()
+                ))
+            })?;
+            removed += 1;
+        }
+    }
+    // Proves the directory is writable now rather than at the first upload.
+    spool_file(dir).map_err(|e| invalid(format!("cannot write in {}: {e}", dir.display())))?;
+    Ok(removed)
+}
+
+/// A new spool file in `dir`, deleted when dropped.
+pub fn spool_file(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(SPOOL_PREFIX)
+        .suffix(".csv")
+        .tempfile_in(dir)
+}
+
 pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<AppState> {
+    let public_url = settings.require_public_url()?.clone();
+    let removed = prepare_spool(&settings.spool_dir)?;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            dir = %settings.spool_dir.display(),
+            "removed uploads left in the spool directory by a server that stopped mid-import"
+        );
+    }
     let secret = prepare(&db, &policy, &settings)?;
     let policy = Arc::new(policy);
     let jobs =
@@ -126,6 +185,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
         metrics: Metrics::default(),
         routes: RouteIndex::new(&routes::table()),
         settings,
+        public_url,
     })
 }
 
@@ -142,6 +202,8 @@ pub fn after_segmentation_run(db: &Db, policy: &Policy, run_id: i64) {
 /// requests in flight for up to 30 s.
 pub fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let limit = state.settings.max_body_bytes;
+    let tls = state.settings.cookie_secure;
+    let request_timeout = state.settings.request_timeout;
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -167,6 +229,8 @@ pub fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
             .wrap(from_fn(access::enforce))
             .wrap(from_fn(metrics::record))
+            .wrap(from_fn(hardening::body_timeout))
+            .wrap(hardening::security_headers(tls))
             .wrap(TracingLogger::default())
             .configure(routes::configure)
             .default_service(web::to(|| async {
@@ -174,6 +238,10 @@ pub fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             }))
     })
     .shutdown_timeout(30)
+    // The head of a request must arrive within this time of connecting (408 otherwise), and a
+    // client has 5 s to close after the answer before the connection is dropped.
+    .client_request_timeout(request_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(5))
     .listen(listener)?
     .run();
     Ok(server)
@@ -183,6 +251,7 @@ fn json_error(e: actix_web::error::JsonPayloadError, limit: usize) -> AppError {
     use actix_web::error::JsonPayloadError as J;
     match e {
         J::OverflowKnownLength { .. } | J::Overflow { .. } => AppError::PayloadTooLarge { limit },
+        J::Payload(p) if crate::web::hardening::is_stalled(&p) => AppError::RequestTimeout,
         J::ContentType => AppError::InvalidInput {
             field: None,
             message: "send JSON with Content-Type: application/json".into(),
@@ -206,6 +275,7 @@ fn form_error(e: actix_web::error::UrlencodedError, limit: usize) -> AppError {
     use actix_web::error::UrlencodedError as U;
     match e {
         U::Overflow { .. } => AppError::PayloadTooLarge { limit },
+        U::Payload(p) if crate::web::hardening::is_stalled(&p) => AppError::RequestTimeout,
         other => AppError::InvalidInput {
             field: None,
             message: format!("invalid form: {other}"),

@@ -78,12 +78,21 @@ impl TokenKeys {
         validation.leeway = LEEWAY_SECONDS;
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        // A token may not live longer than the server issues them for, nor be issued in the
+        // future: a validly signed token with `exp` years ahead (a leaked key, an old build,
+        // a longer TTL since lowered) is refused.
+        let now = Utc::now().timestamp();
+        let leeway = LEEWAY_SECONDS as i64;
+        if claims.exp - claims.iat > self.ttl.num_seconds() + leeway || claims.iat > now + leeway {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
     }
 }
 
@@ -134,6 +143,18 @@ mod tests {
             keys().verify(&format!("{}.{altered}.{}", parts[0], parts[2])),
             Err(TokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn tokens_living_longer_than_the_ttl_or_issued_in_the_future_are_refused() {
+        let long = TokenKeys::new(
+            b"0123456789abcdef0123456789abcdef",
+            chrono::Duration::days(3650),
+        );
+        let (token, _) = long.issue("u1", 0);
+        assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+        let (token, _) = keys().issue("u1", 0);
+        assert!(long.verify(&token).is_ok(), "a shorter life is fine");
     }
 
     #[test]

@@ -32,8 +32,8 @@ use crate::imports::customers::{self as cust, CustomerColumns, CustomerRow};
 use crate::imports::rejected::RejectedWriter;
 use crate::imports::transactions::{self as transaction_csv, TransactionColumns, TransactionRow};
 use crate::imports::{
-    ImportError, ImportKind, ImportOptions, ImportReport, ReadAhead, RowError, csv_reader,
-    is_blank, next_record, read_ahead, read_header, record_fields,
+    ImportError, ImportKind, ImportLimits, ImportOptions, ImportReport, ReadAhead, RowError,
+    ShapeGuard, csv_reader, is_blank, next_record, read_ahead, read_header, record_fields,
 };
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
@@ -123,9 +123,12 @@ impl Columns {
     }
 }
 
-fn open(path: &Path, file: &str) -> Result<BufReader<File>, ImportError> {
+/// The file, read through the shape guard (unterminated quotes, cell and row limits).
+type Input = ShapeGuard<BufReader<File>>;
+
+fn open(path: &Path, file: &str, limits: ImportLimits) -> Result<Input, ImportError> {
     File::open(path)
-        .map(|f| BufReader::with_capacity(1 << 16, f))
+        .map(|f| ShapeGuard::new(BufReader::with_capacity(1 << 16, f), limits))
         .map_err(|e| ImportError::Unreadable {
             file: file.to_string(),
             reason: e.to_string(),
@@ -139,7 +142,7 @@ pub fn import(
     req: &ImportRequest<'_>,
 ) -> Result<ImportReport, ImportError> {
     let file = crate::imports::display_name(req.file_name);
-    let input = open(req.path, &file)?;
+    let input = open(req.path, &file, req.options.limits)?;
     let (columns, scan) = match req.kind {
         ImportKind::Customers => {
             cust::scan(input, &file, ctx.policy).map(|(c, s)| (Columns::Customers(c), s))?
@@ -184,7 +187,7 @@ pub fn import(
             import_id: uuid::Uuid::now_v7().to_string(),
             db_errors: 0,
         };
-        let input = match open(req.path, &file) {
+        let input = match open(req.path, &file, req.options.limits) {
             Ok(input) => input,
             Err(e) => {
                 let mut report = pass.report;
@@ -314,7 +317,7 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 /// busy; the bounded channel between them keeps memory flat.
 fn second_pass<T: Send>(
     conn: &mut DbConnection,
-    input: BufReader<File>,
+    input: Input,
     kind: ImportKind,
     header: &[String],
     pass: &mut Pass<'_>,
@@ -355,7 +358,7 @@ fn second_pass<T: Send>(
 /// The reading side of `second_pass`. Stops at the end of the file, at a record the parser
 /// cannot read (which ended the first pass too), or when the writer has stopped listening.
 fn read_chunks<T>(
-    input: BufReader<File>,
+    input: Input,
     kind: ImportKind,
     header: &[String],
     bad_lines: &HashMap<u64, (Option<String>, String)>,
@@ -378,7 +381,7 @@ fn read_chunks<T>(
         },
     };
     let mut chunk = empty();
-    while let Ok(Some(line)) = next_record(&mut reader, &mut record) {
+    while let Ok(Some(line)) = next_record(&mut reader, &mut record, header) {
         if is_blank(&record) {
             continue;
         }
@@ -432,7 +435,7 @@ fn write_customers(
     ctx: &ImportContext<'_>,
     req: &ImportRequest<'_>,
     columns: &CustomerColumns,
-    input: BufReader<File>,
+    input: Input,
     pass: &mut Pass<'_>,
 ) -> DbResult<()> {
     let mut next = next_id(conn, IdTable::Customers)?;
@@ -691,7 +694,7 @@ fn unknown_customer(line: u64, column: &str) -> RowError {
 fn write_transactions(
     conn: &mut DbConnection,
     columns: &TransactionColumns,
-    input: BufReader<File>,
+    input: Input,
     pass: &mut Pass<'_>,
 ) -> DbResult<()> {
     let mut next = next_id(conn, IdTable::Transactions)?;
@@ -758,7 +761,7 @@ fn write_consents(
     ctx: &ImportContext<'_>,
     req: &ImportRequest<'_>,
     columns: &ConsentColumns,
-    input: BufReader<File>,
+    input: Input,
     pass: &mut Pass<'_>,
 ) -> DbResult<()> {
     let mut next = next_id(conn, IdTable::ConsentEvents)?;

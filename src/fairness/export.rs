@@ -23,7 +23,7 @@ fn num(x: Option<f64>) -> String {
 
 /// The CSV text of an audit.
 pub fn csv(audit: &StoredAudit) -> String {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::spreadsheet::Writer::from_writer(Vec::new());
     let mut row = |fields: [&str; 8]| {
         w.write_record(fields).expect("writing to memory");
     };

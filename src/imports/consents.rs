@@ -128,26 +128,33 @@ pub fn scan<R: Read + Send>(
     let cols = columns(&mut reader, file)?;
     let mut scan = Scan::new(KIND, file);
     let mut latest: HashMap<(Box<str>, Box<str>), (NaiveDateTime, u64)> = HashMap::new();
-    scan_records(reader, file, &mut scan, |scan, line, record| {
-        let row = match record_fields(record, &cols.header, line)
-            .map_err(|e| vec![e])
-            .and_then(|f| parse_row(&f, &cols, line, policy))
-        {
-            Ok(row) => row,
-            Err(errors) => return scan.reject(errors),
-        };
-        let key: (Box<str>, Box<str>) = (row.customer.as_str().into(), row.purpose.as_str().into());
-        let before = latest.get(&key).copied();
-        if let Err(reason) = check_order(before.map(|(t, _)| t), row.recorded_at) {
-            let first = before.map_or(0, |(_, l)| l);
-            return scan.reject(vec![RowError::new(
-                line,
-                Some(cols.header_of("recorded_at")),
-                format!("{reason} (the earlier-listed event is on line {first})"),
-            )]);
-        }
-        latest.insert(key, (row.recorded_at, line));
-    })?;
+    scan_records(
+        reader,
+        &cols.header,
+        file,
+        &mut scan,
+        |scan, line, record| {
+            let row = match record_fields(record, &cols.header, line)
+                .map_err(|e| vec![e])
+                .and_then(|f| parse_row(&f, &cols, line, policy))
+            {
+                Ok(row) => row,
+                Err(errors) => return scan.reject(errors),
+            };
+            let key: (Box<str>, Box<str>) =
+                (row.customer.as_str().into(), row.purpose.as_str().into());
+            let before = latest.get(&key).copied();
+            if let Err(reason) = check_order(before.map(|(t, _)| t), row.recorded_at) {
+                let first = before.map_or(0, |(_, l)| l);
+                return scan.reject(vec![RowError::new(
+                    line,
+                    Some(cols.header_of("recorded_at")),
+                    format!("{reason} (the earlier-listed event is on line {first})"),
+                )]);
+            }
+            latest.insert(key, (row.recorded_at, line));
+        },
+    )?;
     if scan.report.rows_read == 0 {
         return Err(Scan::header_failure(
             KIND,

@@ -164,30 +164,36 @@ pub fn scan<R: Read + Send>(
     let mut scan = Scan::new(KIND, file);
     let mut inference = vec![Inference::new(); columns.attributes.len()];
     let mut seen: HashMap<Box<str>, u64, foldhash::fast::RandomState> = HashMap::default();
-    scan_records(reader, file, &mut scan, |scan, line, record| {
-        let fields = match record_fields(record, &columns.header, line) {
-            Ok(f) => f,
-            Err(e) => return scan.reject(vec![e]),
-        };
-        let id = match parse_id(fields[columns.id], &columns, line) {
-            Ok(id) => id,
-            Err(e) => return scan.reject(vec![e]),
-        };
-        if let Some(first) = seen.get(id.as_str()) {
-            return scan.reject(vec![
-                RowError::new(
-                    line,
-                    Some(&columns.header[columns.id]),
-                    format!("duplicate customer id: it is already on line {first}"),
-                )
-                .with_value(id.as_str()),
-            ]);
-        }
-        seen.insert(id.as_str().into(), line);
-        for (a, inf) in columns.attributes.iter().zip(inference.iter_mut()) {
-            inf.see(fields[a.index]);
-        }
-    })?;
+    scan_records(
+        reader,
+        &columns.header,
+        file,
+        &mut scan,
+        |scan, line, record| {
+            let fields = match record_fields(record, &columns.header, line) {
+                Ok(f) => f,
+                Err(e) => return scan.reject(vec![e]),
+            };
+            let id = match parse_id(fields[columns.id], &columns, line) {
+                Ok(id) => id,
+                Err(e) => return scan.reject(vec![e]),
+            };
+            if let Some(first) = seen.get(id.as_str()) {
+                return scan.reject(vec![
+                    RowError::new(
+                        line,
+                        Some(&columns.header[columns.id]),
+                        format!("duplicate customer id: it is already on line {first}"),
+                    )
+                    .with_value(id.as_str()),
+                ]);
+            }
+            seen.insert(id.as_str().into(), line);
+            for (a, inf) in columns.attributes.iter().zip(inference.iter_mut()) {
+                inf.see(fields[a.index]);
+            }
+        },
+    )?;
     if scan.report.rows_read == 0 {
         return Err(Scan::header_failure(
             KIND,

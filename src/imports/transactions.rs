@@ -130,14 +130,20 @@ pub fn scan<R: Read + Send>(
     let mut reader = csv_reader(input);
     let cols = columns(&mut reader, file)?;
     let mut scan = Scan::new(KIND, file);
-    scan_records(reader, file, &mut scan, |scan, line, record| {
-        let result = record_fields(record, &cols.header, line)
-            .map_err(|e| vec![e])
-            .and_then(|f| parse_row(&f, &cols, line));
-        if let Err(errors) = result {
-            scan.reject(errors);
-        }
-    })?;
+    scan_records(
+        reader,
+        &cols.header,
+        file,
+        &mut scan,
+        |scan, line, record| {
+            let result = record_fields(record, &cols.header, line)
+                .map_err(|e| vec![e])
+                .and_then(|f| parse_row(&f, &cols, line));
+            if let Err(errors) = result {
+                scan.reject(errors);
+            }
+        },
+    )?;
     if scan.report.rows_read == 0 {
         return Err(Scan::header_failure(
             KIND,

@@ -1298,21 +1298,27 @@ pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: Schedule) {
         .name("kpi-schedule".into())
         .spawn(move || {
             loop {
-                let result = (|| -> Result<usize> {
-                    let kind = PeriodKind::parse(&policy.kpi.period)?;
-                    let today = db::now().date();
-                    let last = Period::last_complete(kind, today)?;
-                    let newest = db
-                        .read(|c| store::periods(c, kind.as_str()))?
-                        .into_iter()
-                        .find(|(start, _, _)| *start == last.start())
-                        .map(|(_, _, at)| at);
-                    let periods = scheduled_periods(kind, today, newest)?;
-                    Ok(evaluate(&db, &policy, &Actor::system(), &periods)?.len())
-                })();
+                // A panic in one evaluation must not end the schedule for the process's life.
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<usize> {
+                        let kind = PeriodKind::parse(&policy.kpi.period)?;
+                        let today = db::now().date();
+                        let last = Period::last_complete(kind, today)?;
+                        let newest = db
+                            .read(|c| store::periods(c, kind.as_str()))?
+                            .into_iter()
+                            .find(|(start, _, _)| *start == last.start())
+                            .map(|(_, _, at)| at);
+                        let periods = scheduled_periods(kind, today, newest)?;
+                        Ok(evaluate(&db, &policy, &Actor::system(), &periods)?.len())
+                    }));
                 match result {
-                    Ok(rows) => tracing::info!(rows, "scheduled KPI evaluation appended"),
-                    Err(error) => tracing::warn!(%error, "scheduled KPI evaluation failed"),
+                    Ok(Ok(rows)) => tracing::info!(rows, "scheduled KPI evaluation appended"),
+                    Ok(Err(error)) => tracing::warn!(%error, "scheduled KPI evaluation failed"),
+                    Err(panic) => tracing::error!(
+                        panic = crate::segmentation::jobs::panic_message(panic.as_ref()),
+                        "scheduled KPI evaluation panicked; the schedule goes on"
+                    ),
                 }
                 std::thread::sleep(interval);
             }

@@ -6,6 +6,7 @@
 //! transaction that finishes it); [`Jobs::start`] marks such runs failed before taking new
 //! work.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
@@ -16,6 +17,9 @@ use crate::policy::Policy;
 /// What happens after a run finished successfully (the fairness audit hooks in here).
 pub type AfterRun = fn(&Db, &Policy, i64);
 
+/// What executes a run: [`pipeline::execute`]; tests pass one that panics.
+pub type Execute = fn(&Db, &Policy, i64) -> Result<pipeline::RunOutcome, RunError>;
+
 /// The queue of runs to execute.
 #[derive(Clone)]
 pub struct Jobs {
@@ -25,6 +29,16 @@ pub struct Jobs {
 impl Jobs {
     /// Fails interrupted runs, then starts the worker thread.
     pub fn start(db: Db, policy: Arc<Policy>, after: AfterRun) -> Result<Jobs, RunError> {
+        Jobs::start_with(db, policy, pipeline::execute, after)
+    }
+
+    /// [`Jobs::start`] with another executor.
+    pub fn start_with(
+        db: Db,
+        policy: Arc<Policy>,
+        execute: Execute,
+        after: AfterRun,
+    ) -> Result<Jobs, RunError> {
         let interrupted = pipeline::fail_interrupted(&db, &policy)?;
         if !interrupted.is_empty() {
             tracing::warn!(runs = ?interrupted, "marked runs interrupted by a stop as failed");
@@ -32,7 +46,7 @@ impl Jobs {
         let (queue, work) = channel();
         std::thread::Builder::new()
             .name("segmentation-jobs".into())
-            .spawn(move || worker(db, policy, work, after))
+            .spawn(move || worker(db, policy, work, execute, after))
             .expect("spawning the segmentation worker");
         Ok(Jobs { queue })
     }
@@ -45,22 +59,51 @@ impl Jobs {
     }
 }
 
-fn worker(db: Db, policy: Arc<Policy>, work: Receiver<i64>, after: AfterRun) {
+/// Takes runs in order. A panic inside a run (or its audit) is caught: the run is failed
+/// with the panic's message and the worker goes on to the next, instead of dying and leaving
+/// every later run queued for the life of the process.
+fn worker(db: Db, policy: Arc<Policy>, work: Receiver<i64>, execute: Execute, after: AfterRun) {
     for run_id in work {
         let started = std::time::Instant::now();
-        match pipeline::execute(&db, &policy, run_id) {
-            Ok(outcome) => {
+        let outcome = catch_unwind(AssertUnwindSafe(|| execute(&db, &policy, run_id)));
+        match outcome {
+            Ok(Ok(outcome)) => {
                 tracing::info!(
                     run_id,
                     included = outcome.included,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "segmentation run finished"
                 );
-                after(&db, &policy, run_id);
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| after(&db, &policy, run_id))) {
+                    tracing::error!(
+                        run_id,
+                        panic = panic_message(panic.as_ref()),
+                        "the work after a segmentation run panicked"
+                    );
+                }
             }
-            Err(error) => tracing::warn!(run_id, %error, "segmentation run failed"),
+            Ok(Err(error)) => tracing::warn!(run_id, %error, "segmentation run failed"),
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(run_id, panic = message, "segmentation run panicked");
+                pipeline::fail_run(
+                    &db,
+                    &policy,
+                    run_id,
+                    &format!("the run stopped on an internal error: {message}"),
+                );
+            }
         }
     }
+}
+
+/// The text a panic was raised with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// The default [`AfterRun`]: nothing.

@@ -55,6 +55,12 @@ pub enum RunError {
     Corrupt { id: i64, message: String },
     #[error("stored customer data cannot be read: {0}")]
     CorruptCustomer(String),
+    /// The algorithm left fewer non-empty segments than were asked for: the run fails
+    /// rather than pass off a smaller segmentation as the one requested.
+    #[error(
+        "asked for {asked} segments, but the data gave only {got} non-empty one(s): the customers are too few or too alike for k = {asked}; ask for fewer segments or other features"
+    )]
+    TooFewSegments { asked: usize, got: usize },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -222,24 +228,31 @@ pub fn execute(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunError
     match execute_inner(db, policy, id) {
         Ok(outcome) => Ok(outcome),
         Err(error) => {
-            let message = error.to_string();
-            let now = db::now();
-            // The run may already be gone or the database down; the original error matters more.
-            let _ = db.write(|conn| {
-                store::fail(conn, id, &message, now)?;
-                db::trail::append(
-                    conn,
-                    NewEntry::new(
-                        &Actor::system(),
-                        "segmentation.failed",
-                        format!("run:{id}"),
-                        serde_json::json!({ "reason": message }),
-                    ),
-                    &policy.version,
-                )
-            });
+            fail_run(db, policy, id, &error.to_string());
             Err(error)
         }
+    }
+}
+
+/// Marks a run failed with `message`, stored and in the trail. The run may already be gone
+/// or the database down; the caller's error matters more, so a failure here is only logged.
+pub fn fail_run(db: &Db, policy: &Policy, id: i64, message: &str) {
+    let now = db::now();
+    let result = db.write(|conn| {
+        store::fail(conn, id, message, now)?;
+        db::trail::append(
+            conn,
+            NewEntry::new(
+                &Actor::system(),
+                "segmentation.failed",
+                format!("run:{id}"),
+                serde_json::json!({ "reason": message }),
+            ),
+            &policy.version,
+        )
+    });
+    if let Err(error) = result {
+        tracing::error!(run_id = id, %error, "cannot mark the run failed");
     }
 }
 
@@ -551,6 +564,15 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         };
     let (labels, old_labels) = dense(&labels, n_segments);
     let n_segments = old_labels.len();
+    if let Some(KChoice::Fixed(asked)) = settings.k
+        && matches!(settings.algorithm, RunAlgorithm::Kmeans | RunAlgorithm::Gmm)
+        && n_segments < asked
+    {
+        return Err(RunError::TooFewSegments {
+            asked,
+            got: n_segments,
+        });
+    }
     let fixed_names: Option<Vec<String>> =
         fixed_names.map(|names| old_labels.iter().map(|&l| names[l].clone()).collect());
     timings.cluster = ms(stage);

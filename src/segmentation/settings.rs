@@ -336,6 +336,23 @@ fn numeric_rule(rule: MissingRule) -> MissingRule {
     rule
 }
 
+/// The latest `as_of` accepted: tomorrow (a day of slack for time zones ahead of UTC).
+/// Features as of a later day are not data but an extrapolation nobody asked for: every
+/// customer's recency and tenure would be counted to a day that has not come.
+pub fn check_as_of(
+    as_of: chrono::NaiveDate,
+    today: chrono::NaiveDate,
+) -> Result<(), SettingsError> {
+    let latest = today + chrono::Days::new(1);
+    if as_of > latest {
+        return Err(invalid(
+            "as_of",
+            format!("{as_of} is in the future: the latest day accepted is {latest}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a request and turns it into settings.
 pub fn validate(
     request: &RunRequest,
@@ -343,6 +360,9 @@ pub fn validate(
     columns: &[KnownColumn],
 ) -> Result<RunSettings, SettingsError> {
     let algorithm = RunAlgorithm::parse(&request.algorithm)?;
+    if let Some(as_of) = request.as_of {
+        check_as_of(as_of, chrono::Utc::now().date_naive())?;
+    }
     let missing = request.missing.unwrap_or(MissingRule::ExcludeCustomer);
     let seed = request.seed.unwrap_or(DEFAULT_SEED);
     let mut seen = BTreeSet::new();

@@ -245,10 +245,13 @@ async fn check_csrf(
     {
         // Read the form to find the token, then put the body back for the handler.
         let limit = state.settings.max_body_bytes;
-        let bytes = req
-            .extract::<web::Bytes>()
-            .await
-            .map_err(|_| AppError::PayloadTooLarge { limit })?;
+        let bytes =
+            req.extract::<web::Bytes>().await.map_err(|e| match e
+                .as_error::<actix_web::error::PayloadError>()
+            {
+                Some(p) if super::hardening::is_stalled(p) => AppError::RequestTimeout,
+                _ => AppError::PayloadTooLarge { limit },
+            })?;
         let token = url::form_urlencoded::parse(&bytes)
             .find(|(k, _)| k == CSRF_FIELD)
             .map(|(_, v)| v.into_owned())

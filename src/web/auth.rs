@@ -30,10 +30,20 @@ struct SigninPage {
     notice: Option<&'static str>,
 }
 
-/// Only same-site paths are followed after sign-in, so the link cannot send users elsewhere.
+/// Only same-site paths are followed after sign-in, so the link cannot send users elsewhere;
+/// control characters (a CR LF would split the `Location` header) and anything but a plain
+/// local path fall back to the home page.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.len() <= 2048
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -159,7 +169,17 @@ pub async fn signin_submit(
                 error: Some(e.to_string()),
                 notice: None,
             };
-            Ok(render_with_status(status, &page))
+            let mut response = render_with_status(status, &page);
+            if let AppError::TooManyRequests {
+                retry_after_seconds,
+            } = e
+            {
+                response.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(retry_after_seconds),
+                );
+            }
+            Ok(response)
         }
         Err(e) => Err(e),
     }
@@ -373,5 +393,8 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(Some("/x\r\nSet-Cookie: a=b")), "/");
+        assert_eq!(safe_next(Some("/x\u{85}y")), "/");
+        assert_eq!(safe_next(Some("/\tevil")), "/");
     }
 }

@@ -2,7 +2,7 @@
 //! the compliance pages (coverage now and over time, a customer's history), and the customer's
 //! own preference page reached by a signed link.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::{NaiveDateTime, TimeDelta};
 use serde::{Deserialize, Serialize};
@@ -428,7 +428,6 @@ pub struct LinkView {
 
 async fn issue_link(
     state: &State,
-    req: &HttpRequest,
     user: &CurrentUser,
     id: CustomerId,
 ) -> Result<LinkView, AppError> {
@@ -441,9 +440,10 @@ async fn issue_link(
     let (token, claims) =
         blocking(move || ledger::issue_link(&db, &policy, &links, &actor, &id, link::DEFAULT_TTL))
             .await?;
-    let info = req.connection_info();
+    // Never from the request's Host or X-Forwarded-Host: the link is e-mailed to a customer,
+    // and a forged header would hand their token to another site.
     Ok(LinkView {
-        url: format!("{}://{}/preferences/{token}", info.scheme(), info.host()),
+        url: state.public_url.join(&format!("/preferences/{token}")),
         expires_at: rfc3339(claims.expires_at()),
     })
 }
@@ -458,12 +458,11 @@ async fn issue_link(
     security(("bearer" = [])))]
 pub async fn link_api(
     state: State,
-    req: HttpRequest,
     user: CurrentUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = customer_id(&path.into_inner())?;
-    let link = issue_link(&state, &req, &user, id).await?;
+    let link = issue_link(&state, &user, id).await?;
     Ok(HttpResponse::Created().json(link))
 }
 
@@ -745,12 +744,11 @@ pub async fn customer_page(
 /// Creates a preference link and shows it on the customer's page.
 pub async fn link_submit(
     state: State,
-    req: HttpRequest,
     user: CurrentUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = customer_id(&path.into_inner())?;
-    let link = issue_link(&state, &req, &user, id.clone()).await?;
+    let link = issue_link(&state, &user, id.clone()).await?;
     customer_html(&state, &user, id, Some(link)).await
 }
 

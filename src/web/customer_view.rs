@@ -44,6 +44,8 @@ pub async fn get_api(
             )
         })?,
     };
+    crate::segmentation::settings::check_as_of(as_of, crate::db::now().date())
+        .map_err(|e| AppError::invalid("as_of", e.to_string()))?;
     let with_protected = user.can(Permission::CustomersReadProtected);
     let (db, pseudonyms, version, actor, id) = (
         state.db.clone(),

@@ -37,6 +37,9 @@ pub enum AppError {
     Conflict(String),
     #[error("the request body is too large (the limit is {limit} bytes)")]
     PayloadTooLarge { limit: usize },
+    /// The request body stalled longer than the body timeout (408; the connection closes).
+    #[error("the request took too long: no data arrived for a while; send it again")]
+    RequestTimeout,
     #[error("too many failed sign-ins; try again in {retry_after_seconds} seconds")]
     TooManyRequests { retry_after_seconds: u64 },
     #[error("the service is unavailable: {0}")]
@@ -69,6 +72,7 @@ impl AppError {
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::RequestTimeout => "request_timeout",
             AppError::TooManyRequests { .. } => "too_many_requests",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
@@ -111,6 +115,7 @@ impl ResponseError for AppError {
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,6 +133,10 @@ impl ResponseError for AppError {
         {
             response.insert_header(("Retry-After", retry_after_seconds.to_string()));
         }
+        if matches!(self, AppError::RequestTimeout) {
+            // What is left of the body may still come; the connection cannot be reused.
+            response.force_close();
+        }
         if matches!(self, AppError::Unauthenticated | AppError::SessionEnded(_)) {
             response.insert_header(("WWW-Authenticate", "Bearer realm=\"fairseg\""));
         }
@@ -138,6 +147,26 @@ impl ResponseError for AppError {
                 field: self.field().map(str::to_string),
             },
         })
+    }
+}
+
+impl AppError {
+    /// A failed read of the request body: the stall timeout is 408, anything else is a bad
+    /// request naming `field`.
+    pub fn from_payload(field: &str, e: &actix_web::error::PayloadError) -> AppError {
+        if super::hardening::is_stalled(e) {
+            AppError::RequestTimeout
+        } else {
+            AppError::invalid(field, format!("the upload broke off: {e}"))
+        }
+    }
+
+    /// The same for a multipart upload.
+    pub fn from_multipart(field: &str, e: &actix_multipart::MultipartError) -> AppError {
+        match e {
+            actix_multipart::MultipartError::Payload(p) => AppError::from_payload(field, p),
+            other => AppError::invalid(field, format!("the upload cannot be read: {other}")),
+        }
     }
 }
 

@@ -38,9 +38,12 @@ struct Spool {
 }
 
 impl Spool {
-    fn new(limit: u64) -> Result<Spool, AppError> {
+    /// A new spool file in the server's spool directory (never the system's temp directory:
+    /// a file left there by a crash would stay for ever; the server clears its own at start).
+    fn new(state: &State, limit: u64) -> Result<Spool, AppError> {
         Ok(Spool {
-            file: tempfile::NamedTempFile::new().map_err(AppError::internal)?,
+            file: crate::startup::spool_file(&state.settings.spool_dir)
+                .map_err(AppError::internal)?,
             size: 0,
             limit,
         })
@@ -142,10 +145,9 @@ pub async fn import_api(
     mut body: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let kind = parse_kind(&kind)?;
-    let mut spool = Spool::new(state.settings.max_import_bytes)?;
+    let mut spool = Spool::new(&state, state.settings.max_import_bytes)?;
     while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| AppError::invalid("body", format!("the upload broke off: {e}")))?;
+        let chunk = chunk.map_err(|e| AppError::from_payload("body", &e))?;
         spool.push(&chunk)?;
     }
     let file = spool.finish()?;
@@ -153,6 +155,7 @@ pub async fn import_api(
     let options = ImportOptions {
         skip_invalid: q.skip_invalid.unwrap_or(false),
         allow_erased: q.allow_erased.unwrap_or(false),
+        limits: state.settings.import_limits,
     };
     let file_name = q
         .file_name
@@ -253,8 +256,7 @@ pub async fn upload(
     let mut fields = FormState::default();
     let mut file: Option<(tempfile::NamedTempFile, String)> = None;
     while let Some(field) = form.next().await {
-        let mut field = field
-            .map_err(|e| AppError::invalid("file", format!("the upload cannot be read: {e}")))?;
+        let mut field = field.map_err(|e| AppError::from_multipart("file", &e))?;
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
             let file_name = field
@@ -262,19 +264,16 @@ pub async fn upload(
                 .and_then(|d| d.get_filename())
                 .unwrap_or("upload.csv")
                 .to_string();
-            let mut spool = Spool::new(state.settings.max_import_bytes)?;
+            let mut spool = Spool::new(&state, state.settings.max_import_bytes)?;
             while let Some(chunk) = field.next().await {
-                let chunk = chunk
-                    .map_err(|e| AppError::invalid("file", format!("the upload broke off: {e}")))?;
+                let chunk = chunk.map_err(|e| AppError::from_multipart("file", &e))?;
                 spool.push(&chunk)?;
             }
             file = Some((spool.finish()?, file_name));
         } else {
             let mut value = Vec::new();
             while let Some(chunk) = field.next().await {
-                let chunk = chunk.map_err(|e| {
-                    AppError::invalid(&name, format!("the form cannot be read: {e}"))
-                })?;
+                let chunk = chunk.map_err(|e| AppError::from_multipart(&name, &e))?;
                 if value.len() + chunk.len() > 1024 {
                     return Err(AppError::invalid(&name, "the field is too long"));
                 }
@@ -317,6 +316,7 @@ pub async fn upload(
     let options = ImportOptions {
         skip_invalid: fields.skip_invalid,
         allow_erased: fields.allow_erased,
+        limits: state.settings.import_limits,
     };
     match run_import(&state, &user, kind, file, file_name, options).await? {
         Ok(report) => {

@@ -666,7 +666,7 @@ const CSV_HEADER: [&str; 21] = [
 ];
 
 fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::spreadsheet::Writer::from_writer(Vec::new());
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     w.write_record(CSV_HEADER).map_err(AppError::internal)?;
     for v in views {
@@ -760,6 +760,14 @@ fn periods_of(state: &State, r: &EvaluateRequest) -> Result<Vec<Period>, AppErro
     let from = parse_day("from", r.from.as_deref())?;
     let to = parse_day("to", r.to.as_deref())?;
     let as_of = parse_day("as_of", r.as_of.as_deref())?;
+    // The log only grows: a period that has not come yet must not be written into it.
+    let today = crate::db::now().date();
+    for (field, day) in [("as_of", as_of), ("to", to)] {
+        if let Some(day) = day {
+            crate::segmentation::settings::check_as_of(day, today)
+                .map_err(|e| AppError::invalid(field, e.to_string()))?;
+        }
+    }
     let periods = match (from, to) {
         (Some(from), Some(to)) => {
             if as_of.is_some() {

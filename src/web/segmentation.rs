@@ -29,7 +29,9 @@ impl From<RunError> for AppError {
             },
             RunError::NotFound(id) => AppError::Missing(format!("there is no run {id}")),
             e @ RunError::WrongState { .. } => AppError::Conflict(e.to_string()),
-            e @ RunError::NoConsentedCustomers { .. } => AppError::Conflict(e.to_string()),
+            e @ (RunError::NoConsentedCustomers { .. } | RunError::TooFewSegments { .. }) => {
+                AppError::Conflict(e.to_string())
+            }
             e @ (RunError::Corrupt { .. } | RunError::CorruptCustomer(_)) => AppError::internal(e),
             RunError::Db(db) => db.into(),
         }
@@ -40,6 +42,39 @@ impl From<RunError> for AppError {
 /// segmentations; everyone with `segments:read` sees published (and retired) runs.
 fn visible(user: &CurrentUser, run: &RunRow) -> bool {
     user.can(Permission::SegmentsRun) || run.status == PUBLISHED || run.status == RETIRED
+}
+
+/// What a write to a run's segments changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Channel, offer, service level and the `favourable` flag the four-fifths rule reads.
+    Strategy,
+    Name,
+}
+
+/// Whether the user may change a run's segments: a run they cannot read does not exist for
+/// them (404, as on reading); strategies apply to the published run only, so a `favourable`
+/// flag never reaches the audit of a draft before publication; names may change on any run
+/// the user can read that is not retired (retired runs are history).
+fn writable(
+    user: &CurrentUser,
+    run: Option<&RunRow>,
+    run_id: i64,
+    write: Write,
+) -> Result<(), AppError> {
+    let Some(run) = run.filter(|r| visible(user, r)) else {
+        return Err(AppError::Missing(format!("there is no run {run_id}")));
+    };
+    match write {
+        Write::Strategy if run.status != PUBLISHED => Err(AppError::Conflict(format!(
+            "run {run_id} is {}: strategies are recorded for the published run only",
+            run.status
+        ))),
+        Write::Name if run.status == RETIRED => Err(AppError::Conflict(format!(
+            "run {run_id} is retired: its segments can no longer be renamed"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 async fn load_run(state: &State, user: &CurrentUser, id: i64) -> Result<RunView, AppError> {
@@ -273,7 +308,7 @@ fn members_response(
                 .collect::<Vec<_>>(),
         )),
         "csv" => {
-            let mut out = csv::Writer::from_writer(Vec::new());
+            let mut out = crate::spreadsheet::Writer::from_writer(Vec::new());
             out.write_record(["customer_id", "segment"])
                 .map_err(AppError::internal)?;
             for (id, segment) in &members {
@@ -358,8 +393,13 @@ async fn record_strategy(
     }
     let (db, version) = (state.db.clone(), state.policy.version.clone());
     let actor = Actor::user(&user.email);
+    let who = user.clone();
     blocking(move || -> Result<(), AppError> {
         db.write(|conn| {
+            let run = store::run(conn, run_id)?;
+            if let Err(e) = writable(&who, run.as_ref(), run_id, Write::Strategy) {
+                return Ok(Err(e));
+            }
             let exists = store::segments(conn, run_id)?
                 .iter()
                 .any(|s| s.segment == segment);
@@ -441,8 +481,13 @@ async fn rename(
     }
     let (db, version) = (state.db.clone(), state.policy.version.clone());
     let actor = Actor::user(&user.email);
+    let who = user.clone();
     blocking(move || -> Result<(), AppError> {
         db.write(|conn| {
+            let run = store::run(conn, run_id)?;
+            if let Err(e) = writable(&who, run.as_ref(), run_id, Write::Name) {
+                return Ok(Err(e));
+            }
             if store::rename_segment(conn, run_id, segment, &name)? == 0 {
                 return Ok(Err(AppError::Missing(format!(
                     "run {run_id} has no segment {segment}"

@@ -67,11 +67,18 @@ pub struct TrailPage {
     pages: i64,
 }
 
+/// The largest page number asked for: 50 million entries, far beyond any trail, and an
+/// offset that cannot overflow.
+const MAX_PAGE: i64 = 1_000_000;
+
 async fn load(state: &State, q: &TrailQuery) -> Result<TrailPage, AppError> {
     let filter = filter_of(q)?;
     let page = q.page.unwrap_or(1);
-    if page < 1 {
-        return Err(AppError::invalid("page", "pages are numbered from 1"));
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(AppError::invalid(
+            "page",
+            format!("pages are numbered from 1 to {MAX_PAGE}, got {page}"),
+        ));
     }
     let db = state.db.clone();
     let (entries, total) =

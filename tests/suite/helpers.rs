@@ -13,7 +13,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use fairseg::auth::accounts;
 use fairseg::auth::token::TokenKeys;
-use fairseg::config::Settings;
+use fairseg::config::{PublicUrl, Settings};
 use fairseg::db::users::UserRow;
 use fairseg::db::{DatabaseUrl, Db};
 use fairseg::policy::Policy;
@@ -114,6 +114,12 @@ pub fn settings_for(url: &str) -> Settings {
         max_import_bytes: 1024 * 1024,
         signing_key: None,
         kpi_schedule: fairseg::kpi::service::Schedule::Off,
+        // spawn_app_with sets the real address once the port is bound.
+        public_url: Some(PublicUrl::parse("http://127.0.0.1").unwrap()),
+        spool_dir: std::env::temp_dir().join(format!("fairseg-spool-{}", uuid::Uuid::new_v4())),
+        import_limits: fairseg::imports::ImportLimits::DEFAULT,
+        request_timeout: std::time::Duration::from_secs(10),
+        body_timeout: std::time::Duration::from_secs(30),
     }
 }
 
@@ -124,7 +130,11 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::new(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
     let mut settings = settings_for(&database.url);
+    settings.public_url = Some(PublicUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap());
+    settings.spool_dir = dir.path().join("spool");
     adjust(&mut settings);
     let policy = Policy::load(&settings.policies_dir).expect("the default policy is valid");
     let db = Db::connect(&settings.database_url).expect("connect and migrate");
@@ -145,8 +155,6 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
     let state = startup::app_state(db.clone(), policy, settings).expect("app state");
     let policy = state.policy.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().unwrap().port();
     let server = startup::run(listener, state).expect("server starts");
     let handle = server.handle();
     tokio::spawn(server);
@@ -282,6 +290,8 @@ pub fn run_cli(cwd: &Path, database_url: &str, args: &[&str], env: &[(&str, &str
         .current_dir(cwd)
         .env("FAIRSEG_DATABASE_URL", database_url)
         .env("FAIRSEG_POLICIES", policies_dir())
+        .env("FAIRSEG_PUBLIC_URL", "http://127.0.0.1:8080")
+        .env("FAIRSEG_SPOOL_DIR", cwd.join("spool"))
         .env_remove("FAIRSEG_SIGNING_KEY")
         .env_remove("FAIRSEG_PASSWORD")
         .env("NO_COLOR", "1");

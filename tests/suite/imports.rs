@@ -23,7 +23,7 @@ fn read_fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap()
 }
 
-async fn post_csv(app: &TestApp, kind: &str, query: &str, body: Vec<u8>) -> (u16, Value) {
+pub async fn post_csv(app: &TestApp, kind: &str, query: &str, body: Vec<u8>) -> (u16, Value) {
     let response = app
         .api(
             "admin",
@@ -47,7 +47,7 @@ async fn import_fixture(app: &TestApp, kind: &str, name: &str) -> Value {
 }
 
 /// Row counts of every table an import writes.
-fn counts(app: &TestApp) -> [i64; 6] {
+pub fn counts(app: &TestApp) -> [i64; 6] {
     app.db
         .read(|c| {
             Ok([

@@ -14,6 +14,7 @@ mod imports;
 mod kpi;
 mod migrations;
 mod ops;
+mod security;
 mod segmentation;
 mod trail;
 mod users;

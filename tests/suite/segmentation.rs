@@ -63,7 +63,7 @@ pub fn grant_all(app: &TestApp, n: usize, purposes: &[&str]) {
     import(app, "consents", &csv);
 }
 
-fn segment(app: &TestApp, args: &[&str]) -> Value {
+pub fn segment(app: &TestApp, args: &[&str]) -> Value {
     let mut all = vec!["segment", "--json"];
     all.extend_from_slice(args);
     let out = app.cli(&all);
@@ -263,7 +263,7 @@ async fn protected_attributes_and_proxies_are_refused_naming_the_feature_and_not
     );
 }
 
-async fn wait_for(app: &TestApp, run: i64) -> Value {
+pub async fn wait_for(app: &TestApp, run: i64) -> Value {
     for _ in 0..600 {
         let (status, body) = app
             .get_json("analyst", &format!("/api/v1/segmentations/{run}"))
