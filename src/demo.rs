@@ -713,20 +713,30 @@ pub fn options(
 pub fn segmentation_request() -> crate::segmentation::settings::RunRequest {
     crate::segmentation::settings::RunRequest {
         algorithm: "kmeans".into(),
-        features: [
-            "recency_days",
-            "frequency",
-            "monetary",
-            "price_sensitivity",
-            "home_store",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        features: DEMO_FEATURES
+            .iter()
+            .chain([&PLANTED_PROXY])
+            .map(|s| s.to_string())
+            .collect(),
         log_features: vec!["monetary".into()],
         k: Some(5),
         seed: Some(7),
         ..Default::default()
+    }
+}
+
+/// The demo's behavioural and psychographic features.
+const DEMO_FEATURES: [&str; 4] = ["recency_days", "frequency", "monetary", "price_sensitivity"];
+
+/// The geographic feature that stands in for ethnicity.
+pub const PLANTED_PROXY: &str = "home_store";
+
+/// The analyst's second run: the same segmentation without the proxy the audit flagged on the
+/// first, as a team would re-run after the gate refused it.
+pub fn segmentation_request_without_proxy() -> crate::segmentation::settings::RunRequest {
+    crate::segmentation::settings::RunRequest {
+        features: DEMO_FEATURES.iter().map(|s| s.to_string()).collect(),
+        ..segmentation_request()
     }
 }
 

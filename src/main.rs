@@ -679,22 +679,28 @@ fn demo(
         &policy.version,
     )
     .context("loading the demo data")?;
-    let run_id = fairseg::segmentation::pipeline::create(
-        &db,
-        &policy,
-        &Actor::system(),
-        &fairseg::demo::segmentation_request(),
-    )?;
-    let outcome = fairseg::segmentation::pipeline::execute(&db, &policy, run_id)
-        .context("segmenting the demo data")?;
-    let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::system(), run_id)
-        .context("auditing the demo segmentation")?;
-    // A newcomer should see the marketing dashboard at once: the demo publishes its run when
-    // the audit lets it through the gate (no override is ever made on the demo's behalf).
-    let published = matches!(audit.verdict.as_str(), "pass" | "warn");
-    if published {
-        fairseg::fairness::service::publish_run(&db, &policy, &Actor::system(), run_id)
-            .context("publishing the demo segmentation")?;
+    // The first run segments on the planted proxy: its audit fails and the gate keeps it from
+    // marketing (no override is ever made on the demo's behalf). The second run leaves the
+    // proxy out, as an analyst would, and is published when its audit lets it through.
+    let mut runs = Vec::new();
+    for request in [
+        fairseg::demo::segmentation_request(),
+        fairseg::demo::segmentation_request_without_proxy(),
+    ] {
+        let run_id =
+            fairseg::segmentation::pipeline::create(&db, &policy, &Actor::system(), &request)?;
+        let outcome = fairseg::segmentation::pipeline::execute(&db, &policy, run_id)
+            .context("segmenting the demo data")?;
+        let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::system(), run_id)
+            .context("auditing the demo segmentation")?;
+        let verdict: fairseg::fairness::Verdict =
+            audit.verdict.parse().map_err(anyhow::Error::msg)?;
+        let published = fairseg::fairness::service::passes_gate(verdict);
+        if published {
+            fairseg::fairness::service::publish_run(&db, &policy, &Actor::system(), run_id)
+                .context("publishing the demo segmentation")?;
+        }
+        runs.push((run_id, request.features, outcome, audit, published));
     }
     // KPI history: every month of the demo history, per segment of the published run, so the
     // KPI charts are full from the start.
@@ -706,8 +712,11 @@ fn demo(
             "{}",
             json!({
                 "database": path, "users": credentials, "addr": addr, "data": loaded, "seed": seed,
-                "segmentation": {"run_id": run_id, "segments": outcome.segments.len(), "published": published},
-                "audit": {"id": audit.id, "verdict": audit.verdict, "reason": audit.reason},
+                "segmentations": runs.iter().map(|(run_id, features, outcome, audit, published)| json!({
+                    "run_id": run_id, "features": features, "segments": outcome.segments.len(),
+                    "published": published,
+                    "audit": {"id": audit.id, "verdict": audit.verdict, "reason": audit.reason},
+                })).collect::<Vec<_>>(),
             })
         );
     } else {
@@ -719,11 +728,20 @@ fn demo(
             loaded.consent_events,
             started.elapsed().as_secs_f64()
         );
-        println!(
-            "Demo segmentation: run {run_id}, {} segments of {} consented customers",
-            outcome.segments.len(),
-            outcome.included
-        );
+        for (run_id, _, outcome, audit, published) in &runs {
+            println!(
+                "Demo segmentation: run {run_id}, {} segments of {} consented customers; audit {} {}{}",
+                outcome.segments.len(),
+                outcome.included,
+                audit.id,
+                audit.verdict,
+                if *published {
+                    ", published"
+                } else {
+                    ", not published (the gate needs an override)"
+                }
+            );
+        }
         println!("Demo users (role, e-mail, password):");
         for c in &credentials {
             println!(

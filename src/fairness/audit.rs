@@ -775,20 +775,26 @@ fn overall(
         .chain(proxy_decisions.iter().map(|(_, d)| d.verdict))
         .max()
         .unwrap_or(Verdict::Inconclusive);
-    // What set a verdict: attributes by name, proxies by their sentence.
+    // What set a verdict: attributes by name, then proxies by their sentence, e.g. "fail, set
+    // by sex; the run uses income, which stands in for sex (…)".
     let causes = |v: Verdict| {
-        reports
+        let names: Vec<&str> = reports
             .iter()
             .filter(|r| r.verdict == v)
-            .map(|r| r.attribute.clone())
-            .chain(
-                proxy_decisions
-                    .iter()
-                    .filter(|(_, d)| d.verdict == v)
-                    .map(|(_, d)| d.reason.clone()),
-            )
-            .collect::<Vec<_>>()
-            .join("; ")
+            .map(|r| r.attribute.as_str())
+            .collect();
+        let mut parts = Vec::new();
+        if !names.is_empty() {
+            parts.push(format!("{v}, set by {}", names.join(", ")));
+        }
+        for (_, d) in proxy_decisions.iter().filter(|(_, d)| d.verdict == v) {
+            if parts.is_empty() {
+                parts.push(format!("{v}: {}", d.reason));
+            } else {
+                parts.push(d.reason.clone());
+            }
+        }
+        parts.join("; ")
     };
     let mut reason = if reports.is_empty() && proxy_decisions.is_empty() {
         "No protected attribute was audited".to_owned()
@@ -798,11 +804,11 @@ fn overall(
             t.cramers_v_warn, t.proxy_limit
         )
     } else {
-        let mut s = format!("Overall {verdict}, set by {}", causes(verdict));
+        let mut s = format!("Overall {}", causes(verdict));
         for lesser in [Verdict::Inconclusive, Verdict::Warn] {
             let named = causes(lesser);
             if lesser < verdict && !named.is_empty() {
-                s.push_str(&format!("; {lesser} for {named}"));
+                s.push_str(&format!("; {named}"));
             }
         }
         s

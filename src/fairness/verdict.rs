@@ -148,6 +148,21 @@ impl fmt::Display for Verdict {
     }
 }
 
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    /// The stored and serialised form (`pass`, `warn`, `inconclusive`, `fail`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pass" => Ok(Verdict::Pass),
+            "warn" => Ok(Verdict::Warn),
+            "inconclusive" => Ok(Verdict::Inconclusive),
+            "fail" => Ok(Verdict::Fail),
+            other => Err(format!("`{other}` is not a verdict")),
+        }
+    }
+}
+
 /// Which rule decided a verdict (so tests and the report can say why without parsing prose).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -356,6 +356,37 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         .await;
     assert_eq!(trail[0]["actor"], "compliance@example.test");
     assert_eq!(detail(&trail[0])["justification"], justification);
+    // The verdict box now says who overrode and that the run may be published, and by whom;
+    // the form is gone (an override is recorded once).
+    let page = client
+        .get(app.url(&format!("/audits/{audit_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let note = texts(&page, "#override-note").join(" ");
+    assert!(
+        note.contains("Overridden by compliance@example.test on ")
+            && note.contains(": publishable"),
+        "{note}"
+    );
+    assert!(
+        note.contains("(analyst) may publish run"),
+        "who may publish next: {note}"
+    );
+    assert!(
+        texts(&page, "#gate").is_empty(),
+        "no 'cannot be published' beside the override"
+    );
+    assert!(
+        !page.contains("id=\"justification\""),
+        "the override form is gone"
+    );
+    let sign_off = texts(&page, "#sign-off dd").join(" | ");
+    assert!(sign_off.contains(justification), "{sign_off}");
+    assert!(sign_off.contains(&app.policy.version), "{sign_off}");
 
     // Now the run publishes, and the override is printed on the report.
     let r = app
@@ -381,6 +412,7 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         .await
         .unwrap();
     assert!(texts(&html, "#overrides blockquote p").contains(&justification.to_string()));
+    assert_eq!(texts(&html, "#run-status"), ["published (override)"]);
     let (_, a) = app
         .get_json("compliance", &format!("/api/v1/audits/{audit_id}"))
         .await;
@@ -483,4 +515,151 @@ async fn an_audit_that_passed_needs_no_override_and_marketing_cannot_read_audits
             .unwrap();
         assert_eq!(r.status(), 409);
     }
+}
+
+#[tokio::test]
+async fn no_favourable_segment_is_a_headline_caveat_and_a_stale_audit_offers_audit_again() {
+    let app = spawn_app().await;
+    // Enough consented members that the intersections can be judged (10 per cell).
+    load_demo(&app, 1500, false);
+    let run = segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary,frequency",
+        ],
+    );
+    let run_id = run["run_id"].as_i64().unwrap();
+    let audit_id = run["audit"]["id"].as_i64().unwrap();
+    let (_, a) = app
+        .get_json("compliance", &format!("/api/v1/audits/{audit_id}"))
+        .await;
+    assert_eq!(
+        a["caveats"],
+        json!(["no_favourable_treatment"]),
+        "{}",
+        a["caveats"]
+    );
+    let client = app.sign_in("compliance").await;
+    let page = |id: i64| {
+        let client = client.clone();
+        let url = app.url(&format!("/audits/{id}"));
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let html = page(audit_id).await;
+    let caveat = texts(&html, "#verdict .caveat").join(" ");
+    assert!(
+        caveat.contains("No favourable treatment was tested"),
+        "{html}"
+    );
+    assert!(texts(&html, "#stale").is_empty());
+
+    // Marketing marks a segment of the published run favourable: the audit is stale and every
+    // reader of audits is offered "Audit again".
+    if !["pass", "warn"].contains(&run["audit"]["verdict"].as_str().unwrap()) {
+        panic!("this run should pass the gate: {}", run["audit"]);
+    }
+    let out = app.cli(&["publish", &run_id.to_string()]);
+    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
+    let r = app
+        .api(
+            "marketing",
+            Method::PUT,
+            &format!("/api/v1/segmentations/{run_id}/segments/0/strategy"),
+        )
+        .json(&json!({"channel": "email", "offer": "10% off", "service_level": "priority", "favourable": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let html = page(audit_id).await;
+    assert!(!texts(&html, "#stale").is_empty(), "stale notice");
+    let again = texts(&html, "#stale form.reaudit button");
+    assert_eq!(again, ["Audit again"]);
+    let r = client
+        .post(app.url(&format!("/segmentations/{run_id}/audit")))
+        .form(&[("csrf_token", csrf_token(&html).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let new_id: i64 = location
+        .trim_start_matches("/audits/")
+        .split('?')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(new_id, audit_id);
+    let (_, b) = app
+        .get_json("compliance", &format!("/api/v1/audits/{new_id}"))
+        .await;
+    assert_eq!(b["caveats"], json!([]));
+    assert!(
+        b["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["four_fifths"].is_object()),
+        "the four-fifths rule runs once a segment is favourable"
+    );
+    assert!(texts(&page(new_id).await, "#verdict .caveat").is_empty());
+}
+
+#[tokio::test]
+async fn every_effect_size_in_a_report_lies_in_its_interval_and_proxies_set_the_verdict() {
+    let app = spawn_app().await;
+    load_demo(&app, 1500, false);
+    // home_store is the demo's planted, undeclared proxy for ethnicity.
+    let run = segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "4",
+            "--features",
+            "monetary,frequency,home_store",
+        ],
+    );
+    let audit = &run["audit"];
+    assert_eq!(audit["verdict"], "fail", "{audit}");
+    let reason = audit["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("home_store") && reason.contains("ethnicity"),
+        "{reason}"
+    );
+    let (_, a) = app
+        .get_json("compliance", &format!("/api/v1/audits/{}", audit["id"]))
+        .await;
+    let proxy = a["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["feature"] == "home_store" && p["attribute"] == "ethnicity")
+        .unwrap();
+    assert_eq!(proxy["flagged"], true);
+    assert_eq!(proxy["verdict"], "fail");
+    for x in a["attributes"].as_array().unwrap() {
+        let (Some(v), Some(ci)) = (
+            x["cramers_v_corrected"].as_f64(),
+            x["cramers_v_ci"].as_object(),
+        ) else {
+            continue;
+        };
+        let (lo, hi) = (ci["lower"].as_f64().unwrap(), ci["upper"].as_f64().unwrap());
+        assert!(
+            lo <= v && v <= hi,
+            "{}: V = {v} outside {lo}–{hi}",
+            x["attribute"]
+        );
+    }
+    // The gate holds.
+    let out = app.cli(&["publish", &run["run_id"].to_string()]);
+    assert!(!out.status.success());
 }

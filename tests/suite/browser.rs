@@ -733,7 +733,60 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
         .await
         .unwrap();
     assert_eq!(flagged, "home_store");
+    // The headline says what a sceptical reader needs first: not a pass, why, and what was not
+    // tested.
+    let headline = client
+        .execute(
+            "const box = document.querySelector('#verdict');
+             return {
+               verdict: box.querySelector('h2 .verdict').textContent.trim(),
+               reason: document.querySelector('#verdict-reason').textContent,
+               caveat: [...box.querySelectorAll('.caveat')].map(c => c.textContent).join(' '),
+               proxy: [...document.querySelectorAll('#proxies tr.flagged')]
+                 .map(r => r.textContent).join(' '),
+             };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(headline["verdict"], "fail", "{headline}");
+    let reason = headline["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("home_store") && reason.contains("ethnicity"),
+        "{headline}"
+    );
+    assert!(
+        headline["caveat"]
+            .as_str()
+            .unwrap()
+            .contains("No favourable treatment was tested"),
+        "{headline}"
+    );
+    assert!(
+        headline["proxy"].as_str().unwrap().contains("sets fail"),
+        "{headline}"
+    );
     screenshot(&client, "audit-report").await;
+    // On a phone the report scrolls its wide tables inside their box, not the page.
+    client.set_window_size(390, 844).await.unwrap();
+    let overflow = client
+        .execute(
+            "const w = document.documentElement.clientWidth;
+             const wide = [...document.querySelectorAll('body *')]
+               .filter(e => e.getBoundingClientRect().right > w + 2 && !e.closest('.table-wrap')
+                 && e.parentElement.getBoundingClientRect().right <= w + 2)
+               .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right);
+             return {by: document.documentElement.scrollWidth - w, wide};",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&client, "audit-report-390").await;
+    assert!(
+        overflow["by"].as_f64().unwrap() <= 1.0,
+        "page wider than the screen: {overflow}"
+    );
+    client.set_window_size(1280, 900).await.unwrap();
     client
         .goto(&format!("{}/audits", app.address))
         .await

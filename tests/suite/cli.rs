@@ -253,6 +253,19 @@ fn demo_sets_up_a_database_with_one_account_per_role_and_never_overwrites_a_real
             .all(|u| u["password"].as_str().unwrap().len() >= 12)
     );
     assert!(demo_db.exists());
+    // The first run segments on the planted proxy: the audit fails, says why, and the run is
+    // not published; the second leaves the proxy out and is published for marketing.
+    let runs = report["segmentations"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{report}");
+    assert_eq!(runs[0]["audit"]["verdict"], "fail", "{}", runs[0]);
+    let reason = runs[0]["audit"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("home_store") && reason.contains("ethnicity"),
+        "{reason}"
+    );
+    assert_eq!(runs[0]["published"], false);
+    assert_ne!(runs[1]["audit"]["verdict"], "fail", "{}", runs[1]);
+    assert_eq!(runs[1]["published"], true);
 
     // Run again: the demo database is replaced, with new passwords.
     let again = run(&demo_db);
