@@ -144,6 +144,34 @@ pub fn overridden_ids(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
         .load(conn)?)
 }
 
+/// Runs whose latest audit failed or was inconclusive and carries an override: a published one
+/// among them got past the gate on the override, and says so wherever its status is shown.
+pub fn runs_passed_by_override(
+    conn: &mut DbConnection,
+) -> DbResult<std::collections::HashSet<i64>> {
+    let latest: Vec<(i64, Option<i64>)> = fairness_audits::table
+        .group_by(fairness_audits::run_id)
+        .select((
+            fairness_audits::run_id,
+            diesel::dsl::max(fairness_audits::id),
+        ))
+        .load(conn)?;
+    let overridden: std::collections::HashSet<i64> = overridden_ids(conn)?.into_iter().collect();
+    let gated: std::collections::HashSet<i64> = fairness_audits::table
+        .filter(fairness_audits::verdict.eq_any(["fail", "inconclusive"]))
+        .select(fairness_audits::id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
+    Ok(latest
+        .into_iter()
+        .filter_map(|(run, id)| {
+            id.filter(|id| overridden.contains(id) && gated.contains(id))
+                .map(|_| run)
+        })
+        .collect())
+}
+
 /// Streams `(customer id, protected attributes JSON)` of every customer that has them, by id.
 pub fn for_each_protected(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)) -> DbResult<()> {
     let rows = customer_protected::table

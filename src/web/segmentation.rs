@@ -187,15 +187,26 @@ pub struct RunSummaryItem {
     #[schema(value_type = String, format = DateTime)]
     created_at: chrono::NaiveDateTime,
     error: Option<String>,
+    /// Published on a compliance override of a failed or inconclusive audit.
+    published_on_override: bool,
 }
 
 async fn run_list(state: &State, user: &CurrentUser) -> Result<Vec<RunSummaryItem>, AppError> {
     let db = state.db.clone();
-    let runs = blocking(move || db.read(|conn| store::runs(conn, 200))).await?;
+    let (runs, overridden) = blocking(move || {
+        db.read(|conn| {
+            Ok((
+                store::runs(conn, 200)?,
+                crate::db::audits::runs_passed_by_override(conn)?,
+            ))
+        })
+    })
+    .await?;
     Ok(runs
         .into_iter()
         .filter(|r| visible(user, r))
         .map(|r| RunSummaryItem {
+            published_on_override: r.status == PUBLISHED && overridden.contains(&r.id),
             segments: report::summary_of(&r).map(|s| s.k),
             run_id: r.id,
             algorithm: r.algorithm,
@@ -1221,6 +1232,8 @@ struct RunPage {
     published_id: Option<i64>,
     /// The latest fairness audit of the run: (id, verdict, reason), for roles that read audits.
     audit: Option<(i64, String, String)>,
+    /// Published on a compliance override: shown as "published (override)".
+    published_on_override: bool,
 }
 
 /// One run: progress while it runs (the page refreshes itself), then its results.
@@ -1271,15 +1284,21 @@ pub async fn run_page(
             .collect()
         })
         .unwrap_or_default();
-    let audit = if user.can(Permission::AuditsRead) {
-        let db = state.db.clone();
-        blocking(move || db.read(|c| crate::db::audits::latest_of_run(c, id)))
-            .await?
-            .map(|a| (a.id, a.verdict, a.reason))
-    } else {
-        None
-    };
+    let db = state.db.clone();
+    let (latest, overridden) = blocking(move || {
+        db.read(|c| {
+            Ok((
+                crate::db::audits::latest_of_run(c, id)?,
+                crate::db::audits::runs_passed_by_override(c)?,
+            ))
+        })
+    })
+    .await?;
+    let audit = latest
+        .filter(|_| user.can(Permission::AuditsRead))
+        .map(|a| (a.id, a.verdict, a.reason));
     Ok(render(&RunPage {
+        published_on_override: view.status == PUBLISHED && overridden.contains(&id),
         awaiting_audit: view.status == store::DRAFT && audit.is_none(),
         audit,
         layout: Layout::new(&state, Some(&user), &format!("Run {id}"), "/segmentations"),

@@ -413,6 +413,25 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         .unwrap();
     assert!(texts(&html, "#overrides blockquote p").contains(&justification.to_string()));
     assert_eq!(texts(&html, "#run-status"), ["published (override)"]);
+    // The run's own page and the run list say the same, never plain "published".
+    let analyst = app.sign_in("analyst").await;
+    let run_page = analyst
+        .get(app.url(&format!("/segmentations/{run_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(texts(&run_page, "#run-status"), ["published (override)"]);
+    let (_, list) = app.get_json("analyst", "/api/v1/segmentations").await;
+    let listed = list["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run_id)
+        .unwrap();
+    assert_eq!(listed["published_on_override"], true, "{listed}");
     let (_, a) = app
         .get_json("compliance", &format!("/api/v1/audits/{audit_id}"))
         .await;
