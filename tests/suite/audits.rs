@@ -204,6 +204,24 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
         .unwrap();
     let cells = texts(&html, "table.contingency td");
     assert!(cells.iter().any(|c| c == &format!("< {min}")));
+    // A small count is protected by hiding others, often large ones: those cells say why.
+    let doc = scraper::Html::parse_document(&html);
+    let hidden = scraper::Selector::parse("table.contingency td.suppressed").unwrap();
+    let complementary: Vec<_> = doc
+        .select(&hidden)
+        .filter(|td| td.text().collect::<String>().trim() == "hidden")
+        .collect();
+    assert!(
+        !complementary.is_empty(),
+        "complementary cells are marked 'hidden'"
+    );
+    for td in complementary {
+        assert_eq!(
+            td.value().attr("title"),
+            Some("hidden so that a small count elsewhere cannot be worked out from the totals")
+        );
+    }
+    assert!(!cells.iter().any(|c| c == "suppressed"));
     for c in cells {
         if let Ok(n) = c.parse::<u64>() {
             assert!(n == 0 || n >= min, "page shows count {n}");
