@@ -39,7 +39,7 @@ use crate::db::audits::{self as store, AuditRow, OverrideRow};
 use crate::db::segmentation::{self as runs, RunRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::policy::{AttributeKind, Policy};
-use crate::segmentation::attributes::{AttributeValue, extract};
+use crate::segmentation::attributes::{AttributeValue, extract, extract_json};
 use crate::segmentation::pipeline::{RunFeatures, RunSummary};
 use crate::segmentation::preprocess::ColumnValues;
 use crate::segmentation::settings::{FeatureSource, RunSettings};
@@ -150,10 +150,26 @@ enum Column {
 }
 
 impl Column {
-    fn set(&mut self, i: usize, value: &serde_json::Value) {
+    /// Sets member `i` of `n`; a column stays unallocated until its first value, so the
+    /// policy's protected attributes that no customer has cost nothing.
+    fn set(&mut self, i: usize, n: usize, value: &serde_json::Value) {
         match self {
-            Column::Labels(v) => v[i] = label_of(value),
-            Column::Numbers(v) => v[i] = number_of(value),
+            Column::Labels(v) => {
+                if let Some(label) = label_of(value) {
+                    v.resize(n, None);
+                    v[i] = Some(label);
+                } else if !v.is_empty() {
+                    v[i] = None;
+                }
+            }
+            Column::Numbers(v) => {
+                if let Some(x) = number_of(value) {
+                    v.resize(n, None);
+                    v[i] = Some(x);
+                } else if !v.is_empty() {
+                    v[i] = None;
+                }
+            }
         }
     }
 
@@ -255,21 +271,25 @@ pub fn load_input_with(
         .protected_attributes
         .iter()
         .map(|(name, spec)| {
+            // Allocated at the first value (`Column::set`).
             let column = match spec.kind {
-                AttributeKind::Numeric => Column::Numbers(vec![None; n]),
-                AttributeKind::Categorical => Column::Labels(vec![None; n]),
+                AttributeKind::Numeric => Column::Numbers(Vec::new()),
+                AttributeKind::Categorical => Column::Labels(Vec::new()),
             };
             (name.as_str(), column)
         })
         .collect();
     let mut parse_error = None;
+    let protected_names: Vec<&str> = protected.iter().map(|(name, _)| *name).collect();
+    let mut protected_values = vec![serde_json::Value::Null; protected_names.len()];
     store::for_each_protected(conn, |id, json| {
         let Some(i) = at(id) else { return };
-        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json) {
-            Ok(map) => {
-                for (name, column) in protected.iter_mut() {
-                    if let Some(v) = map.get(*name) {
-                        column.set(i, v);
+        match extract_json(json, &protected_names, &mut protected_values) {
+            Ok(()) => {
+                for ((_, column), value) in protected.iter_mut().zip(&protected_values) {
+                    // An absent name and a null read alike: no value.
+                    if !value.is_null() {
+                        column.set(i, n, value);
                     }
                 }
             }
