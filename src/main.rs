@@ -691,8 +691,14 @@ fn demo(
             fairseg::segmentation::pipeline::create(&db, &policy, &Actor::system(), &request)?;
         let outcome = fairseg::segmentation::pipeline::execute(&db, &policy, run_id)
             .context("segmenting the demo data")?;
-        let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::system(), run_id)
-            .context("auditing the demo segmentation")?;
+        let audit = fairseg::fairness::service::audit_run_with(
+            &db,
+            &policy,
+            &Actor::system(),
+            run_id,
+            Some(&outcome.features),
+        )
+        .context("auditing the demo segmentation")?;
         let verdict: fairseg::fairness::Verdict =
             audit.verdict.parse().map_err(anyhow::Error::msg)?;
         let published = fairseg::fairness::service::passes_gate(verdict);
@@ -835,10 +841,18 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
         as_of: args.as_of,
     };
     let id = pipeline::create(&db, &policy, &Actor::cli(), &request)?;
-    pipeline::execute(&db, &policy, id).with_context(|| format!("run {id} failed"))?;
+    let outcome =
+        pipeline::execute(&db, &policy, id).with_context(|| format!("run {id} failed"))?;
     let audit_started = std::time::Instant::now();
-    let audit = fairseg::fairness::service::audit_run(&db, &policy, &Actor::cli(), id)
-        .with_context(|| format!("the fairness audit of run {id} failed"))?;
+    let audit = fairseg::fairness::service::audit_run_with(
+        &db,
+        &policy,
+        &Actor::cli(),
+        id,
+        Some(&outcome.features),
+    )
+    .with_context(|| format!("the fairness audit of run {id} failed"))?;
+    drop(outcome);
     let audit_ms = audit_started.elapsed().as_millis() as u64;
     let (run, segments, strategies) = db.read(|conn| {
         Ok((

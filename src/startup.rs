@@ -192,8 +192,19 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
 /// What follows a finished segmentation run, in the background worker: its fairness audit.
 /// A failed audit leaves the run a draft (it cannot be published) and is logged; it can be
 /// audited again on demand.
-pub fn after_segmentation_run(db: &Db, policy: &Policy, run_id: i64) {
-    if let Err(e) = crate::fairness::service::audit_run(db, policy, &Actor::system(), run_id) {
+pub fn after_segmentation_run(
+    db: &Db,
+    policy: &Policy,
+    outcome: &crate::segmentation::pipeline::RunOutcome,
+) {
+    let run_id = outcome.run_id;
+    if let Err(e) = crate::fairness::service::audit_run_with(
+        db,
+        policy,
+        &Actor::system(),
+        run_id,
+        Some(&outcome.features),
+    ) {
         tracing::error!(run_id, error = %e, "the fairness audit of a segmentation run failed");
     }
 }

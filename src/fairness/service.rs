@@ -39,8 +39,9 @@ use crate::db::audits::{self as store, AuditRow, OverrideRow};
 use crate::db::segmentation::{self as runs, RunRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::policy::{AttributeKind, Policy};
-use crate::segmentation::attributes::{AttributeValue, extract};
-use crate::segmentation::pipeline::RunSummary;
+use crate::segmentation::attributes::{AttributeValue, extract, extract_json};
+use crate::segmentation::pipeline::{RunFeatures, RunSummary};
+use crate::segmentation::preprocess::ColumnValues;
 use crate::segmentation::settings::{FeatureSource, RunSettings};
 use crate::trail::{Actor, NewEntry};
 
@@ -149,10 +150,26 @@ enum Column {
 }
 
 impl Column {
-    fn set(&mut self, i: usize, value: &serde_json::Value) {
+    /// Sets member `i` of `n`; a column stays unallocated until its first value, so the
+    /// policy's protected attributes that no customer has cost nothing.
+    fn set(&mut self, i: usize, n: usize, value: &serde_json::Value) {
         match self {
-            Column::Labels(v) => v[i] = label_of(value),
-            Column::Numbers(v) => v[i] = number_of(value),
+            Column::Labels(v) => {
+                if let Some(label) = label_of(value) {
+                    v.resize(n, None);
+                    v[i] = Some(label);
+                } else if !v.is_empty() {
+                    v[i] = None;
+                }
+            }
+            Column::Numbers(v) => {
+                if let Some(x) = number_of(value) {
+                    v.resize(n, None);
+                    v[i] = Some(x);
+                } else if !v.is_empty() {
+                    v[i] = None;
+                }
+            }
         }
     }
 
@@ -190,6 +207,18 @@ pub fn load_input(
     conn: &mut DbConnection,
     policy: &Policy,
     run: &RunRow,
+) -> Result<AuditInput, AuditError> {
+    load_input_with(conn, policy, run, None)
+}
+
+/// [`load_input`], taking the feature values from `known` (those the run itself read, when the
+/// audit follows the run in the same process) if they are the run's features for exactly its
+/// stored members; otherwise they are read from storage.
+pub fn load_input_with(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run: &RunRow,
+    known: Option<&RunFeatures>,
 ) -> Result<AuditInput, AuditError> {
     let corrupt = |what: &str, e: serde_json::Error| AuditError::Corrupt {
         what: format!("{what} of run {}", run.id),
@@ -242,21 +271,25 @@ pub fn load_input(
         .protected_attributes
         .iter()
         .map(|(name, spec)| {
+            // Allocated at the first value (`Column::set`).
             let column = match spec.kind {
-                AttributeKind::Numeric => Column::Numbers(vec![None; n]),
-                AttributeKind::Categorical => Column::Labels(vec![None; n]),
+                AttributeKind::Numeric => Column::Numbers(Vec::new()),
+                AttributeKind::Categorical => Column::Labels(Vec::new()),
             };
             (name.as_str(), column)
         })
         .collect();
     let mut parse_error = None;
+    let protected_names: Vec<&str> = protected.iter().map(|(name, _)| *name).collect();
+    let mut protected_values = vec![serde_json::Value::Null; protected_names.len()];
     store::for_each_protected(conn, |id, json| {
         let Some(i) = at(id) else { return };
-        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json) {
-            Ok(map) => {
-                for (name, column) in protected.iter_mut() {
-                    if let Some(v) = map.get(*name) {
-                        column.set(i, v);
+        match extract_json(json, &protected_names, &mut protected_values) {
+            Ok(()) => {
+                for ((_, column), value) in protected.iter_mut().zip(&protected_values) {
+                    // An absent name and a null read alike: no value.
+                    if !value.is_null() {
+                        column.set(i, n, value);
                     }
                 }
             }
@@ -313,6 +346,43 @@ pub fn load_input(
     if attributes.is_empty() {
         columns.clear();
     }
+    let known = known.filter(|k| {
+        k.ids == ids
+            && k.columns.len() == columns.len()
+            && k.columns.iter().zip(&columns).all(|((a, va), (b, vb))| {
+                a == b
+                    && matches!(
+                        (va, vb),
+                        (ColumnValues::Numeric(_), Column::Numbers(_))
+                            | (ColumnValues::Categorical(_), Column::Labels(_))
+                    )
+            })
+    });
+    if let Some(known) = known {
+        // Attribute features only: behavioural ones are read below as before (a customer
+        // without purchases is missing there, where the run saw zeros). The same cleaning as
+        // values read from storage: non-finite numbers and blank labels are missing.
+        for (((_, column), (_, values)), _) in columns
+            .iter_mut()
+            .zip(&known.columns)
+            .zip(&settings.features)
+            .filter(|(_, f)| f.source == FeatureSource::Attribute)
+        {
+            match (column, values) {
+                (Column::Numbers(out), ColumnValues::Numeric(v)) => {
+                    for (o, x) in out.iter_mut().zip(v) {
+                        *o = x.filter(|x| x.is_finite());
+                    }
+                }
+                (Column::Labels(out), ColumnValues::Categorical(v)) => {
+                    for (o, x) in out.iter_mut().zip(v) {
+                        *o = x.clone().filter(|s| !s.trim().is_empty());
+                    }
+                }
+                _ => unreachable!("kinds checked above"),
+            }
+        }
+    }
     if settings.needs_behaviour() && !columns.is_empty() {
         let as_of = match run.summary.as_deref() {
             Some(s) => {
@@ -348,7 +418,7 @@ pub fn load_input(
         .filter(|(_, f)| f.source == FeatureSource::Attribute)
         .map(|(i, _)| i)
         .collect();
-    if !attribute_features.is_empty() && !columns.is_empty() {
+    if !attribute_features.is_empty() && known.is_none() && !columns.is_empty() {
         let names: Vec<String> = attribute_features
             .iter()
             .map(|&c| columns[c].0.clone())
@@ -402,6 +472,20 @@ pub fn audit_run(
     actor: &Actor,
     run_id: i64,
 ) -> Result<AuditRow, AuditError> {
+    audit_run_with(db, policy, actor, run_id, None)
+}
+
+/// [`audit_run`] right after the run executed in this process, with the feature values it
+/// read (see [`load_input_with`]): the same report, without reading every member's attributes
+/// again.
+#[tracing::instrument(skip(db, policy, known))]
+pub fn audit_run_with(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    run_id: i64,
+    known: Option<&RunFeatures>,
+) -> Result<AuditRow, AuditError> {
     let started = Instant::now();
     let run = db
         .read(|conn| runs::run(conn, run_id))?
@@ -409,7 +493,7 @@ pub fn audit_run(
     check_auditable(&run)?;
     let (input, strategies) = {
         let mut conn = db.conn()?;
-        let input = load_input(&mut conn, policy, &run)?;
+        let input = load_input_with(&mut conn, policy, &run, known)?;
         let strategies = favourable_fingerprint(&mut conn, run_id)?;
         (input, strategies)
     };

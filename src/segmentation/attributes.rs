@@ -103,12 +103,12 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 }
 
-struct Extract<'w, 'o> {
+struct Extract<'w, 'o, T = AttributeValue> {
     wanted: &'w [&'w str],
-    out: &'o mut [AttributeValue],
+    out: &'o mut [T],
 }
 
-impl<'de> Visitor<'de> for Extract<'_, '_> {
+impl<'de, T: de::Deserialize<'de>> Visitor<'de> for Extract<'_, '_, T> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object of attributes")
@@ -139,6 +139,20 @@ pub fn extract(
     d.end()
 }
 
+/// [`extract`] keeping the wanted values as JSON (`Null` when absent), for readers whose rules
+/// are written on JSON values: the same values as parsing the whole object into a map and
+/// looking the names up (the last of duplicate keys wins), without building the map.
+pub fn extract_json(
+    json: &str,
+    wanted: &[&str],
+    out: &mut [serde_json::Value],
+) -> Result<(), serde_json::Error> {
+    out.iter_mut().for_each(|v| *v = serde_json::Value::Null);
+    let mut d = serde_json::Deserializer::from_str(json);
+    d.deserialize_map(Extract { wanted, out })?;
+    d.end()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +174,27 @@ mod tests {
         assert_eq!(out[5].clone().into_label().as_deref(), Some("0.25"));
         assert_eq!(out[6], AttributeValue::Missing);
         assert_eq!(out[1].clone().into_label().as_deref(), Some("52000"));
+    }
+
+    #[test]
+    fn extract_json_sees_what_a_parsed_map_sees() {
+        let json = r#"{"sex": "F", "age": 41, "x": {"sex": "M"}, "re\u0067ion": 2.50, "age": 42,
+            "blank": " ", "none": null, "flag": true, "big": 1e300}"#;
+        let wanted = [
+            "sex", "age", "region", "blank", "none", "flag", "big", "absent",
+        ];
+        let mut out = vec![serde_json::Value::Bool(false); wanted.len()];
+        extract_json(json, &wanted, &mut out).unwrap();
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        for (name, value) in wanted.iter().zip(&out) {
+            assert_eq!(
+                map.get(*name).unwrap_or(&serde_json::Value::Null),
+                value,
+                "{name}"
+            );
+        }
+        assert!(extract_json("[1]", &wanted, &mut out).is_err());
+        assert!(extract_json(r#"{"sex": "F""#, &wanted, &mut out).is_err());
     }
 
     #[test]

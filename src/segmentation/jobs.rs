@@ -14,8 +14,9 @@ use super::pipeline::{self, RunError};
 use crate::db::Db;
 use crate::policy::Policy;
 
-/// What happens after a run finished successfully (the fairness audit hooks in here).
-pub type AfterRun = fn(&Db, &Policy, i64);
+/// What happens after a run finished successfully (the fairness audit hooks in here), given
+/// the run's outcome.
+pub type AfterRun = fn(&Db, &Policy, &pipeline::RunOutcome);
 
 /// What executes a run: [`pipeline::execute`]; tests pass one that panics.
 pub type Execute = fn(&Db, &Policy, i64) -> Result<pipeline::RunOutcome, RunError>;
@@ -74,7 +75,8 @@ fn worker(db: Db, policy: Arc<Policy>, work: Receiver<i64>, execute: Execute, af
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "segmentation run finished"
                 );
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| after(&db, &policy, run_id))) {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| after(&db, &policy, &outcome)))
+                {
                     tracing::error!(
                         run_id,
                         panic = panic_message(panic.as_ref()),
@@ -107,4 +109,4 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// The default [`AfterRun`]: nothing.
-pub fn nothing_after(_: &Db, _: &Policy, _: i64) {}
+pub fn nothing_after(_: &Db, _: &Policy, _: &pipeline::RunOutcome) {}

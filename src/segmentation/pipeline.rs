@@ -138,6 +138,20 @@ pub struct RunOutcome {
     pub segments: Vec<SegmentRow>,
     pub summary: RunSummary,
     pub stability_ari: Option<f64>,
+    /// The feature values the run clustered, for the audit that follows it.
+    pub features: RunFeatures,
+}
+
+/// The values of a run's features for its members, as the run read them: member order
+/// (ascending customer id), one column per feature in the run's order. The fairness audit that
+/// follows a run in the same process measures proxies on these instead of reading and parsing
+/// every member's attributes again; it checks `ids` against the stored memberships first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFeatures {
+    /// The members' internal customer ids, ascending.
+    pub ids: Vec<i64>,
+    /// Per feature (run order): its name and one value per member.
+    pub columns: Vec<(String, ColumnValues)>,
 }
 
 const REFERENCE_SAMPLE: usize = 5_000;
@@ -741,6 +755,27 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
             .execute(conn)?;
         Ok(())
     })?;
+    // Every customer kept: the columns are already in member order and move over as they are.
+    let kept_all = pre.rows.len() == population.ids.len();
+    let features = RunFeatures {
+        ids: memberships.iter().map(|&(customer, _)| customer).collect(),
+        columns: population
+            .columns
+            .into_iter()
+            .map(|c| {
+                let values = match c.values {
+                    values if kept_all => values,
+                    ColumnValues::Numeric(v) => {
+                        ColumnValues::Numeric(pre.rows.iter().map(|&r| v[r]).collect())
+                    }
+                    ColumnValues::Categorical(mut v) => {
+                        ColumnValues::Categorical(pre.rows.iter().map(|&r| v[r].take()).collect())
+                    }
+                };
+                (c.spec.name, values)
+            })
+            .collect(),
+    };
     Ok(RunOutcome {
         run_id: id,
         included,
@@ -748,6 +783,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         segments: segment_rows,
         summary,
         stability_ari,
+        features,
     })
 }
 

@@ -700,3 +700,76 @@ async fn every_effect_size_in_a_report_lies_in_its_interval_and_proxies_set_the_
     let out = app.cli(&["publish", &run["run_id"].to_string()]);
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn an_audit_given_the_runs_own_feature_values_sees_what_it_would_read_from_storage() {
+    use fairseg::fairness::service::{load_input, load_input_with};
+    let app = spawn_app().await;
+    load_demo(&app, 1200, false);
+    // With and without customers excluded for missing values (consumers have no company size).
+    for features in [
+        vec!["monetary", "frequency", "home_store", "price_sensitivity"],
+        vec!["monetary", "company_size", "industry"],
+    ] {
+        let request = fairseg::segmentation::settings::RunRequest {
+            algorithm: "kmeans".into(),
+            features: features.iter().map(|f| f.to_string()).collect(),
+            k: Some(3),
+            ..Default::default()
+        };
+        let actor = fairseg::trail::Actor::system();
+        let id = fairseg::segmentation::pipeline::create(&app.db, &app.policy, &actor, &request)
+            .unwrap();
+        let outcome = fairseg::segmentation::pipeline::execute(&app.db, &app.policy, id).unwrap();
+        let run = app
+            .db
+            .read(|c| fairseg::db::segmentation::run(c, id))
+            .unwrap()
+            .unwrap();
+        let members = app
+            .db
+            .read(|c| fairseg::db::segmentation::memberships(c, id))
+            .unwrap();
+        let ids: Vec<i64> = members.iter().map(|&(c, _)| c).collect();
+        assert_eq!(outcome.features.ids, ids, "{features:?}: members in order");
+        assert_eq!(outcome.features.columns.len(), features.len());
+        let mut conn = app.db.conn().unwrap();
+        let stored = load_input(&mut conn, &app.policy, &run).unwrap();
+        assert!(
+            !stored.features.is_empty(),
+            "{features:?}: proxies measured"
+        );
+        let known = load_input_with(&mut conn, &app.policy, &run, Some(&outcome.features)).unwrap();
+        assert_eq!(known.membership, stored.membership, "{features:?}");
+        assert_eq!(known.attributes, stored.attributes, "{features:?}");
+        assert_eq!(known.features.len(), stored.features.len(), "{features:?}");
+        for (k, s) in known.features.iter().zip(&stored.features) {
+            assert_eq!(k.name, s.name, "{features:?}");
+            if let (
+                fairseg::fairness::audit::FeatureValues::Numeric(a),
+                fairseg::fairness::audit::FeatureValues::Numeric(b),
+            ) = (&k.values, &s.values)
+            {
+                let d: Vec<_> = a
+                    .iter()
+                    .zip(b)
+                    .enumerate()
+                    .filter(|(_, (x, y))| x != y)
+                    .take(5)
+                    .collect();
+                assert!(d.is_empty(), "{}: {d:?}", k.name);
+            }
+            assert!(
+                k.values == s.values,
+                "{features:?}: values of {} differ",
+                k.name
+            );
+        }
+        assert_eq!(known, stored, "{features:?}");
+        // Values for other members are not used: the audit reads storage instead.
+        let mut other = outcome.features.clone();
+        other.ids.pop();
+        let fallback = load_input_with(&mut conn, &app.policy, &run, Some(&other)).unwrap();
+        assert_eq!(fallback, stored, "{features:?}");
+    }
+}
