@@ -595,7 +595,11 @@ pub fn audit(
     })
 }
 
-pub(crate) fn publish_table(t: &ContingencyTable, m: &TableSuppression, min_cell_size: u64) -> PublishedTable {
+pub(crate) fn publish_table(
+    t: &ContingencyTable,
+    m: &TableSuppression,
+    min_cell_size: u64,
+) -> PublishedTable {
     let cols = t.cols();
     let ct = t.col_totals();
     PublishedTable {

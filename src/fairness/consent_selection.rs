@@ -60,8 +60,10 @@ pub struct SelectionAttribute {
     pub cramers_v_corrected: Option<f64>,
     /// The adjusted p-value is below the significance level.
     pub significant: bool,
-    /// The published group most under-represented among the consented (every under-represented
-    /// share has its over-represented counterpart, so this names the group left out).
+    /// The group most under-represented among the consented, among groups of at least the
+    /// minimum cell size (every under-represented share has its over-represented counterpart,
+    /// so this names the group left out). Named even when its figures are withheld: the
+    /// direction alone reveals no count.
     pub most_distorted: Option<String>,
     /// One plain sentence, e.g. "The consented population under-represents sex female by
     /// 12 % against all customers (significant, p = 0.0021 after adjustment, V = 0.08)."
@@ -129,23 +131,29 @@ pub fn consent_selection(
         let ct = table.col_totals();
         let n = table.total();
         let mut groups = Vec::with_capacity(table.cols());
+        // The raw relative difference of each group large enough to judge, to name the most
+        // under-represented one even when its figure must be withheld.
+        let mut raw = Vec::with_capacity(table.cols());
         for (c, name) in table.groups().iter().enumerate() {
-            let suppressed = mark.cells[c].is_suppressed()
-                || mark.cells[table.cols() + c].is_suppressed()
-                || mark.group_totals[c].is_suppressed();
+            // A share reveals its count (the row totals and the population are public); the
+            // relative difference reveals the cell given the total and the other way round.
+            let cell_hidden = mark.cells[c].is_suppressed();
+            let total_hidden = mark.group_totals[c].is_suppressed();
             let share_consented = (rt[0] > 0).then(|| table.get(0, c) as f64 / rt[0] as f64);
             let share_all = (n > 0).then(|| ct[c] as f64 / n as f64);
             let relative_difference = match (share_consented, share_all) {
                 (Some(sc), Some(sa)) if sa > 0.0 => Some(sc / sa - 1.0),
                 _ => None,
             };
-            let hide = |x: Option<f64>| if suppressed { None } else { x };
+            if ct[c] >= t.min_cell_size.max(1) {
+                raw.push((c, relative_difference));
+            }
             groups.push(GroupSelection {
                 group: name.clone(),
-                share_consented: hide(share_consented),
-                share_all: hide(share_all),
-                relative_difference: hide(relative_difference),
-                suppressed,
+                share_consented: share_consented.filter(|_| !cell_hidden),
+                share_all: share_all.filter(|_| !total_hidden),
+                relative_difference: relative_difference.filter(|_| !cell_hidden && !total_hidden),
+                suppressed: cell_hidden || total_hidden,
             });
         }
         let (not_testable, chi, dof, p, vc) = match test {
@@ -159,9 +167,9 @@ pub fn consent_selection(
             Independence::NotTestable(why) => (Some(*why), None, None, None, None),
         };
         let significant = p_adj.is_some_and(|q| q < t.alpha);
-        let most_distorted = groups
+        let most_distorted = raw
             .iter()
-            .filter_map(|g| g.relative_difference.map(|d| (g, d)))
+            .filter_map(|&(c, d)| d.map(|d| (&groups[c], d)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
         let sentence = sentence(
             a.name(),
@@ -231,10 +239,13 @@ fn sentence(
             } else {
                 "over-represents"
             };
+            let by = match g.relative_difference {
+                Some(_) => format!(" by {:.0} %", d.abs() * 100.0),
+                None => " (by how much is withheld: it would reveal a small count)".to_owned(),
+            };
             format!(
-                "The consented population {verb} {attribute} {} by {:.0} % against all customers (significant, {stats}).",
+                "The consented population {verb} {attribute} {}{by} against all customers (significant, {stats}).",
                 g.group,
-                d.abs() * 100.0
             )
         }
         _ => format!(
@@ -262,7 +273,10 @@ mod tests {
     }
 
     /// Customers from a 2 × G table of counts (row 0 consented).
-    pub(crate) fn customers(counts: &[[u64; 2]], labels: &[&str]) -> (Vec<bool>, Vec<Option<String>>) {
+    pub(crate) fn customers(
+        counts: &[[u64; 2]],
+        labels: &[&str],
+    ) -> (Vec<bool>, Vec<Option<String>>) {
         let mut consented = Vec::new();
         let mut groups = Vec::new();
         for (g, row) in counts.iter().enumerate() {
@@ -317,6 +331,13 @@ mod tests {
         let other = s.groups.iter().find(|g| g.group == "other").unwrap();
         assert!(other.suppressed);
         assert_eq!(other.relative_difference, None);
+        for g in &s.groups {
+            let cell = s.table.counts[0][s.groups.iter().position(|x| x.group == g.group).unwrap()];
+            if cell.is_none() {
+                assert_eq!(g.share_consented, None, "{g:?}");
+                assert_eq!(g.relative_difference, None, "{g:?}");
+            }
+        }
         for row in &s.table.counts {
             for x in row.iter().flatten() {
                 assert!(*x == 0 || *x >= 10, "count {x} published");
@@ -332,7 +353,10 @@ mod tests {
         let (c, g) = customers(&[[30, 0], [40, 0]], &["female", "male"]);
         let a = ProtectedAttribute::categorical("sex", &g).unwrap();
         let r = consent_selection(&c, &[a], &thresholds(10)).unwrap();
-        assert_eq!(r.attributes[0].not_testable, Some(NotTestable::SingleSegment));
+        assert_eq!(
+            r.attributes[0].not_testable,
+            Some(NotTestable::SingleSegment)
+        );
         assert!(!r.attributes[0].significant);
     }
 }

@@ -265,7 +265,11 @@ fn consent_selection_matches_scipy_and_statsmodels() {
                 Some(v) => assert_close(s.cramers_v_corrected.unwrap(), v, name),
                 None => assert_eq!(s.cramers_v_corrected, None, "{name}"),
             }
-            for (g, d) in s.groups.iter().zip(want["relative_difference"].as_array().unwrap()) {
+            for (g, d) in s
+                .groups
+                .iter()
+                .zip(want["relative_difference"].as_array().unwrap())
+            {
                 let (got, want) = (g.relative_difference.unwrap(), d.as_f64().unwrap());
                 assert!((got - want).abs() < 1e-12, "{name}: {got} vs {want}");
             }

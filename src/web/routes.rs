@@ -129,6 +129,7 @@ route_table! {
     GET "/api/v1/customers/{id}/consents" needs(ConsentRecord) => consent::customer_api;
     POST "/api/v1/customers/{id}/preference-link" needs(ConsentRecord) => consent::link_api;
     GET "/api/v1/consent/coverage" needs(ConsentRecord) => consent::coverage_api;
+    GET "/api/v1/consent/selection" needs(AuditsRead) => consent::selection_api;
     // The customer's own page: the signed link in the path is the credential.
     GET "/preferences/{token}" Public => consent::preferences_page;
     POST "/preferences/{token}/withdraw" Public => consent::withdraw_submit;

@@ -8,6 +8,7 @@ mod auth;
 mod browser;
 mod cli;
 mod consent;
+mod consent_selection;
 mod dsr;
 mod helpers;
 mod imports;
