@@ -622,7 +622,7 @@ fn selection_view(
     instants: &[NaiveDateTime],
     history: &[ConsentSelectionReport],
 ) -> Option<SelectionView> {
-    let last = history.last()?;
+    let last = history.last().filter(|r| !r.attributes.is_empty())?;
     let v_max = history
         .iter()
         .flat_map(|r| r.attributes.iter().filter_map(|a| a.cramers_v_corrected))
