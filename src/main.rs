@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: TrailCommand,
     },
+    /// Compliance checks over the stored records.
+    Check {
+        #[command(subcommand)]
+        command: CheckCommand,
+    },
     /// Import customers, transactions or consent events from a CSV file (all or nothing).
     Import {
         /// What the file holds.
@@ -272,6 +277,17 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum CheckCommand {
+    /// Replay every activation export and member list against the consent ledger: fails
+    /// (exit status 1), naming each one, if any included a customer after their objection or
+    /// withdrawal.
+    Objections {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TrailCommand {
     /// Verify the hash chain; exits non-zero and names the first bad entry if it is broken.
     Verify {
@@ -448,6 +464,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
             )
+        }
+        Command::Check {
+            command: CheckCommand::Objections { json },
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            let policy = Policy::load(&settings.policies_dir)?;
+            let db = open_existing(&settings)?;
+            startup::prepare(&db, &policy, &settings)?;
+            let check = fairseg::consent::ledger::check_objections(&db, &policy, &Actor::cli())?;
+            if json {
+                println!("{}", serde_json::to_string(&check)?);
+            } else {
+                println!(
+                    "{} disclosures, {} customer inclusions, {} consent events replayed",
+                    check.report.disclosures, check.report.inclusions, check.report.events
+                );
+                for l in &check.report.leaks {
+                    println!(
+                        "LEAK: disclosure {} (run {}, {}) included customer {} whose {} consent was withdrawn at {}",
+                        l.disclosure_id,
+                        l.run_id,
+                        l.disclosed_at,
+                        check
+                            .external_ids
+                            .get(&l.customer_id)
+                            .map_or("(erased)", String::as_str),
+                        l.purpose,
+                        l.withdrawn_at
+                    );
+                }
+            }
+            if check.clean {
+                if !json {
+                    println!("no leak: nobody was disclosed after objecting or withdrawing");
+                }
+                Ok(())
+            } else {
+                bail!(Reported(format!(
+                    "{} leak(s): a disclosure included a customer after their objection or withdrawal",
+                    check.report.leaks.len()
+                )))
+            }
         }
         Command::Trail {
             command: TrailCommand::Verify { json },

@@ -65,7 +65,7 @@ fn add(
     }
 }
 
-use super::{audits, kpi};
+use super::{audits, kpi, objections};
 use super::{
     auth, consent, customer_view, dsr, home, imports, ops, policy, segmentation, trail, users,
 };
@@ -106,6 +106,8 @@ route_table! {
 
     GET "/trail" needs(TrailRead) => trail::page;
     GET "/trail/verify" needs(TrailRead) => trail::verify_page;
+    GET "/trail/objections" needs(TrailRead) => objections::page;
+    GET "/api/v1/checks/objections" needs(TrailRead) => objections::api;
     GET "/api/v1/trail" needs(TrailRead) => trail::list_api;
     GET "/api/v1/trail/verify" needs(TrailRead) => trail::verify_api;
 

@@ -14,6 +14,7 @@ mod helpers;
 mod imports;
 mod kpi;
 mod migrations;
+mod objections;
 mod ops;
 mod security;
 mod segmentation;
