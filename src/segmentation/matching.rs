@@ -107,10 +107,66 @@ pub fn match_centres(old: &[Vec<f64>], new: &[Vec<f64>]) -> Vec<Option<(usize, f
     out
 }
 
+/// RFM segments whose customers are slipping away.
+const AT_RISK_NAMES: [&str; 5] = [
+    "At risk",
+    "Cannot lose them",
+    "About to sleep",
+    "Hibernating",
+    "Lost",
+];
+
+/// Revenue growth below this marks a declining segment (the valuation's growth band).
+pub const DECLINE: f64 = -0.05;
+
+/// Whether a segment is at risk or declining: an RFM at-risk name (as proposed by the run),
+/// or revenue falling by more than 5 % against the window before.
+pub fn is_at_risk(proposed_name: &str, revenue_growth: Option<f64>) -> bool {
+    AT_RISK_NAMES.contains(&proposed_name) || revenue_growth.is_some_and(|g| g < DECLINE)
+}
+
+/// Customers who moved from a segment of the old run that was not at risk into one of the new
+/// run that is, and their lifetime value at their old segment's value per customer.
+/// `crosstab[a][b]` counts customers in old segment `a` and new segment `b`.
+pub fn value_moved_into_risk(
+    crosstab: &[Vec<u64>],
+    old_value_per_customer: &[f64],
+    old_at_risk: &[bool],
+    new_at_risk: &[bool],
+) -> (u64, f64) {
+    let mut customers = 0;
+    let mut value = 0.0;
+    for (a, row) in crosstab.iter().enumerate() {
+        if old_at_risk[a] {
+            continue;
+        }
+        for (b, &n) in row.iter().enumerate() {
+            if new_at_risk[b] {
+                customers += n;
+                value += n as f64 * old_value_per_customer[a];
+            }
+        }
+    }
+    (customers, value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn value_moves_only_from_healthy_into_at_risk_segments() {
+        // Old: Champions (LTV 100), At risk (LTV 20). New: Champions, At risk.
+        let crosstab = vec![vec![80, 20], vec![5, 40]];
+        let (n, v) =
+            value_moved_into_risk(&crosstab, &[100.0, 20.0], &[false, true], &[false, true]);
+        assert_eq!(n, 20);
+        assert!((v - 2000.0).abs() < 1e-9);
+        assert!(is_at_risk("Hibernating", None));
+        assert!(is_at_risk("Segment 2", Some(-0.2)));
+        assert!(!is_at_risk("Champions", Some(0.1)));
+    }
 
     const REFERENCE: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),

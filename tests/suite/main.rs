@@ -13,6 +13,7 @@ mod dsr;
 mod helpers;
 mod imports;
 mod kpi;
+mod migration;
 mod migrations;
 mod objections;
 mod ops;
