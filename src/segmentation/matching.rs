@@ -107,6 +107,71 @@ pub fn match_centres(old: &[Vec<f64>], new: &[Vec<f64>]) -> Vec<Option<(usize, f
     out
 }
 
+/// Centres farther apart than this (standard deviations) are not the same segment found again.
+pub const SAME_SEGMENT_DISTANCE: f64 = 0.5;
+
+/// A segment's centre over `features`: its standardised difference from the population on
+/// each (0 where the profile lacks the feature).
+pub fn centre_of(profile: &super::profile::SegmentProfile, features: &[String]) -> Vec<f64> {
+    features
+        .iter()
+        .map(|f| {
+            profile
+                .features
+                .iter()
+                .find(|x| &x.feature == f)
+                .map_or(0.0, |x| x.standardised_difference)
+        })
+        .collect()
+}
+
+/// Names carried over from the previous run: each new segment matched (minimum total centre
+/// distance over the features both runs profile) to a previous segment within
+/// [`SAME_SEGMENT_DISTANCE`] takes that segment's current name, so "Champions" stays
+/// "Champions" when a re-run finds it again. `None` for the others, and for a carried name
+/// that another new segment already proposes.
+pub fn carried_names(
+    previous: &[(String, super::profile::SegmentProfile)],
+    new: &[super::profile::SegmentProfile],
+) -> Vec<Option<String>> {
+    let features: Vec<String> = match (previous.first(), new.first()) {
+        (Some((_, p)), Some(n)) => p
+            .features
+            .iter()
+            .map(|f| f.feature.clone())
+            .filter(|f| n.features.iter().any(|x| &x.feature == f))
+            .collect(),
+        _ => return vec![None; new.len()],
+    };
+    if features.is_empty() {
+        return vec![None; new.len()];
+    }
+    let old: Vec<Vec<f64>> = previous
+        .iter()
+        .map(|(_, p)| centre_of(p, &features))
+        .collect();
+    let centres: Vec<Vec<f64>> = new.iter().map(|p| centre_of(p, &features)).collect();
+    let matched = match_centres(&old, &centres);
+    let mut out: Vec<Option<String>> = matched
+        .iter()
+        .map(|m| {
+            m.filter(|&(_, d)| d <= SAME_SEGMENT_DISTANCE)
+                .map(|(i, _)| previous[i].0.clone())
+        })
+        .collect();
+    for i in 0..out.len() {
+        let clash = out[i].as_ref().is_some_and(|name| {
+            new.iter()
+                .enumerate()
+                .any(|(j, p)| j != i && out[j].is_none() && &p.proposed_name == name)
+        });
+        if clash {
+            out[i] = None;
+        }
+    }
+    out
+}
+
 /// RFM segments whose customers are slipping away.
 const AT_RISK_NAMES: [&str; 5] = [
     "At risk",

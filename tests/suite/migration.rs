@@ -98,3 +98,74 @@ async fn browser_the_comparison_page_shows_the_matching() {
         "{facts}"
     );
 }
+
+#[tokio::test]
+async fn marketing_names_stay_when_a_rerun_finds_the_segment_again() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(30, 5);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let args = |seed: &'static str| {
+        [
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "x,y",
+            "--seed",
+            seed,
+        ]
+    };
+    let a = segment(&app, &args("1"))["run_id"].as_i64().unwrap();
+    crate::segmentation::publish(&app, a);
+    let response = app
+        .api(
+            "marketing",
+            reqwest::Method::PATCH,
+            &format!("/api/v1/segmentations/{a}/segments/0"),
+        )
+        .json(&serde_json::json!({"name": "Champions"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let members_of = |run: i64, segment: i64| -> Vec<i64> {
+        use diesel::prelude::*;
+        use fairseg::db::schema::segment_memberships as m;
+        app.db
+            .read(|conn| {
+                Ok(m::table
+                    .filter(m::run_id.eq(run).and(m::segment.eq(segment as i32)))
+                    .select(m::customer_id)
+                    .order(m::customer_id.asc())
+                    .load::<i64>(conn)?)
+            })
+            .unwrap()
+    };
+    let champions = members_of(a, 0);
+
+    let b = segment(&app, &args("99"))["run_id"].as_i64().unwrap();
+    let (_, cmp) = app
+        .get_json(
+            "analyst",
+            &format!("/api/v1/segmentations/compare?a={a}&b={b}"),
+        )
+        .await;
+    let names = cmp["b_segments"].as_array().unwrap();
+    let at = names
+        .iter()
+        .position(|n| n == "Champions")
+        .unwrap_or_else(|| panic!("the re-run keeps the name: {cmp}"));
+    assert_eq!(
+        members_of(b, at as i64),
+        champions,
+        "and gives it to the segment with the same customers"
+    );
+    // The run's own proposal stays on record.
+    let (_, run) = app
+        .get_json("analyst", &format!("/api/v1/segmentations/{b}"))
+        .await;
+    let segment = &run["segments"][at];
+    assert_ne!(segment["proposed_name"], "Champions", "{segment}");
+}
