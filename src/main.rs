@@ -760,6 +760,27 @@ fn demo(
         }
         runs.push((run_id, request.features, outcome, audit, published));
     }
+    // Marketing's first activation export of the published run, so the objection check has a
+    // disclosure to replay against the ledger.
+    if let Some((run_id, ..)) = runs.iter().find(|r| r.4) {
+        fairseg::segmentation::members::read_members(
+            &db,
+            &policy,
+            &Actor::system(),
+            *run_id,
+            None,
+            Some(policy.segmentation.default_channel.as_str()),
+        )
+        .context("the demo's activation export")?;
+    }
+    let objections = fairseg::consent::ledger::check_objections(&db, &policy, &Actor::system())
+        .context("the demo's objection check")?;
+    let selection: Option<String> = runs.last().and_then(|r| {
+        serde_json::from_str::<fairseg::fairness::AuditReport>(&r.3.report)
+            .ok()?
+            .consent_selection
+            .map(|c| c.headline)
+    });
     // KPI history: every month of the demo history, per segment of the published run, so the
     // KPI charts are full from the start.
     let kpi_rows = fairseg::demo::backfill_kpis(&db, &policy, fairseg::db::now().date())
@@ -775,6 +796,8 @@ fn demo(
                     "published": published,
                     "audit": {"id": audit.id, "verdict": audit.verdict, "reason": audit.reason},
                 })).collect::<Vec<_>>(),
+                "consent_selection": selection,
+                "objection_check": {"disclosures": objections.report.disclosures, "clean": objections.clean},
             })
         );
     } else {
@@ -800,6 +823,18 @@ fn demo(
                 }
             );
         }
+        if let Some(h) = &selection {
+            println!("Consent selection: {h}");
+        }
+        println!(
+            "Objection check: {} disclosure(s) replayed against the ledger, {}",
+            objections.report.disclosures,
+            if objections.clean {
+                "no leak"
+            } else {
+                "LEAKS FOUND"
+            }
+        );
         println!("Demo users (role, e-mail, password):");
         for c in &credentials {
             println!(
