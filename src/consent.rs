@@ -6,6 +6,7 @@
 pub mod coverage;
 pub mod ledger;
 pub mod link;
+pub mod objections;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta};
 use serde::Serialize;

@@ -34,6 +34,7 @@ macro_rules! insert_rows {
 pub mod audits;
 pub mod consent;
 pub mod customers;
+pub mod disclosures;
 pub mod dsr;
 pub mod features;
 pub mod imports;

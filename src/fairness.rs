@@ -20,6 +20,7 @@
 //! - [`audit`](mod@audit): the entry point and the serialisable report.
 
 pub mod audit;
+pub mod consent_selection;
 pub mod export;
 pub mod groups;
 pub mod noncentral;

@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: TrailCommand,
     },
+    /// Compliance checks over the stored records.
+    Check {
+        #[command(subcommand)]
+        command: CheckCommand,
+    },
     /// Import customers, transactions or consent events from a CSV file (all or nothing).
     Import {
         /// What the file holds.
@@ -272,6 +277,17 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum CheckCommand {
+    /// Replay every activation export and member list against the consent ledger: fails
+    /// (exit status 1), naming each one, if any included a customer after their objection or
+    /// withdrawal.
+    Objections {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TrailCommand {
     /// Verify the hash chain; exits non-zero and names the first bad entry if it is broken.
     Verify {
@@ -448,6 +464,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
             )
+        }
+        Command::Check {
+            command: CheckCommand::Objections { json },
+        } => {
+            let settings = Settings::from_args(&cli.global, "fairseg.db")?;
+            let policy = Policy::load(&settings.policies_dir)?;
+            let db = open_existing(&settings)?;
+            startup::prepare(&db, &policy, &settings)?;
+            let check = fairseg::consent::ledger::check_objections(&db, &policy, &Actor::cli())?;
+            if json {
+                println!("{}", serde_json::to_string(&check)?);
+            } else {
+                println!(
+                    "{} disclosures, {} customer inclusions, {} consent events replayed",
+                    check.report.disclosures, check.report.inclusions, check.report.events
+                );
+                for l in &check.report.leaks {
+                    println!(
+                        "LEAK: disclosure {} (run {}, {}) included customer {} whose {} consent was withdrawn at {}",
+                        l.disclosure_id,
+                        l.run_id,
+                        l.disclosed_at,
+                        check
+                            .external_ids
+                            .get(&l.customer_id)
+                            .map_or("(erased)", String::as_str),
+                        l.purpose,
+                        l.withdrawn_at
+                    );
+                }
+            }
+            if check.clean {
+                if !json {
+                    println!("no leak: nobody was disclosed after objecting or withdrawing");
+                }
+                Ok(())
+            } else {
+                bail!(Reported(format!(
+                    "{} leak(s): a disclosure included a customer after their objection or withdrawal",
+                    check.report.leaks.len()
+                )))
+            }
         }
         Command::Trail {
             command: TrailCommand::Verify { json },
@@ -708,6 +766,27 @@ fn demo(
         }
         runs.push((run_id, request.features, outcome, audit, published));
     }
+    // Marketing's first activation export of the published run, so the objection check has a
+    // disclosure to replay against the ledger.
+    if let Some((run_id, ..)) = runs.iter().find(|r| r.4) {
+        fairseg::segmentation::members::read_members(
+            &db,
+            &policy,
+            &Actor::system(),
+            *run_id,
+            None,
+            Some(policy.segmentation.default_channel.as_str()),
+        )
+        .context("the demo's activation export")?;
+    }
+    let objections = fairseg::consent::ledger::check_objections(&db, &policy, &Actor::system())
+        .context("the demo's objection check")?;
+    let selection: Option<String> = runs.last().and_then(|r| {
+        serde_json::from_str::<fairseg::fairness::AuditReport>(&r.3.report)
+            .ok()?
+            .consent_selection
+            .map(|c| c.headline)
+    });
     // KPI history: every month of the demo history, per segment of the published run, so the
     // KPI charts are full from the start.
     let kpi_rows = fairseg::demo::backfill_kpis(&db, &policy, fairseg::db::now().date())
@@ -723,6 +802,8 @@ fn demo(
                     "published": published,
                     "audit": {"id": audit.id, "verdict": audit.verdict, "reason": audit.reason},
                 })).collect::<Vec<_>>(),
+                "consent_selection": selection,
+                "objection_check": {"disclosures": objections.report.disclosures, "clean": objections.clean},
             })
         );
     } else {
@@ -748,6 +829,18 @@ fn demo(
                 }
             );
         }
+        if let Some(h) = &selection {
+            println!("Consent selection: {h}");
+        }
+        println!(
+            "Objection check: {} disclosure(s) replayed against the ledger, {}",
+            objections.report.disclosures,
+            if objections.clean {
+                "no leak"
+            } else {
+                "LEAKS FOUND"
+            }
+        );
         println!("Demo users (role, e-mail, password):");
         for c in &credentials {
             println!(

@@ -137,6 +137,18 @@ pub struct FairnessSpec {
     pub seed: u64,
 }
 
+/// The consent-selection test: protected attributes of customers who did not consent, used in
+/// aggregate only, to test whether the consented population differs from all customers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentSelectionSpec {
+    /// Off unless the policy switches it on (with a legal basis).
+    pub enabled: bool,
+    /// The legal basis for using non-consenting customers' protected attributes this way; a
+    /// policy that enables the test must state it.
+    pub legal_basis: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSpec {
@@ -285,6 +297,8 @@ struct PolicyRaw {
     segmentation: SegmentationSpec,
     #[serde(default)]
     kpi: KpiSpec,
+    #[serde(default)]
+    consent_selection: ConsentSelectionSpec,
 }
 
 /// A validated policy and its version.
@@ -305,6 +319,7 @@ pub struct Policy {
     pub roles: BTreeMap<String, RoleSpec>,
     pub segmentation: SegmentationSpec,
     pub kpi: KpiSpec,
+    pub consent_selection: ConsentSelectionSpec,
 }
 
 impl Policy {
@@ -535,6 +550,12 @@ impl Policy {
         for (key, message) in validate_kpi(&raw.kpi) {
             issue(key, message);
         }
+        if raw.consent_selection.enabled && raw.consent_selection.legal_basis.trim().len() < 10 {
+            issue(
+                "consent_selection.legal_basis".into(),
+                "the consent-selection test uses protected attributes of customers who did not consent: state its legal basis".into(),
+            );
+        }
 
         let mut roles = BTreeMap::new();
         for required in REQUIRED_ROLES {
@@ -599,6 +620,7 @@ impl Policy {
             roles,
             segmentation: raw.segmentation,
             kpi: raw.kpi,
+            consent_selection: raw.consent_selection,
         })
     }
 
@@ -746,6 +768,27 @@ mod tests {
         Policy::parse(source, Path::new("policy.toml"))
             .expect_err("policy should be rejected")
             .issues()
+    }
+
+    #[test]
+    fn the_consent_selection_test_needs_a_stated_legal_basis() {
+        let source = default_source();
+        let start = source.find("legal_basis = \"GDPR Art. 6(1)(f)").unwrap();
+        let end = start + source[start..].find('\n').unwrap();
+        let without = format!("{}legal_basis = \"\"{}", &source[..start], &source[end..]);
+        let issues = issues_of(&without);
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.key == "consent_selection.legal_basis"),
+            "{issues:?}"
+        );
+        let off = without.replace(
+            "[consent_selection]\nenabled = true",
+            "[consent_selection]\nenabled = false",
+        );
+        let policy = Policy::parse(&off, Path::new("policy.toml")).unwrap();
+        assert!(!policy.consent_selection.enabled);
     }
 
     #[test]

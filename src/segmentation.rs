@@ -18,6 +18,7 @@
 pub mod attributes;
 pub mod jobs;
 pub mod kmeans;
+pub mod matching;
 pub mod members;
 pub mod mixture;
 pub mod pca;

@@ -14,6 +14,7 @@ pub mod imports;
 pub mod kpi;
 pub mod layout;
 pub mod metrics;
+pub mod objections;
 pub mod openapi;
 pub mod ops;
 pub mod policy;

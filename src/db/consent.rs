@@ -139,6 +139,14 @@ pub fn population(conn: &mut DbConnection) -> DbResult<u64> {
     Ok(n.max(0) as u64)
 }
 
+/// The internal ids of every customer on file, ascending.
+pub fn customer_ids(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
+    Ok(customers::table
+        .select(customers::id)
+        .order(customers::id.asc())
+        .load::<i64>(conn)?)
+}
+
 fn max_customer_id(conn: &mut DbConnection) -> DbResult<i64> {
     use diesel::dsl::max;
     Ok(customers::table

@@ -205,6 +205,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    disclosures (id) {
+        id -> BigInt,
+        kind -> Text,
+        run_id -> BigInt,
+        segment -> Nullable<Integer>,
+        channel -> Nullable<Text>,
+        purposes -> Text,
+        disclosed_at -> Timestamp,
+        disclosed_by -> Text,
+    }
+}
+
+diesel::table! {
+    disclosure_members (disclosure_id, customer_id) {
+        disclosure_id -> BigInt,
+        customer_id -> BigInt,
+    }
+}
+
+diesel::table! {
     fairness_audits (id) {
         id -> BigInt,
         run_id -> BigInt,
@@ -257,6 +277,7 @@ diesel::joinable!(customer_protected -> customers (customer_id));
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(consent_events -> customers (customer_id));
 diesel::joinable!(segments -> segmentation_runs (run_id));
+diesel::joinable!(disclosure_members -> disclosures (disclosure_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -279,5 +300,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     segment_strategies,
     fairness_audits,
     audit_overrides,
+    disclosures,
+    disclosure_members,
     kpi_evaluations,
 );

@@ -292,6 +292,11 @@ pub struct AuditReport {
     /// What the verdict does not cover (audits stored before caveats existed have none).
     #[serde(default)]
     pub caveats: Vec<Caveat>,
+    /// Whether the consented (audited) population differs from all customers on each
+    /// protected attribute; absent when the policy switches the test off (and in audits stored
+    /// before it existed).
+    #[serde(default)]
+    pub consent_selection: Option<super::consent_selection::ConsentSelectionReport>,
 }
 
 /// One table to test: an attribute or an intersection.
@@ -586,10 +591,15 @@ pub fn audit(
         thresholds: thresholds.clone(),
         verdict,
         reason,
+        consent_selection: None,
     })
 }
 
-fn publish_table(t: &ContingencyTable, m: &TableSuppression, min_cell_size: u64) -> PublishedTable {
+pub(crate) fn publish_table(
+    t: &ContingencyTable,
+    m: &TableSuppression,
+    min_cell_size: u64,
+) -> PublishedTable {
     let cols = t.cols();
     let ct = t.col_totals();
     PublishedTable {

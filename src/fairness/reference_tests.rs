@@ -211,3 +211,72 @@ fn interval_of_v_matches_the_scipy_test_inversion_and_contains_the_point() {
         assert!(ci.contains(v), "{name}: V = {v} outside {ci:?}");
     }
 }
+
+#[test]
+fn consent_selection_matches_scipy_and_statsmodels() {
+    use super::audit::ProtectedAttribute;
+    use super::consent_selection::consent_selection;
+    use super::verdict::FairnessThresholds;
+    let thresholds = FairnessThresholds {
+        alpha: 0.05,
+        cramers_v_warn: 0.1,
+        cramers_v_fail: 0.3,
+        four_fifths_ratio: 0.8,
+        min_cell_size: 10,
+        proxy_limit: 0.3,
+        monte_carlo_samples: 0,
+        confidence_level: 0.95,
+        seed: 1,
+    };
+    let cases = fixture!("consent_selection");
+    assert!(cases.len() >= 20);
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let wanted = case["attributes"].as_array().unwrap();
+        let tables: Vec<Vec<Vec<u64>>> = wanted
+            .iter()
+            .map(|a| serde_json::from_value(a["counts"].clone()).unwrap())
+            .collect();
+        // All tables of a case have their own totals, so test each attribute alone for the
+        // statistics and all together (one population per attribute) for the BH adjustment.
+        let mut p_values = Vec::new();
+        for (t, want) in tables.iter().zip(wanted) {
+            let mut consented = Vec::new();
+            let mut labels = Vec::new();
+            for (row, status) in t.iter().zip([true, false]) {
+                for (g, &k) in row.iter().enumerate() {
+                    for _ in 0..k {
+                        consented.push(status);
+                        labels.push(Some(format!("g{g}")));
+                    }
+                }
+            }
+            let a = ProtectedAttribute::categorical("a", &labels).unwrap();
+            let r = consent_selection(&consented, &[a], &thresholds).unwrap();
+            let s = &r.attributes[0];
+            assert_close(
+                s.chi_square.unwrap(),
+                want["statistic"].as_f64().unwrap(),
+                name,
+            );
+            assert_eq!(s.dof, want["dof"].as_u64(), "{name}");
+            assert_close(s.p_value.unwrap(), want["p_value"].as_f64().unwrap(), name);
+            match want["cramers_v_corrected"].as_f64() {
+                Some(v) => assert_close(s.cramers_v_corrected.unwrap(), v, name),
+                None => assert_eq!(s.cramers_v_corrected, None, "{name}"),
+            }
+            for (g, d) in s
+                .groups
+                .iter()
+                .zip(want["relative_difference"].as_array().unwrap())
+            {
+                let (got, want) = (g.relative_difference.unwrap(), d.as_f64().unwrap());
+                assert!((got - want).abs() < 1e-12, "{name}: {got} vs {want}");
+            }
+            p_values.push(s.p_value.unwrap());
+        }
+        for (q, want) in benjamini_hochberg(&p_values).iter().zip(wanted) {
+            assert_close(*q, want["p_value_adjusted"].as_f64().unwrap(), name);
+        }
+    }
+}

@@ -31,6 +31,7 @@ use std::time::Instant;
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use super::consent_selection::{ConsentSelectionReport, consent_selection};
 use super::{
     AuditInput, AuditReport, Bands, FairnessError, FairnessThresholds, Feature, FeatureValues,
     GroupColumn, ProtectedAttribute, Segment, Verdict, audit,
@@ -267,57 +268,7 @@ pub fn load_input_with(
     let membership = members.iter().map(|&(_, s)| s as u32).collect();
 
     // Protected attributes, read only here.
-    let mut protected: Vec<(&str, Column)> = policy
-        .protected_attributes
-        .iter()
-        .map(|(name, spec)| {
-            // Allocated at the first value (`Column::set`).
-            let column = match spec.kind {
-                AttributeKind::Numeric => Column::Numbers(Vec::new()),
-                AttributeKind::Categorical => Column::Labels(Vec::new()),
-            };
-            (name.as_str(), column)
-        })
-        .collect();
-    let mut parse_error = None;
-    let protected_names: Vec<&str> = protected.iter().map(|(name, _)| *name).collect();
-    let mut protected_values = vec![serde_json::Value::Null; protected_names.len()];
-    store::for_each_protected(conn, |id, json| {
-        let Some(i) = at(id) else { return };
-        match extract_json(json, &protected_names, &mut protected_values) {
-            Ok(()) => {
-                for ((_, column), value) in protected.iter_mut().zip(&protected_values) {
-                    // An absent name and a null read alike: no value.
-                    if !value.is_null() {
-                        column.set(i, n, value);
-                    }
-                }
-            }
-            Err(e) => {
-                parse_error.get_or_insert((id, e));
-            }
-        }
-    })?;
-    if let Some((id, e)) = parse_error {
-        return Err(AuditError::Corrupt {
-            what: format!("protected attributes of customer {id}"),
-            message: e.to_string(),
-        });
-    }
-    let mut attributes = Vec::new();
-    let mut categorical = Vec::new();
-    for (name, column) in protected.into_iter().filter(|(_, c)| c.present()) {
-        match column {
-            Column::Labels(labels) => {
-                attributes.push(ProtectedAttribute::categorical(name, &labels)?);
-                categorical.push(name.to_owned());
-            }
-            Column::Numbers(values) => {
-                let bands = Bands::new(&policy.protected_attributes[name].bands)?;
-                attributes.push(ProtectedAttribute::numeric(name, &values, &bands)?);
-            }
-        }
-    }
+    let (attributes, categorical) = protected_attributes(conn, policy, &ids)?;
     let mut intersections = Vec::new();
     for (i, a) in categorical.iter().enumerate() {
         for b in &categorical[i + 1..] {
@@ -462,6 +413,149 @@ pub fn load_input_with(
     })
 }
 
+/// The policy's protected attributes of the customers `ids` (ascending), as audit groups
+/// (numeric ones banded), leaving out attributes nobody has; with the names of the categorical
+/// ones. This and the consent-selection test are the only readers of protected attributes.
+fn protected_attributes(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    ids: &[i64],
+) -> Result<(Vec<ProtectedAttribute>, Vec<String>), AuditError> {
+    let n = ids.len();
+    let position = positions(ids);
+    let at = |id: i64| -> Option<usize> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| position.get(i))
+            .filter(|&&p| p != u32::MAX)
+            .map(|&p| p as usize)
+    };
+    let mut protected: Vec<(&str, Column)> = policy
+        .protected_attributes
+        .iter()
+        .map(|(name, spec)| {
+            // Allocated at the first value (`Column::set`).
+            let column = match spec.kind {
+                AttributeKind::Numeric => Column::Numbers(Vec::new()),
+                AttributeKind::Categorical => Column::Labels(Vec::new()),
+            };
+            (name.as_str(), column)
+        })
+        .collect();
+    let mut parse_error = None;
+    let protected_names: Vec<&str> = protected.iter().map(|(name, _)| *name).collect();
+    let mut protected_values = vec![serde_json::Value::Null; protected_names.len()];
+    store::for_each_protected(conn, |id, json| {
+        let Some(i) = at(id) else { return };
+        match extract_json(json, &protected_names, &mut protected_values) {
+            Ok(()) => {
+                for ((_, column), value) in protected.iter_mut().zip(&protected_values) {
+                    // An absent name and a null read alike: no value.
+                    if !value.is_null() {
+                        column.set(i, n, value);
+                    }
+                }
+            }
+            Err(e) => {
+                parse_error.get_or_insert((id, e));
+            }
+        }
+    })?;
+    if let Some((id, e)) = parse_error {
+        return Err(AuditError::Corrupt {
+            what: format!("protected attributes of customer {id}"),
+            message: e.to_string(),
+        });
+    }
+    let mut attributes = Vec::new();
+    let mut categorical = Vec::new();
+    for (name, column) in protected.into_iter().filter(|(_, c)| c.present()) {
+        match column {
+            Column::Labels(labels) => {
+                attributes.push(ProtectedAttribute::categorical(name, &labels)?);
+                categorical.push(name.to_owned());
+            }
+            Column::Numbers(values) => {
+                let bands = Bands::new(&policy.protected_attributes[name].bands)?;
+                attributes.push(ProtectedAttribute::numeric(name, &values, &bands)?);
+            }
+        }
+    }
+    Ok((attributes, categorical))
+}
+
+/// Consent-selection bias of a run: its members (the consented population at its start)
+/// against every customer on file, on each protected attribute. `None` when the policy
+/// switches the test off.
+pub fn consent_selection_of_run(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run_id: i64,
+) -> Result<Option<ConsentSelectionReport>, AuditError> {
+    if !policy.consent_selection.enabled {
+        return Ok(None);
+    }
+    let members: Vec<i64> = runs::memberships(conn, run_id)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let all = db::consent::customer_ids(conn)?;
+    let (attributes, _) = protected_attributes(conn, policy, &all)?;
+    let consented = in_sorted(&all, &members);
+    Ok(Some(consent_selection(
+        &consented,
+        &attributes,
+        &thresholds(policy),
+    )?))
+}
+
+/// For each of `all` (ascending), whether it is among `subset` (ascending).
+fn in_sorted(all: &[i64], subset: &[i64]) -> Vec<bool> {
+    let mut j = 0;
+    all.iter()
+        .map(|&id| {
+            while j < subset.len() && subset[j] < id {
+                j += 1;
+            }
+            j < subset.len() && subset[j] == id
+        })
+        .collect()
+}
+
+/// Consent-selection bias at each of `instants`: the customers whose consent for the
+/// segmentation purpose is active at the instant against all customers on file now. Empty when
+/// the policy switches the test off.
+pub fn consent_selection_history(
+    db: &Db,
+    policy: &Policy,
+    instants: &[NaiveDateTime],
+) -> Result<Vec<ConsentSelectionReport>, AuditError> {
+    if !policy.consent_selection.enabled {
+        return Ok(Vec::new());
+    }
+    let purpose = &policy.segmentation.purpose;
+    let Some(spec) = policy.purposes.get(purpose) else {
+        return Ok(Vec::new());
+    };
+    let t = thresholds(policy);
+    let mut conn = db.conn()?;
+    let all = db::consent::customer_ids(&mut conn)?;
+    if all.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (attributes, _) = protected_attributes(&mut conn, policy, &all)?;
+    let mut out = Vec::with_capacity(instants.len());
+    for &at in instants {
+        let active = db::consent::active_customers(&mut conn, purpose, spec, at)?;
+        out.push(consent_selection(
+            &in_sorted(&all, &active),
+            &attributes,
+            &t,
+        )?);
+    }
+    Ok(out)
+}
+
 /// Audits a run and stores the report; a draft run becomes audited. Runs that are audited,
 /// published or retired can be audited again (after strategies changed, or under a new
 /// policy); their status does not change.
@@ -491,13 +585,15 @@ pub fn audit_run_with(
         .read(|conn| runs::run(conn, run_id))?
         .ok_or(AuditError::RunNotFound(run_id))?;
     check_auditable(&run)?;
-    let (input, strategies) = {
+    let (input, strategies, selection) = {
         let mut conn = db.conn()?;
         let input = load_input_with(&mut conn, policy, &run, known)?;
         let strategies = favourable_fingerprint(&mut conn, run_id)?;
-        (input, strategies)
+        let selection = consent_selection_of_run(&mut conn, policy, run_id)?;
+        (input, strategies, selection)
     };
-    let report = audit(&input, &thresholds(policy))?;
+    let mut report = audit(&input, &thresholds(policy))?;
+    report.consent_selection = selection;
     drop(input);
     let report_json = serde_json::to_string(&report).expect("reports serialise");
     let now = db::now();
@@ -824,5 +920,14 @@ mod tests {
         assert_eq!(p[5], 1);
         assert_eq!(p[9], 2);
         assert_eq!(p[3], u32::MAX);
+    }
+
+    #[test]
+    fn in_sorted_marks_the_members_of_a_subset() {
+        assert_eq!(
+            in_sorted(&[1, 2, 4, 7, 9], &[2, 7, 8]),
+            vec![false, true, false, true, false]
+        );
+        assert_eq!(in_sorted(&[1, 2], &[]), vec![false, false]);
     }
 }

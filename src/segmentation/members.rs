@@ -3,8 +3,9 @@
 //! has no active consent for the channel).
 
 use super::pipeline::{RunError, live_members};
+use crate::consent::objections::DisclosureKind;
 use crate::db::segmentation::{self as store, PUBLISHED};
-use crate::db::{self, Db};
+use crate::db::{self, Db, disclosures};
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
 
@@ -35,6 +36,29 @@ pub fn read_members(
             Err(RunError::Db(e)) => return Err(e),
             Err(other) => return Ok(Err(other)),
         };
+        // Who was disclosed, for the objection check (`fairseg check objections`).
+        let mut purposes = vec![policy.segmentation.purpose.clone()];
+        if let Some(p) = channel.and_then(|c| policy.segmentation.channels.get(c)) {
+            purposes.push(p.clone());
+        }
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        let disclosure_id = disclosures::insert(
+            conn,
+            &disclosures::NewDisclosure {
+                kind: if channel.is_some() {
+                    DisclosureKind::ActivationExport
+                } else {
+                    DisclosureKind::MemberList
+                },
+                run_id,
+                segment,
+                channel,
+                purposes: &purposes,
+                at: db::now(),
+                by: actor.as_str(),
+                customers: &ids,
+            },
+        )?;
         db::trail::append(
             conn,
             NewEntry::new(
@@ -49,6 +73,7 @@ pub fn read_members(
                     "segment": segment,
                     "channel": channel,
                     "members": members.len(),
+                    "disclosure_id": disclosure_id,
                 }),
             ),
             &policy.version,

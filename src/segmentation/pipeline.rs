@@ -666,6 +666,20 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         }
         None => None,
     };
+    // Segments found again keep the names the previous (published) run's segments have now.
+    let carried: Vec<Option<String>> = match (&previous, settings.algorithm) {
+        (Some(prev), RunAlgorithm::Kmeans | RunAlgorithm::Gmm | RunAlgorithm::Dbscan)
+            if fixed_names.is_none() =>
+        {
+            let before: Vec<(String, super::profile::SegmentProfile)> = db
+                .read(|conn| store::segments(conn, prev.id))?
+                .into_iter()
+                .filter_map(|r| Some((r.name, serde_json::from_str(&r.profile).ok()?)))
+                .collect();
+            super::matching::carried_names(&before, &profiles.segments)
+        }
+        _ => vec![None; profiles.segments.len()],
+    };
     let reference = reference_sample(&population.columns, &pre.rows, settings.seed);
     let segment_rows: Vec<SegmentRow> = profiles
         .segments
@@ -679,7 +693,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
             SegmentRow {
                 run_id: id,
                 segment: i as i32,
-                name: name.clone(),
+                name: carried[i].clone().unwrap_or_else(|| name.clone()),
                 proposed_name: name,
                 size: p.size as i64,
                 profile: serde_json::to_string(p).expect("profiles serialise"),

@@ -478,6 +478,9 @@ pub struct ReportView {
     pub run_status_label: String,
     /// Roles that may publish the run (policy permission `segments:publish`).
     pub publishers: String,
+    /// Consent-selection bias: the headline, then one sentence per attribute.
+    pub selection_headline: Option<String>,
+    pub selection_lines: Vec<String>,
 }
 
 fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
@@ -565,6 +568,12 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
         }),
         run_status_label: run_status_label(&a.run.status, r.verdict, !a.overrides.is_empty()),
         publishers: roles_with(policy, Permission::SegmentsPublish),
+        selection_headline: r.consent_selection.as_ref().map(|c| c.headline.clone()),
+        selection_lines: r
+            .consent_selection
+            .iter()
+            .flat_map(|c| c.attributes.iter().map(|a| a.sentence.clone()))
+            .collect(),
     }
 }
 

@@ -16,7 +16,8 @@ use crate::consent::link::{self, LinkClaims};
 use crate::consent::{ConsentState, ConsentStatus, format_instant, parse_instant};
 use crate::customers::CustomerId;
 use crate::db::consent::EventRow;
-use crate::policy::LegalBasis;
+use crate::fairness::consent_selection::ConsentSelectionReport;
+use crate::policy::{LegalBasis, Permission};
 use crate::trail::Actor;
 
 impl From<ConsentError> for AppError {
@@ -594,9 +595,132 @@ fn history_chart(instants: &[NaiveDateTime], rows: &[Vec<ShownCount>]) -> Histor
     }
 }
 
+/// Colours of the consent-selection lines, one per protected attribute (cycled).
+const SELECTION_COLOURS: [&str; 6] = [
+    "#1565c0", "#6a1b9a", "#00838f", "#ad1457", "#558b2f", "#4e342e",
+];
+
+struct SelectionLine {
+    colour: &'static str,
+    label: String,
+    points: String,
+}
+
+/// Consent-selection bias over time: the corrected V of consent status × each protected
+/// attribute at each month end, and the sentences of the latest month.
+struct SelectionView {
+    legal_basis: String,
+    lines: Vec<SelectionLine>,
+    x_labels: Vec<(String, String)>,
+    y_max: String,
+    headline: String,
+    sentences: Vec<String>,
+}
+
+fn selection_view(
+    policy: &crate::policy::Policy,
+    instants: &[NaiveDateTime],
+    history: &[ConsentSelectionReport],
+) -> Option<SelectionView> {
+    let last = history.last().filter(|r| !r.attributes.is_empty())?;
+    let v_max = history
+        .iter()
+        .flat_map(|r| r.attributes.iter().filter_map(|a| a.cramers_v_corrected))
+        .fold(0.1_f64, f64::max);
+    let n = instants.len().max(2) - 1;
+    let x_of = |i: usize| CHART_PAD + (CHART_WIDTH - 2.0 * CHART_PAD) * i as f64 / n as f64;
+    let y_of = |v: f64| CHART_HEIGHT - CHART_PAD - (CHART_HEIGHT - 2.0 * CHART_PAD) * v / v_max;
+    let lines = last
+        .attributes
+        .iter()
+        .enumerate()
+        .map(|(k, a)| SelectionLine {
+            colour: SELECTION_COLOURS[k % SELECTION_COLOURS.len()],
+            label: a.attribute.clone(),
+            points: history
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    r.attributes
+                        .iter()
+                        .find(|x| x.attribute == a.attribute)
+                        .and_then(|x| x.cramers_v_corrected)
+                        .map(|v| format!("{:.1},{:.1}", x_of(i), y_of(v)))
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect();
+    let x_labels = instants
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == (instants.len() - 1) % 3)
+        .map(|(i, t)| (format!("{:.1}", x_of(i)), t.format("%Y-%m-%d").to_string()))
+        .collect();
+    Some(SelectionView {
+        legal_basis: policy.consent_selection.legal_basis.clone(),
+        lines,
+        x_labels,
+        y_max: format!("{v_max:.2}"),
+        headline: last.headline.clone(),
+        sentences: last.attributes.iter().map(|a| a.sentence.clone()).collect(),
+    })
+}
+
+async fn load_selection(
+    state: &State,
+    instants: &[NaiveDateTime],
+) -> Result<Vec<ConsentSelectionReport>, AppError> {
+    let (db, policy, instants) = (state.db.clone(), state.policy.clone(), instants.to_vec());
+    blocking(move || crate::fairness::service::consent_selection_history(&db, &policy, &instants))
+        .await
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SelectionHistoryView {
+    /// RFC 3339 month ends, oldest first, one report each.
+    at: Vec<String>,
+    /// The policy's stated legal basis for using non-consenting customers' protected
+    /// attributes in this aggregate test.
+    legal_basis: String,
+    /// Consent-selection reports (see the README, "Consent-selection bias").
+    #[schema(value_type = Vec<Object>)]
+    reports: Vec<ConsentSelectionReport>,
+}
+
+/// Consent-selection bias at the month ends before an instant: does the consented population
+/// for the segmentation purpose differ from all customers on each protected attribute?
+/// Aggregate figures only, small counts suppressed; 404 when the policy switches it off.
+#[utoipa::path(get, path = "/api/v1/consent/selection", tag = "consent",
+    params(CoverageQuery),
+    responses(
+        (status = 200, description = "Consent-selection bias over time", body = SelectionHistoryView),
+        (status = 404, description = "The policy switches the test off", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn selection_api(
+    state: State,
+    query: web::Query<CoverageQuery>,
+) -> Result<HttpResponse, AppError> {
+    if !state.policy.consent_selection.enabled {
+        return Err(AppError::NotFound);
+    }
+    let at = instant("at", query.at.as_deref())?;
+    let months = months_of(query.months)?;
+    let instants = month_ends(at, months);
+    let reports = load_selection(&state, &instants).await?;
+    Ok(HttpResponse::Ok().json(SelectionHistoryView {
+        at: instants.iter().copied().map(rfc3339).collect(),
+        legal_basis: state.policy.consent_selection.legal_basis.clone(),
+        reports,
+    }))
+}
+
 #[derive(Template)]
 #[template(path = "consent/index.html")]
 struct CoveragePage {
+    /// Shown only to roles that may read audits (it rests on protected attributes).
+    selection: Option<SelectionView>,
     layout: Layout,
     at: String,
     min_cell_size: u32,
@@ -635,7 +759,14 @@ pub async fn coverage_page(
             }
         })
         .collect();
+    let selection = if user.can(Permission::AuditsRead) {
+        let history = load_selection(&state, &coverage.instants).await?;
+        selection_view(&state.policy, &coverage.instants, &history)
+    } else {
+        None
+    };
     let page = CoveragePage {
+        selection,
         layout: Layout::new(&state, Some(&user), "Consent", "/consent"),
         at: coverage.at.format("%Y-%m-%d %H:%M UTC").to_string(),
         min_cell_size: min,

@@ -27,6 +27,8 @@ use utoipa::{Modify, OpenApi};
         super::consent::customer_api,
         super::consent::link_api,
         super::consent::coverage_api,
+        super::consent::selection_api,
+        super::objections::api,
         super::imports::import_api,
         super::imports::list_api,
         super::segmentation::create_api,

@@ -65,7 +65,7 @@ fn add(
     }
 }
 
-use super::{audits, kpi};
+use super::{audits, kpi, objections};
 use super::{
     auth, consent, customer_view, dsr, home, imports, ops, policy, segmentation, trail, users,
 };
@@ -106,6 +106,8 @@ route_table! {
 
     GET "/trail" needs(TrailRead) => trail::page;
     GET "/trail/verify" needs(TrailRead) => trail::verify_page;
+    GET "/trail/objections" needs(TrailRead) => objections::page;
+    GET "/api/v1/checks/objections" needs(TrailRead) => objections::api;
     GET "/api/v1/trail" needs(TrailRead) => trail::list_api;
     GET "/api/v1/trail/verify" needs(TrailRead) => trail::verify_api;
 
@@ -129,6 +131,7 @@ route_table! {
     GET "/api/v1/customers/{id}/consents" needs(ConsentRecord) => consent::customer_api;
     POST "/api/v1/customers/{id}/preference-link" needs(ConsentRecord) => consent::link_api;
     GET "/api/v1/consent/coverage" needs(ConsentRecord) => consent::coverage_api;
+    GET "/api/v1/consent/selection" needs(AuditsRead) => consent::selection_api;
     // The customer's own page: the signed link in the path is the credential.
     GET "/preferences/{token}" Public => consent::preferences_page;
     POST "/preferences/{token}/withdraw" Public => consent::withdraw_submit;

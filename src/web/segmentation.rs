@@ -13,10 +13,10 @@ use crate::auth::CurrentUser;
 use crate::db::segmentation::{self as store, PUBLISHED, RETIRED, RunRow, StrategyRow};
 use crate::fairness::suppression::Suppression;
 use crate::policy::Permission;
-use crate::segmentation::members;
 use crate::segmentation::pipeline::{self, RunError};
 use crate::segmentation::report::{self, RunView};
 use crate::segmentation::settings::RunRequest;
+use crate::segmentation::{matching, members};
 use crate::trail::{Actor, NewEntry};
 
 impl From<RunError> for AppError {
@@ -555,6 +555,64 @@ pub struct Comparison {
     crosstab: Vec<(String, Vec<String>)>,
     a_segments: Vec<String>,
     b_segments: Vec<String>,
+    /// For each segment of `b`, the segment of `a` whose centre it is matched to (minimum total
+    /// centre distance, Hungarian assignment on the profiles' standardised differences over the
+    /// features both runs used), and the distance; `null` when left over or not comparable.
+    matches: Vec<SegmentMatch>,
+    /// Customers who moved from a segment of `a` that is not at risk into an at-risk or
+    /// declining segment of `b`, and their lifetime value at their old segment's value per
+    /// customer; `null` when that would reveal a suppressed count.
+    moved_into_risk: Option<u64>,
+    moved_value_into_risk: Option<f64>,
+    moved_display: String,
+}
+
+/// One segment of the second run and its match in the first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SegmentMatch {
+    segment: String,
+    matched: Option<String>,
+    distance: Option<f64>,
+    at_risk: bool,
+}
+
+/// Centres (standardised differences per feature, over `features`), proposed names, value per
+/// customer and revenue growth of a run's segments, from their stored profiles and valuations.
+type SegmentFacts = (Vec<Vec<f64>>, Vec<String>, Vec<f64>, Vec<Option<f64>>);
+
+fn segment_facts(rows: &[store::SegmentRow], features: &[String]) -> SegmentFacts {
+    let mut centres = Vec::new();
+    let (mut names, mut value, mut growth) = (Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        let profile: Option<crate::segmentation::profile::SegmentProfile> =
+            serde_json::from_str(&r.profile).ok();
+        centres.push(
+            features
+                .iter()
+                .map(|f| {
+                    profile
+                        .as_ref()
+                        .and_then(|p| p.features.iter().find(|x| &x.feature == f))
+                        .map_or(0.0, |x| x.standardised_difference)
+                })
+                .collect(),
+        );
+        let v: Option<crate::segmentation::valuation::Valuation> =
+            serde_json::from_str(&r.valuation).ok();
+        names.push(r.proposed_name.clone());
+        value.push(v.as_ref().map_or(0.0, |v| v.lifetime_value));
+        growth.push(v.and_then(|v| v.revenue_growth));
+    }
+    (centres, names, value, growth)
+}
+
+fn feature_names(rows: &[store::SegmentRow]) -> Vec<String> {
+    rows.first()
+        .and_then(|r| {
+            serde_json::from_str::<crate::segmentation::profile::SegmentProfile>(&r.profile).ok()
+        })
+        .map(|p| p.features.into_iter().map(|f| f.feature).collect())
+        .unwrap_or_default()
 }
 
 async fn compare(state: &State, a: i64, b: i64) -> Result<Comparison, AppError> {
@@ -581,6 +639,65 @@ async fn compare(state: &State, a: i64, b: i64) -> Result<Comparison, AppError> 
         }
         let shared = shared_pairs.len() as u64;
         let shown = published_crosstab(&table, min_cell);
+        let (rows_a, rows_b) = (
+            store::segments(&mut conn, a)?,
+            store::segments(&mut conn, b)?,
+        );
+        let fb = feature_names(&rows_b);
+        let features: Vec<String> = feature_names(&rows_a)
+            .into_iter()
+            .filter(|f| fb.contains(f))
+            .collect();
+        let (ca, pa, va, ga) = segment_facts(&rows_a, &features);
+        let (cb, pb, _, gb) = segment_facts(&rows_b, &features);
+        let risk_a: Vec<bool> = pa
+            .iter()
+            .zip(&ga)
+            .map(|(n, g)| matching::is_at_risk(n, *g))
+            .collect();
+        let risk_b: Vec<bool> = pb
+            .iter()
+            .zip(&gb)
+            .map(|(n, g)| matching::is_at_risk(n, *g))
+            .collect();
+        let matched = if features.is_empty() {
+            vec![None; cb.len()]
+        } else {
+            matching::match_centres(&ca, &cb)
+        };
+        let matches = b_names
+            .iter()
+            .zip(&matched)
+            .zip(&risk_b)
+            .map(|((name, m), &at_risk)| SegmentMatch {
+                segment: name.clone(),
+                matched: m.map(|(i, _)| a_names[i].clone()),
+                distance: m.map(|(_, d)| d),
+                at_risk,
+            })
+            .collect();
+        let (moved, value) = matching::value_moved_into_risk(&table, &va, &risk_a, &risk_b);
+        // Every contributing cell must be published, or the total would reveal a hidden one.
+        let revealing = shown.iter().enumerate().any(|(r, row)| {
+            !risk_a[r]
+                && row
+                    .iter()
+                    .enumerate()
+                    .any(|(c, cell)| risk_b[c] && cell.parse::<u64>().is_err())
+        });
+        let (moved_into_risk, moved_value_into_risk, moved_display) = if revealing {
+            (
+                None,
+                None,
+                "withheld: it would reveal a small count".to_owned(),
+            )
+        } else {
+            (
+                Some(moved),
+                Some(value),
+                format!("{moved} customers, lifetime value {value:.2}"),
+            )
+        };
         let shared_shown = crate::consent::coverage::shown_row(&[shared], min_cell).remove(0);
         Ok(Comparison {
             a,
@@ -595,6 +712,10 @@ async fn compare(state: &State, a: i64, b: i64) -> Result<Comparison, AppError> 
                 .collect(),
             a_segments: a_names,
             b_segments: b_names,
+            matches,
+            moved_into_risk,
+            moved_value_into_risk,
+            moved_display,
         })
     })
     .await

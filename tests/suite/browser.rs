@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::helpers::{PASSWORD, spawn_app};
 
 /// A chromedriver process for one test, killed when the test ends.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     _profile: tempfile::TempDir,
@@ -33,7 +33,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_browser() -> (Driver, Client) {
+pub(crate) async fn start_browser() -> (Driver, Client) {
     let chromedriver =
         std::env::var("FAIRSEG_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     assert!(
@@ -96,7 +96,7 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
-async fn sign_in(client: &Client, base: &str, role: &str) {
+pub(crate) async fn sign_in(client: &Client, base: &str, role: &str) {
     client.goto(&format!("{base}/trail")).await.unwrap();
     // Sent to sign in first, and back to the page afterwards.
     assert!(client.current_url().await.unwrap().path() == "/signin");

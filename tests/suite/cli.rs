@@ -266,6 +266,15 @@ fn demo_sets_up_a_database_with_one_account_per_role_and_never_overwrites_a_real
     assert_eq!(runs[0]["published"], false);
     assert_ne!(runs[1]["audit"]["verdict"], "fail", "{}", runs[1]);
     assert_eq!(runs[1]["published"], true);
+    // The demo shows consent-selection bias and a clean objection check over its export.
+    assert!(
+        report["consent_selection"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("The consented population")),
+        "{report}"
+    );
+    assert_eq!(report["objection_check"]["disclosures"], 1, "{report}");
+    assert_eq!(report["objection_check"]["clean"], true, "{report}");
 
     // Run again: the demo database is replaced, with new passwords.
     let again = run(&demo_db);

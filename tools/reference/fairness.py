@@ -249,6 +249,39 @@ def critical_cases():
     return [{"alpha": a, "z": float(norm.isf(a / 2))} for a in (0.05, 0.01, 0.1, 0.001, 0.2)]
 
 
+def consent_selection_cases():
+    """Consent status (row 0 consented, row 1 not) x groups of each attribute: chi-square
+    without continuity correction, Bergsma's corrected V, BH across the attributes of a case,
+    and each group's share of the consented against its share of all customers."""
+    rng = np.random.default_rng(20261201)
+    cases = []
+    for case in range(25):
+        attributes = []
+        for a in range(int(rng.integers(1, 5))):
+            k = int(rng.integers(2, 6))
+            consent_rate = rng.uniform(0.2, 0.9, size=k) if case % 3 else np.full(k, 0.6)
+            sizes = rng.integers(40, 600, size=k)
+            consented = rng.binomial(sizes, consent_rate)
+            consented = np.clip(consented, 10, sizes - 10)
+            counts = np.array([consented, sizes - consented])
+            stat, p, dof, _ = chi2_contingency(counts, correction=False)
+            share_c = counts[0] / counts[0].sum()
+            share_all = counts.sum(axis=0) / counts.sum()
+            attributes.append({
+                "counts": counts.tolist(),
+                "statistic": float(stat),
+                "p_value": float(p),
+                "dof": int(dof),
+                "cramers_v_corrected": bergsma(stat, int(counts.sum()), 2, k),
+                "relative_difference": (share_c / share_all - 1).tolist(),
+            })
+        adjusted = multipletests([x["p_value"] for x in attributes], method="fdr_bh")[1]
+        for x, q in zip(attributes, adjusted):
+            x["p_value_adjusted"] = float(q)
+        cases.append({"name": f"case{case}", "attributes": attributes})
+    return cases
+
+
 if __name__ == "__main__":
     write("chi_square", chi_cases())
     write("chi_square_sf", sf_cases())
@@ -258,4 +291,5 @@ if __name__ == "__main__":
     write("normal_critical", critical_cases())
     write("noncentral_chi_square", ncx2_cases())
     write("cramers_v_interval", v_interval_cases())
+    write("consent_selection", consent_selection_cases())
     print("wrote", OUT)

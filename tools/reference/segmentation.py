@@ -159,9 +159,32 @@ def rfm():
     dump("rfm.json", {"cases": cases, "qcut_bins": qcut_bins})
 
 
+def linear_sum_assignment_cases():
+    """Minimum-cost assignments (scipy.optimize.linear_sum_assignment) of random square and
+    rectangular cost matrices, as centre distances would give."""
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(20261201)
+    cases = []
+    for i in range(40):
+        n = int(rng.integers(1, 9))
+        m = int(rng.integers(1, 9)) if i % 2 else n
+        cost = rng.uniform(0, 10, size=(n, m))
+        rows, cols = linear_sum_assignment(cost)
+        cases.append({
+            "name": f"case{i}",
+            "cost": cost.tolist(),
+            "row_ind": rows.tolist(),
+            "col_ind": cols.tolist(),
+            "total": float(cost[rows, cols].sum()),
+        })
+    dump("linear_sum_assignment.json", {"cases": cases})
+
+
 if __name__ == "__main__":
     preprocess()
     quality()
     pca()
     rfm()
+    linear_sum_assignment_cases()
     print("wrote", os.path.abspath(OUT))

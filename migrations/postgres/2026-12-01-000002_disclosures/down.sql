@@ -1,0 +1,2 @@
+DROP TABLE disclosure_members;
+DROP TABLE disclosures;
