@@ -311,9 +311,20 @@ fn chart(a: &AttributeReport, segment_label: &dyn Fn(u32) -> String) -> Chart {
     }
 }
 
+/// A p-value as people read it (`< 0.001`, `0.82`).
+fn pval(x: Option<f64>) -> String {
+    x.map_or_else(|| "—".into(), super::format::p_value)
+}
+
 fn fmt(x: Option<f64>, digits: usize) -> String {
     match x {
-        Some(x) if x != 0.0 && x.abs() < 1e-4 => format!("{x:.2e}"),
+        Some(x) if x != 0.0 && x.abs() < 1e-4 => {
+            if x > 0.0 {
+                "< 0.0001".into()
+            } else {
+                "> -0.0001".into()
+            }
+        }
         Some(x) => format!("{x:.digits$}"),
         None => "—".into(),
     }
@@ -349,11 +360,11 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
             "Degrees of freedom",
             a.dof.map(|d| d.to_string()).unwrap_or("—".into()),
         ),
-        ("p-value", fmt(a.p_value, 4)),
+        ("p-value", pval(a.p_value)),
         ("p-value from", method.to_string()),
         (
             "p-value adjusted (Benjamini-Hochberg)",
-            fmt(a.p_value_adjusted, 4),
+            pval(a.p_value_adjusted),
         ),
         ("Cramér's V", fmt(a.cramers_v, 3)),
         ("Cramér's V, bias-corrected", fmt(a.cramers_v_corrected, 3)),
@@ -642,7 +653,7 @@ fn compare_cells(a: Option<&AttributeReport>) -> [String; 4] {
         Some(a) => [
             a.verdict.to_string(),
             fmt(a.cramers_v_corrected, 3),
-            fmt(a.p_value_adjusted, 4),
+            pval(a.p_value_adjusted),
             if a.balance.minimum_suppressed {
                 "suppressed".into()
             } else {

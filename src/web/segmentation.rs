@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use super::format;
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
 use crate::auth::CurrentUser;
@@ -792,9 +793,6 @@ pub struct SegmentCard {
     strategy: Option<crate::segmentation::report::StrategyView>,
 }
 
-fn money(v: f64) -> String {
-    format!("{v:.2}")
-}
 
 fn describe_feature(f: &crate::segmentation::profile::FeatureProfile) -> String {
     use crate::segmentation::profile::FeatureSummary;
@@ -839,6 +837,8 @@ fn retention_figure(v: &crate::segmentation::valuation::Valuation, min_cell: u64
 }
 
 fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
+    let cur = &policy.currency;
+    let money = |v: f64| format::money(v, cur);
     let window = policy.segmentation.valuation_window_days;
     let min_cell = u64::from(policy.fairness.min_cell_size);
     view.segments
@@ -851,7 +851,7 @@ fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
                     p.top_features
                         .iter()
                         .filter_map(|name| p.features.iter().find(|f| &f.feature == name))
-                        .map(|f| (f.feature.clone(), describe_feature(f)))
+                        .map(|f| (format::label(&f.feature), describe_feature(f)))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -859,10 +859,10 @@ fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
                 Some(v) => (
                     vec![
                         ("Revenue".into(), money(v.revenue)),
-                        ("Orders".into(), v.orders.to_string()),
+                        ("Orders".into(), format::int(v.orders)),
                         (
                             "Average order value".into(),
-                            fmt_opt(&v.average_order_value, 2),
+                            format::money_opt(v.average_order_value, cur),
                         ),
                         (
                             "Orders per customer".into(),
@@ -901,7 +901,11 @@ fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
                             ("Actionable", Some(x)) => {
                                 format!("distance {x:.2} (at least {:.2})", c.threshold)
                             }
-                            (_, Some(x)) => format!("{x:.0} members (at least {:.0})", c.threshold),
+                            (_, Some(x)) => format!(
+                                "{} members (at least {})",
+                                format::count(x),
+                                format::count(c.threshold)
+                            ),
                         };
                         (label, c.pass, figure, c.explanation.clone())
                     })
