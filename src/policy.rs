@@ -936,7 +936,10 @@ mod tests {
         assert!(!policy.presentation.company_name.is_empty());
         let source = default_source()
             .replace(r#"currency = "EUR""#, r#"currency = "euro""#)
-            .replace(r#"company_name = "Northwind Retail""#, r#"company_name = " ""#);
+            .replace(
+                r#"company_name = "Northwind Retail""#,
+                r#"company_name = " ""#,
+            );
         let issues = issues_of(&source);
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert!(keys.contains(&"presentation.currency"), "{keys:?}");

@@ -531,7 +531,7 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
         run_id: a.row.run_id,
         run_status: a.run.status.clone(),
         algorithm: a.run.algorithm.clone(),
-        created_at: a.row.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        created_at: format!("{} UTC", super::format::datetime(a.row.created_at)),
         created_by: a.row.created_by.clone(),
         policy_version: a.row.policy_version.clone(),
         members: r.members,

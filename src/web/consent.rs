@@ -637,7 +637,7 @@ pub async fn coverage_page(
         .collect();
     let page = CoveragePage {
         layout: Layout::new(&state, Some(&user), "Consent", "/consent"),
-        at: coverage.at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        at: format!("{} UTC", super::format::datetime(coverage.at)),
         min_cell_size: min,
         rows,
         chart_width: CHART_WIDTH,
@@ -684,7 +684,7 @@ struct CustomerPage {
 }
 
 fn day_time(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+    super::format::datetime(t)
 }
 
 async fn customer_html(

@@ -31,7 +31,7 @@ pub fn int(n: impl Figure) -> String {
         out.push('-');
     }
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -302,6 +302,31 @@ pub fn label_lower(name: &str) -> String {
     }
 }
 
+/// A sentence with the internal names it carries (`home_store`, `retention_rate`) put in
+/// words ("home store", "retention rate"), for messages composed by the domain.
+pub fn humanise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('_') && word.chars().any(|c| c.is_ascii_lowercase()) {
+            out.push_str(&label_lower(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for ch in text.chars() {
+        if ch.is_ascii_alphanumeric() || ch == '_' {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// Whether a name is in the label table (for tests that check every KPI has a label).
 pub fn has_label(name: &str) -> bool {
     LABELS.iter().any(|(n, _)| *n == name)
@@ -358,7 +383,7 @@ mod tests {
             .unwrap()
             .and_hms_micro_opt(10, 4, 7, 123_456)
             .unwrap();
-        assert_eq!(datetime(&t), "1 Dec 2026, 10:04");
+        assert_eq!(datetime(t), "1 Dec 2026, 10:04");
         assert_eq!(day(&t), "1 Dec 2026");
     }
 
@@ -375,6 +400,15 @@ mod tests {
         assert_eq!(label("some_new_column"), "Some new column");
         assert_eq!(label_lower("never_asked"), "never asked");
         assert_eq!(label_lower("rfm"), "RFM");
+    }
+
+    #[test]
+    fn messages_lose_their_internal_names() {
+        assert_eq!(
+            humanise("home_store stands in for ethnicity (V 0.71); retention_rate fell"),
+            "home store stands in for ethnicity (V 0.71); retention rate fell"
+        );
+        assert_eq!(humanise("plain words stay"), "plain words stay");
     }
 
     #[test]

@@ -80,6 +80,8 @@ route_table! {
     GET "/healthz" Public => ops::healthz;
     GET "/metrics" Public => ops::metrics;
     GET "/static/app.css" Public => ops::stylesheet;
+    GET "/static/favicon.svg" Public => ops::favicon;
+    GET "/favicon.ico" Public => ops::favicon;
     GET "/api/v1/openapi.json" Public => ops::openapi_document;
 
     GET "/signin" Public => auth::signin_page;

@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::format;
 use super::error::{AppError, blocking};
+use super::format;
 use super::layout::{Layout, State, render, see_other};
 use crate::auth::CurrentUser;
 use crate::db::segmentation::{self as store, PUBLISHED, RETIRED, RunRow, StrategyRow};
@@ -680,6 +680,20 @@ const MAP_PAD: f64 = 48.0;
 
 /// Lays out the stored map: scales PCA coordinates into the drawing and colours points by
 /// segment. `None` when the run has no map (e.g. a single feature).
+/// A principal axis's loadings in words: `+recency_days -monetary` → `more days since last
+/// purchase, less total spent`.
+fn axis_words(label: &str) -> String {
+    label
+        .split_whitespace()
+        .map(|t| match t.split_at_checked(1) {
+            Some(("+", name)) => format!("more {}", format::label_lower(name)),
+            Some(("-" | "−", name)) => format!("less {}", format::label_lower(name)),
+            _ => format::label_lower(t),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
     let summary = report::summary_of(run)?;
     let map = summary.map?;
@@ -701,10 +715,10 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
             .get(i)
             .map(|a| {
                 format!(
-                    "PC{} ({:.0}%): {}",
+                    "Axis {} ({:.0}% of the spread): {}",
                     i + 1,
                     a.explained_variance_ratio * 100.0,
-                    a.label
+                    axis_words(&a.label)
                 )
             })
             .unwrap_or_default()
@@ -735,7 +749,7 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
                 label: view
                     .segments
                     .get(i)
-                    .map(|s| s.name.clone())
+                    .map(|s| s.segment.to_string())
                     .unwrap_or_default(),
             })
             .collect(),
@@ -792,7 +806,6 @@ pub struct SegmentCard {
     priority: String,
     strategy: Option<crate::segmentation::report::StrategyView>,
 }
-
 
 fn describe_feature(f: &crate::segmentation::profile::FeatureProfile) -> String {
     use crate::segmentation::profile::FeatureSummary;

@@ -216,7 +216,7 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
     assert!(
         texts(&html, "#proxies tr.flagged td")
             .iter()
-            .any(|t| t == "home_store")
+            .any(|t| t == "Home store")
     );
     // And the history lists it.
     let (_, list) = app.get_json("compliance", "/api/v1/audits").await;

@@ -732,7 +732,7 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
         .text()
         .await
         .unwrap();
-    assert_eq!(flagged, "home_store");
+    assert_eq!(flagged, "Home store");
     // The headline says what a sceptical reader needs first: not a pass, why, and what was not
     // tested.
     let headline = client
@@ -752,7 +752,9 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
     assert_eq!(headline["verdict"], "fail", "{headline}");
     let reason = headline["reason"].as_str().unwrap();
     assert!(
-        reason.contains("home_store") && reason.contains("ethnicity"),
+        reason.contains("home store")
+            && reason.contains("ethnicity")
+            && !reason.contains("home_store"),
         "{headline}"
     );
     assert!(
@@ -904,4 +906,185 @@ async fn kpi_dashboard_charts_and_drift_in_the_browser() {
     );
     screenshot(&client, "kpi-drift-marketing").await;
     client.close().await.unwrap();
+}
+
+/// The demo's story in a test server: customers, the run on the planted proxy (failed audit,
+/// not published), the run without it (published), and KPI history. Returns (first run,
+/// published run, audit of the first run).
+fn seed_demo(app: &crate::helpers::TestApp) -> (i64, i64, i64) {
+    use fairseg::trail::Actor;
+    crate::audits::load_demo(app, 1200, false);
+    let policy = &*app.policy;
+    let mut ids = Vec::new();
+    for request in [
+        fairseg::demo::segmentation_request(),
+        fairseg::demo::segmentation_request_without_proxy(),
+    ] {
+        let run =
+            fairseg::segmentation::pipeline::create(&app.db, policy, &Actor::system(), &request)
+                .unwrap();
+        fairseg::segmentation::pipeline::execute(&app.db, policy, run).unwrap();
+        let audit =
+            fairseg::fairness::service::audit_run(&app.db, policy, &Actor::system(), run).unwrap();
+        ids.push((run, audit.id));
+    }
+    crate::segmentation::publish(app, ids[1].0);
+    fairseg::demo::backfill_kpis(&app.db, policy, fairseg::db::now().date()).unwrap();
+    (ids[0].0, ids[1].0, ids[0].1)
+}
+
+/// Internal names that must never reach a reader's eyes (outside `code` and `pre`).
+const RAW_NAMES: [&str; 22] = [
+    "repeat_purchase_rate",
+    "retention_rate",
+    "churn_rate",
+    "average_order_value",
+    "customer_lifetime_value",
+    "revenue_per_customer",
+    "purchase_frequency",
+    "active_customers",
+    "new_customers",
+    "segment_size",
+    "recency_days",
+    "tenure_days",
+    "price_sensitivity",
+    "home_store",
+    "never_asked",
+    "legitimate_interest",
+    "no_target",
+    "on_target",
+    "marketing_email",
+    "undefined",
+    "Mostly ",
+    "NaN",
+];
+
+/// What a reader sees on the current page that should not be there: a page wider than the
+/// window, raw internal names, ISO time stamps, and in-app links that answer 403.
+async fn page_problems(client: &Client) -> Vec<String> {
+    let facts = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const raw = arguments[0];
+             const w = document.documentElement.clientWidth;
+             const clone = document.body.cloneNode(true);
+             clone.querySelectorAll('code, pre, script, style, .visually-hidden').forEach(e => e.remove());
+             const text = clone.textContent;
+             const found = raw.filter(t => text.includes(t));
+             const iso = (text.match(/\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}/g) || []).slice(0, 3);
+             const links = [...new Set([...document.querySelectorAll('a[href^=\"/\"]')]
+               .map(a => a.getAttribute('href')).filter(h => !h.endsWith('.csv') && !h.includes('/export')))]
+               .slice(0, 40);
+             Promise.all(links.map(h => fetch(h, {credentials: 'same-origin', redirect: 'manual'})
+                 .then(r => [h, r.status]).catch(() => [h, 0])))
+               .then(statuses => done({
+                 over: document.documentElement.scrollWidth - w,
+                 wide: [...document.querySelectorAll('body *')]
+                   .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.table-scroll, .table-wrap, .scroll')
+                     && e.parentElement.getBoundingClientRect().right <= w + 1)
+                   .slice(0, 3).map(e => e.tagName + '.' + e.className + '#' + e.id),
+                 found, iso,
+                 forbidden: statuses.filter(([h, s]) => s === 403).map(([h]) => h),
+               }));",
+            vec![json!(RAW_NAMES)],
+        )
+        .await
+        .unwrap();
+    let mut problems = Vec::new();
+    if facts["over"].as_f64().unwrap() > 1.0 {
+        problems.push(format!(
+            "wider than the window by {} px ({})",
+            facts["over"], facts["wide"]
+        ));
+    }
+    for key in ["found", "iso", "forbidden"] {
+        if !facts[key].as_array().unwrap().is_empty() {
+            problems.push(format!("{key}: {}", facts[key]));
+        }
+    }
+    problems
+}
+
+/// Where the page screenshots go: `FAIRSEG_SCREENSHOTS` (scripts/screenshots sets it), else
+/// target/screenshots/pages.
+fn pages_dir() -> PathBuf {
+    std::env::var_os("FAIRSEG_SCREENSHOTS").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("screenshots")
+                .join("pages")
+        },
+        PathBuf::from,
+    )
+}
+
+async fn full_page_screenshot(client: &Client, path: &std::path::Path) {
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(path, png).unwrap();
+}
+
+#[tokio::test]
+async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
+    let app = spawn_app().await;
+    let (first_run, published, audit) = seed_demo(&app);
+    let dir = pages_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut problems = Vec::new();
+    let mut index = String::from("# Pages per role\n\n");
+    for role in ["admin", "compliance", "marketing", "analyst"] {
+        let (_driver, client) = start_browser().await;
+        sign_in(&client, &app.address, role).await;
+        client.goto(&app.url("/")).await.unwrap();
+        let mut pages: Vec<String> = Vec::new();
+        for link in client
+            .find_all(Locator::Css("nav[aria-label=Main] a"))
+            .await
+            .unwrap()
+        {
+            pages.push(link.attr("href").await.unwrap().unwrap());
+        }
+        let nav = pages.clone();
+        let has = |p: &str| nav.iter().any(|n| n == p);
+        if has("/kpi") {
+            pages.push("/kpi/drift".into());
+            pages.push("/kpi/segments/all".into());
+        }
+        if has("/audits") {
+            pages.push(format!("/audits/{audit}"));
+        }
+        if has("/segmentations") {
+            pages.push(format!("/segmentations/{published}"));
+            pages.push(format!("/segmentations/{first_run}"));
+        }
+        pages.push("/account".into());
+        index.push_str(&format!("## {role}\n\n"));
+        for page in &pages {
+            let name = format!(
+                "{role}{}",
+                page.replace('/', "-").trim_end_matches('-').to_owned()
+            );
+            let name = if name == role {
+                format!("{role}-home")
+            } else {
+                name
+            };
+            client.goto(&app.url(page)).await.unwrap();
+            for (width, height) in [(1400, 900), (390, 844)] {
+                client.set_window_size(width, height).await.unwrap();
+                for p in page_problems(&client).await {
+                    problems.push(format!("{role} {page} at {width} px: {p}"));
+                }
+                full_page_screenshot(&client, &dir.join(format!("{name}-{width}.png"))).await;
+            }
+            index.push_str(&format!(
+                "- `{page}`: [1400 px]({name}-1400.png), [390 px]({name}-390.png)\n"
+            ));
+        }
+        index.push('\n');
+        client.close().await.unwrap();
+    }
+    std::fs::write(dir.join("README.md"), index).unwrap();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
