@@ -740,6 +740,28 @@ fn csv_response(audit: &StoredAudit) -> HttpResponse {
 pub struct OverrideForm {
     /// Why publishing is acceptable despite the verdict (at least 20 characters).
     justification: String,
+    /// `yes`: the officer ticked that they take responsibility for the override.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// The confirmation a destructive form carries: a ticked box (`confirm=yes`).
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// Refuses a destructive form whose confirmation box was not ticked.
+pub fn require_confirmation(confirm: Option<&str>, what: &str) -> Result<(), AppError> {
+    if confirm == Some("yes") {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            "confirm",
+            format!("{what}: tick the confirmation box first"),
+        ))
+    }
 }
 
 fn with_message(path: &str, key: &str, message: &str) -> String {
@@ -756,7 +778,9 @@ pub async fn override_submit(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(&user));
-    let justification = form.into_inner().justification;
+    let form = form.into_inner();
+    require_confirmation(form.confirm.as_deref(), "recording an override")?;
+    let justification = form.justification;
     let result =
         web::block(move || service::override_audit(&db, &policy, &actor, id, &justification))
             .await?;
@@ -783,8 +807,10 @@ pub async fn publish_submit(
     state: State,
     user: CurrentUser,
     path: web::Path<i64>,
+    form: web::Form<ConfirmForm>,
 ) -> Result<HttpResponse, AppError> {
     let run_id = path.into_inner();
+    require_confirmation(form.confirm.as_deref(), "publishing")?;
     let result = publish(&state, &user, run_id).await?;
     let db = state.db.clone();
     let latest = blocking(move || db.read(|c| store::latest_of_run(c, run_id))).await?;

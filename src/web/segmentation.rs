@@ -672,6 +672,9 @@ pub struct MapSvg {
     centres: Vec<MapCentre>,
     x_label: String,
     y_label: String,
+    /// What each axis means, in words, written above the plot.
+    x_words: String,
+    y_words: String,
 }
 
 const MAP_W: f64 = 640.0;
@@ -715,10 +718,9 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
             .get(i)
             .map(|a| {
                 format!(
-                    "Axis {} ({:.0}% of the spread): {}",
+                    "Axis {} ({:.0}% of the spread)",
                     i + 1,
                     a.explained_variance_ratio * 100.0,
-                    axis_words(&a.label)
                 )
             })
             .unwrap_or_default()
@@ -755,6 +757,16 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
             .collect(),
         x_label: axis(0),
         y_label: axis(1),
+        x_words: map
+            .axes
+            .first()
+            .map(|a| format!("→ Axis 1: {}", axis_words(&a.label)))
+            .unwrap_or_default(),
+        y_words: map
+            .axes
+            .get(1)
+            .map(|a| format!("↑ Axis 2: {}", axis_words(&a.label)))
+            .unwrap_or_default(),
     })
 }
 

@@ -1033,6 +1033,7 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut problems = Vec::new();
     let mut index = String::from("# Pages per role\n\n");
+    let mut confirmations = Vec::new();
     for role in ["admin", "compliance", "marketing", "analyst"] {
         let (_driver, client) = start_browser().await;
         sign_in(&client, &app.address, role).await;
@@ -1071,6 +1072,19 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
                 name
             };
             client.goto(&app.url(page)).await.unwrap();
+            // A destructive form asks for a ticked box and looks destructive.
+            for form in client.find_all(Locator::Css("form.confirm")).await.unwrap() {
+                let id = form.attr("id").await.unwrap().unwrap_or_default();
+                let action = form.attr("action").await.unwrap().unwrap_or_default();
+                assert!(
+                    form.find(Locator::Css("input[type=checkbox][name=confirm][required]"))
+                        .await
+                        .is_ok()
+                        && form.find(Locator::Css("button.danger")).await.is_ok(),
+                    "{role} {page}: {action} {id} without its confirmation"
+                );
+                confirmations.push(action);
+            }
             for (width, height) in [(1400, 900), (390, 844)] {
                 client.set_window_size(width, height).await.unwrap();
                 for p in page_problems(&client).await {
@@ -1087,4 +1101,11 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     }
     std::fs::write(dir.join("README.md"), index).unwrap();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Compliance met the override form on the failed audit and the retention form.
+    for needed in [format!("/audits/{audit}/override"), "/dsr/retention".into()] {
+        assert!(
+            confirmations.contains(&needed),
+            "{needed} in {confirmations:?}"
+        );
+    }
 }
