@@ -134,6 +134,7 @@ route_table! {
     // The customer's own page: the signed link in the path is the credential.
     GET "/preferences/{token}" Public => consent::preferences_page;
     POST "/preferences/{token}/withdraw" Public => consent::withdraw_submit;
+    POST "/preferences/{token}/grant" Public => consent::grant_submit;
     GET "/customers/import" needs(CustomersImport) => imports::page;
     POST "/customers/import" needs(CustomersImport) => imports::upload;
     GET "/api/v1/imports" needs(CustomersImport) => imports::list_api;

@@ -448,19 +448,74 @@ async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
         .unwrap();
     assert!(state.starts_with("You withdrew on"), "{state}");
     screenshot(&client, "preferences-withdrawn").await;
-    client.close().await.unwrap();
-
-    let (_, body) = app
-        .get_json("compliance", "/api/v1/customers/CUST-9/consents")
+    let consent_state = || async {
+        let (_, body) = app
+            .get_json("compliance", "/api/v1/customers/CUST-9/consents")
+            .await;
+        body["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["purpose"] == "marketing_email")
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(consent_state().await, "withdrawn");
+    // The page speaks for the company to the customer, and leads nowhere near the staff app.
+    let page = client
+        .execute(
+            "return {
+               brand: document.querySelector('.brand').textContent,
+               footer: document.querySelector('footer').textContent,
+               purpose: document.querySelector('li[data-purpose=marketing_email] h2').textContent,
+               staff: document.querySelectorAll('a[href=\"/\"], a[href^=\"/signin\"]').length,
+             };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(page["brand"], "Northwind Retail", "{page}");
+    assert!(
+        page["footer"]
+            .as_str()
+            .unwrap()
+            .contains("privacy@northwind.example")
+            && !page["footer"].as_str().unwrap().contains("sha256"),
+        "{page}"
+    );
+    assert_eq!(
+        page["purpose"], "We send you e-mails with offers chosen for you.",
+        "{page}"
+    );
+    assert_eq!(page["staff"], 0, "{page}");
+    // The customer changes their mind: one click agrees again.
+    client
+        .find(Locator::Css(
+            "li[data-purpose=marketing_email] form[action$='/grant'] button",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = client
+        .wait()
+        .for_element(Locator::Css("p[role=status]"))
         .await;
-    let state = body["states"]
-        .as_array()
+    screenshot(&client, "preferences-after-grant").await;
+    let notice = notice.unwrap().text().await.unwrap();
+    assert!(notice.starts_with("Thank you"), "{notice}");
+    let state = client
+        .find(Locator::Css("li[data-purpose=marketing_email] p.state"))
+        .await
         .unwrap()
-        .iter()
-        .find(|s| s["purpose"] == "marketing_email")
-        .unwrap()
-        .clone();
-    assert_eq!(state["state"], "withdrawn");
+        .text()
+        .await
+        .unwrap();
+    assert!(state.starts_with("You agreed on"), "{state}");
+    screenshot(&client, "preferences-granted-again").await;
+    client.close().await.unwrap();
+    assert_eq!(consent_state().await, "granted");
 }
 
 #[tokio::test]
