@@ -959,10 +959,105 @@ fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
         .collect()
 }
 
+/// One line of the segments' overview table, with the figures it sorts by.
+pub struct OverviewRow {
+    segment: i32,
+    name: String,
+    colour: &'static str,
+    size: String,
+    share: String,
+    /// (compact, full) revenue.
+    revenue: (String, String),
+    growth: String,
+    clv: String,
+    stance: String,
+    viability: String,
+    keys: [f64; 5],
+}
+
+/// The columns the overview sorts by: (query value, heading).
+const OVERVIEW_SORTS: [(&str, &str); 5] = [
+    ("size", "Members"),
+    ("revenue", "Revenue"),
+    ("growth", "Growth"),
+    ("clv", "Lifetime value"),
+    ("priority", "Priority"),
+];
+
+fn overview(view: &RunView, policy: &crate::policy::Policy, sort: &str) -> Vec<OverviewRow> {
+    let cur = &policy.currency;
+    let mut rows: Vec<OverviewRow> = view
+        .segments
+        .iter()
+        .map(|s| {
+            let v = s.valuation.as_ref().filter(|_| !s.suppressed);
+            let passes = v.map(|v| {
+                [
+                    &v.viability.measurable,
+                    &v.viability.accessible,
+                    &v.viability.substantial,
+                    &v.viability.actionable,
+                ]
+                .iter()
+                .filter(|c| c.pass)
+                .count()
+            });
+            OverviewRow {
+                segment: s.segment,
+                name: s.name.clone(),
+                colour: PALETTE[s.segment as usize % PALETTE.len()],
+                size: s.size.map_or_else(|| s.size_display.clone(), format::int),
+                share: if s.suppressed {
+                    "–".into()
+                } else {
+                    pct(&s.share)
+                },
+                revenue: v.map_or_else(
+                    || ("–".into(), String::new()),
+                    |v| {
+                        (
+                            format::money_compact(v.revenue, cur),
+                            format::money(v.revenue, cur),
+                        )
+                    },
+                ),
+                growth: v.map_or_else(|| "–".into(), |v| pct(&v.revenue_growth)),
+                clv: v.map_or_else(|| "–".into(), |v| format::money(v.lifetime_value, cur)),
+                stance: v.map_or_else(String::new, |v| format::label(v.stance.as_str())),
+                viability: passes.map_or_else(|| "–".into(), |n| format!("{n} of 4 criteria")),
+                keys: [
+                    s.size.unwrap_or(0) as f64,
+                    v.map_or(f64::NEG_INFINITY, |v| v.revenue),
+                    v.and_then(|v| v.revenue_growth)
+                        .unwrap_or(f64::NEG_INFINITY),
+                    v.map_or(f64::NEG_INFINITY, |v| v.lifetime_value),
+                    v.map_or(f64::NEG_INFINITY, |v| -(v.priority as f64)),
+                ],
+            }
+        })
+        .collect();
+    if let Some(i) = OVERVIEW_SORTS.iter().position(|(k, _)| *k == sort) {
+        rows.sort_by(|a, b| {
+            b.keys[i]
+                .total_cmp(&a.keys[i])
+                .then(a.segment.cmp(&b.segment))
+        });
+    }
+    rows
+}
+
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    sort: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "segments/dashboard.html")]
 struct DashboardPage {
     layout: Layout,
+    overview: Vec<OverviewRow>,
+    sort: String,
+    sorts: [(&'static str, &'static str); 5],
     run: Option<RunView>,
     cards: Vec<SegmentCard>,
     map: Option<String>,
@@ -972,7 +1067,16 @@ struct DashboardPage {
 }
 
 /// Marketing's dashboard: the published segmentation.
-pub async fn dashboard(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
+pub async fn dashboard(
+    state: State,
+    user: CurrentUser,
+    query: web::Query<DashboardQuery>,
+) -> Result<HttpResponse, AppError> {
+    let sort = query
+        .sort
+        .clone()
+        .filter(|s| OVERVIEW_SORTS.iter().any(|(k, _)| k == s))
+        .unwrap_or_else(|| "size".into());
     let (run, map) = match published_id(&state).await? {
         Some(id) => {
             let (view, row) = run_and_view(&state, &user, id).await?;
@@ -986,6 +1090,12 @@ pub async fn dashboard(state: State, user: CurrentUser) -> Result<HttpResponse, 
     };
     Ok(render(&DashboardPage {
         layout: Layout::new(&state, Some(&user), "Segments", "/segments"),
+        overview: run
+            .as_ref()
+            .map(|r| overview(r, &state.policy, &sort))
+            .unwrap_or_default(),
+        sort,
+        sorts: OVERVIEW_SORTS,
         cards: run
             .as_ref()
             .map(|r| cards(r, &state.policy))

@@ -1156,6 +1156,61 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     }
     std::fs::write(dir.join("README.md"), index).unwrap();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Marketing's overview: one line per segment, money in the policy's currency (compact,
+    // full on hover), dates in words, and sorting by revenue puts the largest first.
+    let (_driver, client) = start_browser().await;
+    sign_in(&client, &app.address, "marketing").await;
+    client
+        .goto(&app.url("/segments?sort=revenue"))
+        .await
+        .unwrap();
+    let facts = client
+        .execute(
+            "const rows = [...document.querySelectorAll('#overview tbody tr')];
+             return {
+               rows: rows.length,
+               cards: document.querySelectorAll('li.segment').length,
+               revenue: rows.map(r => r.querySelector('td.revenue').textContent),
+               full: rows.map(r => r.querySelector('td.revenue').getAttribute('title')),
+               intro: document.querySelector('main p').textContent,
+             };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(facts["rows"], facts["cards"], "{facts}");
+    let compact: Vec<&str> = facts["revenue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(compact.iter().all(|r| r.starts_with('€')), "{facts}");
+    let full: Vec<f64> = facts["full"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let text = v.as_str().unwrap();
+            assert!(
+                text.starts_with('€') && text.contains('.') && text.len() > 4,
+                "{facts}"
+            );
+            text.trim_start_matches('€')
+                .replace(',', "")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(full.windows(2).all(|w| w[0] >= w[1]), "{full:?}");
+    assert!(
+        facts["intro"]
+            .as_str()
+            .unwrap()
+            .contains(&fairseg::web::format::date(&fairseg::db::now().date())),
+        "{facts}"
+    );
+    client.close().await.unwrap();
     // Compliance met the override form on the failed audit and the retention form.
     for needed in [format!("/audits/{audit}/override"), "/dsr/retention".into()] {
         assert!(
