@@ -327,6 +327,23 @@ pub fn humanise(text: &str) -> String {
     out
 }
 
+/// The glossary entry (`/glossary#…`) that explains a statistic's label, if any.
+pub fn glossary_anchor(label: &str) -> Option<&'static str> {
+    let l = label.to_lowercase();
+    [
+        ("adjusted", "adjusted-p"),
+        ("p-value", "p-value"),
+        ("cramér", "cramers-v"),
+        ("silhouette", "silhouette"),
+        ("representation", "representation-ratio"),
+        ("four-fifths", "four-fifths"),
+        ("lifetime value", "clv"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| l.contains(needle))
+    .map(|(_, anchor)| anchor)
+}
+
 /// Whether a name is in the label table (for tests that check every KPI has a label).
 pub fn has_label(name: &str) -> bool {
     LABELS.iter().any(|(n, _)| *n == name)
@@ -409,6 +426,16 @@ mod tests {
             "home store stands in for ethnicity (V 0.71); retention rate fell"
         );
         assert_eq!(humanise("plain words stay"), "plain words stay");
+    }
+
+    #[test]
+    fn statistics_link_to_their_glossary_entry() {
+        assert_eq!(glossary_anchor("Cramér's V"), Some("cramers-v"));
+        assert_eq!(
+            glossary_anchor("p-value adjusted (Benjamini-Hochberg)"),
+            Some("adjusted-p")
+        );
+        assert_eq!(glossary_anchor("Chi-square"), None);
     }
 
     #[test]

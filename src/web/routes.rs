@@ -95,6 +95,7 @@ route_table! {
     POST "/api/v1/me/password" SignedIn => auth::change_password_api;
 
     GET "/" SignedIn => home::index;
+    GET "/glossary" SignedIn => home::glossary;
 
     GET "/admin/users" needs(UsersManage) => users::list_page;
     POST "/admin/users" needs(UsersManage) => users::create_submit;

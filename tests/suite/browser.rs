@@ -1089,6 +1089,7 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     let mut problems = Vec::new();
     let mut index = String::from("# Pages per role\n\n");
     let mut confirmations = Vec::new();
+    let mut glossary_links: Vec<String> = Vec::new();
     for role in ["admin", "compliance", "marketing", "analyst"] {
         let (_driver, client) = start_browser().await;
         sign_in(&client, &app.address, role).await;
@@ -1115,6 +1116,7 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
             pages.push(format!("/segmentations/{first_run}"));
         }
         pages.push("/account".into());
+        pages.push("/glossary".into());
         index.push_str(&format!("## {role}\n\n"));
         for page in &pages {
             let name = format!(
@@ -1127,6 +1129,23 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
                 name
             };
             client.goto(&app.url(page)).await.unwrap();
+            // Terms link to the glossary entry that explains them, and the entry exists.
+            if page.starts_with("/audits/") {
+                let anchors = client
+                    .execute(
+                        "return [...document.querySelectorAll('a.term')].map(a => a.getAttribute('href'));",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                let anchors: Vec<String> = serde_json::from_value(anchors).unwrap();
+                assert!(
+                    anchors.contains(&"/glossary#cramers-v".to_string())
+                        && anchors.contains(&"/glossary#p-value".to_string()),
+                    "{anchors:?}"
+                );
+                glossary_links.extend(anchors);
+            }
             // A destructive form asks for a ticked box and looks destructive.
             for form in client.find_all(Locator::Css("form.confirm")).await.unwrap() {
                 let id = form.attr("id").await.unwrap().unwrap_or_default();
@@ -1211,6 +1230,20 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
         "{facts}"
     );
     client.close().await.unwrap();
+    let (status, html) = {
+        let client = app.sign_in("marketing").await;
+        let r = client.get(app.url("/glossary")).send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(!glossary_links.is_empty());
+    for link in &glossary_links {
+        let id = link.trim_start_matches("/glossary#");
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "{link} has no entry"
+        );
+    }
     // Compliance met the override form on the failed audit and the retention form.
     for needed in [format!("/audits/{audit}/override"), "/dsr/retention".into()] {
         assert!(
