@@ -299,7 +299,11 @@ pub async fn overview_page(
         period: o.shown.as_ref().map(|p| {
             (
                 p.period.label(),
-                format!("{} to {}", p.period.start(), p.period.last_day()),
+                format!(
+                    "{} to {}",
+                    format::date(&p.period.start()),
+                    format::date(&p.period.last_day())
+                ),
             )
         }),
         partial: o
