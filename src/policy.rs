@@ -282,6 +282,69 @@ pub struct PolicyMeta {
     pub owner: String,
 }
 
+/// A currency of the policy's `[presentation]`: an ISO 4217 code of three capital letters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Currency(String);
+
+impl Currency {
+    /// Parses an ISO 4217 code (three capital letters, e.g. `EUR`).
+    pub fn parse(code: &str) -> Result<Currency, String> {
+        if code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()) {
+            Ok(Currency(code.to_string()))
+        } else {
+            Err(format!(
+                "`{code}` is not a currency code: three capital letters, as EUR, USD or GBP"
+            ))
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        &self.0
+    }
+
+    /// What is written before an amount: a symbol when the currency has a well-known one,
+    /// else the code and a space.
+    pub fn prefix(&self) -> String {
+        match self.0.as_str() {
+            "EUR" => "€".into(),
+            "USD" => "$".into(),
+            "GBP" => "£".into(),
+            "JPY" => "¥".into(),
+            "INR" => "₹".into(),
+            other => format!("{other} "),
+        }
+    }
+}
+
+impl Default for Currency {
+    fn default() -> Self {
+        Currency("EUR".into())
+    }
+}
+
+/// `[presentation]`: how figures and the company read on the pages and the customer's
+/// preference page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresentationSpec {
+    /// ISO 4217 code of the amounts in the transactions (`EUR`).
+    pub currency: String,
+    /// The company's name, as customers know it (shown on the preference page).
+    pub company_name: String,
+    /// How customers reach the company about their data (an e-mail address or a page).
+    pub company_contact: String,
+}
+
+impl Default for PresentationSpec {
+    fn default() -> Self {
+        PresentationSpec {
+            currency: "EUR".into(),
+            company_name: "Our company".into(),
+            company_contact: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyRaw {
@@ -299,6 +362,7 @@ struct PolicyRaw {
     kpi: KpiSpec,
     #[serde(default)]
     consent_selection: ConsentSelectionSpec,
+    presentation: PresentationSpec,
 }
 
 /// A validated policy and its version.
@@ -320,6 +384,9 @@ pub struct Policy {
     pub segmentation: SegmentationSpec,
     pub kpi: KpiSpec,
     pub consent_selection: ConsentSelectionSpec,
+    pub presentation: PresentationSpec,
+    /// `presentation.currency`, parsed.
+    pub currency: Currency,
 }
 
 impl Policy {
@@ -556,6 +623,19 @@ impl Policy {
                 "the consent-selection test uses protected attributes of customers who did not consent: state its legal basis".into(),
             );
         }
+        let currency = match Currency::parse(&raw.presentation.currency) {
+            Ok(c) => c,
+            Err(message) => {
+                issue("presentation.currency".into(), message);
+                Currency::default()
+            }
+        };
+        if raw.presentation.company_name.trim().is_empty() {
+            issue(
+                "presentation.company_name".into(),
+                "must name the company, as customers know it".into(),
+            );
+        }
 
         let mut roles = BTreeMap::new();
         for required in REQUIRED_ROLES {
@@ -621,6 +701,8 @@ impl Policy {
             segmentation: raw.segmentation,
             kpi: raw.kpi,
             consent_selection: raw.consent_selection,
+            presentation: raw.presentation,
+            currency,
         })
     }
 
@@ -887,6 +969,25 @@ mod tests {
         }
         let policy = Policy::parse(&default_source(), Path::new("p")).unwrap();
         assert_eq!(policy.kpi.targets["retention_rate"].target, 0.40);
+    }
+
+    #[test]
+    fn presentation_errors_name_the_key() {
+        let policy = Policy::parse(&default_source(), Path::new("p")).unwrap();
+        assert_eq!(policy.currency.code(), "EUR");
+        assert!(!policy.presentation.company_name.is_empty());
+        let source = default_source()
+            .replace(r#"currency = "EUR""#, r#"currency = "euro""#)
+            .replace(
+                r#"company_name = "Northwind Retail""#,
+                r#"company_name = " ""#,
+            );
+        let issues = issues_of(&source);
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert!(keys.contains(&"presentation.currency"), "{keys:?}");
+        assert!(keys.contains(&"presentation.company_name"), "{keys:?}");
+        let typo = default_source().replace("company_contact =", "company_contakt =");
+        assert!(issues_of(&typo)[0].message.contains("company_contakt"));
     }
 
     #[test]

@@ -310,11 +310,11 @@ mod tests {
             prof.segments.iter().map(|s| s.size).sum::<usize>(),
             pre.matrix.nrows()
         );
-        // The big spenders' segment is named for high monetary value or low recency.
+        // The big spenders' segment is named for spending much or buying recently.
         let big = km.labels[pre.rows.iter().position(|&r| group[r] == 2).unwrap()];
         let name = &prof.segments[big].proposed_name;
         assert!(
-            name.contains("high monetary") || name.contains("low recency"),
+            name.to_lowercase().contains("big spenders") || name.starts_with("Recent"),
             "{name}"
         );
         let map = segment_map(

@@ -8,6 +8,7 @@ pub mod consent;
 pub mod customer_view;
 pub mod dsr;
 pub mod error;
+pub mod format;
 pub mod hardening;
 pub mod home;
 pub mod imports;

@@ -10,7 +10,7 @@
 //!   `(p_segment − p_population) / √(p_population (1 − p_population))`.
 //!
 //! Features are ranked by the absolute standardised difference; the strongest (at least
-//! [`NAME_THRESHOLD`]) make the proposed name, e.g. "High monetary, low recency".
+//! [`NAME_THRESHOLD`]) make the proposed name, e.g. "Recent big spenders".
 //! Distinctness is the distance between segment centres in the model space (standard-deviation
 //! units): a segment whose nearest neighbour is close is hard to treat differently.
 
@@ -105,6 +105,75 @@ fn numeric_values(values: &[Option<f64>], rows: &[usize], fill: Option<f64>) -> 
                 .expect("preprocessing kept only rows with a value or a fill")
         })
         .collect()
+}
+
+/// A name people would give a segment, from its most distinguishing features: words for the
+/// behavioural features ("Recent big spenders", "Lapsed occasional customers"), and "with …"
+/// for the others ("Customers with high price sensitivity").
+fn segment_name(features: &[&FeatureProfile]) -> String {
+    let mut adjectives: Vec<String> = Vec::new();
+    let mut noun: Option<&str> = None;
+    let mut with: Vec<String> = Vec::new();
+    for f in features {
+        let d = f.standardised_difference;
+        let strong = d.abs() >= STRONG_THRESHOLD;
+        match &f.summary {
+            FeatureSummary::Numeric { .. } => {
+                let high = d > 0.0;
+                match (f.feature.as_str(), high) {
+                    ("recency_days" | "recency", true) => {
+                        adjectives.push(if strong { "long-lapsed" } else { "lapsed" }.into())
+                    }
+                    ("recency_days" | "recency", false) => adjectives.push("recent".into()),
+                    ("frequency", true) => adjectives.push("frequent".into()),
+                    ("frequency", false) => adjectives.push("occasional".into()),
+                    ("tenure_days" | "tenure", true) => adjectives.push("long-standing".into()),
+                    ("tenure_days" | "tenure", false) => adjectives.push("new".into()),
+                    ("monetary" | "average_order_value", true) if noun.is_none() => {
+                        noun = Some("big spenders")
+                    }
+                    ("monetary" | "average_order_value", false) if noun.is_none() => {
+                        noun = Some("low spenders")
+                    }
+                    (other, _) => {
+                        let level = match (high, strong) {
+                            (true, true) => "very high",
+                            (true, false) => "high",
+                            (false, true) => "very low",
+                            (false, false) => "low",
+                        };
+                        with.push(format!("{level} {}", words(other)));
+                    }
+                }
+            }
+            FeatureSummary::Categorical { category, .. } => {
+                let feature = words(&f.feature);
+                if d > 0.0 {
+                    with.push(format!("{} {feature}", words(category)));
+                } else {
+                    with.push(format!("rarely {} {feature}", words(category)));
+                }
+            }
+        }
+    }
+    if adjectives.is_empty() && noun.is_none() && with.is_empty() {
+        return "Typical customers".into();
+    }
+    let mut name = adjectives.join(" ");
+    if !name.is_empty() {
+        name.push(' ');
+    }
+    name.push_str(noun.unwrap_or("customers"));
+    if !with.is_empty() {
+        name.push_str(" with ");
+        name.push_str(&with.join(" and "));
+    }
+    capitalise(&name)
+}
+
+/// An internal name in words (`price_sensitivity` → `price sensitivity`).
+fn words(name: &str) -> String {
+    name.replace('_', " ")
 }
 
 fn capitalise(s: &str) -> String {
@@ -273,41 +342,25 @@ pub fn profile(
                 .take(top)
                 .map(|&i| features[i].feature.clone())
                 .collect();
-            let base = if sizes[s] == 0 {
-                "Empty segment".to_owned()
-            } else {
-                let parts: Vec<String> = order
-                    .iter()
-                    .map(|&i| &features[i])
-                    .filter(|f| f.standardised_difference.abs() >= NAME_THRESHOLD)
-                    .take(2)
-                    .map(|f| {
-                        let d = f.standardised_difference;
-                        let strong = d.abs() >= STRONG_THRESHOLD;
-                        match &f.summary {
-                            FeatureSummary::Numeric { .. } => {
-                                let level = match (d > 0.0, strong) {
-                                    (true, true) => "very high",
-                                    (true, false) => "high",
-                                    (false, true) => "very low",
-                                    (false, false) => "low",
-                                };
-                                format!("{level} {}", f.feature)
-                            }
-                            FeatureSummary::Categorical { category, .. } => {
-                                let level = if d > 0.0 { "mostly" } else { "few" };
-                                format!("{level} {} {category}", f.feature)
-                            }
-                        }
-                    })
-                    .collect();
-                if parts.is_empty() {
-                    "Typical customers".to_owned()
+            let distinguishing: Vec<&FeatureProfile> = order
+                .iter()
+                .map(|&i| &features[i])
+                .filter(|f| f.standardised_difference.abs() >= NAME_THRESHOLD)
+                .collect();
+            // Two features name a segment; when that name is taken, a third or fourth
+            // tells the segments apart before a number has to.
+            let mut name = String::new();
+            for take in 2..=4 {
+                name = if sizes[s] == 0 {
+                    "Empty segment".to_owned()
                 } else {
-                    capitalise(&parts.join(", "))
+                    segment_name(&distinguishing[..distinguishing.len().min(take)])
+                };
+                if !used.contains(&name) || distinguishing.len() <= take {
+                    break;
                 }
-            };
-            let mut name = base.clone();
+            }
+            let base = name.clone();
             let mut k = 2;
             while used.contains(&name) {
                 name = format!("{base} ({k})");
@@ -434,8 +487,8 @@ mod tests {
         assert_eq!(p.segments[0].top_features.len(), 2);
         assert!(!p.segments[0].top_features.contains(&"tenure".to_owned()));
         // In a half/half split a segment mean lies within one population std of the mean.
-        assert_eq!(p.segments[0].proposed_name, "Low recency, high monetary");
-        assert_eq!(p.segments[1].proposed_name, "High recency, low monetary");
+        assert_eq!(p.segments[0].proposed_name, "Recent big spenders");
+        assert_eq!(p.segments[1].proposed_name, "Lapsed low spenders");
         // Region: segment 0 is 3/4 north against 1/2 overall.
         let FeatureSummary::Categorical {
             segment_mode,

@@ -183,7 +183,10 @@ async fn authenticate(
 /// the link itself is the capability, so the session CSRF check does not apply (the visitor has
 /// no session, and may have a staff cookie that the link's page knows nothing of). Their
 /// handlers verify the link and a form token bound to the link's id instead.
-pub const SIGNED_LINK_ROUTES: [&str; 1] = ["/preferences/{token}/withdraw"];
+pub const SIGNED_LINK_ROUTES: [&str; 2] = [
+    "/preferences/{token}/withdraw",
+    "/preferences/{token}/grant",
+];
 
 fn is_signed_link_route(pattern: Option<&str>) -> bool {
     pattern.is_some_and(|p| SIGNED_LINK_ROUTES.contains(&p))

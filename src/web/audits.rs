@@ -311,9 +311,20 @@ fn chart(a: &AttributeReport, segment_label: &dyn Fn(u32) -> String) -> Chart {
     }
 }
 
+/// A p-value as people read it (`< 0.001`, `0.82`).
+fn pval(x: Option<f64>) -> String {
+    x.map_or_else(|| "—".into(), super::format::p_value)
+}
+
 fn fmt(x: Option<f64>, digits: usize) -> String {
     match x {
-        Some(x) if x != 0.0 && x.abs() < 1e-4 => format!("{x:.2e}"),
+        Some(x) if x != 0.0 && x.abs() < 1e-4 => {
+            if x > 0.0 {
+                "< 0.0001".into()
+            } else {
+                "> -0.0001".into()
+            }
+        }
         Some(x) => format!("{x:.digits$}"),
         None => "—".into(),
     }
@@ -349,11 +360,11 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
             "Degrees of freedom",
             a.dof.map(|d| d.to_string()).unwrap_or("—".into()),
         ),
-        ("p-value", fmt(a.p_value, 4)),
+        ("p-value", pval(a.p_value)),
         ("p-value from", method.to_string()),
         (
             "p-value adjusted (Benjamini-Hochberg)",
-            fmt(a.p_value_adjusted, 4),
+            pval(a.p_value_adjusted),
         ),
         ("Cramér's V", fmt(a.cramers_v, 3)),
         ("Cramér's V, bias-corrected", fmt(a.cramers_v_corrected, 3)),
@@ -523,7 +534,7 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
         run_id: a.row.run_id,
         run_status: a.run.status.clone(),
         algorithm: a.run.algorithm.clone(),
-        created_at: a.row.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        created_at: format!("{} UTC", super::format::datetime(a.row.created_at)),
         created_by: a.row.created_by.clone(),
         policy_version: a.row.policy_version.clone(),
         members: r.members,
@@ -651,7 +662,7 @@ fn compare_cells(a: Option<&AttributeReport>) -> [String; 4] {
         Some(a) => [
             a.verdict.to_string(),
             fmt(a.cramers_v_corrected, 3),
-            fmt(a.p_value_adjusted, 4),
+            pval(a.p_value_adjusted),
             if a.balance.minimum_suppressed {
                 "suppressed".into()
             } else {
@@ -738,6 +749,28 @@ fn csv_response(audit: &StoredAudit) -> HttpResponse {
 pub struct OverrideForm {
     /// Why publishing is acceptable despite the verdict (at least 20 characters).
     justification: String,
+    /// `yes`: the officer ticked that they take responsibility for the override.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// The confirmation a destructive form carries: a ticked box (`confirm=yes`).
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// Refuses a destructive form whose confirmation box was not ticked.
+pub fn require_confirmation(confirm: Option<&str>, what: &str) -> Result<(), AppError> {
+    if confirm == Some("yes") {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            "confirm",
+            format!("{what}: tick the confirmation box first"),
+        ))
+    }
 }
 
 fn with_message(path: &str, key: &str, message: &str) -> String {
@@ -754,7 +787,9 @@ pub async fn override_submit(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(&user));
-    let justification = form.into_inner().justification;
+    let form = form.into_inner();
+    require_confirmation(form.confirm.as_deref(), "recording an override")?;
+    let justification = form.justification;
     let result =
         web::block(move || service::override_audit(&db, &policy, &actor, id, &justification))
             .await?;
@@ -781,8 +816,10 @@ pub async fn publish_submit(
     state: State,
     user: CurrentUser,
     path: web::Path<i64>,
+    form: web::Form<ConfirmForm>,
 ) -> Result<HttpResponse, AppError> {
     let run_id = path.into_inner();
+    require_confirmation(form.confirm.as_deref(), "publishing")?;
     let result = publish(&state, &user, run_id).await?;
     let db = state.db.clone();
     let latest = blocking(move || db.read(|c| store::latest_of_run(c, run_id))).await?;

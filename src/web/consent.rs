@@ -768,7 +768,7 @@ pub async fn coverage_page(
     let page = CoveragePage {
         selection,
         layout: Layout::new(&state, Some(&user), "Consent", "/consent"),
-        at: coverage.at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        at: format!("{} UTC", super::format::datetime(coverage.at)),
         min_cell_size: min,
         rows,
         chart_width: CHART_WIDTH,
@@ -815,7 +815,7 @@ struct CustomerPage {
 }
 
 fn day_time(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+    super::format::datetime(t)
 }
 
 async fn customer_html(
@@ -913,7 +913,10 @@ fn long_date(t: NaiveDateTime) -> String {
 
 struct PreferenceRow {
     purpose: String,
+    /// What the purpose means for the customer, in their words.
     description: String,
+    /// Whether the customer may agree (again): consent-based purposes not granted now.
+    can_grant: bool,
     /// The state in plain words.
     words: String,
     /// The button's label, when the customer can withdraw or object.
@@ -975,6 +978,20 @@ struct PreferencePage {
 #[derive(Deserialize)]
 pub struct PreferenceQuery {
     withdrawn: Option<String>,
+    granted: Option<String>,
+}
+
+/// A purpose as the customer would put it; the policy's description (written for staff)
+/// for a purpose without customer words.
+fn to_the_customer(purpose: &str, description: &str) -> String {
+    match purpose {
+        "segmentation" => "We use your purchases to choose offers for you.".into(),
+        "marketing_email" => "We send you e-mails with offers chosen for you.".into(),
+        "analytics" => {
+            "We count your purchases together with everyone else's to see how we are doing.".into()
+        }
+        _ => description.to_string(),
+    }
 }
 
 /// The customer's consents in plain words, with a button per active one.
@@ -999,7 +1016,9 @@ pub async fn preferences_page(
             let (words, action) = in_words(s.legal_basis, &s.state);
             PreferenceRow {
                 purpose: s.purpose.clone(),
-                description: s.description.clone(),
+                description: to_the_customer(&s.purpose, &s.description),
+                can_grant: s.legal_basis == LegalBasis::Consent
+                    && !matches!(s.state, ConsentState::Granted { .. }),
                 words,
                 action,
             }
@@ -1008,15 +1027,28 @@ pub async fn preferences_page(
     let notice = query
         .withdrawn
         .as_deref()
-        .and_then(|p| state.policy.purpose(p))
-        .map(|spec| {
+        .and_then(|p| state.policy.purpose(p).map(|spec| (p, spec)))
+        .map(|(p, spec)| {
             format!(
-                "Done: from now on we no longer use your data for “{}”",
-                spec.description.trim_end_matches('.')
+                "Done: from now on, no more of this: “{}”",
+                to_the_customer(p, &spec.description).trim_end_matches('.')
             )
+        })
+        .or_else(|| {
+            query
+                .granted
+                .as_deref()
+                .and_then(|p| state.policy.purpose(p).map(|spec| (p, spec)))
+                .map(|(p, spec)| {
+                    format!(
+                        "Thank you: you agreed again to “{}”",
+                        to_the_customer(p, &spec.description).trim_end_matches('.')
+                    )
+                })
         });
     let mut layout = Layout::new(&state, None, "Your privacy choices", "");
     layout.csrf_token = String::new();
+    layout.public = true;
     let page = PreferencePage {
         layout,
         form_token: state.csrf.token_for(&form_binding(&claims)),
@@ -1050,6 +1082,25 @@ pub async fn withdraw_submit(
     path: web::Path<String>,
     form: web::Form<WithdrawForm>,
 ) -> Result<HttpResponse, AppError> {
+    customer_choice(state, path, form, ConsentStatus::Withdrawn).await
+}
+
+/// Grants consent for one purpose again, at once (a customer who withdrew, or whose consent
+/// ran out, changes their mind), and goes back to the page.
+pub async fn grant_submit(
+    state: State,
+    path: web::Path<String>,
+    form: web::Form<WithdrawForm>,
+) -> Result<HttpResponse, AppError> {
+    customer_choice(state, path, form, ConsentStatus::Granted).await
+}
+
+async fn customer_choice(
+    state: State,
+    path: web::Path<String>,
+    form: web::Form<WithdrawForm>,
+    status: ConsentStatus,
+) -> Result<HttpResponse, AppError> {
     let token = path.into_inner();
     let claims = verify_link(&state, &token)?;
     let form = form.into_inner();
@@ -1073,7 +1124,7 @@ pub async fn withdraw_submit(
             Who::Pseudonym(&pseudonym),
             &Recording {
                 purpose: &name,
-                status: ConsentStatus::Withdrawn,
+                status,
                 recorded_at: crate::db::now(),
                 source: Some("preference_page"),
                 notice_version: None,
@@ -1088,6 +1139,11 @@ pub async fn withdraw_submit(
     })?;
     let encoded: String = url::form_urlencoded::byte_serialize(purpose.as_bytes()).collect();
     Ok(see_other(&format!(
-        "/preferences/{token}?withdrawn={encoded}"
+        "/preferences/{token}?{}={encoded}",
+        if status == ConsentStatus::Granted {
+            "granted"
+        } else {
+            "withdrawn"
+        }
     )))
 }

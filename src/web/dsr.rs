@@ -325,6 +325,9 @@ pub async fn erase_submit(
 pub struct RetentionForm {
     /// `preview` (dry run) or `apply`.
     action: String,
+    /// `yes` when the apply form's confirmation box was ticked (apply needs it).
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 pub async fn retention_submit(
@@ -334,7 +337,10 @@ pub async fn retention_submit(
 ) -> Result<HttpResponse, AppError> {
     let dry_run = match form.action.as_str() {
         "preview" => true,
-        "apply" => false,
+        "apply" => {
+            super::audits::require_confirmation(form.confirm.as_deref(), "applying retention")?;
+            false
+        }
         other => {
             return Err(AppError::invalid(
                 "action",

@@ -25,6 +25,19 @@ struct HomePage {
     cards: Vec<Card>,
 }
 
+#[derive(Template)]
+#[template(path = "help/glossary.html")]
+struct GlossaryPage {
+    layout: Layout,
+}
+
+/// The glossary: the terms of the reports and dashboards in plain words.
+pub async fn glossary(state: State, user: CurrentUser) -> HttpResponse {
+    render(&GlossaryPage {
+        layout: Layout::new(&state, Some(&user), "Glossary", "/glossary"),
+    })
+}
+
 pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
     let db = state.db.clone();
     let (users, trail_entries) = blocking(move || {

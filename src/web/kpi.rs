@@ -8,12 +8,13 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::error::{AppError, blocking};
+use super::format;
 use super::layout::{Layout, State, render, see_other};
 use crate::auth::CurrentUser;
 use crate::db::kpi::LogFilter;
 use crate::kpi::service::{self, DriftReport, EvaluationView, KpiServiceError, SeriesKey};
 use crate::kpi::{ALL_SEGMENT, Kpi, KpiError, Period, PeriodKind};
-use crate::policy::Permission;
+use crate::policy::{Currency, Permission};
 use crate::segmentation::pipeline::RunError;
 use crate::trail::Actor;
 
@@ -215,12 +216,12 @@ pub async fn overview_page(
                         // The period's heading already says how partial it is; each
                         // cell only says that it is.
                         Some((_, v)) => Cell {
-                            display: v.display(),
+                            display: shown(v, &state.policy.currency),
                             status: v.status.clone(),
                             label: if v.partial && !v.suppressed {
                                 service::PARTIAL.to_owned()
                             } else {
-                                v.status_label()
+                                status_words(v)
                             },
                             note: v.note(),
                         },
@@ -298,7 +299,11 @@ pub async fn overview_page(
         period: o.shown.as_ref().map(|p| {
             (
                 p.period.label(),
-                format!("{} to {}", p.period.start(), p.period.last_day()),
+                format!(
+                    "{} to {}",
+                    format::date(&p.period.start()),
+                    format::date(&p.period.last_day())
+                ),
             )
         }),
         partial: o
@@ -369,7 +374,7 @@ struct Chart {
     height: f64,
 }
 
-fn chart(k: &Kpi, series: &[EvaluationView]) -> Chart {
+fn chart(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> Chart {
     let kpi = k.name();
     let values: Vec<Option<f64>> = series.iter().map(|v| v.value).collect();
     let mut lo = f64::INFINITY;
@@ -413,7 +418,12 @@ fn chart(k: &Kpi, series: &[EvaluationView]) -> Chart {
                 dots.push(Dot {
                     x: format!("{:.1}", x(i)),
                     y: format!("{:.1}", y(*v)),
-                    title: format!("{}: {} ({})", e.period_start, e.display(), e.status),
+                    title: format!(
+                        "{}: {} ({})",
+                        format::date(&e.period_start),
+                        shown(e, currency),
+                        status_words(e)
+                    ),
                 });
             }
             None => {
@@ -436,18 +446,20 @@ fn chart(k: &Kpi, series: &[EvaluationView]) -> Chart {
         dots,
         target_y: target.map(|t| format!("{:.1}", y(t))),
         alert_y: alert.map(|a| format!("{:.1}", y(a))),
-        target: target.map(|t| service::format_number(kpi, t)),
-        alert: alert.map(|a| service::format_number(kpi, a)),
-        y_max: service::format_number(kpi, hi),
-        y_min: service::format_number(kpi, lo),
+        target: target.map(|t| format::kpi_value(kpi, t, currency)),
+        alert: alert.map(|a| format::kpi_value(kpi, a, currency)),
+        y_max: format::kpi_value(kpi, hi, currency),
+        y_min: format::kpi_value(kpi, lo, currency),
         first: series
             .first()
-            .map(|v| v.period_start.to_string())
+            .map(|v| format::date(&v.period_start))
             .unwrap_or_default(),
-        last: last.map(|v| v.period_start.to_string()).unwrap_or_default(),
-        latest: last.map(EvaluationView::display).unwrap_or_default(),
+        last: last
+            .map(|v| format::date(&v.period_start))
+            .unwrap_or_default(),
+        latest: last.map(|v| shown(v, currency)).unwrap_or_default(),
         latest_status: last.map(|v| v.status.clone()).unwrap_or_default(),
-        latest_label: last.map(EvaluationView::status_label).unwrap_or_default(),
+        latest_label: last.map(status_words).unwrap_or_default(),
         withheld: series.iter().filter(|v| v.suppressed).count(),
         width: CHART_W,
         height: CHART_H,
@@ -503,7 +515,7 @@ async fn render_series(
                     partial.push(label);
                 }
             }
-            (!complete.is_empty()).then(|| chart(k, &complete))
+            (!complete.is_empty()).then(|| chart(k, &complete, &state.policy.currency))
         })
         .collect();
     let (run, back) = match &key {
@@ -878,6 +890,9 @@ struct DriftHtml {
     layout: Layout,
     report: DriftReport,
     can_rerun: bool,
+    /// Whether the run's own page opens for this user (analysts); others see the run named,
+    /// not a link that answers 403.
+    can_open_run: bool,
 }
 
 async fn drift_report(state: &State) -> Result<DriftReport, AppError> {
@@ -890,6 +905,7 @@ pub async fn drift_page(state: State, user: CurrentUser) -> Result<HttpResponse,
     Ok(render(&DriftHtml {
         layout: Layout::new(&state, Some(&user), "Drift and alerts", "/kpi/drift"),
         can_rerun: user.can(Permission::SegmentsRun) && report.run_id.is_some(),
+        can_open_run: user.can(Permission::SegmentsRun),
         report,
     }))
 }
@@ -960,4 +976,22 @@ pub async fn rerun_submit(
 ) -> Result<HttpResponse, AppError> {
     let id = start_rerun(&state, &user, form.run_id).await?;
     Ok(see_other(&format!("/segmentations/{id}")))
+}
+
+/// A KPI value for people, in the policy's currency: withheld, not enough data, or the figure.
+fn shown(v: &EvaluationView, currency: &Currency) -> String {
+    match (v.suppressed, v.value) {
+        (true, _) => "withheld".into(),
+        (false, None) => "–".into(),
+        (false, Some(x)) => format::kpi_value(&v.kpi, x, currency),
+    }
+}
+
+/// A status in words from the label table; a partial period says how much of it is covered.
+fn status_words(v: &EvaluationView) -> String {
+    if v.status == service::PARTIAL {
+        v.status_label()
+    } else {
+        format::label_lower(&v.status)
+    }
 }

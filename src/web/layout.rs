@@ -22,6 +22,12 @@ pub struct Layout {
     pub csrf_token: String,
     pub nav: Vec<NavItem>,
     pub policy_version: String,
+    /// A page for customers (the preference page): the company's name and contact instead of
+    /// the staff app's brand, sign-in link and policy version.
+    pub public: bool,
+    pub company_name: String,
+    pub company_contact: String,
+    pub currency: crate::policy::Currency,
 }
 
 /// Navigation entries and the permission each needs; a role sees only what it may open.
@@ -70,6 +76,10 @@ impl Layout {
                 .unwrap_or_default(),
             nav,
             policy_version: state.policy.short_version().to_string(),
+            public: false,
+            company_name: state.policy.presentation.company_name.clone(),
+            company_contact: state.policy.presentation.company_contact.clone(),
+            currency: state.policy.currency.clone(),
         }
     }
 

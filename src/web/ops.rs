@@ -9,6 +9,7 @@ use super::error::{AppError, blocking};
 use super::layout::State;
 
 const STYLESHEET: &str = include_str!("../../templates/static/app.css");
+const FAVICON: &str = include_str!("../../templates/static/favicon.svg");
 
 pub async fn healthz(state: State) -> Result<HttpResponse, AppError> {
     let db = state.db.clone();
@@ -36,6 +37,14 @@ pub async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(STYLESHEET)
+}
+
+/// The icon browsers show in the tab (an SVG, also answered at `/favicon.ico`).
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(FAVICON)
 }
 
 pub async fn openapi_document() -> HttpResponse {

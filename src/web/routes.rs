@@ -80,6 +80,8 @@ route_table! {
     GET "/healthz" Public => ops::healthz;
     GET "/metrics" Public => ops::metrics;
     GET "/static/app.css" Public => ops::stylesheet;
+    GET "/static/favicon.svg" Public => ops::favicon;
+    GET "/favicon.ico" Public => ops::favicon;
     GET "/api/v1/openapi.json" Public => ops::openapi_document;
 
     GET "/signin" Public => auth::signin_page;
@@ -93,6 +95,7 @@ route_table! {
     POST "/api/v1/me/password" SignedIn => auth::change_password_api;
 
     GET "/" SignedIn => home::index;
+    GET "/glossary" SignedIn => home::glossary;
 
     GET "/admin/users" needs(UsersManage) => users::list_page;
     POST "/admin/users" needs(UsersManage) => users::create_submit;
@@ -135,6 +138,7 @@ route_table! {
     // The customer's own page: the signed link in the path is the credential.
     GET "/preferences/{token}" Public => consent::preferences_page;
     POST "/preferences/{token}/withdraw" Public => consent::withdraw_submit;
+    POST "/preferences/{token}/grant" Public => consent::grant_submit;
     GET "/customers/import" needs(CustomersImport) => imports::page;
     POST "/customers/import" needs(CustomersImport) => imports::upload;
     GET "/api/v1/imports" needs(CustomersImport) => imports::list_api;

@@ -8,6 +8,7 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::error::{AppError, blocking};
+use super::format;
 use super::layout::{Layout, State, render, see_other};
 use crate::auth::CurrentUser;
 use crate::db::segmentation::{self as store, PUBLISHED, RETIRED, RunRow, StrategyRow};
@@ -803,6 +804,9 @@ pub struct MapSvg {
     centres: Vec<MapCentre>,
     x_label: String,
     y_label: String,
+    /// What each axis means, in words, written above the plot.
+    x_words: String,
+    y_words: String,
 }
 
 const MAP_W: f64 = 640.0;
@@ -811,6 +815,20 @@ const MAP_PAD: f64 = 48.0;
 
 /// Lays out the stored map: scales PCA coordinates into the drawing and colours points by
 /// segment. `None` when the run has no map (e.g. a single feature).
+/// A principal axis's loadings in words: `+recency_days -monetary` → `more days since last
+/// purchase, less total spent`.
+fn axis_words(label: &str) -> String {
+    label
+        .split_whitespace()
+        .map(|t| match t.split_at_checked(1) {
+            Some(("+", name)) => format!("more {}", format::label_lower(name)),
+            Some(("-" | "−", name)) => format!("less {}", format::label_lower(name)),
+            _ => format::label_lower(t),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
     let summary = report::summary_of(run)?;
     let map = summary.map?;
@@ -832,10 +850,9 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
             .get(i)
             .map(|a| {
                 format!(
-                    "PC{} ({:.0}%): {}",
+                    "Axis {} ({:.0}% of the spread)",
                     i + 1,
                     a.explained_variance_ratio * 100.0,
-                    a.label
                 )
             })
             .unwrap_or_default()
@@ -866,12 +883,22 @@ fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
                 label: view
                     .segments
                     .get(i)
-                    .map(|s| s.name.clone())
+                    .map(|s| s.segment.to_string())
                     .unwrap_or_default(),
             })
             .collect(),
         x_label: axis(0),
         y_label: axis(1),
+        x_words: map
+            .axes
+            .first()
+            .map(|a| format!("→ Axis 1: {}", axis_words(&a.label)))
+            .unwrap_or_default(),
+        y_words: map
+            .axes
+            .get(1)
+            .map(|a| format!("↑ Axis 2: {}", axis_words(&a.label)))
+            .unwrap_or_default(),
     })
 }
 
@@ -924,10 +951,6 @@ pub struct SegmentCard {
     strategy: Option<crate::segmentation::report::StrategyView>,
 }
 
-fn money(v: f64) -> String {
-    format!("{v:.2}")
-}
-
 fn describe_feature(f: &crate::segmentation::profile::FeatureProfile) -> String {
     use crate::segmentation::profile::FeatureSummary;
     match &f.summary {
@@ -971,6 +994,8 @@ fn retention_figure(v: &crate::segmentation::valuation::Valuation, min_cell: u64
 }
 
 fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
+    let cur = &policy.currency;
+    let money = |v: f64| format::money(v, cur);
     let window = policy.segmentation.valuation_window_days;
     let min_cell = u64::from(policy.fairness.min_cell_size);
     view.segments
@@ -983,7 +1008,7 @@ fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
                     p.top_features
                         .iter()
                         .filter_map(|name| p.features.iter().find(|f| &f.feature == name))
-                        .map(|f| (f.feature.clone(), describe_feature(f)))
+                        .map(|f| (format::label(&f.feature), describe_feature(f)))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -991,10 +1016,10 @@ fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
                 Some(v) => (
                     vec![
                         ("Revenue".into(), money(v.revenue)),
-                        ("Orders".into(), v.orders.to_string()),
+                        ("Orders".into(), format::int(v.orders)),
                         (
                             "Average order value".into(),
-                            fmt_opt(&v.average_order_value, 2),
+                            format::money_opt(v.average_order_value, cur),
                         ),
                         (
                             "Orders per customer".into(),
@@ -1033,7 +1058,11 @@ fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
                             ("Actionable", Some(x)) => {
                                 format!("distance {x:.2} (at least {:.2})", c.threshold)
                             }
-                            (_, Some(x)) => format!("{x:.0} members (at least {:.0})", c.threshold),
+                            (_, Some(x)) => format!(
+                                "{} members (at least {})",
+                                format::count(x),
+                                format::count(c.threshold)
+                            ),
                         };
                         (label, c.pass, figure, c.explanation.clone())
                     })
@@ -1062,10 +1091,105 @@ fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
         .collect()
 }
 
+/// One line of the segments' overview table, with the figures it sorts by.
+pub struct OverviewRow {
+    segment: i32,
+    name: String,
+    colour: &'static str,
+    size: String,
+    share: String,
+    /// (compact, full) revenue.
+    revenue: (String, String),
+    growth: String,
+    clv: String,
+    stance: String,
+    viability: String,
+    keys: [f64; 5],
+}
+
+/// The columns the overview sorts by: (query value, heading).
+const OVERVIEW_SORTS: [(&str, &str); 5] = [
+    ("size", "Members"),
+    ("revenue", "Revenue"),
+    ("growth", "Growth"),
+    ("clv", "Lifetime value"),
+    ("priority", "Priority"),
+];
+
+fn overview(view: &RunView, policy: &crate::policy::Policy, sort: &str) -> Vec<OverviewRow> {
+    let cur = &policy.currency;
+    let mut rows: Vec<OverviewRow> = view
+        .segments
+        .iter()
+        .map(|s| {
+            let v = s.valuation.as_ref().filter(|_| !s.suppressed);
+            let passes = v.map(|v| {
+                [
+                    &v.viability.measurable,
+                    &v.viability.accessible,
+                    &v.viability.substantial,
+                    &v.viability.actionable,
+                ]
+                .iter()
+                .filter(|c| c.pass)
+                .count()
+            });
+            OverviewRow {
+                segment: s.segment,
+                name: s.name.clone(),
+                colour: PALETTE[s.segment as usize % PALETTE.len()],
+                size: s.size.map_or_else(|| s.size_display.clone(), format::int),
+                share: if s.suppressed {
+                    "–".into()
+                } else {
+                    pct(&s.share)
+                },
+                revenue: v.map_or_else(
+                    || ("–".into(), String::new()),
+                    |v| {
+                        (
+                            format::money_compact(v.revenue, cur),
+                            format::money(v.revenue, cur),
+                        )
+                    },
+                ),
+                growth: v.map_or_else(|| "–".into(), |v| pct(&v.revenue_growth)),
+                clv: v.map_or_else(|| "–".into(), |v| format::money(v.lifetime_value, cur)),
+                stance: v.map_or_else(String::new, |v| format::label(v.stance.as_str())),
+                viability: passes.map_or_else(|| "–".into(), |n| format!("{n} of 4 criteria")),
+                keys: [
+                    s.size.unwrap_or(0) as f64,
+                    v.map_or(f64::NEG_INFINITY, |v| v.revenue),
+                    v.and_then(|v| v.revenue_growth)
+                        .unwrap_or(f64::NEG_INFINITY),
+                    v.map_or(f64::NEG_INFINITY, |v| v.lifetime_value),
+                    v.map_or(f64::NEG_INFINITY, |v| -(v.priority as f64)),
+                ],
+            }
+        })
+        .collect();
+    if let Some(i) = OVERVIEW_SORTS.iter().position(|(k, _)| *k == sort) {
+        rows.sort_by(|a, b| {
+            b.keys[i]
+                .total_cmp(&a.keys[i])
+                .then(a.segment.cmp(&b.segment))
+        });
+    }
+    rows
+}
+
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    sort: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "segments/dashboard.html")]
 struct DashboardPage {
     layout: Layout,
+    overview: Vec<OverviewRow>,
+    sort: String,
+    sorts: [(&'static str, &'static str); 5],
     run: Option<RunView>,
     cards: Vec<SegmentCard>,
     map: Option<String>,
@@ -1075,7 +1199,16 @@ struct DashboardPage {
 }
 
 /// Marketing's dashboard: the published segmentation.
-pub async fn dashboard(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
+pub async fn dashboard(
+    state: State,
+    user: CurrentUser,
+    query: web::Query<DashboardQuery>,
+) -> Result<HttpResponse, AppError> {
+    let sort = query
+        .sort
+        .clone()
+        .filter(|s| OVERVIEW_SORTS.iter().any(|(k, _)| k == s))
+        .unwrap_or_else(|| "size".into());
     let (run, map) = match published_id(&state).await? {
         Some(id) => {
             let (view, row) = run_and_view(&state, &user, id).await?;
@@ -1089,6 +1222,12 @@ pub async fn dashboard(state: State, user: CurrentUser) -> Result<HttpResponse, 
     };
     Ok(render(&DashboardPage {
         layout: Layout::new(&state, Some(&user), "Segments", "/segments"),
+        overview: run
+            .as_ref()
+            .map(|r| overview(r, &state.policy, &sort))
+            .unwrap_or_default(),
+        sort,
+        sorts: OVERVIEW_SORTS,
         cards: run
             .as_ref()
             .map(|r| cards(r, &state.policy))

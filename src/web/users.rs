@@ -20,6 +20,10 @@ pub struct UserView {
     disabled: bool,
     /// RFC 3339, UTC.
     created_at: String,
+    /// For the page: "1 Dec 2026, 10:04".
+    #[serde(skip)]
+    #[schema(ignore)]
+    created_display: String,
 }
 
 impl From<UserRow> for UserView {
@@ -30,6 +34,7 @@ impl From<UserRow> for UserView {
             role: u.role,
             disabled: u.disabled,
             created_at: u.created_at.and_utc().to_rfc3339(),
+            created_display: super::format::datetime(u.created_at),
         }
     }
 }

@@ -234,7 +234,7 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
     assert!(
         texts(&html, "#proxies tr.flagged td")
             .iter()
-            .any(|t| t == "home_store")
+            .any(|t| t == "Home store")
     );
     // And the history lists it.
     let (_, list) = app.get_json("compliance", "/api/v1/audits").await;
@@ -364,6 +364,7 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         .form(&[
             ("csrf_token", csrf_token(&page).as_str()),
             ("justification", justification),
+            ("confirm", "yes"),
         ])
         .send()
         .await
@@ -772,4 +773,121 @@ async fn an_audit_given_the_runs_own_feature_values_sees_what_it_would_read_from
         let fallback = load_input_with(&mut conn, &app.policy, &run, Some(&other)).unwrap();
         assert_eq!(fallback, stored, "{features:?}");
     }
+}
+
+#[tokio::test]
+async fn publish_override_and_retention_forms_ask_for_a_ticked_confirmation() {
+    let app = spawn_app().await;
+    load_demo(&app, 600, false);
+    let run = segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary,frequency",
+        ],
+    );
+    let run_id = run["run_id"].as_i64().unwrap();
+    let audit_id = run["audit"]["id"].as_i64().unwrap();
+    // The report's publish form carries a required box and a button styled as destructive.
+    let analyst = app.sign_in("analyst").await;
+    let page = analyst
+        .get(app.url(&format!("/audits/{audit_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    if run["audit"]["verdict"] == "pass" || run["audit"]["verdict"] == "warn" {
+        assert_eq!(
+            texts(&page, "form.publish.confirm button.danger").len(),
+            1,
+            "{page}"
+        );
+        assert!(page.contains(r#"name="confirm" value="yes" required id="confirm-publish""#));
+    }
+    // Without the box ticked nothing is published, whatever the verdict.
+    let r = analyst
+        .post(app.url(&format!("/segmentations/{run_id}/publish")))
+        .form(&[("csrf_token", csrf_token(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("tick the confirmation box")
+    );
+    assert!(
+        app.trail(&format!(
+            "subject=run:{run_id}&action=segmentation.published"
+        ))
+        .await
+        .is_empty()
+    );
+    // Override: refused without the box, even with a long justification.
+    let compliance = app.sign_in("compliance").await;
+    let page = compliance
+        .get(app.url(&format!("/audits/{audit_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = compliance
+        .post(app.url(&format!("/audits/{audit_id}/override")))
+        .form(&[
+            ("csrf_token", csrf_token(&page).as_str()),
+            (
+                "justification",
+                "A justification long enough to be accepted.",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(app.trail("action=audit.overridden").await.is_empty());
+    // Retention: preview needs no box; apply does, and its form says so.
+    let page = compliance
+        .get(app.url("/dsr"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"name="confirm" value="yes" required id="confirm-retention""#));
+    assert_eq!(texts(&page, "#retention-apply button.danger").len(), 1);
+    let r = compliance
+        .post(app.url("/dsr/retention"))
+        .form(&[
+            ("csrf_token", csrf_token(&page).as_str()),
+            ("action", "apply"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(app.trail("action=retention.applied").await.is_empty());
+    // Ticked, it applies (the trail query above would have seen it).
+    let r = compliance
+        .post(app.url("/dsr/retention"))
+        .form(&[
+            ("csrf_token", csrf_token(&page).as_str()),
+            ("action", "apply"),
+            ("confirm", "yes"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(app.trail("action=retention.applied").await.len(), 1);
 }

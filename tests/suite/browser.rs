@@ -448,19 +448,74 @@ async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
         .unwrap();
     assert!(state.starts_with("You withdrew on"), "{state}");
     screenshot(&client, "preferences-withdrawn").await;
-    client.close().await.unwrap();
-
-    let (_, body) = app
-        .get_json("compliance", "/api/v1/customers/CUST-9/consents")
+    let consent_state = || async {
+        let (_, body) = app
+            .get_json("compliance", "/api/v1/customers/CUST-9/consents")
+            .await;
+        body["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["purpose"] == "marketing_email")
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(consent_state().await, "withdrawn");
+    // The page speaks for the company to the customer, and leads nowhere near the staff app.
+    let page = client
+        .execute(
+            "return {
+               brand: document.querySelector('.brand').textContent,
+               footer: document.querySelector('footer').textContent,
+               purpose: document.querySelector('li[data-purpose=marketing_email] h2').textContent,
+               staff: document.querySelectorAll('a[href=\"/\"], a[href^=\"/signin\"]').length,
+             };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(page["brand"], "Northwind Retail", "{page}");
+    assert!(
+        page["footer"]
+            .as_str()
+            .unwrap()
+            .contains("privacy@northwind.example")
+            && !page["footer"].as_str().unwrap().contains("sha256"),
+        "{page}"
+    );
+    assert_eq!(
+        page["purpose"], "We send you e-mails with offers chosen for you.",
+        "{page}"
+    );
+    assert_eq!(page["staff"], 0, "{page}");
+    // The customer changes their mind: one click agrees again.
+    client
+        .find(Locator::Css(
+            "li[data-purpose=marketing_email] form[action$='/grant'] button",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = client
+        .wait()
+        .for_element(Locator::Css("p[role=status]"))
         .await;
-    let state = body["states"]
-        .as_array()
+    screenshot(&client, "preferences-after-grant").await;
+    let notice = notice.unwrap().text().await.unwrap();
+    assert!(notice.starts_with("Thank you"), "{notice}");
+    let state = client
+        .find(Locator::Css("li[data-purpose=marketing_email] p.state"))
+        .await
         .unwrap()
-        .iter()
-        .find(|s| s["purpose"] == "marketing_email")
-        .unwrap()
-        .clone();
-    assert_eq!(state["state"], "withdrawn");
+        .text()
+        .await
+        .unwrap();
+    assert!(state.starts_with("You agreed on"), "{state}");
+    screenshot(&client, "preferences-granted-again").await;
+    client.close().await.unwrap();
+    assert_eq!(consent_state().await, "granted");
 }
 
 #[tokio::test]
@@ -732,7 +787,7 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
         .text()
         .await
         .unwrap();
-    assert_eq!(flagged, "home_store");
+    assert_eq!(flagged, "Home store");
     // The headline says what a sceptical reader needs first: not a pass, why, and what was not
     // tested.
     let headline = client
@@ -752,7 +807,9 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
     assert_eq!(headline["verdict"], "fail", "{headline}");
     let reason = headline["reason"].as_str().unwrap();
     assert!(
-        reason.contains("home_store") && reason.contains("ethnicity"),
+        reason.contains("home store")
+            && reason.contains("ethnicity")
+            && !reason.contains("home_store"),
         "{headline}"
     );
     assert!(
@@ -904,4 +961,294 @@ async fn kpi_dashboard_charts_and_drift_in_the_browser() {
     );
     screenshot(&client, "kpi-drift-marketing").await;
     client.close().await.unwrap();
+}
+
+/// The demo's story in a test server: customers, the run on the planted proxy (failed audit,
+/// not published), the run without it (published), and KPI history. Returns (first run,
+/// published run, audit of the first run).
+fn seed_demo(app: &crate::helpers::TestApp) -> (i64, i64, i64) {
+    use fairseg::trail::Actor;
+    crate::audits::load_demo(app, 1200, false);
+    let policy = &*app.policy;
+    let mut ids = Vec::new();
+    for request in [
+        fairseg::demo::segmentation_request(),
+        fairseg::demo::segmentation_request_without_proxy(),
+    ] {
+        let run =
+            fairseg::segmentation::pipeline::create(&app.db, policy, &Actor::system(), &request)
+                .unwrap();
+        fairseg::segmentation::pipeline::execute(&app.db, policy, run).unwrap();
+        let audit =
+            fairseg::fairness::service::audit_run(&app.db, policy, &Actor::system(), run).unwrap();
+        ids.push((run, audit.id));
+    }
+    crate::segmentation::publish(app, ids[1].0);
+    fairseg::demo::backfill_kpis(&app.db, policy, fairseg::db::now().date()).unwrap();
+    (ids[0].0, ids[1].0, ids[0].1)
+}
+
+/// Internal names that must never reach a reader's eyes (outside `code` and `pre`).
+const RAW_NAMES: [&str; 22] = [
+    "repeat_purchase_rate",
+    "retention_rate",
+    "churn_rate",
+    "average_order_value",
+    "customer_lifetime_value",
+    "revenue_per_customer",
+    "purchase_frequency",
+    "active_customers",
+    "new_customers",
+    "segment_size",
+    "recency_days",
+    "tenure_days",
+    "price_sensitivity",
+    "home_store",
+    "never_asked",
+    "legitimate_interest",
+    "no_target",
+    "on_target",
+    "marketing_email",
+    "undefined",
+    "Mostly ",
+    "NaN",
+];
+
+/// What a reader sees on the current page that should not be there: a page wider than the
+/// window, raw internal names, ISO time stamps, and in-app links that answer 403.
+async fn page_problems(client: &Client) -> Vec<String> {
+    let facts = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const raw = arguments[0];
+             const w = document.documentElement.clientWidth;
+             const clone = document.body.cloneNode(true);
+             clone.querySelectorAll('code, pre, script, style, .visually-hidden').forEach(e => e.remove());
+             const text = clone.textContent;
+             const found = raw.filter(t => text.includes(t));
+             const iso = (text.match(/\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}/g) || []).slice(0, 3);
+             const links = [...new Set([...document.querySelectorAll('a[href^=\"/\"]')]
+               .map(a => a.getAttribute('href')).filter(h => !h.endsWith('.csv') && !h.includes('/export')))]
+               .slice(0, 40);
+             Promise.all(links.map(h => fetch(h, {credentials: 'same-origin', redirect: 'manual'})
+                 .then(r => [h, r.status]).catch(() => [h, 0])))
+               .then(statuses => done({
+                 over: document.documentElement.scrollWidth - w,
+                 wide: [...document.querySelectorAll('body *')]
+                   .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.table-scroll, .table-wrap, .scroll')
+                     && e.parentElement.getBoundingClientRect().right <= w + 1)
+                   .slice(0, 3).map(e => e.tagName + '.' + e.className + '#' + e.id),
+                 found, iso,
+                 forbidden: statuses.filter(([h, s]) => s === 403).map(([h]) => h),
+               }));",
+            vec![json!(RAW_NAMES)],
+        )
+        .await
+        .unwrap();
+    let mut problems = Vec::new();
+    if facts["over"].as_f64().unwrap() > 1.0 {
+        problems.push(format!(
+            "wider than the window by {} px ({})",
+            facts["over"], facts["wide"]
+        ));
+    }
+    for key in ["found", "iso", "forbidden"] {
+        if !facts[key].as_array().unwrap().is_empty() {
+            problems.push(format!("{key}: {}", facts[key]));
+        }
+    }
+    problems
+}
+
+/// Where the page screenshots go: `FAIRSEG_SCREENSHOTS` (scripts/screenshots sets it), else
+/// target/screenshots/pages.
+fn pages_dir() -> PathBuf {
+    std::env::var_os("FAIRSEG_SCREENSHOTS").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("screenshots")
+                .join("pages")
+        },
+        PathBuf::from,
+    )
+}
+
+async fn full_page_screenshot(client: &Client, path: &std::path::Path) {
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(path, png).unwrap();
+}
+
+#[tokio::test]
+async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
+    let app = spawn_app().await;
+    let (first_run, published, audit) = seed_demo(&app);
+    let dir = pages_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut problems = Vec::new();
+    let mut index = String::from("# Pages per role\n\n");
+    let mut confirmations = Vec::new();
+    let mut glossary_links: Vec<String> = Vec::new();
+    for role in ["admin", "compliance", "marketing", "analyst"] {
+        let (_driver, client) = start_browser().await;
+        sign_in(&client, &app.address, role).await;
+        client.goto(&app.url("/")).await.unwrap();
+        let mut pages: Vec<String> = Vec::new();
+        for link in client
+            .find_all(Locator::Css("nav[aria-label=Main] a"))
+            .await
+            .unwrap()
+        {
+            pages.push(link.attr("href").await.unwrap().unwrap());
+        }
+        let nav = pages.clone();
+        let has = |p: &str| nav.iter().any(|n| n == p);
+        if has("/kpi") {
+            pages.push("/kpi/drift".into());
+            pages.push("/kpi/segments/all".into());
+        }
+        if has("/audits") {
+            pages.push(format!("/audits/{audit}"));
+        }
+        if has("/segmentations") {
+            pages.push(format!("/segmentations/{published}"));
+            pages.push(format!("/segmentations/{first_run}"));
+        }
+        pages.push("/account".into());
+        pages.push("/glossary".into());
+        index.push_str(&format!("## {role}\n\n"));
+        for page in &pages {
+            let name = format!(
+                "{role}{}",
+                page.replace('/', "-").trim_end_matches('-').to_owned()
+            );
+            let name = if name == role {
+                format!("{role}-home")
+            } else {
+                name
+            };
+            client.goto(&app.url(page)).await.unwrap();
+            // Terms link to the glossary entry that explains them, and the entry exists.
+            if page.starts_with("/audits/") {
+                let anchors = client
+                    .execute(
+                        "return [...document.querySelectorAll('a.term')].map(a => a.getAttribute('href'));",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                let anchors: Vec<String> = serde_json::from_value(anchors).unwrap();
+                assert!(
+                    anchors.contains(&"/glossary#cramers-v".to_string())
+                        && anchors.contains(&"/glossary#p-value".to_string()),
+                    "{anchors:?}"
+                );
+                glossary_links.extend(anchors);
+            }
+            // A destructive form asks for a ticked box and looks destructive.
+            for form in client.find_all(Locator::Css("form.confirm")).await.unwrap() {
+                let id = form.attr("id").await.unwrap().unwrap_or_default();
+                let action = form.attr("action").await.unwrap().unwrap_or_default();
+                assert!(
+                    form.find(Locator::Css("input[type=checkbox][name=confirm][required]"))
+                        .await
+                        .is_ok()
+                        && form.find(Locator::Css("button.danger")).await.is_ok(),
+                    "{role} {page}: {action} {id} without its confirmation"
+                );
+                confirmations.push(action);
+            }
+            for (width, height) in [(1400, 900), (390, 844)] {
+                client.set_window_size(width, height).await.unwrap();
+                for p in page_problems(&client).await {
+                    problems.push(format!("{role} {page} at {width} px: {p}"));
+                }
+                full_page_screenshot(&client, &dir.join(format!("{name}-{width}.png"))).await;
+            }
+            index.push_str(&format!(
+                "- `{page}`: [1400 px]({name}-1400.png), [390 px]({name}-390.png)\n"
+            ));
+        }
+        index.push('\n');
+        client.close().await.unwrap();
+    }
+    std::fs::write(dir.join("README.md"), index).unwrap();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Marketing's overview: one line per segment, money in the policy's currency (compact,
+    // full on hover), dates in words, and sorting by revenue puts the largest first.
+    let (_driver, client) = start_browser().await;
+    sign_in(&client, &app.address, "marketing").await;
+    client
+        .goto(&app.url("/segments?sort=revenue"))
+        .await
+        .unwrap();
+    let facts = client
+        .execute(
+            "const rows = [...document.querySelectorAll('#overview tbody tr')];
+             return {
+               rows: rows.length,
+               cards: document.querySelectorAll('li.segment').length,
+               revenue: rows.map(r => r.querySelector('td.revenue').textContent),
+               full: rows.map(r => r.querySelector('td.revenue').getAttribute('title')),
+               intro: document.querySelector('main p').textContent,
+             };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(facts["rows"], facts["cards"], "{facts}");
+    let compact: Vec<&str> = facts["revenue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(compact.iter().all(|r| r.starts_with('€')), "{facts}");
+    let full: Vec<f64> = facts["full"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let text = v.as_str().unwrap();
+            assert!(
+                text.starts_with('€') && text.contains('.') && text.len() > 4,
+                "{facts}"
+            );
+            text.trim_start_matches('€')
+                .replace(',', "")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(full.windows(2).all(|w| w[0] >= w[1]), "{full:?}");
+    assert!(
+        facts["intro"]
+            .as_str()
+            .unwrap()
+            .contains(&fairseg::web::format::date(&fairseg::db::now().date())),
+        "{facts}"
+    );
+    client.close().await.unwrap();
+    let (status, html) = {
+        let client = app.sign_in("marketing").await;
+        let r = client.get(app.url("/glossary")).send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(!glossary_links.is_empty());
+    for link in &glossary_links {
+        let id = link.trim_start_matches("/glossary#");
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "{link} has no entry"
+        );
+    }
+    // Compliance met the override form on the failed audit and the retention form.
+    for needed in [format!("/audits/{audit}/override"), "/dsr/retention".into()] {
+        assert!(
+            confirmations.contains(&needed),
+            "{needed} in {confirmations:?}"
+        );
+    }
 }

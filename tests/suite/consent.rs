@@ -436,7 +436,18 @@ async fn a_customer_withdraws_with_one_click_on_their_preference_page() {
     assert!(texts(&html, "p[role=status]")[0].starts_with("Done"));
     let words = texts(&html, "li[data-purpose=marketing_email] p.state");
     assert!(words[0].starts_with("You withdrew on"), "{words:?}");
-    assert!(texts(&html, "li[data-purpose=marketing_email] button").is_empty());
+    // No more withdrawing; agreeing again is offered instead.
+    assert!(
+        texts(
+            &html,
+            "li[data-purpose=marketing_email] form[action$='/withdraw'] button"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        texts(&html, "li[data-purpose=marketing_email] button"),
+        ["Agree"]
+    );
 
     // At once, in the ledger: recorded by the customer, from the preference page.
     let state = state_of(&app, "CUST-4711", "marketing_email").await;
