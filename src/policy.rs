@@ -723,6 +723,15 @@ impl Policy {
             .is_some_and(|r| r.permissions.contains(&permission))
     }
 
+    /// The roles holding `permission`, by name, e.g. for "who may publish next".
+    pub fn roles_with(&self, permission: Permission) -> Vec<&str> {
+        self.roles
+            .iter()
+            .filter(|(_, r)| r.permissions.contains(&permission))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     /// The protected attribute a column name refers to, matched case-insensitively.
     pub fn protected_attribute(&self, column: &str) -> Option<(&str, &ProtectedSpec)> {
         let wanted = column.trim().to_lowercase();

@@ -205,6 +205,11 @@ impl Alert {
             DriftLevel::Warn => format!("at or above the warning threshold {:.2}", d.psi_warn()),
             DriftLevel::Stable => format!("below the warning threshold {:.2}", d.psi_warn()),
         };
+        // The wrong side of a limit, for this KPI's direction.
+        let side = |kpi: &Kpi| match kpi.direction() {
+            Direction::HigherIsBetter => "below",
+            Direction::LowerIsBetter => "above",
+        };
         let who = |segment: &str| {
             if segment == super::evaluate::ALL_SEGMENT {
                 "the whole population".to_owned()
@@ -218,14 +223,11 @@ impl Alert {
                 segment,
                 periods,
             } => {
-                let side = match kpi.direction() {
-                    Direction::HigherIsBetter => "below",
-                    Direction::LowerIsBetter => "above",
-                };
                 format!(
-                    "{kpi} for {} has been {side} its alert threshold for {periods} \
+                    "{kpi} for {} has been {} its alert threshold for {periods} \
                      consecutive periods",
-                    who(segment)
+                    who(segment),
+                    side(kpi)
                 )
             }
             Alert::TargetUnmet {
@@ -233,15 +235,12 @@ impl Alert {
                 segment,
                 periods,
             } => {
-                let side = match kpi.direction() {
-                    Direction::HigherIsBetter => "below",
-                    Direction::LowerIsBetter => "above",
-                };
                 format!(
-                    "{kpi} for {} has been {side} its target in every one of the {periods} \
+                    "{kpi} for {} has been {} its target in every one of the {periods} \
                      periods evaluated: the target does not fit this population (review it in \
                      the policy); this is not drift",
-                    who(segment)
+                    who(segment),
+                    side(kpi)
                 )
             }
             // Only the PSI says how far a feature moved; a significant KS test on a PSI below

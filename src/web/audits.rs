@@ -512,17 +512,6 @@ fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
     }
 }
 
-/// The policy's roles holding `permission`, for sentences such as "who may publish next".
-fn roles_with(policy: &crate::policy::Policy, permission: Permission) -> String {
-    let roles: Vec<&str> = policy
-        .roles
-        .iter()
-        .filter(|(_, r)| r.permissions.contains(&permission))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    roles.join(", ")
-}
-
 fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
     let names = |s: u32| match a.segment_names.get(&(s as i32)) {
         Some(n) => format!("{s} {n}"),
@@ -578,7 +567,7 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
             )
         }),
         run_status_label: run_status_label(&a.run.status, r.verdict, !a.overrides.is_empty()),
-        publishers: roles_with(policy, Permission::SegmentsPublish),
+        publishers: policy.roles_with(Permission::SegmentsPublish).join(", "),
         selection_headline: r.consent_selection.as_ref().map(|c| c.headline.clone()),
         selection_lines: r
             .consent_selection
