@@ -498,21 +498,26 @@ async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
         .click()
         .await
         .unwrap();
-    let notice = client
+    // The page before the click already has a status line (the withdrawal's); wait for the
+    // answer to the grant itself, not for whatever status element is found first.
+    let state = client
         .wait()
-        .for_element(Locator::Css("p[role=status]"))
+        .for_element(Locator::XPath(
+            "//li[@data-purpose='marketing_email']//p[contains(@class, 'state') \
+             and starts-with(normalize-space(.), 'You agreed on')]",
+        ))
         .await;
     screenshot(&client, "preferences-after-grant").await;
-    let notice = notice.unwrap().text().await.unwrap();
-    assert!(notice.starts_with("Thank you"), "{notice}");
-    let state = client
-        .find(Locator::Css("li[data-purpose=marketing_email] p.state"))
+    let state = state.unwrap().text().await.unwrap();
+    assert!(state.starts_with("You agreed on"), "{state}");
+    let notice = client
+        .find(Locator::Css("p[role=status]"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(state.starts_with("You agreed on"), "{state}");
+    assert!(notice.starts_with("Thank you"), "{notice}");
     screenshot(&client, "preferences-granted-again").await;
     client.close().await.unwrap();
     assert_eq!(consent_state().await, "granted");
