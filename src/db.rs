@@ -325,8 +325,13 @@ impl Db {
         f(&mut conn)
     }
 
-    /// Runs `f` in one write transaction: all of it or nothing.
-    pub fn write<T>(&self, f: impl FnOnce(&mut DbConnection) -> DbResult<T>) -> DbResult<T> {
+    /// Runs `f` in one write transaction: all of it or nothing. The work may fail with its own
+    /// error type (a use case's refusal, say); any such error rolls the transaction back and
+    /// comes back as it was.
+    pub fn write<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.conn()?;
         let _guard = match self.url.backend {
             Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|p| p.into_inner())),
@@ -336,7 +341,7 @@ impl Db {
         // back itself (a full disk, for one), diesel's rollback fails and would report only
         // "cannot rollback - no transaction is active", hiding why the work failed.
         let mut failure = None;
-        let result = conn.transaction(|conn| {
+        let result = conn.transaction::<T, DbError, _>(|conn| {
             // Take the write lock first (SQLite: RESERVED; PostgreSQL: the head row), so the
             // transaction never has to upgrade a stale read snapshot to a write.
             diesel::update(schema::trail_head::table)
@@ -349,7 +354,7 @@ impl Db {
         });
         match (result, failure) {
             (Err(_), Some(failure)) => Err(failure),
-            (result, _) => result,
+            (result, _) => result.map_err(E::from),
         }
     }
 }
@@ -376,7 +381,7 @@ mod tests {
         let url = DatabaseUrl::parse(&dir.path().join("full.db").display().to_string()).unwrap();
         let db = Db::connect(&url).unwrap();
         let err = db
-            .write(|conn| {
+            .write::<_, DbError>(|conn| {
                 // A database that may not grow stands in for a full disk.
                 conn.batch_execute("CREATE TABLE filler (v TEXT); PRAGMA max_page_count = 200;")?;
                 for _ in 0..1000 {

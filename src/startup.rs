@@ -49,7 +49,7 @@ const SIGNING_KEY_SECRET: &str = "token_signing_key";
 /// Records the policy version in force (its text is kept the first time it is seen) and
 /// returns the token signing secret: from settings, or generated and kept on first run.
 pub fn prepare(db: &Db, policy: &Policy, settings: &Settings) -> anyhow::Result<Vec<u8>> {
-    db.write(|conn| {
+    db.write::<_, crate::db::DbError>(|conn| {
         if trail_store::record_policy_version(conn, policy)? {
             trail_store::append(
                 conn,
@@ -69,7 +69,7 @@ pub fn prepare(db: &Db, policy: &Policy, settings: &Settings) -> anyhow::Result<
         return Ok(key.expose().to_vec());
     }
     let (key, created) = db
-        .write(|conn| {
+        .write::<_, crate::db::DbError>(|conn| {
             let (key, created) = secrets::get_or_create(conn, SIGNING_KEY_SECRET, || {
                 let mut bytes = [0u8; 64];
                 rand::rngs::OsRng.fill_bytes(&mut bytes);

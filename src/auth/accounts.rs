@@ -180,7 +180,7 @@ pub fn reset_password(
 ) -> Result<(), AccountError> {
     let new = Password::parse(new).map_err(AccountError::WeakPassword)?;
     let hash = password::hash(new.expose());
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         if UserRow::find(conn, user_id)?.is_none() {
             return Ok(false);
         }
@@ -205,7 +205,7 @@ pub fn set_role(
     role: &str,
 ) -> Result<(), AccountError> {
     check_role(policy, role)?;
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         let Some(user) = UserRow::find(conn, user_id)? else {
             return Ok(Err(AccountError::NotFound));
         };
@@ -239,7 +239,7 @@ pub fn set_disabled(
     user_id: &str,
     disabled: bool,
 ) -> Result<(), AccountError> {
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         let Some(user) = UserRow::find(conn, user_id)? else {
             return Ok(Err(AccountError::NotFound));
         };

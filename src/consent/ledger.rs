@@ -83,7 +83,7 @@ pub fn record(
         field: "recorded_at",
         message,
     })?;
-    let event = db.write(|conn| {
+    let event = db.write::<_, DbError>(|conn| {
         let customer = match find(conn, who) {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -186,7 +186,7 @@ pub fn view(
     customer: &CustomerId,
     at: NaiveDateTime,
 ) -> Result<CustomerConsents, ConsentError> {
-    let (customer, events) = db.write(|conn| {
+    let (customer, events) = db.write::<_, DbError>(|conn| {
         let customer = match find(conn, Who::External(customer)) {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -243,7 +243,7 @@ pub fn issue_link(
     customer: &CustomerId,
     ttl: TimeDelta,
 ) -> Result<(String, LinkClaims), ConsentError> {
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         let customer = match find(conn, Who::External(customer)) {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -342,7 +342,7 @@ pub fn check_objections(
     leaked.sort_unstable();
     leaked.dedup();
     let checked_at = crate::db::now();
-    let external_ids = db.write(|conn| {
+    let external_ids = db.write::<_, DbError>(|conn| {
         let ids = disclosures::external_ids(conn, &leaked)?;
         trail_store::append(
             conn,

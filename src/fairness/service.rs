@@ -598,7 +598,7 @@ pub fn audit_run_with(
     let report_json = serde_json::to_string(&report).expect("reports serialise");
     let now = db::now();
     let duration_ms = started.elapsed().as_millis() as i64;
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         // The run may have moved on while the audit computed (e.g. failed or been published).
         let current = runs::run(conn, run_id)?;
         let Some(current) = current else {
@@ -744,7 +744,7 @@ pub fn override_audit(
         return Err(AuditError::ShortJustification(chars));
     }
     let now = db::now();
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         let Some(audit) = store::find(conn, audit_id)? else {
             return Ok(Err(AuditError::AuditNotFound(audit_id)));
         };
@@ -825,7 +825,7 @@ pub fn publish_run(
         }
     }
     let now = db::now();
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         let Some(run) = runs::run(conn, run_id)? else {
             return Ok(Err(AuditError::RunNotFound(run_id)));
         };

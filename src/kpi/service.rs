@@ -357,7 +357,7 @@ pub fn evaluate(
         (Some(a), _) => format!("kpi:{a}"),
         _ => "kpi".to_owned(),
     };
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         store::append(conn, &mut rows)?;
         db::trail::append(
             conn,

@@ -168,7 +168,7 @@ pub fn create(
     let settings = validate(request, policy, &columns)?;
     let settings_json = serde_json::to_string(&settings).expect("settings serialise");
     let now = db::now();
-    Ok(db.write(|conn| {
+    Ok(db.write::<_, DbError>(|conn| {
         let id = store::next_run_id(conn)?;
         store::insert_run(
             conn,
@@ -212,7 +212,7 @@ pub fn create(
 /// Marks runs a stopped server left queued or running as failed; returns their ids.
 pub fn fail_interrupted(db: &Db, policy: &Policy) -> Result<Vec<i64>, RunError> {
     let now = db::now();
-    Ok(db.write(|conn| {
+    Ok(db.write::<_, DbError>(|conn| {
         let ids = store::interrupted(conn)?;
         for &id in &ids {
             store::fail(
@@ -726,7 +726,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     let excluded_json = serde_json::to_string(&excluded).expect("serialises");
     let persist = |summary: &RunSummary| -> Result<(), RunError> {
         let summary_json = serde_json::to_string(summary).expect("summaries serialise");
-        db.write(|conn| {
+        db.write::<_, DbError>(|conn| {
             store::complete(
                 conn,
                 id,
@@ -763,7 +763,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     summary.timings_ms = timings;
     // The persist time is known only after the commit; store it beside the rest.
     let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
-    db.write(|conn| {
+    db.write::<_, DbError>(|conn| {
         diesel::update(crate::db::schema::segmentation_runs::table.find(id))
             .set(crate::db::schema::segmentation_runs::summary.eq(summary_json.as_str()))
             .execute(conn)?;

@@ -407,7 +407,7 @@ async fn record_strategy(
     let actor = Actor::user(&user.email);
     let who = user.clone();
     blocking(move || -> Result<(), AppError> {
-        db.write(|conn| {
+        db.write::<_, crate::db::DbError>(|conn| {
             let run = store::run(conn, run_id)?;
             if let Err(e) = writable(&who, run.as_ref(), run_id, Write::Strategy) {
                 return Ok(Err(e));
@@ -495,7 +495,7 @@ async fn rename(
     let actor = Actor::user(&user.email);
     let who = user.clone();
     blocking(move || -> Result<(), AppError> {
-        db.write(|conn| {
+        db.write::<_, crate::db::DbError>(|conn| {
             let run = store::run(conn, run_id)?;
             if let Err(e) = writable(&who, run.as_ref(), run_id, Write::Name) {
                 return Ok(Err(e));

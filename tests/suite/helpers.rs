@@ -331,7 +331,7 @@ impl TestApp {
             .unwrap()
             .pseudonym(&fairseg::customers::CustomerId::parse(c.id).unwrap());
         self.db
-            .write(|conn| {
+            .write::<_, fairseg::db::DbError>(|conn| {
                 let id = next_id(conn, IdTable::Customers)?;
                 diesel::insert_into(customers::table)
                     .values((
@@ -397,7 +397,7 @@ impl TestApp {
             &fairseg::customers::CustomerId::parse(external_id).expect("a valid customer id"),
         );
         self.db
-            .write(|conn| {
+            .write::<_, fairseg::db::DbError>(|conn| {
                 let id = fairseg::db::customers::next_id(
                     conn,
                     fairseg::db::customers::IdTable::Customers,

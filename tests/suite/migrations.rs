@@ -207,7 +207,8 @@ fn kpi_rows_logged_by_name_migrate_to_their_runs_segments_and_none_is_lost() {
         rows.iter().map(|r| r.segment.as_str()).collect::<Vec<_>>()[3],
         "Gone"
     );
-    let refused =
-        db.write(|c| Ok(diesel::sql_query("UPDATE kpi_evaluations SET value = 0").execute(c)));
+    let refused = db.write::<_, fairseg::db::DbError>(|c| {
+        Ok(diesel::sql_query("UPDATE kpi_evaluations SET value = 0").execute(c))
+    });
     assert!(refused.unwrap().is_err(), "the log refuses updates again");
 }
