@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    DemoCustomer, TestApp, csrf_token, on_postgres, spawn_app, stderr, stdout, texts,
+    DemoCustomer, Pages, TestApp, csrf_token, on_postgres, spawn_app, stderr, stdout, texts,
 };
 
 fn days_ago(days: i64) -> NaiveDateTime {
@@ -121,17 +121,6 @@ fn occurrences(app: &TestApp, needle: &str) -> Vec<String> {
     found
 }
 
-async fn post_json(app: &TestApp, role: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(role, Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn export_holds_everything_about_the_customer_and_is_logged_by_pseudonym() {
     let app = spawn_app().await;
@@ -197,23 +186,23 @@ async fn erasure_leaves_no_personal_data_in_any_table_and_the_trail_still_verifi
         "the scan finds the id while it is held"
     );
 
-    let (status, body) = post_json(
-        &app,
-        "compliance",
-        &format!("/api/v1/customers/{raw}/erase"),
-        json!({"confirm": false}),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            "compliance",
+            &format!("/api/v1/customers/{raw}/erase"),
+            json!({"confirm": false}),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["field"], "confirm");
 
-    let (status, body) = post_json(
-        &app,
-        "compliance",
-        &format!("/api/v1/customers/{raw}/erase"),
-        json!({"confirm": true}),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            "compliance",
+            &format!("/api/v1/customers/{raw}/erase"),
+            json!({"confirm": true}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["pseudonym"], pseudonym.as_str());
     assert_eq!(body["removed"]["transactions"], 3);
@@ -259,13 +248,13 @@ async fn erasure_leaves_no_personal_data_in_any_table_and_the_trail_still_verifi
             .unwrap()
             .contains("erased")
     );
-    let (status, _) = post_json(
-        &app,
-        "compliance",
-        &format!("/api/v1/customers/{raw}/erase"),
-        json!({"confirm": true}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "compliance",
+            &format!("/api/v1/customers/{raw}/erase"),
+            json!({"confirm": true}),
+        )
+        .await;
     assert_eq!(status, 409);
 }
 
@@ -401,13 +390,13 @@ async fn retention_previews_then_deletes_what_is_past_its_period_and_keeps_the_p
     });
     let expected = json!({"transactions": 1, "consent_events": 1, "customers": 1, "segment_memberships": 0, "kpi_evaluations": 0});
 
-    let (status, preview) = post_json(
-        &app,
-        "compliance",
-        "/api/v1/retention/apply",
-        json!({"dry_run": true}),
-    )
-    .await;
+    let (status, preview) = app
+        .post_json(
+            "compliance",
+            "/api/v1/retention/apply",
+            json!({"dry_run": true}),
+        )
+        .await;
     assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["dry_run"], true);
     assert_eq!(preview["removed"], expected);
@@ -533,14 +522,7 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
     let app = spawn_app().await;
     let pseudonym = app.insert_demo_customer(alice("CUST-PAGE-1"));
     let client = app.sign_in("compliance").await;
-    let home = client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = client.page(app.url("/")).await;
     assert!(texts(&home, "nav a").contains(&"Data requests".to_string()));
 
     let page = client
@@ -608,14 +590,7 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
     assert_eq!(erased.status(), 303);
     let location = erased.headers()["location"].to_str().unwrap().to_string();
     assert!(!location.contains("CUST-PAGE-1"));
-    let html = client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url(&location)).await;
     assert!(texts(&html, "[role=status]").join(" ").contains(&pseudonym));
     let log: Vec<String> = texts(&html, "#requests tbody tr td:nth-child(2)");
     assert_eq!(log, ["erasure", "export"]);

@@ -19,9 +19,18 @@ use fairseg::db::{DatabaseUrl, Db};
 use fairseg::policy::Policy;
 use fairseg::startup;
 use fairseg::trail::Actor;
-use reqwest::Method;
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub mod api;
+pub mod forms;
+pub mod poll;
+pub mod webdriver;
+
+pub use api::Answer;
+pub use forms::Pages;
+pub use poll::{eventually, poll, poll_blocking};
+pub use webdriver::Browser;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const ROLES: [&str; 4] = ["admin", "compliance", "marketing", "analyst"];
@@ -226,45 +235,28 @@ impl TestApp {
         self.tokens.issue(&user.id, user.token_version).0
     }
 
-    pub fn api(&self, role: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
-        api_client()
-            .request(method, self.url(path))
-            .bearer_auth(self.token(role))
-    }
-
-    pub async fn get_json(&self, role: &str, path: &str) -> (u16, Value) {
-        let response = self.api(role, Method::GET, path).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
     /// Signs in through the sign-in form, as a person would; the returned client carries the
     /// session cookie.
     pub async fn sign_in(&self, role: &str) -> reqwest::Client {
         let client = browser_client();
-        let page = client.get(self.url("/signin")).send().await.unwrap();
-        let csrf = csrf_token(&page.text().await.unwrap());
+        let page = client.page(self.url("/signin")).await;
+        let email = format!("{role}@example.test");
         let response = client
-            .post(self.url("/signin"))
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("email", &format!("{role}@example.test")),
-                ("password", PASSWORD),
-                ("next", "/"),
-            ])
-            .send()
-            .await
-            .unwrap();
+            .post_form(
+                self.url("/signin"),
+                &page,
+                &[("email", &email), ("password", PASSWORD), ("next", "/")],
+            )
+            .await;
         assert_eq!(response.status(), 303, "sign-in as {role} redirects home");
         client
     }
 
     /// The trail, newest first, as compliance reads it through the API.
     pub async fn trail(&self, query: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get_json("compliance", &format!("/api/v1/trail?{query}"))
+        let body = self
+            .get_ok("compliance", &format!("/api/v1/trail?{query}"))
             .await;
-        assert_eq!(status, 200, "{body}");
         body["entries"].as_array().unwrap().clone()
     }
 

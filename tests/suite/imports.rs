@@ -11,7 +11,7 @@ use fairseg::db::schema::{
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, csrf_token, spawn_app, stderr, stdout, texts};
+use crate::helpers::{Answer, TestApp, csrf_token, spawn_app, stderr, stdout, texts};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,19 +24,15 @@ fn read_fixture(name: &str) -> Vec<u8> {
 }
 
 pub async fn post_csv(app: &TestApp, kind: &str, query: &str, body: Vec<u8>) -> (u16, Value) {
-    let response = app
-        .api(
-            "admin",
-            Method::POST,
-            &format!("/api/v1/imports/{kind}?{query}"),
-        )
-        .header("content-type", "text/csv")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.api(
+        "admin",
+        Method::POST,
+        &format!("/api/v1/imports/{kind}?{query}"),
+    )
+    .header("content-type", "text/csv")
+    .body(body)
+    .answer()
+    .await
 }
 
 async fn import_fixture(app: &TestApp, kind: &str, name: &str) -> Value {
@@ -376,14 +372,11 @@ async fn erased_customers_are_refused_unless_allowed() {
 #[tokio::test]
 async fn imports_need_the_import_permission_and_respect_the_size_limit() {
     let app = spawn_app().await;
-    let response = app
-        .api("marketing", Method::POST, "/api/v1/imports/customers")
+    app.api("marketing", Method::POST, "/api/v1/imports/customers")
         .header("content-type", "text/csv")
         .body(read_fixture("customers.csv"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
+        .expecting(403)
+        .await;
     // The test server allows 1 MiB: one byte more is refused, and nothing is imported.
     let mut big = b"customer_id,note\n".to_vec();
     while big.len() <= 1024 * 1024 {
