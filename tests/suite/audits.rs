@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{Answer, Pages, TestApp, poll, spawn_app, stdout, texts};
+use crate::segmentation::segment;
 
 /// The demo data set (realistic, seeded) with `n` customers; with `zone_is_ethnicity` every
 /// customer also gets an ordinary attribute `zone` equal to their ethnicity: an undeclared
@@ -34,15 +35,6 @@ pub fn load_demo(app: &TestApp, n: usize, zone_is_ethnicity: bool) {
              VALUES ('zone', 'category', FALSE, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
         );
     }
-}
-
-/// Runs a segmentation through the CLI; returns its JSON output.
-fn segment(app: &TestApp, args: &[&str]) -> Value {
-    let mut all = vec!["segment", "--json"];
-    all.extend_from_slice(args);
-    let out = app.cli(&all);
-    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
-    serde_json::from_str(&stdout(&out)).expect("segment --json prints JSON")
 }
 
 fn detail(entry: &Value) -> Value {
@@ -429,9 +421,7 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         "{}",
         second["audit"]
     );
-    let out = app.cli(&["publish", &second_id.to_string(), "--json"]);
-    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
-    let p: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let p: Value = app.cli_json(&["publish", &second_id.to_string(), "--json"]);
     assert_eq!(p["retired_run_id"], run_id);
     let compare = client
         .page(app.url(&format!(

@@ -21,9 +21,8 @@ fn set_cookie<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
 async fn signing_in_sets_a_strict_httponly_session_and_opens_the_home_page() {
     let app = spawn_app().await;
     let client = browser_client();
-    let page = client.get(app.url("/signin")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url("/signin")).await;
+    assert_eq!(status, 200);
     // Every input is labelled, for screen readers.
     assert_eq!(texts(&html, "label[for=email]"), ["E-mail"]);
     assert_eq!(texts(&html, "label[for=password]"), ["Password"]);
@@ -46,9 +45,8 @@ async fn signing_in_sets_a_strict_httponly_session_and_opens_the_home_page() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     assert!(cookie.contains("Path=/"), "{cookie}");
 
-    let home = client.get(app.url("/")).send().await.unwrap();
-    assert_eq!(home.status(), 200);
-    let html = home.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url("/")).await;
+    assert_eq!(status, 200);
     assert_eq!(texts(&html, "h1"), ["Welcome"]);
     assert!(texts(&html, ".lead")[0].contains("marketing"));
     // Marketing's navigation has no trail and no user administration.
@@ -65,11 +63,9 @@ async fn signing_in_sets_a_strict_httponly_session_and_opens_the_home_page() {
 async fn a_wrong_password_keeps_the_visitor_on_the_form_with_a_message() {
     let app = spawn_app().await;
     let client = browser_client();
-    let html = client.page(app.url("/signin")).await;
-    let response = client
-        .post_form(
-            app.url("/signin"),
-            &html,
+    let response = app
+        .submit_sign_in(
+            &client,
             &[
                 ("email", "marketing@example.test"),
                 ("password", "not the password"),
@@ -145,11 +141,9 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
 async fn a_signed_out_cookie_no_longer_works_even_if_replayed() {
     let app = spawn_app().await;
     let client = browser_client();
-    let html = client.page(app.url("/signin")).await;
-    let response = client
-        .post_form(
-            app.url("/signin"),
-            &html,
+    let response = app
+        .submit_sign_in(
+            &client,
             &[("email", "analyst@example.test"), ("password", PASSWORD)],
         )
         .await;

@@ -84,17 +84,15 @@ async fn browser_compliance_looks_up_exports_and_erases_a_customer() {
     let page_before = client.path().await;
     client.click("#erase button").await;
     let form = client
-        .execute(
+        .facts(
             "const form = document.querySelector('#erase');
              return {
                valid: form.checkValidity(),
                validated: !form.noValidate && !form.querySelector('button').formNoValidate,
                unticked: document.querySelector('#confirm').matches(':invalid'),
              };",
-            vec![],
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         form,
         json!({"valid": false, "validated": true, "unticked": true}),
@@ -176,17 +174,15 @@ async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
     assert_eq!(consent_state().await, "withdrawn");
     // The page speaks for the company to the customer, and leads nowhere near the staff app.
     let page = client
-        .execute(
+        .facts(
             "return {
                brand: document.querySelector('.brand').textContent,
                footer: document.querySelector('footer').textContent,
                purpose: document.querySelector('li[data-purpose=marketing_email] h2').textContent,
                staff: document.querySelectorAll('a[href=\"/\"], a[href^=\"/signin\"]').length,
              };",
-            vec![],
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(page["brand"], "Northwind Retail", "{page}");
     assert!(
         page["footer"]
@@ -317,18 +313,17 @@ async fn browser_an_analyst_runs_a_segmentation_and_marketing_records_a_strategy
 async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
     let app = spawn_app().await;
     crate::audits::load_demo(&app, 1200, false);
-    let out = app.cli(&[
-        "segment",
-        "--json",
-        "--algorithm",
-        "kmeans",
-        "--k",
-        "3",
-        "--features",
-        "monetary,frequency,home_store",
-    ]);
-    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
-    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = crate::segmentation::segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary,frequency,home_store",
+        ],
+    );
     let audit_id = run["audit"]["id"].as_i64().unwrap();
     let client = Browser::signed_in(&app, "compliance").await;
     client.open(&format!("/audits/{audit_id}")).await;
@@ -337,9 +332,7 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
         heading.contains(&format!("Fairness audit {audit_id}")),
         "{heading}"
     );
-    let facts = client
-        .execute(
-            "return {
+    let facts = client.facts("return {
                charts: document.querySelectorAll('svg.representation').length,
                dots: document.querySelectorAll('svg.representation circle.ratio').length,
                whiskers: document.querySelectorAll('svg.representation line.interval').length,
@@ -348,11 +341,7 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
                print: [...document.styleSheets].some(s => [...s.cssRules].some(r =>
                  r.media && r.media.mediaText === 'print' &&
                  [...r.cssRules].some(x => x.selectorText && x.selectorText.includes('.audit-report')))),
-             };",
-            vec![],
-        )
-        .await
-        .unwrap();
+             };").await;
     assert!(facts["charts"].as_u64().unwrap() >= 4, "{facts}");
     assert!(facts["dots"].as_u64().unwrap() > 0, "{facts}");
     assert!(facts["whiskers"].as_u64().unwrap() > 0, "{facts}");
@@ -367,7 +356,7 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
     // The headline says what a sceptical reader needs first: not a pass, why, and what was not
     // tested.
     let headline = client
-        .execute(
+        .facts(
             "const box = document.querySelector('#verdict');
              return {
                verdict: box.querySelector('h2 .verdict').textContent.trim(),
@@ -376,10 +365,8 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
                proxy: [...document.querySelectorAll('#proxies tr.flagged')]
                  .map(r => r.textContent).join(' '),
              };",
-            vec![],
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(headline["verdict"], "fail", "{headline}");
     let reason = headline["reason"].as_str().unwrap();
     assert!(
@@ -402,18 +389,12 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
     client.screenshot("audit-report").await;
     // On a phone the report scrolls its wide tables inside their box, not the page.
     client.set_window_size(390, 844).await.unwrap();
-    let overflow = client
-        .execute(
-            "const w = document.documentElement.clientWidth;
+    let overflow = client.facts("const w = document.documentElement.clientWidth;
              const wide = [...document.querySelectorAll('body *')]
                .filter(e => e.getBoundingClientRect().right > w + 2 && !e.closest('.table-wrap')
                  && e.parentElement.getBoundingClientRect().right <= w + 2)
                .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right);
-             return {by: document.documentElement.scrollWidth - w, wide};",
-            vec![],
-        )
-        .await
-        .unwrap();
+             return {by: document.documentElement.scrollWidth - w, wide};").await;
     client.screenshot("audit-report-390").await;
     assert!(
         overflow["by"].as_f64().unwrap() <= 1.0,
@@ -645,13 +626,7 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
             client.open(page).await;
             // Terms link to the glossary entry that explains them, and the entry exists.
             if page.starts_with("/audits/") {
-                let anchors = client
-                    .execute(
-                        "return [...document.querySelectorAll('a.term')].map(a => a.getAttribute('href'));",
-                        vec![],
-                    )
-                    .await
-                    .unwrap();
+                let anchors = client.facts("return [...document.querySelectorAll('a.term')].map(a => a.getAttribute('href'));").await;
                 let anchors: Vec<String> = serde_json::from_value(anchors).unwrap();
                 assert!(
                     anchors.contains(&"/glossary#cramers-v".to_string())
@@ -696,7 +671,7 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     let client = Browser::signed_in(&app, "marketing").await;
     client.open("/segments?sort=revenue").await;
     let facts = client
-        .execute(
+        .facts(
             "const rows = [...document.querySelectorAll('#overview tbody tr')];
              return {
                rows: rows.length,
@@ -705,10 +680,8 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
                full: rows.map(r => r.querySelector('td.revenue').getAttribute('title')),
                intro: document.querySelector('main p').textContent,
              };",
-            vec![],
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(facts["rows"], facts["cards"], "{facts}");
     let compact: Vec<&str> = facts["revenue"]
         .as_array()
@@ -771,18 +744,12 @@ async fn browser_the_consent_page_draws_selection_bias_per_attribute() {
     crate::consent_selection::load_biased_demo(&app, 600);
     let client = Browser::signed_in(&app, "compliance").await;
     client.open("/consent").await;
-    let facts = client
-        .execute(
-            "return {
+    let facts = client.facts("return {
                lines: document.querySelectorAll('#consent-selection polyline.selection-line').length,
                points: [...document.querySelectorAll('#consent-selection polyline.selection-line')]
                  .map(p => p.getAttribute('points').trim().split(' ').length),
                headline: document.querySelector('#selection-headline').innerText,
-             };",
-            vec![],
-        )
-        .await
-        .unwrap();
+             };").await;
     assert!(facts["lines"].as_u64().unwrap() >= 3, "{facts}");
     assert!(
         facts["points"]
@@ -809,17 +776,11 @@ async fn browser_the_comparison_page_shows_the_matching() {
     client
         .open(&format!("/segmentations/compare?a={a}&b={b}"))
         .await;
-    let facts = client
-        .execute(
-            "return {
+    let facts = client.facts("return {
                rows: document.querySelectorAll('#matching tbody tr').length,
                unmatched: [...document.querySelectorAll('#matching tbody td')].filter(t => t.innerText === 'no match').length,
                moved: document.querySelector('#moved-into-risk').innerText,
-             };",
-            vec![],
-        )
-        .await
-        .unwrap();
+             };").await;
     assert_eq!(facts["rows"], 3, "{facts}");
     assert_eq!(facts["unmatched"], 0, "{facts}");
     assert!(

@@ -296,9 +296,8 @@ async fn coverage_counts_suppress_small_numbers_in_the_api_and_the_page() {
     assert_eq!(status, 403);
 
     let client = app.sign_in("compliance").await;
-    let page = client.get(app.url("/consent")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url("/consent")).await;
+    assert_eq!(status, 200);
     let cells = texts(&html, "td.num");
     assert!(cells.contains(&"<10".to_string()), "{cells:?}");
     assert!(!cells.contains(&"3".to_string()), "{cells:?}");
@@ -323,9 +322,8 @@ async fn staff_look_up_a_customer_and_create_a_preference_link_on_the_page() {
         .unwrap();
     assert_eq!(response.status(), 303);
     let location = response.headers()["location"].to_str().unwrap().to_string();
-    let page = client.get(app.url(&location)).send().await.unwrap();
-    assert_eq!(page.status(), 200, "{location}");
-    let html = page.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url(&location)).await;
+    assert_eq!(status, 200, "{location}");
     assert_eq!(
         texts(&html, "tbody tr").len(),
         3 + 1,

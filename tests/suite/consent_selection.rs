@@ -30,7 +30,7 @@ pub(crate) fn load_biased_demo(app: &TestApp, n: usize) {
 }
 
 fn segment(app: &TestApp) -> Value {
-    let out = app.cli(&[
+    app.cli_json(&[
         "segment",
         "--json",
         "--algorithm",
@@ -39,9 +39,7 @@ fn segment(app: &TestApp) -> Value {
         "3",
         "--features",
         "monetary,frequency,recency_days",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    ])
 }
 
 #[tokio::test]

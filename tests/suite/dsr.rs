@@ -8,9 +8,7 @@ use diesel::sql_types::{BigInt, Text};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    DemoCustomer, Pages, TestApp, csrf_token, on_postgres, spawn_app, stderr, stdout, texts,
-};
+use crate::helpers::{DemoCustomer, Pages, TestApp, on_postgres, spawn_app, stderr, stdout, texts};
 
 fn days_ago(days: i64) -> NaiveDateTime {
     (chrono::Utc::now().naive_utc() - TimeDelta::days(days))
@@ -411,9 +409,7 @@ async fn retention_previews_then_deletes_what_is_past_its_period_and_keeps_the_p
         200
     );
 
-    let out = app.cli(&["retention", "apply", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let report: Value = app.cli_json(&["retention", "apply", "--json"]);
     assert_eq!(report["removed"], expected);
     assert_eq!(report["dry_run"], false);
 
@@ -473,9 +469,7 @@ async fn retention_previews_then_deletes_what_is_past_its_period_and_keeps_the_p
 async fn the_command_line_exports_and_erases_only_when_confirmed() {
     let app = spawn_app().await;
     let pseudonym = app.insert_demo_customer(alice("CUST-CLI-1"));
-    let out = app.cli(&["customer", "export", "CUST-CLI-1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let export: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let export: Value = app.cli_json(&["customer", "export", "CUST-CLI-1"]);
     assert_eq!(export["protected_attributes"]["age"], 41);
     let file = app.dir.path().join("export.json");
     let out = app.cli(&[
@@ -499,9 +493,7 @@ async fn the_command_line_exports_and_erases_only_when_confirmed() {
         200
     );
 
-    let out = app.cli(&["customer", "erase", "CUST-CLI-1", "--yes", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let erased: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let erased: Value = app.cli_json(&["customer", "erase", "CUST-CLI-1", "--yes", "--json"]);
     assert_eq!(erased["pseudonym"], pseudonym.as_str());
     let out = app.cli(&["customer", "export", "CUST-CLI-1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -533,17 +525,14 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(texts(&html, "#found").join(" ").contains(&pseudonym));
-    let csrf = csrf_token(&html);
 
     let download = client
-        .post(app.url("/dsr/export"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("customer_id", "CUST-PAGE-1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/dsr/export"),
+            &html,
+            &[("customer_id", "CUST-PAGE-1")],
+        )
+        .await;
     assert_eq!(download.status(), 200);
     let disposition = download.headers()["content-disposition"]
         .to_str()
@@ -556,14 +545,12 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
 
     // Without the box ticked nothing happens.
     let refused = client
-        .post(app.url("/dsr/erase"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("customer_id", "CUST-PAGE-1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/dsr/erase"),
+            &html,
+            &[("customer_id", "CUST-PAGE-1")],
+        )
+        .await;
     assert_eq!(refused.status(), 400);
     assert!(
         texts(&refused.text().await.unwrap(), "[role=alert]")
@@ -578,15 +565,12 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
     );
 
     let erased = client
-        .post(app.url("/dsr/erase"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("customer_id", "CUST-PAGE-1"),
-            ("confirm", "yes"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/dsr/erase"),
+            &html,
+            &[("customer_id", "CUST-PAGE-1"), ("confirm", "yes")],
+        )
+        .await;
     assert_eq!(erased.status(), 303);
     let location = erased.headers()["location"].to_str().unwrap().to_string();
     assert!(!location.contains("CUST-PAGE-1"));
@@ -596,11 +580,8 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
     assert_eq!(log, ["erasure", "export"]);
 
     let report = client
-        .post(app.url("/dsr/retention"))
-        .form(&[("csrf_token", csrf.as_str()), ("action", "preview")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(app.url("/dsr/retention"), &html, &[("action", "preview")])
+        .await;
     assert_eq!(report.status(), 200);
     let html = report.text().await.unwrap();
     assert!(

@@ -239,17 +239,25 @@ impl TestApp {
     /// session cookie.
     pub async fn sign_in(&self, role: &str) -> reqwest::Client {
         let client = browser_client();
-        let page = client.page(self.url("/signin")).await;
         let email = format!("{role}@example.test");
-        let response = client
-            .post_form(
-                self.url("/signin"),
-                &page,
+        let response = self
+            .submit_sign_in(
+                &client,
                 &[("email", &email), ("password", PASSWORD), ("next", "/")],
             )
             .await;
         assert_eq!(response.status(), 303, "sign-in as {role} redirects home");
         client
+    }
+
+    /// Opens the sign-in page and sends its form with `fields`, as a person would.
+    pub async fn submit_sign_in(
+        &self,
+        client: &reqwest::Client,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let page = client.page(self.url("/signin")).await;
+        client.post_form(self.url("/signin"), &page, fields).await
     }
 
     /// The trail, newest first, as compliance reads it through the API.
@@ -263,6 +271,19 @@ impl TestApp {
     /// Runs the `fairseg` binary against this test's database and policies.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_with(args, &[])
+    }
+
+    /// Runs the `fairseg` binary, which must succeed, and reads what it prints as JSON.
+    pub fn cli_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "fairseg {}: {}",
+            args.join(" "),
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("fairseg {} prints JSON: {e}", args.join(" ")))
     }
 
     pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -11,7 +11,7 @@ use fairseg::db::schema::{
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{Answer, TestApp, csrf_token, spawn_app, stderr, stdout, texts};
+use crate::helpers::{Answer, Pages, TestApp, csrf_token, spawn_app, stderr, stdout, texts};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -429,7 +429,7 @@ async fn cli_import_reports_errors_per_line_and_writes_rejected_rows() {
     assert_eq!(counts(&app)[2], 0);
 
     let rejected = app.dir.path().join("rejected.csv");
-    let out = app.cli(&[
+    let report: Value = app.cli_json(&[
         "import",
         "transactions",
         bad.to_str().unwrap(),
@@ -438,8 +438,6 @@ async fn cli_import_reports_errors_per_line_and_writes_rejected_rows() {
         rejected.to_str().unwrap(),
         "--json",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
         (
             report["rows_imported"].as_u64(),
@@ -460,13 +458,8 @@ async fn cli_import_reports_errors_per_line_and_writes_rejected_rows() {
 async fn the_import_page_uploads_a_file_and_shows_the_report() {
     let app = spawn_app().await;
     let client = app.sign_in("admin").await;
-    let page = client
-        .get(app.url("/customers/import"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url("/customers/import")).await;
+    assert_eq!(status, 200);
     assert!(texts(&html, "nav a").contains(&"Import".to_string()));
     let csrf = csrf_token(&html);
 

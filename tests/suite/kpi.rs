@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Answer, DemoCustomer, Pages, TestApp, csrf_token, eventually, spawn_app, spawn_app_with,
-    stderr, stdout, texts,
+    Answer, DemoCustomer, Pages, TestApp, eventually, spawn_app, spawn_app_with, stderr, stdout,
+    texts,
 };
 
 fn at(y: i32, m: u32, d: u32) -> NaiveDateTime {
@@ -69,7 +69,7 @@ async fn cdnow_monthly_kpis_through_the_cli_match_the_committed_computation() {
         let out = app.cli(&["import", kind, file.to_str().unwrap(), "--json"]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let out = app.cli(&[
+    let rows: Vec<Value> = app.cli_json(&[
         "kpi",
         "evaluate",
         "--period",
@@ -80,8 +80,6 @@ async fn cdnow_monthly_kpis_through_the_cli_match_the_committed_computation() {
         "1998-06-30",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
     // No segmentation is published: only `all`, 12 KPIs, 18 months.
     assert_eq!(rows.len(), 18 * 12);
     let reference: Value = serde_json::from_str(include_str!(concat!(
@@ -156,7 +154,7 @@ pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTi
             consents: vec![("segmentation", "granted", at(2024, 12, 1))],
         });
     }
-    let out = app.cli(&[
+    let run: Value = app.cli_json(&[
         "segment",
         "--algorithm",
         "kmeans",
@@ -168,8 +166,6 @@ pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTi
         "7",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let run: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let run_id = run["run_id"].as_i64().unwrap();
     app.db
         .write(|c| fairseg::db::segmentation::publish(c, run_id, "test", published_at).map(|_| ()))
@@ -728,17 +724,9 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     // The analyst evaluates from the page.
     let analyst = app.sign_in("analyst").await;
     let html = analyst.page(app.url("/kpi")).await;
-    let csrf = csrf_token(&html);
     let response = analyst
-        .post(app.url("/kpi/evaluate"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("period", "month"),
-            ("as_of", "2025-07-15"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(app.url("/kpi/evaluate"), &html, &[("as_of", "2025-07-15")])
+        .await;
     assert_eq!(response.status(), 303);
     let (_, log) = app
         .get_json("analyst", "/api/v1/kpi/evaluations?from=2025-07-01")
@@ -863,7 +851,7 @@ async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_hist
     let (regular, _) = names(rows.as_array().unwrap());
     // A re-run with the same settings gives segments of the same names; it is published and
     // the first run retired. Only April to June are evaluated with it.
-    let out = app.cli(&[
+    let second = app.cli_json::<Value>(&[
         "segment",
         "--algorithm",
         "kmeans",
@@ -874,9 +862,7 @@ async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_hist
         "--seed",
         "7",
         "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let second = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["run_id"]
+    ])["run_id"]
         .as_i64()
         .unwrap();
     app.db
@@ -1172,7 +1158,7 @@ async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_wh
             consents: vec![("segmentation", "granted", days(500))],
         });
     }
-    let out = app.cli(&[
+    let run_id = app.cli_json::<Value>(&[
         "segment",
         "--algorithm",
         "kmeans",
@@ -1183,9 +1169,7 @@ async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_wh
         "--seed",
         "7",
         "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let run_id = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["run_id"]
+    ])["run_id"]
         .as_i64()
         .unwrap();
     app.db

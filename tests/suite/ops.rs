@@ -46,14 +46,7 @@ async fn an_oversized_body_is_refused_before_it_is_read() {
 #[tokio::test]
 async fn health_and_metrics_answer_operators() {
     let app = spawn_app().await;
-    let health: Value = api_client()
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = api_client().get(app.url("/healthz")).expecting(200).await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["policy_version"], app.policy.version.as_str());
 
@@ -92,12 +85,8 @@ async fn the_openapi_document_describes_every_api_route() {
     let app = spawn_app().await;
     let doc: Value = api_client()
         .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expecting(200)
+        .await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let mut missing = Vec::new();
     for route in routes::table() {

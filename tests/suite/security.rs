@@ -721,19 +721,16 @@ async fn a_request_head_that_never_ends_is_dropped() {
 async fn a_next_with_a_header_injection_falls_back_home() {
     let app = spawn_app().await;
     let client = browser_client();
-    let page = client.get(app.url("/signin")).send().await.unwrap();
-    let csrf = csrf_token(&page.text().await.unwrap());
-    let response = client
-        .post(app.url("/signin"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", "admin@example.test"),
-            ("password", PASSWORD),
-            ("next", "/x\r\nSet-Cookie: evil=1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .submit_sign_in(
+            &client,
+            &[
+                ("email", "admin@example.test"),
+                ("password", PASSWORD),
+                ("next", "/x\r\nSet-Cookie: evil=1"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/");
     assert!(response.cookies().all(|c| c.name() != "evil"));

@@ -66,9 +66,7 @@ pub fn grant_all(app: &TestApp, n: usize, purposes: &[&str]) {
 pub fn segment(app: &TestApp, args: &[&str]) -> Value {
     let mut all = vec!["segment", "--json"];
     all.extend_from_slice(args);
-    let out = app.cli(&all);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).unwrap()
+    app.cli_json(&all)
 }
 
 /// `members` as customer id -> segment.
@@ -583,9 +581,7 @@ async fn retention_removes_old_memberships_but_never_the_published_runs() {
         "UPDATE segmentation_runs SET finished_at = '2023-01-01 00:00:00' WHERE id IN ({old}, {old_published})"
     ));
     publish(&app, old_published);
-    let out = app.cli(&["retention", "apply", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let report: Value = app.cli_json(&["retention", "apply", "--json"]);
     assert_eq!(report["removed"]["segment_memberships"], 30);
     assert!(members(&app, old).is_empty());
     assert_eq!(members(&app, old_published).len(), 30);

@@ -219,6 +219,11 @@ impl Browser {
         self.wait_for(css).await.text().await.unwrap()
     }
 
+    /// What a script (without arguments) returns about the page.
+    pub async fn facts(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
     /// A PNG of the window in target/screenshots/, for review.
     pub async fn screenshot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
