@@ -5,7 +5,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, csrf_token, spawn_app, stdout, texts};
+use crate::helpers::{Answer, Pages, TestApp, poll, spawn_app, stdout, texts};
+use crate::segmentation::segment;
 
 /// The demo data set (realistic, seeded) with `n` customers; with `zone_is_ethnicity` every
 /// customer also gets an ordinary attribute `zone` equal to their ethnicity: an undeclared
@@ -34,15 +35,6 @@ pub fn load_demo(app: &TestApp, n: usize, zone_is_ethnicity: bool) {
              VALUES ('zone', 'category', FALSE, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
         );
     }
-}
-
-/// Runs a segmentation through the CLI; returns its JSON output.
-fn segment(app: &TestApp, args: &[&str]) -> Value {
-    let mut all = vec!["segment", "--json"];
-    all.extend_from_slice(args);
-    let out = app.cli(&all);
-    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
-    serde_json::from_str(&stdout(&out)).expect("segment --json prints JSON")
 }
 
 fn detail(entry: &Value) -> Value {
@@ -194,14 +186,7 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
 
     // The page marks suppressed cells and never shows a small count.
     let client = app.sign_in("compliance").await;
-    let html = client
-        .get(app.url(&format!("/audits/{audit_id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url(&format!("/audits/{audit_id}"))).await;
     let cells = texts(&html, "table.contingency td");
     assert!(cells.iter().any(|c| c == &format!("< {min}")));
     // A small count is protected by hiding others, often large ones: those cells say why.
@@ -266,17 +251,16 @@ async fn a_background_run_is_audited_when_it_finishes() {
     )
     .unwrap();
     jobs.submit(id);
-    let mut audits = Value::Null;
-    for _ in 0..300 {
+    let audits = poll(std::time::Duration::from_secs(30), || async {
         let (_, list) = app
             .get_json("analyst", &format!("/api/v1/audits?run_id={id}"))
             .await;
-        if list.as_array().is_some_and(|l| !l.is_empty()) {
-            audits = list;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        list.as_array()
+            .is_some_and(|l| !l.is_empty())
+            .then_some(list)
+    })
+    .await
+    .unwrap_or(Value::Null);
     let run = app
         .db
         .read(|c| fairseg::db::segmentation::run(c, id))
@@ -310,13 +294,10 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
 
     // The gate refuses, through the API and the CLI.
     let publish = format!("/api/v1/segmentations/{run_id}/publish");
-    let r = app
+    let body = app
         .api("analyst", Method::POST, &publish)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    let body: Value = r.json().await.unwrap();
+        .expecting(409)
+        .await;
     assert!(
         body["error"]["message"]
             .as_str()
@@ -329,46 +310,30 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
     // Only compliance may override, and only with a written justification.
     let over = format!("/api/v1/audits/{audit_id}/override");
     let justification = "Zones are delivery areas; the offer is identical in every zone, reviewed with legal on 2026-11-24.";
-    let r = app
-        .api("analyst", Method::POST, &over)
+    app.api("analyst", Method::POST, &over)
         .json(&json!({"justification": justification}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = app
+        .expecting(403)
+        .await;
+    let body = app
         .api("compliance", Method::POST, &over)
         .json(&json!({"justification": "ok"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.unwrap();
+        .expecting(400)
+        .await;
     assert_eq!(body["error"]["field"], "justification");
     // Through the form, as a compliance officer would.
     let client = app.sign_in("compliance").await;
-    let page = client
-        .get(app.url(&format!("/audits/{audit_id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = client.page(app.url(&format!("/audits/{audit_id}"))).await;
     assert!(
         page.contains("id=\"justification\""),
         "compliance sees the override form"
     );
     let r = client
-        .post(app.url(&format!("/audits/{audit_id}/override")))
-        .form(&[
-            ("csrf_token", csrf_token(&page).as_str()),
-            ("justification", justification),
-            ("confirm", "yes"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url(&format!("/audits/{audit_id}/override")),
+            &page,
+            &[("justification", justification), ("confirm", "yes")],
+        )
+        .await;
     assert_eq!(r.status(), 303);
     let trail = app
         .trail(&format!("subject=run:{run_id}&action=audit.overridden"))
@@ -377,14 +342,7 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
     assert_eq!(detail(&trail[0])["justification"], justification);
     // The verdict box now says who overrode and that the run may be published, and by whom;
     // the form is gone (an override is recorded once).
-    let page = client
-        .get(app.url(&format!("/audits/{audit_id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = client.page(app.url(&format!("/audits/{audit_id}"))).await;
     let note = texts(&page, "#override-note").join(" ");
     assert!(
         note.contains("Overridden by compliance@example.test on ")
@@ -422,26 +380,14 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         ))
         .await;
     assert_eq!(detail(&trail[0])["audit_id"], audit_id);
-    let html = client
-        .get(app.url(&format!("/audits/{audit_id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url(&format!("/audits/{audit_id}"))).await;
     assert!(texts(&html, "#overrides blockquote p").contains(&justification.to_string()));
     assert_eq!(texts(&html, "#run-status"), ["published (override)"]);
     // The run's own page and the run list say the same, never plain "published".
     let analyst = app.sign_in("analyst").await;
     let run_page = analyst
-        .get(app.url(&format!("/segmentations/{run_id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .page(app.url(&format!("/segmentations/{run_id}")))
+        .await;
     assert_eq!(texts(&run_page, "#run-status"), ["published (override)"]);
     let (_, list) = app.get_json("analyst", "/api/v1/segmentations").await;
     let listed = list["runs"]
@@ -475,21 +421,14 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         "{}",
         second["audit"]
     );
-    let out = app.cli(&["publish", &second_id.to_string(), "--json"]);
-    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
-    let p: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let p: Value = app.cli_json(&["publish", &second_id.to_string(), "--json"]);
     assert_eq!(p["retired_run_id"], run_id);
     let compare = client
-        .get(app.url(&format!(
+        .page(app.url(&format!(
             "/audits/{}/compare",
             second["audit"]["id"].as_i64().unwrap()
         )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(compare.contains(&format!("Audit {audit_id}, run {run_id}")));
 }
 
@@ -514,12 +453,9 @@ async fn an_audit_that_passed_needs_no_override_and_marketing_cannot_read_audits
         format!("/api/v1/audits/{audit_id}"),
         format!("/api/v1/audits/{audit_id}?format=csv"),
     ] {
-        let r = app
-            .api("marketing", Method::GET, &path)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "{path}");
+        app.api("marketing", Method::GET, &path)
+            .expecting(403)
+            .await;
     }
     let client = app.sign_in("marketing").await;
     let r = client
@@ -528,30 +464,20 @@ async fn an_audit_that_passed_needs_no_override_and_marketing_cannot_read_audits
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let home = client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = client.page(app.url("/")).await;
     assert!(
         !home.contains("href=\"/audits\""),
         "no Audits link for marketing"
     );
     if run["audit"]["verdict"] == "pass" || run["audit"]["verdict"] == "warn" {
-        let r = app
-            .api(
-                "compliance",
-                Method::POST,
-                &format!("/api/v1/audits/{audit_id}/override"),
-            )
-            .json(&json!({"justification": "There is nothing wrong with this audit at all."}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 409);
+        app.api(
+            "compliance",
+            Method::POST,
+            &format!("/api/v1/audits/{audit_id}/override"),
+        )
+        .json(&json!({"justification": "There is nothing wrong with this audit at all."}))
+        .expecting(409)
+        .await;
     }
 }
 
@@ -586,7 +512,7 @@ async fn no_favourable_segment_is_a_headline_caveat_and_a_stale_audit_offers_aud
     let page = |id: i64| {
         let client = client.clone();
         let url = app.url(&format!("/audits/{id}"));
-        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+        async move { client.page(url).await }
     };
     let html = page(audit_id).await;
     let caveat = texts(&html, "#verdict .caveat").join(" ");
@@ -619,11 +545,12 @@ async fn no_favourable_segment_is_a_headline_caveat_and_a_stale_audit_offers_aud
     let again = texts(&html, "#stale form.reaudit button");
     assert_eq!(again, ["Audit again"]);
     let r = client
-        .post(app.url(&format!("/segmentations/{run_id}/audit")))
-        .form(&[("csrf_token", csrf_token(&html).as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url(&format!("/segmentations/{run_id}/audit")),
+            &html,
+            &[],
+        )
+        .await;
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let new_id: i64 = location
@@ -794,14 +721,7 @@ async fn publish_override_and_retention_forms_ask_for_a_ticked_confirmation() {
     let audit_id = run["audit"]["id"].as_i64().unwrap();
     // The report's publish form carries a required box and a button styled as destructive.
     let analyst = app.sign_in("analyst").await;
-    let page = analyst
-        .get(app.url(&format!("/audits/{audit_id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = analyst.page(app.url(&format!("/audits/{audit_id}"))).await;
     if run["audit"]["verdict"] == "pass" || run["audit"]["verdict"] == "warn" {
         assert_eq!(
             texts(&page, "form.publish.confirm button.danger").len(),
@@ -812,11 +732,12 @@ async fn publish_override_and_retention_forms_ask_for_a_ticked_confirmation() {
     }
     // Without the box ticked nothing is published, whatever the verdict.
     let r = analyst
-        .post(app.url(&format!("/segmentations/{run_id}/publish")))
-        .form(&[("csrf_token", csrf_token(&page).as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url(&format!("/segmentations/{run_id}/publish")),
+            &page,
+            &[],
+        )
+        .await;
     assert!(r.status().is_client_error(), "{}", r.status());
     assert!(
         r.text()
@@ -834,60 +755,37 @@ async fn publish_override_and_retention_forms_ask_for_a_ticked_confirmation() {
     // Override: refused without the box, even with a long justification.
     let compliance = app.sign_in("compliance").await;
     let page = compliance
-        .get(app.url(&format!("/audits/{audit_id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .page(app.url(&format!("/audits/{audit_id}")))
+        .await;
     let r = compliance
-        .post(app.url(&format!("/audits/{audit_id}/override")))
-        .form(&[
-            ("csrf_token", csrf_token(&page).as_str()),
-            (
+        .post_form(
+            app.url(&format!("/audits/{audit_id}/override")),
+            &page,
+            &[(
                 "justification",
                 "A justification long enough to be accepted.",
-            ),
-        ])
-        .send()
-        .await
-        .unwrap();
+            )],
+        )
+        .await;
     assert!(r.status().is_client_error(), "{}", r.status());
     assert!(app.trail("action=audit.overridden").await.is_empty());
     // Retention: preview needs no box; apply does, and its form says so.
-    let page = compliance
-        .get(app.url("/dsr"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = compliance.page(app.url("/dsr")).await;
     assert!(page.contains(r#"name="confirm" value="yes" required id="confirm-retention""#));
     assert_eq!(texts(&page, "#retention-apply button.danger").len(), 1);
     let r = compliance
-        .post(app.url("/dsr/retention"))
-        .form(&[
-            ("csrf_token", csrf_token(&page).as_str()),
-            ("action", "apply"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(app.url("/dsr/retention"), &page, &[("action", "apply")])
+        .await;
     assert!(r.status().is_client_error(), "{}", r.status());
     assert!(app.trail("action=retention.applied").await.is_empty());
     // Ticked, it applies (the trail query above would have seen it).
     let r = compliance
-        .post(app.url("/dsr/retention"))
-        .form(&[
-            ("csrf_token", csrf_token(&page).as_str()),
-            ("action", "apply"),
-            ("confirm", "yes"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/dsr/retention"),
+            &page,
+            &[("action", "apply"), ("confirm", "yes")],
+        )
+        .await;
     assert!(r.status().is_success(), "{}", r.status());
     assert_eq!(app.trail("action=retention.applied").await.len(), 1);
 }

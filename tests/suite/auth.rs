@@ -3,7 +3,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, api_client, browser_client, csrf_token, spawn_app, texts};
+use crate::helpers::{
+    Answer, PASSWORD, Pages, api_client, browser_client, csrf_token, spawn_app, texts,
+};
 
 fn set_cookie<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response
@@ -19,24 +21,23 @@ fn set_cookie<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
 async fn signing_in_sets_a_strict_httponly_session_and_opens_the_home_page() {
     let app = spawn_app().await;
     let client = browser_client();
-    let page = client.get(app.url("/signin")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url("/signin")).await;
+    assert_eq!(status, 200);
     // Every input is labelled, for screen readers.
     assert_eq!(texts(&html, "label[for=email]"), ["E-mail"]);
     assert_eq!(texts(&html, "label[for=password]"), ["Password"]);
 
     let response = client
-        .post(app.url("/signin"))
-        .form(&[
-            ("csrf_token", csrf_token(&html).as_str()),
-            ("email", "Marketing@Example.test"),
-            ("password", PASSWORD),
-            ("next", "/account"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/signin"),
+            &html,
+            &[
+                ("email", "Marketing@Example.test"),
+                ("password", PASSWORD),
+                ("next", "/account"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/account");
     let cookie = set_cookie(&response, "fairseg_session");
@@ -44,9 +45,8 @@ async fn signing_in_sets_a_strict_httponly_session_and_opens_the_home_page() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     assert!(cookie.contains("Path=/"), "{cookie}");
 
-    let home = client.get(app.url("/")).send().await.unwrap();
-    assert_eq!(home.status(), 200);
-    let html = home.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url("/")).await;
+    assert_eq!(status, 200);
     assert_eq!(texts(&html, "h1"), ["Welcome"]);
     assert!(texts(&html, ".lead")[0].contains("marketing"));
     // Marketing's navigation has no trail and no user administration.
@@ -63,24 +63,15 @@ async fn signing_in_sets_a_strict_httponly_session_and_opens_the_home_page() {
 async fn a_wrong_password_keeps_the_visitor_on_the_form_with_a_message() {
     let app = spawn_app().await;
     let client = browser_client();
-    let html = client
-        .get(app.url("/signin"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let response = client
-        .post(app.url("/signin"))
-        .form(&[
-            ("csrf_token", csrf_token(&html).as_str()),
-            ("email", "marketing@example.test"),
-            ("password", "not the password"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .submit_sign_in(
+            &client,
+            &[
+                ("email", "marketing@example.test"),
+                ("password", "not the password"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 401);
     assert!(
         response
@@ -118,16 +109,7 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
         .unwrap();
     assert_eq!(response.status(), 403);
     let other = browser_client();
-    let foreign = csrf_token(
-        &other
-            .get(app.url("/signin"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let foreign = csrf_token(&other.page(app.url("/signin")).await);
     let response = client
         .post(app.url("/signin"))
         .form(&form(&foreign))
@@ -147,20 +129,8 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
     assert_eq!(response.status(), 403);
     assert_eq!(client.get(app.url("/")).send().await.unwrap().status(), 200);
 
-    let html = client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let response = client
-        .post(app.url("/signout"))
-        .form(&[("csrf_token", csrf_token(&html))])
-        .send()
-        .await
-        .unwrap();
+    let html = client.page(app.url("/")).await;
+    let response = client.post_form(app.url("/signout"), &html, &[]).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/signin?notice=signed_out");
     let after = client.get(app.url("/")).send().await.unwrap();
@@ -171,24 +141,12 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
 async fn a_signed_out_cookie_no_longer_works_even_if_replayed() {
     let app = spawn_app().await;
     let client = browser_client();
-    let html = client
-        .get(app.url("/signin"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let response = client
-        .post(app.url("/signin"))
-        .form(&[
-            ("csrf_token", csrf_token(&html).as_str()),
-            ("email", "analyst@example.test"),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .submit_sign_in(
+            &client,
+            &[("email", "analyst@example.test"), ("password", PASSWORD)],
+        )
+        .await;
     // Keep a copy of the cookie, as someone who copied it from the machine would.
     let stolen = set_cookie(&response, "fairseg_session")
         .split(';')
@@ -210,20 +168,8 @@ async fn a_signed_out_cookie_no_longer_works_even_if_replayed() {
     };
     assert_eq!(replay().await, 200);
 
-    let html = client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let response = client
-        .post(app.url("/signout"))
-        .form(&[("csrf_token", csrf_token(&html))])
-        .send()
-        .await
-        .unwrap();
+    let html = client.page(app.url("/")).await;
+    let response = client.post_form(app.url("/signout"), &html, &[]).await;
     assert_eq!(response.status(), 303);
     let cleared = set_cookie(&response, "fairseg_session");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
@@ -322,12 +268,9 @@ async fn forged_expired_and_unsigned_tokens_are_refused() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "session_ended", "{what}: {body}");
     }
-    let ok = app
-        .api("admin", Method::GET, "/api/v1/me")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 200);
+    app.api("admin", Method::GET, "/api/v1/me")
+        .expecting(200)
+        .await;
 }
 
 /// Base64url without padding, as JWT segments are written; small enough not to need a crate
@@ -467,13 +410,10 @@ async fn a_disabled_account_loses_its_sessions_at_once() {
     let app = spawn_app().await;
     let token = app.token("marketing");
     let id = app.user("marketing").id;
-    let response = app
-        .api("admin", Method::PATCH, &format!("/api/v1/users/{id}"))
+    app.api("admin", Method::PATCH, &format!("/api/v1/users/{id}"))
         .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+        .expecting(200)
+        .await;
     let status = api_client()
         .get(app.url("/api/v1/me"))
         .bearer_auth(&token)

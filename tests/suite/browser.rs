@@ -1,223 +1,48 @@
-//! The pages in a real browser: headless Chromium driven through chromedriver. These run once,
-//! on SQLite (scripts/test skips them on the PostgreSQL pass). Screenshots of each page land in
+//! The pages in a real browser: headless Chromium driven through chromedriver. Every test that
+//! drives a browser lives in this module, so that scripts/test can run them once, on SQLite,
+//! and skip `browser::` on the PostgreSQL pass. Screenshots of each page land in
 //! target/screenshots/ for review.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
+use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, spawn_app};
-
-/// A chromedriver process for one test, killed when the test ends.
-pub(crate) struct Driver {
-    child: Child,
-    url: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub(crate) async fn start_browser() -> (Driver, Client) {
-    let chromedriver =
-        std::env::var("FAIRSEG_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    assert!(
-        std::path::Path::new(&chromedriver).exists(),
-        "browser tests need chromedriver at {chromedriver} (Debian: chromium-driver; scripts/test installs it) \
-         or FAIRSEG_CHROMEDRIVER pointing at one"
-    );
-    let port = free_port();
-    let child = Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _profile: tempfile::tempdir().unwrap(),
-    };
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(r) = reqwest::get(format!("{}/status", driver.url)).await
-            && r.status().is_success()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "chromedriver did not come up on port {port}");
-    let chromium = std::env::var("FAIRSEG_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                format!("--user-data-dir={}", driver._profile.path().display()),
-            ]
-        }),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a Chromium session");
-    (driver, client)
-}
-
-async fn screenshot(client: &Client, name: &str) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
-}
-
-pub(crate) async fn sign_in(client: &Client, base: &str, role: &str) {
-    client.goto(&format!("{base}/trail")).await.unwrap();
-    // Sent to sign in first, and back to the page afterwards.
-    assert!(client.current_url().await.unwrap().path() == "/signin");
-    client
-        .find(Locator::Css("#email"))
-        .await
-        .unwrap()
-        .send_keys(&format!("{role}@example.test"))
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    // The form posts and the browser follows the redirect; wait until it has left the form,
-    // or later lookups would find elements of the page being replaced.
-    for _ in 0..100 {
-        if client.current_url().await.unwrap().path() != "/signin" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("signing in as {role} did not leave the sign-in page");
-}
-
-async fn nav_labels(client: &Client) -> Vec<String> {
-    let mut labels = Vec::new();
-    for link in client
-        .find_all(Locator::Css("nav[aria-label=Main] a"))
-        .await
-        .unwrap()
-    {
-        labels.push(link.text().await.unwrap());
-    }
-    labels
-}
+use crate::helpers::webdriver::PATIENCE;
+use crate::helpers::{Answer, Browser, Pages, TestApp, eventually, spawn_app};
 
 #[tokio::test]
 async fn browser_compliance_and_marketing_see_their_own_app() {
     let app = spawn_app().await;
-    let (_driver, client) = start_browser().await;
-
-    sign_in(&client, &app.address, "compliance").await;
-    client
-        .wait()
-        .for_element(Locator::Css("table caption"))
-        .await
-        .expect("the trail page opens after signing in");
-    assert_eq!(client.current_url().await.unwrap().path(), "/trail");
-    let nav = nav_labels(&client).await;
+    let client = Browser::signed_in(&app, "compliance").await;
+    client.wait_for("table caption").await;
+    assert_eq!(client.path().await, "/trail");
+    let nav = client.nav_labels().await;
     assert!(nav.contains(&"Trail".to_string()), "{nav:?}");
     assert!(!nav.contains(&"Users".to_string()), "{nav:?}");
-    screenshot(&client, "trail-compliance").await;
+    client.screenshot("trail-compliance").await;
 
-    client
-        .find(Locator::LinkText("Verify the chain"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let status = client
-        .wait()
-        .for_element(Locator::Css("p[role=status]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    client.click_link("Verify the chain").await;
+    let status = client.wait_text("p[role=status]").await;
     assert!(status.contains("intact"), "{status}");
 
     // Sign out with the form button: the session ends and pages ask to sign in again.
-    client
-        .find(Locator::Css("form[action='/signout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css("#email"))
-        .await
-        .unwrap();
-    client.goto(&app.url("/")).await.unwrap();
-    assert_eq!(client.current_url().await.unwrap().path(), "/signin");
+    client.sign_out().await;
+    client.open("/").await;
+    assert_eq!(client.path().await, "/signin");
 
-    sign_in(&client, &app.address, "marketing").await;
-    let heading = client
-        .wait()
-        .for_element(Locator::Css("h1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    client.sign_in("marketing").await;
+    let heading = client.wait_text("h1").await;
     assert_ne!(heading, "Trail", "marketing may not read the trail");
-    client.goto(&app.url("/")).await.unwrap();
-    let heading = client
-        .find(Locator::Css("h1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    client.open("/").await;
+    let heading = client.text("h1").await;
     assert_eq!(heading, "Welcome");
-    let nav = nav_labels(&client).await;
+    let nav = client.nav_labels().await;
     assert!(!nav.contains(&"Trail".to_string()), "{nav:?}");
-    screenshot(&client, "home-marketing").await;
+    client.screenshot("home-marketing").await;
 
-    client.close().await.unwrap();
+    client.close().await;
 }
 
 #[tokio::test]
@@ -235,111 +60,56 @@ async fn browser_compliance_looks_up_exports_and_erases_a_customer() {
         )],
         consents: vec![],
     });
-    let (_driver, client) = start_browser().await;
-    sign_in(&client, &app.address, "compliance").await;
-    client
-        .wait()
-        .for_element(Locator::Css("table caption"))
-        .await
-        .unwrap();
-    client
-        .find(Locator::LinkText("Data requests"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css("#customer"))
-        .await
-        .unwrap()
-        .send_keys("CUST-BROWSER-1")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#lookup button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let found = client
-        .wait()
-        .for_element(Locator::Css("#found"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let client = Browser::signed_in(&app, "compliance").await;
+    client.wait_for("table caption").await;
+    client.click_link("Data requests").await;
+    client.wait_for("#customer").await;
+    client.fill("#customer", "CUST-BROWSER-1").await;
+    client.click("#lookup button").await;
+    let found = client.wait_text("#found").await;
     assert!(found.contains(&pseudonym), "{found}");
-    screenshot(&client, "dsr-compliance").await;
+    client.screenshot("dsr-compliance").await;
 
     // Export: a download; the page stays, and the request is logged.
-    client
-        .find(Locator::Css("#export button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let mut logged = false;
-    for _ in 0..100 {
-        let (_, log) = app.get_json("compliance", "/api/v1/dsr").await;
-        if log["requests"].as_array().is_some_and(|r| !r.is_empty()) {
-            assert_eq!(log["requests"][0]["kind"], "export");
-            logged = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(logged, "the export was not recorded");
+    client.click("#export button").await;
+    let first = eventually("the export is recorded", PATIENCE, || async {
+        let log = app.get_ok("compliance", "/api/v1/dsr").await;
+        log["requests"].get(0).cloned()
+    })
+    .await;
+    assert_eq!(first["kind"], "export");
 
-    // Erase: the browser will not submit without the box ticked.
-    client
-        .find(Locator::Css("#erase button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Erase: the browser will not submit without the box ticked. The form is invalid and
+    // nothing lets it skip validation, so the click cannot have sent it.
+    let page_before = client.path().await;
+    client.click("#erase button").await;
+    let form = client
+        .facts(
+            "const form = document.querySelector('#erase');
+             return {
+               valid: form.checkValidity(),
+               validated: !form.noValidate && !form.querySelector('button').formNoValidate,
+               unticked: document.querySelector('#confirm').matches(':invalid'),
+             };",
+        )
+        .await;
+    assert_eq!(
+        form,
+        json!({"valid": false, "validated": true, "unticked": true}),
+        "the erase form can only be sent with the box ticked"
+    );
+    assert_eq!(client.path().await, page_before);
     assert_eq!(
         app.get_json("compliance", "/api/v1/customers/CUST-BROWSER-1")
             .await
             .0,
         200
     );
-    client
-        .find(Locator::Css("#confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#erase button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let notice = client
-        .wait()
-        .for_element(Locator::Css("p[role=status]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    client.click("#confirm").await;
+    client.click("#erase button").await;
+    let notice = client.wait_text("p[role=status]").await;
     assert!(notice.contains(&pseudonym), "{notice}");
-    let kinds = client
-        .find(Locator::Css("#requests tbody tr td:nth-child(2)"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let kinds = client.text("#requests tbody tr td:nth-child(2)").await;
     assert_eq!(kinds, "erasure");
     assert_eq!(
         app.get_json("compliance", "/api/v1/customers/CUST-BROWSER-1")
@@ -347,7 +117,7 @@ async fn browser_compliance_looks_up_exports_and_erases_a_customer() {
             .0,
         409
     );
-    client.close().await.unwrap();
+    client.close().await;
 }
 
 #[tokio::test]
@@ -355,125 +125,64 @@ async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
     let app = spawn_app().await;
     app.add_customer("CUST-9", "{}");
     let today = chrono::Utc::now().date_naive().to_string();
-    let response = app
-        .api("compliance", reqwest::Method::POST, "/api/v1/consents")
+    app.api("compliance", Method::POST, "/api/v1/consents")
         .json(&json!({"customer_id": "CUST-9", "purpose": "marketing_email", "status": "granted", "recorded_at": today}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let (_driver, client) = start_browser().await;
+        .expecting(201)
+        .await;
 
     // Staff: look the customer up on the consent page and create a link.
-    sign_in(&client, &app.address, "compliance").await;
-    client.goto(&app.url("/consent")).await.unwrap();
-    screenshot(&client, "consent-coverage").await;
+    let client = Browser::signed_in(&app, "compliance").await;
+    client.open("/consent").await;
+    client.screenshot("consent-coverage").await;
+    client.fill("#customer-id", "CUST-9").await;
+    client.click("form[action='/consent/lookup'] button").await;
     client
-        .find(Locator::Css("#customer-id"))
+        .wait_for_element(Locator::XPath("//button[text()='Create preference link']"))
         .await
-        .unwrap()
-        .send_keys("CUST-9")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("form[action='/consent/lookup'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::XPath("//button[text()='Create preference link']"))
-        .await
-        .unwrap()
         .click()
         .await
         .unwrap();
     let link = client
-        .wait()
-        .for_element(Locator::Css("#preference-link"))
+        .wait_for("#preference-link")
         .await
-        .unwrap()
         .attr("href")
         .await
         .unwrap()
         .expect("the link has an address");
-    screenshot(&client, "consent-customer").await;
-    client
-        .find(Locator::Css("form[action='/signout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css("#email"))
-        .await
-        .unwrap();
+    client.screenshot("consent-customer").await;
+    client.sign_out().await;
 
     // The customer: open the link, withdraw with one click, see it withdrawn.
     client.goto(&link).await.unwrap();
     let state = client
-        .find(Locator::Css("li[data-purpose=marketing_email] p.state"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text("li[data-purpose=marketing_email] p.state")
+        .await;
     assert!(state.starts_with("You agreed on"), "{state}");
     client
-        .find(Locator::Css("li[data-purpose=marketing_email] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let notice = client
-        .wait()
-        .for_element(Locator::Css("p[role=status]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .click("li[data-purpose=marketing_email] button")
+        .await;
+    let notice = client.wait_text("p[role=status]").await;
     assert!(notice.starts_with("Done"), "{notice}");
     let state = client
-        .find(Locator::Css("li[data-purpose=marketing_email] p.state"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text("li[data-purpose=marketing_email] p.state")
+        .await;
     assert!(state.starts_with("You withdrew on"), "{state}");
-    screenshot(&client, "preferences-withdrawn").await;
+    client.screenshot("preferences-withdrawn").await;
     let consent_state = || async {
-        let (_, body) = app
-            .get_json("compliance", "/api/v1/customers/CUST-9/consents")
-            .await;
-        body["states"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["purpose"] == "marketing_email")
-            .unwrap()["state"]
-            .clone()
+        crate::consent::state_of(&app, "CUST-9", "marketing_email").await["state"].clone()
     };
     assert_eq!(consent_state().await, "withdrawn");
     // The page speaks for the company to the customer, and leads nowhere near the staff app.
     let page = client
-        .execute(
+        .facts(
             "return {
                brand: document.querySelector('.brand').textContent,
                footer: document.querySelector('footer').textContent,
                purpose: document.querySelector('li[data-purpose=marketing_email] h2').textContent,
                staff: document.querySelectorAll('a[href=\"/\"], a[href^=\"/signin\"]').length,
              };",
-            vec![],
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(page["brand"], "Northwind Retail", "{page}");
     assert!(
         page["footer"]
@@ -490,97 +199,53 @@ async fn browser_staff_create_a_preference_link_and_the_customer_withdraws() {
     assert_eq!(page["staff"], 0, "{page}");
     // The customer changes their mind: one click agrees again.
     client
-        .find(Locator::Css(
-            "li[data-purpose=marketing_email] form[action$='/grant'] button",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .click("li[data-purpose=marketing_email] form[action$='/grant'] button")
+        .await;
     // The page before the click already has a status line (the withdrawal's); wait for the
     // answer to the grant itself, not for whatever status element is found first.
     let state = client
         .wait()
+        .at_most(PATIENCE)
         .for_element(Locator::XPath(
             "//li[@data-purpose='marketing_email']//p[contains(@class, 'state') \
              and starts-with(normalize-space(.), 'You agreed on')]",
         ))
         .await;
-    screenshot(&client, "preferences-after-grant").await;
+    client.screenshot("preferences-after-grant").await;
     let state = state.unwrap().text().await.unwrap();
     assert!(state.starts_with("You agreed on"), "{state}");
-    let notice = client
-        .find(Locator::Css("p[role=status]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let notice = client.text("p[role=status]").await;
     assert!(notice.starts_with("Thank you"), "{notice}");
-    screenshot(&client, "preferences-granted-again").await;
-    client.close().await.unwrap();
+    client.screenshot("preferences-granted-again").await;
+    client.close().await;
     assert_eq!(consent_state().await, "granted");
 }
 
 #[tokio::test]
 async fn browser_admin_uploads_a_customer_file_and_reads_the_report() {
     let app = spawn_app().await;
-    let (_driver, client) = start_browser().await;
-    sign_in(&client, &app.address, "admin").await;
-    client.goto(&app.url("/customers/import")).await.unwrap();
-    let nav = nav_labels(&client).await;
+    let client = Browser::signed_in(&app, "admin").await;
+    client.open("/customers/import").await;
+    let nav = client.nav_labels().await;
     assert!(nav.contains(&"Import".to_string()), "{nav:?}");
 
     let file =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imports/customers.csv");
+    client.fill("#file", file.to_str().unwrap()).await;
     client
-        .find(Locator::Css("#file"))
-        .await
-        .unwrap()
-        .send_keys(file.to_str().unwrap())
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css(
-            "form[enctype='multipart/form-data'] button[type=submit]",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let imported = client
-        .wait()
-        .for_element(Locator::Css("#rows-imported"))
-        .await
-        .expect("the report appears after the upload")
-        .text()
-        .await
-        .unwrap();
+        .click("form[enctype='multipart/form-data'] button[type=submit]")
+        .await;
+    let imported = client.wait_text("#rows-imported").await;
     assert_eq!(imported, "3");
-    let mut kinds = Vec::new();
-    for cell in client
-        .find_all(Locator::Css("#columns tbody td:nth-child(2)"))
-        .await
-        .unwrap()
-    {
-        kinds.push(cell.text().await.unwrap());
-    }
+    let kinds = client.texts("#columns tbody td:nth-child(2)").await;
     assert_eq!(
         kinds,
         ["id", "number", "category", "category", "date", "category"]
     );
-    let recent = client
-        .find(Locator::Css("#recent tbody"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let recent = client.text("#recent tbody").await;
     assert!(recent.contains("customers.csv"), "{recent}");
-    screenshot(&client, "import-admin").await;
-    client.close().await.unwrap();
+    client.screenshot("import-admin").await;
+    client.close().await;
 }
 
 #[tokio::test]
@@ -590,179 +255,84 @@ async fn browser_an_analyst_runs_a_segmentation_and_marketing_records_a_strategy
     let (customers, truth) = blob_customers(30, 21);
     import(&app, "customers", &customers);
     grant_all(&app, truth.len(), &["segmentation", "marketing_email"]);
-    let (_driver, client) = start_browser().await;
-    sign_in(&client, &app.address, "analyst").await;
-    client.goto(&app.url("/segmentations")).await.unwrap();
-    assert!(nav_labels(&client).await.contains(&"Runs".to_string()));
-    let field = |css: &'static str| client.find(Locator::Css(css));
-    field("#features")
-        .await
-        .unwrap()
-        .send_keys("x,y")
-        .await
-        .unwrap();
-    field("#k").await.unwrap().clear().await.unwrap();
-    field("#k").await.unwrap().send_keys("3").await.unwrap();
-    field("#new-run button[type=submit]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let client = Browser::signed_in(&app, "analyst").await;
+    client.open("/segmentations").await;
+    assert!(client.nav_labels().await.contains(&"Runs".to_string()));
+    client.fill("#features", "x,y").await;
+    client.find_css("#k").await.clear().await.unwrap();
+    client.fill("#k", "3").await;
+    client.click("#new-run button[type=submit]").await;
     // The run page follows the run (it refreshes itself) until the segments appear.
-    let mut cards = Vec::new();
-    for _ in 0..100 {
-        cards = client
-            .find_all(Locator::Css("ul.segments li.segment"))
-            .await
-            .unwrap();
-        if !cards.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(cards.len(), 3, "three segments once the run is done");
-    let path = client.current_url().await.unwrap().path().to_owned();
+    let cards = eventually("the run page shows its segments", PATIENCE, || async {
+        let n = client.count("ul.segments li.segment").await;
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(cards, 3, "three segments once the run is done");
+    let path = client.path().await;
     let run: i64 = path.rsplit('/').next().unwrap().parse().unwrap();
-    let included = field("#population tbody tr:first-child td")
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let included = client.text("#population tbody tr:first-child td").await;
     assert_eq!(included, "90");
     // The run was audited as soon as it finished; the page says how and links the report.
-    let verdict = client
-        .wait()
-        .for_element(Locator::Css("#audit strong.verdict"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let verdict = client.wait_text("#audit strong.verdict").await;
     assert!(
         ["pass", "warn", "fail", "inconclusive"].contains(&verdict.as_str()),
         "{verdict}"
     );
-    assert_eq!(
-        client
-            .find_all(Locator::Css("figure.map svg g.centre"))
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
-    screenshot(&client, "segmentation-run-analyst").await;
+    assert_eq!(client.count("figure.map svg g.centre").await, 3);
+    client.screenshot("segmentation-run-analyst").await;
 
     publish(&app, run);
-    let (_driver2, marketing) = start_browser().await;
-    sign_in(&marketing, &app.address, "marketing").await;
-    marketing.goto(&app.url("/segments")).await.unwrap();
-    let names = marketing
-        .find_all(Locator::Css("li.segment h3"))
-        .await
-        .unwrap();
-    assert_eq!(names.len(), 3);
-    let viability = marketing
-        .find(Locator::Css("#segment-0 table.viability"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let marketing = Browser::signed_in(&app, "marketing").await;
+    marketing.open("/segments").await;
+    assert_eq!(marketing.count("li.segment h3").await, 3);
+    let viability = marketing.text("#segment-0 table.viability").await;
     for criterion in ["Measurable", "Accessible", "Substantial", "Actionable"] {
         assert!(viability.contains(criterion), "{viability}");
     }
-    let form = |css: &'static str| marketing.find(Locator::Css(css));
-    form("#channel-0")
-        .await
-        .unwrap()
-        .send_keys("email")
-        .await
-        .unwrap();
-    form("#offer-0")
-        .await
-        .unwrap()
-        .send_keys("Free delivery")
-        .await
-        .unwrap();
-    form("#service-0")
-        .await
-        .unwrap()
-        .send_keys("standard")
-        .await
-        .unwrap();
-    form("#strategy-0 input[name=favourable]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    form("#strategy-0 button[type=submit]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let recorded = marketing
-        .wait()
-        .for_element(Locator::Css("#strategy-0 p.muted"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    marketing.fill("#channel-0", "email").await;
+    marketing.fill("#offer-0", "Free delivery").await;
+    marketing.fill("#service-0", "standard").await;
+    marketing.click("#strategy-0 input[name=favourable]").await;
+    marketing.click("#strategy-0 button[type=submit]").await;
+    let recorded = marketing.wait_text("#strategy-0 p.muted").await;
     assert!(recorded.contains("marketing@example.test"), "{recorded}");
     let offer = marketing
-        .find(Locator::Css("#offer-0"))
+        .find_css("#offer-0")
         .await
-        .unwrap()
         .prop("value")
         .await
         .unwrap();
     assert_eq!(offer.as_deref(), Some("Free delivery"));
-    screenshot(&marketing, "segments-dashboard-marketing").await;
-    marketing.close().await.unwrap();
-    client.close().await.unwrap();
+    marketing.screenshot("segments-dashboard-marketing").await;
+    marketing.close().await;
+    client.close().await;
 }
 
 #[tokio::test]
 async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
     let app = spawn_app().await;
     crate::audits::load_demo(&app, 1200, false);
-    let out = app.cli(&[
-        "segment",
-        "--json",
-        "--algorithm",
-        "kmeans",
-        "--k",
-        "3",
-        "--features",
-        "monetary,frequency,home_store",
-    ]);
-    assert!(out.status.success(), "{}", crate::helpers::stderr(&out));
-    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = crate::segmentation::segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary,frequency,home_store",
+        ],
+    );
     let audit_id = run["audit"]["id"].as_i64().unwrap();
-    let (_driver, client) = start_browser().await;
-    sign_in(&client, &app.address, "compliance").await;
-    client
-        .goto(&format!("{}/audits/{audit_id}", app.address))
-        .await
-        .unwrap();
-    let heading = client
-        .find(Locator::Css("h1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let client = Browser::signed_in(&app, "compliance").await;
+    client.open(&format!("/audits/{audit_id}")).await;
+    let heading = client.text("h1").await;
     assert!(
         heading.contains(&format!("Fairness audit {audit_id}")),
         "{heading}"
     );
-    let facts = client
-        .execute(
-            "return {
+    let facts = client.facts("return {
                charts: document.querySelectorAll('svg.representation').length,
                dots: document.querySelectorAll('svg.representation circle.ratio').length,
                whiskers: document.querySelectorAll('svg.representation line.interval').length,
@@ -771,11 +341,7 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
                print: [...document.styleSheets].some(s => [...s.cssRules].some(r =>
                  r.media && r.media.mediaText === 'print' &&
                  [...r.cssRules].some(x => x.selectorText && x.selectorText.includes('.audit-report')))),
-             };",
-            vec![],
-        )
-        .await
-        .unwrap();
+             };").await;
     assert!(facts["charts"].as_u64().unwrap() >= 4, "{facts}");
     assert!(facts["dots"].as_u64().unwrap() > 0, "{facts}");
     assert!(facts["whiskers"].as_u64().unwrap() > 0, "{facts}");
@@ -785,18 +351,12 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
         facts["print"], true,
         "a print stylesheet for the report: {facts}"
     );
-    let flagged = client
-        .find(Locator::Css("#proxies tr.flagged td"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let flagged = client.text("#proxies tr.flagged td").await;
     assert_eq!(flagged, "Home store");
     // The headline says what a sceptical reader needs first: not a pass, why, and what was not
     // tested.
     let headline = client
-        .execute(
+        .facts(
             "const box = document.querySelector('#verdict');
              return {
                verdict: box.querySelector('h2 .verdict').textContent.trim(),
@@ -805,10 +365,8 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
                proxy: [...document.querySelectorAll('#proxies tr.flagged')]
                  .map(r => r.textContent).join(' '),
              };",
-            vec![],
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(headline["verdict"], "fail", "{headline}");
     let reason = headline["reason"].as_str().unwrap();
     assert!(
@@ -828,68 +386,47 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
         headline["proxy"].as_str().unwrap().contains("sets fail"),
         "{headline}"
     );
-    screenshot(&client, "audit-report").await;
+    client.screenshot("audit-report").await;
     // On a phone the report scrolls its wide tables inside their box, not the page.
     client.set_window_size(390, 844).await.unwrap();
-    let overflow = client
-        .execute(
-            "const w = document.documentElement.clientWidth;
+    let overflow = client.facts("const w = document.documentElement.clientWidth;
              const wide = [...document.querySelectorAll('body *')]
                .filter(e => e.getBoundingClientRect().right > w + 2 && !e.closest('.table-wrap')
                  && e.parentElement.getBoundingClientRect().right <= w + 2)
                .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right);
-             return {by: document.documentElement.scrollWidth - w, wide};",
-            vec![],
-        )
-        .await
-        .unwrap();
-    screenshot(&client, "audit-report-390").await;
+             return {by: document.documentElement.scrollWidth - w, wide};").await;
+    client.screenshot("audit-report-390").await;
     assert!(
         overflow["by"].as_f64().unwrap() <= 1.0,
         "page wider than the screen: {overflow}"
     );
     client.set_window_size(1280, 900).await.unwrap();
-    client
-        .goto(&format!("{}/audits", app.address))
-        .await
-        .unwrap();
-    assert!(nav_labels(&client).await.contains(&"Audits".to_string()));
-    client.close().await.unwrap();
+    client.open("/audits").await;
+    assert!(client.nav_labels().await.contains(&"Audits".to_string()));
+    client.close().await;
 }
 
 #[tokio::test]
 async fn kpi_dashboard_charts_and_drift_in_the_browser() {
     let app = spawn_app().await;
     crate::kpi::seeded(&app).await;
-    let response = app
-        .api("analyst", reqwest::Method::POST, "/api/v1/kpi/evaluate")
+    app.api("analyst", Method::POST, "/api/v1/kpi/evaluate")
         .json(&json!({"from": "2025-01-01", "to": "2025-06-30"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+        .expecting(201)
+        .await;
     // And the month under way, which has barely begun.
-    let response = app
-        .api("analyst", reqwest::Method::POST, "/api/v1/kpi/evaluate")
+    app.api("analyst", Method::POST, "/api/v1/kpi/evaluate")
         .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let (_driver, client) = start_browser().await;
-    sign_in(&client, &app.address, "marketing").await;
-    client.goto(&app.url("/kpi")).await.unwrap();
-    let nav = nav_labels(&client).await;
+        .expecting(201)
+        .await;
+    let client = Browser::signed_in(&app, "marketing").await;
+    client.open("/kpi").await;
+    let nav = client.nav_labels().await;
     assert!(nav.contains(&"KPIs".to_string()), "{nav:?}");
-    let cells = client
-        .find_all(Locator::Css("table.kpi-glance tbody tr"))
-        .await
-        .unwrap();
-    assert_eq!(cells.len(), 12);
+    assert_eq!(client.count("table.kpi-glance tbody tr").await, 12);
     // It opens on the newest complete month, not on the one under way.
-    let period = client.find(Locator::Css("h2#period")).await.unwrap();
-    assert!(period.text().await.unwrap().starts_with("2025-06"));
-    screenshot(&client, "kpi-overview-marketing").await;
+    assert!(client.text("h2#period").await.starts_with("2025-06"));
+    client.screenshot("kpi-overview-marketing").await;
     // The month under way is shown when chosen, labelled partial, and nothing in it is red.
     let current = fairseg::kpi::Period::containing(
         fairseg::kpi::PeriodKind::Month,
@@ -897,81 +434,40 @@ async fn kpi_dashboard_charts_and_drift_in_the_browser() {
     )
     .unwrap();
     client
-        .find(Locator::Css(&format!(
-            r#"#start option[value="{}"]"#,
-            current.start()
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#choose button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let note = client
-        .wait()
-        .for_element(Locator::Css("#partial-note"))
-        .await
-        .expect("the partial month says so");
-    assert!(note.text().await.unwrap().starts_with("partial ("));
-    assert!(
+        .click(&format!(r#"#start option[value="{}"]"#, current.start()))
+        .await;
+    client.click("#choose button").await;
+    let note = client.wait_text("#partial-note").await;
+    assert!(note.starts_with("partial ("), "{note}");
+    assert_eq!(
         client
-            .find_all(Locator::Css(
-                "table.kpi-glance .badge.alert, table.kpi-glance .badge.warning"
-            ))
-            .await
-            .unwrap()
-            .is_empty()
+            .count("table.kpi-glance .badge.alert, table.kpi-glance .badge.warning")
+            .await,
+        0
     );
-    screenshot(&client, "kpi-overview-partial-marketing").await;
-    client.goto(&app.url("/kpi")).await.unwrap();
-    client
-        .find(Locator::Css("table.kpi-glance thead a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    client.screenshot("kpi-overview-partial-marketing").await;
+    client.open("/kpi").await;
+    client.click("table.kpi-glance thead a").await;
     let chart = client
-        .wait()
-        .for_element(Locator::Css(
-            r#"li.chart[data-kpi="active_customers"] polyline.series"#,
-        ))
-        .await
-        .expect("the segment page draws its charts");
+        .wait_for(r#"li.chart[data-kpi="active_customers"] polyline.series"#)
+        .await;
     let points = chart.attr("points").await.unwrap().unwrap();
     assert_eq!(points.split(' ').count(), 6, "{points}");
-    screenshot(&client, "kpi-segment-all").await;
-    client.goto(&app.url("/kpi/drift")).await.unwrap();
-    let advice = client
-        .find(Locator::Css("#advice"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    client.screenshot("kpi-segment-all").await;
+    client.open("/kpi/drift").await;
+    let advice = client.text("#advice").await;
     // The run was published minutes ago: too early for advice either way.
     assert!(advice.starts_with("No advice yet."), "{advice}");
     // Marketing may not start runs: no button.
-    assert!(
-        client
-            .find(Locator::Css(r#"form[action="/kpi/drift/rerun"]"#))
-            .await
-            .is_err()
-    );
-    screenshot(&client, "kpi-drift-marketing").await;
-    client.close().await.unwrap();
+    assert_eq!(client.count(r#"form[action="/kpi/drift/rerun"]"#).await, 0);
+    client.screenshot("kpi-drift-marketing").await;
+    client.close().await;
 }
 
 /// The demo's story in a test server: customers, the run on the planted proxy (failed audit,
 /// not published), the run without it (published), and KPI history. Returns (first run,
 /// published run, audit of the first run).
-fn seed_demo(app: &crate::helpers::TestApp) -> (i64, i64, i64) {
+fn seed_demo(app: &TestApp) -> (i64, i64, i64) {
     use fairseg::trail::Actor;
     crate::audits::load_demo(app, 1200, false);
     let policy = &*app.policy;
@@ -1021,7 +517,7 @@ const RAW_NAMES: [&str; 22] = [
 
 /// What a reader sees on the current page that should not be there: a page wider than the
 /// window, raw internal names, ISO time stamps, and in-app links that answer 403.
-async fn page_problems(client: &Client) -> Vec<String> {
+async fn page_problems(client: &Browser) -> Vec<String> {
     let facts = client
         .execute_async(
             "const done = arguments[arguments.length - 1];
@@ -1080,11 +576,6 @@ fn pages_dir() -> PathBuf {
     )
 }
 
-async fn full_page_screenshot(client: &Client, path: &std::path::Path) {
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(path, png).unwrap();
-}
-
 #[tokio::test]
 async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     let app = spawn_app().await;
@@ -1096,9 +587,8 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     let mut confirmations = Vec::new();
     let mut glossary_links: Vec<String> = Vec::new();
     for role in ["admin", "compliance", "marketing", "analyst"] {
-        let (_driver, client) = start_browser().await;
-        sign_in(&client, &app.address, role).await;
-        client.goto(&app.url("/")).await.unwrap();
+        let client = Browser::signed_in(&app, role).await;
+        client.open("/").await;
         let mut pages: Vec<String> = Vec::new();
         for link in client
             .find_all(Locator::Css("nav[aria-label=Main] a"))
@@ -1133,16 +623,10 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
             } else {
                 name
             };
-            client.goto(&app.url(page)).await.unwrap();
+            client.open(page).await;
             // Terms link to the glossary entry that explains them, and the entry exists.
             if page.starts_with("/audits/") {
-                let anchors = client
-                    .execute(
-                        "return [...document.querySelectorAll('a.term')].map(a => a.getAttribute('href'));",
-                        vec![],
-                    )
-                    .await
-                    .unwrap();
+                let anchors = client.facts("return [...document.querySelectorAll('a.term')].map(a => a.getAttribute('href'));").await;
                 let anchors: Vec<String> = serde_json::from_value(anchors).unwrap();
                 assert!(
                     anchors.contains(&"/glossary#cramers-v".to_string())
@@ -1169,27 +653,25 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
                 for p in page_problems(&client).await {
                     problems.push(format!("{role} {page} at {width} px: {p}"));
                 }
-                full_page_screenshot(&client, &dir.join(format!("{name}-{width}.png"))).await;
+                client
+                    .screenshot_to(&dir.join(format!("{name}-{width}.png")))
+                    .await;
             }
             index.push_str(&format!(
                 "- `{page}`: [1400 px]({name}-1400.png), [390 px]({name}-390.png)\n"
             ));
         }
         index.push('\n');
-        client.close().await.unwrap();
+        client.close().await;
     }
     std::fs::write(dir.join("README.md"), index).unwrap();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Marketing's overview: one line per segment, money in the policy's currency (compact,
     // full on hover), dates in words, and sorting by revenue puts the largest first.
-    let (_driver, client) = start_browser().await;
-    sign_in(&client, &app.address, "marketing").await;
-    client
-        .goto(&app.url("/segments?sort=revenue"))
-        .await
-        .unwrap();
+    let client = Browser::signed_in(&app, "marketing").await;
+    client.open("/segments?sort=revenue").await;
     let facts = client
-        .execute(
+        .facts(
             "const rows = [...document.querySelectorAll('#overview tbody tr')];
              return {
                rows: rows.length,
@@ -1198,10 +680,8 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
                full: rows.map(r => r.querySelector('td.revenue').getAttribute('title')),
                intro: document.querySelector('main p').textContent,
              };",
-            vec![],
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(facts["rows"], facts["cards"], "{facts}");
     let compact: Vec<&str> = facts["revenue"]
         .as_array()
@@ -1234,12 +714,12 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
             .contains(&fairseg::web::format::date(&fairseg::db::now().date())),
         "{facts}"
     );
-    client.close().await.unwrap();
-    let (status, html) = {
-        let client = app.sign_in("marketing").await;
-        let r = client.get(app.url("/glossary")).send().await.unwrap();
-        (r.status(), r.text().await.unwrap())
-    };
+    client.close().await;
+    let (status, html) = app
+        .sign_in("marketing")
+        .await
+        .page_with_status(app.url("/glossary"))
+        .await;
     assert_eq!(status, 200);
     assert!(!glossary_links.is_empty());
     for link in &glossary_links {
@@ -1256,4 +736,68 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
             "{needed} in {confirmations:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn browser_the_consent_page_draws_selection_bias_per_attribute() {
+    let app = spawn_app().await;
+    crate::consent_selection::load_biased_demo(&app, 600);
+    let client = Browser::signed_in(&app, "compliance").await;
+    client.open("/consent").await;
+    let facts = client.facts("return {
+               lines: document.querySelectorAll('#consent-selection polyline.selection-line').length,
+               points: [...document.querySelectorAll('#consent-selection polyline.selection-line')]
+                 .map(p => p.getAttribute('points').trim().split(' ').length),
+               headline: document.querySelector('#selection-headline').innerText,
+             };").await;
+    assert!(facts["lines"].as_u64().unwrap() >= 3, "{facts}");
+    assert!(
+        facts["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_u64() == Some(12)),
+        "twelve month ends: {facts}"
+    );
+    assert!(
+        facts["headline"]
+            .as_str()
+            .unwrap()
+            .contains("under-represents sex female"),
+        "{facts}"
+    );
+}
+
+#[tokio::test]
+async fn browser_the_comparison_page_shows_the_matching() {
+    let app = spawn_app().await;
+    let (a, b) = crate::migration::two_runs(&app);
+    let client = Browser::signed_in(&app, "analyst").await;
+    client
+        .open(&format!("/segmentations/compare?a={a}&b={b}"))
+        .await;
+    let facts = client.facts("return {
+               rows: document.querySelectorAll('#matching tbody tr').length,
+               unmatched: [...document.querySelectorAll('#matching tbody td')].filter(t => t.innerText === 'no match').length,
+               moved: document.querySelector('#moved-into-risk').innerText,
+             };").await;
+    assert_eq!(facts["rows"], 3, "{facts}");
+    assert_eq!(facts["unmatched"], 0, "{facts}");
+    assert!(
+        facts["moved"].as_str().unwrap().contains("0 customers"),
+        "{facts}"
+    );
+}
+
+#[tokio::test]
+async fn browser_the_objection_check_page_says_no_leak() {
+    let app = spawn_app().await;
+    crate::objections::random_ledger_with_exports(&app, 7).await;
+    let client = Browser::signed_in(&app, "compliance").await;
+    client.open("/trail").await;
+    client.click_link("Check objections").await;
+    let verdict = client.wait_text("#objection-verdict").await;
+    assert!(verdict.contains("No leak"), "{verdict}");
+    let summary = client.text("#objection-summary").await;
+    assert!(summary.starts_with("10 disclosures"), "{summary}");
 }

@@ -7,19 +7,12 @@ use fairseg::consent::link::PreferenceLinks;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, browser_client, csrf_token, spawn_app, texts};
+use crate::helpers::{Answer, Pages, TestApp, browser_client, csrf_token, spawn_app, texts};
 
 const REFUSED: &str = "This link is not valid or has expired; ask us for a new one.";
 
 async fn post_consent(app: &TestApp, body: Value) -> (u16, Value) {
-    let response = app
-        .api("compliance", Method::POST, "/api/v1/consents")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.post_json("compliance", "/api/v1/consents", body).await
 }
 
 async fn grant(app: &TestApp, customer: &str, purpose: &str, at: &str) {
@@ -31,7 +24,7 @@ async fn grant(app: &TestApp, customer: &str, purpose: &str, at: &str) {
     assert_eq!(status, 201, "{body}");
 }
 
-async fn state_of(app: &TestApp, customer: &str, purpose: &str) -> Value {
+pub(crate) async fn state_of(app: &TestApp, customer: &str, purpose: &str) -> Value {
     let (status, body) = app
         .get_json(
             "compliance",
@@ -303,9 +296,8 @@ async fn coverage_counts_suppress_small_numbers_in_the_api_and_the_page() {
     assert_eq!(status, 403);
 
     let client = app.sign_in("compliance").await;
-    let page = client.get(app.url("/consent")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url("/consent")).await;
+    assert_eq!(status, 200);
     let cells = texts(&html, "td.num");
     assert!(cells.contains(&"<10".to_string()), "{cells:?}");
     assert!(!cells.contains(&"3".to_string()), "{cells:?}");
@@ -330,20 +322,16 @@ async fn staff_look_up_a_customer_and_create_a_preference_link_on_the_page() {
         .unwrap();
     assert_eq!(response.status(), 303);
     let location = response.headers()["location"].to_str().unwrap().to_string();
-    let page = client.get(app.url(&location)).send().await.unwrap();
-    assert_eq!(page.status(), 200, "{location}");
-    let html = page.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url(&location)).await;
+    assert_eq!(status, 200, "{location}");
     assert_eq!(
         texts(&html, "tbody tr").len(),
         3 + 1,
         "three purposes, one event"
     );
     let created = client
-        .post(app.url(&format!("{location}/preference-link")))
-        .form(&[("csrf_token", csrf_token(&html))])
-        .send()
-        .await
-        .unwrap();
+        .post_form(app.url(&format!("{location}/preference-link")), &html, &[])
+        .await;
     assert_eq!(created.status(), 200);
     let html = created.text().await.unwrap();
     let link = texts(&html, "#preference-link");
@@ -359,17 +347,14 @@ async fn staff_look_up_a_customer_and_create_a_preference_link_on_the_page() {
 }
 
 async fn issue_link(app: &TestApp, customer: &str) -> String {
-    let response = app
+    let body = app
         .api(
             "compliance",
             Method::POST,
             &format!("/api/v1/customers/{customer}/preference-link"),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
+        .expecting(201)
+        .await;
     assert!(body["expires_at"].as_str().is_some());
     body["url"].as_str().unwrap().to_string()
 }
@@ -415,24 +400,15 @@ async fn a_customer_withdraws_with_one_click_on_their_preference_page() {
     assert_eq!(event_count(&app), 1);
 
     let done = customer
-        .post(app.url(&format!("/preferences/{path}/withdraw")))
-        .form(&[
-            ("purpose", "marketing_email"),
-            ("csrf_token", &csrf_token(&html)),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url(&format!("/preferences/{path}/withdraw")),
+            &html,
+            &[("purpose", "marketing_email")],
+        )
+        .await;
     assert_eq!(done.status(), 303);
     let back = done.headers()["location"].to_str().unwrap().to_string();
-    let html = customer
-        .get(app.url(&back))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = customer.page(app.url(&back)).await;
     assert!(texts(&html, "p[role=status]")[0].starts_with("Done"));
     let words = texts(&html, "li[data-purpose=marketing_email] p.state");
     assert!(words[0].starts_with("You withdrew on"), "{words:?}");
@@ -475,14 +451,7 @@ async fn tampered_expired_foreign_and_orphaned_links_show_a_clear_error_and_chan
     let url = issue_link(&app, "C-1").await;
     let token = url.split_once("/preferences/").unwrap().1.to_string();
     // A valid page token, to show that the link and not the form is what is refused.
-    let html = browser_client()
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = browser_client().page(&url).await;
     let form_token = csrf_token(&html);
 
     let links = PreferenceLinks::new(&app.secret);

@@ -4,11 +4,11 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app, stderr, texts};
+use crate::helpers::{Answer, Pages, TestApp, spawn_app, stderr, texts};
 
 /// The demo data set, with two in three women's segmentation grants left out: the consented
 /// population then under-represents women.
-fn load_biased_demo(app: &TestApp, n: usize) {
+pub(crate) fn load_biased_demo(app: &TestApp, n: usize) {
     let policy = &app.policy;
     let options = fairseg::demo::options(policy, n, 11, fairseg::db::now().date());
     let mut data = fairseg::demo::generate(&options);
@@ -30,7 +30,7 @@ fn load_biased_demo(app: &TestApp, n: usize) {
 }
 
 fn segment(app: &TestApp) -> Value {
-    let out = app.cli(&[
+    app.cli_json(&[
         "segment",
         "--json",
         "--algorithm",
@@ -39,9 +39,7 @@ fn segment(app: &TestApp) -> Value {
         "3",
         "--features",
         "monetary,frequency,recency_days",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    ])
 }
 
 #[tokio::test]
@@ -98,14 +96,7 @@ async fn an_audit_says_the_consented_population_under_represents_women() {
 
     // The line in the report page.
     let client = app.sign_in("compliance").await;
-    let html = client
-        .get(app.url(&format!("/audits/{audit_id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url(&format!("/audits/{audit_id}"))).await;
     let line = texts(&html, "#consent-selection p").join(" ");
     assert!(line.contains("under-represents sex female"), "{line}");
 }
@@ -115,14 +106,7 @@ async fn the_consent_page_tracks_selection_bias_only_for_roles_that_read_audits(
     let app = spawn_app().await;
     load_biased_demo(&app, 800);
     let compliance = app.sign_in("compliance").await;
-    let html = compliance
-        .get(app.url("/consent"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = compliance.page(app.url("/consent")).await;
     let headline = texts(&html, "#selection-headline").join(" ");
     assert!(
         headline.contains("under-represents sex female"),
@@ -136,21 +120,11 @@ async fn the_consent_page_tracks_selection_bias_only_for_roles_that_read_audits(
     );
     // admin records consent but may not read audits: no protected figures.
     let admin = app.sign_in("admin").await;
-    let html = admin
-        .get(app.url("/consent"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = admin.page(app.url("/consent")).await;
     assert!(texts(&html, "#consent-selection").is_empty());
-    let denied = app
-        .api("admin", Method::GET, "/api/v1/consent/selection")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), 403);
+    app.api("admin", Method::GET, "/api/v1/consent/selection")
+        .expecting(403)
+        .await;
     let (status, body) = app
         .get_json("compliance", "/api/v1/consent/selection?months=3")
         .await;
@@ -203,47 +177,4 @@ async fn a_policy_that_switches_the_test_off_leaves_it_out_of_audits_and_pages()
         .get_json("compliance", "/api/v1/consent/selection")
         .await;
     assert_eq!(status, 404);
-}
-
-#[tokio::test]
-async fn browser_the_consent_page_draws_selection_bias_per_attribute() {
-    if crate::helpers::on_postgres() {
-        return;
-    }
-    let app = spawn_app().await;
-    load_biased_demo(&app, 600);
-    let (_driver, client) = crate::browser::start_browser().await;
-    crate::browser::sign_in(&client, &app.address, "compliance").await;
-    client
-        .goto(&format!("{}/consent", app.address))
-        .await
-        .unwrap();
-    let facts = client
-        .execute(
-            "return {
-               lines: document.querySelectorAll('#consent-selection polyline.selection-line').length,
-               points: [...document.querySelectorAll('#consent-selection polyline.selection-line')]
-                 .map(p => p.getAttribute('points').trim().split(' ').length),
-               headline: document.querySelector('#selection-headline').innerText,
-             };",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(facts["lines"].as_u64().unwrap() >= 3, "{facts}");
-    assert!(
-        facts["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p.as_u64() == Some(12)),
-        "twelve month ends: {facts}"
-    );
-    assert!(
-        facts["headline"]
-            .as_str()
-            .unwrap()
-            .contains("under-represents sex female"),
-        "{facts}"
-    );
 }

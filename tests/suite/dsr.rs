@@ -8,9 +8,7 @@ use diesel::sql_types::{BigInt, Text};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    DemoCustomer, TestApp, csrf_token, on_postgres, spawn_app, stderr, stdout, texts,
-};
+use crate::helpers::{DemoCustomer, Pages, TestApp, on_postgres, spawn_app, stderr, stdout, texts};
 
 fn days_ago(days: i64) -> NaiveDateTime {
     (chrono::Utc::now().naive_utc() - TimeDelta::days(days))
@@ -121,17 +119,6 @@ fn occurrences(app: &TestApp, needle: &str) -> Vec<String> {
     found
 }
 
-async fn post_json(app: &TestApp, role: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(role, Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn export_holds_everything_about_the_customer_and_is_logged_by_pseudonym() {
     let app = spawn_app().await;
@@ -197,23 +184,23 @@ async fn erasure_leaves_no_personal_data_in_any_table_and_the_trail_still_verifi
         "the scan finds the id while it is held"
     );
 
-    let (status, body) = post_json(
-        &app,
-        "compliance",
-        &format!("/api/v1/customers/{raw}/erase"),
-        json!({"confirm": false}),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            "compliance",
+            &format!("/api/v1/customers/{raw}/erase"),
+            json!({"confirm": false}),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["field"], "confirm");
 
-    let (status, body) = post_json(
-        &app,
-        "compliance",
-        &format!("/api/v1/customers/{raw}/erase"),
-        json!({"confirm": true}),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            "compliance",
+            &format!("/api/v1/customers/{raw}/erase"),
+            json!({"confirm": true}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["pseudonym"], pseudonym.as_str());
     assert_eq!(body["removed"]["transactions"], 3);
@@ -259,13 +246,13 @@ async fn erasure_leaves_no_personal_data_in_any_table_and_the_trail_still_verifi
             .unwrap()
             .contains("erased")
     );
-    let (status, _) = post_json(
-        &app,
-        "compliance",
-        &format!("/api/v1/customers/{raw}/erase"),
-        json!({"confirm": true}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "compliance",
+            &format!("/api/v1/customers/{raw}/erase"),
+            json!({"confirm": true}),
+        )
+        .await;
     assert_eq!(status, 409);
 }
 
@@ -401,13 +388,13 @@ async fn retention_previews_then_deletes_what_is_past_its_period_and_keeps_the_p
     });
     let expected = json!({"transactions": 1, "consent_events": 1, "customers": 1, "segment_memberships": 0, "kpi_evaluations": 0});
 
-    let (status, preview) = post_json(
-        &app,
-        "compliance",
-        "/api/v1/retention/apply",
-        json!({"dry_run": true}),
-    )
-    .await;
+    let (status, preview) = app
+        .post_json(
+            "compliance",
+            "/api/v1/retention/apply",
+            json!({"dry_run": true}),
+        )
+        .await;
     assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["dry_run"], true);
     assert_eq!(preview["removed"], expected);
@@ -422,9 +409,7 @@ async fn retention_previews_then_deletes_what_is_past_its_period_and_keeps_the_p
         200
     );
 
-    let out = app.cli(&["retention", "apply", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let report: Value = app.cli_json(&["retention", "apply", "--json"]);
     assert_eq!(report["removed"], expected);
     assert_eq!(report["dry_run"], false);
 
@@ -484,9 +469,7 @@ async fn retention_previews_then_deletes_what_is_past_its_period_and_keeps_the_p
 async fn the_command_line_exports_and_erases_only_when_confirmed() {
     let app = spawn_app().await;
     let pseudonym = app.insert_demo_customer(alice("CUST-CLI-1"));
-    let out = app.cli(&["customer", "export", "CUST-CLI-1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let export: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let export: Value = app.cli_json(&["customer", "export", "CUST-CLI-1"]);
     assert_eq!(export["protected_attributes"]["age"], 41);
     let file = app.dir.path().join("export.json");
     let out = app.cli(&[
@@ -510,9 +493,7 @@ async fn the_command_line_exports_and_erases_only_when_confirmed() {
         200
     );
 
-    let out = app.cli(&["customer", "erase", "CUST-CLI-1", "--yes", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let erased: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let erased: Value = app.cli_json(&["customer", "erase", "CUST-CLI-1", "--yes", "--json"]);
     assert_eq!(erased["pseudonym"], pseudonym.as_str());
     let out = app.cli(&["customer", "export", "CUST-CLI-1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -533,14 +514,7 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
     let app = spawn_app().await;
     let pseudonym = app.insert_demo_customer(alice("CUST-PAGE-1"));
     let client = app.sign_in("compliance").await;
-    let home = client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = client.page(app.url("/")).await;
     assert!(texts(&home, "nav a").contains(&"Data requests".to_string()));
 
     let page = client
@@ -551,17 +525,14 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(texts(&html, "#found").join(" ").contains(&pseudonym));
-    let csrf = csrf_token(&html);
 
     let download = client
-        .post(app.url("/dsr/export"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("customer_id", "CUST-PAGE-1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/dsr/export"),
+            &html,
+            &[("customer_id", "CUST-PAGE-1")],
+        )
+        .await;
     assert_eq!(download.status(), 200);
     let disposition = download.headers()["content-disposition"]
         .to_str()
@@ -574,14 +545,12 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
 
     // Without the box ticked nothing happens.
     let refused = client
-        .post(app.url("/dsr/erase"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("customer_id", "CUST-PAGE-1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/dsr/erase"),
+            &html,
+            &[("customer_id", "CUST-PAGE-1")],
+        )
+        .await;
     assert_eq!(refused.status(), 400);
     assert!(
         texts(&refused.text().await.unwrap(), "[role=alert]")
@@ -596,36 +565,23 @@ async fn the_compliance_page_exports_as_a_download_and_erases_only_with_the_box_
     );
 
     let erased = client
-        .post(app.url("/dsr/erase"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("customer_id", "CUST-PAGE-1"),
-            ("confirm", "yes"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/dsr/erase"),
+            &html,
+            &[("customer_id", "CUST-PAGE-1"), ("confirm", "yes")],
+        )
+        .await;
     assert_eq!(erased.status(), 303);
     let location = erased.headers()["location"].to_str().unwrap().to_string();
     assert!(!location.contains("CUST-PAGE-1"));
-    let html = client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url(&location)).await;
     assert!(texts(&html, "[role=status]").join(" ").contains(&pseudonym));
     let log: Vec<String> = texts(&html, "#requests tbody tr td:nth-child(2)");
     assert_eq!(log, ["erasure", "export"]);
 
     let report = client
-        .post(app.url("/dsr/retention"))
-        .form(&[("csrf_token", csrf.as_str()), ("action", "preview")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(app.url("/dsr/retention"), &html, &[("action", "preview")])
+        .await;
     assert_eq!(report.status(), 200);
     let html = report.text().await.unwrap();
     assert!(

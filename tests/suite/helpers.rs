@@ -19,9 +19,18 @@ use fairseg::db::{DatabaseUrl, Db};
 use fairseg::policy::Policy;
 use fairseg::startup;
 use fairseg::trail::Actor;
-use reqwest::Method;
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub mod api;
+pub mod forms;
+pub mod poll;
+pub mod webdriver;
+
+pub use api::Answer;
+pub use forms::Pages;
+pub use poll::{eventually, poll, poll_blocking};
+pub use webdriver::Browser;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const ROLES: [&str; 4] = ["admin", "compliance", "marketing", "analyst"];
@@ -226,51 +235,55 @@ impl TestApp {
         self.tokens.issue(&user.id, user.token_version).0
     }
 
-    pub fn api(&self, role: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
-        api_client()
-            .request(method, self.url(path))
-            .bearer_auth(self.token(role))
-    }
-
-    pub async fn get_json(&self, role: &str, path: &str) -> (u16, Value) {
-        let response = self.api(role, Method::GET, path).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
     /// Signs in through the sign-in form, as a person would; the returned client carries the
     /// session cookie.
     pub async fn sign_in(&self, role: &str) -> reqwest::Client {
         let client = browser_client();
-        let page = client.get(self.url("/signin")).send().await.unwrap();
-        let csrf = csrf_token(&page.text().await.unwrap());
-        let response = client
-            .post(self.url("/signin"))
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("email", &format!("{role}@example.test")),
-                ("password", PASSWORD),
-                ("next", "/"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let email = format!("{role}@example.test");
+        let response = self
+            .submit_sign_in(
+                &client,
+                &[("email", &email), ("password", PASSWORD), ("next", "/")],
+            )
+            .await;
         assert_eq!(response.status(), 303, "sign-in as {role} redirects home");
         client
     }
 
+    /// Opens the sign-in page and sends its form with `fields`, as a person would.
+    pub async fn submit_sign_in(
+        &self,
+        client: &reqwest::Client,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let page = client.page(self.url("/signin")).await;
+        client.post_form(self.url("/signin"), &page, fields).await
+    }
+
     /// The trail, newest first, as compliance reads it through the API.
     pub async fn trail(&self, query: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get_json("compliance", &format!("/api/v1/trail?{query}"))
+        let body = self
+            .get_ok("compliance", &format!("/api/v1/trail?{query}"))
             .await;
-        assert_eq!(status, 200, "{body}");
         body["entries"].as_array().unwrap().clone()
     }
 
     /// Runs the `fairseg` binary against this test's database and policies.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_with(args, &[])
+    }
+
+    /// Runs the `fairseg` binary, which must succeed, and reads what it prints as JSON.
+    pub fn cli_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "fairseg {}: {}",
+            args.join(" "),
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("fairseg {} prints JSON: {e}", args.join(" ")))
     }
 
     pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {

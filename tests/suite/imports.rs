@@ -11,7 +11,7 @@ use fairseg::db::schema::{
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, csrf_token, spawn_app, stderr, stdout, texts};
+use crate::helpers::{Answer, Pages, TestApp, csrf_token, spawn_app, stderr, stdout, texts};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,19 +24,15 @@ fn read_fixture(name: &str) -> Vec<u8> {
 }
 
 pub async fn post_csv(app: &TestApp, kind: &str, query: &str, body: Vec<u8>) -> (u16, Value) {
-    let response = app
-        .api(
-            "admin",
-            Method::POST,
-            &format!("/api/v1/imports/{kind}?{query}"),
-        )
-        .header("content-type", "text/csv")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.api(
+        "admin",
+        Method::POST,
+        &format!("/api/v1/imports/{kind}?{query}"),
+    )
+    .header("content-type", "text/csv")
+    .body(body)
+    .answer()
+    .await
 }
 
 async fn import_fixture(app: &TestApp, kind: &str, name: &str) -> Value {
@@ -376,14 +372,11 @@ async fn erased_customers_are_refused_unless_allowed() {
 #[tokio::test]
 async fn imports_need_the_import_permission_and_respect_the_size_limit() {
     let app = spawn_app().await;
-    let response = app
-        .api("marketing", Method::POST, "/api/v1/imports/customers")
+    app.api("marketing", Method::POST, "/api/v1/imports/customers")
         .header("content-type", "text/csv")
         .body(read_fixture("customers.csv"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
+        .expecting(403)
+        .await;
     // The test server allows 1 MiB: one byte more is refused, and nothing is imported.
     let mut big = b"customer_id,note\n".to_vec();
     while big.len() <= 1024 * 1024 {
@@ -436,7 +429,7 @@ async fn cli_import_reports_errors_per_line_and_writes_rejected_rows() {
     assert_eq!(counts(&app)[2], 0);
 
     let rejected = app.dir.path().join("rejected.csv");
-    let out = app.cli(&[
+    let report: Value = app.cli_json(&[
         "import",
         "transactions",
         bad.to_str().unwrap(),
@@ -445,8 +438,6 @@ async fn cli_import_reports_errors_per_line_and_writes_rejected_rows() {
         rejected.to_str().unwrap(),
         "--json",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
         (
             report["rows_imported"].as_u64(),
@@ -467,13 +458,8 @@ async fn cli_import_reports_errors_per_line_and_writes_rejected_rows() {
 async fn the_import_page_uploads_a_file_and_shows_the_report() {
     let app = spawn_app().await;
     let client = app.sign_in("admin").await;
-    let page = client
-        .get(app.url("/customers/import"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+    let (status, html) = client.page_with_status(app.url("/customers/import")).await;
+    assert_eq!(status, 200);
     assert!(texts(&html, "nav a").contains(&"Import".to_string()));
     let csrf = csrf_token(&html);
 

@@ -9,7 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    DemoCustomer, TestApp, csrf_token, spawn_app, spawn_app_with, stderr, stdout, texts,
+    Answer, DemoCustomer, Pages, TestApp, eventually, spawn_app, spawn_app_with, stderr, stdout,
+    texts,
 };
 
 fn at(y: i32, m: u32, d: u32) -> NaiveDateTime {
@@ -17,17 +18,6 @@ fn at(y: i32, m: u32, d: u32) -> NaiveDateTime {
         .unwrap()
         .and_hms_opt(12, 0, 0)
         .unwrap()
-}
-
-async fn post_json(app: &TestApp, role: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(role, Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// The CDNOW fixture as import files: customers and transactions (at noon UTC).
@@ -79,7 +69,7 @@ async fn cdnow_monthly_kpis_through_the_cli_match_the_committed_computation() {
         let out = app.cli(&["import", kind, file.to_str().unwrap(), "--json"]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let out = app.cli(&[
+    let rows: Vec<Value> = app.cli_json(&[
         "kpi",
         "evaluate",
         "--period",
@@ -90,8 +80,6 @@ async fn cdnow_monthly_kpis_through_the_cli_match_the_committed_computation() {
         "1998-06-30",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
     // No segmentation is published: only `all`, 12 KPIs, 18 months.
     assert_eq!(rows.len(), 18 * 12);
     let reference: Value = serde_json::from_str(include_str!(concat!(
@@ -166,7 +154,7 @@ pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTi
             consents: vec![("segmentation", "granted", at(2024, 12, 1))],
         });
     }
-    let out = app.cli(&[
+    let run: Value = app.cli_json(&[
         "segment",
         "--algorithm",
         "kmeans",
@@ -178,8 +166,6 @@ pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTi
         "7",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let run: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let run_id = run["run_id"].as_i64().unwrap();
     app.db
         .write(|c| fairseg::db::segmentation::publish(c, run_id, "test", published_at).map(|_| ()))
@@ -217,13 +203,13 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
  {
     let app = spawn_app().await;
     let run_id = seeded(&app).await;
-    let (status, body) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"period": "month", "from": "2025-01-01", "to": "2025-06-30"}),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"period": "month", "from": "2025-01-01", "to": "2025-06-30"}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let rows = body.as_array().unwrap().clone();
     assert_eq!(rows.len(), 6 * 3 * 12);
@@ -265,13 +251,13 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
     }
 
     // Re-evaluating March appends; nothing is overwritten.
-    let (status, again) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"period": "month", "as_of": "2025-03-15"}),
-    )
-    .await;
+    let (status, again) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"period": "month", "as_of": "2025-03-15"}),
+        )
+        .await;
     assert_eq!(status, 201, "{again}");
     assert_eq!(again.as_array().unwrap().len(), 36);
     let (status, log) = app
@@ -384,13 +370,13 @@ async fn a_kpi_past_its_threshold_for_n_periods_raises_an_alert_and_recommends_r
     retention_falls_after_june(&app);
     let n = app.policy.kpi.consecutive_periods;
     assert_eq!(n, 3);
-    let (status, _) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"from": "2025-01-01", "to": "2025-08-31"}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-01-01", "to": "2025-08-31"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let (status, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
     assert_eq!(status, 200, "{report}");
@@ -400,13 +386,13 @@ async fn a_kpi_past_its_threshold_for_n_periods_raises_an_alert_and_recommends_r
             .any(|m| m.starts_with("retention_rate for the whole population")),
         "two periods are not enough: {report}"
     );
-    let (status, _) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"as_of": "2025-09-30"}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"as_of": "2025-09-30"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let (_, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
     assert!(
@@ -447,13 +433,13 @@ async fn a_kpi_below_target_since_the_start_is_a_target_problem_not_drift() {
     seeded_published_at(&app, at(2024, 12, 15)).await;
     // 45 active customers against the policy's target of 7,000 for `all`: below it in every
     // month, and past the alert threshold in the last three.
-    let (status, _) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"from": "2025-01-01", "to": "2025-03-31"}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-01-01", "to": "2025-03-31"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let (_, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
     let unmet = alerts_of(&report, "target_unmet");
@@ -493,13 +479,13 @@ async fn drift_gives_no_advice_on_a_run_published_minutes_ago() {
     seeded(&app).await;
     // The same history that recommends re-segmenting a run published in 2024.
     retention_falls_after_june(&app);
-    let (status, _) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"from": "2025-01-01", "to": "2025-09-30"}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-01-01", "to": "2025-09-30"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let (_, report) = app.get_json("marketing", "/api/v1/kpi/drift").await;
     assert_eq!(report["resegmentation_recommended"], false, "{report}");
@@ -517,14 +503,7 @@ async fn drift_gives_no_advice_on_a_run_published_minutes_ago() {
     // The history before publication is not counted against the new run.
     assert!(alerts_of(&report, "kpi_persistent").is_empty(), "{report}");
     let client = app.sign_in("marketing").await;
-    let html = client
-        .get(app.url("/kpi/drift"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url("/kpi/drift")).await;
     let advice = texts(&html, "#advice");
     assert!(advice[0].starts_with("No advice yet."), "{advice:?}");
     assert!(!html.contains("Re-segmentation recommended"));
@@ -594,21 +573,21 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
     assert!(sizes.iter().any(|s| s["live_size"].is_null()));
 
     // Marketing may read drift but not start runs.
-    let (status, _) = post_json(
-        &app,
-        "marketing",
-        &format!("/api/v1/segmentations/{run_id}/rerun"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "marketing",
+            &format!("/api/v1/segmentations/{run_id}/rerun"),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, body) = post_json(
-        &app,
-        "analyst",
-        &format!("/api/v1/segmentations/{run_id}/rerun"),
-        json!({}),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            "analyst",
+            &format!("/api/v1/segmentations/{run_id}/rerun"),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
     let new_id = body["run_id"].as_i64().unwrap();
     assert!(new_id > run_id);
@@ -630,19 +609,16 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
     assert_eq!(settings(&new.settings), settings(&old.settings));
     assert_eq!(new.created_by, "analyst@example.test");
     // It runs in the background, and is audited as soon as it finishes.
-    let mut status = new.status.clone();
-    for _ in 0..100 {
-        if status == "audited" || status == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status = app
+    let status = eventually("the rerun finishes", Duration::from_secs(10), || async {
+        let status = app
             .db
             .read(|c| fairseg::db::segmentation::run(c, new_id))
             .unwrap()
             .unwrap()
             .status;
-    }
+        (status == "audited" || status == "failed").then_some(status)
+    })
+    .await;
     assert_eq!(status, "audited");
     let trail = app.trail("action=segmentation.rerun").await;
     assert_eq!(trail[0]["subject"], format!("run:{new_id}"));
@@ -682,23 +658,16 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
 async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     let app = spawn_app().await;
     seeded(&app).await;
-    let (status, _) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"from": "2025-01-01", "to": "2025-06-30"}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-01-01", "to": "2025-06-30"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let client = app.sign_in("marketing").await;
-    let html = client
-        .get(app.url("/kpi"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url("/kpi")).await;
     assert!(texts(&html, "nav a").contains(&"KPIs".to_string()));
     let heads = texts(&html, "table.kpi-glance thead th");
     assert_eq!(heads.len(), 4, "{heads:?}");
@@ -722,14 +691,7 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     // Marketing may not evaluate: no form.
     assert!(!html.contains(r#"action="/kpi/evaluate""#));
 
-    let html = client
-        .get(app.url("/kpi/segments/all"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url("/kpi/segments/all")).await;
     let doc = scraper::Html::parse_document(&html);
     let charts = scraper::Selector::parse("li.chart").unwrap();
     assert_eq!(doc.select(&charts).count(), 12);
@@ -761,25 +723,10 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
 
     // The analyst evaluates from the page.
     let analyst = app.sign_in("analyst").await;
-    let html = analyst
-        .get(app.url("/kpi"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = csrf_token(&html);
+    let html = analyst.page(app.url("/kpi")).await;
     let response = analyst
-        .post(app.url("/kpi/evaluate"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("period", "month"),
-            ("as_of", "2025-07-15"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(app.url("/kpi/evaluate"), &html, &[("as_of", "2025-07-15")])
+        .await;
     assert_eq!(response.status(), 303);
     let (_, log) = app
         .get_json("analyst", "/api/v1/kpi/evaluations?from=2025-07-01")
@@ -807,16 +754,16 @@ async fn reading_needs_kpi_read_and_evaluating_needs_kpi_evaluate() {
         ("marketing", 403),
         ("analyst", 201),
     ] {
-        let (status, _) = post_json(&app, role, "/api/v1/kpi/evaluate", json!({})).await;
+        let (status, _) = app.post_json(role, "/api/v1/kpi/evaluate", json!({})).await;
         assert_eq!(status, expected, "{role} evaluates");
     }
-    let (status, body) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"period": "fortnight"}),
-    )
-    .await;
+    let (status, body) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"period": "fortnight"}),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["field"], "period");
     let (status, body) = app
@@ -824,13 +771,9 @@ async fn reading_needs_kpi_read_and_evaluating_needs_kpi_evaluate() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["field"], "kpi");
-    let (status, _) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/segmentations/999/rerun",
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json("analyst", "/api/v1/segmentations/999/rerun", json!({}))
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -841,14 +784,11 @@ async fn the_server_evaluates_on_its_schedule() {
             fairseg::kpi::service::Schedule::Every(std::time::Duration::from_secs(3600))
     })
     .await;
-    let mut count = 0;
-    for _ in 0..100 {
-        count = app.db.read(fairseg::db::kpi::count).unwrap();
-        if count > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let count = eventually("the first evaluation", Duration::from_secs(10), || async {
+        let count = app.db.read(fairseg::db::kpi::count).unwrap();
+        (count > 0).then_some(count)
+    })
+    .await;
     assert_eq!(count, 12, "one period of `all` at start");
     let trail = app.trail("action=kpi.evaluated").await;
     assert_eq!(trail[0]["actor"], "system");
@@ -857,7 +797,9 @@ async fn the_server_evaluates_on_its_schedule() {
 #[tokio::test]
 async fn retention_deletes_evaluations_past_their_period() {
     let app = spawn_app().await;
-    let (status, _) = post_json(&app, "analyst", "/api/v1/kpi/evaluate", json!({})).await;
+    let (status, _) = app
+        .post_json("analyst", "/api/v1/kpi/evaluate", json!({}))
+        .await;
     assert_eq!(status, 201);
     let days = app.policy.retention.kpi_evaluations_days;
     let out = app.cli_with(&["retention", "apply", "--dry-run", "--json"], &[]);
@@ -898,18 +840,18 @@ async fn page(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, Stri
 async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_histories_apart() {
     let app = spawn_app().await;
     let first = seeded_published_at(&app, at(2025, 1, 1)).await;
-    let (status, rows) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"from": "2025-01-01", "to": "2025-06-30"}),
-    )
-    .await;
+    let (status, rows) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-01-01", "to": "2025-06-30"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let (regular, _) = names(rows.as_array().unwrap());
     // A re-run with the same settings gives segments of the same names; it is published and
     // the first run retired. Only April to June are evaluated with it.
-    let out = app.cli(&[
+    let second = app.cli_json::<Value>(&[
         "segment",
         "--algorithm",
         "kmeans",
@@ -920,9 +862,7 @@ async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_hist
         "--seed",
         "7",
         "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let second = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["run_id"]
+    ])["run_id"]
         .as_i64()
         .unwrap();
     app.db
@@ -930,13 +870,13 @@ async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_hist
             fairseg::db::segmentation::publish(c, second, "test", at(2025, 3, 31)).map(|_| ())
         })
         .unwrap();
-    let (status, rows) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"from": "2025-04-01", "to": "2025-06-30"}),
-    )
-    .await;
+    let (status, rows) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-04-01", "to": "2025-06-30"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let rows = rows.as_array().unwrap();
     let number = find(rows, &regular, "segment_size", "2025-06-01")["segment_number"]
@@ -999,24 +939,21 @@ async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_hist
 
     // Renaming the segment keeps its series: July is logged under the new name, on the same
     // line.
-    let response = app
-        .api(
-            "marketing",
-            Method::PATCH,
-            &format!("/api/v1/segmentations/{second}/segments/{number}"),
-        )
-        .json(&json!({"name": "Steady buyers"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-    let (status, july) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"as_of": "2025-07-15"}),
+    app.api(
+        "marketing",
+        Method::PATCH,
+        &format!("/api/v1/segmentations/{second}/segments/{number}"),
     )
+    .json(&json!({"name": "Steady buyers"}))
+    .expecting(204)
     .await;
+    let (status, july) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"as_of": "2025-07-15"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let renamed = find(
         july.as_array().unwrap(),
@@ -1064,13 +1001,13 @@ async fn kpi_opens_on_the_last_complete_period_and_shows_a_partial_one_only_when
     let last = fairseg::kpi::Period::last_complete(kind, today).unwrap();
     let current = fairseg::kpi::Period::containing(kind, today).unwrap();
     for as_of in [last.last_day(), today] {
-        let (status, body) = post_json(
-            &app,
-            "analyst",
-            "/api/v1/kpi/evaluate",
-            json!({"as_of": as_of.to_string()}),
-        )
-        .await;
+        let (status, body) = app
+            .post_json(
+                "analyst",
+                "/api/v1/kpi/evaluate",
+                json!({"as_of": as_of.to_string()}),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     // The month under way: nobody has bought yet, which against the targets is an alert.
@@ -1177,16 +1114,16 @@ async fn an_empty_week_view_says_how_to_evaluate_it_and_offers_the_button_to_who
             .to_owned()
     };
     let response = analyst
-        .post(app.url("/kpi/evaluate"))
-        .form(&[
-            ("csrf_token", csrf_token(&html).as_str()),
-            ("period", "quarter"),
-            ("from", field("from").as_str()),
-            ("to", field("to").as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/kpi/evaluate"),
+            &html,
+            &[
+                ("period", "quarter"),
+                ("from", field("from").as_str()),
+                ("to", field("to").as_str()),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 303);
     let (_, html) = page(&analyst, &app, "/kpi?period=quarter").await;
     assert!(texts(&html, "#empty").is_empty());
@@ -1221,7 +1158,7 @@ async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_wh
             consents: vec![("segmentation", "granted", days(500))],
         });
     }
-    let out = app.cli(&[
+    let run_id = app.cli_json::<Value>(&[
         "segment",
         "--algorithm",
         "kmeans",
@@ -1232,9 +1169,7 @@ async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_wh
         "--seed",
         "7",
         "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let run_id = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["run_id"]
+    ])["run_id"]
         .as_i64()
         .unwrap();
     app.db
@@ -1266,13 +1201,13 @@ async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_wh
 
     let last =
         fairseg::kpi::Period::last_complete(fairseg::kpi::PeriodKind::Month, now.date()).unwrap();
-    let (status, _) = post_json(
-        &app,
-        "analyst",
-        "/api/v1/kpi/evaluate",
-        json!({"as_of": last.last_day().to_string()}),
-    )
-    .await;
+    let (status, _) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"as_of": last.last_day().to_string()}),
+        )
+        .await;
     assert_eq!(status, 201);
     let (_, html) = page(&client, &app, "/kpi").await;
     let rows = texts(&html, "table.kpi-glance tbody th");
@@ -1324,28 +1259,29 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
         fairseg::kpi::service::Schedule::Every(Duration::from_secs(3600)),
     );
     let end = last.end().and_hms_opt(0, 0, 0).unwrap();
-    let mut again = 0;
-    for _ in 0..100 {
-        let rows = app
-            .db
-            .read(|c| {
-                fairseg::db::kpi::log(
-                    c,
-                    &fairseg::db::kpi::LogFilter {
-                        from: Some(last.start()),
-                        to: Some(last.start()),
-                        kpi: Some("segment_size".into()),
-                        ..Default::default()
-                    },
-                )
-            })
-            .unwrap();
-        again = rows.iter().filter(|r| r.evaluated_at >= end).count();
-        if again > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let again = eventually(
+        "the last month evaluated again",
+        Duration::from_secs(10),
+        || async {
+            let rows = app
+                .db
+                .read(|c| {
+                    fairseg::db::kpi::log(
+                        c,
+                        &fairseg::db::kpi::LogFilter {
+                            from: Some(last.start()),
+                            to: Some(last.start()),
+                            kpi: Some("segment_size".into()),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .unwrap();
+            let again = rows.iter().filter(|r| r.evaluated_at >= end).count();
+            (again > 0).then_some(again)
+        },
+    )
+    .await;
     assert_eq!(
         again, 1,
         "the last month is evaluated again, complete this time"

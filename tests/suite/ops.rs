@@ -4,49 +4,40 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{api_client, spawn_app};
+use crate::helpers::{Answer, Pages, api_client, spawn_app};
 use fairseg::web::routes;
 
 #[tokio::test]
 async fn malformed_json_is_refused_with_where_it_went_wrong() {
     let app = spawn_app().await;
-    let response = app
+    let body = app
         .api("admin", Method::POST, "/api/v1/users")
         .header("content-type", "application/json")
         .body("{\"email\": \"a@b.test\",\n \"role\": }")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
+        .expecting(400)
+        .await;
     assert_eq!(body["error"]["code"], "invalid_input");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("line 2"), "{message}");
     assert!(message.contains("column"), "{message}");
 
-    let response = app
-        .api("admin", Method::POST, "/api/v1/users")
+    app.api("admin", Method::POST, "/api/v1/users")
         .header("content-type", "text/plain")
         .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+        .expecting(400)
+        .await;
 }
 
 #[tokio::test]
 async fn an_oversized_body_is_refused_before_it_is_read() {
     let app = spawn_app().await;
     let huge = format!("{{\"email\": \"{}\"}}", "x".repeat(100 * 1024));
-    let response = app
+    let body = app
         .api("admin", Method::POST, "/api/v1/users")
         .header("content-type", "application/json")
         .body(huge)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
-    let body: Value = response.json().await.unwrap();
+        .expecting(413)
+        .await;
     assert_eq!(body["error"]["code"], "payload_too_large");
     let (_, users) = app.get_json("admin", "/api/v1/users").await;
     assert_eq!(users.as_array().unwrap().len(), 4);
@@ -55,14 +46,7 @@ async fn an_oversized_body_is_refused_before_it_is_read() {
 #[tokio::test]
 async fn health_and_metrics_answer_operators() {
     let app = spawn_app().await;
-    let health: Value = api_client()
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = api_client().get(app.url("/healthz")).expecting(200).await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["policy_version"], app.policy.version.as_str());
 
@@ -101,12 +85,8 @@ async fn the_openapi_document_describes_every_api_route() {
     let app = spawn_app().await;
     let doc: Value = api_client()
         .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expecting(200)
+        .await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let mut missing = Vec::new();
     for route in routes::table() {
@@ -164,14 +144,7 @@ async fn pages_render_errors_as_pages_and_the_stylesheet_is_served_offline() {
             .unwrap()
             .starts_with("text/css")
     );
-    let home = client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = client.page(app.url("/")).await;
     assert!(
         !home.contains("https://"),
         "no third-party assets: pages work offline"

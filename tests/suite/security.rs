@@ -11,8 +11,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PASSWORD, TestApp, browser_client, csrf_token, policies_dir, spawn_app, spawn_app_with, stderr,
-    stdout,
+    Answer, PASSWORD, Pages, TestApp, browser_client, csrf_token, policies_dir, poll_blocking,
+    spawn_app, spawn_app_with, stderr, stdout,
 };
 use crate::imports::{counts, post_csv};
 use crate::segmentation::{blob_customers, grant_all, import, publish, segment, wait_for};
@@ -60,18 +60,15 @@ async fn preference_links_are_built_from_the_public_url_whatever_the_host_header
         ("Forwarded", "host=evil.example;proto=https"),
         ("X-Forwarded-Proto", "gopher"),
     ] {
-        let response = app
+        let body = app
             .api(
                 "compliance",
                 Method::POST,
                 "/api/v1/customers/P1/preference-link",
             )
             .header(header, value)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{header}");
-        let body: Value = response.json().await.unwrap();
+            .expecting(201)
+            .await;
         let url = body["url"].as_str().unwrap();
         assert!(
             url.starts_with(&format!("{}/preferences/", app.address)),
@@ -103,11 +100,8 @@ fn serve_refuses_to_start_without_a_valid_public_url_naming_the_setting() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        for _ in 0..400 {
-            if child.try_wait().unwrap().is_some() {
-                return child.wait_with_output().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if poll_blocking(Duration::from_secs(20), || child.try_wait().unwrap()).is_some() {
+            return child.wait_with_output().unwrap();
         }
         child.kill().unwrap();
         panic!("serve started with public URL {public_url:?}");
@@ -224,38 +218,20 @@ async fn the_kpi_log_csv_neutralises_a_formula_segment_name() {
         .as_i64()
         .unwrap();
     publish(&app, run);
-    let renamed = app
-        .api(
-            "marketing",
-            Method::PATCH,
-            &format!("/api/v1/segmentations/{run}/segments/0"),
-        )
-        .json(&json!({"name": "=cmd|' /C calc'!A0"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(renamed.status(), 204);
-    let evaluated = app
-        .api("analyst", Method::POST, "/api/v1/kpi/evaluate")
+    app.api(
+        "marketing",
+        Method::PATCH,
+        &format!("/api/v1/segmentations/{run}/segments/0"),
+    )
+    .json(&json!({"name": "=cmd|' /C calc'!A0"}))
+    .expecting(204)
+    .await;
+    app.api("analyst", Method::POST, "/api/v1/kpi/evaluate")
         .json(&json!({"period": "month"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        evaluated.status(),
-        201,
-        "{}",
-        evaluated.text().await.unwrap()
-    );
+        .expecting(201)
+        .await;
     let client = app.sign_in("analyst").await;
-    let csv = client
-        .get(app.url("/kpi/log.csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = client.page(app.url("/kpi/log.csv")).await;
     assert!(csv.contains(",'=cmd|' /C calc'!A0,"), "{csv}");
     assert!(!csv.contains(",=cmd"), "{csv}");
 }
@@ -492,26 +468,19 @@ async fn strategies_and_names_are_refused_on_runs_marketing_cannot_read_or_that_
     );
     // The strategy form on the dashboard goes through the same rule.
     let client = app.sign_in("marketing").await;
-    let page = client
-        .get(app.url("/segments"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = client.page(app.url("/segments")).await;
     let form = client
-        .post(app.url(&format!("/segments/{draft}/0/strategy")))
-        .form(&[
-            ("csrf_token", csrf_token(&page).as_str()),
-            ("channel", "email"),
-            ("offer", "x"),
-            ("service_level", "y"),
-            ("favourable", "on"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url(&format!("/segments/{draft}/0/strategy")),
+            &page,
+            &[
+                ("channel", "email"),
+                ("offer", "x"),
+                ("service_level", "y"),
+                ("favourable", "on"),
+            ],
+        )
+        .await;
     assert_eq!(form.status(), 404);
     assert!(app.trail("action=segment.").await.is_empty());
 
@@ -573,15 +542,16 @@ async fn an_upload_spooled_when_the_server_is_killed_is_removed_at_the_next_star
         "POST /api/v1/imports/customers HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: text/csv\r\nContent-Length: 100000\r\n\r\n{first}"
     )
     .unwrap();
-    let mut waited = 0;
-    while !spooled(&spool)
-        .iter()
-        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
-    {
-        assert!(waited < 200, "the upload never reached the spool directory");
-        std::thread::sleep(Duration::from_millis(50));
-        waited += 1;
-    }
+    let arrived = poll_blocking(Duration::from_secs(10), || {
+        spooled(&spool)
+            .iter()
+            .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+            .then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "the upload never reached the spool directory"
+    );
     let leftover = spooled(&spool);
     assert_eq!(leftover.len(), 1, "{leftover:?}");
     assert!(
@@ -751,19 +721,16 @@ async fn a_request_head_that_never_ends_is_dropped() {
 async fn a_next_with_a_header_injection_falls_back_home() {
     let app = spawn_app().await;
     let client = browser_client();
-    let page = client.get(app.url("/signin")).send().await.unwrap();
-    let csrf = csrf_token(&page.text().await.unwrap());
-    let response = client
-        .post(app.url("/signin"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", "admin@example.test"),
-            ("password", PASSWORD),
-            ("next", "/x\r\nSet-Cookie: evil=1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .submit_sign_in(
+            &client,
+            &[
+                ("email", "admin@example.test"),
+                ("password", PASSWORD),
+                ("next", "/x\r\nSet-Cookie: evil=1"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/");
     assert!(response.cookies().all(|c| c.name() != "evil"));
@@ -855,25 +822,19 @@ async fn an_as_of_in_the_future_is_refused() {
         .await;
     assert_eq!(status, 200);
 
-    let response = app
+    let body = app
         .api("analyst", Method::POST, "/api/v1/segmentations")
         .json(&json!({"algorithm": "rfm", "as_of": "9999-12-31"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
+        .expecting(400)
+        .await;
     assert_eq!(body["error"]["field"], "as_of", "{body}");
 
     // Nor is a KPI period that has not come written into the log.
-    let response = app
+    let body = app
         .api("analyst", Method::POST, "/api/v1/kpi/evaluate")
         .json(&json!({"as_of": (tomorrow + chrono::Days::new(40)).to_string()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
+        .expecting(400)
+        .await;
     assert_eq!(body["error"]["field"], "as_of", "{body}");
     let later = (tomorrow + chrono::Days::new(40)).to_string();
     let out = app.cli(&["kpi", "evaluate", "--as-of", &later]);
@@ -894,14 +855,11 @@ async fn a_run_that_yields_fewer_segments_than_asked_fails_saying_so() {
     }
     import(&app, "customers", &customers);
     grant_all(&app, 12, &["segmentation"]);
-    let response = app
+    let body = app
         .api("analyst", Method::POST, "/api/v1/segmentations")
         .json(&json!({"algorithm": "kmeans", "k": 3, "features": ["x"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
-    let body: Value = response.json().await.unwrap();
+        .expecting(202)
+        .await;
     let run = wait_for(&app, body["run_id"].as_i64().unwrap()).await;
     assert_eq!(run["status"], "failed", "{run}");
     let reason = run["error"].as_str().unwrap();
@@ -961,12 +919,9 @@ async fn a_token_living_longer_than_the_ttl_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    let response = app
-        .api("admin", Method::GET, "/api/v1/me")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    app.api("admin", Method::GET, "/api/v1/me")
+        .expecting(200)
+        .await;
 }
 
 // ------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, stderr, stdout};
+use crate::helpers::{Answer, Pages, TestApp, eventually, spawn_app, stderr, stdout};
 
 fn write(app: &TestApp, name: &str, text: &str) -> PathBuf {
     let path = app.dir.path().join(name);
@@ -66,9 +66,7 @@ pub fn grant_all(app: &TestApp, n: usize, purposes: &[&str]) {
 pub fn segment(app: &TestApp, args: &[&str]) -> Value {
     let mut all = vec!["segment", "--json"];
     all.extend_from_slice(args);
-    let out = app.cli(&all);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).unwrap()
+    app.cli_json(&all)
 }
 
 /// `members` as customer id -> segment.
@@ -245,14 +243,11 @@ async fn protected_attributes_and_proxies_are_refused_naming_the_feature_and_not
         err.contains("postcode_district") && err.contains("proxy") && err.contains("ethnicity"),
         "{err}"
     );
-    let response = app
+    let body = app
         .api("analyst", Method::POST, "/api/v1/segmentations")
         .json(&json!({"algorithm": "gmm", "k": 3, "features": ["y", "Sex"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    let body: Value = response.json().await.unwrap();
+        .expecting(400)
+        .await;
     assert_eq!(body["error"]["field"], "features");
     assert!(body["error"]["message"].as_str().unwrap().contains("Sex"));
     let (_, runs) = app.get_json("analyst", "/api/v1/segmentations").await;
@@ -264,17 +259,14 @@ async fn protected_attributes_and_proxies_are_refused_naming_the_feature_and_not
 }
 
 pub async fn wait_for(app: &TestApp, run: i64) -> Value {
-    for _ in 0..600 {
-        let (status, body) = app
-            .get_json("analyst", &format!("/api/v1/segmentations/{run}"))
+    let what = format!("run {run} finishes");
+    eventually(&what, std::time::Duration::from_secs(60), || async {
+        let body = app
+            .get_ok("analyst", &format!("/api/v1/segmentations/{run}"))
             .await;
-        assert_eq!(status, 200, "{body}");
-        if !matches!(body["status"].as_str(), Some("queued" | "running")) {
-            return body;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("run {run} did not finish");
+        (!matches!(body["status"].as_str(), Some("queued" | "running"))).then_some(body)
+    })
+    .await
 }
 
 /// Marketing's view of a published run's members, through the API.
@@ -308,13 +300,10 @@ async fn published_size_total(app: &TestApp) -> u64 {
 }
 
 async fn withdraw(app: &TestApp, customer: &str, purpose: &str) {
-    let response = app
-        .api("compliance", Method::POST, "/api/v1/consents")
+    app.api("compliance", Method::POST, "/api/v1/consents")
         .json(&json!({"customer_id": customer, "purpose": purpose, "status": "withdrawn"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
+        .expecting(201)
+        .await;
 }
 
 pub fn publish(app: &TestApp, run: i64) {
@@ -332,14 +321,11 @@ async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_eff
     import(&app, "customers", &customers);
     grant_all(&app, truth.len(), &["segmentation", "marketing_email"]);
 
-    let response = app
+    let started = app
         .api("analyst", Method::POST, "/api/v1/segmentations")
         .json(&json!({"algorithm": "kmeans", "k": 3, "features": ["x", "y"], "seed": 5}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    let started: Value = response.json().await.unwrap();
+        .expecting(202)
+        .await;
     let run = started["run_id"].as_i64().unwrap();
     let done = wait_for(&app, run).await;
     // The fairness audit follows at once in the worker and moves the draft to audited.
@@ -383,15 +369,10 @@ async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_eff
     let segment_of_c2 = members(&app, run)["C0002"];
     let client = app.sign_in("marketing").await;
     let csv = client
-        .get(app.url(&format!(
+        .page(app.url(&format!(
             "/segments/{run}/{segment_of_c2}/export.csv?channel=email"
         )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(csv.starts_with("customer_id,segment\n"), "{csv}");
     assert!(!csv.contains("C0002") && !csv.contains("C0001"), "{csv}");
     assert!(csv.lines().count() > 10);
@@ -523,17 +504,14 @@ async fn strategies_and_names_are_recorded_by_marketing_and_trailed() {
     assert_eq!(response.status().as_u16(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["field"], "channel");
-    let response = app
-        .api(
-            "marketing",
-            Method::PATCH,
-            &format!("/api/v1/segmentations/{run}/segments/1"),
-        )
-        .json(&json!({"name": "Weekend bargain hunters"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 204);
+    app.api(
+        "marketing",
+        Method::PATCH,
+        &format!("/api/v1/segmentations/{run}/segments/1"),
+    )
+    .json(&json!({"name": "Weekend bargain hunters"}))
+    .expecting(204)
+    .await;
     let (_, view) = app
         .get_json("marketing", "/api/v1/segmentations/published")
         .await;
@@ -603,9 +581,7 @@ async fn retention_removes_old_memberships_but_never_the_published_runs() {
         "UPDATE segmentation_runs SET finished_at = '2023-01-01 00:00:00' WHERE id IN ({old}, {old_published})"
     ));
     publish(&app, old_published);
-    let out = app.cli(&["retention", "apply", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let report: Value = app.cli_json(&["retention", "apply", "--json"]);
     assert_eq!(report["removed"]["segment_memberships"], 30);
     assert!(members(&app, old).is_empty());
     assert_eq!(members(&app, old_published).len(), 30);
@@ -711,13 +687,8 @@ async fn two_runs_are_compared_on_their_shared_customers_with_small_cells_hidden
     // The same on the page, for analysts only.
     let client = app.sign_in("analyst").await;
     let html = client
-        .get(app.url(&format!("/segmentations/compare?a={a}&b={b}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .page(app.url(&format!("/segmentations/compare?a={a}&b={b}")))
+        .await;
     assert_eq!(crate::helpers::texts(&html, "#ari"), [format!("{ari:.3}")]);
     assert_eq!(crate::helpers::texts(&html, "#crosstab tbody tr").len(), 3);
     let (status, _) = app

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, stderr, stdout, texts};
+use crate::helpers::{Answer, Pages, spawn_app, stderr, stdout, texts};
 
 #[tokio::test]
 async fn trail_verify_passes_an_intact_chain_and_names_an_altered_entry() {
@@ -58,13 +58,10 @@ async fn compliance_filters_and_pages_the_trail() {
     let admin = app.user("analyst").id;
     for i in 0..60 {
         let role = if i % 2 == 0 { "compliance" } else { "analyst" };
-        let response = app
-            .api("admin", Method::PATCH, &format!("/api/v1/users/{admin}"))
+        app.api("admin", Method::PATCH, &format!("/api/v1/users/{admin}"))
             .json(&json!({"role": role}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+            .expecting(200)
+            .await;
     }
     let (status, first) = app
         .get_json("compliance", "/api/v1/trail?action=user.role")
@@ -104,13 +101,8 @@ async fn compliance_filters_and_pages_the_trail() {
     // The page shows the same, with the filter kept in the form.
     let client = app.sign_in("compliance").await;
     let html = client
-        .get(app.url("/trail?action=user.role_changed"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .page(app.url("/trail?action=user.role_changed"))
+        .await;
     let cells = texts(&html, "tbody tr");
     assert!(!cells.is_empty() && cells.iter().all(|r| r.contains("user.role_changed")));
     assert!(html.contains(r#"value="user.role_changed""#));

@@ -3,19 +3,16 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, api_client, csrf_token, spawn_app, texts};
+use crate::helpers::{Answer, PASSWORD, Pages, api_client, spawn_app, texts};
 
 #[tokio::test]
 async fn an_admin_creates_an_account_that_can_sign_in_and_the_trail_says_who_did_it() {
     let app = spawn_app().await;
-    let response = app
+    let created = app
         .api("admin", Method::POST, "/api/v1/users")
         .json(&json!({"email": "New.Person@Example.test", "role": "analyst", "password": "a long enough secret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let created: Value = response.json().await.unwrap();
+        .expecting(201)
+        .await;
     assert_eq!(created["email"], "new.person@example.test");
     assert_eq!(created["role"], "analyst");
     assert!(
@@ -92,26 +89,20 @@ async fn the_last_admin_cannot_be_demoted_or_disabled() {
     let app = spawn_app().await;
     let admin = app.user("admin").id;
     for body in [json!({"role": "analyst"}), json!({"disabled": true})] {
-        let response = app
-            .api("admin", Method::PATCH, &format!("/api/v1/users/{admin}"))
+        app.api("admin", Method::PATCH, &format!("/api/v1/users/{admin}"))
             .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 409, "{body}");
+            .expecting(409)
+            .await;
     }
     assert_eq!(app.user("admin").role, "admin");
 
     // A role change takes effect on the next request: the old token no longer carries it.
     let analyst = app.user("analyst").id;
     let old = app.token("analyst");
-    let response = app
-        .api("admin", Method::PATCH, &format!("/api/v1/users/{analyst}"))
+    app.api("admin", Method::PATCH, &format!("/api/v1/users/{analyst}"))
         .json(&json!({"role": "compliance"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+        .expecting(200)
+        .await;
     let status = api_client()
         .get(app.url("/api/v1/trail"))
         .bearer_auth(old)
@@ -140,25 +131,18 @@ async fn the_admin_page_lists_and_creates_accounts_with_a_form() {
     );
 
     let response = client
-        .post(app.url("/admin/users"))
-        .form(&[
-            ("csrf_token", csrf_token(&html).as_str()),
-            ("email", "seller@example.test"),
-            ("role", "marketing"),
-            ("password", "another long secret"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/admin/users"),
+            &html,
+            &[
+                ("email", "seller@example.test"),
+                ("role", "marketing"),
+                ("password", "another long secret"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 303);
-    let html = client
-        .get(app.url("/admin/users"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(app.url("/admin/users")).await;
     assert!(
         texts(&html, "table td")
             .iter()
@@ -167,16 +151,16 @@ async fn the_admin_page_lists_and_creates_accounts_with_a_form() {
 
     // A mistake comes back on the same page, with the problem named.
     let response = client
-        .post(app.url("/admin/users"))
-        .form(&[
-            ("csrf_token", csrf_token(&html).as_str()),
-            ("email", "seller@example.test"),
-            ("role", "marketing"),
-            ("password", "another long secret"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            app.url("/admin/users"),
+            &html,
+            &[
+                ("email", "seller@example.test"),
+                ("role", "marketing"),
+                ("password", "another long secret"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 409);
     let html = response.text().await.unwrap();
     assert!(html.contains("seller@example.test"));
