@@ -630,9 +630,9 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
     assert_eq!(settings(&new.settings), settings(&old.settings));
     assert_eq!(new.created_by, "analyst@example.test");
     // It runs in the background, and is audited as soon as it finishes.
-    let mut status = new.status.clone();
+    let mut status = new.status;
     for _ in 0..100 {
-        if status == "audited" || status == "failed" {
+        if status.as_str() == "audited" || status.as_str() == "failed" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -643,7 +643,7 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
             .unwrap()
             .status;
     }
-    assert_eq!(status, "audited");
+    assert_eq!(status.as_str(), "audited");
     let trail = app.trail("action=segmentation.rerun").await;
     assert_eq!(trail[0]["subject"], format!("run:{new_id}"));
 
