@@ -745,9 +745,8 @@ fn demo(
         fairseg::demo::segmentation_request(),
         fairseg::demo::segmentation_request_without_proxy(),
     ] {
-        let run_id =
-            fairseg::segmentation::pipeline::create(&db, &policy, &Actor::system(), &request)?;
-        let outcome = fairseg::segmentation::pipeline::execute(&db, &policy, run_id)
+        let run_id = fairseg::app::runs::create(&db, &policy, &Actor::system(), &request)?;
+        let outcome = fairseg::app::runs::execute(&db, &policy, run_id)
             .context("segmenting the demo data")?;
         let audit = fairseg::fairness::service::audit_run_with(
             &db,
@@ -769,7 +768,7 @@ fn demo(
     // Marketing's first activation export of the published run, so the objection check has a
     // disclosure to replay against the ledger.
     if let Some((run_id, ..)) = runs.iter().find(|r| r.4) {
-        fairseg::segmentation::members::read_members(
+        fairseg::app::runs::read_members(
             &db,
             &policy,
             &Actor::system(),
@@ -897,7 +896,8 @@ fn open_existing(settings: &Settings) -> anyhow::Result<Db> {
 }
 
 fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> {
-    use fairseg::segmentation::{pipeline, report, settings::RunRequest};
+    use fairseg::app::runs::{self as pipeline, report};
+    use fairseg::segmentation::settings::RunRequest;
     let policy = Policy::load(&settings.policies_dir)?;
     let db = open_existing(&settings)?;
     startup::prepare(&db, &policy, &settings)?;
@@ -1135,14 +1135,8 @@ fn members_command(
     let policy = Policy::load(&settings.policies_dir)?;
     let db = open_existing(&settings)?;
     startup::prepare(&db, &policy, &settings)?;
-    let members = fairseg::segmentation::members::read_members(
-        &db,
-        &policy,
-        &Actor::cli(),
-        run_id,
-        segment,
-        None,
-    )?;
+    let members =
+        fairseg::app::runs::read_members(&db, &policy, &Actor::cli(), run_id, segment, None)?;
     let mut writer: Box<dyn std::io::Write> = match &out {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?,

@@ -16,20 +16,18 @@
 //! population (consent) and persists the results.
 
 pub mod attributes;
-pub mod jobs;
 pub mod kmeans;
 pub mod matching;
-pub mod members;
 pub mod mixture;
 pub mod pca;
 pub mod pipeline;
 pub mod preprocess;
 pub mod profile;
 pub mod quality;
-pub mod report;
 pub mod rfm;
 pub mod rules;
 pub mod settings;
+pub mod status;
 pub mod valuation;
 
 use ndarray::{Array2, ArrayView2};

@@ -39,7 +39,7 @@ pub struct AppState {
     /// Signs and checks customers' preference links.
     pub preference_links: crate::consent::link::PreferenceLinks,
     /// The background queue of segmentation runs.
-    pub jobs: crate::segmentation::jobs::Jobs,
+    pub jobs: crate::app::jobs::Jobs,
     /// The base of every absolute link the server hands out (FAIRSEG_PUBLIC_URL).
     pub public_url: crate::config::PublicUrl,
 }
@@ -170,8 +170,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
     }
     let secret = prepare(&db, &policy, &settings)?;
     let policy = Arc::new(policy);
-    let jobs =
-        crate::segmentation::jobs::Jobs::start(db.clone(), policy.clone(), after_segmentation_run)?;
+    let jobs = crate::app::jobs::Jobs::start(db.clone(), policy.clone(), after_segmentation_run)?;
     crate::kpi::service::spawn_schedule(db.clone(), policy.clone(), settings.kpi_schedule);
     Ok(AppState {
         jobs,
@@ -192,11 +191,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
 /// What follows a finished segmentation run, in the background worker: its fairness audit.
 /// A failed audit leaves the run a draft (it cannot be published) and is logged; it can be
 /// audited again on demand.
-pub fn after_segmentation_run(
-    db: &Db,
-    policy: &Policy,
-    outcome: &crate::segmentation::pipeline::RunOutcome,
-) {
+pub fn after_segmentation_run(db: &Db, policy: &Policy, outcome: &crate::app::runs::RunOutcome) {
     let run_id = outcome.run_id;
     if let Err(e) = crate::fairness::service::audit_run_with(
         db,

@@ -106,7 +106,10 @@ fn expired_memberships(conn: &mut DbConnection, cutoff: NaiveDateTime) -> DbResu
     use super::schema::{segment_memberships, segmentation_runs};
     let runs: Vec<i64> = segmentation_runs::table
         .filter(segmentation_runs::finished_at.lt(cutoff))
-        .filter(segmentation_runs::status.ne(super::segmentation::PUBLISHED))
+        .filter(
+            segmentation_runs::status
+                .ne(crate::segmentation::status::RunStatus::Published.as_str()),
+        )
         .select(segmentation_runs::id)
         .load(conn)?;
     Ok(

@@ -9,15 +9,22 @@ use super::schema::{
 };
 use super::{DbConnection, DbResult};
 use crate::segmentation::settings::{ColumnKind, KnownColumn};
+use crate::segmentation::status::{RunStatus, UnknownStatus};
 
-/// Run statuses, in lifecycle order.
-pub const QUEUED: &str = "queued";
-pub const RUNNING: &str = "running";
-pub const FAILED: &str = "failed";
-pub const DRAFT: &str = "draft";
-pub const AUDITED: &str = "audited";
-pub const PUBLISHED: &str = "published";
-pub const RETIRED: &str = "retired";
+// A run's status is stored as its name: the conversion lives here, at the storage edge.
+impl TryFrom<String> for RunStatus {
+    type Error = UnknownStatus;
+
+    fn try_from(stored: String) -> Result<RunStatus, UnknownStatus> {
+        stored.parse()
+    }
+}
+
+impl From<RunStatus> for String {
+    fn from(status: RunStatus) -> String {
+        status.as_str().to_owned()
+    }
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
 #[diesel(table_name = segmentation_runs)]
@@ -27,7 +34,8 @@ pub struct RunRow {
     pub settings: String,
     pub purpose: String,
     pub policy_version: String,
-    pub status: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub status: RunStatus,
     pub stage: String,
     pub progress: f64,
     pub error: Option<String>,
@@ -80,7 +88,7 @@ pub fn next_run_id(conn: &mut DbConnection) -> DbResult<i64> {
 
 pub fn insert_run(conn: &mut DbConnection, run: &RunRow) -> DbResult<()> {
     diesel::insert_into(segmentation_runs::table)
-        .values(run)
+        .values(run.clone())
         .execute(conn)?;
     Ok(())
 }
@@ -105,7 +113,7 @@ pub fn runs(conn: &mut DbConnection, limit: i64) -> DbResult<Vec<RunRow>> {
 /// The published run, if any (at most one is published at a time).
 pub fn published(conn: &mut DbConnection) -> DbResult<Option<RunRow>> {
     Ok(segmentation_runs::table
-        .filter(segmentation_runs::status.eq(PUBLISHED))
+        .filter(segmentation_runs::status.eq(RunStatus::Published.as_str()))
         .order(segmentation_runs::id.desc())
         .select(RunRow::as_select())
         .first(conn)
@@ -126,7 +134,7 @@ pub fn set_progress(conn: &mut DbConnection, id: i64, stage: &str, progress: f64
 pub fn start(conn: &mut DbConnection, id: i64, population_at: NaiveDateTime) -> DbResult<()> {
     diesel::update(segmentation_runs::table.find(id))
         .set((
-            segmentation_runs::status.eq(RUNNING),
+            segmentation_runs::status.eq(RunStatus::Running.as_str()),
             segmentation_runs::population_at.eq(population_at),
             segmentation_runs::stage.eq("load"),
             segmentation_runs::progress.eq(0.05),
@@ -138,7 +146,7 @@ pub fn start(conn: &mut DbConnection, id: i64, population_at: NaiveDateTime) -> 
 pub fn fail(conn: &mut DbConnection, id: i64, error: &str, at: NaiveDateTime) -> DbResult<()> {
     diesel::update(segmentation_runs::table.find(id))
         .set((
-            segmentation_runs::status.eq(FAILED),
+            segmentation_runs::status.eq(RunStatus::Failed.as_str()),
             segmentation_runs::error.eq(error),
             segmentation_runs::finished_at.eq(at),
         ))
@@ -149,7 +157,10 @@ pub fn fail(conn: &mut DbConnection, id: i64, error: &str, at: NaiveDateTime) ->
 /// Runs left queued or running by a server that stopped: they can never finish.
 pub fn interrupted(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
     Ok(segmentation_runs::table
-        .filter(segmentation_runs::status.eq_any([QUEUED, RUNNING]))
+        .filter(
+            segmentation_runs::status
+                .eq_any([RunStatus::Queued.as_str(), RunStatus::Running.as_str()]),
+        )
         .select(segmentation_runs::id)
         .load(conn)?)
 }
@@ -197,7 +208,7 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
     }
     diesel::update(segmentation_runs::table.find(id))
         .set((
-            segmentation_runs::status.eq(DRAFT),
+            segmentation_runs::status.eq(RunStatus::Draft.as_str()),
             segmentation_runs::stage.eq("done"),
             segmentation_runs::progress.eq(1.0),
             segmentation_runs::included.eq(done.included),
@@ -211,9 +222,17 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
     Ok(())
 }
 
-pub fn set_status(conn: &mut DbConnection, id: i64, status: &str) -> DbResult<()> {
+/// Replaces a finished run's stored summary.
+pub fn set_summary(conn: &mut DbConnection, id: i64, summary: &str) -> DbResult<()> {
     diesel::update(segmentation_runs::table.find(id))
-        .set(segmentation_runs::status.eq(status))
+        .set(segmentation_runs::summary.eq(summary))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_status(conn: &mut DbConnection, id: i64, status: RunStatus) -> DbResult<()> {
+    diesel::update(segmentation_runs::table.find(id))
+        .set(segmentation_runs::status.eq(status.as_str()))
         .execute(conn)?;
     Ok(())
 }
@@ -226,12 +245,15 @@ pub fn publish(
     at: NaiveDateTime,
 ) -> DbResult<Option<i64>> {
     let previous = published(conn)?.map(|r| r.id);
-    diesel::update(segmentation_runs::table.filter(segmentation_runs::status.eq(PUBLISHED)))
-        .set(segmentation_runs::status.eq(RETIRED))
-        .execute(conn)?;
+    diesel::update(
+        segmentation_runs::table
+            .filter(segmentation_runs::status.eq(RunStatus::Published.as_str())),
+    )
+    .set(segmentation_runs::status.eq(RunStatus::Retired.as_str()))
+    .execute(conn)?;
     diesel::update(segmentation_runs::table.find(id))
         .set((
-            segmentation_runs::status.eq(PUBLISHED),
+            segmentation_runs::status.eq(RunStatus::Published.as_str()),
             segmentation_runs::published_by.eq(by),
             segmentation_runs::published_at.eq(at),
         ))

@@ -44,6 +44,7 @@ use crate::segmentation::attributes::{AttributeValue, extract, extract_json};
 use crate::segmentation::pipeline::{RunFeatures, RunSummary};
 use crate::segmentation::preprocess::ColumnValues;
 use crate::segmentation::settings::{FeatureSource, RunSettings};
+use crate::segmentation::status::RunStatus;
 use crate::trail::{Actor, NewEntry};
 
 /// The shortest justification an override accepts, in characters.
@@ -621,8 +622,8 @@ pub fn audit_run_with(
             duration_ms,
         };
         store::insert(conn, &row)?;
-        if current.status == runs::DRAFT {
-            runs::set_status(conn, run_id, runs::AUDITED)?;
+        if current.status == RunStatus::Draft {
+            runs::set_status(conn, run_id, RunStatus::Audited)?;
         }
         db::trail::append(
             conn,
@@ -645,11 +646,11 @@ pub fn audit_run_with(
 }
 
 fn check_auditable(run: &RunRow) -> Result<(), AuditError> {
-    match run.status.as_str() {
-        runs::DRAFT | runs::AUDITED | runs::PUBLISHED | runs::RETIRED => Ok(()),
+    match run.status {
+        status if status.has_segments() => Ok(()),
         _ => Err(AuditError::WrongState {
             id: run.id,
-            status: run.status.clone(),
+            status: run.status.to_string(),
             message: "only a finished run can be audited",
         }),
     }
@@ -835,7 +836,7 @@ pub fn publish_run(
         let Some(audit) = store::latest_of_run(conn, run_id)? else {
             return Ok(Err(AuditError::WrongState {
                 id: run_id,
-                status: run.status,
+                status: run.status.to_string(),
                 message: "it has no audit",
             }));
         };
@@ -881,21 +882,21 @@ pub fn publish_run(
 }
 
 fn check_publishable(run: &RunRow) -> Result<(), AuditError> {
-    match run.status.as_str() {
-        runs::AUDITED => Ok(()),
-        runs::DRAFT => Err(AuditError::WrongState {
+    match run.status {
+        RunStatus::Audited => Ok(()),
+        RunStatus::Draft => Err(AuditError::WrongState {
             id: run.id,
-            status: run.status.clone(),
+            status: run.status.to_string(),
             message: "a run must be audited before it is published",
         }),
-        runs::PUBLISHED => Err(AuditError::WrongState {
+        RunStatus::Published => Err(AuditError::WrongState {
             id: run.id,
-            status: run.status.clone(),
+            status: run.status.to_string(),
             message: "it is already published",
         }),
         _ => Err(AuditError::WrongState {
             id: run.id,
-            status: run.status.clone(),
+            status: run.status.to_string(),
             message: "only an audited run can be published",
         }),
     }

@@ -27,11 +27,12 @@ use super::{
     ResegmentationAdvice, Segmentation, Status, Transactions, assess, day_number, feature_drift,
     segment_shift,
 };
+use crate::app::runs::{self as run_cases, RunError};
 use crate::db::kpi::{self as store, EvaluationRecord, LogFilter};
 use crate::db::segmentation::{self as runs, RunRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::policy::{KpiSpec, Policy};
-use crate::segmentation::pipeline::{self, RunError, RunSummary};
+use crate::segmentation::pipeline::RunSummary;
 use crate::segmentation::settings::{FeatureSource, RunSettings};
 use crate::trail::{Actor, NewEntry};
 
@@ -680,7 +681,7 @@ pub fn overview(
             if let Some(r) = runs::run(c, id)? {
                 runs.push(RunChoice {
                     id,
-                    status: r.status,
+                    status: r.status.to_string(),
                     published_at: r.published_at,
                 });
             }
@@ -690,7 +691,7 @@ pub fn overview(
             Some(id) => runs.iter().find(|r| r.id == id).cloned(),
             None => published.map(|r| RunChoice {
                 id: r.id,
-                status: r.status,
+                status: r.status.to_string(),
                 published_at: r.published_at,
             }),
         };
@@ -1117,7 +1118,7 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<DriftReport> {
         let segments = runs::segments(conn, run.id)?;
         let named = segment_names(conn, run.id)?;
         let max_segment = segments.iter().map(|s| s.segment).max().unwrap_or(-1);
-        let live = pipeline::live_sizes(conn, policy, run.id, (max_segment + 1) as usize)?;
+        let live = run_cases::live_sizes(conn, policy, run.id, (max_segment + 1) as usize)?;
         let stored: Vec<u64> = segments.iter().map(|s| s.size.max(0) as u64).collect();
         let now: Vec<u64> = segments.iter().map(|s| live[s.segment as usize]).collect();
         if stored.iter().sum::<u64>() > 0 && now.iter().sum::<u64>() > 0 {
@@ -1231,7 +1232,7 @@ pub fn rerun(db: &Db, policy: &Policy, actor: &Actor, run_id: i64) -> Result<i64
     let mut request = settings.to_request();
     // Re-segmenting is about the customers as they are now.
     request.as_of = None;
-    let id = pipeline::create(db, policy, actor, &request)?;
+    let id = run_cases::create(db, policy, actor, &request)?;
     db.write(|conn| {
         db::trail::append(
             conn,
@@ -1316,7 +1317,7 @@ pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: Schedule) {
                     Ok(Ok(rows)) => tracing::info!(rows, "scheduled KPI evaluation appended"),
                     Ok(Err(error)) => tracing::warn!(%error, "scheduled KPI evaluation failed"),
                     Err(panic) => tracing::error!(
-                        panic = crate::segmentation::jobs::panic_message(panic.as_ref()),
+                        panic = crate::app::jobs::panic_message(panic.as_ref()),
                         "scheduled KPI evaluation panicked; the schedule goes on"
                     ),
                 }

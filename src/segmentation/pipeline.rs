@@ -1,15 +1,9 @@
-//! A segmentation run from request to stored segments: validate the request, freeze the
-//! population under consent, load and preprocess the features, cluster, profile, map, value,
-//! compare with the published run, and store everything in one transaction.
-//!
-//! This is the one place that decides who a run may see: [`execute`] takes exactly the
-//! customers whose consent for the policy's segmentation purpose is active at the instant the
-//! run starts (`db::consent::active_customers`), and nobody else's data is read.
-
-use std::time::Instant;
+//! A segmentation run's computation, stage by stage, on the population its caller froze and
+//! loaded: preprocess, cluster, profile, map, value, compare with the published run. The
+//! caller (`crate::app::runs`) reads the data, stores the progress and the results, and
+//! appends to the trail; nothing here touches the database or the clock.
 
 use chrono::NaiveDateTime;
-use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
 use super::SegmentationError;
@@ -18,51 +12,28 @@ use super::kmeans::{self, KMeansParams};
 use super::mixture::{self, DbscanParams, GmmParams};
 use super::pca::{SegmentMap, segment_map};
 use super::preprocess::{
-    ColumnValues, FeatureColumn, FittedTransform, MissingReport, fit_transform,
+    ColumnValues, FeatureColumn, FeatureKind, FittedTransform, MissingReport, Preprocessed,
 };
-use super::profile::{Profiles, profile};
+use super::profile::{Profiles, SegmentProfile, profile};
 use super::quality::{self, KScore, adjusted_rand_index, choose_k};
 use super::rfm::{RfmSegment, rfm};
-use super::settings::{
-    FeatureSource, KChoice, RunAlgorithm, RunRequest, RunSettings, SettingsError, validate,
-};
+use super::settings::{FeatureSource, KChoice, RunAlgorithm, RunSettings};
 use super::valuation::{MemberActivity, Valuation, ValuationParams, value_segments};
 use crate::consent::coverage::Tally;
 use crate::customers::features::{BehaviouralFeatures, WindowActivity};
-use crate::db::segmentation::{self as store, Completed, RunRow, SegmentRow};
-use crate::db::{self, Db, DbConnection, DbError};
 use crate::policy::Policy;
-use crate::trail::{Actor, NewEntry};
 
-/// Everything that can stop a run.
+/// What can stop the clustering stage.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
+pub enum ClusterError {
     #[error(transparent)]
     Segmentation(#[from] SegmentationError),
-    #[error("run {0} does not exist")]
-    NotFound(i64),
-    #[error("run {id} is {status}: {message}")]
-    WrongState {
-        id: i64,
-        status: String,
-        message: &'static str,
-    },
-    #[error("the population is empty: no customer has active consent for `{purpose}`")]
-    NoConsentedCustomers { purpose: String },
-    #[error("stored run {id} cannot be read: {message}")]
-    Corrupt { id: i64, message: String },
-    #[error("stored customer data cannot be read: {0}")]
-    CorruptCustomer(String),
     /// The algorithm left fewer non-empty segments than were asked for: the run fails
     /// rather than pass off a smaller segmentation as the one requested.
     #[error(
         "asked for {asked} segments, but the data gave only {got} non-empty one(s): the customers are too few or too alike for k = {asked}; ask for fewer segments or other features"
     )]
     TooFewSegments { asked: usize, got: usize },
-    #[error(transparent)]
-    Db(#[from] DbError),
 }
 
 /// Wall-clock time of each stage, in milliseconds.
@@ -129,19 +100,6 @@ impl Excluded {
     }
 }
 
-/// The result a finished run reports.
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    pub run_id: i64,
-    pub included: u64,
-    pub excluded: Excluded,
-    pub segments: Vec<SegmentRow>,
-    pub summary: RunSummary,
-    pub stability_ari: Option<f64>,
-    /// The feature values the run clustered, for the audit that follows it.
-    pub features: RunFeatures,
-}
-
 /// The values of a run's features for its members, as the run read them: member order
 /// (ascending customer id), one column per feature in the run's order. The fairness audit that
 /// follows a run in the same process measures proxies on these instead of reading and parsing
@@ -157,255 +115,69 @@ pub struct RunFeatures {
 const REFERENCE_SAMPLE: usize = 5_000;
 const TOP_FEATURES: usize = 3;
 
-/// Validates a request and records a queued run; returns its id.
-pub fn create(
-    db: &Db,
-    policy: &Policy,
-    actor: &Actor,
-    request: &RunRequest,
-) -> Result<i64, RunError> {
-    let columns = db.read(store::known_columns)?;
-    let settings = validate(request, policy, &columns)?;
-    let settings_json = serde_json::to_string(&settings).expect("settings serialise");
-    let now = db::now();
-    Ok(db.write::<_, DbError>(|conn| {
-        let id = store::next_run_id(conn)?;
-        store::insert_run(
-            conn,
-            &RunRow {
-                id,
-                algorithm: settings.algorithm.as_str().to_owned(),
-                settings: settings_json.clone(),
-                purpose: policy.segmentation.purpose.clone(),
-                policy_version: policy.version.clone(),
-                status: store::QUEUED.into(),
-                stage: "queued".into(),
-                progress: 0.0,
-                error: None,
-                population_at: None,
-                included: None,
-                excluded: None,
-                summary: None,
-                previous_run_id: None,
-                stability_ari: None,
-                created_by: actor.as_str().to_owned(),
-                created_at: now,
-                finished_at: None,
-                published_by: None,
-                published_at: None,
-            },
-        )?;
-        db::trail::append(
-            conn,
-            NewEntry::new(
-                actor,
-                "segmentation.requested",
-                format!("run:{id}"),
-                serde_json::json!({ "settings": settings }),
-            ),
-            &policy.version,
-        )?;
-        Ok(id)
-    })?)
-}
-
-/// Marks runs a stopped server left queued or running as failed; returns their ids.
-pub fn fail_interrupted(db: &Db, policy: &Policy) -> Result<Vec<i64>, RunError> {
-    let now = db::now();
-    Ok(db.write::<_, DbError>(|conn| {
-        let ids = store::interrupted(conn)?;
-        for &id in &ids {
-            store::fail(
-                conn,
-                id,
-                "interrupted: the server stopped before the run finished; nothing of it was kept",
-                now,
-            )?;
-            db::trail::append(
-                conn,
-                NewEntry::new(
-                    &Actor::system(),
-                    "segmentation.failed",
-                    format!("run:{id}"),
-                    serde_json::json!({ "reason": "interrupted" }),
-                ),
-                &policy.version,
-            )?;
-        }
-        Ok(ids)
-    })?)
-}
-
-/// Executes a queued run to completion (status draft) or failure (status failed, with the
-/// error stored and in the trail). Nothing of a failed run is kept but the failure.
-pub fn execute(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunError> {
-    match execute_inner(db, policy, id) {
-        Ok(outcome) => Ok(outcome),
-        Err(error) => {
-            fail_run(db, policy, id, &error.to_string());
-            Err(error)
-        }
-    }
-}
-
-/// Marks a run failed with `message`, stored and in the trail. The run may already be gone
-/// or the database down; the caller's error matters more, so a failure here is only logged.
-pub fn fail_run(db: &Db, policy: &Policy, id: i64, message: &str) {
-    let now = db::now();
-    let result = db.write(|conn| {
-        store::fail(conn, id, message, now)?;
-        db::trail::append(
-            conn,
-            NewEntry::new(
-                &Actor::system(),
-                "segmentation.failed",
-                format!("run:{id}"),
-                serde_json::json!({ "reason": message }),
-            ),
-            &policy.version,
-        )
-    });
-    if let Err(error) = result {
-        tracing::error!(run_id = id, %error, "cannot mark the run failed");
-    }
-}
-
-fn ms(since: Instant) -> u64 {
-    since.elapsed().as_millis() as u64
-}
-
-fn progress(db: &Db, id: i64, stage: &str, fraction: f64) -> Result<(), RunError> {
-    db.write(|conn| store::set_progress(conn, id, stage, fraction))?;
-    Ok(())
-}
-
 /// The frozen population and the data of its members.
-struct Population {
-    at: NaiveDateTime,
+pub struct Population {
+    pub at: NaiveDateTime,
     /// Included customers' internal ids, ascending.
-    ids: Vec<i64>,
-    tally: Tally,
-    columns: Vec<FeatureColumn>,
+    pub ids: Vec<i64>,
+    pub tally: Tally,
+    pub columns: Vec<FeatureColumn>,
     /// Per included customer (same order as `ids`).
-    activity: Vec<(BehaviouralFeatures, WindowActivity)>,
-    reachable: Vec<bool>,
+    pub activity: Vec<(BehaviouralFeatures, WindowActivity)>,
+    pub reachable: Vec<bool>,
 }
 
-fn load_population(
-    conn: &mut DbConnection,
-    policy: &Policy,
-    settings: &RunSettings,
-    at: NaiveDateTime,
-) -> Result<Population, RunError> {
-    let seg = &policy.segmentation;
-    let purpose = policy
-        .purposes
-        .get(&seg.purpose)
-        .expect("policy validation checked the segmentation purpose");
-    let (ids, tally) = db::consent::population_at(conn, &seg.purpose, purpose, at)?;
-    if ids.is_empty() {
-        return Err(RunError::NoConsentedCustomers {
-            purpose: seg.purpose.clone(),
-        });
-    }
-    let channel_purpose = &seg.channels[&seg.default_channel];
-    let reachable_ids = db::consent::active_customers(
-        conn,
-        channel_purpose,
-        &policy.purposes[channel_purpose],
-        at,
-    )?;
-    let reachable = flags(&ids, &reachable_ids);
-
-    let max_id = *ids.last().expect("non-empty");
-    let mut position = vec![u32::MAX; (max_id + 1) as usize];
-    for (i, &id) in ids.iter().enumerate() {
-        position[id as usize] = i as u32;
-    }
-    let n = ids.len();
-    let as_of = settings.as_of.unwrap_or(at.date());
-
-    let mut activity = vec![(BehaviouralFeatures::none(), WindowActivity::default()); n];
-    for (id, features, window) in
-        db::features::activity_for_all(conn, as_of, seg.valuation_window_days)?
-    {
-        if let Some(&p) = position.get(id as usize)
-            && p != u32::MAX
-        {
-            activity[p as usize] = (features, window);
-        }
-    }
-
-    let attribute_features: Vec<&str> = settings
+/// The attribute features of a run, in the run's order.
+pub fn attribute_features(settings: &RunSettings) -> Vec<&str> {
+    settings
         .features
         .iter()
         .filter(|f| f.source == FeatureSource::Attribute)
         .map(|f| f.spec.name.as_str())
-        .collect();
-    // One column per attribute feature, filled in population order.
-    let mut attribute_columns: Vec<ColumnValues> = settings
+        .collect()
+}
+
+/// One empty column of `n` values per attribute feature, to be filled in population order.
+pub fn empty_attribute_columns(settings: &RunSettings, n: usize) -> Vec<ColumnValues> {
+    settings
         .features
         .iter()
         .filter(|f| f.source == FeatureSource::Attribute)
         .map(|f| match f.spec.kind {
-            super::preprocess::FeatureKind::Categorical => ColumnValues::Categorical(vec![None; n]),
-            super::preprocess::FeatureKind::Numeric { .. } => ColumnValues::Numeric(vec![None; n]),
+            FeatureKind::Categorical => ColumnValues::Categorical(vec![None; n]),
+            FeatureKind::Numeric { .. } => ColumnValues::Numeric(vec![None; n]),
         })
-        .collect();
-    if !attribute_features.is_empty() {
-        // Reading the rows and parsing their JSON take about as long as each other, so they
-        // run side by side: this thread reads and hands batches to a parsing thread.
-        const BATCH: usize = 8_192;
-        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u32, i64, String)>>(4);
-        let wanted = &attribute_features;
-        let (read, parsed) = std::thread::scope(|scope| {
-            let parser = scope.spawn(move || -> Result<Vec<ColumnValues>, String> {
-                let mut columns = attribute_columns;
-                let mut values = vec![AttributeValue::Missing; wanted.len()];
-                for batch in received {
-                    for (p, id, json) in batch {
-                        extract(&json, wanted, &mut values)
-                            .map_err(|e| format!("attributes of customer {id}: {e}"))?;
-                        for (column, value) in columns.iter_mut().zip(values.iter_mut()) {
-                            match column {
-                                ColumnValues::Numeric(v) => v[p as usize] = value.number(),
-                                ColumnValues::Categorical(v) => {
-                                    v[p as usize] = std::mem::take(value).into_label()
-                                }
-                            }
-                        }
-                    }
-                }
-                Ok(columns)
-            });
-            let mut batch = Vec::with_capacity(BATCH);
-            let read = store::for_each_attributes(conn, |id, json| {
-                let Some(&p) = position.get(id as usize) else {
-                    return;
-                };
-                if p == u32::MAX {
-                    return;
-                }
-                batch.push((p, id, json.to_owned()));
-                if batch.len() == BATCH {
-                    // A failed send means the parser stopped on an error, reported below.
-                    let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
-                }
-            });
-            if !batch.is_empty() {
-                let _ = batches.send(batch);
-            }
-            drop(batches);
-            (
-                read,
-                parser.join().expect("the attribute parser does not panic"),
-            )
-        });
-        read?;
-        attribute_columns = parsed.map_err(RunError::CorruptCustomer)?;
+        .collect()
+}
+
+/// Reads the `wanted` attributes of the customer at population position `p` from its stored
+/// JSON into `columns`; `values` is scratch space, one per wanted attribute.
+pub fn fill_attributes(
+    json: &str,
+    wanted: &[&str],
+    p: usize,
+    values: &mut [AttributeValue],
+    columns: &mut [ColumnValues],
+) -> Result<(), String> {
+    extract(json, wanted, values).map_err(|e| e.to_string())?;
+    for (column, value) in columns.iter_mut().zip(values.iter_mut()) {
+        match column {
+            ColumnValues::Numeric(v) => v[p] = value.number(),
+            ColumnValues::Categorical(v) => v[p] = std::mem::take(value).into_label(),
+        }
     }
+    Ok(())
+}
+
+/// The run's feature columns in its order: behavioural ones from the members' activity,
+/// attribute ones as read (one per attribute feature, in order).
+pub fn feature_columns(
+    settings: &RunSettings,
+    activity: &[(BehaviouralFeatures, WindowActivity)],
+    attribute_columns: Vec<ColumnValues>,
+) -> Vec<FeatureColumn> {
     let mut attribute_columns = attribute_columns.into_iter();
-    let columns = settings
+    settings
         .features
         .iter()
         .map(|f| {
@@ -423,28 +195,7 @@ fn load_population(
                 values,
             }
         })
-        .collect();
-    Ok(Population {
-        at,
-        ids,
-        tally,
-        columns,
-        activity,
-        reachable,
-    })
-}
-
-/// `flags[i]` is whether `ids[i]` is in `subset` (both ascending).
-fn flags(ids: &[i64], subset: &[i64]) -> Vec<bool> {
-    let mut out = Vec::with_capacity(ids.len());
-    let mut j = 0;
-    for &id in ids {
-        while j < subset.len() && subset[j] < id {
-            j += 1;
-        }
-        out.push(j < subset.len() && subset[j] == id);
-    }
-    out
+        .collect()
 }
 
 /// Renumbers labels densely (empty segments dropped), keeping their order; returns the new
@@ -465,40 +216,25 @@ fn dense(labels: &[usize], n_segments: usize) -> (Vec<usize>, Vec<usize>) {
     (labels.iter().map(|&l| map[l]).collect(), old)
 }
 
-fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunError> {
-    let run = db
-        .read(|conn| store::run(conn, id))?
-        .ok_or(RunError::NotFound(id))?;
-    if run.status != store::QUEUED {
-        return Err(RunError::WrongState {
-            id,
-            status: run.status,
-            message: "only a queued run can be executed",
-        });
-    }
-    let settings: RunSettings =
-        serde_json::from_str(&run.settings).map_err(|e| RunError::Corrupt {
-            id,
-            message: e.to_string(),
-        })?;
+/// A clustering with its labels made dense, before profiling.
+pub struct Clustered {
+    /// One label per model row (`pre.rows` indexes the population), in `0..n_segments`.
+    pub labels: Vec<usize>,
+    pub n_segments: usize,
+    /// Names the algorithm gives its segments (DBSCAN, RFM, rules), instead of proposed ones.
+    pub fixed_names: Option<Vec<String>>,
+    pub k_candidates: Vec<KScore>,
+    pub quality: Quality,
+}
+
+/// Clusters the preprocessed population with the run's algorithm.
+pub fn cluster(
+    settings: &RunSettings,
+    policy: &Policy,
+    pre: &Preprocessed,
+    columns: &[FeatureColumn],
+) -> Result<Clustered, ClusterError> {
     let seg = &policy.segmentation;
-    let mut timings = Timings::default();
-
-    // Load: the population is frozen at this instant.
-    let started = Instant::now();
-    let at = db::now();
-    db.write(|conn| store::start(conn, id, at))?;
-    let population = load_population(&mut *db.conn()?, policy, &settings, at)?;
-    timings.load = ms(started);
-    progress(db, id, "preprocess", 0.25)?;
-
-    let stage = Instant::now();
-    let pre = fit_transform(&population.columns)?;
-    timings.preprocess = ms(stage);
-    progress(db, id, "cluster", 0.35)?;
-
-    // Cluster: labels per model row (`pre.rows` indexes the population).
-    let stage = Instant::now();
     let x = pre.matrix.view();
     let mut k_candidates = Vec::new();
     let mut quality = Quality {
@@ -556,7 +292,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
                         .iter()
                         .position(|f| f.spec.name == name)
                         .expect("rfm features");
-                    let ColumnValues::Numeric(v) = &population.columns[i].values else {
+                    let ColumnValues::Numeric(v) = &columns[i].values else {
                         unreachable!("behavioural features are numeric")
                     };
                     pre.rows.iter().map(|&r| v[r].unwrap_or(0.0)).collect()
@@ -570,7 +306,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
             }
             RunAlgorithm::Rules => {
                 let rules = settings.rules.as_ref().expect("validated");
-                let assignment = rules.assign(&population.columns)?;
+                let assignment = rules.assign(columns)?;
                 let labels = pre.rows.iter().map(|&r| assignment.labels[r]).collect();
                 let n = assignment.names.len();
                 (labels, n, Some(assignment.names))
@@ -582,18 +318,48 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         && matches!(settings.algorithm, RunAlgorithm::Kmeans | RunAlgorithm::Gmm)
         && n_segments < asked
     {
-        return Err(RunError::TooFewSegments {
+        return Err(ClusterError::TooFewSegments {
             asked,
             got: n_segments,
         });
     }
     let fixed_names: Option<Vec<String>> =
         fixed_names.map(|names| old_labels.iter().map(|&l| names[l].clone()).collect());
-    timings.cluster = ms(stage);
-    progress(db, id, "profile", 0.7)?;
+    Ok(Clustered {
+        labels,
+        n_segments,
+        fixed_names,
+        k_candidates,
+        quality,
+    })
+}
 
-    // Profile, quality, map, valuation, stability.
-    let stage = Instant::now();
+/// A clustering profiled, mapped and valued.
+pub struct Profiled {
+    pub quality: Quality,
+    pub profiles: Profiles,
+    pub map: Option<SegmentMap>,
+    pub valuations: Vec<Valuation>,
+    /// (customer id, segment) per member, by customer id.
+    pub memberships: Vec<(i64, i32)>,
+}
+
+/// Quality scores, profiles, the map and the valuation of each segment.
+pub fn profile_segments(
+    settings: &RunSettings,
+    policy: &Policy,
+    pre: &Preprocessed,
+    population: &Population,
+    clustered: Clustered,
+) -> Result<Profiled, SegmentationError> {
+    let seg = &policy.segmentation;
+    let x = pre.matrix.view();
+    let Clustered {
+        labels,
+        n_segments,
+        mut quality,
+        ..
+    } = clustered;
     if (2..pre.matrix.nrows()).contains(&n_segments) {
         let sample =
             quality::sample_indices(pre.matrix.nrows(), seg.silhouette_sample, settings.seed);
@@ -603,7 +369,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         quality.calinski_harabasz = quality::calinski_harabasz(&x, &labels).ok();
         quality.davies_bouldin = quality::davies_bouldin(&x, &labels).ok();
     }
-    let profiles: Profiles = profile(&population.columns, &pre, &labels, n_segments, TOP_FEATURES)?;
+    let profiles: Profiles = profile(&population.columns, pre, &labels, n_segments, TOP_FEATURES)?;
     let (centres, _) = super::segment_centres(&x, &labels, n_segments);
     let map = segment_map(
         &x,
@@ -658,120 +424,52 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         .zip(&labels)
         .map(|(&row, &label)| (population.ids[row], label as i32))
         .collect();
-    let previous = db.read(store::published)?;
-    let stability_ari = match &previous {
-        Some(prev) => {
-            let before = db.read(|conn| store::memberships(conn, prev.id))?;
-            stability(&before, &memberships)
-        }
-        None => None,
-    };
-    // Segments found again keep the names the previous (published) run's segments have now.
-    let carried: Vec<Option<String>> = match (&previous, settings.algorithm) {
-        (Some(prev), RunAlgorithm::Kmeans | RunAlgorithm::Gmm | RunAlgorithm::Dbscan)
+    Ok(Profiled {
+        quality,
+        profiles,
+        map,
+        valuations,
+        memberships,
+    })
+}
+
+/// Names of the new segments as (name, proposed name). Segments the algorithm names keep
+/// those names; otherwise segments found again keep the names the previous (published) run's
+/// segments have now (`previous`: its segments' names and profiles).
+pub fn segment_names(
+    algorithm: RunAlgorithm,
+    fixed_names: Option<&[String]>,
+    profiles: &[SegmentProfile],
+    previous: Option<&[(String, SegmentProfile)]>,
+) -> Vec<(String, String)> {
+    let carried: Vec<Option<String>> = match (previous, algorithm) {
+        (Some(before), RunAlgorithm::Kmeans | RunAlgorithm::Gmm | RunAlgorithm::Dbscan)
             if fixed_names.is_none() =>
         {
-            let before: Vec<(String, super::profile::SegmentProfile)> = db
-                .read(|conn| store::segments(conn, prev.id))?
-                .into_iter()
-                .filter_map(|r| Some((r.name, serde_json::from_str(&r.profile).ok()?)))
-                .collect();
-            super::matching::carried_names(&before, &profiles.segments)
+            super::matching::carried_names(before, profiles)
         }
-        _ => vec![None; profiles.segments.len()],
+        _ => vec![None; profiles.len()],
     };
-    let reference = reference_sample(&population.columns, &pre.rows, settings.seed);
-    let segment_rows: Vec<SegmentRow> = profiles
-        .segments
+    profiles
         .iter()
-        .zip(&valuations)
         .enumerate()
-        .map(|(i, (p, v))| {
-            let name = fixed_names
-                .as_ref()
-                .map_or_else(|| p.proposed_name.clone(), |n| n[i].clone());
-            SegmentRow {
-                run_id: id,
-                segment: i as i32,
-                name: carried[i].clone().unwrap_or_else(|| name.clone()),
-                proposed_name: name,
-                size: p.size as i64,
-                profile: serde_json::to_string(p).expect("profiles serialise"),
-                valuation: serde_json::to_string(v).expect("valuations serialise"),
-            }
+        .map(|(i, p)| {
+            let name = fixed_names.map_or_else(|| p.proposed_name.clone(), |n| n[i].clone());
+            (carried[i].clone().unwrap_or_else(|| name.clone()), name)
         })
-        .collect();
-    timings.profile = ms(stage);
-    progress(db, id, "persist", 0.85)?;
+        .collect()
+}
 
-    let stage = Instant::now();
-    let excluded = Excluded {
-        no_consent: population.tally.never_asked,
-        withdrawn: population.tally.withdrawn,
-        expired: population.tally.expired,
-        missing_values: pre.missing.customers_excluded as u64,
-    };
-    let included = pre.matrix.nrows() as u64;
-    let mut summary = RunSummary {
-        k: n_segments,
-        k_candidates,
-        quality,
-        timings_ms: timings.clone(),
-        missing: pre.missing.clone(),
-        transform: Some(pre.transform.clone()),
-        map,
-        reference,
-        as_of: settings.as_of.unwrap_or(population.at.date()),
-    };
-    let excluded_json = serde_json::to_string(&excluded).expect("serialises");
-    let persist = |summary: &RunSummary| -> Result<(), RunError> {
-        let summary_json = serde_json::to_string(summary).expect("summaries serialise");
-        db.write::<_, DbError>(|conn| {
-            store::complete(
-                conn,
-                id,
-                &Completed {
-                    included: included as i64,
-                    excluded: &excluded_json,
-                    summary: &summary_json,
-                    segments: &segment_rows,
-                    memberships: &memberships,
-                    previous_run_id: previous.as_ref().map(|p| p.id),
-                    stability_ari,
-                    finished_at: db::now(),
-                },
-            )?;
-            db::trail::append(
-                conn,
-                NewEntry::new(
-                    &Actor::system(),
-                    "segmentation.completed",
-                    format!("run:{id}"),
-                    serde_json::json!({
-                        "segments": n_segments,
-                        "population_at": crate::consent::format_instant(population.at),
-                    }),
-                ),
-                &policy.version,
-            )?;
-            Ok(())
-        })?;
-        Ok(())
-    };
-    persist(&summary)?;
-    timings.persist = ms(stage);
-    summary.timings_ms = timings;
-    // The persist time is known only after the commit; store it beside the rest.
-    let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
-    db.write::<_, DbError>(|conn| {
-        diesel::update(crate::db::schema::segmentation_runs::table.find(id))
-            .set(crate::db::schema::segmentation_runs::summary.eq(summary_json.as_str()))
-            .execute(conn)?;
-        Ok(())
-    })?;
+/// The feature values a run clustered, for its members (`rows` of the population kept,
+/// `memberships` in the same order).
+pub fn run_features(
+    population: Population,
+    rows: &[usize],
+    memberships: &[(i64, i32)],
+) -> RunFeatures {
     // Every customer kept: the columns are already in member order and move over as they are.
-    let kept_all = pre.rows.len() == population.ids.len();
-    let features = RunFeatures {
+    let kept_all = rows.len() == population.ids.len();
+    RunFeatures {
         ids: memberships.iter().map(|&(customer, _)| customer).collect(),
         columns: population
             .columns
@@ -780,25 +478,16 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
                 let values = match c.values {
                     values if kept_all => values,
                     ColumnValues::Numeric(v) => {
-                        ColumnValues::Numeric(pre.rows.iter().map(|&r| v[r]).collect())
+                        ColumnValues::Numeric(rows.iter().map(|&r| v[r]).collect())
                     }
                     ColumnValues::Categorical(mut v) => {
-                        ColumnValues::Categorical(pre.rows.iter().map(|&r| v[r].take()).collect())
+                        ColumnValues::Categorical(rows.iter().map(|&r| v[r].take()).collect())
                     }
                 };
                 (c.spec.name, values)
             })
             .collect(),
-    };
-    Ok(RunOutcome {
-        run_id: id,
-        included,
-        excluded,
-        segments: segment_rows,
-        summary,
-        stability_ari,
-        features,
-    })
+    }
 }
 
 /// The segments of the customers both runs contain, as (segment in `before`, segment in
@@ -828,7 +517,11 @@ pub fn stability(before: &[(i64, i32)], after: &[(i64, i32)]) -> Option<f64> {
 }
 
 /// A seeded sample of each numeric feature's values over the modelled rows.
-fn reference_sample(columns: &[FeatureColumn], rows: &[usize], seed: u64) -> Vec<FeatureReference> {
+pub fn reference_sample(
+    columns: &[FeatureColumn],
+    rows: &[usize],
+    seed: u64,
+) -> Vec<FeatureReference> {
     let sample = quality::sample_indices(rows.len(), REFERENCE_SAMPLE, seed);
     columns
         .iter()
@@ -840,78 +533,6 @@ fn reference_sample(columns: &[FeatureColumn], rows: &[usize], seed: u64) -> Vec
             ColumnValues::Categorical(_) => None,
         })
         .collect()
-}
-
-/// The members of a run as (internal id, external id, segment), optionally of one segment,
-/// minus everyone whose consent for the segmentation purpose is no longer active now:
-/// withdrawal takes effect at once, whatever the run. With `channel`, also minus everyone
-/// whose consent for that channel's purpose is not active now (activation exports).
-pub fn live_members(
-    conn: &mut DbConnection,
-    policy: &Policy,
-    run_id: i64,
-    segment: Option<i32>,
-    channel: Option<&str>,
-) -> Result<Vec<(i64, String, i32)>, RunError> {
-    let seg = &policy.segmentation;
-    let now = db::now();
-    let active =
-        db::consent::active_customers(conn, &seg.purpose, &policy.purposes[&seg.purpose], now)?;
-    let mut members = store::members_with_ids(conn, run_id, segment)?;
-    retain_ids(&mut members, |m| m.0, &active);
-    if let Some(channel) = channel {
-        let purpose = seg.channels.get(channel).ok_or_else(|| {
-            RunError::Settings(SettingsError::Invalid {
-                field: "channel",
-                message: format!(
-                    "unknown channel `{channel}`: the policy's channels are {}",
-                    seg.channels.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            })
-        })?;
-        let reachable =
-            db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
-        retain_ids(&mut members, |m| m.0, &reachable);
-    }
-    Ok(members)
-}
-
-/// Keeps the items (sorted by customer id) whose id is in `allowed` (ascending).
-fn retain_ids<T>(items: &mut Vec<T>, id_of: impl Fn(&T) -> i64, allowed: &[i64]) {
-    let mut j = 0;
-    items.retain(|item| {
-        let id = id_of(item);
-        while j < allowed.len() && allowed[j] < id {
-            j += 1;
-        }
-        j < allowed.len() && allowed[j] == id
-    });
-}
-
-/// Current member counts per segment (after withdrawals), in segment order.
-pub fn live_sizes(
-    conn: &mut DbConnection,
-    policy: &Policy,
-    run_id: i64,
-    n_segments: usize,
-) -> Result<Vec<u64>, RunError> {
-    // Counting needs no external ids: the memberships alone, minus withdrawals.
-    let seg = &policy.segmentation;
-    let active = db::consent::active_customers(
-        conn,
-        &seg.purpose,
-        &policy.purposes[&seg.purpose],
-        db::now(),
-    )?;
-    let mut members = store::memberships(conn, run_id)?;
-    retain_ids(&mut members, |m| m.0, &active);
-    let mut sizes = vec![0u64; n_segments];
-    for (_, s) in members {
-        if let Some(c) = sizes.get_mut(s as usize) {
-            *c += 1;
-        }
-    }
-    Ok(sizes)
 }
 
 #[cfg(test)]
@@ -932,13 +553,5 @@ mod tests {
         let after = [(1, 1), (2, 1), (3, 0), (4, 0), (5, 0)];
         assert_eq!(stability(&before, &after), Some(1.0));
         assert_eq!(stability(&before[..1], &after), None);
-    }
-
-    #[test]
-    fn flags_mark_members_of_a_sorted_subset() {
-        assert_eq!(
-            flags(&[1, 3, 5, 7], &[2, 3, 7, 8]),
-            [false, true, false, true]
-        );
     }
 }

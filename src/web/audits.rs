@@ -86,7 +86,7 @@ impl AuditJson {
         AuditJson {
             id: a.row.id,
             run_id: a.row.run_id,
-            run_status: a.run.status.clone(),
+            run_status: a.run.status.to_string(),
             policy_version: a.row.policy_version.clone(),
             created_by: a.row.created_by.clone(),
             created_at: a.row.created_at,
@@ -521,7 +521,7 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
     ReportView {
         id: a.row.id,
         run_id: a.row.run_id,
-        run_status: a.run.status.clone(),
+        run_status: a.run.status.to_string(),
         algorithm: a.run.algorithm.clone(),
         created_at: format!("{} UTC", super::format::datetime(a.row.created_at)),
         created_by: a.row.created_by.clone(),
@@ -566,7 +566,11 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
                 o.overridden_at.format("%Y-%m-%d %H:%M UTC")
             )
         }),
-        run_status_label: run_status_label(&a.run.status, r.verdict, !a.overrides.is_empty()),
+        run_status_label: run_status_label(
+            a.run.status.as_str(),
+            r.verdict,
+            !a.overrides.is_empty(),
+        ),
         publishers: policy.roles_with(Permission::SegmentsPublish).join(", "),
         selection_headline: r.consent_selection.as_ref().map(|c| c.headline.clone()),
         selection_lines: r

@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use super::error::{AppError, blocking};
 use super::format;
 use super::layout::{Layout, State, render, see_other};
+use crate::app::runs::RunError;
 use crate::auth::CurrentUser;
 use crate::db::kpi::LogFilter;
 use crate::kpi::service::{self, DriftReport, EvaluationView, KpiServiceError, SeriesKey};
 use crate::kpi::{ALL_SEGMENT, Kpi, KpiError, Period, PeriodKind};
 use crate::policy::{Currency, Permission};
-use crate::segmentation::pipeline::RunError;
 use crate::trail::Actor;
 
 impl From<KpiServiceError> for AppError {
@@ -525,7 +525,7 @@ async fn render_series(
                 Ok::<_, KpiServiceError>(db.read(|c| crate::db::segmentation::run(c, id))?)
             })
             .await?
-            .map(|r| r.status)
+            .map(|r| r.status.to_string())
             .unwrap_or_default();
             (
                 Some(format!("run {run_id} ({status})")),

@@ -231,7 +231,7 @@ async fn a_background_run_is_audited_when_it_finishes() {
     let app = spawn_app().await;
     load_demo(&app, 800, false);
     // The server's own worker, started the way `startup::app_state` starts it.
-    let jobs = fairseg::segmentation::jobs::Jobs::start(
+    let jobs = fairseg::app::jobs::Jobs::start(
         app.db.clone(),
         app.policy.clone(),
         fairseg::startup::after_segmentation_run,
@@ -243,7 +243,7 @@ async fn a_background_run_is_audited_when_it_finishes() {
         k: Some(3),
         ..Default::default()
     };
-    let id = fairseg::segmentation::pipeline::create(
+    let id = fairseg::app::runs::create(
         &app.db,
         &app.policy,
         &fairseg::trail::Actor::system(),
@@ -277,7 +277,7 @@ async fn a_background_run_is_audited_when_it_finishes() {
         .unwrap()
         .unwrap()
         .status;
-    assert_eq!(status, "audited");
+    assert_eq!(status.as_str(), "audited");
 }
 
 #[tokio::test]
@@ -646,9 +646,8 @@ async fn an_audit_given_the_runs_own_feature_values_sees_what_it_would_read_from
             ..Default::default()
         };
         let actor = fairseg::trail::Actor::system();
-        let id = fairseg::segmentation::pipeline::create(&app.db, &app.policy, &actor, &request)
-            .unwrap();
-        let outcome = fairseg::segmentation::pipeline::execute(&app.db, &app.policy, id).unwrap();
+        let id = fairseg::app::runs::create(&app.db, &app.policy, &actor, &request).unwrap();
+        let outcome = fairseg::app::runs::execute(&app.db, &app.policy, id).unwrap();
         let run = app
             .db
             .read(|c| fairseg::db::segmentation::run(c, id))

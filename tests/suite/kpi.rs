@@ -616,10 +616,10 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
             .unwrap()
             .unwrap()
             .status;
-        (status == "audited" || status == "failed").then_some(status)
+        (status.as_str() == "audited" || status.as_str() == "failed").then_some(status)
     })
     .await;
-    assert_eq!(status, "audited");
+    assert_eq!(status.as_str(), "audited");
     let trail = app.trail("action=segmentation.rerun").await;
     assert_eq!(trail[0]["subject"], format!("run:{new_id}"));
 

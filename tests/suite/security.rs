@@ -933,17 +933,16 @@ fn panicking_execute(
     db: &fairseg::db::Db,
     policy: &fairseg::policy::Policy,
     run_id: i64,
-) -> Result<fairseg::segmentation::pipeline::RunOutcome, fairseg::segmentation::pipeline::RunError>
-{
+) -> Result<fairseg::app::runs::RunOutcome, fairseg::app::runs::RunError> {
     if run_id == PANIC_ON_RUN.load(std::sync::atomic::Ordering::SeqCst) {
         panic!("boom in run {run_id}");
     }
-    fairseg::segmentation::pipeline::execute(db, policy, run_id)
+    fairseg::app::runs::execute(db, policy, run_id)
 }
 
 #[tokio::test]
 async fn a_run_that_panics_is_failed_with_the_message_and_later_runs_still_execute() {
-    use fairseg::segmentation::jobs::{Jobs, nothing_after};
+    use fairseg::app::jobs::{Jobs, nothing_after};
     let app = spawn_app().await;
     let (customers, truth) = blob_customers(10, 14);
     import(&app, "customers", &customers);
@@ -952,7 +951,7 @@ async fn a_run_that_panics_is_failed_with_the_message_and_later_runs_still_execu
         serde_json::from_value(json!({"algorithm": "kmeans", "k": 3, "features": ["x", "y"]}))
             .unwrap();
     let create = || {
-        fairseg::segmentation::pipeline::create(
+        fairseg::app::runs::create(
             &app.db,
             &app.policy,
             &fairseg::trail::Actor::cli(),

@@ -544,16 +544,15 @@ async fn a_run_interrupted_by_a_stop_is_failed_at_the_next_start_with_nothing_ke
         ..Default::default()
     };
     let actor = fairseg::trail::Actor::system();
-    let run =
-        fairseg::segmentation::pipeline::create(&app.db, &app.policy, &actor, &request).unwrap();
+    let run = fairseg::app::runs::create(&app.db, &app.policy, &actor, &request).unwrap();
     // The process died after the run started.
     app.db
         .write(|conn| fairseg::db::segmentation::start(conn, run, fairseg::db::now()))
         .unwrap();
-    fairseg::segmentation::jobs::Jobs::start(
+    fairseg::app::jobs::Jobs::start(
         app.db.clone(),
         app.policy.clone(),
-        fairseg::segmentation::jobs::nothing_after,
+        fairseg::app::jobs::nothing_after,
     )
     .unwrap();
     let (_, view) = app

@@ -6,11 +6,12 @@
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use super::pipeline::{Excluded, RunSummary};
-use super::profile::SegmentProfile;
-use super::valuation::Valuation;
 use crate::consent::coverage::{ShownCount, shown_row};
 use crate::db::segmentation::{RunRow, SegmentRow, StrategyRow};
+use crate::segmentation::pipeline::{Excluded, RunSummary};
+use crate::segmentation::profile::SegmentProfile;
+use crate::segmentation::status::RunStatus;
+use crate::segmentation::valuation::Valuation;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StrategyView {
@@ -44,7 +45,8 @@ pub struct SegmentView {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub run_id: i64,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RunStatus,
     pub algorithm: String,
     #[schema(value_type = Object)]
     pub settings: serde_json::Value,
@@ -166,7 +168,7 @@ pub fn view(
         .map(|n| shown_row(&[n.max(0) as u64], min_cell_size).remove(0));
     RunView {
         run_id: run.id,
-        status: run.status.clone(),
+        status: run.status,
         algorithm: run.algorithm.clone(),
         settings: serde_json::from_str(&run.settings).unwrap_or(serde_json::Value::Null),
         purpose: run.purpose.clone(),

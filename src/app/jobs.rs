@@ -10,16 +10,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use super::pipeline::{self, RunError};
+use super::runs::{self, RunError, RunOutcome};
 use crate::db::Db;
 use crate::policy::Policy;
 
 /// What happens after a run finished successfully (the fairness audit hooks in here), given
 /// the run's outcome.
-pub type AfterRun = fn(&Db, &Policy, &pipeline::RunOutcome);
+pub type AfterRun = fn(&Db, &Policy, &RunOutcome);
 
-/// What executes a run: [`pipeline::execute`]; tests pass one that panics.
-pub type Execute = fn(&Db, &Policy, i64) -> Result<pipeline::RunOutcome, RunError>;
+/// What executes a run: [`runs::execute`]; tests pass one that panics.
+pub type Execute = fn(&Db, &Policy, i64) -> Result<RunOutcome, RunError>;
 
 /// The queue of runs to execute.
 #[derive(Clone)]
@@ -30,7 +30,7 @@ pub struct Jobs {
 impl Jobs {
     /// Fails interrupted runs, then starts the worker thread.
     pub fn start(db: Db, policy: Arc<Policy>, after: AfterRun) -> Result<Jobs, RunError> {
-        Jobs::start_with(db, policy, pipeline::execute, after)
+        Jobs::start_with(db, policy, runs::execute, after)
     }
 
     /// [`Jobs::start`] with another executor.
@@ -40,7 +40,7 @@ impl Jobs {
         execute: Execute,
         after: AfterRun,
     ) -> Result<Jobs, RunError> {
-        let interrupted = pipeline::fail_interrupted(&db, &policy)?;
+        let interrupted = runs::fail_interrupted(&db, &policy)?;
         if !interrupted.is_empty() {
             tracing::warn!(runs = ?interrupted, "marked runs interrupted by a stop as failed");
         }
@@ -88,7 +88,7 @@ fn worker(db: Db, policy: Arc<Policy>, work: Receiver<i64>, execute: Execute, af
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
                 tracing::error!(run_id, panic = message, "segmentation run panicked");
-                pipeline::fail_run(
+                runs::fail_run(
                     &db,
                     &policy,
                     run_id,
@@ -109,4 +109,4 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// The default [`AfterRun`]: nothing.
-pub fn nothing_after(_: &Db, _: &Policy, _: &pipeline::RunOutcome) {}
+pub fn nothing_after(_: &Db, _: &Policy, _: &RunOutcome) {}

@@ -1,0 +1,904 @@
+//! Segmentation runs as use cases: request a run, execute it (freeze the population under
+//! consent, load its data, call the pure pipeline, store the results), read its members, build
+//! its report, record a segment's strategy, rename a segment, compare two runs. Each write is
+//! one transaction with its trail entry.
+//!
+//! This is the one place that decides who a run may see: [`execute`] takes exactly the
+//! customers whose consent for the policy's segmentation purpose is active at the instant the
+//! run starts (`db::consent::active_customers`), and nobody else's data is read.
+
+pub mod compare;
+pub mod report;
+
+use std::time::Instant;
+
+use chrono::NaiveDateTime;
+
+use crate::consent::objections::DisclosureKind;
+use crate::customers::features::{BehaviouralFeatures, WindowActivity};
+use crate::db::segmentation::{self as store, Completed, RunRow, SegmentRow, StrategyRow};
+use crate::db::{self, Db, DbConnection, DbError, disclosures};
+use crate::policy::Policy;
+use crate::segmentation::SegmentationError;
+use crate::segmentation::attributes::AttributeValue;
+use crate::segmentation::pipeline::{
+    self, ClusterError, Excluded, Population, RunFeatures, RunSummary, Timings,
+};
+use crate::segmentation::preprocess::fit_transform;
+use crate::segmentation::profile::SegmentProfile;
+use crate::segmentation::settings::{
+    KnownColumn, RunRequest, RunSettings, SettingsError, validate,
+};
+use crate::segmentation::status::RunStatus;
+use crate::trail::{Actor, NewEntry};
+
+pub use compare::{Comparison, SegmentMatch};
+pub use report::{RunView, SegmentView, StrategyView};
+
+/// Everything that can stop a use case of runs.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Segmentation(#[from] SegmentationError),
+    #[error("run {0} does not exist")]
+    NotFound(i64),
+    #[error("run {run_id} has no segment {segment}")]
+    NoSegment { run_id: i64, segment: i32 },
+    #[error("run {id} is {status}: {message}")]
+    WrongState {
+        id: i64,
+        status: RunStatus,
+        message: &'static str,
+    },
+    #[error("the population is empty: no customer has active consent for `{purpose}`")]
+    NoConsentedCustomers { purpose: String },
+    #[error("stored run {id} cannot be read: {message}")]
+    Corrupt { id: i64, message: String },
+    #[error("stored customer data cannot be read: {0}")]
+    CorruptCustomer(String),
+    /// The algorithm left fewer non-empty segments than were asked for: the run fails
+    /// rather than pass off a smaller segmentation as the one requested.
+    #[error(
+        "asked for {asked} segments, but the data gave only {got} non-empty one(s): the customers are too few or too alike for k = {asked}; ask for fewer segments or other features"
+    )]
+    TooFewSegments { asked: usize, got: usize },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<ClusterError> for RunError {
+    fn from(e: ClusterError) -> RunError {
+        match e {
+            ClusterError::Segmentation(s) => RunError::Segmentation(s),
+            ClusterError::TooFewSegments { asked, got } => RunError::TooFewSegments { asked, got },
+        }
+    }
+}
+
+/// The result a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run_id: i64,
+    pub included: u64,
+    pub excluded: Excluded,
+    pub segments: Vec<SegmentRow>,
+    pub summary: RunSummary,
+    pub stability_ari: Option<f64>,
+    /// The feature values the run clustered, for the audit that follows it.
+    pub features: RunFeatures,
+}
+
+/// Validates a request and records a queued run; returns its id.
+pub fn create(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    request: &RunRequest,
+) -> Result<i64, RunError> {
+    let columns = db.read(store::known_columns)?;
+    let settings = validate(request, policy, &columns)?;
+    let settings_json = serde_json::to_string(&settings).expect("settings serialise");
+    let now = db::now();
+    db.write(|conn| {
+        let id = store::next_run_id(conn)?;
+        store::insert_run(
+            conn,
+            &RunRow {
+                id,
+                algorithm: settings.algorithm.as_str().to_owned(),
+                settings: settings_json.clone(),
+                purpose: policy.segmentation.purpose.clone(),
+                policy_version: policy.version.clone(),
+                status: RunStatus::Queued,
+                stage: "queued".into(),
+                progress: 0.0,
+                error: None,
+                population_at: None,
+                included: None,
+                excluded: None,
+                summary: None,
+                previous_run_id: None,
+                stability_ari: None,
+                created_by: actor.as_str().to_owned(),
+                created_at: now,
+                finished_at: None,
+                published_by: None,
+                published_at: None,
+            },
+        )?;
+        db::trail::append(
+            conn,
+            NewEntry::new(
+                actor,
+                "segmentation.requested",
+                format!("run:{id}"),
+                serde_json::json!({ "settings": settings }),
+            ),
+            &policy.version,
+        )?;
+        Ok(id)
+    })
+}
+
+/// Marks runs a stopped server left queued or running as failed; returns their ids.
+pub fn fail_interrupted(db: &Db, policy: &Policy) -> Result<Vec<i64>, RunError> {
+    let now = db::now();
+    db.write(|conn| {
+        let ids = store::interrupted(conn)?;
+        for &id in &ids {
+            store::fail(
+                conn,
+                id,
+                "interrupted: the server stopped before the run finished; nothing of it was kept",
+                now,
+            )?;
+            db::trail::append(
+                conn,
+                NewEntry::new(
+                    &Actor::system(),
+                    "segmentation.failed",
+                    format!("run:{id}"),
+                    serde_json::json!({ "reason": "interrupted" }),
+                ),
+                &policy.version,
+            )?;
+        }
+        Ok(ids)
+    })
+}
+
+/// Executes a queued run to completion (status draft) or failure (status failed, with the
+/// error stored and in the trail). Nothing of a failed run is kept but the failure.
+pub fn execute(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunError> {
+    match execute_inner(db, policy, id) {
+        Ok(outcome) => Ok(outcome),
+        Err(error) => {
+            fail_run(db, policy, id, &error.to_string());
+            Err(error)
+        }
+    }
+}
+
+/// Marks a run failed with `message`, stored and in the trail. The run may already be gone
+/// or the database down; the caller's error matters more, so a failure here is only logged.
+pub fn fail_run(db: &Db, policy: &Policy, id: i64, message: &str) {
+    let now = db::now();
+    let result = db.write(|conn| {
+        store::fail(conn, id, message, now)?;
+        db::trail::append(
+            conn,
+            NewEntry::new(
+                &Actor::system(),
+                "segmentation.failed",
+                format!("run:{id}"),
+                serde_json::json!({ "reason": message }),
+            ),
+            &policy.version,
+        )
+    });
+    if let Err(error) = result {
+        tracing::error!(run_id = id, %error, "cannot mark the run failed");
+    }
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+fn progress(db: &Db, id: i64, stage: &str, fraction: f64) -> Result<(), RunError> {
+    db.write(|conn| store::set_progress(conn, id, stage, fraction))?;
+    Ok(())
+}
+
+/// `flags[i]` is whether `ids[i]` is in `subset` (both ascending).
+fn flags(ids: &[i64], subset: &[i64]) -> Vec<bool> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut j = 0;
+    for &id in ids {
+        while j < subset.len() && subset[j] < id {
+            j += 1;
+        }
+        out.push(j < subset.len() && subset[j] == id);
+    }
+    out
+}
+
+fn load_population(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    settings: &RunSettings,
+    at: NaiveDateTime,
+) -> Result<Population, RunError> {
+    let seg = &policy.segmentation;
+    let purpose = policy
+        .purposes
+        .get(&seg.purpose)
+        .expect("policy validation checked the segmentation purpose");
+    let (ids, tally) = db::consent::population_at(conn, &seg.purpose, purpose, at)?;
+    if ids.is_empty() {
+        return Err(RunError::NoConsentedCustomers {
+            purpose: seg.purpose.clone(),
+        });
+    }
+    let channel_purpose = &seg.channels[&seg.default_channel];
+    let reachable_ids = db::consent::active_customers(
+        conn,
+        channel_purpose,
+        &policy.purposes[channel_purpose],
+        at,
+    )?;
+    let reachable = flags(&ids, &reachable_ids);
+
+    let max_id = *ids.last().expect("non-empty");
+    let mut position = vec![u32::MAX; (max_id + 1) as usize];
+    for (i, &id) in ids.iter().enumerate() {
+        position[id as usize] = i as u32;
+    }
+    let n = ids.len();
+    let as_of = settings.as_of.unwrap_or(at.date());
+
+    let mut activity = vec![(BehaviouralFeatures::none(), WindowActivity::default()); n];
+    for (id, features, window) in
+        db::features::activity_for_all(conn, as_of, seg.valuation_window_days)?
+    {
+        if let Some(&p) = position.get(id as usize)
+            && p != u32::MAX
+        {
+            activity[p as usize] = (features, window);
+        }
+    }
+
+    let wanted = pipeline::attribute_features(settings);
+    let mut attribute_columns = pipeline::empty_attribute_columns(settings, n);
+    if !wanted.is_empty() {
+        // Reading the rows and parsing their JSON take about as long as each other, so they
+        // run side by side: this thread reads and hands batches to a parsing thread.
+        const BATCH: usize = 8_192;
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u32, i64, String)>>(4);
+        let wanted = &wanted;
+        let (read, parsed) = std::thread::scope(|scope| {
+            let parser = scope.spawn(move || -> Result<_, String> {
+                let mut columns = attribute_columns;
+                let mut values = vec![AttributeValue::Missing; wanted.len()];
+                for batch in received {
+                    for (p, id, json) in batch {
+                        pipeline::fill_attributes(
+                            &json,
+                            wanted,
+                            p as usize,
+                            &mut values,
+                            &mut columns,
+                        )
+                        .map_err(|e| format!("attributes of customer {id}: {e}"))?;
+                    }
+                }
+                Ok(columns)
+            });
+            let mut batch = Vec::with_capacity(BATCH);
+            let read = store::for_each_attributes(conn, |id, json| {
+                let Some(&p) = position.get(id as usize) else {
+                    return;
+                };
+                if p == u32::MAX {
+                    return;
+                }
+                batch.push((p, id, json.to_owned()));
+                if batch.len() == BATCH {
+                    // A failed send means the parser stopped on an error, reported below.
+                    let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            });
+            if !batch.is_empty() {
+                let _ = batches.send(batch);
+            }
+            drop(batches);
+            (
+                read,
+                parser.join().expect("the attribute parser does not panic"),
+            )
+        });
+        read?;
+        attribute_columns = parsed.map_err(RunError::CorruptCustomer)?;
+    }
+    let columns = pipeline::feature_columns(settings, &activity, attribute_columns);
+    Ok(Population {
+        at,
+        ids,
+        tally,
+        columns,
+        activity,
+        reachable,
+    })
+}
+
+fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunError> {
+    let run = db
+        .read(|conn| store::run(conn, id))?
+        .ok_or(RunError::NotFound(id))?;
+    if run.status != RunStatus::Queued {
+        return Err(RunError::WrongState {
+            id,
+            status: run.status,
+            message: "only a queued run can be executed",
+        });
+    }
+    let settings: RunSettings =
+        serde_json::from_str(&run.settings).map_err(|e| RunError::Corrupt {
+            id,
+            message: e.to_string(),
+        })?;
+    let mut timings = Timings::default();
+
+    // Load: the population is frozen at this instant.
+    let started = Instant::now();
+    let at = db::now();
+    db.write(|conn| store::start(conn, id, at))?;
+    let population = load_population(&mut *db.conn()?, policy, &settings, at)?;
+    timings.load = ms(started);
+    progress(db, id, "preprocess", 0.25)?;
+
+    let stage = Instant::now();
+    let pre = fit_transform(&population.columns)?;
+    timings.preprocess = ms(stage);
+    progress(db, id, "cluster", 0.35)?;
+
+    let stage = Instant::now();
+    let clustered = pipeline::cluster(&settings, policy, &pre, &population.columns)?;
+    let n_segments = clustered.n_segments;
+    let k_candidates = clustered.k_candidates.clone();
+    let fixed_names = clustered.fixed_names.clone();
+    timings.cluster = ms(stage);
+    progress(db, id, "profile", 0.7)?;
+
+    // Profile, quality, map, valuation, stability.
+    let stage = Instant::now();
+    let profiled = pipeline::profile_segments(&settings, policy, &pre, &population, clustered)?;
+    let memberships = profiled.memberships;
+    let previous = db.read(store::published)?;
+    let stability_ari = match &previous {
+        Some(prev) => {
+            let before = db.read(|conn| store::memberships(conn, prev.id))?;
+            pipeline::stability(&before, &memberships)
+        }
+        None => None,
+    };
+    let before: Option<Vec<(String, SegmentProfile)>> = match &previous {
+        Some(prev) => Some(
+            db.read(|conn| store::segments(conn, prev.id))?
+                .into_iter()
+                .filter_map(|r| Some((r.name, serde_json::from_str(&r.profile).ok()?)))
+                .collect(),
+        ),
+        None => None,
+    };
+    let names = pipeline::segment_names(
+        settings.algorithm,
+        fixed_names.as_deref(),
+        &profiled.profiles.segments,
+        before.as_deref(),
+    );
+    let reference = pipeline::reference_sample(&population.columns, &pre.rows, settings.seed);
+    let segment_rows: Vec<SegmentRow> = profiled
+        .profiles
+        .segments
+        .iter()
+        .zip(&profiled.valuations)
+        .zip(names)
+        .enumerate()
+        .map(|(i, ((p, v), (name, proposed_name)))| SegmentRow {
+            run_id: id,
+            segment: i as i32,
+            name,
+            proposed_name,
+            size: p.size as i64,
+            profile: serde_json::to_string(p).expect("profiles serialise"),
+            valuation: serde_json::to_string(v).expect("valuations serialise"),
+        })
+        .collect();
+    timings.profile = ms(stage);
+    progress(db, id, "persist", 0.85)?;
+
+    let stage = Instant::now();
+    let excluded = Excluded {
+        no_consent: population.tally.never_asked,
+        withdrawn: population.tally.withdrawn,
+        expired: population.tally.expired,
+        missing_values: pre.missing.customers_excluded as u64,
+    };
+    let included = pre.matrix.nrows() as u64;
+    let mut summary = RunSummary {
+        k: n_segments,
+        k_candidates,
+        quality: profiled.quality,
+        timings_ms: timings.clone(),
+        missing: pre.missing.clone(),
+        transform: Some(pre.transform.clone()),
+        map: profiled.map,
+        reference,
+        as_of: settings.as_of.unwrap_or(population.at.date()),
+    };
+    let excluded_json = serde_json::to_string(&excluded).expect("serialises");
+    let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
+    db.write(|conn| -> Result<(), DbError> {
+        store::complete(
+            conn,
+            id,
+            &Completed {
+                included: included as i64,
+                excluded: &excluded_json,
+                summary: &summary_json,
+                segments: &segment_rows,
+                memberships: &memberships,
+                previous_run_id: previous.as_ref().map(|p| p.id),
+                stability_ari,
+                finished_at: db::now(),
+            },
+        )?;
+        db::trail::append(
+            conn,
+            NewEntry::new(
+                &Actor::system(),
+                "segmentation.completed",
+                format!("run:{id}"),
+                serde_json::json!({
+                    "segments": n_segments,
+                    "population_at": crate::consent::format_instant(population.at),
+                }),
+            ),
+            &policy.version,
+        )?;
+        Ok(())
+    })?;
+    timings.persist = ms(stage);
+    summary.timings_ms = timings;
+    // The persist time is known only after the commit; store it beside the rest.
+    let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
+    db.write(|conn| store::set_summary(conn, id, &summary_json))?;
+    let features = pipeline::run_features(population, &pre.rows, &memberships);
+    Ok(RunOutcome {
+        run_id: id,
+        included,
+        excluded,
+        segments: segment_rows,
+        summary,
+        stability_ari,
+        features,
+    })
+}
+
+/// The members of a run as (internal id, external id, segment), optionally of one segment,
+/// minus everyone whose consent for the segmentation purpose is no longer active now:
+/// withdrawal takes effect at once, whatever the run. With `channel`, also minus everyone
+/// whose consent for that channel's purpose is not active now (activation exports).
+pub fn live_members(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run_id: i64,
+    segment: Option<i32>,
+    channel: Option<&str>,
+) -> Result<Vec<(i64, String, i32)>, RunError> {
+    let seg = &policy.segmentation;
+    let now = db::now();
+    let active =
+        db::consent::active_customers(conn, &seg.purpose, &policy.purposes[&seg.purpose], now)?;
+    let mut members = store::members_with_ids(conn, run_id, segment)?;
+    retain_ids(&mut members, |m| m.0, &active);
+    if let Some(channel) = channel {
+        let purpose = seg.channels.get(channel).ok_or_else(|| {
+            RunError::Settings(SettingsError::Invalid {
+                field: "channel",
+                message: format!(
+                    "unknown channel `{channel}`: the policy's channels are {}",
+                    seg.channels.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })
+        })?;
+        let reachable =
+            db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+        retain_ids(&mut members, |m| m.0, &reachable);
+    }
+    Ok(members)
+}
+
+/// Keeps the items (sorted by customer id) whose id is in `allowed` (ascending).
+fn retain_ids<T>(items: &mut Vec<T>, id_of: impl Fn(&T) -> i64, allowed: &[i64]) {
+    let mut j = 0;
+    items.retain(|item| {
+        let id = id_of(item);
+        while j < allowed.len() && allowed[j] < id {
+            j += 1;
+        }
+        j < allowed.len() && allowed[j] == id
+    });
+}
+
+/// Current member counts per segment (after withdrawals), in segment order.
+pub fn live_sizes(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run_id: i64,
+    n_segments: usize,
+) -> Result<Vec<u64>, RunError> {
+    // Counting needs no external ids: the memberships alone, minus withdrawals.
+    let seg = &policy.segmentation;
+    let active = db::consent::active_customers(
+        conn,
+        &seg.purpose,
+        &policy.purposes[&seg.purpose],
+        db::now(),
+    )?;
+    let mut members = store::memberships(conn, run_id)?;
+    retain_ids(&mut members, |m| m.0, &active);
+    let mut sizes = vec![0u64; n_segments];
+    for (_, s) in members {
+        if let Some(c) = sizes.get_mut(s as usize) {
+            *c += 1;
+        }
+    }
+    Ok(sizes)
+}
+
+/// The members of a run (optionally one segment) as (external id, segment): individual-level
+/// data, so the read is in the trail in the same transaction, and nobody appears who has
+/// withdrawn consent since the run. With a channel, this is an activation export: only a
+/// published run, only members reachable on the channel now.
+pub fn read_members(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    run_id: i64,
+    segment: Option<i32>,
+    channel: Option<&str>,
+) -> Result<Vec<(String, i32)>, RunError> {
+    db.write(|conn| {
+        let run = store::run(conn, run_id)?.ok_or(RunError::NotFound(run_id))?;
+        if channel.is_some() && run.status != RunStatus::Published {
+            return Err(RunError::WrongState {
+                id: run_id,
+                status: run.status,
+                message: "only a published segmentation can be exported for activation",
+            });
+        }
+        let members = live_members(conn, policy, run_id, segment, channel)?;
+        // Who was disclosed, for the objection check (`fairseg check objections`).
+        let mut purposes = vec![policy.segmentation.purpose.clone()];
+        if let Some(p) = channel.and_then(|c| policy.segmentation.channels.get(c)) {
+            purposes.push(p.clone());
+        }
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        let disclosure_id = disclosures::insert(
+            conn,
+            &disclosures::NewDisclosure {
+                kind: if channel.is_some() {
+                    DisclosureKind::ActivationExport
+                } else {
+                    DisclosureKind::MemberList
+                },
+                run_id,
+                segment,
+                channel,
+                purposes: &purposes,
+                at: db::now(),
+                by: actor.as_str(),
+                customers: &ids,
+            },
+        )?;
+        db::trail::append(
+            conn,
+            NewEntry::new(
+                actor,
+                if channel.is_some() {
+                    "members.exported"
+                } else {
+                    "members.viewed"
+                },
+                format!("run:{run_id}"),
+                serde_json::json!({
+                    "segment": segment,
+                    "channel": channel,
+                    "members": members.len(),
+                    "disclosure_id": disclosure_id,
+                }),
+            ),
+            &policy.version,
+        )?;
+        Ok(members
+            .into_iter()
+            .map(|(_, external, segment)| (external, segment))
+            .collect())
+    })
+}
+
+/// Who is asking about a run: those who run segmentations see every run, everyone else only
+/// published (and retired) runs; a run they cannot see does not exist for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Analyst,
+    Everyone,
+}
+
+impl Reader {
+    pub fn sees(self, status: RunStatus) -> bool {
+        self == Reader::Analyst || status.is_public()
+    }
+}
+
+/// A stored run as its reader sees it: `None` when it does not exist or is hidden from them.
+pub fn run(db: &Db, reader: Reader, id: i64) -> Result<Option<RunRow>, RunError> {
+    Ok(db
+        .read(|conn| store::run(conn, id))?
+        .filter(|r| reader.sees(r.status)))
+}
+
+/// The published run, if any.
+pub fn published(db: &Db) -> Result<Option<RunRow>, RunError> {
+    Ok(db.read(store::published)?)
+}
+
+/// The newest runs the reader sees (of the latest `limit`), each with whether it was
+/// published on a compliance override.
+pub fn list(db: &Db, reader: Reader, limit: i64) -> Result<Vec<(RunRow, bool)>, RunError> {
+    let (runs, overridden) = db.read(|conn| {
+        Ok((
+            store::runs(conn, limit)?,
+            db::audits::runs_passed_by_override(conn)?,
+        ))
+    })?;
+    Ok(runs
+        .into_iter()
+        .filter(|r| reader.sees(r.status))
+        .map(|r| {
+            let on_override = r.status == RunStatus::Published && overridden.contains(&r.id);
+            (r, on_override)
+        })
+        .collect())
+}
+
+/// The attribute columns imports have seen.
+pub fn known_columns(db: &Db) -> Result<Vec<KnownColumn>, RunError> {
+    Ok(db.read(store::known_columns)?)
+}
+
+/// A run's report as its reader may see it (`None` when it does not exist for them), with the
+/// stored run. A published run's segment sizes are counted now: its memberships shrink at once
+/// when someone withdraws consent.
+pub fn view(
+    db: &Db,
+    policy: &Policy,
+    reader: Reader,
+    id: i64,
+) -> Result<Option<(RunView, RunRow)>, RunError> {
+    let mut conn = db.conn()?;
+    let Some(run) = store::run(&mut conn, id)? else {
+        return Ok(None);
+    };
+    let segments = store::segments(&mut conn, id)?;
+    let strategies = store::strategies(&mut conn, id)?;
+    let sizes = if run.status == RunStatus::Published {
+        Some(live_sizes(&mut conn, policy, id, segments.len())?)
+    } else {
+        None
+    };
+    if !reader.sees(run.status) {
+        return Ok(None);
+    }
+    let view = report::view(
+        &run,
+        &segments,
+        &strategies,
+        u64::from(policy.fairness.min_cell_size),
+        sizes.as_deref(),
+    );
+    Ok(Some((view, run)))
+}
+
+/// A run's latest fairness audit, as the run's page names it.
+#[derive(Debug, Clone)]
+pub struct LatestAudit {
+    pub id: i64,
+    pub verdict: String,
+    pub reason: String,
+}
+
+/// A run's latest fairness audit, if any, and whether the run was published on a compliance
+/// override.
+pub fn audit_of(db: &Db, id: i64) -> Result<(Option<LatestAudit>, bool), RunError> {
+    let (latest, overridden) = db.read(|c| {
+        Ok((
+            db::audits::latest_of_run(c, id)?,
+            db::audits::runs_passed_by_override(c)?,
+        ))
+    })?;
+    Ok((
+        latest.map(|a| LatestAudit {
+            id: a.id,
+            verdict: a.verdict,
+            reason: a.reason,
+        }),
+        overridden.contains(&id),
+    ))
+}
+
+/// Marketing's treatment of a segment.
+#[derive(Debug, Clone)]
+pub struct Strategy {
+    pub channel: String,
+    pub offer: String,
+    pub service_level: String,
+    /// Favourable to members (a discount, a better service level): the fairness audit's
+    /// four-fifths rule looks at favourable segments.
+    pub favourable: bool,
+}
+
+/// Records a segment's strategy, replacing the one before. Strategies apply to the published
+/// run only, so a `favourable` flag never reaches the audit of a draft before publication.
+pub fn record_strategy(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    reader: Reader,
+    run_id: i64,
+    segment: i32,
+    strategy: &Strategy,
+) -> Result<(), RunError> {
+    db.write(|conn| {
+        let run = store::run(conn, run_id)?
+            .filter(|r| reader.sees(r.status))
+            .ok_or(RunError::NotFound(run_id))?;
+        if run.status != RunStatus::Published {
+            return Err(RunError::WrongState {
+                id: run_id,
+                status: run.status,
+                message: "strategies are recorded for the published run only",
+            });
+        }
+        if !store::segments(conn, run_id)?
+            .iter()
+            .any(|s| s.segment == segment)
+        {
+            return Err(RunError::NoSegment { run_id, segment });
+        }
+        let row = StrategyRow {
+            run_id,
+            segment,
+            channel: strategy.channel.trim().to_owned(),
+            offer: strategy.offer.trim().to_owned(),
+            service_level: strategy.service_level.trim().to_owned(),
+            favourable: strategy.favourable,
+            recorded_by: actor.as_str().to_owned(),
+            recorded_at: db::now(),
+        };
+        store::record_strategy(conn, &row)?;
+        db::trail::append(
+            conn,
+            NewEntry::new(
+                actor,
+                "segment.strategy_recorded",
+                format!("run:{run_id}/segment:{segment}"),
+                serde_json::json!({
+                    "channel": row.channel, "offer": row.offer,
+                    "service_level": row.service_level, "favourable": row.favourable,
+                }),
+            ),
+            &policy.version,
+        )?;
+        Ok(())
+    })
+}
+
+/// Renames a segment (its proposed name stays on record). Names may change on any run the
+/// reader sees that is not retired: retired runs are history.
+pub fn rename_segment(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    reader: Reader,
+    run_id: i64,
+    segment: i32,
+    name: &str,
+) -> Result<(), RunError> {
+    db.write(|conn| {
+        let run = store::run(conn, run_id)?
+            .filter(|r| reader.sees(r.status))
+            .ok_or(RunError::NotFound(run_id))?;
+        if run.status == RunStatus::Retired {
+            return Err(RunError::WrongState {
+                id: run_id,
+                status: run.status,
+                message: "its segments can no longer be renamed",
+            });
+        }
+        if store::rename_segment(conn, run_id, segment, name)? == 0 {
+            return Err(RunError::NoSegment { run_id, segment });
+        }
+        db::trail::append(
+            conn,
+            NewEntry::new(
+                actor,
+                "segment.renamed",
+                format!("run:{run_id}/segment:{segment}"),
+                serde_json::json!({ "name": name }),
+            ),
+            &policy.version,
+        )?;
+        Ok(())
+    })
+}
+
+/// Compares two runs on the customers both contain.
+pub fn compare(db: &Db, policy: &Policy, a: i64, b: i64) -> Result<Comparison, RunError> {
+    let mut conn = db.conn()?;
+    let mut names = |id: i64| -> Result<Vec<String>, RunError> {
+        if store::run(&mut conn, id)?.is_none() {
+            return Err(RunError::NotFound(id));
+        }
+        Ok(store::segments(&mut conn, id)?
+            .into_iter()
+            .map(|s| s.name)
+            .collect())
+    };
+    let (a_names, b_names) = (names(a)?, names(b)?);
+    let ma = store::memberships(&mut conn, a)?;
+    let mb = store::memberships(&mut conn, b)?;
+    let (rows_a, rows_b) = (
+        store::segments(&mut conn, a)?,
+        store::segments(&mut conn, b)?,
+    );
+    Ok(compare::comparison(
+        compare::Side {
+            id: a,
+            names: a_names,
+            memberships: &ma,
+            segments: &rows_a,
+        },
+        compare::Side {
+            id: b,
+            names: b_names,
+            memberships: &mb,
+            segments: &rows_b,
+        },
+        u64::from(policy.fairness.min_cell_size),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_mark_members_of_a_sorted_subset() {
+        assert_eq!(
+            flags(&[1, 3, 5, 7], &[2, 3, 7, 8]),
+            [false, true, false, true]
+        );
+    }
+
+    #[test]
+    fn only_analysts_see_unpublished_runs() {
+        assert!(Reader::Analyst.sees(RunStatus::Draft));
+        assert!(!Reader::Everyone.sees(RunStatus::Draft));
+        assert!(Reader::Everyone.sees(RunStatus::Retired));
+    }
+}

@@ -1,0 +1,409 @@
+//! Marketing's dashboard of the published segmentation (overview table, segment cards, map)
+//! and its forms: strategy, rename, activation export.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::map::{PALETTE, map_svg};
+use super::{
+    AppError, State, fmt_opt, members_response, pct, published_id, read_members, record_strategy,
+    rename, run_and_view,
+};
+use crate::app::runs::{RunView, Strategy, StrategyView};
+use crate::auth::CurrentUser;
+use crate::policy::Permission;
+use crate::web::format;
+use crate::web::layout::{Layout, render, see_other};
+
+/// A segment card's figures, formatted for the page.
+pub(super) struct SegmentCard {
+    pub(super) segment: i32,
+    pub(super) name: String,
+    pub(super) proposed_name: String,
+    pub(super) size_display: String,
+    pub(super) share: String,
+    pub(super) suppressed: bool,
+    pub(super) colour: &'static str,
+    /// The distinguishing features: (feature, "segment vs population (lift)").
+    pub(super) top: Vec<(String, String)>,
+    /// (label, figure).
+    pub(super) valuation: Vec<(String, String)>,
+    /// (criterion, pass, figure, explanation).
+    pub(super) viability: Vec<(&'static str, bool, String, String)>,
+    pub(super) stance: String,
+    pub(super) priority: String,
+    pub(super) strategy: Option<StrategyView>,
+}
+
+fn describe_feature(f: &crate::segmentation::profile::FeatureProfile) -> String {
+    use crate::segmentation::profile::FeatureSummary;
+    match &f.summary {
+        FeatureSummary::Numeric {
+            segment_mean,
+            population_mean,
+            lift,
+        } => format!(
+            "mean {} vs {:.2} overall (lift {})",
+            fmt_opt(segment_mean, 2),
+            population_mean,
+            fmt_opt(lift, 2)
+        ),
+        FeatureSummary::Categorical {
+            category,
+            segment_share,
+            population_share,
+            lift,
+            ..
+        } => format!(
+            "{category}: {} vs {:.1}% overall (lift {})",
+            pct(segment_share),
+            population_share * 100.0,
+            fmt_opt(lift, 2)
+        ),
+    }
+}
+
+/// The card's retention: a figure that rests on too few members active in the earlier
+/// window is not meaningful, and a retention of 100 % says what it means.
+fn retention_figure(v: &crate::segmentation::valuation::Valuation, min_cell: u64) -> String {
+    match (v.retention, v.retention_basis) {
+        (Some(_), Some(basis)) if basis < min_cell => {
+            format!("not meaningful: fewer than {min_cell} members bought in the earlier window")
+        }
+        (Some(r), _) if r >= 1.0 => {
+            "100% (all who bought in the earlier window bought again)".into()
+        }
+        (r, _) => pct(&r),
+    }
+}
+
+pub(super) fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<SegmentCard> {
+    let cur = &policy.currency;
+    let money = |v: f64| format::money(v, cur);
+    let window = policy.segmentation.valuation_window_days;
+    let min_cell = u64::from(policy.fairness.min_cell_size);
+    view.segments
+        .iter()
+        .map(|s| {
+            let top = s
+                .profile
+                .as_ref()
+                .map(|p| {
+                    p.top_features
+                        .iter()
+                        .filter_map(|name| p.features.iter().find(|f| &f.feature == name))
+                        .map(|f| (format::label(&f.feature), describe_feature(f)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (valuation, viability, stance, priority) = match &s.valuation {
+                Some(v) => (
+                    vec![
+                        ("Revenue".into(), money(v.revenue)),
+                        ("Orders".into(), format::int(v.orders)),
+                        (
+                            "Average order value".into(),
+                            format::money_opt(v.average_order_value, cur),
+                        ),
+                        (
+                            "Orders per customer".into(),
+                            format!("{:.2}", v.purchase_frequency),
+                        ),
+                        (
+                            "Revenue growth (year on year)".into(),
+                            pct(&v.revenue_growth),
+                        ),
+                        (
+                            format!("Retention ({window}-day windows)"),
+                            retention_figure(v, min_cell),
+                        ),
+                        (
+                            format!("Lifetime value per customer (valuation, {window}-day window)"),
+                            money(v.lifetime_value),
+                        ),
+                        ("Cost to serve (a year)".into(), money(v.cost_to_serve)),
+                        ("Contribution (a year)".into(), money(v.contribution)),
+                    ],
+                    [
+                        ("Measurable", &v.viability.measurable),
+                        ("Accessible", &v.viability.accessible),
+                        ("Substantial", &v.viability.substantial),
+                        ("Actionable", &v.viability.actionable),
+                    ]
+                    .into_iter()
+                    .map(|(label, c)| {
+                        let figure = match (label, c.value) {
+                            (_, None) => "–".to_owned(),
+                            ("Accessible", Some(x)) => format!(
+                                "{:.0}% reachable (at least {:.0}%)",
+                                x * 100.0,
+                                c.threshold * 100.0
+                            ),
+                            ("Actionable", Some(x)) => {
+                                format!("distance {x:.2} (at least {:.2})", c.threshold)
+                            }
+                            (_, Some(x)) => format!(
+                                "{} members (at least {})",
+                                format::count(x),
+                                format::count(c.threshold)
+                            ),
+                        };
+                        (label, c.pass, figure, c.explanation.clone())
+                    })
+                    .collect(),
+                    v.stance.as_str().to_owned(),
+                    v.priority.to_string(),
+                ),
+                None => (Vec::new(), Vec::new(), String::new(), String::new()),
+            };
+            SegmentCard {
+                segment: s.segment,
+                name: s.name.clone(),
+                proposed_name: s.proposed_name.clone(),
+                size_display: s.size_display.clone(),
+                share: pct(&s.share),
+                suppressed: s.suppressed,
+                colour: PALETTE[s.segment as usize % PALETTE.len()],
+                top,
+                valuation,
+                viability,
+                stance,
+                priority,
+                strategy: s.strategy.clone(),
+            }
+        })
+        .collect()
+}
+
+/// One line of the segments' overview table, with the figures it sorts by.
+pub struct OverviewRow {
+    segment: i32,
+    name: String,
+    colour: &'static str,
+    size: String,
+    share: String,
+    /// (compact, full) revenue.
+    revenue: (String, String),
+    growth: String,
+    clv: String,
+    stance: String,
+    viability: String,
+    keys: [f64; 5],
+}
+
+/// The columns the overview sorts by: (query value, heading).
+const OVERVIEW_SORTS: [(&str, &str); 5] = [
+    ("size", "Members"),
+    ("revenue", "Revenue"),
+    ("growth", "Growth"),
+    ("clv", "Lifetime value"),
+    ("priority", "Priority"),
+];
+
+fn overview(view: &RunView, policy: &crate::policy::Policy, sort: &str) -> Vec<OverviewRow> {
+    let cur = &policy.currency;
+    let mut rows: Vec<OverviewRow> = view
+        .segments
+        .iter()
+        .map(|s| {
+            let v = s.valuation.as_ref().filter(|_| !s.suppressed);
+            let passes = v.map(|v| {
+                [
+                    &v.viability.measurable,
+                    &v.viability.accessible,
+                    &v.viability.substantial,
+                    &v.viability.actionable,
+                ]
+                .iter()
+                .filter(|c| c.pass)
+                .count()
+            });
+            OverviewRow {
+                segment: s.segment,
+                name: s.name.clone(),
+                colour: PALETTE[s.segment as usize % PALETTE.len()],
+                size: s.size.map_or_else(|| s.size_display.clone(), format::int),
+                share: if s.suppressed {
+                    "–".into()
+                } else {
+                    pct(&s.share)
+                },
+                revenue: v.map_or_else(
+                    || ("–".into(), String::new()),
+                    |v| {
+                        (
+                            format::money_compact(v.revenue, cur),
+                            format::money(v.revenue, cur),
+                        )
+                    },
+                ),
+                growth: v.map_or_else(|| "–".into(), |v| pct(&v.revenue_growth)),
+                clv: v.map_or_else(|| "–".into(), |v| format::money(v.lifetime_value, cur)),
+                stance: v.map_or_else(String::new, |v| format::label(v.stance.as_str())),
+                viability: passes.map_or_else(|| "–".into(), |n| format!("{n} of 4 criteria")),
+                keys: [
+                    s.size.unwrap_or(0) as f64,
+                    v.map_or(f64::NEG_INFINITY, |v| v.revenue),
+                    v.and_then(|v| v.revenue_growth)
+                        .unwrap_or(f64::NEG_INFINITY),
+                    v.map_or(f64::NEG_INFINITY, |v| v.lifetime_value),
+                    v.map_or(f64::NEG_INFINITY, |v| -(v.priority as f64)),
+                ],
+            }
+        })
+        .collect();
+    if let Some(i) = OVERVIEW_SORTS.iter().position(|(k, _)| *k == sort) {
+        rows.sort_by(|a, b| {
+            b.keys[i]
+                .total_cmp(&a.keys[i])
+                .then(a.segment.cmp(&b.segment))
+        });
+    }
+    rows
+}
+
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    sort: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "segments/dashboard.html")]
+struct DashboardPage {
+    layout: Layout,
+    overview: Vec<OverviewRow>,
+    sort: String,
+    sorts: [(&'static str, &'static str); 5],
+    run: Option<RunView>,
+    cards: Vec<SegmentCard>,
+    map: Option<String>,
+    can_strategy: bool,
+    can_members: bool,
+    channels: Vec<String>,
+}
+
+/// Marketing's dashboard: the published segmentation.
+pub async fn dashboard(
+    state: State,
+    user: CurrentUser,
+    query: web::Query<DashboardQuery>,
+) -> Result<HttpResponse, AppError> {
+    let sort = query
+        .sort
+        .clone()
+        .filter(|s| OVERVIEW_SORTS.iter().any(|(k, _)| k == s))
+        .unwrap_or_else(|| "size".into());
+    let (run, map) = match published_id(&state).await? {
+        Some(id) => {
+            let (view, row) = run_and_view(&state, &user, id).await?;
+            let map = map_svg(&view, &row)
+                .map(|m| m.render())
+                .transpose()
+                .map_err(AppError::internal)?;
+            (Some(view), map)
+        }
+        None => (None, None),
+    };
+    Ok(render(&DashboardPage {
+        layout: Layout::new(&state, Some(&user), "Segments", "/segments"),
+        overview: run
+            .as_ref()
+            .map(|r| overview(r, &state.policy, &sort))
+            .unwrap_or_default(),
+        sort,
+        sorts: OVERVIEW_SORTS,
+        cards: run
+            .as_ref()
+            .map(|r| cards(r, &state.policy))
+            .unwrap_or_default(),
+        run,
+        map,
+        can_strategy: user.can(Permission::SegmentsStrategy),
+        can_members: user.can(Permission::SegmentsMembers),
+        channels: state.policy.segmentation.channels.keys().cloned().collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct StrategyForm {
+    channel: String,
+    offer: String,
+    service_level: String,
+    favourable: Option<String>,
+}
+
+pub async fn strategy_submit(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<(i64, i32)>,
+    form: web::Form<StrategyForm>,
+) -> Result<HttpResponse, AppError> {
+    let (run, segment) = path.into_inner();
+    let form = form.into_inner();
+    record_strategy(
+        &state,
+        &user,
+        run,
+        segment,
+        Strategy {
+            channel: form.channel,
+            offer: form.offer,
+            service_level: form.service_level,
+            favourable: form.favourable.is_some(),
+        },
+    )
+    .await?;
+    Ok(see_other(&format!("/segments#segment-{segment}")))
+}
+
+#[derive(Deserialize)]
+pub struct RenameForm {
+    name: String,
+    /// Where to go back to.
+    back: Option<String>,
+}
+
+pub async fn rename_submit(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<(i64, i32)>,
+    form: web::Form<RenameForm>,
+) -> Result<HttpResponse, AppError> {
+    let (run, segment) = path.into_inner();
+    let form = form.into_inner();
+    rename(&state, &user, run, segment, form.name).await?;
+    let back = match form.back.as_deref() {
+        Some("run") => format!("/segmentations/{run}"),
+        _ => format!("/segments#segment-{segment}"),
+    };
+    Ok(see_other(&back))
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    channel: String,
+}
+
+/// Activation export of one segment of the published run, for a channel.
+pub async fn export_csv(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<(i64, i32)>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (run, segment) = path.into_inner();
+    let members = read_members(
+        &state,
+        &user,
+        run,
+        Some(segment),
+        Some(query.channel.clone()),
+    )
+    .await?;
+    members_response(
+        members,
+        Some("csv"),
+        format!("run-{run}-segment-{segment}-{}.csv", query.channel),
+    )
+}

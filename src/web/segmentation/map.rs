@@ -1,0 +1,150 @@
+//! The segment map: a run's stored 2-D projection drawn as SVG, points of suppressed segments
+//! left out.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::{AppError, State, run_and_view};
+use crate::app::runs::{RunView, report};
+use crate::auth::CurrentUser;
+use crate::db::segmentation::RunRow;
+use crate::web::format;
+
+/// Colours of the segments on the map, in order (colour-blind-safe, Okabe–Ito).
+pub(super) const PALETTE: [&str; 8] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+];
+
+pub struct MapPoint {
+    x: f64,
+    y: f64,
+    colour: &'static str,
+}
+
+pub struct MapCentre {
+    x: f64,
+    y: f64,
+    colour: &'static str,
+    label: String,
+}
+
+#[derive(Template)]
+#[template(path = "segments/map.svg", escape = "html")]
+pub struct MapSvg {
+    width: f64,
+    height: f64,
+    points: Vec<MapPoint>,
+    centres: Vec<MapCentre>,
+    x_label: String,
+    y_label: String,
+    /// What each axis means, in words, written above the plot.
+    x_words: String,
+    y_words: String,
+}
+
+const MAP_W: f64 = 640.0;
+const MAP_H: f64 = 420.0;
+const MAP_PAD: f64 = 48.0;
+
+/// Lays out the stored map: scales PCA coordinates into the drawing and colours points by
+/// segment. `None` when the run has no map (e.g. a single feature).
+/// A principal axis's loadings in words: `+recency_days -monetary` → `more days since last
+/// purchase, less total spent`.
+fn axis_words(label: &str) -> String {
+    label
+        .split_whitespace()
+        .map(|t| match t.split_at_checked(1) {
+            Some(("+", name)) => format!("more {}", format::label_lower(name)),
+            Some(("-" | "−", name)) => format!("less {}", format::label_lower(name)),
+            _ => format::label_lower(t),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(super) fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
+    let summary = report::summary_of(run)?;
+    let map = summary.map?;
+    let xs = map.points.iter().chain(&map.centres).map(|p| p[0]);
+    let ys = map.points.iter().chain(&map.centres).map(|p| p[1]);
+    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let (y0, y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let sx = |v: f64| MAP_PAD + (v - x0) / (x1 - x0).max(1e-9) * (MAP_W - 2.0 * MAP_PAD);
+    let sy = |v: f64| MAP_H - MAP_PAD - (v - y0) / (y1 - y0).max(1e-9) * (MAP_H - 2.0 * MAP_PAD);
+    let colour = |s: usize| PALETTE[s % PALETTE.len()];
+    // Points of suppressed (small) segments are not drawn: a handful of dots is a count.
+    let hidden: Vec<bool> = view.segments.iter().map(|s| s.suppressed).collect();
+    let axis = |i: usize| {
+        map.axes
+            .get(i)
+            .map(|a| {
+                format!(
+                    "Axis {} ({:.0}% of the spread)",
+                    i + 1,
+                    a.explained_variance_ratio * 100.0,
+                )
+            })
+            .unwrap_or_default()
+    };
+    Some(MapSvg {
+        width: MAP_W,
+        height: MAP_H,
+        points: map
+            .points
+            .iter()
+            .zip(&map.labels)
+            .filter(|(_, l)| !hidden.get(**l).copied().unwrap_or(true))
+            .map(|(p, &l)| MapPoint {
+                x: sx(p[0]),
+                y: sy(p[1]),
+                colour: colour(l),
+            })
+            .collect(),
+        centres: map
+            .centres
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !hidden.get(*i).copied().unwrap_or(true))
+            .map(|(i, p)| MapCentre {
+                x: sx(p[0]),
+                y: sy(p[1]),
+                colour: colour(i),
+                label: view
+                    .segments
+                    .get(i)
+                    .map(|s| s.segment.to_string())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        x_label: axis(0),
+        y_label: axis(1),
+        x_words: map
+            .axes
+            .first()
+            .map(|a| format!("→ Axis 1: {}", axis_words(&a.label)))
+            .unwrap_or_default(),
+        y_words: map
+            .axes
+            .get(1)
+            .map(|a| format!("↑ Axis 2: {}", axis_words(&a.label)))
+            .unwrap_or_default(),
+    })
+}
+
+/// The segment map of a run as SVG.
+pub async fn map_page(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let (view, run) = run_and_view(&state, &user, path.into_inner()).await?;
+    let svg = map_svg(&view, &run).ok_or(AppError::NotFound)?;
+    let body = svg.render().map_err(AppError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/svg+xml; charset=utf-8")
+        .body(body))
+}
