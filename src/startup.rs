@@ -198,7 +198,7 @@ pub fn after_segmentation_run(
     outcome: &crate::segmentation::pipeline::RunOutcome,
 ) {
     let run_id = outcome.run_id;
-    if let Err(e) = crate::fairness::service::audit_run_with(
+    if let Err(e) = crate::app::audits::audit_run_with(
         db,
         policy,
         &Actor::system(),

@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
+use crate::app::audits::{self, AuditError, Audited, Gate, Listed, Published, StoredAudit};
 use crate::auth::CurrentUser;
-use crate::db::audits::{self as store, AuditHead, OverrideRow};
+use crate::db::audits::OverrideRow;
 use crate::fairness::audit::AttributeReport;
-use crate::fairness::service::{self, AuditError, Published, StoredAudit};
 use crate::fairness::suppression::Suppression;
-use crate::fairness::{AuditReport, export};
+use crate::fairness::{AuditReport, Verdict};
 use crate::policy::Permission;
 use crate::trail::Actor;
 
@@ -93,7 +93,7 @@ impl AuditJson {
             duration_ms: a.row.duration_ms,
             stale_strategies: a.stale_strategies,
             overrides: a.overrides.iter().map(OverrideJson::from).collect(),
-            publishable: service::passes_gate(a.report.verdict) || !a.overrides.is_empty(),
+            publishable: a.gate().publishable(),
             report: a.report.clone(),
         }
     }
@@ -104,7 +104,8 @@ impl AuditJson {
 pub struct AuditSummary {
     pub id: i64,
     pub run_id: i64,
-    pub verdict: String,
+    #[schema(value_type = String)]
+    pub verdict: Verdict,
     pub reason: String,
     pub members: i64,
     pub policy_version: String,
@@ -114,20 +115,26 @@ pub struct AuditSummary {
     pub overridden: bool,
 }
 
-fn summaries(heads: Vec<AuditHead>, overridden: &[i64]) -> Vec<AuditSummary> {
-    heads
+fn summaries(listed: Vec<Listed>) -> Vec<AuditSummary> {
+    listed
         .into_iter()
-        .map(|h| AuditSummary {
-            overridden: overridden.contains(&h.id),
-            id: h.id,
-            run_id: h.run_id,
-            verdict: h.verdict,
-            reason: h.reason,
-            members: h.members,
-            policy_version: h.policy_version,
-            created_by: h.created_by,
-            created_at: h.created_at,
-        })
+        .map(
+            |Listed {
+                 head: h,
+                 verdict,
+                 overridden,
+             }| AuditSummary {
+                overridden,
+                id: h.id,
+                run_id: h.run_id,
+                verdict,
+                reason: h.reason,
+                members: h.members,
+                policy_version: h.policy_version,
+                created_by: h.created_by,
+                created_at: h.created_at,
+            },
+        )
         .collect()
 }
 
@@ -135,16 +142,13 @@ const HISTORY_LIMIT: i64 = 200;
 
 async fn history(state: &State) -> Result<Vec<AuditSummary>, AppError> {
     let db = state.db.clone();
-    let (heads, overridden) = blocking(move || {
-        db.read(|c| Ok((store::list(c, HISTORY_LIMIT)?, store::overridden_ids(c)?)))
-    })
-    .await?;
-    Ok(summaries(heads, &overridden))
+    let listed = blocking(move || audits::history(&db, HISTORY_LIMIT)).await?;
+    Ok(summaries(listed))
 }
 
 async fn load(state: &State, id: i64) -> Result<StoredAudit, AppError> {
     let db = state.db.clone();
-    Ok(web::block(move || service::load(&db, id)).await??)
+    blocking(move || audits::load(&db, id)).await
 }
 
 fn actor(user: &CurrentUser) -> Actor {
@@ -556,8 +560,8 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
             })
             .collect(),
         overrides: a.overrides.clone(),
-        publishable: service::passes_gate(r.verdict) || !a.overrides.is_empty(),
-        needs_override: !service::passes_gate(r.verdict),
+        publishable: a.gate().publishable(),
+        needs_override: audits::needs_override(r.verdict),
         caveats: r.caveats.iter().map(|c| c.text()).collect(),
         override_note: a.overrides.last().map(|o| {
             format!(
@@ -579,12 +583,8 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
 
 /// A run's status with the way it got past the gate: a run published on an override says so
 /// wherever its status is shown, never plain "published" beside "cannot be published".
-pub fn run_status_label(
-    status: &str,
-    verdict: crate::fairness::Verdict,
-    overridden: bool,
-) -> String {
-    if status == "published" && overridden && !service::passes_gate(verdict) {
+pub fn run_status_label(status: &str, verdict: Verdict, overridden: bool) -> String {
+    if status == "published" && Gate::decide(verdict, overridden) == Gate::Overridden {
         "published (override)".into()
     } else {
         status.to_owned()
@@ -669,12 +669,7 @@ pub async fn compare_page(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let db = state.db.clone();
-    let (current, previous) = web::block(move || -> Result<_, AuditError> {
-        let current = service::load(&db, id)?;
-        let previous = service::previous(&db, &current)?;
-        Ok((current, previous))
-    })
-    .await??;
+    let (current, previous) = blocking(move || audits::with_previous(&db, id)).await?;
     let mut names: Vec<String> = current
         .report
         .attributes
@@ -731,7 +726,7 @@ fn csv_response(audit: &StoredAudit) -> HttpResponse {
                 audit.row.id, audit.row.run_id
             ),
         ))
-        .body(export::csv(audit))
+        .body(audit.csv())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -780,7 +775,7 @@ pub async fn override_submit(
     require_confirmation(form.confirm.as_deref(), "recording an override")?;
     let justification = form.justification;
     let result =
-        web::block(move || service::override_audit(&db, &policy, &actor, id, &justification))
+        web::block(move || audits::override_audit(&db, &policy, &actor, id, &justification))
             .await?;
     let page = format!("/audits/{id}");
     Ok(match result {
@@ -798,7 +793,7 @@ async fn publish(
     run_id: i64,
 ) -> Result<Result<Published, AuditError>, AppError> {
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(user));
-    Ok(web::block(move || service::publish_run(&db, &policy, &actor, run_id)).await?)
+    Ok(web::block(move || audits::publish_run(&db, &policy, &actor, run_id)).await?)
 }
 
 pub async fn publish_submit(
@@ -811,9 +806,9 @@ pub async fn publish_submit(
     require_confirmation(form.confirm.as_deref(), "publishing")?;
     let result = publish(&state, &user, run_id).await?;
     let db = state.db.clone();
-    let latest = blocking(move || db.read(|c| store::latest_of_run(c, run_id))).await?;
+    let latest = blocking(move || audits::latest_of_run(&db, run_id)).await?;
     let page = match latest {
-        Some(a) => format!("/audits/{}", a.id),
+        Some(id) => format!("/audits/{id}"),
         None => "/audits".into(),
     };
     Ok(match result {
@@ -842,13 +837,9 @@ pub async fn reaudit_submit(
     )))
 }
 
-async fn reaudit(
-    state: &State,
-    user: &CurrentUser,
-    run_id: i64,
-) -> Result<store::AuditRow, AppError> {
+async fn reaudit(state: &State, user: &CurrentUser, run_id: i64) -> Result<Audited, AppError> {
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(user));
-    Ok(web::block(move || service::audit_run(&db, &policy, &actor, run_id)).await??)
+    blocking(move || audits::audit_run(&db, &policy, &actor, run_id)).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -925,7 +916,7 @@ pub async fn override_api(
     let id = path.into_inner();
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(&user));
     let justification = body.into_inner().justification;
-    let row = web::block(move || service::override_audit(&db, &policy, &actor, id, &justification))
+    let row = web::block(move || audits::override_audit(&db, &policy, &actor, id, &justification))
         .await??;
     Ok(HttpResponse::Created().json(OverrideJson::from(&row)))
 }

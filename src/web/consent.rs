@@ -672,8 +672,7 @@ async fn load_selection(
     instants: &[NaiveDateTime],
 ) -> Result<Vec<ConsentSelectionReport>, AppError> {
     let (db, policy, instants) = (state.db.clone(), state.policy.clone(), instants.to_vec());
-    blocking(move || crate::fairness::service::consent_selection_history(&db, &policy, &instants))
-        .await
+    blocking(move || crate::app::audits::consent_selection_history(&db, &policy, &instants)).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -985,7 +985,7 @@ fn seed_demo(app: &crate::helpers::TestApp) -> (i64, i64, i64) {
                 .unwrap();
         fairseg::segmentation::pipeline::execute(&app.db, policy, run).unwrap();
         let audit =
-            fairseg::fairness::service::audit_run(&app.db, policy, &Actor::system(), run).unwrap();
+            fairseg::app::audits::audit_run(&app.db, policy, &Actor::system(), run).unwrap();
         ids.push((run, audit.id));
     }
     crate::segmentation::publish(app, ids[1].0);
