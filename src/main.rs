@@ -1075,7 +1075,8 @@ fn kpi_evaluate(
     range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use fairseg::kpi::{Period, PeriodKind, service};
+    use fairseg::kpi::{Period, PeriodKind};
+    use fairseg::web::kpi::EvaluationView;
     let policy = Policy::load(&settings.policies_dir)?;
     let db = open_existing(&settings)?;
     startup::prepare(&db, &policy, &settings)?;
@@ -1094,11 +1095,8 @@ fn kpi_evaluate(
             as_of.unwrap_or_else(|| fairseg::db::now().date()),
         )?],
     };
-    let rows = service::evaluate(&db, &policy, &Actor::cli(), &periods)?;
-    let views: Vec<service::EvaluationView> = rows
-        .iter()
-        .map(|r| service::EvaluationView::of(r, policy.fairness.min_cell_size))
-        .collect();
+    let rows = fairseg::app::kpis::evaluate(&db, &policy, &Actor::cli(), &periods)?;
+    let views = EvaluationView::all(&rows, &policy);
     if json {
         println!("{}", serde_json::to_string(&views)?);
     } else {

@@ -172,7 +172,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
     let policy = Arc::new(policy);
     let jobs =
         crate::segmentation::jobs::Jobs::start(db.clone(), policy.clone(), after_segmentation_run)?;
-    crate::kpi::service::spawn_schedule(db.clone(), policy.clone(), settings.kpi_schedule);
+    crate::app::kpis::spawn_schedule(db.clone(), policy.clone(), settings.kpi_schedule);
     Ok(AppState {
         jobs,
         pseudonyms: pseudonymizer(&db)?,

@@ -10,38 +10,48 @@ use serde::{Deserialize, Serialize};
 use super::error::{AppError, blocking};
 use super::format;
 use super::layout::{Layout, State, render, see_other};
+use crate::app::kpis::{self, KpisError};
 use crate::auth::CurrentUser;
 use crate::db::kpi::LogFilter;
-use crate::kpi::service::{self, DriftReport, EvaluationView, KpiServiceError, SeriesKey};
+use crate::kpi::series::{PARTIAL, SeriesKey};
 use crate::kpi::{ALL_SEGMENT, Kpi, KpiError, Period, PeriodKind};
 use crate::policy::{Currency, Permission};
 use crate::segmentation::pipeline::RunError;
 use crate::trail::Actor;
 
-impl From<KpiServiceError> for AppError {
-    fn from(e: KpiServiceError) -> AppError {
+mod views;
+
+pub use views::{
+    AlertView, DriftReport, EvaluationView, FeatureDriftView, SegmentShiftView, SegmentSizeView,
+    format_number, period_label,
+};
+
+impl From<KpisError> for AppError {
+    fn from(e: KpisError) -> AppError {
         match e {
-            KpiServiceError::Kpi(KpiError::UnknownPeriodKind(p)) => AppError::invalid(
+            KpisError::Kpi(KpiError::UnknownPeriodKind(p)) => AppError::invalid(
                 "period",
                 format!("`{p}` is not a period kind: use week, month or quarter"),
             ),
-            KpiServiceError::Kpi(e @ KpiError::EmptyDateRange { .. }) => {
+            KpisError::Kpi(e @ KpiError::EmptyDateRange { .. }) => {
                 AppError::invalid("from", e.to_string())
             }
-            KpiServiceError::Kpi(e @ KpiError::DateOutOfRange(_)) => {
+            KpisError::Kpi(e @ KpiError::DateOutOfRange(_)) => {
                 AppError::invalid("as_of", e.to_string())
             }
-            KpiServiceError::Db(e) => e.into(),
-            KpiServiceError::Run(RunError::NotFound(id)) => {
+            KpisError::Db(e) => e.into(),
+            KpisError::Run(RunError::NotFound(id)) => {
                 AppError::Missing(format!("segmentation run {id} does not exist"))
             }
-            KpiServiceError::Run(RunError::Settings(e)) => {
-                AppError::invalid(e.field(), e.to_string())
-            }
-            KpiServiceError::Run(RunError::Db(e)) => e.into(),
+            KpisError::Run(RunError::Settings(e)) => AppError::invalid(e.field(), e.to_string()),
+            KpisError::Run(RunError::Db(e)) => e.into(),
             other => AppError::internal(other),
         }
     }
+}
+
+fn policy_min_cell(state: &State) -> u32 {
+    state.policy.fairness.min_cell_size
 }
 
 fn kind_of(state: &State, period: Option<&str>) -> Result<PeriodKind, AppError> {
@@ -180,9 +190,15 @@ pub async fn overview_page(
         ),
         None => None,
     };
-    let (db, policy) = (state.db.clone(), state.policy.clone());
+    let db = state.db.clone();
     let today = crate::db::now().date();
-    let o = blocking(move || service::overview(&db, &policy, kind, start, run, today)).await?;
+    let o = blocking(move || kpis::overview(&db, kind, start, run, today)).await?;
+    let min_cell = policy_min_cell(&state);
+    let views: Vec<(SeriesKey, EvaluationView)> = o
+        .records
+        .iter()
+        .map(|(key, r)| (key.clone(), EvaluationView::of(r, min_cell)))
+        .collect();
     if let Some(start) = start
         && o.shown.is_none()
     {
@@ -208,8 +224,7 @@ pub async fn overview_page(
                 .columns
                 .iter()
                 .map(|column| {
-                    match o
-                        .views
+                    match views
                         .iter()
                         .find(|(key, v)| v.kpi == kpi.name() && *key == column.key)
                     {
@@ -219,7 +234,7 @@ pub async fn overview_page(
                             display: shown(v, &state.policy.currency),
                             status: v.status.clone(),
                             label: if v.partial && !v.suppressed {
-                                service::PARTIAL.to_owned()
+                                PARTIAL.to_owned()
                             } else {
                                 status_words(v)
                             },
@@ -262,7 +277,7 @@ pub async fn overview_page(
         .map(|p| {
             (
                 p.period.start().to_string(),
-                p.label(),
+                period_label(p),
                 Some(p.period.start()) == shown_start,
             )
         })
@@ -292,7 +307,7 @@ pub async fn overview_page(
     .then(|| (last.label(), last.last_day().to_string()));
     let twelve_back = (1..12)
         .try_fold(last, |p, _| p.previous())
-        .map_err(KpiServiceError::from)?;
+        .map_err(KpisError::from)?;
     Ok(render(&OverviewHtml {
         layout: Layout::new(&state, Some(&user), "KPIs", "/kpi"),
         period_kind: kind.as_str().into(),
@@ -487,8 +502,9 @@ async fn render_series(
     key: SeriesKey,
     kind: PeriodKind,
 ) -> Result<HttpResponse, AppError> {
-    let (db, policy, k) = (state.db.clone(), state.policy.clone(), key.clone());
-    let (name, series) = blocking(move || service::series(&db, &policy, kind, &k)).await?;
+    let (db, k) = (state.db.clone(), key.clone());
+    let (name, series) = blocking(move || kpis::series(&db, kind, &k)).await?;
+    let min_cell = policy_min_cell(state);
     if series.is_empty() {
         return Err(AppError::Missing(format!(
             "no KPI evaluations for `{name}`"
@@ -500,7 +516,11 @@ async fn render_series(
     let charts = Kpi::ALL
         .iter()
         .filter_map(|k| {
-            let s = series.get(k.name())?;
+            let s: Vec<EvaluationView> = series
+                .get(k.name())?
+                .iter()
+                .map(|r| EvaluationView::of(r, min_cell))
+                .collect();
             let complete: Vec<EvaluationView> = s.iter().filter(|v| !v.partial).cloned().collect();
             for v in s.iter().filter(|v| v.partial) {
                 let label = format!(
@@ -521,12 +541,9 @@ async fn render_series(
     let (run, back) = match &key {
         SeriesKey::Segment { run_id, .. } => {
             let (db, id) = (state.db.clone(), *run_id);
-            let status = blocking(move || {
-                Ok::<_, KpiServiceError>(db.read(|c| crate::db::segmentation::run(c, id))?)
-            })
-            .await?
-            .map(|r| r.status)
-            .unwrap_or_default();
+            let status = blocking(move || kpis::run_status(&db, id))
+                .await?
+                .unwrap_or_default();
             (
                 Some(format!("run {run_id} ({status})")),
                 format!("/kpi?period={}&run={run_id}", kind.as_str()),
@@ -560,18 +577,7 @@ pub async fn segment_page(
         return render_series(&state, &user, SeriesKey::All, kind).await;
     }
     let (db, name) = (state.db.clone(), segment.clone());
-    let found = blocking(move || {
-        Ok::<_, KpiServiceError>(db.read(|c| {
-            let Some(run) = crate::db::segmentation::published(c)? else {
-                return Ok(None);
-            };
-            Ok(crate::db::segmentation::segments(c, run.id)?
-                .into_iter()
-                .find(|s| s.name.trim() == name.trim())
-                .map(|s| (run.id, s.segment)))
-        })?)
-    })
-    .await?;
+    let found = blocking(move || kpis::published_segment(&db, &name)).await?;
     match found {
         Some((run_id, number)) => Ok(see_other(&series_href(
             &SeriesKey::Segment { run_id, number },
@@ -626,28 +632,26 @@ fn filter_of(q: &LogQuery) -> Result<LogFilter, AppError> {
             .filter(|s| !s.is_empty())
     };
     let period_kind = match text(&q.period) {
-        Some(p) => Some(
-            PeriodKind::parse(&p)
-                .map_err(|_| {
-                    AppError::invalid(
-                        "period",
-                        format!("`{p}` is not a period kind: use week, month or quarter"),
-                    )
-                })?
-                .as_str()
-                .to_owned(),
+        Some(p) => Some(PeriodKind::parse(&p).map_err(|_| {
+            AppError::invalid(
+                "period",
+                format!("`{p}` is not a period kind: use week, month or quarter"),
+            )
+        })?),
+        None => None,
+    };
+    let kpi = match text(&q.kpi) {
+        Some(k) => Some(
+            Kpi::parse(&k).map_err(|_| AppError::invalid("kpi", format!("`{k}` is not a KPI")))?,
         ),
         None => None,
     };
-    if let Some(k) = text(&q.kpi) {
-        Kpi::parse(&k).map_err(|_| AppError::invalid("kpi", format!("`{k}` is not a KPI")))?;
-    }
     Ok(LogFilter {
         period_kind,
         segment: text(&q.segment),
         run_id: q.run_id,
         segment_number: q.segment_number,
-        kpi: text(&q.kpi),
+        kpi,
         from: parse_day("from", q.from.as_deref())?,
         to: parse_day("to", q.to.as_deref())?,
     })
@@ -719,8 +723,9 @@ fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
 
 async fn load_log(state: &State, q: &LogQuery) -> Result<Vec<EvaluationView>, AppError> {
     let filter = filter_of(q)?;
-    let (db, policy) = (state.db.clone(), state.policy.clone());
-    blocking(move || service::log(&db, &policy, &filter)).await
+    let db = state.db.clone();
+    let rows = blocking(move || kpis::log(&db, &filter)).await?;
+    Ok(EvaluationView::all(&rows, &state.policy))
 }
 
 pub async fn log_csv(state: State, q: web::Query<LogQuery>) -> Result<HttpResponse, AppError> {
@@ -788,11 +793,11 @@ fn periods_of(state: &State, r: &EvaluateRequest) -> Result<Vec<Period>, AppErro
                     "give either as_of or from and to, not both",
                 ));
             }
-            Period::between(kind, from, to).map_err(KpiServiceError::from)?
+            Period::between(kind, from, to).map_err(KpisError::from)?
         }
         (None, None) => vec![
             Period::containing(kind, as_of.unwrap_or_else(|| crate::db::now().date()))
-                .map_err(KpiServiceError::from)?,
+                .map_err(KpisError::from)?,
         ],
         (Some(_), None) => return Err(AppError::invalid("to", "from needs to")),
         (None, Some(_)) => return Err(AppError::invalid("from", "to needs from")),
@@ -819,12 +824,8 @@ async fn run_evaluation(
         state.policy.clone(),
         Actor::user(&user.email),
     );
-    let min_cell = policy.fairness.min_cell_size;
-    let rows = blocking(move || service::evaluate(&db, &policy, &actor, &periods)).await?;
-    Ok(rows
-        .iter()
-        .map(|r| EvaluationView::of(r, min_cell))
-        .collect())
+    let rows = blocking(move || kpis::evaluate(&db, &policy, &actor, &periods)).await?;
+    Ok(EvaluationView::all(&rows, &state.policy))
 }
 
 /// Evaluate every KPI for `all` and each segment of the published segmentation, for one
@@ -897,7 +898,8 @@ struct DriftHtml {
 
 async fn drift_report(state: &State) -> Result<DriftReport, AppError> {
     let (db, policy) = (state.db.clone(), state.policy.clone());
-    blocking(move || service::drift(&db, &policy)).await
+    let drift = blocking(move || kpis::drift(&db, &policy)).await?;
+    Ok(DriftReport::of(drift, &state.policy))
 }
 
 pub async fn drift_page(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
@@ -936,7 +938,7 @@ async fn start_rerun(state: &State, user: &CurrentUser, run_id: i64) -> Result<i
         state.policy.clone(),
         Actor::user(&user.email),
     );
-    let id = blocking(move || service::rerun(&db, &policy, &actor, run_id)).await?;
+    let id = blocking(move || kpis::rerun(&db, &policy, &actor, run_id)).await?;
     state.jobs.submit(id);
     Ok(id)
 }
@@ -989,7 +991,7 @@ fn shown(v: &EvaluationView, currency: &Currency) -> String {
 
 /// A status in words from the label table; a partial period says how much of it is covered.
 fn status_words(v: &EvaluationView) -> String {
-    if v.status == service::PARTIAL {
+    if v.status == PARTIAL {
         v.status_label()
     } else {
         format::label_lower(&v.status)

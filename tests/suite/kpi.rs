@@ -837,8 +837,7 @@ async fn reading_needs_kpi_read_and_evaluating_needs_kpi_evaluate() {
 #[tokio::test]
 async fn the_server_evaluates_on_its_schedule() {
     let app = spawn_app_with(|s| {
-        s.kpi_schedule =
-            fairseg::kpi::service::Schedule::Every(std::time::Duration::from_secs(3600))
+        s.kpi_schedule = fairseg::config::KpiSchedule::Every(std::time::Duration::from_secs(3600))
     })
     .await;
     let mut count = 0;
@@ -1318,10 +1317,10 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
     app.db
         .write(|c| fairseg::db::kpi::append(c, std::slice::from_mut(&mut row)))
         .unwrap();
-    fairseg::kpi::service::spawn_schedule(
+    fairseg::app::kpis::spawn_schedule(
         app.db.clone(),
         app.policy.clone(),
-        fairseg::kpi::service::Schedule::Every(Duration::from_secs(3600)),
+        fairseg::config::KpiSchedule::Every(Duration::from_secs(3600)),
     );
     let end = last.end().and_hms_opt(0, 0, 0).unwrap();
     let mut again = 0;
@@ -1334,7 +1333,7 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
                     &fairseg::db::kpi::LogFilter {
                         from: Some(last.start()),
                         to: Some(last.start()),
-                        kpi: Some("segment_size".into()),
+                        kpi: Some(fairseg::kpi::Kpi::SegmentSize),
                         ..Default::default()
                     },
                 )
