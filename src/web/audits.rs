@@ -8,6 +8,7 @@ use askama::Template;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
+use super::charts::{self, RatioChart};
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
 use crate::app::audits::{self, AuditError, Audited, Gate, Listed, Published, StoredAudit};
@@ -221,100 +222,6 @@ pub struct FourFifthsView {
     pub rates: Vec<RateView>,
 }
 
-/// One row of the representation chart: a dot at the ratio, a whisker over its interval.
-pub struct ChartRow {
-    pub label: String,
-    pub y: f64,
-    pub x: Option<f64>,
-    pub lo: Option<f64>,
-    pub hi: Option<f64>,
-    pub text: String,
-    pub outside: bool,
-}
-
-pub struct ChartTick {
-    pub x: f64,
-    pub label: String,
-}
-
-/// A server-side SVG chart of representation ratios (1 = the group's population share).
-pub struct Chart {
-    pub width: f64,
-    pub height: f64,
-    pub left: f64,
-    pub plot_right: f64,
-    pub one_x: f64,
-    pub rows: Vec<ChartRow>,
-    pub ticks: Vec<ChartTick>,
-    pub axis_y: f64,
-}
-
-const CHART_MAX: f64 = 3.0;
-const ROW_HEIGHT: f64 = 16.0;
-
-fn chart(a: &AttributeReport, segment_label: &dyn Fn(u32) -> String) -> Chart {
-    let (left, plot_width) = (260.0, 380.0);
-    let scale = |r: f64| left + plot_width * r.clamp(0.0, CHART_MAX) / CHART_MAX;
-    let rows: Vec<ChartRow> = a
-        .representation
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let (x, lo, hi) = if e.suppressed {
-                (None, None, None)
-            } else {
-                (
-                    e.ratio.map(scale),
-                    e.interval.map(|iv| scale(iv.lower)),
-                    e.interval.map(|iv| scale(iv.upper)),
-                )
-            };
-            let text = match (e.suppressed, e.ratio, e.interval) {
-                (true, _, _) => "suppressed".into(),
-                (false, Some(r), Some(iv)) => {
-                    format!("{r:.2} ({:.2}–{:.2})", iv.lower, iv.upper)
-                }
-                (false, Some(r), None) => format!("{r:.2}"),
-                (false, None, _) => "n/a".into(),
-            };
-            let outside = match e.interval {
-                Some(iv) if !e.suppressed => iv.lower > 1.0 || iv.upper < 1.0,
-                _ => false,
-            };
-            ChartRow {
-                label: format!("{} · {}", segment_label(e.segment), e.group),
-                y: 20.0 + ROW_HEIGHT * i as f64,
-                x,
-                lo,
-                hi,
-                text,
-                outside,
-            }
-        })
-        .collect();
-    let axis_y = 20.0 + ROW_HEIGHT * rows.len() as f64;
-    Chart {
-        width: left + plot_width + 150.0,
-        height: axis_y + 30.0,
-        left,
-        plot_right: left + plot_width,
-        one_x: scale(1.0),
-        ticks: [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
-            .iter()
-            .map(|&t| ChartTick {
-                x: scale(t),
-                label: if t == CHART_MAX {
-                    format!("≥{t}")
-                } else {
-                    format!("{t}")
-                },
-            })
-            .collect(),
-        rows,
-        axis_y,
-    }
-}
-
 /// A p-value as people read it (`< 0.001`, `0.82`).
 fn pval(x: Option<f64>) -> String {
     x.map_or_else(|| "—".into(), super::format::p_value)
@@ -344,7 +251,7 @@ pub struct AttributeView {
     pub rows: Vec<RowView>,
     pub group_totals: Vec<CellView>,
     pub total: String,
-    pub chart: Chart,
+    pub chart: RatioChart,
     pub four_fifths: Option<FourFifthsView>,
     pub balance: String,
 }
@@ -447,7 +354,7 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
             .map(|(&c, &s)| cell(c, s, t.min_cell_size))
             .collect(),
         total: t.total.to_string(),
-        chart: chart(a, names),
+        chart: charts::representation(a, names),
         four_fifths,
         balance,
     }

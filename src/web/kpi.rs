@@ -7,6 +7,7 @@ use askama::Template;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::charts::{KpiChart, kpi_history};
 use super::error::{AppError, blocking};
 use super::format;
 use super::layout::{Layout, State, render, see_other};
@@ -48,10 +49,6 @@ impl From<KpisError> for AppError {
             other => AppError::internal(other),
         }
     }
-}
-
-fn policy_min_cell(state: &State) -> u32 {
-    state.policy.fairness.min_cell_size
 }
 
 fn kind_of(state: &State, period: Option<&str>) -> Result<PeriodKind, AppError> {
@@ -193,7 +190,7 @@ pub async fn overview_page(
     let db = state.db.clone();
     let today = crate::db::now().date();
     let o = blocking(move || kpis::overview(&db, kind, start, run, today)).await?;
-    let min_cell = policy_min_cell(&state);
+    let min_cell = state.policy.fairness.min_cell_size;
     let views: Vec<(SeriesKey, EvaluationView)> = o
         .records
         .iter()
@@ -231,7 +228,7 @@ pub async fn overview_page(
                         // The period's heading already says how partial it is; each
                         // cell only says that it is.
                         Some((_, v)) => Cell {
-                            display: shown(v, &state.policy.currency),
+                            display: kpi_shown(v, &state.policy.currency),
                             status: v.status.clone(),
                             label: if v.partial && !v.suppressed {
                                 PARTIAL.to_owned()
@@ -351,135 +348,7 @@ pub struct PeriodQuery {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-segment time series, drawn as SVG on the server.
-
-const CHART_W: f64 = 420.0;
-const CHART_H: f64 = 150.0;
-const PAD_L: f64 = 8.0;
-const PAD_R: f64 = 8.0;
-const PAD_T: f64 = 10.0;
-const PAD_B: f64 = 10.0;
-
-struct Dot {
-    x: String,
-    y: String,
-    title: String,
-}
-
-struct Chart {
-    kpi: String,
-    label: &'static str,
-    formula: &'static str,
-    /// Line segments between defined, unsuppressed values.
-    lines: Vec<String>,
-    dots: Vec<Dot>,
-    target_y: Option<String>,
-    alert_y: Option<String>,
-    target: Option<String>,
-    alert: Option<String>,
-    y_max: String,
-    y_min: String,
-    first: String,
-    last: String,
-    latest: String,
-    latest_status: String,
-    latest_label: String,
-    withheld: usize,
-    width: f64,
-    height: f64,
-}
-
-fn chart(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> Chart {
-    let kpi = k.name();
-    let values: Vec<Option<f64>> = series.iter().map(|v| v.value).collect();
-    let mut lo = f64::INFINITY;
-    let mut hi = f64::NEG_INFINITY;
-    let target = series.iter().rev().find_map(|v| v.target);
-    let alert = series.iter().rev().find_map(|v| v.alert_threshold);
-    for v in values
-        .iter()
-        .flatten()
-        .chain(target.iter())
-        .chain(alert.iter())
-    {
-        lo = lo.min(*v);
-        hi = hi.max(*v);
-    }
-    if !lo.is_finite() {
-        (lo, hi) = (0.0, 1.0);
-    }
-    if lo > 0.0 && lo < hi * 0.5 {
-        lo = 0.0;
-    }
-    if hi - lo < 1e-12 {
-        hi = lo + 1.0;
-    }
-    let n = series.len().max(1);
-    let x = |i: usize| {
-        if n == 1 {
-            CHART_W / 2.0
-        } else {
-            PAD_L + (CHART_W - PAD_L - PAD_R) * i as f64 / (n - 1) as f64
-        }
-    };
-    let y = |v: f64| PAD_T + (CHART_H - PAD_T - PAD_B) * (1.0 - (v - lo) / (hi - lo));
-    let mut lines = Vec::new();
-    let mut current = Vec::new();
-    let mut dots = Vec::new();
-    for (i, (v, e)) in values.iter().zip(series).enumerate() {
-        match v {
-            Some(v) => {
-                current.push(format!("{:.1},{:.1}", x(i), y(*v)));
-                dots.push(Dot {
-                    x: format!("{:.1}", x(i)),
-                    y: format!("{:.1}", y(*v)),
-                    title: format!(
-                        "{}: {} ({})",
-                        format::date(&e.period_start),
-                        shown(e, currency),
-                        status_words(e)
-                    ),
-                });
-            }
-            None => {
-                if current.len() > 1 {
-                    lines.push(current.join(" "));
-                }
-                current.clear();
-            }
-        }
-    }
-    if current.len() > 1 {
-        lines.push(current.join(" "));
-    }
-    let last = series.last();
-    Chart {
-        kpi: kpi.to_owned(),
-        label: k.label(),
-        formula: k.formula(),
-        lines,
-        dots,
-        target_y: target.map(|t| format!("{:.1}", y(t))),
-        alert_y: alert.map(|a| format!("{:.1}", y(a))),
-        target: target.map(|t| format::kpi_value(kpi, t, currency)),
-        alert: alert.map(|a| format::kpi_value(kpi, a, currency)),
-        y_max: format::kpi_value(kpi, hi, currency),
-        y_min: format::kpi_value(kpi, lo, currency),
-        first: series
-            .first()
-            .map(|v| format::date(&v.period_start))
-            .unwrap_or_default(),
-        last: last
-            .map(|v| format::date(&v.period_start))
-            .unwrap_or_default(),
-        latest: last.map(|v| shown(v, currency)).unwrap_or_default(),
-        latest_status: last.map(|v| v.status.clone()).unwrap_or_default(),
-        latest_label: last.map(status_words).unwrap_or_default(),
-        withheld: series.iter().filter(|v| v.suppressed).count(),
-        width: CHART_W,
-        height: CHART_H,
-    }
-}
+// Per-segment time series, drawn as SVG on the server (`charts::kpi_history`).
 
 #[derive(Template)]
 #[template(path = "kpi/segment.html")]
@@ -489,7 +358,7 @@ struct SegmentHtml {
     /// Which run the segment belongs to, and its state, e.g. "run 4 (published)".
     run: Option<String>,
     period_kind: String,
-    charts: Vec<Chart>,
+    charts: Vec<KpiChart>,
     /// Periods left out of the charts because they had not ended: their labels.
     partial: Vec<String>,
     back: String,
@@ -504,7 +373,7 @@ async fn render_series(
 ) -> Result<HttpResponse, AppError> {
     let (db, k) = (state.db.clone(), key.clone());
     let (name, series) = blocking(move || kpis::series(&db, kind, &k)).await?;
-    let min_cell = policy_min_cell(state);
+    let min_cell = state.policy.fairness.min_cell_size;
     if series.is_empty() {
         return Err(AppError::Missing(format!(
             "no KPI evaluations for `{name}`"
@@ -535,7 +404,7 @@ async fn render_series(
                     partial.push(label);
                 }
             }
-            (!complete.is_empty()).then(|| chart(k, &complete, &state.policy.currency))
+            (!complete.is_empty()).then(|| kpi_history(k, &complete, &state.policy.currency))
         })
         .collect();
     let (run, back) = match &key {
@@ -981,7 +850,7 @@ pub async fn rerun_submit(
 }
 
 /// A KPI value for people, in the policy's currency: withheld, not enough data, or the figure.
-fn shown(v: &EvaluationView, currency: &Currency) -> String {
+pub(super) fn kpi_shown(v: &EvaluationView, currency: &Currency) -> String {
     match (v.suppressed, v.value) {
         (true, _) => "withheld".into(),
         (false, None) => "–".into(),
@@ -990,7 +859,7 @@ fn shown(v: &EvaluationView, currency: &Currency) -> String {
 }
 
 /// A status in words from the label table; a partial period says how much of it is covered.
-fn status_words(v: &EvaluationView) -> String {
+pub(super) fn status_words(v: &EvaluationView) -> String {
     if v.status == PARTIAL {
         v.status_label()
     } else {

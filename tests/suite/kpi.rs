@@ -289,11 +289,13 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
             .count(),
         2
     );
-    let updated = app.db.write::<_, fairseg::db::DbError>(|c| {
+    let updated = app.db.write(|c| {
         use diesel::RunQueryDsl;
-        Ok(diesel::sql_query("UPDATE kpi_evaluations SET value = 0").execute(c))
+        diesel::sql_query("UPDATE kpi_evaluations SET value = 0")
+            .execute(c)
+            .map_err(fairseg::db::DbError::from)
     });
-    assert!(updated.unwrap().is_err(), "the log refuses updates");
+    assert!(updated.is_err(), "the log refuses updates");
 
     // The CSV export carries the same rows and withholds the same figures.
     let csv = app
@@ -338,7 +340,7 @@ fn add_purchases(app: &TestApp, ids: std::ops::RangeInclusive<i64>, when: NaiveD
     use fairseg::db::customers::{IdTable, next_id};
     use fairseg::db::schema::transactions;
     app.db
-        .write::<_, fairseg::db::DbError>(|conn| {
+        .write(|conn| -> fairseg::db::DbResult<()> {
             for customer in ids.clone() {
                 let id = next_id(conn, IdTable::Transactions)?;
                 diesel::insert_into(transactions::table)
@@ -554,7 +556,7 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
         use fairseg::db::customers::{IdTable, next_id};
         use fairseg::db::schema::transactions;
         app.db
-            .write::<_, fairseg::db::DbError>(|conn| {
+            .write(|conn| -> fairseg::db::DbResult<()> {
                 for customer in 1..=40i64 {
                     let id = next_id(conn, IdTable::Transactions)?;
                     diesel::insert_into(transactions::table)
