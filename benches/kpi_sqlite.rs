@@ -1,7 +1,7 @@
 //! KPI evaluation end to end on SQLite: 1,000,000 customers, 10,000,000 transactions over
 //! 2023–2024, a published segmentation of 8 segments with every customer consented; every KPI
 //! for December 2024 for `all` and each segment, loaded from the database, evaluated and
-//! appended to the log (`kpi::service::evaluate`, what `fairseg kpi evaluate` runs).
+//! appended to the log (`app::kpis::evaluate`, what `fairseg kpi evaluate` runs).
 //!
 //! The database is generated once (SQL, in SQLite itself) at `$KPI_BENCH_DIR/kpi.db` (default
 //! `target/kpi-bench/kpi.db`); `tools/bench/kpi_sqlite.py` computes the same KPIs with pandas
@@ -14,9 +14,10 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use diesel::connection::SimpleConnection;
+use fairseg::app::kpis;
 use fairseg::config::Settings;
 use fairseg::db::{DatabaseUrl, Db};
-use fairseg::kpi::{Period, PeriodKind, service};
+use fairseg::kpi::{Period, PeriodKind};
 use fairseg::policy::Policy;
 use fairseg::trail::Actor;
 
@@ -85,7 +86,7 @@ fn main() {
         max_body_bytes: 1 << 20,
         max_import_bytes: 1 << 20,
         signing_key: None,
-        kpi_schedule: service::Schedule::Off,
+        kpi_schedule: fairseg::config::KpiSchedule::Off,
         public_url: None,
         spool_dir: dir.join("spool"),
         import_limits: fairseg::imports::ImportLimits::DEFAULT,
@@ -102,7 +103,7 @@ fn main() {
     let mut rows = Vec::new();
     for _ in 0..REPEATS {
         let started = Instant::now();
-        rows = service::evaluate(&db, &policy, &Actor::cli(), &[period]).unwrap();
+        rows = kpis::evaluate(&db, &policy, &Actor::cli(), &[period]).unwrap();
         times.push(started.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

@@ -148,7 +148,7 @@ pub struct Settings {
     /// one on first run and keeps it in the database.
     pub signing_key: Option<Secret>,
     /// The server's own KPI evaluations (FAIRSEG_KPI_SCHEDULE).
-    pub kpi_schedule: crate::kpi::service::Schedule,
+    pub kpi_schedule: KpiSchedule,
     /// The public base URL (FAIRSEG_PUBLIC_URL); `serve` refuses to start without it.
     pub public_url: Option<PublicUrl>,
     /// Where uploads are spooled (FAIRSEG_SPOOL_DIR).
@@ -163,6 +163,27 @@ pub struct Settings {
 
 /// The setting named in errors about the public URL.
 pub const PUBLIC_URL_SETTING: &str = "public-url (FAIRSEG_PUBLIC_URL)";
+
+/// How often the server evaluates KPIs by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KpiSchedule {
+    Off,
+    Every(std::time::Duration),
+}
+
+impl KpiSchedule {
+    /// `off`, `hourly` or `daily`.
+    pub fn parse(s: &str) -> Option<KpiSchedule> {
+        match s.trim() {
+            "off" => Some(KpiSchedule::Off),
+            "hourly" => Some(KpiSchedule::Every(std::time::Duration::from_secs(3600))),
+            "daily" => Some(KpiSchedule::Every(std::time::Duration::from_secs(
+                24 * 3600,
+            ))),
+            _ => None,
+        }
+    }
+}
 
 /// The base every absolute link starts with: http or https, a host, no credentials, query
 /// or fragment; kept without a trailing slash.
@@ -274,11 +295,9 @@ impl Settings {
             });
         }
         let kpi_schedule =
-            crate::kpi::service::Schedule::parse(&args.kpi_schedule).ok_or_else(|| {
-                ConfigError::Invalid {
-                    setting: "kpi-schedule (FAIRSEG_KPI_SCHEDULE)",
-                    reason: format!("must be off, hourly or daily, got `{}`", args.kpi_schedule),
-                }
+            KpiSchedule::parse(&args.kpi_schedule).ok_or_else(|| ConfigError::Invalid {
+                setting: "kpi-schedule (FAIRSEG_KPI_SCHEDULE)",
+                reason: format!("must be off, hourly or daily, got `{}`", args.kpi_schedule),
             })?;
         let public_url = args
             .public_url

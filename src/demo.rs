@@ -773,9 +773,9 @@ pub fn backfill_kpis(
     db: &crate::db::Db,
     policy: &crate::policy::Policy,
     today: chrono::NaiveDate,
-) -> Result<usize, crate::kpi::service::KpiServiceError> {
+) -> Result<usize, crate::app::kpis::KpisError> {
     let from = today - chrono::TimeDelta::days(HISTORY_DAYS);
-    let rows = crate::kpi::service::backfill(
+    let rows = crate::app::kpis::backfill(
         db,
         policy,
         &Actor::system(),

@@ -1,10 +1,10 @@
 //! Fairness audit of a segmentation: does segment membership depend on a protected attribute,
 //! how strongly, how sure are we, and through which features?
 //!
-//! Everything here is a pure function on plain Rust types. The database and web layers build an
-//! [`AuditInput`], pick [`FairnessThresholds`] from the policy and call [`audit`]; the returned
-//! [`AuditReport`] is already safe to show (small cells suppressed) and serialises to the JSON
-//! described in the fairness-audit issue.
+//! Everything here is a pure function on plain Rust types. The application layer
+//! (`app::audits`) builds an [`AuditInput`], picks [`FairnessThresholds`] from the policy and
+//! calls [`audit`]; the returned [`AuditReport`] is already safe to show (small cells
+//! suppressed) and serialises to the JSON described in the fairness-audit issue.
 //!
 //! Layout:
 //! - [`groups`]: protected attributes as interned group columns, age bands, intersections.
@@ -17,19 +17,23 @@
 //! - [`proxies`]: association of features with protected attributes.
 //! - [`suppression`]: small-cell suppression with complementary suppression.
 //! - [`verdict`]: thresholds, verdict rules and the plain-English reasons.
+//! - [`gate`]: which verdicts let a run be published, and what an override must say.
+//! - [`input`]: an audit's input from values read per member, the policy's thresholds.
+//! - [`export`]: a stored audit as CSV.
 //! - [`audit`](mod@audit): the entry point and the serialisable report.
 
 pub mod audit;
 pub mod consent_selection;
 pub mod export;
+pub mod gate;
 pub mod groups;
+pub mod input;
 pub mod noncentral;
 pub mod proxies;
 #[cfg(test)]
 mod reference_tests;
 pub mod representation;
 pub mod sampling;
-pub mod service;
 pub mod stats;
 pub mod suppression;
 pub mod table;

@@ -1,9 +1,9 @@
 //! KPIs per period, drift of the population since segmentation, and the alerts that say when
 //! to re-segment.
 //!
-//! Pure computation on plain Rust types: the caller loads transactions and segment
-//! memberships, this module computes; the database, the scheduler and the web translate at
-//! the edges.
+//! Pure computation on plain Rust types: the application layer (`app::kpis`) loads
+//! transactions and segment memberships, this module computes; the database and the web
+//! translate at the edges.
 //!
 //! - [`period`]: ISO weeks, months and quarters as half-open date ranges, back-fill ranges.
 //! - [`catalogue`]: the KPI catalogue, exact formulas, definition versions, undefined values.
@@ -13,8 +13,12 @@
 //! - [`drift`]: population stability index and two-sample Kolmogorov–Smirnov per feature, the
 //!   shift in segment shares.
 //! - [`ks`]: the Kolmogorov–Smirnov test itself, matching `scipy.stats.ks_2samp`.
-//! - [`service`]: the database edge: evaluate and log, back-fill, schedule, drift report,
-//!   re-run.
+//! - [`targets`]: which target applies to a KPI in a segment, the policy's alert rules, the
+//!   customers a figure rests on.
+//! - [`series`]: what the log says of a stored figure: its series, status, suppression and
+//!   coverage.
+//! - [`population`]: every customer by dense index, the live members in their segments.
+//! - [`schedule`]: which periods the server's own schedule evaluates on a day.
 //! - [`alert`]: alerts (persistent KPI alerts, drift, low stability) and the re-segmentation
 //!   advice.
 
@@ -27,8 +31,11 @@ pub mod drift;
 pub mod evaluate;
 pub mod ks;
 pub mod period;
-pub mod service;
+pub mod population;
+pub mod schedule;
+pub mod series;
 pub mod status;
+pub mod targets;
 #[cfg(test)]
 mod tests_cdnow;
 

@@ -748,7 +748,7 @@ fn demo(
         let run_id = fairseg::app::runs::create(&db, &policy, &Actor::system(), &request)?;
         let outcome = fairseg::app::runs::execute(&db, &policy, run_id)
             .context("segmenting the demo data")?;
-        let audit = fairseg::fairness::service::audit_run_with(
+        let audit = fairseg::app::audits::audit_run_with(
             &db,
             &policy,
             &Actor::system(),
@@ -756,11 +756,9 @@ fn demo(
             Some(&outcome.features),
         )
         .context("auditing the demo segmentation")?;
-        let verdict: fairseg::fairness::Verdict =
-            audit.verdict.parse().map_err(anyhow::Error::msg)?;
-        let published = fairseg::fairness::service::passes_gate(verdict);
+        let published = fairseg::app::audits::passes_gate(audit.verdict);
         if published {
-            fairseg::fairness::service::publish_run(&db, &policy, &Actor::system(), run_id)
+            fairseg::app::audits::publish_run(&db, &policy, &Actor::system(), run_id)
                 .context("publishing the demo segmentation")?;
         }
         runs.push((run_id, request.features, outcome, audit, published));
@@ -780,12 +778,10 @@ fn demo(
     }
     let objections = fairseg::consent::ledger::check_objections(&db, &policy, &Actor::system())
         .context("the demo's objection check")?;
-    let selection: Option<String> = runs.last().and_then(|r| {
-        serde_json::from_str::<fairseg::fairness::AuditReport>(&r.3.report)
-            .ok()?
-            .consent_selection
-            .map(|c| c.headline)
-    });
+    let selection: Option<String> = runs
+        .last()
+        .and_then(|r| r.3.report.consent_selection.as_ref())
+        .map(|c| c.headline.clone());
     // KPI history: every month of the demo history, per segment of the published run, so the
     // KPI charts are full from the start.
     let kpi_rows = fairseg::demo::backfill_kpis(&db, &policy, fairseg::db::now().date())
@@ -937,7 +933,7 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
     let outcome =
         pipeline::execute(&db, &policy, id).with_context(|| format!("run {id} failed"))?;
     let audit_started = std::time::Instant::now();
-    let audit = fairseg::fairness::service::audit_run_with(
+    let audit = fairseg::app::audits::audit_run_with(
         &db,
         &policy,
         &Actor::cli(),
@@ -992,18 +988,17 @@ fn segment_command(settings: Settings, args: SegmentArgs) -> anyhow::Result<()> 
 }
 
 fn audit_command(settings: Settings, run_id: i64, json: bool, csv: bool) -> anyhow::Result<()> {
-    use fairseg::fairness::{export, service};
     let policy = Policy::load(&settings.policies_dir)?;
     let db = open_existing(&settings)?;
     startup::prepare(&db, &policy, &settings)?;
-    let audit = service::audit_of_run(&db, &policy, &Actor::cli(), run_id)?;
+    let audit = fairseg::app::audits::audit_of_run(&db, &policy, &Actor::cli(), run_id)?;
     if json {
         println!(
             "{}",
             serde_json::to_string(&fairseg::web::audits::AuditJson::of(&audit))?
         );
     } else if csv {
-        print!("{}", export::csv(&audit));
+        print!("{}", audit.csv());
     } else {
         let r = &audit.report;
         println!(
@@ -1050,7 +1045,7 @@ fn publish_command(settings: Settings, run_id: i64, json: bool) -> anyhow::Resul
     let policy = Policy::load(&settings.policies_dir)?;
     let db = open_existing(&settings)?;
     startup::prepare(&db, &policy, &settings)?;
-    let published = fairseg::fairness::service::publish_run(&db, &policy, &Actor::cli(), run_id)
+    let published = fairseg::app::audits::publish_run(&db, &policy, &Actor::cli(), run_id)
         .map_err(|e| Reported(e.to_string()))?;
     if json {
         println!("{}", serde_json::to_string(&published)?);
@@ -1080,7 +1075,8 @@ fn kpi_evaluate(
     range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use fairseg::kpi::{Period, PeriodKind, service};
+    use fairseg::kpi::{Period, PeriodKind};
+    use fairseg::web::kpi::EvaluationView;
     let policy = Policy::load(&settings.policies_dir)?;
     let db = open_existing(&settings)?;
     startup::prepare(&db, &policy, &settings)?;
@@ -1099,11 +1095,8 @@ fn kpi_evaluate(
             as_of.unwrap_or_else(|| fairseg::db::now().date()),
         )?],
     };
-    let rows = service::evaluate(&db, &policy, &Actor::cli(), &periods)?;
-    let views: Vec<service::EvaluationView> = rows
-        .iter()
-        .map(|r| service::EvaluationView::of(r, policy.fairness.min_cell_size))
-        .collect();
+    let rows = fairseg::app::kpis::evaluate(&db, &policy, &Actor::cli(), &periods)?;
+    let views = EvaluationView::all(&rows, &policy);
     if json {
         println!("{}", serde_json::to_string(&views)?);
     } else {

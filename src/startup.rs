@@ -171,7 +171,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
     let secret = prepare(&db, &policy, &settings)?;
     let policy = Arc::new(policy);
     let jobs = crate::app::jobs::Jobs::start(db.clone(), policy.clone(), after_segmentation_run)?;
-    crate::kpi::service::spawn_schedule(db.clone(), policy.clone(), settings.kpi_schedule);
+    crate::app::kpis::spawn_schedule(db.clone(), policy.clone(), settings.kpi_schedule);
     Ok(AppState {
         jobs,
         pseudonyms: pseudonymizer(&db)?,
@@ -193,7 +193,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
 /// audited again on demand.
 pub fn after_segmentation_run(db: &Db, policy: &Policy, outcome: &crate::app::runs::RunOutcome) {
     let run_id = outcome.run_id;
-    if let Err(e) = crate::fairness::service::audit_run_with(
+    if let Err(e) = crate::app::audits::audit_run_with(
         db,
         policy,
         &Actor::system(),

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audits;
 pub mod auth;
+pub mod charts;
 pub mod consent;
 pub mod customer_view;
 pub mod dsr;

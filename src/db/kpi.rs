@@ -7,6 +7,7 @@ use diesel::prelude::*;
 
 use super::schema::{customers, kpi_evaluations, transactions};
 use super::{DbConnection, DbResult};
+use crate::kpi::{Kpi, PeriodKind};
 
 /// One row of the evaluation log.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
@@ -33,6 +34,14 @@ pub struct EvaluationRecord {
     pub status: String,
     pub evaluated_at: NaiveDateTime,
     pub evaluated_by: String,
+}
+
+impl EvaluationRecord {
+    /// The period kind the row was evaluated for; `None` for a kind this version does not
+    /// know.
+    pub fn kind(&self) -> Option<PeriodKind> {
+        PeriodKind::parse(&self.period_kind).ok()
+    }
 }
 
 /// Every customer's internal id, ascending.
@@ -167,12 +176,12 @@ pub fn append(conn: &mut DbConnection, rows: &mut [EvaluationRecord]) -> DbResul
 /// What to read from the log.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
-    pub period_kind: Option<String>,
+    pub period_kind: Option<PeriodKind>,
     /// A segment label (`all` for the whole population).
     pub segment: Option<String>,
     pub run_id: Option<i64>,
     pub segment_number: Option<i32>,
-    pub kpi: Option<String>,
+    pub kpi: Option<Kpi>,
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
 }
@@ -180,8 +189,8 @@ pub struct LogFilter {
 /// Log rows matching the filter, oldest first (by id).
 pub fn log(conn: &mut DbConnection, filter: &LogFilter) -> DbResult<Vec<EvaluationRecord>> {
     let mut q = kpi_evaluations::table.into_boxed();
-    if let Some(kind) = &filter.period_kind {
-        q = q.filter(kpi_evaluations::period_kind.eq(kind.clone()));
+    if let Some(kind) = filter.period_kind {
+        q = q.filter(kpi_evaluations::period_kind.eq(kind.as_str()));
     }
     if let Some(segment) = &filter.segment {
         q = q.filter(kpi_evaluations::segment.eq(segment.clone()));
@@ -192,8 +201,8 @@ pub fn log(conn: &mut DbConnection, filter: &LogFilter) -> DbResult<Vec<Evaluati
     if let Some(number) = filter.segment_number {
         q = q.filter(kpi_evaluations::segment_number.eq(number));
     }
-    if let Some(kpi) = &filter.kpi {
-        q = q.filter(kpi_evaluations::kpi.eq(kpi.clone()));
+    if let Some(kpi) = filter.kpi {
+        q = q.filter(kpi_evaluations::kpi.eq(kpi.name()));
     }
     if let Some(from) = filter.from {
         q = q.filter(kpi_evaluations::period_start.ge(from));
@@ -210,10 +219,10 @@ pub fn log(conn: &mut DbConnection, filter: &LogFilter) -> DbResult<Vec<Evaluati
 /// evaluated): enough to tell complete periods from partial ones without reading the rows.
 pub fn periods(
     conn: &mut DbConnection,
-    kind: &str,
+    kind: PeriodKind,
 ) -> DbResult<Vec<(NaiveDate, NaiveDate, NaiveDateTime)>> {
     let rows: Vec<(NaiveDate, NaiveDate, Option<NaiveDateTime>)> = kpi_evaluations::table
-        .filter(kpi_evaluations::period_kind.eq(kind))
+        .filter(kpi_evaluations::period_kind.eq(kind.as_str()))
         .group_by((kpi_evaluations::period_start, kpi_evaluations::period_end))
         .select((
             kpi_evaluations::period_start,
@@ -229,9 +238,9 @@ pub fn periods(
 }
 
 /// The runs whose segments appear in the log for a period kind, newest first.
-pub fn runs_logged(conn: &mut DbConnection, kind: &str) -> DbResult<Vec<i64>> {
+pub fn runs_logged(conn: &mut DbConnection, kind: PeriodKind) -> DbResult<Vec<i64>> {
     let runs: Vec<Option<i64>> = kpi_evaluations::table
-        .filter(kpi_evaluations::period_kind.eq(kind))
+        .filter(kpi_evaluations::period_kind.eq(kind.as_str()))
         .filter(kpi_evaluations::run_id.is_not_null())
         .select(kpi_evaluations::run_id)
         .distinct()

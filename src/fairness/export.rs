@@ -6,8 +6,28 @@
 //! `balance`, `proxy`, `override`. A suppressed figure has an empty value and its kind of
 //! suppression (`primary`, `complementary`) in `suppressed`: small counts never appear.
 
-use super::service::StoredAudit;
+use chrono::NaiveDateTime;
+
+use super::AuditReport;
 use super::suppression::Suppression;
+
+/// A stored audit as exported: its identity, its report and its overrides.
+pub struct Audit<'a> {
+    pub id: i64,
+    pub run_id: i64,
+    pub policy_version: &'a str,
+    pub report: &'a AuditReport,
+    /// The run's strategies changed since the audit: its four-fifths result is stale.
+    pub stale_strategies: bool,
+    pub overrides: Vec<Override<'a>>,
+}
+
+/// A compliance officer's override of an audit.
+pub struct Override<'a> {
+    pub by: &'a str,
+    pub at: NaiveDateTime,
+    pub justification: &'a str,
+}
 
 fn suppression(s: Suppression) -> &'static str {
     match s {
@@ -22,7 +42,7 @@ fn num(x: Option<f64>) -> String {
 }
 
 /// The CSV text of an audit.
-pub fn csv(audit: &StoredAudit) -> String {
+pub fn csv(audit: &Audit<'_>) -> String {
     let mut w = crate::spreadsheet::Writer::from_writer(Vec::new());
     let mut row = |fields: [&str; 8]| {
         w.write_record(fields).expect("writing to memory");
@@ -37,15 +57,15 @@ pub fn csv(audit: &StoredAudit) -> String {
         "value",
         "suppressed",
     ]);
-    let r = &audit.report;
-    let id = audit.row.id.to_string();
-    let run = audit.row.run_id.to_string();
+    let r = audit.report;
+    let id = audit.id.to_string();
+    let run = audit.run_id.to_string();
     let members = r.members.to_string();
     let verdict = r.verdict.to_string();
     for (measure, value) in [
         ("audit_id", id.as_str()),
         ("run_id", run.as_str()),
-        ("policy_version", audit.row.policy_version.as_str()),
+        ("policy_version", audit.policy_version),
         ("members", members.as_str()),
         ("verdict", verdict.as_str()),
         ("reason", r.reason.as_str()),
@@ -206,8 +226,8 @@ pub fn csv(audit: &StoredAudit) -> String {
         }
     }
     for o in &audit.overrides {
-        let at = o.overridden_at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        row(["override", "", "", "", "", "by", &o.overridden_by, ""]);
+        let at = o.at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        row(["override", "", "", "", "", "by", o.by, ""]);
         row(["override", "", "", "", "", "at", &at, ""]);
         row([
             "override",
@@ -216,7 +236,7 @@ pub fn csv(audit: &StoredAudit) -> String {
             "",
             "",
             "justification",
-            &o.justification,
+            o.justification,
             "",
         ]);
     }

@@ -8,14 +8,15 @@ use askama::Template;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
+use super::charts::{self, RatioChart};
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
+use crate::app::audits::{self, AuditError, Audited, Gate, Listed, Published, StoredAudit};
 use crate::auth::CurrentUser;
-use crate::db::audits::{self as store, AuditHead, OverrideRow};
+use crate::db::audits::OverrideRow;
 use crate::fairness::audit::AttributeReport;
-use crate::fairness::service::{self, AuditError, Published, StoredAudit};
 use crate::fairness::suppression::Suppression;
-use crate::fairness::{AuditReport, export};
+use crate::fairness::{AuditReport, Verdict};
 use crate::policy::Permission;
 use crate::trail::Actor;
 
@@ -93,7 +94,7 @@ impl AuditJson {
             duration_ms: a.row.duration_ms,
             stale_strategies: a.stale_strategies,
             overrides: a.overrides.iter().map(OverrideJson::from).collect(),
-            publishable: service::passes_gate(a.report.verdict) || !a.overrides.is_empty(),
+            publishable: a.gate().publishable(),
             report: a.report.clone(),
         }
     }
@@ -104,7 +105,8 @@ impl AuditJson {
 pub struct AuditSummary {
     pub id: i64,
     pub run_id: i64,
-    pub verdict: String,
+    #[schema(value_type = String)]
+    pub verdict: Verdict,
     pub reason: String,
     pub members: i64,
     pub policy_version: String,
@@ -114,20 +116,26 @@ pub struct AuditSummary {
     pub overridden: bool,
 }
 
-fn summaries(heads: Vec<AuditHead>, overridden: &[i64]) -> Vec<AuditSummary> {
-    heads
+fn summaries(listed: Vec<Listed>) -> Vec<AuditSummary> {
+    listed
         .into_iter()
-        .map(|h| AuditSummary {
-            overridden: overridden.contains(&h.id),
-            id: h.id,
-            run_id: h.run_id,
-            verdict: h.verdict,
-            reason: h.reason,
-            members: h.members,
-            policy_version: h.policy_version,
-            created_by: h.created_by,
-            created_at: h.created_at,
-        })
+        .map(
+            |Listed {
+                 head: h,
+                 verdict,
+                 overridden,
+             }| AuditSummary {
+                overridden,
+                id: h.id,
+                run_id: h.run_id,
+                verdict,
+                reason: h.reason,
+                members: h.members,
+                policy_version: h.policy_version,
+                created_by: h.created_by,
+                created_at: h.created_at,
+            },
+        )
         .collect()
 }
 
@@ -135,16 +143,13 @@ const HISTORY_LIMIT: i64 = 200;
 
 async fn history(state: &State) -> Result<Vec<AuditSummary>, AppError> {
     let db = state.db.clone();
-    let (heads, overridden) = blocking(move || {
-        db.read(|c| Ok((store::list(c, HISTORY_LIMIT)?, store::overridden_ids(c)?)))
-    })
-    .await?;
-    Ok(summaries(heads, &overridden))
+    let listed = blocking(move || audits::history(&db, HISTORY_LIMIT)).await?;
+    Ok(summaries(listed))
 }
 
 async fn load(state: &State, id: i64) -> Result<StoredAudit, AppError> {
     let db = state.db.clone();
-    Ok(web::block(move || service::load(&db, id)).await??)
+    blocking(move || audits::load(&db, id)).await
 }
 
 fn actor(user: &CurrentUser) -> Actor {
@@ -217,100 +222,6 @@ pub struct FourFifthsView {
     pub rates: Vec<RateView>,
 }
 
-/// One row of the representation chart: a dot at the ratio, a whisker over its interval.
-pub struct ChartRow {
-    pub label: String,
-    pub y: f64,
-    pub x: Option<f64>,
-    pub lo: Option<f64>,
-    pub hi: Option<f64>,
-    pub text: String,
-    pub outside: bool,
-}
-
-pub struct ChartTick {
-    pub x: f64,
-    pub label: String,
-}
-
-/// A server-side SVG chart of representation ratios (1 = the group's population share).
-pub struct Chart {
-    pub width: f64,
-    pub height: f64,
-    pub left: f64,
-    pub plot_right: f64,
-    pub one_x: f64,
-    pub rows: Vec<ChartRow>,
-    pub ticks: Vec<ChartTick>,
-    pub axis_y: f64,
-}
-
-const CHART_MAX: f64 = 3.0;
-const ROW_HEIGHT: f64 = 16.0;
-
-fn chart(a: &AttributeReport, segment_label: &dyn Fn(u32) -> String) -> Chart {
-    let (left, plot_width) = (260.0, 380.0);
-    let scale = |r: f64| left + plot_width * r.clamp(0.0, CHART_MAX) / CHART_MAX;
-    let rows: Vec<ChartRow> = a
-        .representation
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let (x, lo, hi) = if e.suppressed {
-                (None, None, None)
-            } else {
-                (
-                    e.ratio.map(scale),
-                    e.interval.map(|iv| scale(iv.lower)),
-                    e.interval.map(|iv| scale(iv.upper)),
-                )
-            };
-            let text = match (e.suppressed, e.ratio, e.interval) {
-                (true, _, _) => "suppressed".into(),
-                (false, Some(r), Some(iv)) => {
-                    format!("{r:.2} ({:.2}–{:.2})", iv.lower, iv.upper)
-                }
-                (false, Some(r), None) => format!("{r:.2}"),
-                (false, None, _) => "n/a".into(),
-            };
-            let outside = match e.interval {
-                Some(iv) if !e.suppressed => iv.lower > 1.0 || iv.upper < 1.0,
-                _ => false,
-            };
-            ChartRow {
-                label: format!("{} · {}", segment_label(e.segment), e.group),
-                y: 20.0 + ROW_HEIGHT * i as f64,
-                x,
-                lo,
-                hi,
-                text,
-                outside,
-            }
-        })
-        .collect();
-    let axis_y = 20.0 + ROW_HEIGHT * rows.len() as f64;
-    Chart {
-        width: left + plot_width + 150.0,
-        height: axis_y + 30.0,
-        left,
-        plot_right: left + plot_width,
-        one_x: scale(1.0),
-        ticks: [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
-            .iter()
-            .map(|&t| ChartTick {
-                x: scale(t),
-                label: if t == CHART_MAX {
-                    format!("≥{t}")
-                } else {
-                    format!("{t}")
-                },
-            })
-            .collect(),
-        rows,
-        axis_y,
-    }
-}
-
 /// A p-value as people read it (`< 0.001`, `0.82`).
 fn pval(x: Option<f64>) -> String {
     x.map_or_else(|| "—".into(), super::format::p_value)
@@ -340,7 +251,7 @@ pub struct AttributeView {
     pub rows: Vec<RowView>,
     pub group_totals: Vec<CellView>,
     pub total: String,
-    pub chart: Chart,
+    pub chart: RatioChart,
     pub four_fifths: Option<FourFifthsView>,
     pub balance: String,
 }
@@ -443,7 +354,7 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
             .map(|(&c, &s)| cell(c, s, t.min_cell_size))
             .collect(),
         total: t.total.to_string(),
-        chart: chart(a, names),
+        chart: charts::representation(a, names),
         four_fifths,
         balance,
     }
@@ -556,8 +467,8 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
             })
             .collect(),
         overrides: a.overrides.clone(),
-        publishable: service::passes_gate(r.verdict) || !a.overrides.is_empty(),
-        needs_override: !service::passes_gate(r.verdict),
+        publishable: a.gate().publishable(),
+        needs_override: audits::needs_override(r.verdict),
         caveats: r.caveats.iter().map(|c| c.text()).collect(),
         override_note: a.overrides.last().map(|o| {
             format!(
@@ -583,12 +494,8 @@ fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
 
 /// A run's status with the way it got past the gate: a run published on an override says so
 /// wherever its status is shown, never plain "published" beside "cannot be published".
-pub fn run_status_label(
-    status: &str,
-    verdict: crate::fairness::Verdict,
-    overridden: bool,
-) -> String {
-    if status == "published" && overridden && !service::passes_gate(verdict) {
+pub fn run_status_label(status: &str, verdict: Verdict, overridden: bool) -> String {
+    if status == "published" && Gate::decide(verdict, overridden) == Gate::Overridden {
         "published (override)".into()
     } else {
         status.to_owned()
@@ -673,12 +580,7 @@ pub async fn compare_page(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let db = state.db.clone();
-    let (current, previous) = web::block(move || -> Result<_, AuditError> {
-        let current = service::load(&db, id)?;
-        let previous = service::previous(&db, &current)?;
-        Ok((current, previous))
-    })
-    .await??;
+    let (current, previous) = blocking(move || audits::with_previous(&db, id)).await?;
     let mut names: Vec<String> = current
         .report
         .attributes
@@ -735,7 +637,7 @@ fn csv_response(audit: &StoredAudit) -> HttpResponse {
                 audit.row.id, audit.row.run_id
             ),
         ))
-        .body(export::csv(audit))
+        .body(audit.csv())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -784,7 +686,7 @@ pub async fn override_submit(
     require_confirmation(form.confirm.as_deref(), "recording an override")?;
     let justification = form.justification;
     let result =
-        web::block(move || service::override_audit(&db, &policy, &actor, id, &justification))
+        web::block(move || audits::override_audit(&db, &policy, &actor, id, &justification))
             .await?;
     let page = format!("/audits/{id}");
     Ok(match result {
@@ -802,7 +704,7 @@ async fn publish(
     run_id: i64,
 ) -> Result<Result<Published, AuditError>, AppError> {
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(user));
-    Ok(web::block(move || service::publish_run(&db, &policy, &actor, run_id)).await?)
+    Ok(web::block(move || audits::publish_run(&db, &policy, &actor, run_id)).await?)
 }
 
 pub async fn publish_submit(
@@ -815,9 +717,9 @@ pub async fn publish_submit(
     require_confirmation(form.confirm.as_deref(), "publishing")?;
     let result = publish(&state, &user, run_id).await?;
     let db = state.db.clone();
-    let latest = blocking(move || db.read(|c| store::latest_of_run(c, run_id))).await?;
+    let latest = blocking(move || audits::latest_of_run(&db, run_id)).await?;
     let page = match latest {
-        Some(a) => format!("/audits/{}", a.id),
+        Some(id) => format!("/audits/{id}"),
         None => "/audits".into(),
     };
     Ok(match result {
@@ -846,13 +748,9 @@ pub async fn reaudit_submit(
     )))
 }
 
-async fn reaudit(
-    state: &State,
-    user: &CurrentUser,
-    run_id: i64,
-) -> Result<store::AuditRow, AppError> {
+async fn reaudit(state: &State, user: &CurrentUser, run_id: i64) -> Result<Audited, AppError> {
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(user));
-    Ok(web::block(move || service::audit_run(&db, &policy, &actor, run_id)).await??)
+    blocking(move || audits::audit_run(&db, &policy, &actor, run_id)).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -929,7 +827,7 @@ pub async fn override_api(
     let id = path.into_inner();
     let (db, policy, actor) = (state.db.clone(), state.policy.clone(), actor(&user));
     let justification = body.into_inner().justification;
-    let row = web::block(move || service::override_audit(&db, &policy, &actor, id, &justification))
+    let row = web::block(move || audits::override_audit(&db, &policy, &actor, id, &justification))
         .await??;
     Ok(HttpResponse::Created().json(OverrideJson::from(&row)))
 }

@@ -7,6 +7,7 @@ use askama::Template;
 use chrono::{NaiveDateTime, TimeDelta};
 use serde::{Deserialize, Serialize};
 
+use super::charts::{self, BarSegment, CONSENT_SERIES as SERIES, Frame, HistoryChart};
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
 use crate::auth::CurrentUser;
@@ -473,33 +474,6 @@ pub async fn link_api(
 const CHART_WIDTH: f64 = 640.0;
 const CHART_HEIGHT: f64 = 180.0;
 const CHART_PAD: f64 = 36.0;
-/// Colours and labels of the four states, in `Tally::counts` order.
-const SERIES: [(&str, &str); 4] = [
-    ("Granted", "#2e7d32"),
-    ("Withdrawn", "#c62828"),
-    ("Expired", "#ef6c00"),
-    ("Never asked", "#757575"),
-];
-
-struct BarSegment {
-    x: String,
-    width: String,
-    colour: &'static str,
-    title: String,
-}
-
-struct Line {
-    colour: &'static str,
-    label: &'static str,
-    /// Polylines: a suppressed point breaks the line rather than showing its value.
-    pieces: Vec<String>,
-}
-
-struct HistoryChart {
-    lines: Vec<Line>,
-    x_labels: Vec<(String, String)>,
-    y_max: u64,
-}
 
 struct CoverageRow {
     purpose: String,
@@ -508,91 +482,6 @@ struct CoverageRow {
     cells: Vec<ShownCount>,
     bar: Vec<BarSegment>,
     chart: HistoryChart,
-}
-
-/// One stacked bar per purpose: shown counts as their share of the customers on file, and the
-/// suppressed ones merged into one grey segment so no single small count can be measured.
-fn bar(tally: &Tally, cells: &[ShownCount]) -> Vec<BarSegment> {
-    let total = tally.total().max(1) as f64;
-    let mut segments = Vec::new();
-    let mut x = 0.0;
-    let mut hidden = 0u64;
-    for ((count, shown), (label, colour)) in tally.counts().iter().zip(cells).zip(SERIES) {
-        match shown.count {
-            Some(c) if c > 0 => {
-                let width = c as f64 / total * 100.0;
-                segments.push(BarSegment {
-                    x: format!("{x:.3}"),
-                    width: format!("{width:.3}"),
-                    colour,
-                    title: format!("{label}: {c}"),
-                });
-                x += width;
-            }
-            Some(_) => {}
-            None => hidden += count,
-        }
-    }
-    if hidden > 0 {
-        segments.push(BarSegment {
-            x: format!("{x:.3}"),
-            width: format!("{:.3}", hidden as f64 / total * 100.0),
-            colour: "#bdbdbd",
-            title: "Small counts, not shown".into(),
-        });
-    }
-    segments
-}
-
-fn history_chart(instants: &[NaiveDateTime], rows: &[Vec<ShownCount>]) -> HistoryChart {
-    let y_max = rows
-        .iter()
-        .flatten()
-        .filter_map(|c| c.count)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let n = instants.len().max(2) - 1;
-    let x_of = |i: usize| CHART_PAD + (CHART_WIDTH - 2.0 * CHART_PAD) * i as f64 / n as f64;
-    let y_of = |v: u64| {
-        CHART_HEIGHT - CHART_PAD + -(CHART_HEIGHT - 2.0 * CHART_PAD) * v as f64 / y_max as f64
-    };
-    let lines = SERIES
-        .iter()
-        .enumerate()
-        .map(|(s, (label, colour))| {
-            let mut pieces = Vec::new();
-            let mut current = String::new();
-            for (i, row) in rows.iter().enumerate() {
-                match row[s].count {
-                    Some(v) => {
-                        current.push_str(&format!("{:.1},{:.1} ", x_of(i), y_of(v)));
-                    }
-                    None if !current.is_empty() => pieces.push(std::mem::take(&mut current)),
-                    None => {}
-                }
-            }
-            if !current.is_empty() {
-                pieces.push(current);
-            }
-            Line {
-                colour,
-                label,
-                pieces,
-            }
-        })
-        .collect();
-    let x_labels = instants
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 3 == (instants.len() - 1) % 3)
-        .map(|(i, t)| (format!("{:.1}", x_of(i)), t.format("%Y-%m-%d").to_string()))
-        .collect();
-    HistoryChart {
-        lines,
-        x_labels,
-        y_max,
-    }
 }
 
 /// Colours of the consent-selection lines, one per protected attribute (cycled).
@@ -672,8 +561,7 @@ async fn load_selection(
     instants: &[NaiveDateTime],
 ) -> Result<Vec<ConsentSelectionReport>, AppError> {
     let (db, policy, instants) = (state.db.clone(), state.policy.clone(), instants.to_vec());
-    blocking(move || crate::fairness::service::consent_selection_history(&db, &policy, &instants))
-        .await
+    blocking(move || crate::app::audits::consent_selection_history(&db, &policy, &instants)).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -753,9 +641,17 @@ pub async fn coverage_page(
                 purpose: p.purpose.clone(),
                 description: p.description.clone(),
                 legal_basis: basis_name(p.legal_basis),
-                bar: bar(&p.tally, &cells),
+                bar: charts::consent_bar(&p.tally, &cells),
                 cells,
-                chart: history_chart(&coverage.instants, &history_rows),
+                chart: charts::consent_history(
+                    Frame {
+                        width: CHART_WIDTH,
+                        height: CHART_HEIGHT,
+                        pad: CHART_PAD,
+                    },
+                    &coverage.instants,
+                    &history_rows,
+                ),
             }
         })
         .collect();

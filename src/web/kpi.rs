@@ -7,38 +7,46 @@ use askama::Template;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::charts::{KpiChart, kpi_history};
 use super::error::{AppError, blocking};
 use super::format;
 use super::layout::{Layout, State, render, see_other};
+use crate::app::kpis::{self, KpisError};
 use crate::app::runs::RunError;
 use crate::auth::CurrentUser;
 use crate::db::kpi::LogFilter;
-use crate::kpi::service::{self, DriftReport, EvaluationView, KpiServiceError, SeriesKey};
+use crate::kpi::series::{PARTIAL, SeriesKey};
 use crate::kpi::{ALL_SEGMENT, Kpi, KpiError, Period, PeriodKind};
 use crate::policy::{Currency, Permission};
+use crate::segmentation::status::RunStatus;
 use crate::trail::Actor;
 
-impl From<KpiServiceError> for AppError {
-    fn from(e: KpiServiceError) -> AppError {
+mod views;
+
+pub use views::{
+    AlertView, DriftReport, EvaluationView, FeatureDriftView, SegmentShiftView, SegmentSizeView,
+    format_number, period_label,
+};
+
+impl From<KpisError> for AppError {
+    fn from(e: KpisError) -> AppError {
         match e {
-            KpiServiceError::Kpi(KpiError::UnknownPeriodKind(p)) => AppError::invalid(
+            KpisError::Kpi(KpiError::UnknownPeriodKind(p)) => AppError::invalid(
                 "period",
                 format!("`{p}` is not a period kind: use week, month or quarter"),
             ),
-            KpiServiceError::Kpi(e @ KpiError::EmptyDateRange { .. }) => {
+            KpisError::Kpi(e @ KpiError::EmptyDateRange { .. }) => {
                 AppError::invalid("from", e.to_string())
             }
-            KpiServiceError::Kpi(e @ KpiError::DateOutOfRange(_)) => {
+            KpisError::Kpi(e @ KpiError::DateOutOfRange(_)) => {
                 AppError::invalid("as_of", e.to_string())
             }
-            KpiServiceError::Db(e) => e.into(),
-            KpiServiceError::Run(RunError::NotFound(id)) => {
+            KpisError::Db(e) => e.into(),
+            KpisError::Run(RunError::NotFound(id)) => {
                 AppError::Missing(format!("segmentation run {id} does not exist"))
             }
-            KpiServiceError::Run(RunError::Settings(e)) => {
-                AppError::invalid(e.field(), e.to_string())
-            }
-            KpiServiceError::Run(RunError::Db(e)) => e.into(),
+            KpisError::Run(RunError::Settings(e)) => AppError::invalid(e.field(), e.to_string()),
+            KpisError::Run(RunError::Db(e)) => e.into(),
             other => AppError::internal(other),
         }
     }
@@ -180,9 +188,15 @@ pub async fn overview_page(
         ),
         None => None,
     };
-    let (db, policy) = (state.db.clone(), state.policy.clone());
+    let db = state.db.clone();
     let today = crate::db::now().date();
-    let o = blocking(move || service::overview(&db, &policy, kind, start, run, today)).await?;
+    let o = blocking(move || kpis::overview(&db, kind, start, run, today)).await?;
+    let min_cell = state.policy.fairness.min_cell_size;
+    let views: Vec<(SeriesKey, EvaluationView)> = o
+        .records
+        .iter()
+        .map(|(key, r)| (key.clone(), EvaluationView::of(r, min_cell)))
+        .collect();
     if let Some(start) = start
         && o.shown.is_none()
     {
@@ -208,18 +222,17 @@ pub async fn overview_page(
                 .columns
                 .iter()
                 .map(|column| {
-                    match o
-                        .views
+                    match views
                         .iter()
                         .find(|(key, v)| v.kpi == kpi.name() && *key == column.key)
                     {
                         // The period's heading already says how partial it is; each
                         // cell only says that it is.
                         Some((_, v)) => Cell {
-                            display: shown(v, &state.policy.currency),
+                            display: kpi_shown(v, &state.policy.currency),
                             status: v.status.clone(),
                             label: if v.partial && !v.suppressed {
-                                service::PARTIAL.to_owned()
+                                PARTIAL.to_owned()
                             } else {
                                 status_words(v)
                             },
@@ -239,11 +252,11 @@ pub async fn overview_page(
     let published = o
         .runs
         .iter()
-        .find(|r| r.status == "published")
+        .find(|r| r.status == RunStatus::Published)
         .map(|r| r.id);
     let run_note = match &o.run {
         None => Some("No segmentation is published: only the whole population is shown.".into()),
-        Some(r) if r.status != "published" => Some(format!(
+        Some(r) if r.status != RunStatus::Published => Some(format!(
             "Run {} is {}: this is its history, shown apart from the published run{}.",
             r.id,
             r.status,
@@ -262,7 +275,7 @@ pub async fn overview_page(
         .map(|p| {
             (
                 p.period.start().to_string(),
-                p.label(),
+                period_label(p),
                 Some(p.period.start()) == shown_start,
             )
         })
@@ -271,7 +284,7 @@ pub async fn overview_page(
         .runs
         .iter()
         .map(|r| {
-            let what = if r.status == "published" {
+            let what = if r.status == RunStatus::Published {
                 "published".to_owned()
             } else {
                 format!("{}, history", r.status)
@@ -292,7 +305,7 @@ pub async fn overview_page(
     .then(|| (last.label(), last.last_day().to_string()));
     let twelve_back = (1..12)
         .try_fold(last, |p, _| p.previous())
-        .map_err(KpiServiceError::from)?;
+        .map_err(KpisError::from)?;
     Ok(render(&OverviewHtml {
         layout: Layout::new(&state, Some(&user), "KPIs", "/kpi"),
         period_kind: kind.as_str().into(),
@@ -336,135 +349,7 @@ pub struct PeriodQuery {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-segment time series, drawn as SVG on the server.
-
-const CHART_W: f64 = 420.0;
-const CHART_H: f64 = 150.0;
-const PAD_L: f64 = 8.0;
-const PAD_R: f64 = 8.0;
-const PAD_T: f64 = 10.0;
-const PAD_B: f64 = 10.0;
-
-struct Dot {
-    x: String,
-    y: String,
-    title: String,
-}
-
-struct Chart {
-    kpi: String,
-    label: &'static str,
-    formula: &'static str,
-    /// Line segments between defined, unsuppressed values.
-    lines: Vec<String>,
-    dots: Vec<Dot>,
-    target_y: Option<String>,
-    alert_y: Option<String>,
-    target: Option<String>,
-    alert: Option<String>,
-    y_max: String,
-    y_min: String,
-    first: String,
-    last: String,
-    latest: String,
-    latest_status: String,
-    latest_label: String,
-    withheld: usize,
-    width: f64,
-    height: f64,
-}
-
-fn chart(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> Chart {
-    let kpi = k.name();
-    let values: Vec<Option<f64>> = series.iter().map(|v| v.value).collect();
-    let mut lo = f64::INFINITY;
-    let mut hi = f64::NEG_INFINITY;
-    let target = series.iter().rev().find_map(|v| v.target);
-    let alert = series.iter().rev().find_map(|v| v.alert_threshold);
-    for v in values
-        .iter()
-        .flatten()
-        .chain(target.iter())
-        .chain(alert.iter())
-    {
-        lo = lo.min(*v);
-        hi = hi.max(*v);
-    }
-    if !lo.is_finite() {
-        (lo, hi) = (0.0, 1.0);
-    }
-    if lo > 0.0 && lo < hi * 0.5 {
-        lo = 0.0;
-    }
-    if hi - lo < 1e-12 {
-        hi = lo + 1.0;
-    }
-    let n = series.len().max(1);
-    let x = |i: usize| {
-        if n == 1 {
-            CHART_W / 2.0
-        } else {
-            PAD_L + (CHART_W - PAD_L - PAD_R) * i as f64 / (n - 1) as f64
-        }
-    };
-    let y = |v: f64| PAD_T + (CHART_H - PAD_T - PAD_B) * (1.0 - (v - lo) / (hi - lo));
-    let mut lines = Vec::new();
-    let mut current = Vec::new();
-    let mut dots = Vec::new();
-    for (i, (v, e)) in values.iter().zip(series).enumerate() {
-        match v {
-            Some(v) => {
-                current.push(format!("{:.1},{:.1}", x(i), y(*v)));
-                dots.push(Dot {
-                    x: format!("{:.1}", x(i)),
-                    y: format!("{:.1}", y(*v)),
-                    title: format!(
-                        "{}: {} ({})",
-                        format::date(&e.period_start),
-                        shown(e, currency),
-                        status_words(e)
-                    ),
-                });
-            }
-            None => {
-                if current.len() > 1 {
-                    lines.push(current.join(" "));
-                }
-                current.clear();
-            }
-        }
-    }
-    if current.len() > 1 {
-        lines.push(current.join(" "));
-    }
-    let last = series.last();
-    Chart {
-        kpi: kpi.to_owned(),
-        label: k.label(),
-        formula: k.formula(),
-        lines,
-        dots,
-        target_y: target.map(|t| format!("{:.1}", y(t))),
-        alert_y: alert.map(|a| format!("{:.1}", y(a))),
-        target: target.map(|t| format::kpi_value(kpi, t, currency)),
-        alert: alert.map(|a| format::kpi_value(kpi, a, currency)),
-        y_max: format::kpi_value(kpi, hi, currency),
-        y_min: format::kpi_value(kpi, lo, currency),
-        first: series
-            .first()
-            .map(|v| format::date(&v.period_start))
-            .unwrap_or_default(),
-        last: last
-            .map(|v| format::date(&v.period_start))
-            .unwrap_or_default(),
-        latest: last.map(|v| shown(v, currency)).unwrap_or_default(),
-        latest_status: last.map(|v| v.status.clone()).unwrap_or_default(),
-        latest_label: last.map(status_words).unwrap_or_default(),
-        withheld: series.iter().filter(|v| v.suppressed).count(),
-        width: CHART_W,
-        height: CHART_H,
-    }
-}
+// Per-segment time series, drawn as SVG on the server (`charts::kpi_history`).
 
 #[derive(Template)]
 #[template(path = "kpi/segment.html")]
@@ -474,7 +359,7 @@ struct SegmentHtml {
     /// Which run the segment belongs to, and its state, e.g. "run 4 (published)".
     run: Option<String>,
     period_kind: String,
-    charts: Vec<Chart>,
+    charts: Vec<KpiChart>,
     /// Periods left out of the charts because they had not ended: their labels.
     partial: Vec<String>,
     back: String,
@@ -487,8 +372,9 @@ async fn render_series(
     key: SeriesKey,
     kind: PeriodKind,
 ) -> Result<HttpResponse, AppError> {
-    let (db, policy, k) = (state.db.clone(), state.policy.clone(), key.clone());
-    let (name, series) = blocking(move || service::series(&db, &policy, kind, &k)).await?;
+    let (db, k) = (state.db.clone(), key.clone());
+    let (name, series) = blocking(move || kpis::series(&db, kind, &k)).await?;
+    let min_cell = state.policy.fairness.min_cell_size;
     if series.is_empty() {
         return Err(AppError::Missing(format!(
             "no KPI evaluations for `{name}`"
@@ -500,7 +386,11 @@ async fn render_series(
     let charts = Kpi::ALL
         .iter()
         .filter_map(|k| {
-            let s = series.get(k.name())?;
+            let s: Vec<EvaluationView> = series
+                .get(k.name())?
+                .iter()
+                .map(|r| EvaluationView::of(r, min_cell))
+                .collect();
             let complete: Vec<EvaluationView> = s.iter().filter(|v| !v.partial).cloned().collect();
             for v in s.iter().filter(|v| v.partial) {
                 let label = format!(
@@ -515,18 +405,16 @@ async fn render_series(
                     partial.push(label);
                 }
             }
-            (!complete.is_empty()).then(|| chart(k, &complete, &state.policy.currency))
+            (!complete.is_empty()).then(|| kpi_history(k, &complete, &state.policy.currency))
         })
         .collect();
     let (run, back) = match &key {
         SeriesKey::Segment { run_id, .. } => {
             let (db, id) = (state.db.clone(), *run_id);
-            let status = blocking(move || {
-                Ok::<_, KpiServiceError>(db.read(|c| crate::db::segmentation::run(c, id))?)
-            })
-            .await?
-            .map(|r| r.status.to_string())
-            .unwrap_or_default();
+            let status = blocking(move || kpis::run_status(&db, id))
+                .await?
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             (
                 Some(format!("run {run_id} ({status})")),
                 format!("/kpi?period={}&run={run_id}", kind.as_str()),
@@ -560,18 +448,7 @@ pub async fn segment_page(
         return render_series(&state, &user, SeriesKey::All, kind).await;
     }
     let (db, name) = (state.db.clone(), segment.clone());
-    let found = blocking(move || {
-        Ok::<_, KpiServiceError>(db.read(|c| {
-            let Some(run) = crate::db::segmentation::published(c)? else {
-                return Ok(None);
-            };
-            Ok(crate::db::segmentation::segments(c, run.id)?
-                .into_iter()
-                .find(|s| s.name.trim() == name.trim())
-                .map(|s| (run.id, s.segment)))
-        })?)
-    })
-    .await?;
+    let found = blocking(move || kpis::published_segment(&db, &name)).await?;
     match found {
         Some((run_id, number)) => Ok(see_other(&series_href(
             &SeriesKey::Segment { run_id, number },
@@ -626,28 +503,26 @@ fn filter_of(q: &LogQuery) -> Result<LogFilter, AppError> {
             .filter(|s| !s.is_empty())
     };
     let period_kind = match text(&q.period) {
-        Some(p) => Some(
-            PeriodKind::parse(&p)
-                .map_err(|_| {
-                    AppError::invalid(
-                        "period",
-                        format!("`{p}` is not a period kind: use week, month or quarter"),
-                    )
-                })?
-                .as_str()
-                .to_owned(),
+        Some(p) => Some(PeriodKind::parse(&p).map_err(|_| {
+            AppError::invalid(
+                "period",
+                format!("`{p}` is not a period kind: use week, month or quarter"),
+            )
+        })?),
+        None => None,
+    };
+    let kpi = match text(&q.kpi) {
+        Some(k) => Some(
+            Kpi::parse(&k).map_err(|_| AppError::invalid("kpi", format!("`{k}` is not a KPI")))?,
         ),
         None => None,
     };
-    if let Some(k) = text(&q.kpi) {
-        Kpi::parse(&k).map_err(|_| AppError::invalid("kpi", format!("`{k}` is not a KPI")))?;
-    }
     Ok(LogFilter {
         period_kind,
         segment: text(&q.segment),
         run_id: q.run_id,
         segment_number: q.segment_number,
-        kpi: text(&q.kpi),
+        kpi,
         from: parse_day("from", q.from.as_deref())?,
         to: parse_day("to", q.to.as_deref())?,
     })
@@ -719,8 +594,9 @@ fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
 
 async fn load_log(state: &State, q: &LogQuery) -> Result<Vec<EvaluationView>, AppError> {
     let filter = filter_of(q)?;
-    let (db, policy) = (state.db.clone(), state.policy.clone());
-    blocking(move || service::log(&db, &policy, &filter)).await
+    let db = state.db.clone();
+    let rows = blocking(move || kpis::log(&db, &filter)).await?;
+    Ok(EvaluationView::all(&rows, &state.policy))
 }
 
 pub async fn log_csv(state: State, q: web::Query<LogQuery>) -> Result<HttpResponse, AppError> {
@@ -788,11 +664,11 @@ fn periods_of(state: &State, r: &EvaluateRequest) -> Result<Vec<Period>, AppErro
                     "give either as_of or from and to, not both",
                 ));
             }
-            Period::between(kind, from, to).map_err(KpiServiceError::from)?
+            Period::between(kind, from, to).map_err(KpisError::from)?
         }
         (None, None) => vec![
             Period::containing(kind, as_of.unwrap_or_else(|| crate::db::now().date()))
-                .map_err(KpiServiceError::from)?,
+                .map_err(KpisError::from)?,
         ],
         (Some(_), None) => return Err(AppError::invalid("to", "from needs to")),
         (None, Some(_)) => return Err(AppError::invalid("from", "to needs from")),
@@ -819,12 +695,8 @@ async fn run_evaluation(
         state.policy.clone(),
         Actor::user(&user.email),
     );
-    let min_cell = policy.fairness.min_cell_size;
-    let rows = blocking(move || service::evaluate(&db, &policy, &actor, &periods)).await?;
-    Ok(rows
-        .iter()
-        .map(|r| EvaluationView::of(r, min_cell))
-        .collect())
+    let rows = blocking(move || kpis::evaluate(&db, &policy, &actor, &periods)).await?;
+    Ok(EvaluationView::all(&rows, &state.policy))
 }
 
 /// Evaluate every KPI for `all` and each segment of the published segmentation, for one
@@ -897,7 +769,8 @@ struct DriftHtml {
 
 async fn drift_report(state: &State) -> Result<DriftReport, AppError> {
     let (db, policy) = (state.db.clone(), state.policy.clone());
-    blocking(move || service::drift(&db, &policy)).await
+    let drift = blocking(move || kpis::drift(&db, &policy)).await?;
+    Ok(DriftReport::of(drift, &state.policy))
 }
 
 pub async fn drift_page(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
@@ -936,7 +809,7 @@ async fn start_rerun(state: &State, user: &CurrentUser, run_id: i64) -> Result<i
         state.policy.clone(),
         Actor::user(&user.email),
     );
-    let id = blocking(move || service::rerun(&db, &policy, &actor, run_id)).await?;
+    let id = blocking(move || kpis::rerun(&db, &policy, &actor, run_id)).await?;
     state.jobs.submit(id);
     Ok(id)
 }
@@ -979,7 +852,7 @@ pub async fn rerun_submit(
 }
 
 /// A KPI value for people, in the policy's currency: withheld, not enough data, or the figure.
-fn shown(v: &EvaluationView, currency: &Currency) -> String {
+pub(super) fn kpi_shown(v: &EvaluationView, currency: &Currency) -> String {
     match (v.suppressed, v.value) {
         (true, _) => "withheld".into(),
         (false, None) => "–".into(),
@@ -988,8 +861,8 @@ fn shown(v: &EvaluationView, currency: &Currency) -> String {
 }
 
 /// A status in words from the label table; a partial period says how much of it is covered.
-fn status_words(v: &EvaluationView) -> String {
-    if v.status == service::PARTIAL {
+pub(super) fn status_words(v: &EvaluationView) -> String {
+    if v.status == PARTIAL {
         v.status_label()
     } else {
         format::label_lower(&v.status)

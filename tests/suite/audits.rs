@@ -631,7 +631,7 @@ async fn every_effect_size_in_a_report_lies_in_its_interval_and_proxies_set_the_
 
 #[tokio::test]
 async fn an_audit_given_the_runs_own_feature_values_sees_what_it_would_read_from_storage() {
-    use fairseg::fairness::service::{load_input, load_input_with};
+    use fairseg::app::audits::{load_input, load_input_with};
     let app = spawn_app().await;
     load_demo(&app, 1200, false);
     // With and without customers excluded for missing values (consumers have no company size).

@@ -479,7 +479,7 @@ fn seed_demo(app: &TestApp) -> (i64, i64, i64) {
         let run = fairseg::app::runs::create(&app.db, policy, &Actor::system(), &request).unwrap();
         fairseg::app::runs::execute(&app.db, policy, run).unwrap();
         let audit =
-            fairseg::fairness::service::audit_run(&app.db, policy, &Actor::system(), run).unwrap();
+            fairseg::app::audits::audit_run(&app.db, policy, &Actor::system(), run).unwrap();
         ids.push((run, audit.id));
     }
     crate::segmentation::publish(app, ids[1].0);

@@ -122,7 +122,7 @@ pub fn settings_for(url: &str) -> Settings {
         max_body_bytes: 64 * 1024,
         max_import_bytes: 1024 * 1024,
         signing_key: None,
-        kpi_schedule: fairseg::kpi::service::Schedule::Off,
+        kpi_schedule: fairseg::config::KpiSchedule::Off,
         // spawn_app_with sets the real address once the port is bound.
         public_url: Some(PublicUrl::parse("http://127.0.0.1").unwrap()),
         spool_dir: std::env::temp_dir().join(format!("fairseg-spool-{}", uuid::Uuid::new_v4())),

@@ -275,11 +275,13 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
             .count(),
         2
     );
-    let updated = app.db.write::<_, fairseg::db::DbError>(|c| {
+    let updated = app.db.write(|c| {
         use diesel::RunQueryDsl;
-        Ok(diesel::sql_query("UPDATE kpi_evaluations SET value = 0").execute(c))
+        diesel::sql_query("UPDATE kpi_evaluations SET value = 0")
+            .execute(c)
+            .map_err(fairseg::db::DbError::from)
     });
-    assert!(updated.unwrap().is_err(), "the log refuses updates");
+    assert!(updated.is_err(), "the log refuses updates");
 
     // The CSV export carries the same rows and withholds the same figures.
     let csv = app
@@ -324,7 +326,7 @@ fn add_purchases(app: &TestApp, ids: std::ops::RangeInclusive<i64>, when: NaiveD
     use fairseg::db::customers::{IdTable, next_id};
     use fairseg::db::schema::transactions;
     app.db
-        .write::<_, fairseg::db::DbError>(|conn| {
+        .write(|conn| -> fairseg::db::DbResult<()> {
             for customer in ids.clone() {
                 let id = next_id(conn, IdTable::Transactions)?;
                 diesel::insert_into(transactions::table)
@@ -533,7 +535,7 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
         use fairseg::db::customers::{IdTable, next_id};
         use fairseg::db::schema::transactions;
         app.db
-            .write::<_, fairseg::db::DbError>(|conn| {
+            .write(|conn| -> fairseg::db::DbResult<()> {
                 for customer in 1..=40i64 {
                     let id = next_id(conn, IdTable::Transactions)?;
                     diesel::insert_into(transactions::table)
@@ -780,8 +782,7 @@ async fn reading_needs_kpi_read_and_evaluating_needs_kpi_evaluate() {
 #[tokio::test]
 async fn the_server_evaluates_on_its_schedule() {
     let app = spawn_app_with(|s| {
-        s.kpi_schedule =
-            fairseg::kpi::service::Schedule::Every(std::time::Duration::from_secs(3600))
+        s.kpi_schedule = fairseg::config::KpiSchedule::Every(std::time::Duration::from_secs(3600))
     })
     .await;
     let count = eventually("the first evaluation", Duration::from_secs(10), || async {
@@ -1253,10 +1254,10 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
     app.db
         .write(|c| fairseg::db::kpi::append(c, std::slice::from_mut(&mut row)))
         .unwrap();
-    fairseg::kpi::service::spawn_schedule(
+    fairseg::app::kpis::spawn_schedule(
         app.db.clone(),
         app.policy.clone(),
-        fairseg::kpi::service::Schedule::Every(Duration::from_secs(3600)),
+        fairseg::config::KpiSchedule::Every(Duration::from_secs(3600)),
     );
     let end = last.end().and_hms_opt(0, 0, 0).unwrap();
     let again = eventually(
@@ -1271,7 +1272,7 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
                         &fairseg::db::kpi::LogFilter {
                             from: Some(last.start()),
                             to: Some(last.start()),
-                            kpi: Some("segment_size".into()),
+                            kpi: Some(fairseg::kpi::Kpi::SegmentSize),
                             ..Default::default()
                         },
                     )

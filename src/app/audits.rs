@@ -5,9 +5,9 @@
 //!
 //! - [`audit_run`] loads a run's members, their protected attributes (kept apart in
 //!   `customer_protected`), the values of the features the run used (for proxies) and the
-//!   `favourable` flags of the run's strategies (for the four-fifths rule), calls [`audit`],
-//!   and stores the (already suppressed) report with a trail entry `audit.completed`; a draft
-//!   run becomes audited in the same transaction.
+//!   `favourable` flags of the run's strategies (for the four-fifths rule), calls
+//!   [`fairness::audit`], and stores the (already suppressed) report with a trail entry
+//!   `audit.completed`; a draft run becomes audited in the same transaction.
 //! - [`override_audit`] records a compliance officer's written justification for publishing
 //!   a run whose audit failed or was inconclusive (`audit.overridden`).
 //! - [`publish_run`] publishes an audited run whose latest audit passed or warned, or was
@@ -15,15 +15,8 @@
 //!   strategies changed since the audit (so its four-fifths result is stale), the run is
 //!   audited again first and the gate applies to the fresh audit.
 //!
-//! **Which attributes and intersections are audited.** Every protected attribute of the policy
-//! that at least one member has a value for (numeric ones in the policy's bands; members
-//! without a value form the reported group "(missing)"), and the intersection of every pair of
-//! categorical protected attributes present (e.g. sex × ethnicity). Banded attributes are left
-//! out of intersections: bands × categories give many small cells that suppression would hide
-//! anyway.
-//!
-//! **Feature values for proxies.** Numeric features a member has no value for are imputed with
-//! the members' mean (so they add nothing to η); categorical ones form a "(missing)" category.
+//! What the audit looks at, and how values are cleaned, is in [`fairness::input`]; the gate's
+//! rule is [`fairness::gate`].
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -31,24 +24,20 @@ use std::time::Instant;
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use super::consent_selection::{ConsentSelectionReport, consent_selection};
-use super::{
-    AuditInput, AuditReport, Bands, FairnessError, FairnessThresholds, Feature, FeatureValues,
-    GroupColumn, ProtectedAttribute, Segment, Verdict, audit,
-};
-use crate::db::audits::{self as store, AuditRow, OverrideRow};
+use crate::db::audits::{self as store, AuditHead, AuditRow, OverrideRow};
 use crate::db::segmentation::{self as runs, RunRow};
 use crate::db::{self, Db, DbConnection, DbError};
-use crate::policy::{AttributeKind, Policy};
+use crate::fairness::consent_selection::{ConsentSelectionReport, consent_selection};
+use crate::fairness::input::{self, Column, Positions, in_sorted, thresholds};
+use crate::fairness::{self, AuditInput, AuditReport, FairnessError, ProtectedAttribute, Verdict};
+use crate::policy::Policy;
 use crate::segmentation::attributes::{AttributeValue, extract, extract_json};
 use crate::segmentation::pipeline::{RunFeatures, RunSummary};
-use crate::segmentation::preprocess::ColumnValues;
 use crate::segmentation::settings::{FeatureSource, RunSettings};
 use crate::segmentation::status::RunStatus;
 use crate::trail::{Actor, NewEntry};
 
-/// The shortest justification an override accepts, in characters.
-pub const MIN_JUSTIFICATION_CHARS: usize = 20;
+pub use crate::fairness::gate::{Gate, MIN_JUSTIFICATION_CHARS, needs_override, passes_gate};
 
 /// Everything that can stop an audit, an override or a publication.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +77,8 @@ pub enum AuditError {
     Db(#[from] DbError),
 }
 
+type Result<T, E = AuditError> = std::result::Result<T, E>;
+
 /// A stored audit with what the pages and the API show beside it.
 #[derive(Debug, Clone)]
 pub struct StoredAudit {
@@ -101,115 +92,66 @@ pub struct StoredAudit {
     pub segment_names: BTreeMap<i32, String>,
 }
 
-/// The policy's fairness settings as audit thresholds.
-pub fn thresholds(policy: &Policy) -> FairnessThresholds {
-    let f = &policy.fairness;
-    FairnessThresholds {
-        alpha: f.significance_level,
-        cramers_v_warn: f.effect_size_warn,
-        cramers_v_fail: f.effect_size_fail,
-        four_fifths_ratio: f.four_fifths_ratio,
-        min_cell_size: u64::from(f.min_cell_size),
-        proxy_limit: f.proxy_limit,
-        monte_carlo_samples: f.monte_carlo_samples as usize,
-        confidence_level: 0.95,
-        seed: f.seed,
+impl StoredAudit {
+    /// Where the run stands at the publish gate with this audit.
+    pub fn gate(&self) -> Gate {
+        Gate::decide(self.report.verdict, !self.overrides.is_empty())
     }
+
+    /// The audit as CSV, one figure per line.
+    pub fn csv(&self) -> String {
+        fairness::export::csv(&fairness::export::Audit {
+            id: self.row.id,
+            run_id: self.row.run_id,
+            policy_version: &self.row.policy_version,
+            report: &self.report,
+            stale_strategies: self.stale_strategies,
+            overrides: self
+                .overrides
+                .iter()
+                .map(|o| fairness::export::Override {
+                    by: &o.overridden_by,
+                    at: o.overridden_at,
+                    justification: &o.justification,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// An audit just made and stored.
+#[derive(Debug, Clone)]
+pub struct Audited {
+    pub id: i64,
+    pub run_id: i64,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub report: AuditReport,
+}
+
+/// One audit in the history, without its report.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub head: AuditHead,
+    pub verdict: Verdict,
+    pub overridden: bool,
 }
 
 /// The favourable segments of a run's strategies, as stored with an audit.
 fn favourable_fingerprint(conn: &mut DbConnection, run_id: i64) -> db::DbResult<String> {
-    let favourable: Vec<i32> = runs::strategies(conn, run_id)?
+    Ok(input::favourable_fingerprint(&favourable(conn, run_id)?))
+}
+
+fn favourable(conn: &mut DbConnection, run_id: i64) -> db::DbResult<Vec<i32>> {
+    Ok(runs::strategies(conn, run_id)?
         .into_iter()
         .filter(|s| s.favourable)
         .map(|s| s.segment)
-        .collect();
-    Ok(serde_json::to_string(&favourable).expect("integers serialise"))
-}
-
-fn label_of(value: &serde_json::Value) -> Option<String> {
-    match value {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn number_of(value: &serde_json::Value) -> Option<f64> {
-    match value {
-        serde_json::Value::Number(n) => n.as_f64(),
-        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    }
-    .filter(|x| x.is_finite())
-}
-
-/// A column of values per member, built by position.
-enum Column {
-    Labels(Vec<Option<String>>),
-    Numbers(Vec<Option<f64>>),
-}
-
-impl Column {
-    /// Sets member `i` of `n`; a column stays unallocated until its first value, so the
-    /// policy's protected attributes that no customer has cost nothing.
-    fn set(&mut self, i: usize, n: usize, value: &serde_json::Value) {
-        match self {
-            Column::Labels(v) => {
-                if let Some(label) = label_of(value) {
-                    v.resize(n, None);
-                    v[i] = Some(label);
-                } else if !v.is_empty() {
-                    v[i] = None;
-                }
-            }
-            Column::Numbers(v) => {
-                if let Some(x) = number_of(value) {
-                    v.resize(n, None);
-                    v[i] = Some(x);
-                } else if !v.is_empty() {
-                    v[i] = None;
-                }
-            }
-        }
-    }
-
-    fn set_attribute(&mut self, i: usize, value: AttributeValue) {
-        match self {
-            Column::Labels(v) => {
-                v[i] = value.into_label().filter(|s| !s.trim().is_empty());
-            }
-            Column::Numbers(v) => v[i] = value.number().filter(|x| x.is_finite()),
-        }
-    }
-
-    fn present(&self) -> bool {
-        match self {
-            Column::Labels(v) => v.iter().any(Option::is_some),
-            Column::Numbers(v) => v.iter().any(Option::is_some),
-        }
-    }
-}
-
-/// Position of each customer id among the members (ascending ids), `u32::MAX` if not a member.
-fn positions(ids: &[i64]) -> Vec<u32> {
-    let max = ids.iter().copied().max().unwrap_or(0).max(0) as usize;
-    let mut position = vec![u32::MAX; max + 1];
-    for (i, &id) in ids.iter().enumerate() {
-        if id >= 0 {
-            position[id as usize] = i as u32;
-        }
-    }
-    position
+        .collect())
 }
 
 /// Reads a run and everything its audit looks at, and builds the audit's input.
-pub fn load_input(
-    conn: &mut DbConnection,
-    policy: &Policy,
-    run: &RunRow,
-) -> Result<AuditInput, AuditError> {
+pub fn load_input(conn: &mut DbConnection, policy: &Policy, run: &RunRow) -> Result<AuditInput> {
     load_input_with(conn, policy, run, None)
 }
 
@@ -221,7 +163,7 @@ pub fn load_input_with(
     policy: &Policy,
     run: &RunRow,
     known: Option<&RunFeatures>,
-) -> Result<AuditInput, AuditError> {
+) -> Result<AuditInput> {
     let corrupt = |what: &str, e: serde_json::Error| AuditError::Corrupt {
         what: format!("{what} of run {}", run.id),
         message: e.to_string(),
@@ -234,106 +176,29 @@ pub fn load_input_with(
     }
     let n = members.len();
     let ids: Vec<i64> = members.iter().map(|&(id, _)| id).collect();
-    let position = positions(&ids);
-    let at = |id: i64| -> Option<usize> {
-        usize::try_from(id)
-            .ok()
-            .and_then(|i| position.get(i))
-            .filter(|&&p| p != u32::MAX)
-            .map(|&p| p as usize)
-    };
+    let positions = Positions::new(&ids);
 
-    // Segments and the favourable flags of their strategies.
-    let favourable: Vec<i32> = runs::strategies(conn, run.id)?
-        .into_iter()
-        .filter(|s| s.favourable)
-        .map(|s| s.segment)
-        .collect();
-    let mut segment_ids: Vec<i32> = runs::segments(conn, run.id)?
+    let favourable = favourable(conn, run.id)?;
+    let run_segments: Vec<i32> = runs::segments(conn, run.id)?
         .iter()
         .map(|s| s.segment)
         .collect();
-    for &(_, s) in &members {
-        if !segment_ids.contains(&s) {
-            segment_ids.push(s);
-        }
-    }
-    segment_ids.sort_unstable();
-    let segments = segment_ids
-        .iter()
-        .map(|&s| Segment {
-            id: s as u32,
-            favourable: favourable.contains(&s),
-        })
-        .collect();
+    let segments = input::segments(&run_segments, &members, &favourable);
     let membership = members.iter().map(|&(_, s)| s as u32).collect();
 
     // Protected attributes, read only here.
     let (attributes, categorical) = protected_attributes(conn, policy, &ids)?;
-    let mut intersections = Vec::new();
-    for (i, a) in categorical.iter().enumerate() {
-        for b in &categorical[i + 1..] {
-            intersections.push((a.clone(), b.clone()));
-        }
-    }
+    let intersections = input::intersections(&categorical);
 
-    // The features the run used, for proxies.
-    let mut columns: Vec<(String, Column)> = settings
-        .features
-        .iter()
-        .map(|f| {
-            let column = match f.spec.kind {
-                crate::segmentation::preprocess::FeatureKind::Categorical => {
-                    Column::Labels(vec![None; n])
-                }
-                crate::segmentation::preprocess::FeatureKind::Numeric { .. } => {
-                    Column::Numbers(vec![None; n])
-                }
-            };
-            (f.spec.name.clone(), column)
-        })
-        .collect();
-    // Proxies are associations with protected attributes: without any, there is nothing to
-    // load the features for.
+    // The features the run used, for proxies. Proxies are associations with protected
+    // attributes: without any, there is nothing to load the features for.
+    let mut columns = input::feature_columns(&settings, n);
     if attributes.is_empty() {
         columns.clear();
     }
-    let known = known.filter(|k| {
-        k.ids == ids
-            && k.columns.len() == columns.len()
-            && k.columns.iter().zip(&columns).all(|((a, va), (b, vb))| {
-                a == b
-                    && matches!(
-                        (va, vb),
-                        (ColumnValues::Numeric(_), Column::Numbers(_))
-                            | (ColumnValues::Categorical(_), Column::Labels(_))
-                    )
-            })
-    });
+    let known = known.filter(|k| input::known_fits(k, &ids, &columns));
     if let Some(known) = known {
-        // Attribute features only: behavioural ones are read below as before (a customer
-        // without purchases is missing there, where the run saw zeros). The same cleaning as
-        // values read from storage: non-finite numbers and blank labels are missing.
-        for (((_, column), (_, values)), _) in columns
-            .iter_mut()
-            .zip(&known.columns)
-            .zip(&settings.features)
-            .filter(|(_, f)| f.source == FeatureSource::Attribute)
-        {
-            match (column, values) {
-                (Column::Numbers(out), ColumnValues::Numeric(v)) => {
-                    for (o, x) in out.iter_mut().zip(v) {
-                        *o = x.filter(|x| x.is_finite());
-                    }
-                }
-                (Column::Labels(out), ColumnValues::Categorical(v)) => {
-                    for (o, x) in out.iter_mut().zip(v) {
-                        *o = x.clone().filter(|s| !s.trim().is_empty());
-                    }
-                }
-                _ => unreachable!("kinds checked above"),
-            }
-        }
+        input::take_known(&mut columns, known, &settings);
     }
     if settings.needs_behaviour() && !columns.is_empty() {
         let as_of = match run.summary.as_deref() {
@@ -344,32 +209,18 @@ pub fn load_input_with(
             }
             None => settings.as_of.unwrap_or_else(|| db::now().date()),
         };
-        let behavioural: Vec<usize> = settings
-            .features
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.source == FeatureSource::Behavioural)
-            .map(|(i, _)| i)
-            .collect();
+        let behavioural = input::features_from(&settings, FeatureSource::Behavioural);
         for (id, features, _) in
             db::features::activity_for_all(conn, as_of, policy.segmentation.valuation_window_days)?
         {
-            let Some(i) = at(id) else { continue };
+            let Some(i) = positions.at(id) else { continue };
             for &c in &behavioural {
                 let (name, column) = &mut columns[c];
-                if let Column::Numbers(v) = column {
-                    v[i] = features.get(name);
-                }
+                column.set_number(i, features.get(name));
             }
         }
     }
-    let attribute_features: Vec<usize> = settings
-        .features
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.source == FeatureSource::Attribute)
-        .map(|(i, _)| i)
-        .collect();
+    let attribute_features = input::features_from(&settings, FeatureSource::Attribute);
     if !attribute_features.is_empty() && known.is_none() && !columns.is_empty() {
         let names: Vec<String> = attribute_features
             .iter()
@@ -378,7 +229,7 @@ pub fn load_input_with(
         let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut values = vec![AttributeValue::Missing; wanted.len()];
         runs::for_each_attributes(conn, |id, json| {
-            let Some(i) = at(id) else { return };
+            let Some(i) = positions.at(id) else { return };
             if extract(json, &wanted, &mut values).is_err() {
                 return;
             }
@@ -387,30 +238,12 @@ pub fn load_input_with(
             }
         })?;
     }
-    let mut features = Vec::new();
-    for (name, column) in columns {
-        let values = match column {
-            Column::Labels(labels) => {
-                FeatureValues::Categorical(GroupColumn::from_labels(&labels)?)
-            }
-            Column::Numbers(values) => {
-                let known: Vec<f64> = values.iter().flatten().copied().collect();
-                if known.is_empty() {
-                    continue;
-                }
-                let mean = known.iter().sum::<f64>() / known.len() as f64;
-                FeatureValues::Numeric(values.iter().map(|v| v.unwrap_or(mean)).collect())
-            }
-        };
-        features.push(Feature { name, values });
-    }
-
     Ok(AuditInput {
         segments,
         membership,
         attributes,
         intersections,
-        features,
+        features: input::features(columns)?,
     })
 }
 
@@ -421,33 +254,19 @@ fn protected_attributes(
     conn: &mut DbConnection,
     policy: &Policy,
     ids: &[i64],
-) -> Result<(Vec<ProtectedAttribute>, Vec<String>), AuditError> {
+) -> Result<(Vec<ProtectedAttribute>, Vec<String>)> {
     let n = ids.len();
-    let position = positions(ids);
-    let at = |id: i64| -> Option<usize> {
-        usize::try_from(id)
-            .ok()
-            .and_then(|i| position.get(i))
-            .filter(|&&p| p != u32::MAX)
-            .map(|&p| p as usize)
-    };
+    let positions = Positions::new(ids);
     let mut protected: Vec<(&str, Column)> = policy
         .protected_attributes
         .iter()
-        .map(|(name, spec)| {
-            // Allocated at the first value (`Column::set`).
-            let column = match spec.kind {
-                AttributeKind::Numeric => Column::Numbers(Vec::new()),
-                AttributeKind::Categorical => Column::Labels(Vec::new()),
-            };
-            (name.as_str(), column)
-        })
+        .map(|(name, spec)| (name.as_str(), Column::for_attribute(spec.kind)))
         .collect();
     let mut parse_error = None;
     let protected_names: Vec<&str> = protected.iter().map(|(name, _)| *name).collect();
     let mut protected_values = vec![serde_json::Value::Null; protected_names.len()];
     store::for_each_protected(conn, |id, json| {
-        let Some(i) = at(id) else { return };
+        let Some(i) = positions.at(id) else { return };
         match extract_json(json, &protected_names, &mut protected_values) {
             Ok(()) => {
                 for ((_, column), value) in protected.iter_mut().zip(&protected_values) {
@@ -468,31 +287,17 @@ fn protected_attributes(
             message: e.to_string(),
         });
     }
-    let mut attributes = Vec::new();
-    let mut categorical = Vec::new();
-    for (name, column) in protected.into_iter().filter(|(_, c)| c.present()) {
-        match column {
-            Column::Labels(labels) => {
-                attributes.push(ProtectedAttribute::categorical(name, &labels)?);
-                categorical.push(name.to_owned());
-            }
-            Column::Numbers(values) => {
-                let bands = Bands::new(&policy.protected_attributes[name].bands)?;
-                attributes.push(ProtectedAttribute::numeric(name, &values, &bands)?);
-            }
-        }
-    }
-    Ok((attributes, categorical))
+    Ok(input::protected_attributes(policy, protected)?)
 }
 
 /// Consent-selection bias of a run: its members (the consented population at its start)
 /// against every customer on file, on each protected attribute. `None` when the policy
 /// switches the test off.
-pub fn consent_selection_of_run(
+fn consent_selection_of_run(
     conn: &mut DbConnection,
     policy: &Policy,
     run_id: i64,
-) -> Result<Option<ConsentSelectionReport>, AuditError> {
+) -> Result<Option<ConsentSelectionReport>> {
     if !policy.consent_selection.enabled {
         return Ok(None);
     }
@@ -510,19 +315,6 @@ pub fn consent_selection_of_run(
     )?))
 }
 
-/// For each of `all` (ascending), whether it is among `subset` (ascending).
-fn in_sorted(all: &[i64], subset: &[i64]) -> Vec<bool> {
-    let mut j = 0;
-    all.iter()
-        .map(|&id| {
-            while j < subset.len() && subset[j] < id {
-                j += 1;
-            }
-            j < subset.len() && subset[j] == id
-        })
-        .collect()
-}
-
 /// Consent-selection bias at each of `instants`: the customers whose consent for the
 /// segmentation purpose is active at the instant against all customers on file now. Empty when
 /// the policy switches the test off.
@@ -530,7 +322,7 @@ pub fn consent_selection_history(
     db: &Db,
     policy: &Policy,
     instants: &[NaiveDateTime],
-) -> Result<Vec<ConsentSelectionReport>, AuditError> {
+) -> Result<Vec<ConsentSelectionReport>> {
     if !policy.consent_selection.enabled {
         return Ok(Vec::new());
     }
@@ -561,12 +353,7 @@ pub fn consent_selection_history(
 /// published or retired can be audited again (after strategies changed, or under a new
 /// policy); their status does not change.
 #[tracing::instrument(skip(db, policy))]
-pub fn audit_run(
-    db: &Db,
-    policy: &Policy,
-    actor: &Actor,
-    run_id: i64,
-) -> Result<AuditRow, AuditError> {
+pub fn audit_run(db: &Db, policy: &Policy, actor: &Actor, run_id: i64) -> Result<Audited> {
     audit_run_with(db, policy, actor, run_id, None)
 }
 
@@ -580,7 +367,7 @@ pub fn audit_run_with(
     actor: &Actor,
     run_id: i64,
     known: Option<&RunFeatures>,
-) -> Result<AuditRow, AuditError> {
+) -> Result<Audited> {
     let started = Instant::now();
     let run = db
         .read(|conn| runs::run(conn, run_id))?
@@ -593,21 +380,16 @@ pub fn audit_run_with(
         let selection = consent_selection_of_run(&mut conn, policy, run_id)?;
         (input, strategies, selection)
     };
-    let mut report = audit(&input, &thresholds(policy))?;
+    let mut report = fairness::audit(&input, &thresholds(policy))?;
     report.consent_selection = selection;
     drop(input);
     let report_json = serde_json::to_string(&report).expect("reports serialise");
     let now = db::now();
     let duration_ms = started.elapsed().as_millis() as i64;
-    db.write::<_, DbError>(|conn| {
+    let id = db.write(|conn| {
         // The run may have moved on while the audit computed (e.g. failed or been published).
-        let current = runs::run(conn, run_id)?;
-        let Some(current) = current else {
-            return Ok(Err(AuditError::RunNotFound(run_id)));
-        };
-        if let Err(e) = check_auditable(&current) {
-            return Ok(Err(e));
-        }
+        let current = runs::run(conn, run_id)?.ok_or(AuditError::RunNotFound(run_id))?;
+        check_auditable(&current)?;
         let row = AuditRow {
             id: store::next_audit_id(conn)?,
             run_id,
@@ -615,8 +397,8 @@ pub fn audit_run_with(
             verdict: report.verdict.to_string(),
             reason: report.reason.clone(),
             members: report.members as i64,
-            strategies: strategies.clone(),
-            report: report_json.clone(),
+            strategies,
+            report: report_json,
             created_by: actor.as_str().to_owned(),
             created_at: now,
             duration_ms,
@@ -641,8 +423,15 @@ pub fn audit_run_with(
             ),
             &policy.version,
         )?;
-        Ok(Ok(row))
-    })?
+        Ok::<_, AuditError>(row.id)
+    })?;
+    Ok(Audited {
+        id,
+        run_id,
+        verdict: report.verdict,
+        reason: report.reason.clone(),
+        report,
+    })
 }
 
 fn check_auditable(run: &RunRow) -> Result<(), AuditError> {
@@ -657,23 +446,18 @@ fn check_auditable(run: &RunRow) -> Result<(), AuditError> {
 }
 
 /// The stored audit of a run, auditing it first if it has none.
-pub fn audit_of_run(
-    db: &Db,
-    policy: &Policy,
-    actor: &Actor,
-    run_id: i64,
-) -> Result<StoredAudit, AuditError> {
+pub fn audit_of_run(db: &Db, policy: &Policy, actor: &Actor, run_id: i64) -> Result<StoredAudit> {
     let existing = db.read(|conn| store::latest_of_run(conn, run_id))?;
-    let row = match existing {
-        Some(row) => row,
-        None => audit_run(db, policy, actor, run_id)?,
+    let id = match existing {
+        Some(row) => row.id,
+        None => audit_run(db, policy, actor, run_id)?.id,
     };
-    load(db, row.id)
+    load(db, id)
 }
 
 /// A stored audit with its overrides, its run and whether its four-fifths result is stale.
-pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit, AuditError> {
-    let (row, overrides, run, segments, strategies) = db
+pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit> {
+    let (row, overrides, run, segments, favourable) = db
         .read(|conn| {
             let Some(row) = store::find(conn, audit_id)? else {
                 return Ok(None);
@@ -681,8 +465,8 @@ pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit, AuditError> {
             let overrides = store::overrides(conn, audit_id)?;
             let run = runs::run(conn, row.run_id)?;
             let segments = runs::segments(conn, row.run_id)?;
-            let strategies = runs::strategies(conn, row.run_id)?;
-            Ok(Some((row, overrides, run, segments, strategies)))
+            let favourable = favourable(conn, row.run_id)?;
+            Ok(Some((row, overrides, run, segments, favourable)))
         })?
         .ok_or(AuditError::AuditNotFound(audit_id))?;
     let run = run.ok_or(AuditError::RunNotFound(row.run_id))?;
@@ -691,15 +475,8 @@ pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit, AuditError> {
             what: format!("report of audit {audit_id}"),
             message: e.to_string(),
         })?;
-    let favourable: Vec<i32> = strategies
-        .iter()
-        .filter(|s| s.favourable)
-        .map(|s| s.segment)
-        .collect();
-    let stale_strategies =
-        serde_json::to_string(&favourable).expect("integers serialise") != row.strategies;
     Ok(StoredAudit {
-        stale_strategies,
+        stale_strategies: input::favourable_fingerprint(&favourable) != row.strategies,
         overrides,
         run,
         segment_names: segments.into_iter().map(|s| (s.segment, s.name)).collect(),
@@ -710,23 +487,48 @@ pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit, AuditError> {
 
 /// The audit of the run before this one (the run's `previous_run_id`, else the newest earlier
 /// audited run), for a side-by-side comparison.
-pub fn previous(db: &Db, audit: &StoredAudit) -> Result<Option<StoredAudit>, AuditError> {
+pub fn previous(db: &Db, audit: &StoredAudit) -> Result<Option<StoredAudit>> {
     let id = db
         .read(|conn| store::previous_audit_id(conn, audit.row.run_id, audit.run.previous_run_id))?;
     id.map(|id| load(db, id)).transpose()
 }
 
-/// Whether an audit lets its run be published without an override.
-pub fn passes_gate(verdict: Verdict) -> bool {
-    matches!(verdict, Verdict::Pass | Verdict::Warn)
+/// An audit and the audit of the run before it (see [`previous`]).
+pub fn with_previous(db: &Db, audit_id: i64) -> Result<(StoredAudit, Option<StoredAudit>)> {
+    let current = load(db, audit_id)?;
+    let previous = previous(db, &current)?;
+    Ok((current, previous))
 }
 
-fn verdict_of(row: &AuditRow) -> Result<Verdict, AuditError> {
-    serde_json::from_value(serde_json::Value::String(row.verdict.clone())).map_err(|e| {
-        AuditError::Corrupt {
-            what: format!("verdict of audit {}", row.id),
-            message: e.to_string(),
-        }
+/// The newest `limit` audits, newest first, and whether each was overridden.
+pub fn history(db: &Db, limit: i64) -> Result<Vec<Listed>> {
+    let (heads, overridden) =
+        db.read(|c| Ok((store::list(c, limit)?, store::overridden_ids(c)?)))?;
+    heads
+        .into_iter()
+        .map(|head| {
+            Ok(Listed {
+                verdict: parse_verdict(head.id, &head.verdict)?,
+                overridden: overridden.contains(&head.id),
+                head,
+            })
+        })
+        .collect()
+}
+
+/// The id of a run's newest audit.
+pub fn latest_of_run(db: &Db, run_id: i64) -> Result<Option<i64>> {
+    Ok(db.read(|c| store::latest_of_run(c, run_id))?.map(|a| a.id))
+}
+
+fn verdict_of(row: &AuditRow) -> Result<Verdict> {
+    parse_verdict(row.id, &row.verdict)
+}
+
+fn parse_verdict(audit_id: i64, stored: &str) -> Result<Verdict> {
+    stored.parse().map_err(|message| AuditError::Corrupt {
+        what: format!("verdict of audit {audit_id}"),
+        message,
     })
 }
 
@@ -738,23 +540,15 @@ pub fn override_audit(
     actor: &Actor,
     audit_id: i64,
     justification: &str,
-) -> Result<OverrideRow, AuditError> {
-    let justification = justification.trim();
-    let chars = justification.chars().count();
-    if chars < MIN_JUSTIFICATION_CHARS {
-        return Err(AuditError::ShortJustification(chars));
-    }
+) -> Result<OverrideRow> {
+    let justification =
+        fairness::gate::justification(justification).map_err(AuditError::ShortJustification)?;
     let now = db::now();
-    db.write::<_, DbError>(|conn| {
-        let Some(audit) = store::find(conn, audit_id)? else {
-            return Ok(Err(AuditError::AuditNotFound(audit_id)));
-        };
-        let verdict = match verdict_of(&audit) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        };
+    db.write(|conn| {
+        let audit = store::find(conn, audit_id)?.ok_or(AuditError::AuditNotFound(audit_id))?;
+        let verdict = verdict_of(&audit)?;
         if passes_gate(verdict) {
-            return Ok(Err(AuditError::NothingToOverride { audit_id, verdict }));
+            return Err(AuditError::NothingToOverride { audit_id, verdict });
         }
         let row = OverrideRow {
             id: store::next_override_id(conn)?,
@@ -779,8 +573,8 @@ pub fn override_audit(
             ),
             &policy.version,
         )?;
-        Ok(Ok(row))
-    })?
+        Ok(row)
+    })
 }
 
 /// What a publication did.
@@ -788,7 +582,8 @@ pub fn override_audit(
 pub struct Published {
     pub run_id: i64,
     pub audit_id: i64,
-    pub verdict: String,
+    #[schema(value_type = String)]
+    pub verdict: Verdict,
     /// The override that allowed publishing a failed or inconclusive audit.
     pub override_id: Option<i64>,
     /// The run that was published before and is now retired.
@@ -800,12 +595,7 @@ pub struct Published {
 }
 
 /// Publishes an audited run through the gate (see the module documentation).
-pub fn publish_run(
-    db: &Db,
-    policy: &Policy,
-    actor: &Actor,
-    run_id: i64,
-) -> Result<Published, AuditError> {
+pub fn publish_run(db: &Db, policy: &Policy, actor: &Actor, run_id: i64) -> Result<Published> {
     let run = db
         .read(|conn| runs::run(conn, run_id))?
         .ok_or(AuditError::RunNotFound(run_id))?;
@@ -826,32 +616,25 @@ pub fn publish_run(
         }
     }
     let now = db::now();
-    db.write::<_, DbError>(|conn| {
-        let Some(run) = runs::run(conn, run_id)? else {
-            return Ok(Err(AuditError::RunNotFound(run_id)));
-        };
-        if let Err(e) = check_publishable(&run) {
-            return Ok(Err(e));
-        }
+    db.write(|conn| {
+        let run = runs::run(conn, run_id)?.ok_or(AuditError::RunNotFound(run_id))?;
+        check_publishable(&run)?;
         let Some(audit) = store::latest_of_run(conn, run_id)? else {
-            return Ok(Err(AuditError::WrongState {
+            return Err(AuditError::WrongState {
                 id: run_id,
                 status: run.status.to_string(),
                 message: "it has no audit",
-            }));
+            });
         };
-        let verdict = match verdict_of(&audit) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        };
+        let verdict = verdict_of(&audit)?;
         let override_id = store::overrides(conn, audit.id)?.last().map(|o| o.id);
-        if !passes_gate(verdict) && override_id.is_none() {
-            return Ok(Err(AuditError::Gate {
+        if !Gate::decide(verdict, override_id.is_some()).publishable() {
+            return Err(AuditError::Gate {
                 run_id,
                 audit_id: audit.id,
                 verdict,
                 reason: audit.reason,
-            }));
+            });
         }
         let retired = runs::publish(conn, run_id, actor.as_str(), now)?;
         db::trail::append(
@@ -869,16 +652,16 @@ pub fn publish_run(
             ),
             &policy.version,
         )?;
-        Ok(Ok(Published {
+        Ok(Published {
             run_id,
             audit_id: audit.id,
-            verdict: audit.verdict,
+            verdict,
             override_id,
             retired_run_id: retired,
             published_at: now,
             reaudited,
-        }))
-    })?
+        })
+    })
 }
 
 fn check_publishable(run: &RunRow) -> Result<(), AuditError> {
@@ -899,36 +682,5 @@ fn check_publishable(run: &RunRow) -> Result<(), AuditError> {
             status: run.status.to_string(),
             message: "only an audited run can be published",
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_pass_and_warn_pass_the_gate() {
-        assert!(passes_gate(Verdict::Pass));
-        assert!(passes_gate(Verdict::Warn));
-        assert!(!passes_gate(Verdict::Fail));
-        assert!(!passes_gate(Verdict::Inconclusive));
-    }
-
-    #[test]
-    fn positions_map_ids_to_member_order() {
-        let p = positions(&[2, 5, 9]);
-        assert_eq!(p[2], 0);
-        assert_eq!(p[5], 1);
-        assert_eq!(p[9], 2);
-        assert_eq!(p[3], u32::MAX);
-    }
-
-    #[test]
-    fn in_sorted_marks_the_members_of_a_subset() {
-        assert_eq!(
-            in_sorted(&[1, 2, 4, 7, 9], &[2, 7, 8]),
-            vec![false, true, false, true, false]
-        );
-        assert_eq!(in_sorted(&[1, 2], &[]), vec![false, false]);
     }
 }
