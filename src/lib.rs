@@ -5,6 +5,7 @@
 //! (routes, pages, API); the domain areas `segmentation`, `fairness` and `kpi` compute on plain
 //! Rust types and know nothing of HTTP or SQL.
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod consent;
@@ -21,6 +22,7 @@ pub mod segmentation;
 pub mod spreadsheet;
 pub mod startup;
 pub mod telemetry;
+pub mod time;
 pub mod trail;
 pub mod web;
 

@@ -151,7 +151,7 @@ pub fn runs_using(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<serde_
         .map(|(id, algorithm, status, at, policy)| {
             serde_json::json!({
                 "run_id": id, "algorithm": algorithm, "status": status,
-                "population_at": at.map(crate::consent::format_instant),
+                "population_at": at.map(crate::time::format_instant),
                 "policy_version": policy,
             })
         })

@@ -1,0 +1,4 @@
+//! Use cases: each reads storage, asks the domain, writes and appends to the trail in one
+//! transaction. The only layer that knows both `crate::db` and the domain modules.
+
+pub mod demo;
