@@ -4,7 +4,6 @@
 //! to read and trust.
 
 pub mod coverage;
-pub mod ledger;
 pub mod link;
 pub mod objections;
 

@@ -12,7 +12,6 @@ pub mod consent;
 pub mod customers;
 pub mod db;
 pub mod demo;
-pub mod dsr;
 pub mod fairness;
 pub mod imports;
 pub mod kpi;

@@ -6,8 +6,8 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::auth::accounts;
-use crate::consent::ledger::{self, ObjectionCheck};
+use crate::app::accounts;
+use crate::app::objections::{self, ObjectionCheck};
 use crate::customers::{CustomerId, Pseudonymizer};
 use crate::db::{Db, DbResult, secrets, trail as trail_store};
 use crate::demo::{self, DemoData, DemoSummary, HISTORY_DAYS};
@@ -206,7 +206,7 @@ pub fn populate(
         )
         .context("the demo's activation export")?;
     }
-    let objections = ledger::check_objections(db, policy, &Actor::system())
+    let objections = objections::check_objections(db, policy, &Actor::system())
         .context("the demo's objection check")?;
     let consent_selection = last_report.and_then(|report| {
         serde_json::from_str::<fairness::AuditReport>(&report)

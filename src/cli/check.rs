@@ -21,7 +21,7 @@ pub enum Command {
 pub fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     let Command::Objections { json } = command;
     let (policy, db) = prepared(settings)?;
-    let check = fairseg::consent::ledger::check_objections(&db, &policy, &Actor::cli())?;
+    let check = fairseg::app::objections::check_objections(&db, &policy, &Actor::cli())?;
     if json {
         println!("{}", serde_json::to_string(&check)?);
     } else {

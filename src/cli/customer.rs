@@ -38,7 +38,7 @@ pub fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Export { id, out } => {
             let export =
-                fairseg::dsr::export(&db, &pseudonyms, &policy.version, &Actor::cli(), &id)?;
+                fairseg::app::dsr::export(&db, &pseudonyms, &policy.version, &Actor::cli(), &id)?;
             let text = serde_json::to_string_pretty(&export)?;
             match out {
                 Some(path) => {
@@ -59,7 +59,7 @@ pub fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 bail!("erasure cannot be undone: pass --yes to confirm");
             }
             let erasure =
-                fairseg::dsr::erase(&db, &pseudonyms, &policy.version, &Actor::cli(), &id)?;
+                fairseg::app::dsr::erase(&db, &pseudonyms, &policy.version, &Actor::cli(), &id)?;
             if json {
                 println!("{}", serde_json::to_string(&erasure)?);
             } else {

@@ -20,9 +20,7 @@ pub enum Command {
 pub fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     let Command::Apply { dry_run, json } = command;
     let (policy, db) = prepared(settings)?;
-    let cutoffs = fairseg::retention::cutoffs(&policy.retention, fairseg::db::now());
-    let report =
-        fairseg::db::retention::apply(&db, cutoffs, dry_run, &Actor::cli(), &policy.version)?;
+    let report = fairseg::app::retention::apply(&db, &policy, &Actor::cli(), dry_run)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use fairseg::auth::accounts;
+use fairseg::app::accounts;
 use fairseg::config::Settings;
 use fairseg::db::Db;
 use fairseg::policy::Policy;

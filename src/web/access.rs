@@ -16,8 +16,8 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use super::error::AppError;
 use super::layout::Layout;
 use super::routes::{Access, RouteSpec};
+use crate::app::accounts;
 use crate::auth::CurrentUser;
-use crate::auth::accounts;
 use crate::auth::token::TokenError;
 use crate::startup::AppState;
 

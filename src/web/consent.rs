@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
+use crate::app::consent::{self as ledger, ConsentError, CustomerConsents, Recording, Who};
 use crate::auth::CurrentUser;
 use crate::consent::coverage::{ShownCount, Tally, month_ends, shown_row};
-use crate::consent::ledger::{self, ConsentError, CustomerConsents, Recording, Who};
 use crate::consent::link::{self, LinkClaims};
 use crate::consent::{ConsentState, ConsentStatus};
 use crate::customers::CustomerId;

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::error::{AppError, blocking};
 use super::layout::State;
+use crate::app::customers::{self as view, CustomerView};
 use crate::auth::CurrentUser;
-use crate::customers::view::{self, CustomerView};
 use crate::policy::Permission;
 use crate::trail::Actor;
 
