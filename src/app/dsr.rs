@@ -90,6 +90,14 @@ pub fn locate(
     }
 }
 
+/// The customer with this id and their pseudonym, if they are held (no trail entry: only the
+/// pseudonym is shown, before any request is made).
+pub fn lookup(db: &Db, raw_id: &str) -> Result<Option<(CustomerId, String)>, DsrError> {
+    let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
+    let row = db.read(|c| store::customer_by_external_id(c, id.as_str()))?;
+    Ok(row.map(|row| (id, row.pseudonym)))
+}
+
 /// Exports everything held about the customer, and records the request (log and trail) in
 /// the same transaction.
 pub fn export(

@@ -12,8 +12,7 @@ use super::layout::{Layout, State, render_with_status, see_other};
 use crate::app::dsr::{self, CustomerExport, DsrError, Erasure};
 use crate::app::retention::{self, RetentionError};
 use crate::auth::CurrentUser;
-use crate::customers::CustomerId;
-use crate::db::dsr::{self as store, DsrRequestRow};
+use crate::db::dsr::DsrRequestRow;
 use crate::retention::RetentionReport;
 use crate::trail::Actor;
 
@@ -203,14 +202,7 @@ async fn dsr_page(
     if !lookup.trim().is_empty() {
         let db = state.db.clone();
         let id = lookup.clone();
-        let result = blocking(move || {
-            let id = CustomerId::parse(&id).map_err(DsrError::InvalidId)?;
-            Ok::<_, DsrError>(
-                db.read(|c| store::customer_by_external_id(c, id.as_str()))?
-                    .map(|row| (id, row.pseudonym)),
-            )
-        })
-        .await;
+        let result = blocking(move || dsr::lookup(&db, &id)).await;
         match result {
             Ok(Some((id, pseudonym))) => {
                 found = Some(Found {
