@@ -2,7 +2,14 @@
 //! calls the domain, writes and appends to the trail in one transaction. The only layer that
 //! imports both `crate::db` and a domain module.
 
+pub mod accounts;
 pub mod audits;
+pub mod consent;
+pub mod customers;
+pub mod demo;
+pub mod dsr;
 pub mod jobs;
 pub mod kpis;
+pub mod objections;
+pub mod retention;
 pub mod runs;

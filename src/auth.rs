@@ -1,7 +1,7 @@
-//! Who is signed in and what they may do: accounts, argon2id passwords, JWTs, CSRF tokens and
-//! sign-in throttling. HTTP concerns (cookies, headers) live in `web::access`.
+//! Who is signed in and what they may do: the signed-in user, argon2id passwords, JWTs, CSRF
+//! tokens and sign-in throttling. Account use cases (stored, in the trail) live in
+//! `app::accounts`; HTTP concerns (cookies, headers) in `web::access`.
 
-pub mod accounts;
 pub mod csrf;
 pub mod password;
 pub mod throttle;

@@ -2,7 +2,6 @@
 //! pseudonyms by which the trail names them. Domain code here knows nothing of HTTP or SQL.
 
 pub mod features;
-pub mod view;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -34,6 +34,7 @@ macro_rules! insert_rows {
 pub mod audits;
 pub mod consent;
 pub mod customers;
+pub mod demo;
 pub mod disclosures;
 pub mod dsr;
 pub mod features;
@@ -50,7 +51,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, SubsecRound, Utc};
+use chrono::{NaiveDateTime, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection};
@@ -365,11 +366,7 @@ pub fn now() -> NaiveDateTime {
     truncate_to_micros(Utc::now().naive_utc())
 }
 
-/// Both databases keep microseconds; truncating first makes a stored value compare equal to
-/// the one the server computed.
-pub fn truncate_to_micros(t: NaiveDateTime) -> NaiveDateTime {
-    t.trunc_subsecs(6)
-}
+pub use crate::time::truncate_to_micros;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
 //! The demo data set: generated, realistic, deterministic by seed. `generate` builds it in
-//! memory (pure); `load` writes it in one transaction with multi-row inserts.
+//! memory (pure); `crate::app::demo` loads it and runs the demo's segmentations.
 //!
 //! What it holds, per customer (see the README's "Demo data" section):
 //! - demographic: `age`, `sex`, `marital_status`, `ethnicity` (protected, kept apart),
@@ -20,17 +20,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeDelta};
-use diesel::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
-use crate::customers::{CustomerId, Pseudonymizer};
-use crate::db::schema::{
-    attribute_columns, consent_events, customer_protected, customers, transactions,
-};
-use crate::db::{Db, DbConnection, DbResult, trail as trail_store};
-use crate::trail::{Actor, NewEntry};
+// Loading and the demo's orchestration are use cases; the test fixtures reach them here,
+// beside the generator whose output they load.
+pub use crate::app::demo::{backfill_kpis, load};
 
 pub const DEFAULT_CUSTOMERS: usize = 20_000;
 pub const DEFAULT_SEED: u64 = 42;
@@ -538,156 +534,6 @@ pub struct DemoSummary {
     pub consent_events: usize,
 }
 
-const CHUNK: usize = 1000;
-
-/// A multi-row insert. diesel's `MultiConnection` has no batch inserts, so each backend's
-/// connection runs it directly (the rows are backend-independent values).
-macro_rules! batch_insert {
-    ($conn:expr, $table:expr, $rows:expr) => {
-        match $conn {
-            DbConnection::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c)?,
-            DbConnection::Postgres(c) => diesel::insert_into($table).values($rows).execute(c)?,
-        }
-    };
-}
-
-/// Writes the data set in one transaction (multi-row inserts of `CHUNK` rows), with one trail
-/// entry. Customer ids continue after any already present.
-pub fn load(
-    db: &Db,
-    data: &DemoData,
-    pseudonyms: &Pseudonymizer,
-    actor: &Actor,
-    policy_version: &str,
-) -> DbResult<DemoSummary> {
-    let pseudonym_of: Vec<String> = data
-        .customers
-        .iter()
-        .map(|c| {
-            pseudonyms
-                .pseudonym(&CustomerId::parse(&c.external_id).expect("generated ids are valid"))
-        })
-        .collect();
-    db.write(|conn| {
-        use crate::db::customers::{IdTable, next_id};
-        let first_customer = next_id(conn, IdTable::Customers)?;
-        let first_txn = next_id(conn, IdTable::Transactions)?;
-        let first_consent = next_id(conn, IdTable::ConsentEvents)?;
-        let loaded_at = crate::db::now();
-        write_columns(conn, loaded_at)?;
-        let ids: Vec<i64> = (0..data.customers.len() as i64)
-            .map(|i| first_customer + i)
-            .collect();
-        for (chunk_no, chunk) in data.customers.chunks(CHUNK).enumerate() {
-            let base = chunk_no * CHUNK;
-            let rows: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, c)| {
-                    (
-                        customers::id.eq(ids[base + k]),
-                        customers::external_id.eq(c.external_id.as_str()),
-                        customers::pseudonym.eq(pseudonym_of[base + k].as_str()),
-                        customers::attributes.eq(Value::Object(c.attributes.clone()).to_string()),
-                        customers::created_at.eq(c.signed_up),
-                        customers::updated_at.eq(c.signed_up),
-                    )
-                })
-                .collect();
-            batch_insert!(conn, customers::table, rows);
-            let rows: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, c)| {
-                    (
-                        customer_protected::customer_id.eq(ids[base + k]),
-                        customer_protected::attributes
-                            .eq(Value::Object(c.protected.clone()).to_string()),
-                    )
-                })
-                .collect();
-            batch_insert!(conn, customer_protected::table, rows);
-        }
-        for (chunk_no, chunk) in data.transactions.chunks(CHUNK).enumerate() {
-            let base = first_txn + (chunk_no * CHUNK) as i64;
-            let rows: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, t)| {
-                    (
-                        transactions::id.eq(base + k as i64),
-                        transactions::customer_id.eq(ids[t.customer]),
-                        transactions::occurred_at.eq(t.occurred_at),
-                        transactions::amount.eq(t.amount),
-                        transactions::quantity.eq(Some(t.quantity)),
-                        transactions::order_id.eq(Some(t.order_id.as_str())),
-                        transactions::imported_at.eq(loaded_at),
-                    )
-                })
-                .collect();
-            batch_insert!(conn, transactions::table, rows);
-        }
-        for (chunk_no, chunk) in data.consents.chunks(CHUNK).enumerate() {
-            let base = first_consent + (chunk_no * CHUNK) as i64;
-            let rows: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, e)| {
-                    (
-                        consent_events::id.eq(base + k as i64),
-                        consent_events::customer_id.eq(ids[e.customer]),
-                        consent_events::purpose.eq(e.purpose.as_str()),
-                        consent_events::status.eq(if e.granted { "granted" } else { "withdrawn" }),
-                        consent_events::recorded_at.eq(e.recorded_at),
-                        consent_events::source.eq(Some(e.source)),
-                        consent_events::notice_version.eq(Some(e.notice_version)),
-                        consent_events::recorded_by.eq("demo"),
-                        consent_events::entered_at.eq(e.recorded_at),
-                    )
-                })
-                .collect();
-            batch_insert!(conn, consent_events::table, rows);
-        }
-        let summary = DemoSummary {
-            customers: data.customers.len(),
-            transactions: data.transactions.len(),
-            consent_events: data.consents.len(),
-        };
-        trail_store::append(
-            conn,
-            NewEntry::new(
-                actor,
-                "demo.loaded",
-                "demo",
-                serde_json::to_value(summary).unwrap_or_default(),
-            ),
-            policy_version,
-        )?;
-        Ok(summary)
-    })
-}
-
-/// Records the attribute columns with their kinds (replacing rows of the same names).
-fn write_columns(conn: &mut DbConnection, at: NaiveDateTime) -> DbResult<()> {
-    let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
-    diesel::delete(attribute_columns::table.filter(attribute_columns::name.eq_any(&names)))
-        .execute(conn)?;
-    let rows: Vec<_> = COLUMNS
-        .iter()
-        .map(|(name, kind, protected)| {
-            (
-                attribute_columns::name.eq(*name),
-                attribute_columns::kind.eq(*kind),
-                attribute_columns::protected.eq(*protected),
-                attribute_columns::first_seen_at.eq(at),
-                attribute_columns::updated_at.eq(at),
-            )
-        })
-        .collect();
-    batch_insert!(conn, attribute_columns::table, rows);
-    Ok(())
-}
-
 /// The options for the policy's purposes.
 pub fn options(
     policy: &crate::policy::Policy,
@@ -761,29 +607,6 @@ pub fn cramers_v(pairs: &[(&str, &str)]) -> f64 {
     }
     let k = (rows.len().min(cols.len()) as f64 - 1.0).max(1.0);
     (chi2 / (n * k)).sqrt()
-}
-
-// ---- KPI history (issue 6) -------------------------------------------------------------------
-
-/// Back-fills the monthly KPI history of the demo data, from the first month of its history
-/// to the month containing `today`, so the KPI charts are full from the start. Call it after
-/// the demo segmentation is published to get per-segment history too. Returns the rows
-/// appended.
-pub fn backfill_kpis(
-    db: &crate::db::Db,
-    policy: &crate::policy::Policy,
-    today: chrono::NaiveDate,
-) -> Result<usize, crate::app::kpis::KpisError> {
-    let from = today - chrono::TimeDelta::days(HISTORY_DAYS);
-    let rows = crate::app::kpis::backfill(
-        db,
-        policy,
-        &Actor::system(),
-        from,
-        today,
-        crate::kpi::PeriodKind::Month,
-    )?;
-    Ok(rows.len())
 }
 
 #[cfg(test)]

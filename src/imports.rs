@@ -12,6 +12,7 @@ pub mod consents;
 pub mod customers;
 pub mod guard;
 pub mod rejected;
+pub mod spool;
 pub mod transactions;
 
 pub use guard::{ShapeError, ShapeErrorKind, ShapeGuard};

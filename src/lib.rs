@@ -12,7 +12,6 @@ pub mod consent;
 pub mod customers;
 pub mod db;
 pub mod demo;
-pub mod dsr;
 pub mod fairness;
 pub mod imports;
 pub mod kpi;
@@ -22,6 +21,7 @@ pub mod segmentation;
 pub mod spreadsheet;
 pub mod startup;
 pub mod telemetry;
+pub mod time;
 pub mod trail;
 pub mod web;
 

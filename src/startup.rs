@@ -1,4 +1,5 @@
-//! Builds the application: state, middleware, routes, and the HTTP server.
+//! Builds the application: the shared state (`web::state`), middleware, routes, and the HTTP
+//! server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::auth::throttle::Throttle;
 use crate::auth::token::TokenKeys;
 use crate::config::Settings;
 use crate::customers::{PSEUDONYM_KEY_SECRET, Pseudonymizer};
-use crate::db::{Db, secrets, trail as trail_store};
+use crate::db::{Db, DbResult, secrets, trail as trail_store};
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
 use crate::web::access::{self, RouteIndex};
@@ -24,32 +25,14 @@ use crate::web::error::AppError;
 use crate::web::hardening;
 use crate::web::metrics::{self, Metrics};
 use crate::web::routes;
-
-/// Everything handlers share.
-pub struct AppState {
-    pub db: Db,
-    pub policy: Arc<Policy>,
-    pub tokens: TokenKeys,
-    pub csrf: CsrfKey,
-    pub throttle: Throttle,
-    pub settings: Settings,
-    pub metrics: Metrics,
-    pub routes: RouteIndex,
-    pub pseudonyms: Pseudonymizer,
-    /// Signs and checks customers' preference links.
-    pub preference_links: crate::consent::link::PreferenceLinks,
-    /// The background queue of segmentation runs.
-    pub jobs: crate::app::jobs::Jobs,
-    /// The base of every absolute link the server hands out (FAIRSEG_PUBLIC_URL).
-    pub public_url: crate::config::PublicUrl,
-}
+use crate::web::state::AppState;
 
 const SIGNING_KEY_SECRET: &str = "token_signing_key";
 
 /// Records the policy version in force (its text is kept the first time it is seen) and
 /// returns the token signing secret: from settings, or generated and kept on first run.
 pub fn prepare(db: &Db, policy: &Policy, settings: &Settings) -> anyhow::Result<Vec<u8>> {
-    db.write::<_, crate::db::DbError>(|conn| {
+    db.write(|conn| -> DbResult<()> {
         if trail_store::record_policy_version(conn, policy)? {
             trail_store::append(
                 conn,
@@ -69,7 +52,7 @@ pub fn prepare(db: &Db, policy: &Policy, settings: &Settings) -> anyhow::Result<
         return Ok(key.expose().to_vec());
     }
     let (key, created) = db
-        .write::<_, crate::db::DbError>(|conn| {
+        .write(|conn| -> DbResult<_> {
             let (key, created) = secrets::get_or_create(conn, SIGNING_KEY_SECRET, || {
                 let mut bytes = [0u8; 64];
                 rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -111,56 +94,11 @@ pub fn pseudonymizer(db: &Db) -> anyhow::Result<Pseudonymizer> {
     Ok(Pseudonymizer::new(key.as_bytes()))
 }
 
-/// Spool files are named `upload-….csv`; only such files are removed at start.
-const SPOOL_PREFIX: &str = "upload-";
-
-/// Creates the spool directory (readable by the server's user only) and removes the uploads
-/// a crashed server left in it; returns how many were removed.
-pub fn prepare_spool(dir: &std::path::Path) -> Result<usize, crate::config::ConfigError> {
-    let invalid = |reason: String| crate::config::ConfigError::Invalid {
-        setting: "spool-dir (FAIRSEG_SPOOL_DIR)",
-        reason,
-    };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| invalid(format!("cannot restrict {}: {e}", dir.display())))?;
-    }
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", dir.display())))?;
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let is_spool = name.to_str().is_some_and(|n| n.starts_with(SPOOL_PREFIX));
-        if is_spool && entry.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::remove_file(entry.path()).map_err(|e| {
-                invalid(format!(
-                    "cannot remove the leftover upload {}: {e}",
-                    entry.path().display()
-                ))
-            })?;
-            removed += 1;
-        }
-    }
-    // Proves the directory is writable now rather than at the first upload.
-    spool_file(dir).map_err(|e| invalid(format!("cannot write in {}: {e}", dir.display())))?;
-    Ok(removed)
-}
-
-/// A new spool file in `dir`, deleted when dropped.
-pub fn spool_file(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(SPOOL_PREFIX)
-        .suffix(".csv")
-        .tempfile_in(dir)
-}
-
+/// Builds the state every handler shares: the spool directory cleared, the policy version
+/// recorded, the keys loaded, the run queue and the KPI schedule started.
 pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<AppState> {
     let public_url = settings.require_public_url()?.clone();
-    let removed = prepare_spool(&settings.spool_dir)?;
+    let removed = crate::imports::spool::prepare(&settings.spool_dir)?;
     if removed > 0 {
         tracing::warn!(
             removed,

@@ -22,6 +22,7 @@ pub mod ops;
 pub mod policy;
 pub mod routes;
 pub mod segmentation;
+pub mod state;
 pub mod trail;
 pub mod users;
 

@@ -213,7 +213,7 @@ pub fn month_ends(now: NaiveDateTime, months: u32) -> Vec<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consent::parse_instant;
+    use crate::time::parse_instant;
 
     fn t(s: &str) -> NaiveDateTime {
         parse_instant(s).unwrap()

@@ -1,5 +1,5 @@
 //! Storage side of data-subject requests: everything held about one customer, erasure, and
-//! the request log. Callers run these inside `Db::read` / `Db::write`; `crate::dsr` decides.
+//! the request log. Callers run these inside `Db::read` / `Db::write`; `crate::app::dsr` decides.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -27,6 +27,15 @@ pub fn customer_by_external_id(
     Ok(customers::table
         .filter(customers::external_id.eq(external_id))
         .first::<CustomerRow>(conn)
+        .optional()?)
+}
+
+/// When the customer with this pseudonym was erased, if they were.
+pub fn erased_at(conn: &mut DbConnection, pseudonym: &str) -> DbResult<Option<NaiveDateTime>> {
+    Ok(erased_customers::table
+        .filter(erased_customers::pseudonym.eq(pseudonym))
+        .select(erased_customers::erased_at)
+        .first(conn)
         .optional()?)
 }
 
@@ -151,7 +160,7 @@ pub fn runs_using(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<serde_
         .map(|(id, algorithm, status, at, policy)| {
             serde_json::json!({
                 "run_id": id, "algorithm": algorithm, "status": status,
-                "population_at": at.map(crate::consent::format_instant),
+                "population_at": at.map(crate::time::format_instant),
                 "policy_version": policy,
             })
         })

@@ -174,10 +174,14 @@ pub fn import(
         }
         _ => None,
     };
-    let mut failed: Option<ImportReport> = None;
-    let mut rejected_failure: Option<String> = None;
-    let rollback = || DbError::Query(diesel::result::Error::RollbackTransaction);
-    let result = ctx.db.write(|conn| {
+    let rejected_failure = |reason| ImportError::RejectedFile {
+        file: req
+            .rejected
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        reason,
+    };
+    ctx.db.write(|conn| {
         let mut pass = Pass {
             report: scan.report.clone(),
             bad_lines: &scan.bad_lines,
@@ -192,8 +196,7 @@ pub fn import(
             Err(e) => {
                 let mut report = pass.report;
                 report.push_error(RowError::new(0, None, e.to_string()));
-                failed = Some(report);
-                return Err(rollback());
+                return Err(ImportError::Invalid(Box::new(report)));
             }
         };
         let mut tuned = SqliteTuning::apply(conn)?;
@@ -205,16 +208,14 @@ pub fn import(
         tuned.restore(conn)?;
         outcome?;
         if pass.db_errors > 0 && !req.options.skip_invalid {
-            failed = Some(pass.report);
-            return Err(rollback());
+            return Err(ImportError::Invalid(Box::new(pass.report)));
         }
         let finished = match pass.rejected.take() {
             Some(w) => w.finish().map_err(|e| e.to_string()),
             None => Ok(()),
         };
         if let Some(e) = pass.rejected_error.take().or(finished.err()) {
-            rejected_failure = Some(e);
-            return Err(rollback());
+            return Err(rejected_failure(e));
         }
         if let Columns::Customers(c) = &columns {
             record_attribute_columns(conn, c, pass.now)?;
@@ -222,21 +223,7 @@ pub fn import(
         pass.report.import_id = Some(pass.import_id.clone());
         log_import(conn, ctx, req, &pass)?;
         Ok(pass.report)
-    });
-    match result {
-        Ok(report) => Ok(report),
-        Err(e) => match (failed, rejected_failure) {
-            (Some(report), _) => Err(ImportError::Invalid(Box::new(report))),
-            (None, Some(reason)) => Err(ImportError::RejectedFile {
-                file: req
-                    .rejected
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                reason,
-            }),
-            (None, None) => Err(ImportError::Db(e)),
-        },
-    }
+    })
 }
 
 /// The second pass's state.

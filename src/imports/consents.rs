@@ -11,9 +11,10 @@ use super::{
     ColumnKind, ColumnReport, ImportError, ImportKind, RowError, Scan, csv_reader,
     fixed_column_reports, is_missing, locate_columns, read_header, record_fields, scan_records,
 };
-use crate::consent::{self, ConsentStatus, check_order, parse_instant};
+use crate::consent::{self, ConsentStatus, check_order};
 use crate::customers::CustomerId;
 use crate::policy::Policy;
+use crate::time::parse_instant;
 
 const KIND: ImportKind = ImportKind::Consents;
 const REQUIRED: [&str; 4] = ["customer_id", "purpose", "status", "recorded_at"];

@@ -131,7 +131,7 @@ impl Inference {
         if self.number && parse_number(v).is_none() {
             self.number = false;
         }
-        if self.date && crate::consent::parse_date(v).is_none() {
+        if self.date && crate::time::parse_date(v).is_none() {
             self.date = false;
         }
     }

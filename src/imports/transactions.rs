@@ -10,8 +10,8 @@ use super::{
     ColumnKind, ColumnReport, ImportError, ImportKind, RowError, Scan, csv_reader,
     fixed_column_reports, is_missing, locate_columns, read_header, record_fields, scan_records,
 };
-use crate::consent::parse_instant;
 use crate::customers::CustomerId;
+use crate::time::parse_instant;
 
 const KIND: ImportKind = ImportKind::Transactions;
 const REQUIRED: [&str; 3] = ["customer_id", "occurred_at", "amount"];

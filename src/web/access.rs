@@ -16,10 +16,10 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use super::error::AppError;
 use super::layout::Layout;
 use super::routes::{Access, RouteSpec};
+use crate::app::accounts;
 use crate::auth::CurrentUser;
-use crate::auth::accounts;
 use crate::auth::token::TokenError;
-use crate::startup::AppState;
+use crate::web::state::AppState;
 
 pub const SESSION_COOKIE: &str = "fairseg_session";
 /// A random value given to visitors before they sign in, so the sign-in form has a CSRF token

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::access::{self, PRE_SESSION_COOKIE};
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, render_with_status, see_other};
+use crate::app::accounts::{self, AccountError};
 use crate::auth::CurrentUser;
-use crate::auth::accounts::{self, AccountError};
 use crate::db::users::UserRow;
 
 #[derive(Deserialize)]

@@ -10,15 +10,16 @@ use serde::{Deserialize, Serialize};
 use super::charts::{self, BarSegment, CONSENT_SERIES as SERIES, Frame, HistoryChart};
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
+use crate::app::consent::{self as ledger, ConsentError, CustomerConsents, Recording, Who};
 use crate::auth::CurrentUser;
 use crate::consent::coverage::{ShownCount, Tally, month_ends, shown_row};
-use crate::consent::ledger::{self, ConsentError, CustomerConsents, Recording, Who};
 use crate::consent::link::{self, LinkClaims};
-use crate::consent::{ConsentState, ConsentStatus, format_instant, parse_instant};
+use crate::consent::{ConsentState, ConsentStatus};
 use crate::customers::CustomerId;
 use crate::db::consent::EventRow;
 use crate::fairness::consent_selection::ConsentSelectionReport;
 use crate::policy::{LegalBasis, Permission};
+use crate::time::{format_instant, parse_instant};
 use crate::trail::Actor;
 
 impl From<ConsentError> for AppError {

@@ -3,13 +3,12 @@
 //! individual-level data: each call is in the trail, by pseudonym.
 
 use actix_web::{HttpResponse, web};
-use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::error::{AppError, blocking};
 use super::layout::State;
+use crate::app::customers::{self as view, CustomerView};
 use crate::auth::CurrentUser;
-use crate::customers::view::{self, CustomerView};
 use crate::policy::Permission;
 use crate::trail::Actor;
 
@@ -37,12 +36,7 @@ pub async fn get_api(
 ) -> Result<HttpResponse, AppError> {
     let as_of = match q.as_of.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => crate::db::now().date(),
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            AppError::invalid(
-                "as_of",
-                format!("`{s}` is not a date of the form YYYY-MM-DD"),
-            )
-        })?,
+        Some(s) => crate::time::parse_day(s).map_err(|m| AppError::invalid("as_of", m))?,
     };
     crate::segmentation::settings::check_as_of(as_of, crate::db::now().date())
         .map_err(|e| AppError::invalid("as_of", e.to_string()))?;

@@ -9,12 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render_with_status, see_other};
+use crate::app::dsr::{self, CustomerExport, DsrError, Erasure};
+use crate::app::retention::{self, RetentionError};
 use crate::auth::CurrentUser;
-use crate::customers::CustomerId;
-use crate::db::dsr::{self as store, DsrRequestRow};
-use crate::db::retention as retention_store;
-use crate::dsr::{self, CustomerExport, DsrError, Erasure};
-use crate::retention::{self, RetentionReport};
+use crate::db::dsr::DsrRequestRow;
+use crate::retention::RetentionReport;
 use crate::trail::Actor;
 
 /// How many requests the log shows.
@@ -27,6 +26,14 @@ impl From<DsrError> for AppError {
             DsrError::NotFound => AppError::NotFound,
             e @ DsrError::AlreadyErased(_) => AppError::Conflict(e.to_string()),
             DsrError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<RetentionError> for AppError {
+    fn from(e: RetentionError) -> AppError {
+        match e {
+            RetentionError::Db(db) => db.into(),
         }
     }
 }
@@ -56,13 +63,12 @@ async fn apply_retention(
     user: &CurrentUser,
     dry_run: bool,
 ) -> Result<RetentionReport, AppError> {
-    let (db, version, actor) = (
+    let (db, policy, actor) = (
         state.db.clone(),
-        state.policy.version.clone(),
+        state.policy.clone(),
         Actor::user(&user.email),
     );
-    let cutoffs = retention::cutoffs(&state.policy.retention, crate::db::now());
-    blocking(move || retention_store::apply(&db, cutoffs, dry_run, &actor, &version)).await
+    blocking(move || retention::apply(&db, &policy, &actor, dry_run)).await
 }
 
 async fn request_log(state: &State) -> Result<Vec<DsrRequestRow>, AppError> {
@@ -196,14 +202,7 @@ async fn dsr_page(
     if !lookup.trim().is_empty() {
         let db = state.db.clone();
         let id = lookup.clone();
-        let result = blocking(move || {
-            let id = CustomerId::parse(&id).map_err(DsrError::InvalidId)?;
-            Ok::<_, DsrError>(
-                db.read(|c| store::customer_by_external_id(c, id.as_str()))?
-                    .map(|row| (id, row.pseudonym)),
-            )
-        })
-        .await;
+        let result = blocking(move || dsr::lookup(&db, &id)).await;
         match result {
             Ok(Some((id, pseudonym))) => {
                 found = Some(Found {

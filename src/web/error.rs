@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::auth::accounts::AccountError;
+use crate::app::accounts::AccountError;
 use crate::db::DbError;
 
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::web;
 use futures_util::StreamExt;
 
-use crate::startup::AppState;
+use crate::web::state::AppState;
 
 /// No script at all, styles and images from the server only, no framing, forms post back to
 /// the server only. No page needs inline script or style, so none is allowed.

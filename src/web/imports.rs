@@ -42,7 +42,7 @@ impl Spool {
     /// a file left there by a crash would stay for ever; the server clears its own at start).
     fn new(state: &State, limit: u64) -> Result<Spool, AppError> {
         Ok(Spool {
-            file: crate::startup::spool_file(&state.settings.spool_dir)
+            file: crate::imports::spool::file(&state.settings.spool_dir)
                 .map_err(AppError::internal)?,
             size: 0,
             limit,

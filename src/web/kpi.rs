@@ -69,11 +69,7 @@ fn parse_day(field: &str, value: Option<&str>) -> Result<Option<NaiveDate>, AppE
     value
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .map(|v| {
-            NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
-                AppError::invalid(field, format!("`{v}` is not a date of the form YYYY-MM-DD"))
-            })
-        })
+        .map(|v| crate::time::parse_day(v).map_err(|m| AppError::invalid(field, m)))
         .transpose()
 }
 

@@ -7,7 +7,7 @@ use askama::Template;
 
 use crate::auth::CurrentUser;
 use crate::policy::Permission;
-use crate::startup::AppState;
+use crate::web::state::AppState;
 
 pub struct NavItem {
     pub href: &'static str,

@@ -10,7 +10,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
-use crate::startup::AppState;
+use crate::web::state::AppState;
 
 pub struct Metrics {
     registry: Registry,

@@ -6,9 +6,17 @@ use askama::Template;
 
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render};
+use crate::app::objections::{self, ObjectionCheck, ObjectionError};
 use crate::auth::CurrentUser;
-use crate::consent::ledger::{self, ObjectionCheck};
 use crate::trail::Actor;
+
+impl From<ObjectionError> for AppError {
+    fn from(e: ObjectionError) -> AppError {
+        match e {
+            ObjectionError::Db(e) => e.into(),
+        }
+    }
+}
 
 async fn run(state: &State, user: &CurrentUser) -> Result<ObjectionCheck, AppError> {
     let (db, policy, actor) = (
@@ -16,7 +24,7 @@ async fn run(state: &State, user: &CurrentUser) -> Result<ObjectionCheck, AppErr
         state.policy.clone(),
         Actor::user(&user.email),
     );
-    blocking(move || ledger::check_objections(&db, &policy, &actor)).await
+    blocking(move || objections::check_objections(&db, &policy, &actor)).await
 }
 
 /// Replays every disclosure against the ledger; `clean` is false and `leaks` lists each

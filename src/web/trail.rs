@@ -37,11 +37,7 @@ fn non_empty(s: &Option<String>) -> Option<String> {
 
 fn parse_day(field: &str, value: Option<String>) -> Result<Option<NaiveDate>, AppError> {
     value
-        .map(|v| {
-            NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| {
-                AppError::invalid(field, format!("`{v}` is not a date of the form YYYY-MM-DD"))
-            })
-        })
+        .map(|v| crate::time::parse_day(&v).map_err(|m| AppError::invalid(field, m)))
         .transpose()
 }
 

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render_with_status, see_other};
+use crate::app::accounts;
 use crate::auth::CurrentUser;
-use crate::auth::accounts;
 use crate::db::users::UserRow;
 use crate::trail::Actor;
 

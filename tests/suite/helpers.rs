@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
-use fairseg::auth::accounts;
+use fairseg::app::accounts;
 use fairseg::auth::token::TokenKeys;
 use fairseg::config::{PublicUrl, Settings};
 use fairseg::db::users::UserRow;

@@ -1,18 +1,19 @@
-//! Consent operations against the database: recording an event (with its trail entry, in one
-//! transaction), reading a customer's consents, issuing preference links, and coverage counts.
-//! Inputs arrive parsed (purpose checked against the policy, status and time typed); the order
-//! rule is checked here, inside the write transaction, against what is already stored.
+//! Consent use cases: recording an event (with its trail entry, in one transaction), reading a
+//! customer's consents, issuing preference links, and coverage counts. Inputs arrive parsed
+//! (purpose checked against the policy, status and time typed); the order rule is checked here,
+//! inside the write transaction, against what is already stored.
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use super::coverage::Tally;
-use super::link::{LinkClaims, PreferenceLinks};
-use super::{ConsentState, ConsentStatus, Event, check_order, format_instant, state_at, validity};
+use crate::consent::coverage::Tally;
+use crate::consent::link::{LinkClaims, PreferenceLinks};
+use crate::consent::{self, ConsentState, ConsentStatus, Event, check_order, state_at, validity};
 use crate::customers::CustomerId;
 use crate::db::consent::{self as store, CustomerRef, EventRow, NewEvent};
-use crate::db::{Db, DbConnection, DbError, trail as trail_store};
+use crate::db::{Db, DbConnection, DbError, DbResult, trail as trail_store};
 use crate::policy::{LegalBasis, Policy};
+use crate::time::format_instant;
 use crate::trail::{Actor, NewEntry};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +37,15 @@ pub enum Who<'a> {
     Pseudonym(&'a str),
 }
 
-fn find(conn: &mut DbConnection, who: Who<'_>) -> Result<CustomerRef, ConsentError> {
+fn lookup(conn: &mut DbConnection, who: Who<'_>) -> DbResult<Option<CustomerRef>> {
     match who {
-        Who::External(id) => store::customer_by_external_id(conn, id)?,
-        Who::Pseudonym(p) => store::customer_by_pseudonym(conn, p)?,
+        Who::External(id) => store::customer_by_external_id(conn, id),
+        Who::Pseudonym(p) => store::customer_by_pseudonym(conn, p),
     }
-    .ok_or(ConsentError::UnknownCustomer)
+}
+
+fn find(conn: &mut DbConnection, who: Who<'_>) -> Result<CustomerRef, ConsentError> {
+    lookup(conn, who)?.ok_or(ConsentError::UnknownCustomer)
 }
 
 /// An event to record, already parsed.
@@ -74,27 +78,22 @@ pub fn record(
     who: Who<'_>,
     rec: &Recording<'_>,
 ) -> Result<Recorded, ConsentError> {
-    let spec = super::purpose(policy, rec.purpose).map_err(|message| ConsentError::Invalid {
+    let spec = consent::purpose(policy, rec.purpose).map_err(|message| ConsentError::Invalid {
         field: "purpose",
         message,
     })?;
     let now = crate::db::now();
-    super::check_not_future(rec.recorded_at, now).map_err(|message| ConsentError::Invalid {
+    consent::check_not_future(rec.recorded_at, now).map_err(|message| ConsentError::Invalid {
         field: "recorded_at",
         message,
     })?;
-    let event = db.write::<_, DbError>(|conn| {
-        let customer = match find(conn, who) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+    let event = db.write(|conn| -> Result<_, ConsentError> {
+        let customer = find(conn, who)?;
         let latest = store::latest_recorded_at(conn, customer.id, rec.purpose)?;
-        if let Err(message) = check_order(latest, rec.recorded_at) {
-            return Ok(Err(ConsentError::Invalid {
-                field: "recorded_at",
-                message,
-            }));
-        }
+        check_order(latest, rec.recorded_at).map_err(|message| ConsentError::Invalid {
+            field: "recorded_at",
+            message,
+        })?;
         let event = store::insert(
             conn,
             &NewEvent {
@@ -123,9 +122,9 @@ pub fn record(
             ),
             &policy.version,
         )?;
-        Ok(Ok(event))
-    })??;
-    let state = super::state_of_latest(
+        Ok(event)
+    })?;
+    let state = consent::state_of_latest(
         &Event {
             status: rec.status,
             recorded_at: rec.recorded_at,
@@ -186,11 +185,8 @@ pub fn view(
     customer: &CustomerId,
     at: NaiveDateTime,
 ) -> Result<CustomerConsents, ConsentError> {
-    let (customer, events) = db.write::<_, DbError>(|conn| {
-        let customer = match find(conn, Who::External(customer)) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+    let (customer, events) = db.write(|conn| -> Result<_, ConsentError> {
+        let customer = find(conn, Who::External(customer))?;
         let events = store::history(conn, customer.id)?;
         trail_store::append(
             conn,
@@ -202,8 +198,8 @@ pub fn view(
             ),
             &policy.version,
         )?;
-        Ok(Ok((customer, events)))
-    })??;
+        Ok((customer, events))
+    })?;
     Ok(CustomerConsents {
         states: states_of(policy, &events, at),
         pseudonym: customer.pseudonym,
@@ -219,14 +215,14 @@ pub fn own(
     pseudonym: &str,
     at: NaiveDateTime,
 ) -> Result<CustomerConsents, ConsentError> {
-    let (customer, events) = db.read(|conn| {
-        let customer = match find(conn, Who::Pseudonym(pseudonym)) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
+    let found = db.read(|conn| {
+        let Some(customer) = lookup(conn, Who::Pseudonym(pseudonym))? else {
+            return Ok(None);
         };
         let events = store::history(conn, customer.id)?;
-        Ok(Ok((customer, events)))
-    })??;
+        Ok(Some((customer, events)))
+    })?;
+    let (customer, events) = found.ok_or(ConsentError::UnknownCustomer)?;
     Ok(CustomerConsents {
         states: states_of(policy, &events, at),
         pseudonym: customer.pseudonym,
@@ -243,11 +239,8 @@ pub fn issue_link(
     customer: &CustomerId,
     ttl: TimeDelta,
 ) -> Result<(String, LinkClaims), ConsentError> {
-    db.write::<_, DbError>(|conn| {
-        let customer = match find(conn, Who::External(customer)) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+    db.write(|conn| {
+        let customer = find(conn, Who::External(customer))?;
         let (token, claims) = links.issue(&customer.pseudonym, Utc::now(), ttl);
         trail_store::append(
             conn,
@@ -259,8 +252,8 @@ pub fn issue_link(
             ),
             &policy.version,
         )?;
-        Ok(Ok((token, claims)))
-    })?
+        Ok((token, claims))
+    })
 }
 
 /// Coverage of one purpose at an instant.
@@ -312,58 +305,4 @@ pub fn coverage_history(
             })
             .collect::<Result<Vec<_>, DbError>>()
     })?)
-}
-
-/// The objection check as shown: the report, and the external ids of leaked customers still on
-/// file (individual-level: only for roles that read the trail).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ObjectionCheck {
-    #[serde(flatten)]
-    pub report: super::objections::ObjectionReport,
-    pub clean: bool,
-    pub checked_at: NaiveDateTime,
-    /// External id per leaked customer id (absent once erased).
-    pub external_ids: std::collections::BTreeMap<i64, String>,
-}
-
-/// Replays every recorded disclosure against the ledger (see [`super::objections`]) and puts
-/// the outcome in the trail (`objections.checked`).
-pub fn check_objections(
-    db: &Db,
-    policy: &Policy,
-    actor: &Actor,
-) -> Result<ObjectionCheck, ConsentError> {
-    use crate::db::disclosures;
-    let (all, events) =
-        db.read(|conn| Ok((disclosures::all(conn)?, disclosures::ledger(conn)?)))?;
-    let report = super::objections::check(&all, &events);
-    drop((all, events));
-    let mut leaked: Vec<i64> = report.leaks.iter().map(|l| l.customer_id).collect();
-    leaked.sort_unstable();
-    leaked.dedup();
-    let checked_at = crate::db::now();
-    let external_ids = db.write::<_, DbError>(|conn| {
-        let ids = disclosures::external_ids(conn, &leaked)?;
-        trail_store::append(
-            conn,
-            NewEntry::new(
-                actor,
-                "objections.checked",
-                "consent",
-                json!({
-                    "disclosures": report.disclosures,
-                    "inclusions": report.inclusions,
-                    "leaks": report.leaks.len(),
-                }),
-            ),
-            &policy.version,
-        )?;
-        Ok(ids)
-    })?;
-    Ok(ObjectionCheck {
-        clean: report.clean(),
-        report,
-        checked_at,
-        external_ids: external_ids.into_iter().collect(),
-    })
 }

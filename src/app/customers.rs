@@ -6,11 +6,11 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::features::BehaviouralFeatures;
-use super::{CustomerId, Pseudonymizer};
+use super::dsr::{DsrError, locate};
+use crate::customers::features::BehaviouralFeatures;
+use crate::customers::{CustomerId, Pseudonymizer};
 use crate::db::dsr as store;
 use crate::db::{Db, features, trail as trail_store};
-use crate::dsr::DsrError;
 use crate::trail::{Actor, NewEntry};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -28,6 +28,8 @@ pub struct CustomerView {
     pub features: BehaviouralFeatures,
 }
 
+/// One customer's attributes and features as of `as_of`, recorded in the trail
+/// (`customer.viewed`).
 pub fn view(
     db: &Db,
     pseudonyms: &Pseudonymizer,
@@ -39,11 +41,7 @@ pub fn view(
 ) -> Result<CustomerView, DsrError> {
     let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
     db.write(|conn| {
-        let row = match crate::dsr::locate(conn, pseudonyms, &id) {
-            Ok(row) => row,
-            Err(DsrError::Db(e)) => return Err(e),
-            Err(other) => return Ok(Err(other)),
-        };
+        let row = locate(conn, pseudonyms, &id)?;
         let protected = if with_protected {
             Some(
                 store::protected_attributes(conn, row.id)?
@@ -71,6 +69,6 @@ pub fn view(
             ),
             policy_version,
         )?;
-        Ok(Ok(view))
-    })?
+        Ok(view)
+    })
 }

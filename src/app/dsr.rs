@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::customers::features::BehaviouralFeatures;
 use crate::customers::{CustomerId, Pseudonymizer};
 use crate::db::dsr::{self as store, ConsentEventRow, ErasedCounts, TransactionRow};
-use crate::db::{self, Db, DbError, features, trail as trail_store};
+use crate::db::{self, Db, DbConnection, DbError, features, trail as trail_store};
 use crate::trail::{Actor, NewEntry};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,30 +77,25 @@ fn parse_json(text: Option<String>) -> Value {
 
 /// The customer's row or, when they are not held, why: never known, or erased.
 pub fn locate(
-    conn: &mut db::DbConnection,
+    conn: &mut DbConnection,
     pseudonyms: &Pseudonymizer,
     id: &CustomerId,
 ) -> Result<store::CustomerRow, DsrError> {
     match store::customer_by_external_id(conn, id.as_str())? {
         Some(row) => Ok(row),
-        None => {
-            let pseudonym = pseudonyms.pseudonym(id);
-            let erased: Option<NaiveDateTime> = {
-                use crate::db::schema::erased_customers as e;
-                use diesel::prelude::*;
-                e::table
-                    .filter(e::pseudonym.eq(&pseudonym))
-                    .select(e::erased_at)
-                    .first(conn)
-                    .optional()
-                    .map_err(DbError::from)?
-            };
-            match erased {
-                Some(at) => Err(DsrError::AlreadyErased(at.format("%Y-%m-%d").to_string())),
-                None => Err(DsrError::NotFound),
-            }
-        }
+        None => match store::erased_at(conn, &pseudonyms.pseudonym(id))? {
+            Some(at) => Err(DsrError::AlreadyErased(at.format("%Y-%m-%d").to_string())),
+            None => Err(DsrError::NotFound),
+        },
     }
+}
+
+/// The customer with this id and their pseudonym, if they are held (no trail entry: only the
+/// pseudonym is shown, before any request is made).
+pub fn lookup(db: &Db, raw_id: &str) -> Result<Option<(CustomerId, String)>, DsrError> {
+    let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
+    let row = db.read(|c| store::customer_by_external_id(c, id.as_str()))?;
+    Ok(row.map(|row| (id, row.pseudonym)))
 }
 
 /// Exports everything held about the customer, and records the request (log and trail) in
@@ -114,11 +109,7 @@ pub fn export(
 ) -> Result<CustomerExport, DsrError> {
     let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
     db.write(|conn| {
-        let row = match locate(conn, pseudonyms, &id) {
-            Ok(row) => row,
-            Err(DsrError::Db(e)) => return Err(e),
-            Err(other) => return Ok(Err(other)),
-        };
+        let row = locate(conn, pseudonyms, &id)?;
         let now = db::now();
         let export = CustomerExport {
             customer_id: row.external_id.clone(),
@@ -145,8 +136,8 @@ pub fn export(
             NewEntry::new(actor, "dsr.exported", &row.pseudonym, detail),
             policy_version,
         )?;
-        Ok(Ok(export))
-    })?
+        Ok(export)
+    })
 }
 
 /// Erases the customer everywhere, in one transaction with the request log row and the trail
@@ -160,11 +151,7 @@ pub fn erase(
 ) -> Result<Erasure, DsrError> {
     let id = CustomerId::parse(raw_id).map_err(DsrError::InvalidId)?;
     db.write(|conn| {
-        let row = match locate(conn, pseudonyms, &id) {
-            Ok(row) => row,
-            Err(DsrError::Db(e)) => return Err(e),
-            Err(other) => return Ok(Err(other)),
-        };
+        let row = locate(conn, pseudonyms, &id)?;
         let now = db::now();
         let removed = store::erase(conn, row.id, &row.pseudonym, now)?;
         let detail = json!({"removed": removed, "reason": "data-subject request"});
@@ -181,11 +168,11 @@ pub fn erase(
             NewEntry::new(actor, "dsr.erased", &row.pseudonym, detail),
             policy_version,
         )?;
-        Ok(Ok(Erasure {
+        Ok(Erasure {
             pseudonym: row.pseudonym,
             removed,
-        }))
-    })?
+        })
+    })
 }
 
 /// The request log, newest first.

@@ -1,8 +1,10 @@
-//! Account operations. Each state change is written together with its trail entry.
+//! Staff accounts: creating them, signing in and out, passwords, roles, and resolving a token
+//! to the signed-in user. Each state change is written together with its trail entry.
 
 use serde_json::json;
 
-use super::{CurrentUser, Email, Password, password};
+use crate::auth::token::Claims;
+use crate::auth::{CurrentUser, Email, Password, password};
 use crate::db::users::{self, UserRow};
 use crate::db::{Db, DbError, trail as trail_store};
 use crate::policy::{Permission, Policy};
@@ -180,9 +182,9 @@ pub fn reset_password(
 ) -> Result<(), AccountError> {
     let new = Password::parse(new).map_err(AccountError::WeakPassword)?;
     let hash = password::hash(new.expose());
-    db.write::<_, DbError>(|conn| {
+    db.write(|conn| {
         if UserRow::find(conn, user_id)?.is_none() {
-            return Ok(false);
+            return Err(AccountError::NotFound);
         }
         UserRow::set_password(conn, user_id, &hash)?;
         trail_store::append(
@@ -190,10 +192,8 @@ pub fn reset_password(
             NewEntry::new(actor, "user.password_reset", user_id, json!({})),
             &policy.version,
         )?;
-        Ok(true)
-    })?
-    .then_some(())
-    .ok_or(AccountError::NotFound)
+        Ok(())
+    })
 }
 
 /// Changes a user's role.
@@ -205,16 +205,16 @@ pub fn set_role(
     role: &str,
 ) -> Result<(), AccountError> {
     check_role(policy, role)?;
-    db.write::<_, DbError>(|conn| {
+    db.write(|conn| {
         let Some(user) = UserRow::find(conn, user_id)? else {
-            return Ok(Err(AccountError::NotFound));
+            return Err(AccountError::NotFound);
         };
         if user.role == "admin"
             && role != "admin"
             && !user.disabled
             && UserRow::count_enabled_with_role(conn, "admin")? <= 1
         {
-            return Ok(Err(AccountError::LastAdmin));
+            return Err(AccountError::LastAdmin);
         }
         UserRow::set_role(conn, user_id, role)?;
         trail_store::append(
@@ -227,8 +227,8 @@ pub fn set_role(
             ),
             &policy.version,
         )?;
-        Ok(Ok(()))
-    })?
+        Ok(())
+    })
 }
 
 /// Disables or re-enables an account; disabling ends its sessions.
@@ -239,16 +239,16 @@ pub fn set_disabled(
     user_id: &str,
     disabled: bool,
 ) -> Result<(), AccountError> {
-    db.write::<_, DbError>(|conn| {
+    db.write(|conn| {
         let Some(user) = UserRow::find(conn, user_id)? else {
-            return Ok(Err(AccountError::NotFound));
+            return Err(AccountError::NotFound);
         };
         if disabled
             && user.role == "admin"
             && !user.disabled
             && UserRow::count_enabled_with_role(conn, "admin")? <= 1
         {
-            return Ok(Err(AccountError::LastAdmin));
+            return Err(AccountError::LastAdmin);
         }
         UserRow::set_disabled(conn, user_id, disabled)?;
         let action = if disabled {
@@ -261,8 +261,8 @@ pub fn set_disabled(
             NewEntry::new(actor, action, user_id, json!({})),
             &policy.version,
         )?;
-        Ok(Ok(()))
-    })?
+        Ok(())
+    })
 }
 
 /// Resolves verified token claims to the current user: the account must exist, be enabled,
@@ -271,7 +271,7 @@ pub fn set_disabled(
 pub fn session_user(
     db: &Db,
     policy: &Policy,
-    claims: &super::token::Claims,
+    claims: &Claims,
     via_cookie: bool,
 ) -> Result<CurrentUser, AccountError> {
     let (user, revoked) = db.read(|conn| {
