@@ -43,6 +43,7 @@ pub mod retention;
 pub mod schema;
 pub mod secrets;
 pub mod segmentation;
+pub mod signoffs;
 pub mod trail;
 pub mod users;
 

@@ -30,6 +30,7 @@ mod reference_tests;
 pub mod representation;
 pub mod sampling;
 pub mod service;
+pub mod signoff;
 pub mod stats;
 pub mod suppression;
 pub mod table;

@@ -5,6 +5,7 @@
 //! (routes, pages, API); the domain areas `segmentation`, `fairness` and `kpi` compute on plain
 //! Rust types and know nothing of HTTP or SQL.
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod consent;

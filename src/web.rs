@@ -21,6 +21,7 @@ pub mod ops;
 pub mod policy;
 pub mod routes;
 pub mod segmentation;
+pub mod signoffs;
 pub mod trail;
 pub mod users;
 

@@ -42,6 +42,8 @@ use utoipa::{Modify, OpenApi};
         super::audits::list_api,
         super::audits::get_api,
         super::audits::override_api,
+        super::signoffs::list_api,
+        super::signoffs::sign_api,
         super::audits::publish_api,
         super::audits::reaudit_api,
         super::kpi::evaluations_api,
