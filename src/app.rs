@@ -2,4 +2,5 @@
 //! in one transaction. The only layer that imports both `db` and a domain module; handlers call
 //! one function here.
 
+pub mod record;
 pub mod signoffs;

@@ -39,6 +39,7 @@ pub mod dsr;
 pub mod features;
 pub mod imports;
 pub mod kpi;
+pub mod record;
 pub mod retention;
 pub mod schema;
 pub mod secrets;

@@ -761,8 +761,11 @@ fn demo(
             audit.verdict.parse().map_err(anyhow::Error::msg)?;
         let published = fairseg::fairness::service::passes_gate(verdict);
         if published {
-            fairseg::fairness::service::publish_run(&db, &policy, &Actor::system(), run_id)
-                .context("publishing the demo segmentation")?;
+            let done =
+                fairseg::fairness::service::publish_run(&db, &policy, &Actor::system(), run_id)
+                    .context("publishing the demo segmentation")?;
+            fairseg::demo::sign_off(&db, &policy, done.audit_id)
+                .context("signing off the published run's audit")?;
         }
         runs.push((run_id, request.features, outcome, audit, published));
     }

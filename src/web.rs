@@ -19,6 +19,7 @@ pub mod objections;
 pub mod openapi;
 pub mod ops;
 pub mod policy;
+pub mod record;
 pub mod routes;
 pub mod segmentation;
 pub mod signoffs;

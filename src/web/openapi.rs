@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         super::trail::list_api,
         super::trail::verify_api,
         super::policy::api,
+        super::record::api,
         super::customer_view::get_api,
         super::dsr::export_api,
         super::dsr::erase_api,

@@ -65,7 +65,7 @@ fn add(
     }
 }
 
-use super::{audits, kpi, objections, signoffs};
+use super::{audits, kpi, objections, record, signoffs};
 use super::{
     auth, consent, customer_view, dsr, home, imports, ops, policy, segmentation, trail, users,
 };
@@ -116,6 +116,9 @@ route_table! {
 
     GET "/policy" needs(PolicyRead) => policy::page;
     GET "/api/v1/policy" needs(PolicyRead) => policy::api;
+    GET "/policy/record" needs(PolicyRead) => record::page;
+    GET "/policy/record.md" needs(PolicyRead) => record::markdown;
+    GET "/api/v1/policy/record" needs(PolicyRead) => record::api;
 
     GET "/api/v1/customers/{id}" needs(CustomersRead) => customer_view::get_api;
     GET "/dsr" needs(DsrManage) => dsr::page;

@@ -20,5 +20,6 @@ mod ops;
 mod security;
 mod segmentation;
 mod signoffs;
+mod signoffs_browser;
 mod trail;
 mod users;

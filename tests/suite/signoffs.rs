@@ -278,3 +278,110 @@ async fn only_a_signer_may_sign_and_a_bad_statement_changes_nothing() {
         .await;
     assert_eq!(status, 403);
 }
+
+// ---- Record of processing (GDPR Art. 30) ----------------------------------------------------
+
+#[tokio::test]
+async fn the_record_of_processing_lists_every_purpose_and_the_download_says_what_the_page_says() {
+    use fairseg::policy::Permission;
+    let app = spawn_app().await;
+    crate::audits::load_demo(&app, 50, false);
+    let policy = &app.policy;
+
+    let (status, record) = app.get_json("marketing", "/api/v1/policy/record").await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["policy_version"], policy.version.as_str());
+    assert_eq!(
+        record["controller"]["name"],
+        policy.presentation.company_name.as_str()
+    );
+    let purposes = record["purposes"].as_array().unwrap();
+    let names: Vec<&str> = purposes
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = policy.purposes.keys().map(String::as_str).collect();
+    assert_eq!(names, expected, "every purpose of the policy");
+    let roles_with = |p: Permission| -> Vec<String> {
+        policy
+            .roles_with(p)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    for p in purposes {
+        let spec = &policy.purposes[p["name"].as_str().unwrap()];
+        assert_eq!(p["legal_basis"], json!(spec.legal_basis));
+        let mut union: Vec<String> = Vec::new();
+        for c in p["categories"].as_array().unwrap() {
+            let mut roles: Vec<String> = c["read_with"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|perm| roles_with(perm.as_str().unwrap().parse().unwrap()))
+                .collect();
+            roles.sort();
+            roles.dedup();
+            assert_eq!(c["recipients"], json!(roles), "{}", c["category"]);
+            union.extend(roles);
+            assert!(c["retention"]["days"].as_u64().unwrap() > 0);
+        }
+        union.sort();
+        union.dedup();
+        assert_eq!(p["recipients"], json!(union));
+    }
+    let segmentation = &purposes[names.iter().position(|n| *n == "segmentation").unwrap()];
+    let special = segmentation["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["category"] == "special_categories")
+        .unwrap();
+    assert_eq!(
+        special["recipients"],
+        json!(roles_with(Permission::CustomersReadProtected))
+    );
+    let transactions = segmentation["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["category"] == "transactions")
+        .unwrap();
+    assert_eq!(
+        transactions["retention"]["days"],
+        policy.retention.transactions_days
+    );
+
+    // The page, linked from the policy page, in words.
+    let client = app.sign_in("compliance").await;
+    let html = page(&client, &app, "/policy").await;
+    assert_eq!(texts(&html, r#"a[href="/policy/record"]"#).len(), 1);
+    let html = page(&client, &app, "/policy/record").await;
+    let md = page(&client, &app, "/policy/record.md").await;
+    for name in &expected {
+        let id = format!("#purpose-{name}");
+        let heading = texts(&html, &format!("{id} h2"));
+        assert_eq!(heading.len(), 1, "{name} on the page");
+        assert!(!heading[0].contains('_'), "a readable heading: {heading:?}");
+        assert!(
+            md.contains(&format!("## {}", heading[0])),
+            "{name} in the Markdown"
+        );
+        let basis = texts(&html, &format!("{id} .basis"));
+        assert!(
+            md.contains(&format!("- Legal basis: {}", basis[0])),
+            "{basis:?}"
+        );
+        let recipients = texts(&html, &format!("{id} .recipients"));
+        assert!(md.contains(&format!("- Recipients: {}", recipients[0])));
+        for retention in texts(&html, &format!("{id} td.retention")) {
+            assert!(md.contains(&retention), "{retention} in the Markdown");
+        }
+    }
+    assert!(
+        html.contains("Home store"),
+        "attribute columns on file, labelled"
+    );
+    assert!(html.contains("2,555 days"));
+    assert!(md.contains(&policy.version));
+}
