@@ -3,8 +3,8 @@
 //!
 //! A signed report is frozen as the canonical JSON of the audit (keys sorted at every level, no
 //! insignificant whitespace, numbers as serde_json writes them), so anyone holding the bytes
-//! can recompute `sha256:<hex>` with any JSON tool that sorts keys (`jq -cS`) and compare it
-//! with the hash stored beside the report and in the trail. Written by hand rather than through
+//! can recompute `sha256:<hex>` (`sha256sum`) and compare it with the hash stored beside the
+//! report and in the trail. Written by hand rather than through
 //! a `Value`'s own order: serde_json keeps insertion order when any crate in the build turns
 //! on `preserve_order`, and the hash must not depend on that.
 
