@@ -11,5 +11,7 @@ pub mod dsr;
 pub mod jobs;
 pub mod kpis;
 pub mod objections;
+pub mod record;
 pub mod retention;
 pub mod runs;
+pub mod signoffs;

@@ -40,10 +40,12 @@ pub mod dsr;
 pub mod features;
 pub mod imports;
 pub mod kpi;
+pub mod record;
 pub mod retention;
 pub mod schema;
 pub mod secrets;
 pub mod segmentation;
+pub mod signoffs;
 pub mod trail;
 pub mod users;
 

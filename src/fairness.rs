@@ -34,6 +34,7 @@ pub mod proxies;
 mod reference_tests;
 pub mod representation;
 pub mod sampling;
+pub mod signoff;
 pub mod stats;
 pub mod suppression;
 pub mod table;

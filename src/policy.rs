@@ -2,6 +2,7 @@
 //! SHA-256 of its bytes, and read everywhere through typed accessors.
 
 mod permission;
+pub mod record;
 
 pub use permission::{Permission, UnknownPermission};
 

@@ -177,8 +177,9 @@ pub fn populate(
         .context("auditing the demo segmentation")?;
         let published = audits::passes_gate(audit.verdict);
         if published {
-            audits::publish_run(db, policy, &Actor::system(), run_id)
+            let done = audits::publish_run(db, policy, &Actor::system(), run_id)
                 .context("publishing the demo segmentation")?;
+            sign_off(db, policy, done.audit_id).context("signing off the published run's audit")?;
         }
         runs.push(DemoRun {
             run_id,
@@ -221,6 +222,33 @@ pub fn populate(
         consent_selection,
         objections,
     })
+}
+
+/// The demo's compliance officer.
+pub const DEMO_COMPLIANCE: &str = "compliance@fairseg.demo";
+
+/// The compliance officer signs off the published run's audit, so the demo shows a signed,
+/// frozen report. Returns the sign-off's content hash.
+pub fn sign_off(
+    db: &Db,
+    policy: &Policy,
+    audit_id: i64,
+) -> Result<String, crate::app::signoffs::SignoffError> {
+    let signer = crate::app::signoffs::Signer {
+        email: DEMO_COMPLIANCE.into(),
+        role: "compliance".into(),
+    };
+    let row = crate::app::signoffs::sign(
+        db,
+        policy,
+        &crate::web::signoffs::WebPresenter { policy },
+        &signer,
+        audit_id,
+        "Reviewed the tables, the proxies and the consent-selection check of this audit before \
+         publication: no dependence on a protected attribute that matters; the segments may be \
+         used for the stated purposes.",
+    )?;
+    Ok(row.content_hash)
 }
 
 /// Back-fills the monthly KPI history of the demo data, from the first month of its history

@@ -251,6 +251,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_signoffs (id) {
+        id -> BigInt,
+        audit_id -> BigInt,
+        seq -> Integer,
+        signed_by -> Text,
+        signer_role -> Text,
+        signed_at -> Timestamp,
+        statement -> Text,
+        policy_version -> Text,
+        report_json -> Text,
+        report_html -> Text,
+        content_hash -> Text,
+        html_hash -> Text,
+        trail_seq -> BigInt,
+    }
+}
+
+diesel::table! {
     kpi_evaluations (id) {
         id -> BigInt,
         kpi -> Text,
@@ -300,6 +318,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     segment_strategies,
     fairness_audits,
     audit_overrides,
+    audit_signoffs,
     disclosures,
     disclosure_members,
     kpi_evaluations,

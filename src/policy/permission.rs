@@ -22,12 +22,13 @@ pub enum Permission {
     SegmentsStrategy,
     AuditsRead,
     AuditsOverride,
+    AuditsSign,
     KpiRead,
     KpiEvaluate,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 18] = [
         Permission::UsersManage,
         Permission::TrailRead,
         Permission::PolicyRead,
@@ -43,6 +44,7 @@ impl Permission {
         Permission::SegmentsStrategy,
         Permission::AuditsRead,
         Permission::AuditsOverride,
+        Permission::AuditsSign,
         Permission::KpiRead,
         Permission::KpiEvaluate,
     ];
@@ -64,6 +66,7 @@ impl Permission {
             Permission::SegmentsStrategy => "segments:strategy",
             Permission::AuditsRead => "audits:read",
             Permission::AuditsOverride => "audits:override",
+            Permission::AuditsSign => "audits:sign",
             Permission::KpiRead => "kpi:read",
             Permission::KpiEvaluate => "kpi:evaluate",
         }

@@ -423,7 +423,7 @@ fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
     }
 }
 
-fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
+pub(crate) fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> ReportView {
     let names = |s: u32| match a.segment_names.get(&(s as i32)) {
         Some(n) => format!("{s} {n}"),
         None => format!("Segment {s}"),
@@ -511,6 +511,7 @@ struct ReportHtml {
     can_publish: bool,
     error: Option<String>,
     notice: Option<String>,
+    signoffs: super::signoffs::SignoffBox,
 }
 
 #[derive(Deserialize, Default)]
@@ -527,7 +528,9 @@ pub async fn report_page(
 ) -> Result<HttpResponse, AppError> {
     let audit = load(&state, path.into_inner()).await?;
     let q = q.into_inner();
+    let signoffs = super::signoffs::signoff_box(&state, &user, &audit).await?;
     Ok(render(&ReportHtml {
+        signoffs,
         layout: Layout::new(
             &state,
             Some(&user),

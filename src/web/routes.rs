@@ -65,7 +65,7 @@ fn add(
     }
 }
 
-use super::{audits, kpi, objections};
+use super::{audits, kpi, objections, record, signoffs};
 use super::{
     auth, consent, customer_view, dsr, home, imports, ops, policy, segmentation, trail, users,
 };
@@ -116,6 +116,9 @@ route_table! {
 
     GET "/policy" needs(PolicyRead) => policy::page;
     GET "/api/v1/policy" needs(PolicyRead) => policy::api;
+    GET "/policy/record" needs(PolicyRead) => record::page;
+    GET "/policy/record.md" needs(PolicyRead) => record::markdown;
+    GET "/api/v1/policy/record" needs(PolicyRead) => record::api;
 
     GET "/api/v1/customers/{id}" needs(CustomersRead) => customer_view::get_api;
     GET "/dsr" needs(DsrManage) => dsr::page;
@@ -166,11 +169,17 @@ route_table! {
     GET "/audits/{id}/compare" needs(AuditsRead) => audits::compare_page;
     GET "/audits/{id}/csv" needs(AuditsRead) => audits::csv_download;
     POST "/audits/{id}/override" needs(AuditsOverride) => audits::override_submit;
+    POST "/audits/{id}/signoffs" needs(AuditsSign) => signoffs::sign_submit;
+    // The `.json` route first: `{n}` alone would match `1.json` too.
+    GET "/audits/{id}/signoffs/{n}.json" needs(AuditsRead) => signoffs::signoff_json;
+    GET "/audits/{id}/signoffs/{n}" needs(AuditsRead) => signoffs::signoff_page;
     POST "/segmentations/{id}/publish" needs(SegmentsPublish) => audits::publish_submit;
     POST "/segmentations/{id}/audit" needs(AuditsRead) => audits::reaudit_submit;
     GET "/api/v1/audits" needs(AuditsRead) => audits::list_api;
     GET "/api/v1/audits/{id}" needs(AuditsRead) => audits::get_api;
     POST "/api/v1/audits/{id}/override" needs(AuditsOverride) => audits::override_api;
+    GET "/api/v1/audits/{id}/signoffs" needs(AuditsRead) => signoffs::list_api;
+    POST "/api/v1/audits/{id}/signoffs" needs(AuditsSign) => signoffs::sign_api;
     POST "/api/v1/segmentations/{id}/publish" needs(SegmentsPublish) => audits::publish_api;
     POST "/api/v1/segmentations/{id}/audit" needs(AuditsRead) => audits::reaudit_api;
 

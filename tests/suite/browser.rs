@@ -799,3 +799,43 @@ async fn browser_the_objection_check_page_says_no_leak() {
     let summary = client.text("#objection-summary").await;
     assert!(summary.starts_with("10 disclosures"), "{summary}");
 }
+
+/// A compliance officer signs an audit off and reads the "Signed off" box, then the frozen
+/// report it links to.
+#[tokio::test]
+async fn browser_compliance_signs_off_an_audit_and_reads_the_box() {
+    let app = spawn_app().await;
+    let (_, audit) = crate::signoffs::audited_run(&app);
+    let browser = Browser::signed_in(&app, "compliance").await;
+    browser.open(&format!("/audits/{audit}")).await;
+    let statement = "Reviewed in the browser: tables, proxies and consent selection.";
+    browser.wait_for("form.signoff-form #statement").await;
+    browser
+        .fill("form.signoff-form #statement", statement)
+        .await;
+    browser.click("form.signoff-form button[type=submit]").await;
+    let integrity = browser.wait_text(".signoff-box .integrity").await;
+    assert!(integrity.contains("matches its hash"), "{integrity}");
+    assert_eq!(
+        browser.text(".signoff-box .signer").await,
+        "compliance@example.test"
+    );
+    assert_eq!(browser.text(".signoff-box .statement").await, statement);
+    assert!(
+        browser
+            .text(".signoff-box code.hash")
+            .await
+            .starts_with("sha256:")
+    );
+    assert!(browser.text("p.notice").await.contains("Signed off"));
+    browser.click_link("Signed report").await;
+    let signer = browser.wait_text(".signed-report #signature .signer").await;
+    assert_eq!(signer, "compliance@example.test");
+    assert!(
+        browser
+            .text("#integrity")
+            .await
+            .contains("matches its hash")
+    );
+    browser.close().await;
+}

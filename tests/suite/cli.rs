@@ -275,6 +275,14 @@ fn demo_sets_up_a_database_with_one_account_per_role_and_never_overwrites_a_real
     );
     assert_eq!(report["objection_check"]["disclosures"], 1, "{report}");
     assert_eq!(report["objection_check"]["clean"], true, "{report}");
+    // The compliance officer signed off the published run's audit: a frozen, intact report.
+    let signed =
+        fairseg::db::Db::open(&fairseg::db::DatabaseUrl::parse(demo_db.to_str().unwrap()).unwrap())
+            .unwrap()
+            .read(|c| fairseg::db::signoffs::of_audit(c, runs[1]["audit"]["id"].as_i64().unwrap()))
+            .unwrap();
+    assert_eq!(signed.len(), 1, "{report}");
+    assert_eq!(signed[0].signed_by, fairseg::app::demo::DEMO_COMPLIANCE);
 
     // Run again: the demo database is replaced, with new passwords.
     let again = run(&demo_db);

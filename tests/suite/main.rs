@@ -19,5 +19,6 @@ mod objections;
 mod ops;
 mod security;
 mod segmentation;
+mod signoffs;
 mod trail;
 mod users;
