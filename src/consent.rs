@@ -11,6 +11,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use serde::Serialize;
 
 use crate::policy::{LegalBasis, Policy, PurposeSpec};
+use crate::time::format_instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,9 +171,6 @@ pub fn purpose<'p>(policy: &'p Policy, name: &str) -> Result<&'p PurposeSpec, St
         )
     })
 }
-
-// Ledger instants are written the one way the server writes every instant.
-pub use crate::time::format_instant;
 
 #[cfg(test)]
 mod tests {

@@ -365,10 +365,8 @@ impl Db {
 /// The current instant, truncated to microseconds so it reads back unchanged from either
 /// backend (PostgreSQL keeps microseconds) and hashes the same when the trail is verified.
 pub fn now() -> NaiveDateTime {
-    truncate_to_micros(Utc::now().naive_utc())
+    crate::time::truncate_to_micros(Utc::now().naive_utc())
 }
-
-pub use crate::time::truncate_to_micros;
 
 #[cfg(test)]
 mod tests {

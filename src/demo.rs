@@ -1,7 +1,7 @@
 //! The demo data set: generated, realistic, deterministic by seed. `generate` builds it in
 //! memory (pure); `crate::app::demo` loads it and runs the demo's segmentations.
 //!
-//! What it holds, per customer (see the README's "Demo data" section):
+//! What it holds, per customer (see docs/demo-data.md):
 //! - demographic: `age`, `sex`, `marital_status`, `ethnicity` (protected, kept apart),
 //!   `income_band`, `education`;
 //! - geographic: `region`, `city_size`, `postcode_district`, `home_store` (one store per two
@@ -23,10 +23,6 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeDelta};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
-
-// Loading and the demo's orchestration are use cases; the test fixtures reach them here,
-// beside the generator whose output they load.
-pub use crate::app::demo::{backfill_kpis, load};
 
 pub const DEFAULT_CUSTOMERS: usize = 20_000;
 pub const DEFAULT_SEED: u64 = 42;

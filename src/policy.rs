@@ -180,7 +180,7 @@ pub struct SegmentationSpec {
     /// Rows sampled for the silhouette when choosing k, and for the segment map.
     pub silhouette_sample: usize,
     pub map_sample: usize,
-    /// Valuation (formulas in the README): window, margin, discount rate, cost model.
+    /// Valuation (formulas in docs/segmentation.md): window, margin, discount rate, cost model.
     pub valuation_window_days: u32,
     pub gross_margin: f64,
     pub annual_discount_rate: f64,
@@ -217,7 +217,7 @@ pub struct KpiTarget {
 }
 
 /// The KPI catalogue's objectives, drift thresholds and alert rules (formulas in the policy
-/// file's comments, the README and `kpi::catalogue`).
+/// file's comments, docs/kpis.md and `kpi::catalogue`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KpiSpec {

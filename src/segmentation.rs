@@ -24,6 +24,8 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod profile;
 pub mod quality;
+#[cfg(test)]
+mod reference;
 pub mod rfm;
 pub mod rules;
 pub mod settings;

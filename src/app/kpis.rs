@@ -11,7 +11,7 @@
 //! Loading is proportional to the period, not the history: the transactions of P−1 and P by
 //! the `occurred_at` index, and "first purchase ever in P" by one index probe per row of P
 //! (`db::kpi::first_purchasers`). One month over 1,000,000 customers and 10,000,000
-//! transactions on SQLite: see `benches/kpi_sqlite.rs` and the README.
+//! transactions on SQLite: see `benches/kpi_sqlite.rs` and docs/benchmarks.md.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -464,7 +464,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
                 format!("run:{id}"),
                 serde_json::json!({
                     "segments": n_segments,
-                    "population_at": crate::consent::format_instant(population.at),
+                    "population_at": crate::time::format_instant(population.at),
                 }),
             ),
             &policy.version,
@@ -764,9 +764,7 @@ pub fn record_strategy(
     strategy: &Strategy,
 ) -> Result<(), RunError> {
     db.write(|conn| {
-        let run = store::run(conn, run_id)?
-            .filter(|r| reader.sees(r.status))
-            .ok_or(RunError::NotFound(run_id))?;
+        let run = visible_run(conn, reader, run_id)?;
         if run.status != RunStatus::Published {
             return Err(RunError::WrongState {
                 id: run_id,
@@ -791,21 +789,47 @@ pub fn record_strategy(
             recorded_at: db::now(),
         };
         store::record_strategy(conn, &row)?;
-        db::trail::append(
+        append_segment_entry(
             conn,
-            NewEntry::new(
-                actor,
-                "segment.strategy_recorded",
-                format!("run:{run_id}/segment:{segment}"),
-                serde_json::json!({
-                    "channel": row.channel, "offer": row.offer,
-                    "service_level": row.service_level, "favourable": row.favourable,
-                }),
-            ),
-            &policy.version,
-        )?;
-        Ok(())
+            policy,
+            actor,
+            "segment.strategy_recorded",
+            (run_id, segment),
+            serde_json::json!({
+                "channel": row.channel, "offer": row.offer,
+                "service_level": row.service_level, "favourable": row.favourable,
+            }),
+        )
     })
+}
+
+/// The run `run_id` if the reader may see it.
+fn visible_run(conn: &mut DbConnection, reader: Reader, run_id: i64) -> Result<RunRow, RunError> {
+    store::run(conn, run_id)?
+        .filter(|r| reader.sees(r.status))
+        .ok_or(RunError::NotFound(run_id))
+}
+
+/// Appends a trail entry about one segment of a run.
+fn append_segment_entry(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    actor: &Actor,
+    action: &'static str,
+    (run_id, segment): (i64, i32),
+    detail: serde_json::Value,
+) -> Result<(), RunError> {
+    db::trail::append(
+        conn,
+        NewEntry::new(
+            actor,
+            action,
+            format!("run:{run_id}/segment:{segment}"),
+            detail,
+        ),
+        &policy.version,
+    )?;
+    Ok(())
 }
 
 /// Renames a segment (its proposed name stays on record). Names may change on any run the
@@ -820,9 +844,7 @@ pub fn rename_segment(
     name: &str,
 ) -> Result<(), RunError> {
     db.write(|conn| {
-        let run = store::run(conn, run_id)?
-            .filter(|r| reader.sees(r.status))
-            .ok_or(RunError::NotFound(run_id))?;
+        let run = visible_run(conn, reader, run_id)?;
         if run.status == RunStatus::Retired {
             return Err(RunError::WrongState {
                 id: run_id,
@@ -833,17 +855,14 @@ pub fn rename_segment(
         if store::rename_segment(conn, run_id, segment, name)? == 0 {
             return Err(RunError::NoSegment { run_id, segment });
         }
-        db::trail::append(
+        append_segment_entry(
             conn,
-            NewEntry::new(
-                actor,
-                "segment.renamed",
-                format!("run:{run_id}/segment:{segment}"),
-                serde_json::json!({ "name": name }),
-            ),
-            &policy.version,
-        )?;
-        Ok(())
+            policy,
+            actor,
+            "segment.renamed",
+            (run_id, segment),
+            serde_json::json!({ "name": name }),
+        )
     })
 }
 

@@ -124,7 +124,7 @@ impl Kpi {
         }
     }
 
-    /// The formula in words, for the policy file, the README and the dashboard.
+    /// The formula in words, for the policy file, docs/kpis.md and the dashboard.
     pub fn formula(self) -> &'static str {
         match self {
             Kpi::SegmentSize => "number of customers assigned to the segment",

@@ -303,15 +303,7 @@ mod tests {
         "/tests/fixtures/reference/segmentation/pca.json"
     ));
 
-    fn matrix(v: &Value) -> Array2<f64> {
-        let rows = v.as_array().unwrap();
-        let d = rows[0].as_array().unwrap().len();
-        let flat: Vec<f64> = rows
-            .iter()
-            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
-            .collect();
-        Array2::from_shape_vec((rows.len(), d), flat).unwrap()
-    }
+    use crate::segmentation::reference::matrix;
 
     #[test]
     fn matches_sklearn_pca_up_to_sign() {

@@ -2,7 +2,7 @@
 //! frequency, growth, a lifetime-value estimate, cost to serve, a priority with a recommended
 //! stance, and the classic viability criteria each with its figure.
 //!
-//! Formulas (also in the README and the policy file), over one valuation window W (the
+//! Formulas (also in docs/segmentation.md and the policy file), over one valuation window W (the
 //! policy's `valuation_window_days`, 365 by default) ending at the run's as-of date:
 //! - revenue, orders: all purchases up to the as-of date; `average_order_value` = revenue /
 //!   orders; `purchase_frequency` = orders / members;

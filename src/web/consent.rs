@@ -572,7 +572,7 @@ pub struct SelectionHistoryView {
     /// The policy's stated legal basis for using non-consenting customers' protected
     /// attributes in this aggregate test.
     legal_basis: String,
-    /// Consent-selection reports (see the README, "Consent-selection bias").
+    /// Consent-selection reports (see docs/fairness.md, "Consent-selection bias").
     #[schema(value_type = Vec<Object>)]
     reports: Vec<ConsentSelectionReport>,
 }

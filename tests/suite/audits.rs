@@ -21,7 +21,7 @@ pub fn load_demo(app: &TestApp, n: usize, zone_is_ethnicity: bool) {
             c.attributes.insert("zone".into(), e);
         }
     }
-    fairseg::demo::load(
+    fairseg::app::demo::load(
         &app.db,
         &data,
         &fairseg::startup::pseudonymizer(&app.db).unwrap(),

@@ -483,7 +483,7 @@ fn seed_demo(app: &TestApp) -> (i64, i64, i64) {
         ids.push((run, audit.id));
     }
     crate::segmentation::publish(app, ids[1].0);
-    fairseg::demo::backfill_kpis(&app.db, policy, fairseg::db::now().date()).unwrap();
+    fairseg::app::demo::backfill_kpis(&app.db, policy, fairseg::db::now().date()).unwrap();
     (ids[0].0, ids[1].0, ids[0].1)
 }
 

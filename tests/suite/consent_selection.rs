@@ -19,7 +19,7 @@ pub(crate) fn load_biased_demo(app: &TestApp, n: usize) {
         .collect();
     data.consents
         .retain(|e| !(e.purpose == "segmentation" && female[e.customer] && e.customer % 3 != 0));
-    fairseg::demo::load(
+    fairseg::app::demo::load(
         &app.db,
         &data,
         &fairseg::startup::pseudonymizer(&app.db).unwrap(),

@@ -597,7 +597,7 @@ async fn demo_data_loads_the_same_for_the_same_seed_on_either_backend() {
         let app = spawn_app().await;
         let today = chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
         let data = fairseg::demo::generate(&fairseg::demo::options(&app.policy, 300, seed, today));
-        let summary = fairseg::demo::load(
+        let summary = fairseg::app::demo::load(
             &app.db,
             &data,
             &fairseg::startup::pseudonymizer(&app.db).unwrap(),

@@ -1,5 +1,5 @@
-//! Issue 13: every probe of a hostile tester that did not hold, as a test (numbered as in the
-//! issue), the hostile-input corpus (`tests/fixtures/hostile/`, plus large files made at run
+//! Hostile input is normal input: every probe of a hostile tester that once got through, as a
+//! test (numbered as in the penetration test's report), the hostile-input corpus (`tests/fixtures/hostile/`, plus large files made at run
 //! time) and a property test of the import parser.
 
 use std::io::{Read, Write};

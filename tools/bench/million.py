@@ -1,4 +1,4 @@
-"""Issue 16's workload, side by side with its references in one run: a million customers.
+"""The million-customer workload, side by side with its references in one run: a million customers.
 
 Data shape (the one users bring): 1,000,000 customers x 8 numeric attributes written with six
 decimals (f0..f7: the overlapping mixture of tools/bench/kmeans_data.py on different scales),

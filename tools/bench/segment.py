@@ -1,4 +1,4 @@
-"""End-to-end segmentation benchmark (issue 4): `fairseg segment` against scikit-learn, in one
+"""End-to-end segmentation benchmark: `fairseg segment` against scikit-learn, in one
 script, on the same data.
 
 Data: the overlapping mixture of tools/bench/kmeans_data.py (1,000,000 x 8, 8 anisotropic
