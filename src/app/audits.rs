@@ -243,7 +243,7 @@ pub fn load_input_with(
         membership,
         attributes,
         intersections,
-        features: input::features(columns)?,
+        features: input::features(columns, settings.missing)?,
     })
 }
 

@@ -9,8 +9,10 @@
 //! out of intersections: bands × categories give many small cells that suppression would hide
 //! anyway.
 //!
-//! **Feature values for proxies.** Numeric features a member has no value for are imputed with
-//! the members' mean (so they add nothing to η); categorical ones form a "(missing)" category.
+//! **Feature values for proxies.** Numeric features a member has no value for are imputed the
+//! way the run imputed them (the members' mean, median or mode, by the run's missing-value
+//! rule), so the audit measures the feature the run clustered on; categorical ones form a
+//! "(missing)" category.
 
 use super::{
     Bands, FairnessError, FairnessThresholds, Feature, FeatureValues, GroupColumn,
@@ -19,7 +21,7 @@ use super::{
 use crate::policy::{AttributeKind, Policy};
 use crate::segmentation::attributes::AttributeValue;
 use crate::segmentation::pipeline::RunFeatures;
-use crate::segmentation::preprocess::{ColumnValues, FeatureKind};
+use crate::segmentation::preprocess::{ColumnValues, FeatureKind, MissingRule, numeric_fill};
 use crate::segmentation::settings::{FeatureSource, RunSettings};
 
 /// The policy's fairness settings as audit thresholds.
@@ -285,9 +287,12 @@ pub fn features_from(settings: &RunSettings, source: FeatureSource) -> Vec<usize
         .collect()
 }
 
-/// The feature columns as audit features: missing numbers imputed with the mean, a numeric
+/// The feature columns as audit features: missing numbers imputed by the run's rule, a numeric
 /// feature nobody has left out.
-pub fn features(columns: Vec<(String, Column)>) -> Result<Vec<Feature>, FairnessError> {
+pub fn features(
+    columns: Vec<(String, Column)>,
+    rule: MissingRule,
+) -> Result<Vec<Feature>, FairnessError> {
     let mut features = Vec::new();
     for (name, column) in columns {
         let values = match column {
@@ -296,11 +301,10 @@ pub fn features(columns: Vec<(String, Column)>) -> Result<Vec<Feature>, Fairness
             }
             Column::Numbers(values) => {
                 let known: Vec<f64> = values.iter().flatten().copied().collect();
-                if known.is_empty() {
+                let Some(fill) = numeric_fill(rule, known) else {
                     continue;
-                }
-                let mean = known.iter().sum::<f64>() / known.len() as f64;
-                FeatureValues::Numeric(values.iter().map(|v| v.unwrap_or(mean)).collect())
+                };
+                FeatureValues::Numeric(values.iter().map(|v| v.unwrap_or(fill)).collect())
             }
         };
         features.push(Feature { name, values });
@@ -311,6 +315,33 @@ pub fn features(columns: Vec<(String, Column)>) -> Result<Vec<Feature>, Fairness
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn numbers(feature: &Feature) -> &[f64] {
+        match &feature.values {
+            FeatureValues::Numeric(v) => v,
+            FeatureValues::Categorical(_) => panic!("numeric"),
+        }
+    }
+
+    #[test]
+    fn missing_feature_values_are_filled_as_the_run_filled_them() {
+        let column = || {
+            vec![(
+                "recency_days".to_owned(),
+                Column::Numbers(vec![Some(1.0), Some(2.0), Some(9.0), None, Some(2.0)]),
+            )]
+        };
+        let filled = |rule| features(column(), rule).unwrap()[0].clone();
+        assert_eq!(numbers(&filled(MissingRule::ImputeMean))[3], 3.5);
+        assert_eq!(numbers(&filled(MissingRule::ImputeMedian))[3], 2.0);
+        assert_eq!(numbers(&filled(MissingRule::ImputeMode))[3], 2.0);
+        let nobody = vec![("x".to_owned(), Column::Numbers(vec![None, None]))];
+        assert!(
+            features(nobody, MissingRule::ImputeMean)
+                .unwrap()
+                .is_empty()
+        );
+    }
 
     #[test]
     fn positions_map_ids_to_member_order() {

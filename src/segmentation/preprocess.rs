@@ -426,6 +426,22 @@ fn forward(name: &str, row: usize, v: f64, log1p: bool) -> Result<f64> {
     Ok(v.ln_1p())
 }
 
+/// The value a numeric feature's missing entries take under `rule`, from its observed values
+/// (none may be missing): the mean, the median or the mode. `ExcludeCustomer` leaves no gap to
+/// fill in a run; elsewhere (an audit re-reading values) it falls back to the mean.
+pub fn numeric_fill(rule: MissingRule, observed: Vec<f64>) -> Option<f64> {
+    if observed.is_empty() {
+        return None;
+    }
+    Some(match rule {
+        MissingRule::ImputeMedian => median(observed),
+        MissingRule::ImputeMode => numeric_mode(observed),
+        MissingRule::ImputeMean | MissingRule::ExcludeCustomer => {
+            observed.iter().sum::<f64>() / observed.len() as f64
+        }
+    })
+}
+
 /// Median as numpy / pandas (mean of the two middle values for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_unstable_by(f64::total_cmp);
