@@ -127,36 +127,22 @@ pub fn csv(audit: &Audit<'_>) -> String {
         for e in &a.representation {
             let s = e.segment.to_string();
             let flag = if e.suppressed { "primary" } else { "" };
-            row([
-                "representation",
-                attr,
-                &s,
-                &e.group,
-                "",
-                "ratio",
-                &num(e.ratio),
-                flag,
-            ]);
-            row([
-                "representation",
-                attr,
-                &s,
-                &e.group,
-                "",
-                "ratio_lower",
-                &num(e.interval.map(|i| i.lower)),
-                flag,
-            ]);
-            row([
-                "representation",
-                attr,
-                &s,
-                &e.group,
-                "",
-                "ratio_upper",
-                &num(e.interval.map(|i| i.upper)),
-                flag,
-            ]);
+            for (measure, value) in [
+                ("ratio", e.ratio),
+                ("ratio_lower", e.interval.map(|i| i.lower)),
+                ("ratio_upper", e.interval.map(|i| i.upper)),
+            ] {
+                row([
+                    "representation",
+                    attr,
+                    &s,
+                    &e.group,
+                    "",
+                    measure,
+                    &num(value),
+                    flag,
+                ]);
+            }
         }
         if let Some(ff) = &a.four_fifths {
             for e in &ff.rates {

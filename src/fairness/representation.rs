@@ -225,13 +225,7 @@ mod tests {
     use super::*;
 
     fn table(rows: usize, counts: Vec<u64>) -> ContingencyTable {
-        let cols = counts.len() / rows;
-        ContingencyTable::from_counts(
-            (0..rows as u32).collect(),
-            (0..cols).map(|c| format!("g{c}")).collect(),
-            counts,
-        )
-        .unwrap()
+        ContingencyTable::numbered(rows, counts)
     }
 
     #[test]

@@ -299,13 +299,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn table(rows: usize, counts: Vec<u64>) -> ContingencyTable {
-        let cols = counts.len() / rows;
-        ContingencyTable::from_counts(
-            (0..rows as u32).collect(),
-            (0..cols).map(|c| format!("g{c}")).collect(),
-            counts,
-        )
-        .unwrap()
+        ContingencyTable::numbered(rows, counts)
     }
 
     /// Every table with non-negative integer cells that agrees with everything published

@@ -18,6 +18,19 @@ pub struct ContingencyTable {
 const DENSE_SEGMENT_ID_LIMIT: u32 = 1 << 20;
 
 impl ContingencyTable {
+    /// A table of `rows` segments numbered from 0 and groups `g0`, `g1`, … from counts in
+    /// row-major order: a fixture for tests.
+    #[cfg(test)]
+    pub fn numbered(rows: usize, counts: Vec<u64>) -> ContingencyTable {
+        let cols = counts.len() / rows;
+        ContingencyTable::from_counts(
+            (0..rows as u32).collect(),
+            (0..cols).map(|c| format!("g{c}")).collect(),
+            counts,
+        )
+        .unwrap()
+    }
+
     /// Builds a table directly from counts (row-major, `segments.len() × groups.len()`).
     pub fn from_counts(
         segments: Vec<u32>,
