@@ -154,6 +154,12 @@ pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTi
             consents: vec![("segmentation", "granted", at(2024, 12, 1))],
         });
     }
+    segment_and_publish(app, published_at)
+}
+
+/// Splits the customers in two by `monetary` (k-means, seed 7) and publishes the run at
+/// `published_at`, retiring the run published before. Returns the run id.
+fn segment_and_publish(app: &TestApp, published_at: NaiveDateTime) -> i64 {
     let run: Value = app.cli_json(&[
         "segment",
         "--algorithm",
@@ -852,25 +858,7 @@ async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_hist
     let (regular, _) = names(rows.as_array().unwrap());
     // A re-run with the same settings gives segments of the same names; it is published and
     // the first run retired. Only April to June are evaluated with it.
-    let second = app.cli_json::<Value>(&[
-        "segment",
-        "--algorithm",
-        "kmeans",
-        "--k",
-        "2",
-        "--features",
-        "monetary",
-        "--seed",
-        "7",
-        "--json",
-    ])["run_id"]
-        .as_i64()
-        .unwrap();
-    app.db
-        .write(|c| {
-            fairseg::db::segmentation::publish(c, second, "test", at(2025, 3, 31)).map(|_| ())
-        })
-        .unwrap();
+    let second = segment_and_publish(&app, at(2025, 3, 31));
     let (status, rows) = app
         .post_json(
             "analyst",
@@ -1159,23 +1147,7 @@ async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_wh
             consents: vec![("segmentation", "granted", days(500))],
         });
     }
-    let run_id = app.cli_json::<Value>(&[
-        "segment",
-        "--algorithm",
-        "kmeans",
-        "--k",
-        "2",
-        "--features",
-        "monetary",
-        "--seed",
-        "7",
-        "--json",
-    ])["run_id"]
-        .as_i64()
-        .unwrap();
-    app.db
-        .write(|c| fairseg::db::segmentation::publish(c, run_id, "test", days(1)).map(|_| ()))
-        .unwrap();
+    segment_and_publish(&app, days(1));
     let client = app.sign_in("marketing").await;
     let (_, html) = page(&client, &app, "/segments").await;
     let labels = texts(&html, "table.valuation th");
