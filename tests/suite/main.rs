@@ -19,5 +19,6 @@ mod objections;
 mod ops;
 mod security;
 mod segmentation;
+mod segmentation_explain;
 mod trail;
 mod users;
