@@ -5,6 +5,7 @@ pub mod access;
 pub mod audits;
 pub mod auth;
 pub mod consent;
+pub mod customer_page;
 pub mod customer_view;
 pub mod dsr;
 pub mod error;

@@ -6,9 +6,10 @@
 
 use serde_json::{Value, json};
 
+use crate::app::runs::Reader;
 use crate::customers::features::WindowActivity;
 use crate::db::segmentation as store;
-use crate::db::{DbConnection, DbResult, features};
+use crate::db::{Db, DbConnection, DbResult, features};
 use crate::policy::Currency;
 use crate::segmentation::attributes::AttributeValue;
 use crate::segmentation::explain::{
@@ -17,6 +18,7 @@ use crate::segmentation::explain::{
 use crate::segmentation::pipeline::{self, RunSummary};
 use crate::segmentation::preprocess::ColumnValues;
 use crate::segmentation::settings::RunSettings;
+use crate::segmentation::status::RunStatus;
 use crate::web::format;
 
 /// One membership of the customer, explained or with the reason it cannot be.
@@ -27,13 +29,25 @@ pub struct Explained {
     pub explanation: Result<Explanation, String>,
 }
 
-/// The words of a sentence: the one label table, money in the run's currency, days and
-/// orders as whole numbers.
-fn value_in_words(currency: &Currency) -> impl Fn(&str, f64) -> String + '_ {
+/// A feature's value in words: money in the currency, days and orders as whole numbers.
+pub fn value_in_words(currency: &Currency) -> impl Fn(&str, f64) -> String + '_ {
     move |name: &str, v: f64| match name {
         "monetary" | "average_order_value" => format::money(v, currency),
         "recency_days" | "tenure_days" | "frequency" => format::int(v),
         _ => format::number(v, 2).trim_end_matches(".00").to_owned(),
+    }
+}
+
+/// A feature as a sentence names it after "your": behavioural features read as what they
+/// are ("your spending", "your last purchase"), others through the one label table.
+fn sentence_label(name: &str) -> String {
+    match name {
+        "monetary" => "spending".into(),
+        "recency_days" | "recency" => "last purchase".into(),
+        "frequency" => "number of orders".into(),
+        "average_order_value" => "average order".into(),
+        "tenure_days" => "time as a customer".into(),
+        other => format::label_lower(other),
     }
 }
 
@@ -60,15 +74,19 @@ fn currency_of(conn: &mut DbConnection, version: &str) -> Currency {
         .unwrap_or_default()
 }
 
-/// Every membership of the customer (internal id; `attributes`: their stored attribute JSON),
-/// by run, explained.
+/// Every membership of the customer (internal id; `attributes`: their stored attribute JSON)
+/// in a run whose status `sees` accepts, by run, explained.
 pub fn memberships(
     conn: &mut DbConnection,
     customer: i64,
     attributes: &str,
+    sees: impl Fn(RunStatus) -> bool,
 ) -> DbResult<Vec<Explained>> {
     let mut out = Vec::new();
     for (run_id, segment, detail) in store::memberships_with_detail(conn, customer)? {
+        if !store::run(conn, run_id)?.is_some_and(|r| sees(r.status)) {
+            continue;
+        }
         let explanation = one(
             conn,
             customer,
@@ -90,7 +108,7 @@ pub fn memberships(
 /// `explanation` each.
 pub fn export(conn: &mut DbConnection, customer: i64, attributes: &str) -> DbResult<Vec<Value>> {
     let mut listed = crate::db::dsr::segment_memberships_of(conn, customer)?;
-    let explained = memberships(conn, customer, attributes)?;
+    let explained = memberships(conn, customer, attributes, |_| true)?;
     for item in &mut listed {
         let run = item.get("run_id").and_then(Value::as_i64);
         let Some(e) = explained.iter().find(|e| Some(e.run_id) == run) else {
@@ -102,6 +120,17 @@ pub fn export(conn: &mut DbConnection, customer: i64, attributes: &str) -> DbRes
         };
     }
     Ok(listed)
+}
+
+/// The staff customer page's explanations: the memberships of the customer (external id) in
+/// the runs the reader sees; none when the customer is not held.
+pub fn of_customer(db: &Db, reader: Reader, external_id: &str) -> DbResult<Vec<Explained>> {
+    db.read(|conn| {
+        let Some(row) = crate::db::dsr::customer_by_external_id(conn, external_id)? else {
+            return Ok(Vec::new());
+        };
+        memberships(conn, row.id, &row.attributes, |s| reader.sees(s))
+    })
 }
 
 fn one(
@@ -165,10 +194,13 @@ fn one(
     let proposed: Vec<String> = segments.iter().map(|s| s.proposed_name.clone()).collect();
     let currency = currency_of(conn, &run.policy_version);
     let value = value_in_words(&currency);
-    let label = |name: &str| format::label_lower(name);
     let wording = Wording {
-        label: &label,
-        value: &value,
+        label: &sentence_label,
+        value: &|name: &str, v: f64| match name {
+            "recency_days" => format!("{} days ago", format::int(v)),
+            "tenure_days" => format!("{} days", format::int(v)),
+            _ => value(name, v),
+        },
     };
     Ok(explain::explain(
         &Run {

@@ -707,7 +707,7 @@ pub fn explain(
                 "You are in {} because, compared with all customers in the run, your recency score is {} of 5{}, your frequency score {} of 5{} and your monetary score {} of 5{}; 5 means the most recent, most frequent or highest.",
                 quoted(&own_name),
                 s.r,
-                shown("recency_days", "last purchase ", " days before the run"),
+                shown("recency_days", "last purchase ", ""),
                 s.f,
                 shown("frequency", "", " orders"),
                 s.m,

@@ -334,7 +334,7 @@ fn rfm_reports_the_stored_scores() {
     assert_eq!(
         e.sentence,
         "You are in 'Champions' because, compared with all customers in the run, your recency \
-         score is 5 of 5 (last purchase 12 days before the run), your frequency score 4 of 5 (9 \
+         score is 5 of 5 (last purchase 12), your frequency score 4 of 5 (9 \
          orders) and your monetary score 5 of 5 (1240 spent); 5 means the most recent, most \
          frequent or highest."
     );
