@@ -524,15 +524,12 @@ fn pull(transform: &FittedTransform, row: &[f64], own: &[f64], other: &[f64]) ->
 /// own segment when there is another, else those furthest from the average.
 fn cited(features: &[FeatureValue], pull: Option<&[f64]>) -> Vec<usize> {
     let mut order: Vec<usize> = (0..features.len()).collect();
-    match pull {
-        Some(p) => {
-            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-            let positive: Vec<usize> = order.iter().copied().filter(|&i| p[i] > 0.0).collect();
-            if !positive.is_empty() {
-                return positive.into_iter().take(2).collect();
-            }
+    if let Some(p) = pull {
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+        let positive: Vec<usize> = order.iter().copied().filter(|&i| p[i] > 0.0).collect();
+        if !positive.is_empty() {
+            return positive.into_iter().take(2).collect();
         }
-        None => {}
     }
     let size = |f: &FeatureValue| f.standardised.map_or(0.0, f64::abs);
     order.sort_by(|&a, &b| size(&features[b]).total_cmp(&size(&features[a])));
@@ -675,6 +672,14 @@ pub fn explain(
                     "You are in {} because your values are within {d} of a customer at the heart of that dense group (the reach is {}).",
                     quoted(&own_name),
                     (wording.value)("", *eps)
+                ),
+                PointKind::Noise if !nearest_core.is_finite() => format!(
+                    "You are in {} because the run found no dense group of customers at all.",
+                    quoted(&own_name)
+                ),
+                PointKind::Noise if !nearest_core.is_finite() => format!(
+                    "You are in {} because the run found no dense group of customers at all.",
+                    quoted(&own_name)
                 ),
                 PointKind::Noise => format!(
                     "You are in {} because no dense group of customers is near your values: the nearest customer at the heart of a group is {d} away, beyond the reach of {}.",

@@ -249,6 +249,25 @@ mod tests {
         (x, truth)
     }
 
+    /// Core points have `min_points` within ε (themselves included); 0.4 reaches the core point
+    /// 0.2 at 0.2 ≤ ε (border); 5.0 is 4.8 from it (noise).
+    #[test]
+    fn dbscan_points_are_core_border_or_noise_with_the_nearest_core_distance() {
+        let x = ndarray::array![[0.0], [0.1], [0.2], [0.4], [5.0]];
+        let points = dbscan_points(
+            &x.view(),
+            &DbscanParams {
+                eps: 0.25,
+                min_points: 3,
+            },
+        );
+        let kinds: Vec<String> = points.iter().map(MemberDetail::encode).collect();
+        assert_eq!(
+            kinds,
+            ["core", "core", "core", "border:0.200000", "noise:4.800000"]
+        );
+    }
+
     #[test]
     fn gmm_recovers_blobs_and_is_seeded() {
         let (x, truth) = blobs(1);
