@@ -8,6 +8,7 @@ pub mod consent;
 pub mod customers;
 pub mod demo;
 pub mod dsr;
+pub mod explain;
 pub mod jobs;
 pub mod kpis;
 pub mod objections;

@@ -16,6 +16,7 @@
 //! population (consent) and persists the results.
 
 pub mod attributes;
+pub mod explain;
 pub mod kmeans;
 pub mod matching;
 pub mod mixture;

@@ -6,6 +6,7 @@ pub mod audits;
 pub mod auth;
 pub mod charts;
 pub mod consent;
+pub mod customer_page;
 pub mod customer_view;
 pub mod dsr;
 pub mod error;

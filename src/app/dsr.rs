@@ -55,7 +55,8 @@ pub struct CustomerExport {
     pub consent_events: Vec<ConsentEventRow>,
     /// Behavioural features derived from the transactions, as of the export day.
     pub features: BehaviouralFeatures,
-    /// Segment memberships (filled in by the segmentation runs).
+    /// Segment memberships (filled in by the segmentation runs), each with the `explanation`
+    /// of why the customer is in that segment (GDPR Art. 15(1)(h)).
     #[schema(value_type = Vec<Object>)]
     pub segment_memberships: Vec<Value>,
     /// The segmentation runs that used the customer's data.
@@ -122,7 +123,7 @@ pub fn export(
             transactions: store::transactions_of(conn, row.id)?,
             consent_events: store::consent_events_of(conn, row.id)?,
             features: features::for_customer(conn, row.id, now.date())?,
-            segment_memberships: store::segment_memberships_of(conn, row.id)?,
+            segment_memberships: crate::app::explain::export(conn, row.id, &row.attributes)?,
             runs: store::runs_using(conn, row.id)?,
         };
         let detail = json!({

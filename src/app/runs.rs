@@ -365,7 +365,13 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     progress(db, id, "cluster", 0.35)?;
 
     let stage = Instant::now();
-    let clustered = pipeline::cluster(&settings, policy, &pre, &population.columns)?;
+    let mut clustered = pipeline::cluster(&settings, policy, &pre, &population.columns)?;
+    let model_json = serde_json::to_string(&clustered.model).expect("models serialise");
+    // Per member only for RFM and DBSCAN runs (k-means, mixtures and rules store none).
+    let details: Option<Vec<String>> = clustered
+        .details
+        .take()
+        .map(|d| d.iter().map(|m| m.encode()).collect());
     let n_segments = clustered.n_segments;
     let k_candidates = clustered.k_candidates.clone();
     let fixed_names = clustered.fixed_names.clone();
@@ -451,6 +457,8 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
                 summary: &summary_json,
                 segments: &segment_rows,
                 memberships: &memberships,
+                model: &model_json,
+                details: details.as_deref(),
                 previous_run_id: previous.as_ref().map(|p| p.id),
                 stability_ari,
                 finished_at: db::now(),

@@ -168,6 +168,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamp>,
         published_by -> Nullable<Text>,
         published_at -> Nullable<Timestamp>,
+        model -> Nullable<Text>,
     }
 }
 
@@ -188,6 +189,7 @@ diesel::table! {
         run_id -> BigInt,
         customer_id -> BigInt,
         segment -> Integer,
+        detail -> Nullable<Text>,
     }
 }
 

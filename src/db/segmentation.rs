@@ -173,6 +173,10 @@ pub struct Completed<'a> {
     pub segments: &'a [SegmentRow],
     /// (customer id, segment), any order.
     pub memberships: &'a [(i64, i32)],
+    /// JSON: what explains the memberships (`segmentation::explain::RunModel`).
+    pub model: &'a str,
+    /// Per membership (same order), what the model cannot reproduce; only RFM and DBSCAN.
+    pub details: Option<&'a [String]>,
     pub previous_run_id: Option<i64>,
     pub stability_ari: Option<f64>,
     pub finished_at: NaiveDateTime,
@@ -193,7 +197,14 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
             .values(segment)
             .execute(conn)?;
     }
-    for chunk in done.memberships.chunks(MEMBERSHIP_BATCH) {
+    if let Some(details) = done.details {
+        insert_detailed_memberships(conn, id, done.memberships, details)?;
+    }
+    for chunk in done
+        .memberships
+        .chunks(MEMBERSHIP_BATCH)
+        .take_while(|_| done.details.is_none())
+    {
         let rows: Vec<MembershipValues> = chunk
             .iter()
             .map(|&(customer, segment)| {
@@ -214,12 +225,74 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
             segmentation_runs::included.eq(done.included),
             segmentation_runs::excluded.eq(done.excluded),
             segmentation_runs::summary.eq(done.summary),
+            segmentation_runs::model.eq(done.model),
             segmentation_runs::previous_run_id.eq(done.previous_run_id),
             segmentation_runs::stability_ari.eq(done.stability_ari),
             segmentation_runs::finished_at.eq(done.finished_at),
         ))
         .execute(conn)?;
     Ok(())
+}
+
+type DetailedMembershipValues = (
+    diesel::dsl::Eq<segment_memberships::run_id, i64>,
+    diesel::dsl::Eq<segment_memberships::customer_id, i64>,
+    diesel::dsl::Eq<segment_memberships::segment, i32>,
+    diesel::dsl::Eq<segment_memberships::detail, String>,
+);
+
+/// Memberships with their per-member detail (RFM, DBSCAN runs).
+fn insert_detailed_memberships(
+    conn: &mut DbConnection,
+    id: i64,
+    memberships: &[(i64, i32)],
+    details: &[String],
+) -> DbResult<()> {
+    for (chunk, texts) in memberships
+        .chunks(MEMBERSHIP_BATCH)
+        .zip(details.chunks(MEMBERSHIP_BATCH))
+    {
+        let rows: Vec<DetailedMembershipValues> = chunk
+            .iter()
+            .zip(texts)
+            .map(|(&(customer, segment), text)| {
+                (
+                    segment_memberships::run_id.eq(id),
+                    segment_memberships::customer_id.eq(customer),
+                    segment_memberships::segment.eq(segment),
+                    segment_memberships::detail.eq(text.clone()),
+                )
+            })
+            .collect();
+        insert_rows!(conn, segment_memberships::table, rows, MEMBERSHIP_BATCH)?;
+    }
+    Ok(())
+}
+
+/// A run's stored model (JSON), if it has one.
+pub fn model(conn: &mut DbConnection, id: i64) -> DbResult<Option<String>> {
+    Ok(segmentation_runs::table
+        .find(id)
+        .select(segmentation_runs::model)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
+}
+
+/// A customer's memberships with their stored detail: (run id, segment, detail), by run.
+pub fn memberships_with_detail(
+    conn: &mut DbConnection,
+    customer: i64,
+) -> DbResult<Vec<(i64, i32, Option<String>)>> {
+    Ok(segment_memberships::table
+        .filter(segment_memberships::customer_id.eq(customer))
+        .order(segment_memberships::run_id.asc())
+        .select((
+            segment_memberships::run_id,
+            segment_memberships::segment,
+            segment_memberships::detail,
+        ))
+        .load(conn)?)
 }
 
 /// Replaces a finished run's stored summary.

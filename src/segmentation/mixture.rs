@@ -14,6 +14,7 @@ use ndarray::ArrayView2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::explain::{MemberDetail, PointKind, RunModel};
 use super::{
     Algorithm, Clustering, Result, SegmentationError, inertia_of, segment_centres, validate_matrix,
 };
@@ -49,6 +50,15 @@ impl GmmParams {
 /// Fits a Gaussian mixture and labels each row with its most likely component. Centres are
 /// the component means.
 pub fn gmm(x: &ArrayView2<'_, f64>, params: &GmmParams) -> Result<Clustering> {
+    gmm_with_model(x, params).map(|(c, _)| c)
+}
+
+/// [`gmm`], with the fitted mixture (weights, means, full covariances, by component) that
+/// explains each member's posterior.
+pub fn gmm_with_model(
+    x: &ArrayView2<'_, f64>,
+    params: &GmmParams,
+) -> Result<(Clustering, RunModel)> {
     validate_matrix(x)?;
     let n = x.nrows();
     if params.k == 0 || params.k > n {
@@ -73,15 +83,27 @@ pub fn gmm(x: &ArrayView2<'_, f64>, params: &GmmParams) -> Result<Clustering> {
             .map_err(|e| failed(e.to_string()))?;
     let labels: Vec<usize> = model.predict(x).to_vec();
     let centres = model.means().to_owned();
-    Ok(Clustering {
-        algorithm: Algorithm::Gmm,
-        inertia: inertia_of(x, &labels, &centres),
-        labels,
-        n_segments: params.k,
-        noise: None,
-        centres,
-        iterations: 0,
-    })
+    let fitted = RunModel::Gmm {
+        weights: model.weights().to_vec(),
+        means: centres.rows().into_iter().map(|r| r.to_vec()).collect(),
+        covariances: model
+            .covariances()
+            .outer_iter()
+            .map(|c| c.rows().into_iter().map(|r| r.to_vec()).collect())
+            .collect(),
+    };
+    Ok((
+        Clustering {
+            algorithm: Algorithm::Gmm,
+            inertia: inertia_of(x, &labels, &centres),
+            labels,
+            n_segments: params.k,
+            noise: None,
+            centres,
+            iterations: 0,
+        },
+        fitted,
+    ))
 }
 
 /// DBSCAN refuses populations above this size. linfa's DBSCAN answers one k-d-tree range
@@ -150,6 +172,61 @@ pub fn dbscan(x: &ArrayView2<'_, f64>, params: &DbscanParams) -> Result<Clusteri
     })
 }
 
+/// Each point's place for DBSCAN, as the clustering defines it: core when at least
+/// `min_points` points (itself included) lie within ε, with distance 0; otherwise border or
+/// noise, with the distance to the nearest core point (border: within ε). One range query per
+/// point and one nearest-neighbour query per non-core point, on k-d trees: about the cost of
+/// DBSCAN itself, which is bounded by [`DBSCAN_MAX_CUSTOMERS`].
+pub fn dbscan_points(x: &ArrayView2<'_, f64>, params: &DbscanParams) -> Vec<MemberDetail> {
+    use linfa_nn::distance::L2Dist;
+    use linfa_nn::{KdTree, NearestNeighbour};
+    let standard = x.as_standard_layout().to_owned();
+    let Ok(all) = KdTree.from_batch(&standard, L2Dist) else {
+        return Vec::new();
+    };
+    let core: Vec<bool> = standard
+        .rows()
+        .into_iter()
+        .map(|row| all.within_range(row, params.eps).map_or(0, |n| n.len()) >= params.min_points)
+        .collect();
+    let core_rows: Vec<usize> = (0..core.len()).filter(|&i| core[i]).collect();
+    let core_points = standard.select(ndarray::Axis(0), &core_rows);
+    let tree = KdTree.from_batch(&core_points, L2Dist).ok();
+    standard
+        .rows()
+        .into_iter()
+        .zip(&core)
+        .map(|(row, &is_core)| {
+            if is_core {
+                return MemberDetail::Dbscan {
+                    point: PointKind::Core,
+                    nearest_core: 0.0,
+                };
+            }
+            let nearest = tree
+                .as_ref()
+                .and_then(|t| t.k_nearest(row, 1).ok())
+                .and_then(|n| {
+                    n.first().map(|(p, _)| {
+                        super::explain::distance(
+                            p.as_slice().unwrap_or_default(),
+                            row.as_slice().unwrap_or_default(),
+                        )
+                    })
+                })
+                .unwrap_or(f64::INFINITY);
+            MemberDetail::Dbscan {
+                point: if nearest <= params.eps {
+                    PointKind::Border
+                } else {
+                    PointKind::Noise
+                },
+                nearest_core: nearest,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +247,25 @@ mod tests {
             truth.push(i % 3);
         }
         (x, truth)
+    }
+
+    /// Core points have `min_points` within ε (themselves included); 0.4 reaches the core point
+    /// 0.2 at 0.2 ≤ ε (border); 5.0 is 4.8 from it (noise).
+    #[test]
+    fn dbscan_points_are_core_border_or_noise_with_the_nearest_core_distance() {
+        let x = ndarray::array![[0.0], [0.1], [0.2], [0.4], [5.0]];
+        let points = dbscan_points(
+            &x.view(),
+            &DbscanParams {
+                eps: 0.25,
+                min_points: 3,
+            },
+        );
+        let kinds: Vec<String> = points.iter().map(MemberDetail::encode).collect();
+        assert_eq!(
+            kinds,
+            ["core", "core", "core", "border:0.200000", "noise:4.800000"]
+        );
     }
 
     #[test]

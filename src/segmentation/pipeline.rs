@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SegmentationError;
 use super::attributes::{AttributeValue, extract};
+use super::explain::{MemberDetail, RunModel};
 use super::kmeans::{self, KMeansParams};
 use super::mixture::{self, DbscanParams, GmmParams};
 use super::pca::{SegmentMap, segment_map};
@@ -225,6 +226,16 @@ pub struct Clustered {
     pub fixed_names: Option<Vec<String>>,
     pub k_candidates: Vec<KScore>,
     pub quality: Quality,
+    /// What explains each membership (centres, mixture), in dense segment order.
+    pub model: RunModel,
+    /// Per model row, what the model cannot reproduce (RFM scores, DBSCAN's place); none for
+    /// k-means, Gaussian mixtures and rules.
+    pub details: Option<Vec<MemberDetail>>,
+}
+
+/// Rows of `rows` in the order `old` (dense label → old label).
+fn reorder<T: Clone>(rows: &[T], old: &[usize]) -> Vec<T> {
+    old.iter().map(|&l| rows[l].clone()).collect()
 }
 
 /// Clusters the preprocessed population with the run's algorithm.
@@ -244,74 +255,93 @@ pub fn cluster(
         inertia: None,
         iterations: None,
     };
-    let (labels, n_segments, fixed_names): (Vec<usize>, usize, Option<Vec<String>>) =
-        match settings.algorithm {
-            RunAlgorithm::Kmeans => {
-                let fit = match settings.k.expect("validated") {
-                    KChoice::Fixed(k) => kmeans::fit(&x, &KMeansParams::new(k, settings.seed))?,
-                    KChoice::Range { min, max } => {
-                        let chosen = choose_k(&x, min..=max, settings.seed, seg.silhouette_sample)?;
-                        k_candidates = chosen.scores;
-                        chosen.fit
-                    }
-                };
-                quality.inertia = Some(fit.inertia);
-                quality.iterations = Some(fit.iterations);
-                let k = fit.centres.nrows();
-                (fit.labels, k, None)
-            }
-            RunAlgorithm::Gmm => {
-                let KChoice::Fixed(k) = settings.k.expect("validated") else {
-                    unreachable!("validation allows a range of k for k-means only")
-                };
-                let c = mixture::gmm(&x, &GmmParams::new(k, settings.seed))?;
-                quality.inertia = Some(c.inertia);
-                quality.iterations = Some(c.iterations);
-                (c.labels, c.n_segments, None)
-            }
-            RunAlgorithm::Dbscan => {
-                let c = mixture::dbscan(
-                    &x,
-                    &DbscanParams {
-                        eps: settings.eps.expect("validated"),
-                        min_points: settings.min_points.expect("validated"),
-                    },
-                )?;
-                let mut names: Vec<String> = (0..c.n_segments)
-                    .map(|i| format!("Cluster {}", i + 1))
-                    .collect();
-                if let Some(noise) = c.noise {
-                    names[noise] = "Noise (no dense region)".into();
+    let mut details = None;
+    let (labels, n_segments, fixed_names, model): (
+        Vec<usize>,
+        usize,
+        Option<Vec<String>>,
+        RunModel,
+    ) = match settings.algorithm {
+        RunAlgorithm::Kmeans => {
+            let fit = match settings.k.expect("validated") {
+                KChoice::Fixed(k) => kmeans::fit(&x, &KMeansParams::new(k, settings.seed))?,
+                KChoice::Range { min, max } => {
+                    let chosen = choose_k(&x, min..=max, settings.seed, seg.silhouette_sample)?;
+                    k_candidates = chosen.scores;
+                    chosen.fit
                 }
-                (c.labels, c.n_segments, Some(names))
+            };
+            quality.inertia = Some(fit.inertia);
+            quality.iterations = Some(fit.iterations);
+            let k = fit.centres.nrows();
+            let centres = fit.centres.rows().into_iter().map(|r| r.to_vec()).collect();
+            (fit.labels, k, None, RunModel::Kmeans { centres })
+        }
+        RunAlgorithm::Gmm => {
+            let KChoice::Fixed(k) = settings.k.expect("validated") else {
+                unreachable!("validation allows a range of k for k-means only")
+            };
+            let (c, model) = mixture::gmm_with_model(&x, &GmmParams::new(k, settings.seed))?;
+            quality.inertia = Some(c.inertia);
+            quality.iterations = Some(c.iterations);
+            (c.labels, c.n_segments, None, model)
+        }
+        RunAlgorithm::Dbscan => {
+            let params = DbscanParams {
+                eps: settings.eps.expect("validated"),
+                min_points: settings.min_points.expect("validated"),
+            };
+            let c = mixture::dbscan(&x, &params)?;
+            details = Some(mixture::dbscan_points(&x, &params));
+            let mut names: Vec<String> = (0..c.n_segments)
+                .map(|i| format!("Cluster {}", i + 1))
+                .collect();
+            if let Some(noise) = c.noise {
+                names[noise] = "Noise (no dense region)".into();
             }
-            RunAlgorithm::Rfm => {
-                let col = |name: &str| -> Vec<f64> {
-                    let i = settings
-                        .features
-                        .iter()
-                        .position(|f| f.spec.name == name)
-                        .expect("rfm features");
-                    let ColumnValues::Numeric(v) = &columns[i].values else {
-                        unreachable!("behavioural features are numeric")
-                    };
-                    pre.rows.iter().map(|&r| v[r].unwrap_or(0.0)).collect()
-                };
-                let result = rfm(&col("recency_days"), &col("frequency"), &col("monetary"))?;
-                let names = RfmSegment::ALL
+            (
+                c.labels,
+                c.n_segments,
+                Some(names),
+                RunModel::Dbscan {
+                    eps: params.eps,
+                    min_points: params.min_points,
+                },
+            )
+        }
+        RunAlgorithm::Rfm => {
+            let col = |name: &str| -> Vec<f64> {
+                let i = settings
+                    .features
                     .iter()
-                    .map(|s| s.name().to_owned())
-                    .collect();
-                (result.labels, RfmSegment::ALL.len(), Some(names))
-            }
-            RunAlgorithm::Rules => {
-                let rules = settings.rules.as_ref().expect("validated");
-                let assignment = rules.assign(columns)?;
-                let labels = pre.rows.iter().map(|&r| assignment.labels[r]).collect();
-                let n = assignment.names.len();
-                (labels, n, Some(assignment.names))
-            }
-        };
+                    .position(|f| f.spec.name == name)
+                    .expect("rfm features");
+                let ColumnValues::Numeric(v) = &columns[i].values else {
+                    unreachable!("behavioural features are numeric")
+                };
+                pre.rows.iter().map(|&r| v[r].unwrap_or(0.0)).collect()
+            };
+            let result = rfm(&col("recency_days"), &col("frequency"), &col("monetary"))?;
+            let names = RfmSegment::ALL
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect();
+            details = Some(result.scores.into_iter().map(MemberDetail::Rfm).collect());
+            (
+                result.labels,
+                RfmSegment::ALL.len(),
+                Some(names),
+                RunModel::Rfm,
+            )
+        }
+        RunAlgorithm::Rules => {
+            let rules = settings.rules.as_ref().expect("validated");
+            let assignment = rules.assign(columns)?;
+            let labels = pre.rows.iter().map(|&r| assignment.labels[r]).collect();
+            let n = assignment.names.len();
+            (labels, n, Some(assignment.names), RunModel::Rules)
+        }
+    };
     let (labels, old_labels) = dense(&labels, n_segments);
     let n_segments = old_labels.len();
     if let Some(KChoice::Fixed(asked)) = settings.k
@@ -325,12 +355,29 @@ pub fn cluster(
     }
     let fixed_names: Option<Vec<String>> =
         fixed_names.map(|names| old_labels.iter().map(|&l| names[l].clone()).collect());
+    let model = match model {
+        RunModel::Kmeans { centres } => RunModel::Kmeans {
+            centres: reorder(&centres, &old_labels),
+        },
+        RunModel::Gmm {
+            weights,
+            means,
+            covariances,
+        } => RunModel::Gmm {
+            weights: reorder(&weights, &old_labels),
+            means: reorder(&means, &old_labels),
+            covariances: reorder(&covariances, &old_labels),
+        },
+        other => other,
+    };
     Ok(Clustered {
         labels,
         n_segments,
         fixed_names,
         k_candidates,
         quality,
+        model,
+        details,
     })
 }
 

@@ -67,7 +67,8 @@ fn add(
 
 use super::{audits, kpi, objections, record, signoffs};
 use super::{
-    auth, consent, customer_view, dsr, home, imports, ops, policy, segmentation, trail, users,
+    auth, consent, customer_page, customer_view, dsr, home, imports, ops, policy, segmentation,
+    trail, users,
 };
 use Access::{Public, SignedIn};
 use Permission::*;
@@ -144,6 +145,7 @@ route_table! {
     POST "/preferences/{token}/grant" Public => consent::grant_submit;
     GET "/customers/import" needs(CustomersImport) => imports::page;
     POST "/customers/import" needs(CustomersImport) => imports::upload;
+    GET "/customers/{id}" needs(CustomersRead) => customer_page::page;
     GET "/api/v1/imports" needs(CustomersImport) => imports::list_api;
     POST "/api/v1/imports/{kind}" needs(CustomersImport) => imports::import_api;
     GET "/segments" needs(SegmentsRead) => segmentation::dashboard;

@@ -839,3 +839,77 @@ async fn browser_compliance_signs_off_an_audit_and_reads_the_box() {
     );
     browser.close().await;
 }
+
+#[tokio::test]
+async fn browser_the_customer_page_says_why_they_are_in_their_segment() {
+    use crate::segmentation::{grant_all, import, segment};
+    let app = spawn_app().await;
+    let mut customers = String::from("customer_id,region,sex\n");
+    let mut txns = String::from("customer_id,occurred_at,amount\n");
+    for i in 0..60 {
+        customers.push_str(&format!(
+            "C{i:04},{},{}\n",
+            ["north", "south"][i % 2],
+            ["female", "male"][(i / 2) % 2]
+        ));
+        // Three kinds of buyer: recent big spenders, regular, lapsed.
+        let (days, amount, orders) = [(5, 400.0, 6), (40, 60.0, 3), (300, 20.0, 1)][i % 3];
+        for o in 0..orders {
+            let at = chrono::Utc::now() - chrono::Duration::days(days + o * 3 + (i as i64 % 5));
+            txns.push_str(&format!(
+                "C{i:04},{},{:.2}\n",
+                at.format("%Y-%m-%dT%H:%M:%SZ"),
+                amount + (i % 7) as f64
+            ));
+        }
+    }
+    import(&app, "customers", &customers);
+    import(&app, "transactions", &txns);
+    grant_all(&app, 60, &["segmentation"]);
+    let run = segment(
+        &app,
+        &[
+            "--algorithm",
+            "kmeans",
+            "--k",
+            "3",
+            "--features",
+            "monetary,recency_days,frequency",
+            "--seed",
+            "2",
+        ],
+    )["run_id"]
+        .as_i64()
+        .unwrap();
+    let client = Browser::signed_in(&app, "analyst").await;
+    client.open("/customers/C0000").await;
+    let sentence = client.wait_text(".why-sentence").await;
+    assert!(sentence.starts_with("You are in '"), "{sentence}");
+    assert!(
+        sentence.contains("standard deviations") && sentence.contains("the next closest group was"),
+        "{sentence}"
+    );
+    assert!(sentence.contains('€'), "money reads as money: {sentence}");
+    let heading = client.text(&format!("#why-run-{run}")).await;
+    assert!(heading.starts_with(&format!("Run {run}:")), "{heading}");
+    let dir = std::env::var_os("FAIRSEG_EXPLAIN_SHOTS").map_or_else(pages_dir, PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (width, height) in [(1400u32, 1700u32), (390, 2600)] {
+        client.set_window_size(width, height).await.unwrap();
+        client.open("/customers/C0000").await;
+        client.wait_for(".why-sentence").await;
+        let problems = page_problems(&client).await;
+        assert!(problems.is_empty(), "{width} px: {problems:?}");
+        client
+            .screenshot_to(&dir.join(format!("customer-why-{width}.png")))
+            .await;
+    }
+    // Roles without segments:read see the customer but no explanation.
+    client.set_window_size(1280, 900).await.unwrap();
+    client.sign_out().await;
+    client.sign_in("admin").await;
+    client.open("/customers/C0000").await;
+    client.wait_for("h1").await;
+    assert_eq!(client.count(".why-sentence").await, 0);
+    client.close().await;
+}

@@ -19,6 +19,7 @@ mod objections;
 mod ops;
 mod security;
 mod segmentation;
+mod segmentation_explain;
 mod signoffs;
 mod trail;
 mod users;
