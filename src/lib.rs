@@ -13,6 +13,7 @@ pub mod customers;
 pub mod db;
 pub mod demo;
 pub mod fairness;
+pub mod format;
 pub mod imports;
 pub mod kpi;
 pub mod policy;

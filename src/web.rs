@@ -10,7 +10,7 @@ pub mod customer_page;
 pub mod customer_view;
 pub mod dsr;
 pub mod error;
-pub mod format;
+pub use crate::format;
 pub mod hardening;
 pub mod home;
 pub mod imports;

@@ -11,6 +11,7 @@ use crate::app::audits;
 use crate::app::kpis::KpisError;
 use crate::app::objections::{self, ObjectionCheck};
 use crate::app::runs;
+use crate::app::signoffs::{self, Presenter, Signer, SignoffError};
 use crate::customers::{CustomerId, Pseudonymizer};
 use crate::db::{Db, DbResult, secrets, trail as trail_store};
 use crate::demo::{self, DemoData, DemoSummary, HISTORY_DAYS};
@@ -143,11 +144,13 @@ pub struct DemoStory {
 }
 
 /// Generates and loads `customers` customers from `seed`, then segments, audits, publishes,
-/// exports and back-fills as a team would in its first weeks.
+/// signs off, exports and back-fills as a team would in its first weeks. `reports` renders the
+/// audit that is signed off, as the web application shows it.
 pub fn populate(
     db: &Db,
     policy: &Policy,
     pseudonyms: &Pseudonymizer,
+    reports: &dyn Presenter,
     customers: usize,
     seed: u64,
 ) -> anyhow::Result<DemoStory> {
@@ -179,7 +182,8 @@ pub fn populate(
         if published {
             let done = audits::publish_run(db, policy, &Actor::system(), run_id)
                 .context("publishing the demo segmentation")?;
-            sign_off(db, policy, done.audit_id).context("signing off the published run's audit")?;
+            sign_off(db, policy, reports, done.audit_id)
+                .context("signing off the published run's audit")?;
         }
         runs.push(DemoRun {
             run_id,
@@ -232,16 +236,17 @@ pub const DEMO_COMPLIANCE: &str = "compliance@fairseg.demo";
 pub fn sign_off(
     db: &Db,
     policy: &Policy,
+    reports: &dyn Presenter,
     audit_id: i64,
-) -> Result<String, crate::app::signoffs::SignoffError> {
-    let signer = crate::app::signoffs::Signer {
+) -> Result<String, SignoffError> {
+    let signer = Signer {
         email: DEMO_COMPLIANCE.into(),
         role: "compliance".into(),
     };
-    let row = crate::app::signoffs::sign(
+    let row = signoffs::sign(
         db,
         policy,
-        &crate::web::signoffs::WebPresenter { policy },
+        reports,
         &signer,
         audit_id,
         "Reviewed the tables, the proxies and the consent-selection check of this audit before \

@@ -10,6 +10,7 @@ use crate::app::runs::Reader;
 use crate::customers::features::WindowActivity;
 use crate::db::segmentation as store;
 use crate::db::{Db, DbConnection, DbResult, features};
+use crate::format;
 use crate::policy::Currency;
 use crate::segmentation::attributes::AttributeValue;
 use crate::segmentation::explain::{
@@ -19,7 +20,6 @@ use crate::segmentation::pipeline::{self, RunSummary};
 use crate::segmentation::preprocess::ColumnValues;
 use crate::segmentation::settings::RunSettings;
 use crate::segmentation::status::RunStatus;
-use crate::web::format;
 
 /// One membership of the customer, explained or with the reason it cannot be.
 #[derive(Debug, Clone)]

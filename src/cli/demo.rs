@@ -65,7 +65,14 @@ pub fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     startup::prepare(&db, &policy, &settings)?;
     let users = demo::create_users(&db, &policy)?;
     let started = std::time::Instant::now();
-    let story = demo::populate(&db, &policy, &startup::pseudonymizer(&db)?, customers, seed)?;
+    let story = demo::populate(
+        &db,
+        &policy,
+        &startup::pseudonymizer(&db)?,
+        &fairseg::web::signoffs::WebPresenter { policy: &policy },
+        customers,
+        seed,
+    )?;
     let loaded = &story.loaded;
     if json {
         println!(

@@ -1,8 +1,9 @@
-//! How figures and names read on the pages: money in the policy's currency (in full, or
+//! How figures and names read for people, on pages, in exports and in explanations: money in the policy's currency (in full, or
 //! compact on cards), counts with thousands separators, percentages with one decimal,
 //! p-values, dates and times in words, and the one label table that turns internal names
-//! (KPIs, features, statuses, purposes) into words people use. Templates call these through
-//! `crate::web::format::...`; handlers call them when they prepare figures.
+//! (KPIs, features, statuses, purposes) into words people use. Pure, so the web layer, the
+//! command line and the application layer's explanations all say a figure the same way;
+//! templates reach it as `crate::web::format::...`.
 
 use chrono::{NaiveDate, NaiveDateTime};
 
