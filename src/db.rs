@@ -39,6 +39,7 @@ pub mod disclosures;
 pub mod dsr;
 pub mod features;
 pub mod imports;
+pub mod jobs;
 pub mod kpi;
 pub mod record;
 pub mod retention;

@@ -108,7 +108,12 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
     }
     let secret = prepare(&db, &policy, &settings)?;
     let policy = Arc::new(policy);
-    let jobs = crate::app::jobs::Jobs::start(db.clone(), policy.clone(), after_segmentation_run)?;
+    let jobs = crate::app::jobs::Jobs::start(
+        db.clone(),
+        policy.clone(),
+        settings.jobs,
+        after_segmentation_run,
+    )?;
     crate::app::kpis::spawn_schedule(db.clone(), policy.clone(), settings.kpi_schedule);
     Ok(AppState {
         jobs,
