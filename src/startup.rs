@@ -114,7 +114,12 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
         settings.jobs,
         after_segmentation_run,
     )?;
-    crate::app::kpis::spawn_schedule(db.clone(), policy.clone(), settings.kpi_schedule);
+    crate::app::kpis::spawn_schedule(
+        db.clone(),
+        policy.clone(),
+        settings.kpi_schedule,
+        jobs.worker_id().clone(),
+    );
     Ok(AppState {
         jobs,
         pseudonyms: pseudonymizer(&db)?,
