@@ -15,3 +15,4 @@ pub mod record;
 pub mod retention;
 pub mod runs;
 pub mod signoffs;
+pub mod throttle;

@@ -47,6 +47,7 @@ pub mod schema;
 pub mod secrets;
 pub mod segmentation;
 pub mod signoffs;
+pub mod throttle;
 pub mod trail;
 pub mod users;
 

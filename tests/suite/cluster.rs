@@ -322,3 +322,31 @@ async fn the_scheduled_kpi_evaluation_of_a_period_is_made_once_across_servers_an
     assert_eq!(first["schedule_claim"].as_i64(), claim, "{first}");
     trail_verifies(&app);
 }
+
+#[tokio::test]
+async fn wrong_passwords_spread_over_two_servers_throttle_the_account_on_both() {
+    let app = spawn_app_with(|s| s.jobs.workers = 0).await;
+    let zero = [("FAIRSEG_WORKERS", "0")];
+    let servers = [Server::start(&app, "a", &zero), Server::start(&app, "b", &zero)];
+    let attempt = |server: &Server, password: &str| {
+        let request = api_client()
+            .post(format!("{}/api/v1/auth/token", server.address))
+            .json(&json!({"email": "analyst@example.test", "password": password}));
+        async move { request.send().await.unwrap() }
+    };
+    for i in 0..fairseg::auth::throttle::FREE_ATTEMPTS as usize {
+        let answer = attempt(&servers[i % 2], "wrong password").await;
+        assert_eq!(answer.status(), 401, "attempt {i}");
+    }
+    for server in &servers {
+        // Even the right password waits out the lock-out, on either server.
+        let answer = attempt(server, crate::helpers::PASSWORD).await;
+        assert_eq!(answer.status(), 429);
+        let retry: u64 = answer.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+    }
+}
