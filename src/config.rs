@@ -163,7 +163,12 @@ pub struct GlobalArgs {
     /// Comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For is believed:
     /// only a request arriving from one of them is counted against the right-most address of
     /// that header outside them. [default: none]
-    #[arg(long, global = true, env = "FAIRSEG_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<String>,
 }
 
@@ -436,8 +441,7 @@ impl Settings {
                 reason: format!("must be between 1 and 3600, got {}", args.job_lease_seconds),
             });
         }
-        if args.job_heartbeat_seconds == 0 || args.job_heartbeat_seconds >= args.job_lease_seconds
-        {
+        if args.job_heartbeat_seconds == 0 || args.job_heartbeat_seconds >= args.job_lease_seconds {
             return Err(ConfigError::Invalid {
                 setting: "job-heartbeat-seconds (FAIRSEG_JOB_HEARTBEAT_SECONDS)",
                 reason: format!(

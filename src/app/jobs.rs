@@ -275,9 +275,8 @@ impl Jobs {
         after: AfterRun,
     ) -> Result<Jobs, RunError> {
         let worker = WorkerId::new();
-        let heartbeat = (settings.workers > 0).then(|| {
-            Heartbeat::start(db.clone(), worker.clone(), settings, Some(policy.clone()))
-        });
+        let heartbeat = (settings.workers > 0)
+            .then(|| Heartbeat::start(db.clone(), worker.clone(), settings, Some(policy.clone())));
         let shared = Arc::new(Shared {
             db,
             policy,

@@ -69,7 +69,10 @@ pub fn after_failure(previous: Option<&Record>, free: u32, now: NaiveDateTime) -
 }
 
 /// How long the caller must still wait, if any of `records` locks it out.
-pub fn wait<'a>(records: impl IntoIterator<Item = &'a Record>, now: NaiveDateTime) -> Option<Duration> {
+pub fn wait<'a>(
+    records: impl IntoIterator<Item = &'a Record>,
+    now: NaiveDateTime,
+) -> Option<Duration> {
     records
         .into_iter()
         .filter_map(|r| r.locked_until)

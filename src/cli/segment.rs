@@ -99,13 +99,8 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         as_of: args.as_of,
     };
     // Executed here, held by this process so that a server on the same database leaves it.
-    let (id, outcome) = fairseg::app::jobs::execute_here(
-        &db,
-        &policy,
-        settings.jobs,
-        &Actor::cli(),
-        &request,
-    )?;
+    let (id, outcome) =
+        fairseg::app::jobs::execute_here(&db, &policy, settings.jobs, &Actor::cli(), &request)?;
     let outcome = outcome.with_context(|| format!("run {id} failed"))?;
     let audit_started = std::time::Instant::now();
     let audit = fairseg::app::audits::audit_run_with(

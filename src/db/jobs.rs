@@ -88,11 +88,7 @@ pub fn claim(
 }
 
 /// Extends the lease of every unfinished run `worker` holds; returns how many.
-pub fn renew(
-    conn: &mut DbConnection,
-    worker: &str,
-    lease_until: NaiveDateTime,
-) -> DbResult<usize> {
+pub fn renew(conn: &mut DbConnection, worker: &str, lease_until: NaiveDateTime) -> DbResult<usize> {
     Ok(diesel::update(
         segmentation_runs::table
             .filter(segmentation_runs::worker_id.eq(worker))

@@ -139,29 +139,26 @@ pub fn start(conn: &mut DbConnection, id: i64, population_at: NaiveDateTime) -> 
             .filter(segmentation_runs::status.eq(RunStatus::Queued.as_str())),
     )
     .set((
-            segmentation_runs::status.eq(RunStatus::Running.as_str()),
-            segmentation_runs::population_at.eq(population_at),
-            segmentation_runs::stage.eq("load"),
-            segmentation_runs::progress.eq(0.05),
-        ))
-        .execute(conn)?;
+        segmentation_runs::status.eq(RunStatus::Running.as_str()),
+        segmentation_runs::population_at.eq(population_at),
+        segmentation_runs::stage.eq("load"),
+        segmentation_runs::progress.eq(0.05),
+    ))
+    .execute(conn)?;
     Ok(started == 1)
 }
 
 /// Fails an unfinished run; returns whether it was unfinished.
 pub fn fail(conn: &mut DbConnection, id: i64, error: &str, at: NaiveDateTime) -> DbResult<bool> {
-    let changed = diesel::update(
-        segmentation_runs::table.find(id).filter(
-            segmentation_runs::status
-                .eq_any([RunStatus::Queued.as_str(), RunStatus::Running.as_str()]),
-        ),
-    )
+    let changed = diesel::update(segmentation_runs::table.find(id).filter(
+        segmentation_runs::status.eq_any([RunStatus::Queued.as_str(), RunStatus::Running.as_str()]),
+    ))
     .set((
-            segmentation_runs::status.eq(RunStatus::Failed.as_str()),
-            segmentation_runs::error.eq(error),
-            segmentation_runs::finished_at.eq(at),
-        ))
-        .execute(conn)?;
+        segmentation_runs::status.eq(RunStatus::Failed.as_str()),
+        segmentation_runs::error.eq(error),
+        segmentation_runs::finished_at.eq(at),
+    ))
+    .execute(conn)?;
     Ok(changed == 1)
 }
 

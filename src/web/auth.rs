@@ -10,8 +10,8 @@ use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, render_with_status, see_other};
 use crate::app::accounts::{self, AccountError};
 use crate::app::throttle as app_throttle;
-use crate::auth::throttle;
 use crate::auth::CurrentUser;
+use crate::auth::throttle;
 use crate::db::users::UserRow;
 
 #[derive(Deserialize)]

@@ -77,7 +77,13 @@ impl Server {
         }
     }
 
-    fn api(&self, app: &TestApp, role: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+    fn api(
+        &self,
+        app: &TestApp,
+        role: &str,
+        method: Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         api_client()
             .request(method, format!("{}{path}", self.address))
             .bearer_auth(app.token(role))
@@ -207,11 +213,7 @@ async fn runs_queued_through_two_servers_are_each_executed_once() {
         );
         assert!(!trail.contains_key(&("segmentation.failed".to_string(), subject)));
     }
-    assert_eq!(
-        workers.len(),
-        2,
-        "both servers executed runs: {workers:?}"
-    );
+    assert_eq!(workers.len(), 2, "both servers executed runs: {workers:?}");
     trail_verifies(&app);
 }
 
@@ -221,17 +223,25 @@ async fn a_run_of_a_killed_server_is_failed_by_the_other_once_its_lease_expires(
     // A holds its run long enough to be killed mid-run.
     let mut a = Server::start(&app, "a", &[("FAIRSEG_DEBUG_RUN_DELAY_MS", "60000")]);
     let run = queue_run(&app, &a).await;
-    let worker = eventually("server a executes the run", Duration::from_secs(20), || async {
-        let (status, worker, _) = statuses(&app)[&run].clone();
-        (status == "running").then_some(worker).flatten()
-    })
+    let worker = eventually(
+        "server a executes the run",
+        Duration::from_secs(20),
+        || async {
+            let (status, worker, _) = statuses(&app)[&run].clone();
+            (status == "running").then_some(worker).flatten()
+        },
+    )
     .await;
     let b = Server::start(&app, "b", &[]);
     a.kill();
-    let failed = eventually("server b fails the run", Duration::from_secs(30), || async {
-        let (status, _, error) = statuses(&app)[&run].clone();
-        (status == "failed").then_some(error).flatten()
-    })
+    let failed = eventually(
+        "server b fails the run",
+        Duration::from_secs(30),
+        || async {
+            let (status, _, error) = statuses(&app)[&run].clone();
+            (status == "failed").then_some(error).flatten()
+        },
+    )
     .await;
     assert!(
         failed.contains(&format!(
@@ -241,10 +251,18 @@ async fn a_run_of_a_killed_server_is_failed_by_the_other_once_its_lease_expires(
     );
     let trail = trail_of(&app, "segmentation.");
     let subject = format!("run:{run}");
-    assert_eq!(trail[&("segmentation.failed".into(), subject.clone())].len(), 1);
+    assert_eq!(
+        trail[&("segmentation.failed".into(), subject.clone())].len(),
+        1
+    );
     assert!(!trail.contains_key(&("segmentation.completed".into(), subject)));
     let (_, view) = b
-        .api(&app, "analyst", Method::GET, &format!("/api/v1/segmentations/{run}"))
+        .api(
+            &app,
+            "analyst",
+            Method::GET,
+            &format!("/api/v1/segmentations/{run}"),
+        )
         .answer()
         .await;
     assert_eq!(view["status"], "failed");
@@ -252,10 +270,14 @@ async fn a_run_of_a_killed_server_is_failed_by_the_other_once_its_lease_expires(
 
     // The queue goes on: a run queued now is executed by the server left.
     let next = queue_run(&app, &b).await;
-    let status = eventually("server b executes the next run", Duration::from_secs(30), || async {
-        let (status, _, _) = statuses(&app)[&next].clone();
-        (!matches!(status.as_str(), "queued" | "running")).then_some(status)
-    })
+    let status = eventually(
+        "server b executes the next run",
+        Duration::from_secs(30),
+        || async {
+            let (status, _, _) = statuses(&app)[&next].clone();
+            (!matches!(status.as_str(), "queued" | "running")).then_some(status)
+        },
+    )
     .await;
     assert!(matches!(status.as_str(), "draft" | "audited"), "{status}");
     trail_verifies(&app);
@@ -285,10 +307,14 @@ async fn the_scheduled_kpi_evaluation_of_a_period_is_made_once_across_servers_an
     }
     b.kill();
     let b = Server::start(&app, "b", &daily);
-    eventually("the restarted schedule ticks", Duration::from_secs(30), || async {
-        // The log file is appended to: the first run's line is there too.
-        (schedule_ticks(&b) >= 2).then_some(())
-    })
+    eventually(
+        "the restarted schedule ticks",
+        Duration::from_secs(30),
+        || async {
+            // The log file is appended to: the first run's line is there too.
+            (schedule_ticks(&b) >= 2).then_some(())
+        },
+    )
     .await;
     for server in [&a, &b] {
         assert!(
@@ -327,7 +353,10 @@ async fn the_scheduled_kpi_evaluation_of_a_period_is_made_once_across_servers_an
 async fn wrong_passwords_spread_over_two_servers_throttle_the_account_on_both() {
     let app = spawn_app_with(|s| s.jobs.workers = 0).await;
     let zero = [("FAIRSEG_WORKERS", "0")];
-    let servers = [Server::start(&app, "a", &zero), Server::start(&app, "b", &zero)];
+    let servers = [
+        Server::start(&app, "a", &zero),
+        Server::start(&app, "b", &zero),
+    ];
     let attempt = |server: &Server, password: &str| {
         let request = api_client()
             .post(format!("{}/api/v1/auth/token", server.address))
@@ -349,4 +378,37 @@ async fn wrong_passwords_spread_over_two_servers_throttle_the_account_on_both() 
             .unwrap();
         assert!((1..=60).contains(&retry), "{retry}");
     }
+}
+
+#[tokio::test]
+async fn a_server_sent_sigterm_finishes_its_run_then_exits() {
+    let app = cluster_app().await;
+    let mut a = Server::start(&app, "a", &[("FAIRSEG_DEBUG_RUN_DELAY_MS", "2000")]);
+    let run = queue_run(&app, &a).await;
+    eventually(
+        "server a executes the run",
+        Duration::from_secs(20),
+        || async { (statuses(&app)[&run].0 == "running").then_some(()) },
+    )
+    .await;
+    let term = Command::new("kill")
+        .args(["-TERM", &a.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit =
+        crate::helpers::poll_blocking(Duration::from_secs(30), || a.child.try_wait().unwrap())
+            .expect("the server exits after draining");
+    assert!(exit.success(), "{exit:?}\n{}", a.log());
+    let (status, _, error) = statuses(&app)[&run].clone();
+    assert!(
+        matches!(status.as_str(), "draft" | "audited"),
+        "{status} {error:?}"
+    );
+    assert_eq!(
+        trail_of(&app, "segmentation.completed")
+            [&("segmentation.completed".into(), format!("run:{run}"))]
+            .len(),
+        1
+    );
 }

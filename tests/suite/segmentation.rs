@@ -574,12 +574,16 @@ async fn a_run_whose_server_stopped_is_failed_once_its_lease_expires_with_nothin
         fairseg::app::jobs::nothing_after,
     )
     .unwrap();
-    let view = eventually("the abandoned run is failed", std::time::Duration::from_secs(20), || async {
-        let (_, view) = app
-            .get_json("analyst", &format!("/api/v1/segmentations/{expired}"))
-            .await;
-        (view["status"] == "failed").then_some(view)
-    })
+    let view = eventually(
+        "the abandoned run is failed",
+        std::time::Duration::from_secs(20),
+        || async {
+            let (_, view) = app
+                .get_json("analyst", &format!("/api/v1/segmentations/{expired}"))
+                .await;
+            (view["status"] == "failed").then_some(view)
+        },
+    )
     .await;
     let error = view["error"].as_str().unwrap();
     assert!(
