@@ -92,6 +92,8 @@ fn main() {
         import_limits: fairseg::imports::ImportLimits::DEFAULT,
         request_timeout: std::time::Duration::from_secs(10),
         body_timeout: std::time::Duration::from_secs(30),
+        jobs: fairseg::config::JobSettings::default(),
+        trusted_proxies: vec![],
     };
     fairseg::startup::prepare(&db, &policy, &settings).unwrap();
     let period = Period::containing(

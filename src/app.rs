@@ -16,3 +16,4 @@ pub mod record;
 pub mod retention;
 pub mod runs;
 pub mod signoffs;
+pub mod throttle;

@@ -126,6 +126,74 @@ pub struct GlobalArgs {
         default_value_t = 30
     )]
     pub body_timeout_seconds: u64,
+
+    /// Runs this process executes at a time, claimed from the database (shared by every
+    /// server on it); 0 serves only.
+    #[arg(long, global = true, env = "FAIRSEG_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+
+    /// Seconds a claimed run stays held without a heartbeat; when it runs out, another process
+    /// fails the run (or queues it again, if it never started).
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_JOB_LEASE_SECONDS",
+        default_value_t = 30
+    )]
+    pub job_lease_seconds: u64,
+
+    /// Seconds between two renewals of the leases of the runs a process executes.
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_JOB_HEARTBEAT_SECONDS",
+        default_value_t = 10
+    )]
+    pub job_heartbeat_seconds: u64,
+
+    /// Milliseconds an idle worker waits before looking for queued runs again.
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_JOB_POLL_MS",
+        default_value_t = 500
+    )]
+    pub job_poll_ms: u64,
+
+    /// Comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For is believed:
+    /// only a request arriving from one of them is counted against the right-most address of
+    /// that header outside them. [default: none]
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// How a process takes part in executing runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Worker threads (FAIRSEG_WORKERS); 0 executes nothing queued.
+    pub workers: usize,
+    /// How long a claim holds without a heartbeat (FAIRSEG_JOB_LEASE_SECONDS).
+    pub lease: std::time::Duration,
+    /// How often the leases held are renewed (FAIRSEG_JOB_HEARTBEAT_SECONDS).
+    pub heartbeat: std::time::Duration,
+    /// How long an idle worker waits between looks at the queue (FAIRSEG_JOB_POLL_MS).
+    pub poll: std::time::Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> JobSettings {
+        JobSettings {
+            workers: 1,
+            lease: std::time::Duration::from_secs(30),
+            heartbeat: std::time::Duration::from_secs(10),
+            poll: std::time::Duration::from_millis(500),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -159,6 +227,10 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// Longest stall of a request body (FAIRSEG_BODY_TIMEOUT_SECONDS).
     pub body_timeout: std::time::Duration,
+    /// Run workers, leases and heartbeats.
+    pub jobs: JobSettings,
+    /// Proxies whose X-Forwarded-For names the client (FAIRSEG_TRUSTED_PROXIES).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The setting named in errors about the public URL.
@@ -357,6 +429,50 @@ impl Settings {
                 });
             }
         }
+        if args.workers > 64 {
+            return Err(ConfigError::Invalid {
+                setting: "workers (FAIRSEG_WORKERS)",
+                reason: format!("must be between 0 and 64, got {}", args.workers),
+            });
+        }
+        if !(1..=3600).contains(&args.job_lease_seconds) {
+            return Err(ConfigError::Invalid {
+                setting: "job-lease-seconds (FAIRSEG_JOB_LEASE_SECONDS)",
+                reason: format!("must be between 1 and 3600, got {}", args.job_lease_seconds),
+            });
+        }
+        if args.job_heartbeat_seconds == 0 || args.job_heartbeat_seconds >= args.job_lease_seconds {
+            return Err(ConfigError::Invalid {
+                setting: "job-heartbeat-seconds (FAIRSEG_JOB_HEARTBEAT_SECONDS)",
+                reason: format!(
+                    "must be at least 1 and shorter than the lease ({} s), got {}",
+                    args.job_lease_seconds, args.job_heartbeat_seconds
+                ),
+            });
+        }
+        if !(10..=60_000).contains(&args.job_poll_ms) {
+            return Err(ConfigError::Invalid {
+                setting: "job-poll-ms (FAIRSEG_JOB_POLL_MS)",
+                reason: format!("must be between 10 and 60000, got {}", args.job_poll_ms),
+            });
+        }
+        let jobs = JobSettings {
+            workers: args.workers,
+            lease: std::time::Duration::from_secs(args.job_lease_seconds),
+            heartbeat: std::time::Duration::from_secs(args.job_heartbeat_seconds),
+            poll: std::time::Duration::from_millis(args.job_poll_ms),
+        };
+        let trusted_proxies = args
+            .trusted_proxies
+            .iter()
+            .map(|raw| raw.trim())
+            .filter(|raw| !raw.is_empty())
+            .map(parse_network)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| ConfigError::Invalid {
+                setting: "trusted-proxies (FAIRSEG_TRUSTED_PROXIES)",
+                reason,
+            })?;
         let signing_key = match std::env::var(SIGNING_KEY_ENV) {
             Ok(key) if key.len() < MIN_SIGNING_KEY_BYTES => {
                 return Err(ConfigError::Invalid {
@@ -381,8 +497,17 @@ impl Settings {
             import_limits,
             request_timeout: std::time::Duration::from_secs(args.request_timeout_seconds),
             body_timeout: std::time::Duration::from_secs(args.body_timeout_seconds),
+            jobs,
+            trusted_proxies,
         })
     }
+}
+
+/// A network in CIDR notation; a bare address is a network of one.
+fn parse_network(raw: &str) -> Result<ipnet::IpNet, String> {
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{raw}` is not a network like 10.0.0.0/8 or an address"))
 }
 
 /// `fairseg-spool` beside the SQLite file (the data directory), or in the working directory

@@ -39,6 +39,7 @@ pub mod disclosures;
 pub mod dsr;
 pub mod features;
 pub mod imports;
+pub mod jobs;
 pub mod kpi;
 pub mod record;
 pub mod retention;
@@ -46,6 +47,7 @@ pub mod schema;
 pub mod secrets;
 pub mod segmentation;
 pub mod signoffs;
+pub mod throttle;
 pub mod trail;
 pub mod users;
 

@@ -13,7 +13,6 @@ use serde_json::json;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::csrf::CsrfKey;
-use crate::auth::throttle::Throttle;
 use crate::auth::token::TokenKeys;
 use crate::config::Settings;
 use crate::customers::{PSEUDONYM_KEY_SECRET, Pseudonymizer};
@@ -108,8 +107,18 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
     }
     let secret = prepare(&db, &policy, &settings)?;
     let policy = Arc::new(policy);
-    let jobs = crate::app::jobs::Jobs::start(db.clone(), policy.clone(), after_segmentation_run)?;
-    crate::app::kpis::spawn_schedule(db.clone(), policy.clone(), settings.kpi_schedule);
+    let jobs = crate::app::jobs::Jobs::start(
+        db.clone(),
+        policy.clone(),
+        settings.jobs,
+        after_segmentation_run,
+    )?;
+    crate::app::kpis::spawn_schedule(
+        db.clone(),
+        policy.clone(),
+        settings.kpi_schedule,
+        jobs.worker_id().clone(),
+    );
     Ok(AppState {
         jobs,
         pseudonyms: pseudonymizer(&db)?,
@@ -118,7 +127,6 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
         preference_links: crate::consent::link::PreferenceLinks::new(&secret),
         db,
         policy,
-        throttle: Throttle::default(),
         metrics: Metrics::default(),
         routes: RouteIndex::new(&routes::table()),
         settings,

@@ -168,8 +168,15 @@ pub fn populate(
         demo::segmentation_request(),
         demo::segmentation_request_without_proxy(),
     ] {
-        let run_id = runs::create(db, policy, &Actor::system(), &request)?;
-        let outcome = runs::execute(db, policy, run_id).context("segmenting the demo data")?;
+        // Executed here, held by this process so that a server on the same database leaves it.
+        let (run_id, outcome) = crate::app::jobs::execute_here(
+            db,
+            policy,
+            crate::config::JobSettings::default(),
+            &Actor::system(),
+            &request,
+        )?;
+        let outcome = outcome.context("segmenting the demo data")?;
         let audit = audits::audit_run_with(
             db,
             policy,

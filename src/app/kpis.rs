@@ -19,6 +19,7 @@ use std::sync::Arc;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::json;
 
+use crate::app::jobs::WorkerId;
 use crate::app::runs::{self as run_cases, RunError};
 use crate::config::KpiSchedule;
 use crate::db::kpi::{self as store, EvaluationRecord, LogFilter};
@@ -163,6 +164,7 @@ fn records(
     population: &Population,
     at: NaiveDateTime,
     actor: &Actor,
+    claim: Option<&Claim<'_>>,
 ) -> Vec<EvaluationRecord> {
     let run_id = population.run_id();
     let rows = evaluation.rows(|kpi, segment| objective(&policy.kpi, kpi, segment));
@@ -194,6 +196,8 @@ fn records(
             status: stored_status(r.status).to_owned(),
             evaluated_at: at,
             evaluated_by: actor.as_str().to_owned(),
+            worker_id: claim.map(|c| c.worker.to_owned()),
+            claim_id: claim.map(|c| c.id),
             segment: r.segment,
         })
         .collect()
@@ -208,6 +212,23 @@ pub fn evaluate(
     actor: &Actor,
     periods: &[Period],
 ) -> Result<Vec<EvaluationRecord>> {
+    evaluate_under(db, policy, actor, periods, None)
+}
+
+/// A schedule claim an evaluation is made under: the process that holds it and its id.
+pub struct Claim<'a> {
+    pub worker: &'a str,
+    pub id: i64,
+}
+
+/// [`evaluate`], under a schedule claim, which is marked done with the rows appended.
+fn evaluate_under(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    periods: &[Period],
+    claim: Option<&Claim<'_>>,
+) -> Result<Vec<EvaluationRecord>> {
     let clv = ClvParams::new(policy.kpi.clv_margin, policy.kpi.clv_max_lifetime_periods)?;
     let started = std::time::Instant::now();
     let mut conn = db.conn()?;
@@ -217,7 +238,7 @@ pub fn evaluate(
     let mut rows = Vec::new();
     for &period in periods {
         let evaluation = evaluate_period(&mut conn, &population, period, clv)?;
-        rows.extend(records(&evaluation, policy, &population, at, actor));
+        rows.extend(records(&evaluation, policy, &population, at, actor, claim));
     }
     drop(conn);
     tracing::info!(
@@ -233,20 +254,21 @@ pub fn evaluate(
     };
     db.write(|conn| {
         store::append(conn, &mut rows)?;
+        let mut detail = json!({
+            "periods": labels,
+            "period_kind": periods.first().map(|p| p.kind().as_str()),
+            "run_id": population.run_id(),
+            "segments": population.segmentation().names().len() + 1,
+            "rows": rows.len(),
+        });
+        if let Some(claim) = claim {
+            db::jobs::finish_slot(conn, claim.id, at)?;
+            detail["worker"] = json!(claim.worker);
+            detail["schedule_claim"] = json!(claim.id);
+        }
         db::trail::append(
             conn,
-            NewEntry::new(
-                actor,
-                "kpi.evaluated",
-                subject,
-                json!({
-                    "periods": labels,
-                    "period_kind": periods.first().map(|p| p.kind().as_str()),
-                    "run_id": population.run_id(),
-                    "segments": population.segmentation().names().len() + 1,
-                    "rows": rows.len(),
-                }),
-            ),
+            NewEntry::new(actor, "kpi.evaluated", subject, detail),
             &policy.version,
         )?;
         Ok::<_, KpisError>(())
@@ -866,11 +888,14 @@ pub fn rerun(db: &Db, policy: &Policy, actor: &Actor, run_id: i64) -> Result<i64
     Ok(id)
 }
 
-/// One scheduled evaluation on `today`: see [`kpi::schedule::scheduled_periods`]. Returns
-/// the number of rows appended.
-fn scheduled_evaluation(db: &Db, policy: &Policy) -> Result<usize> {
+/// One scheduled evaluation on `today`: see [`kpi::schedule::scheduled_periods`]. Each period
+/// is claimed first, once across every server on the database (a period is evaluated once as
+/// final, and once per day of data while it runs); a period another process claimed is left
+/// to it. Returns the number of rows appended.
+fn scheduled_evaluation(db: &Db, policy: &Policy, worker: &WorkerId) -> Result<usize> {
     let kind = policy_kind(policy)?;
-    let today = db::now().date();
+    let now = db::now();
+    let today = now.date();
     let last = Period::last_complete(kind, today)?;
     let newest = db
         .read(|c| store::periods(c, kind))?
@@ -878,14 +903,51 @@ fn scheduled_evaluation(db: &Db, policy: &Policy) -> Result<usize> {
         .find(|(start, _, _)| *start == last.start())
         .map(|(_, _, at)| at);
     let periods = kpi::schedule::scheduled_periods(kind, today, newest)?;
-    Ok(evaluate(db, policy, &Actor::system(), &periods)?.len())
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let mut appended = 0;
+    for period in periods {
+        let evaluation = if period.last_day() < today {
+            "final".to_owned()
+        } else {
+            format!("through {yesterday}")
+        };
+        let slot = db::jobs::Slot {
+            task: "kpi",
+            period_kind: kind.as_str(),
+            period_start: period.start(),
+            evaluation: &evaluation,
+        };
+        // A claim unfinished for this long belonged to a process that stopped mid-evaluation.
+        let stale_before = now - chrono::Duration::hours(1);
+        let claimed =
+            db.write(|c| db::jobs::claim_slot(c, &slot, worker.as_str(), now, stale_before))?;
+        let Some(id) = claimed else {
+            tracing::info!(period = %period.label(), %evaluation, "scheduled KPI evaluation already made or claimed by another server");
+            continue;
+        };
+        let claim = Claim {
+            worker: worker.as_str(),
+            id,
+        };
+        match evaluate_under(db, policy, &Actor::system(), &[period], Some(&claim)) {
+            Ok(rows) => appended += rows.len(),
+            Err(error) => {
+                // Given up so that a later tick, here or elsewhere, tries again.
+                if let Err(e) = db.write(|c| db::jobs::release_slot(c, id)) {
+                    tracing::error!(error = %e, claim = id, "cannot release a KPI schedule claim");
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(appended)
 }
 
 /// Starts the scheduled evaluation in a background thread: at start and then at every
 /// interval, the period (of the policy's kind) containing yesterday is evaluated and
 /// appended, so a period's last evaluation is made the day after it ends (and the last
 /// complete period again, if its newest evaluation predates its end).
-pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: KpiSchedule) {
+pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: KpiSchedule, worker: WorkerId) {
     let KpiSchedule::Every(interval) = schedule else {
         return;
     };
@@ -895,7 +957,7 @@ pub fn spawn_schedule(db: Db, policy: Arc<Policy>, schedule: KpiSchedule) {
             loop {
                 // A panic in one evaluation must not end the schedule for the process's life.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    scheduled_evaluation(&db, &policy)
+                    scheduled_evaluation(&db, &policy, &worker)
                 }));
                 match result {
                     Ok(Ok(rows)) => tracing::info!(rows, "scheduled KPI evaluation appended"),

@@ -90,12 +90,25 @@ pub struct RunOutcome {
     pub features: RunFeatures,
 }
 
-/// Validates a request and records a queued run; returns its id.
+/// Validates a request and records a queued run, for any server's worker to claim; returns
+/// its id.
 pub fn create(
     db: &Db,
     policy: &Policy,
     actor: &Actor,
     request: &RunRequest,
+) -> Result<i64, RunError> {
+    create_held(db, policy, actor, request, None)
+}
+
+/// [`create`], the run already claimed by `holder` (worker id, lease end) when it is to be
+/// executed by the caller's own process, so no server's worker takes it.
+pub fn create_held(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    request: &RunRequest,
+    holder: Option<(&str, NaiveDateTime)>,
 ) -> Result<i64, RunError> {
     let columns = db.read(store::known_columns)?;
     let settings = validate(request, policy, &columns)?;
@@ -128,6 +141,9 @@ pub fn create(
                 published_at: None,
             },
         )?;
+        if let Some((worker, lease_until)) = holder {
+            db::jobs::claim(conn, id, worker, now, lease_until)?;
+        }
         db::trail::append(
             conn,
             NewEntry::new(
@@ -138,35 +154,21 @@ pub fn create(
             ),
             &policy.version,
         )?;
+        if let Some((worker, _)) = holder {
+            db::trail::append(conn, claimed_entry(id, worker, 1), &policy.version)?;
+        }
         Ok(id)
     })
 }
 
-/// Marks runs a stopped server left queued or running as failed; returns their ids.
-pub fn fail_interrupted(db: &Db, policy: &Policy) -> Result<Vec<i64>, RunError> {
-    let now = db::now();
-    db.write(|conn| {
-        let ids = store::interrupted(conn)?;
-        for &id in &ids {
-            store::fail(
-                conn,
-                id,
-                "interrupted: the server stopped before the run finished; nothing of it was kept",
-                now,
-            )?;
-            db::trail::append(
-                conn,
-                NewEntry::new(
-                    &Actor::system(),
-                    "segmentation.failed",
-                    format!("run:{id}"),
-                    serde_json::json!({ "reason": "interrupted" }),
-                ),
-                &policy.version,
-            )?;
-        }
-        Ok(ids)
-    })
+/// The trail entry of a claim: which process executes the run, at which attempt.
+pub fn claimed_entry(id: i64, worker: &str, attempt: i32) -> NewEntry {
+    NewEntry::new(
+        &Actor::system(),
+        "segmentation.claimed",
+        format!("run:{id}"),
+        serde_json::json!({ "worker": worker, "attempt": attempt }),
+    )
 }
 
 /// Executes a queued run to completion (status draft) or failure (status failed, with the
@@ -174,6 +176,8 @@ pub fn fail_interrupted(db: &Db, policy: &Policy) -> Result<Vec<i64>, RunError> 
 pub fn execute(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunError> {
     match execute_inner(db, policy, id) {
         Ok(outcome) => Ok(outcome),
+        // Another executor has (or had) the run: its outcome is not this one's to write.
+        Err(error @ RunError::WrongState { .. }) => Err(error),
         Err(error) => {
             fail_run(db, policy, id, &error.to_string());
             Err(error)
@@ -186,7 +190,11 @@ pub fn execute(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunError
 pub fn fail_run(db: &Db, policy: &Policy, id: i64, message: &str) {
     let now = db::now();
     let result = db.write(|conn| {
-        store::fail(conn, id, message, now)?;
+        // A run already finished or failed (by a process that found its lease expired) keeps
+        // its outcome.
+        if !store::fail(conn, id, message, now)? {
+            return Ok(());
+        }
         db::trail::append(
             conn,
             NewEntry::new(
@@ -196,10 +204,23 @@ pub fn fail_run(db: &Db, policy: &Policy, id: i64, message: &str) {
                 serde_json::json!({ "reason": message }),
             ),
             &policy.version,
-        )
+        )?;
+        Ok::<_, DbError>(())
     });
     if let Err(error) = result {
         tracing::error!(run_id = id, %error, "cannot mark the run failed");
+    }
+}
+
+/// Debug builds only: holds a started run for FAIRSEG_DEBUG_RUN_DELAY_MS milliseconds, so the
+/// suite can stop a server while it executes a run. Release builds have no such setting.
+fn debug_delay() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("FAIRSEG_DEBUG_RUN_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
 
@@ -354,7 +375,14 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     // Load: the population is frozen at this instant.
     let started = Instant::now();
     let at = db::now();
-    db.write(|conn| store::start(conn, id, at))?;
+    if !db.write(|conn| store::start(conn, id, at))? {
+        return Err(RunError::WrongState {
+            id,
+            status: RunStatus::Running,
+            message: "another executor started it first",
+        });
+    }
+    debug_delay();
     let population = load_population(&mut *db.conn()?, policy, &settings, at)?;
     timings.load = ms(started);
     progress(db, id, "preprocess", 0.25)?;
@@ -447,7 +475,17 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     };
     let excluded_json = serde_json::to_string(&excluded).expect("serialises");
     let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
-    db.write(|conn| -> Result<(), DbError> {
+    db.write(|conn| -> Result<(), RunError> {
+        // The run may have been failed meanwhile (its lease ran out while this process was
+        // stalled, or a drain gave it up): it stays failed rather than come back.
+        let status = store::run(conn, id)?.map(|r| r.status);
+        if status != Some(RunStatus::Running) {
+            return Err(RunError::WrongState {
+                id,
+                status: status.unwrap_or(RunStatus::Failed),
+                message: "the run was given up before it finished; nothing of it was kept",
+            });
+        }
         store::complete(
             conn,
             id,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::json;
 
-use fairseg::app::runs::{self as pipeline, report};
+use fairseg::app::runs::report;
 use fairseg::config::Settings;
 use fairseg::segmentation::settings::RunRequest;
 use fairseg::trail::Actor;
@@ -98,9 +98,10 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         rules,
         as_of: args.as_of,
     };
-    let id = pipeline::create(&db, &policy, &Actor::cli(), &request)?;
-    let outcome =
-        pipeline::execute(&db, &policy, id).with_context(|| format!("run {id} failed"))?;
+    // Executed here, held by this process so that a server on the same database leaves it.
+    let (id, outcome) =
+        fairseg::app::jobs::execute_here(&db, &policy, settings.jobs, &Actor::cli(), &request)?;
+    let outcome = outcome.with_context(|| format!("run {id} failed"))?;
     let audit_started = std::time::Instant::now();
     let audit = fairseg::app::audits::audit_run_with(
         &db,

@@ -34,6 +34,10 @@ pub struct EvaluationRecord {
     pub status: String,
     pub evaluated_at: NaiveDateTime,
     pub evaluated_by: String,
+    /// The process that made a scheduled evaluation (`None` when a person or the CLI asked).
+    pub worker_id: Option<String>,
+    /// The schedule claim a scheduled evaluation was made under.
+    pub claim_id: Option<i64>,
 }
 
 impl EvaluationRecord {

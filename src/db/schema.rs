@@ -169,6 +169,10 @@ diesel::table! {
         published_by -> Nullable<Text>,
         published_at -> Nullable<Timestamp>,
         model -> Nullable<Text>,
+        worker_id -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        claimed_at -> Nullable<Timestamp>,
+        attempts -> Integer,
     }
 }
 
@@ -290,6 +294,30 @@ diesel::table! {
         evaluated_at -> Timestamp,
         evaluated_by -> Text,
         segment_number -> Nullable<Integer>,
+        worker_id -> Nullable<Text>,
+        claim_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    schedule_claims (id) {
+        id -> BigInt,
+        task -> Text,
+        period_kind -> Text,
+        period_start -> Date,
+        evaluation -> Text,
+        worker_id -> Text,
+        claimed_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sign_in_throttle (subject) {
+        subject -> Text,
+        failures -> Integer,
+        last_failure -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
     }
 }
 
@@ -324,4 +352,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     disclosures,
     disclosure_members,
     kpi_evaluations,
+    schedule_claims,
+    sign_in_throttle,
 );

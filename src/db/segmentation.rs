@@ -130,39 +130,36 @@ pub fn set_progress(conn: &mut DbConnection, id: i64, stage: &str, progress: f64
     Ok(())
 }
 
-/// Marks the run running and records the instant its population was frozen at.
-pub fn start(conn: &mut DbConnection, id: i64, population_at: NaiveDateTime) -> DbResult<()> {
-    diesel::update(segmentation_runs::table.find(id))
-        .set((
-            segmentation_runs::status.eq(RunStatus::Running.as_str()),
-            segmentation_runs::population_at.eq(population_at),
-            segmentation_runs::stage.eq("load"),
-            segmentation_runs::progress.eq(0.05),
-        ))
-        .execute(conn)?;
-    Ok(())
+/// Marks a queued run running and records the instant its population was frozen at; returns
+/// whether it was queued (only one executor can start a run).
+pub fn start(conn: &mut DbConnection, id: i64, population_at: NaiveDateTime) -> DbResult<bool> {
+    let started = diesel::update(
+        segmentation_runs::table
+            .find(id)
+            .filter(segmentation_runs::status.eq(RunStatus::Queued.as_str())),
+    )
+    .set((
+        segmentation_runs::status.eq(RunStatus::Running.as_str()),
+        segmentation_runs::population_at.eq(population_at),
+        segmentation_runs::stage.eq("load"),
+        segmentation_runs::progress.eq(0.05),
+    ))
+    .execute(conn)?;
+    Ok(started == 1)
 }
 
-pub fn fail(conn: &mut DbConnection, id: i64, error: &str, at: NaiveDateTime) -> DbResult<()> {
-    diesel::update(segmentation_runs::table.find(id))
-        .set((
-            segmentation_runs::status.eq(RunStatus::Failed.as_str()),
-            segmentation_runs::error.eq(error),
-            segmentation_runs::finished_at.eq(at),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
-/// Runs left queued or running by a server that stopped: they can never finish.
-pub fn interrupted(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
-    Ok(segmentation_runs::table
-        .filter(
-            segmentation_runs::status
-                .eq_any([RunStatus::Queued.as_str(), RunStatus::Running.as_str()]),
-        )
-        .select(segmentation_runs::id)
-        .load(conn)?)
+/// Fails an unfinished run; returns whether it was unfinished.
+pub fn fail(conn: &mut DbConnection, id: i64, error: &str, at: NaiveDateTime) -> DbResult<bool> {
+    let changed = diesel::update(segmentation_runs::table.find(id).filter(
+        segmentation_runs::status.eq_any([RunStatus::Queued.as_str(), RunStatus::Running.as_str()]),
+    ))
+    .set((
+        segmentation_runs::status.eq(RunStatus::Failed.as_str()),
+        segmentation_runs::error.eq(error),
+        segmentation_runs::finished_at.eq(at),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
 }
 
 /// What a finished run stores in one transaction with its move to draft.

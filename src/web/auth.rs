@@ -1,7 +1,5 @@
 //! Signing in and out, session tokens for the API, the caller's own account.
 
-use std::time::Instant;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use rand::RngCore;
@@ -11,7 +9,9 @@ use super::access::{self, PRE_SESSION_COOKIE};
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, render_with_status, see_other};
 use crate::app::accounts::{self, AccountError};
+use crate::app::throttle as app_throttle;
 use crate::auth::CurrentUser;
+use crate::auth::throttle;
 use crate::db::users::UserRow;
 
 #[derive(Deserialize)]
@@ -101,21 +101,30 @@ pub struct SigninForm {
     next: Option<String>,
 }
 
-fn client_of(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+fn client_of(state: &State, req: &HttpRequest) -> String {
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    throttle::client_address(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded,
+        &state.settings.trusted_proxies,
+    )
 }
 
-/// Checks credentials behind the throttle; shared by the form and the API.
+/// Checks credentials behind the throttle (shared by every server through the database);
+/// shared by the form and the API.
 async fn sign_in(
     state: &State,
     req: &HttpRequest,
     email: &str,
     password: String,
 ) -> Result<UserRow, AppError> {
-    let client = client_of(req);
-    if let Some(wait) = state.throttle.check(email, &client, Instant::now()) {
+    let client = client_of(state, req);
+    let (db, typed, from) = (state.db.clone(), email.to_string(), client.clone());
+    let wait = blocking(move || app_throttle::wait(&db, &typed, &from)).await?;
+    if let Some(wait) = wait {
         return Err(AppError::TooManyRequests {
             retry_after_seconds: wait.as_secs().max(1),
         });
@@ -123,15 +132,14 @@ async fn sign_in(
     let db = state.db.clone();
     let typed = email.to_string();
     let result = web::block(move || accounts::authenticate(&db, &typed, &password)).await?;
+    let (db, typed) = (state.db.clone(), email.to_string());
     match result {
         Ok(user) => {
-            state.throttle.record_success(email);
+            blocking(move || app_throttle::record_success(&db, &typed)).await?;
             Ok(user)
         }
         Err(AccountError::BadCredentials) => {
-            state
-                .throttle
-                .record_failure(email, &client, Instant::now());
+            blocking(move || app_throttle::record_failure(&db, &typed, &client)).await?;
             state.metrics.sign_in_failures.inc();
             Err(AccountError::BadCredentials.into())
         }

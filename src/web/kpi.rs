@@ -524,7 +524,7 @@ fn filter_of(q: &LogQuery) -> Result<LogFilter, AppError> {
     })
 }
 
-const CSV_HEADER: [&str; 21] = [
+const CSV_HEADER: [&str; 23] = [
     "id",
     "kpi",
     "definition_version",
@@ -546,6 +546,8 @@ const CSV_HEADER: [&str; 21] = [
     "partial",
     "days_covered",
     "days_in_period",
+    "evaluated_on",
+    "schedule_claim",
 ];
 
 fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
@@ -575,6 +577,8 @@ fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
             v.partial.to_string(),
             v.days_covered.to_string(),
             v.days_in_period.to_string(),
+            v.evaluated_on.clone().unwrap_or_default(),
+            v.schedule_claim.map(|c| c.to_string()).unwrap_or_default(),
         ])
         .map_err(AppError::internal)?;
     }

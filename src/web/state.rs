@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use crate::auth::csrf::CsrfKey;
-use crate::auth::throttle::Throttle;
 use crate::auth::token::TokenKeys;
 use crate::config::Settings;
 use crate::customers::Pseudonymizer;
@@ -18,7 +17,6 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub tokens: TokenKeys,
     pub csrf: CsrfKey,
-    pub throttle: Throttle,
     pub settings: Settings,
     pub metrics: Metrics,
     pub routes: RouteIndex,

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, Pages, TestApp, poll, spawn_app, stdout, texts};
+use crate::helpers::{Answer, Pages, TestApp, poll, spawn_app, spawn_app_with, stdout, texts};
 use crate::segmentation::segment;
 
 /// The demo data set (realistic, seeded) with `n` customers; with `zone_is_ethnicity` every
@@ -228,12 +228,13 @@ async fn a_cli_run_is_audited_with_every_figure_the_issue_lists_and_small_cells_
 
 #[tokio::test]
 async fn a_background_run_is_audited_when_it_finishes() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.jobs.workers = 0).await;
     load_demo(&app, 800, false);
     // The server's own worker, started the way `startup::app_state` starts it.
     let jobs = fairseg::app::jobs::Jobs::start(
         app.db.clone(),
         app.policy.clone(),
+        fairseg::config::JobSettings::default(),
         fairseg::startup::after_segmentation_run,
     )
     .unwrap();
@@ -646,8 +647,8 @@ async fn an_audit_given_the_runs_own_feature_values_sees_what_it_would_read_from
             ..Default::default()
         };
         let actor = fairseg::trail::Actor::system();
-        let id = fairseg::app::runs::create(&app.db, &app.policy, &actor, &request).unwrap();
-        let outcome = fairseg::app::runs::execute(&app.db, &app.policy, id).unwrap();
+        let (id, outcome) = crate::helpers::execute_here(&app, &actor, &request);
+        let outcome = outcome.unwrap();
         let run = app
             .db
             .read(|c| fairseg::db::segmentation::run(c, id))

@@ -476,8 +476,8 @@ fn seed_demo(app: &TestApp) -> (i64, i64, i64) {
         fairseg::demo::segmentation_request(),
         fairseg::demo::segmentation_request_without_proxy(),
     ] {
-        let run = fairseg::app::runs::create(&app.db, policy, &Actor::system(), &request).unwrap();
-        fairseg::app::runs::execute(&app.db, policy, run).unwrap();
+        let (run, outcome) = crate::helpers::execute_here(app, &Actor::system(), &request);
+        outcome.unwrap();
         let audit =
             fairseg::app::audits::audit_run(&app.db, policy, &Actor::system(), run).unwrap();
         ids.push((run, audit.id));

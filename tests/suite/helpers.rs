@@ -129,6 +129,8 @@ pub fn settings_for(url: &str) -> Settings {
         import_limits: fairseg::imports::ImportLimits::DEFAULT,
         request_timeout: std::time::Duration::from_secs(10),
         body_timeout: std::time::Duration::from_secs(30),
+        jobs: fairseg::config::JobSettings::default(),
+        trusted_proxies: vec![],
     }
 }
 
@@ -294,6 +296,26 @@ impl TestApp {
         let mut conn = self.db.conn().unwrap();
         conn.batch_execute(statements).unwrap();
     }
+}
+
+/// Creates a run and executes it in the test, held by a worker of its own so the server's
+/// workers leave it: (run id, outcome).
+pub fn execute_here(
+    app: &TestApp,
+    actor: &Actor,
+    request: &fairseg::segmentation::settings::RunRequest,
+) -> (
+    i64,
+    Result<fairseg::app::runs::RunOutcome, fairseg::app::runs::RunError>,
+) {
+    fairseg::app::jobs::execute_here(
+        &app.db,
+        &app.policy,
+        fairseg::config::JobSettings::default(),
+        actor,
+        request,
+    )
+    .expect("the run is created")
 }
 
 pub fn run_cli(cwd: &Path, database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {

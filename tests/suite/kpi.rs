@@ -1222,6 +1222,8 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
         status: "no_target".into(),
         evaluated_at: before_end,
         evaluated_by: "system".into(),
+        worker_id: None,
+        claim_id: None,
     };
     app.db
         .write(|c| fairseg::db::kpi::append(c, std::slice::from_mut(&mut row)))
@@ -1230,6 +1232,7 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
         app.db.clone(),
         app.policy.clone(),
         fairseg::config::KpiSchedule::Every(Duration::from_secs(3600)),
+        fairseg::app::jobs::WorkerId::new(),
     );
     let end = last.end().and_hms_opt(0, 0, 0).unwrap();
     let again = eventually(

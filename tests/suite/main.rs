@@ -7,6 +7,7 @@ mod audits;
 mod auth;
 mod browser;
 mod cli;
+mod cluster;
 mod consent;
 mod consent_selection;
 mod dsr;

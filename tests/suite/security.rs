@@ -943,7 +943,8 @@ fn panicking_execute(
 #[tokio::test]
 async fn a_run_that_panics_is_failed_with_the_message_and_later_runs_still_execute() {
     use fairseg::app::jobs::{Jobs, nothing_after};
-    let app = spawn_app().await;
+    // No worker of the server's own: the runs go to the panicking executor below.
+    let app = spawn_app_with(|s| s.jobs.workers = 0).await;
     let (customers, truth) = blob_customers(10, 14);
     import(&app, "customers", &customers);
     grant_all(&app, truth.len(), &["segmentation"]);
@@ -959,10 +960,10 @@ async fn a_run_that_panics_is_failed_with_the_message_and_later_runs_still_execu
         )
         .unwrap()
     };
-    // Started first: a start fails the runs it finds queued (left by a stopped server).
     let jobs = Jobs::start_with(
         app.db.clone(),
         app.policy.clone(),
+        fairseg::config::JobSettings::default(),
         panicking_execute,
         nothing_after,
     )

@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, Pages, TestApp, eventually, spawn_app, stderr, stdout};
+use crate::helpers::{
+    Answer, Pages, TestApp, eventually, spawn_app, spawn_app_with, stderr, stdout,
+};
 
 fn write(app: &TestApp, name: &str, text: &str) -> PathBuf {
     let path = app.dir.path().join(name);
@@ -532,8 +534,8 @@ async fn strategies_and_names_are_recorded_by_marketing_and_trailed() {
 }
 
 #[tokio::test]
-async fn a_run_interrupted_by_a_stop_is_failed_at_the_next_start_with_nothing_kept() {
-    let app = spawn_app().await;
+async fn a_run_whose_server_stopped_is_failed_once_its_lease_expires_with_nothing_kept() {
+    let app = spawn_app_with(|s| s.jobs.workers = 0).await;
     let (customers, truth) = blob_customers(10, 7);
     import(&app, "customers", &customers);
     grant_all(&app, truth.len(), &["segmentation"]);
@@ -544,25 +546,58 @@ async fn a_run_interrupted_by_a_stop_is_failed_at_the_next_start_with_nothing_ke
         ..Default::default()
     };
     let actor = fairseg::trail::Actor::system();
-    let run = fairseg::app::runs::create(&app.db, &app.policy, &actor, &request).unwrap();
-    // The process died after the run started.
-    app.db
-        .write(|conn| fairseg::db::segmentation::start(conn, run, fairseg::db::now()))
+    let now = fairseg::db::now();
+    let held = |lease: i64| {
+        let run = fairseg::app::runs::create_held(
+            &app.db,
+            &app.policy,
+            &actor,
+            &request,
+            Some(("gone:1:dead", now + chrono::Duration::seconds(lease))),
+        )
         .unwrap();
-    fairseg::app::jobs::Jobs::start(
+        // The process died after the run started.
+        app.db
+            .write(|conn| fairseg::db::segmentation::start(conn, run, now))
+            .unwrap();
+        run
+    };
+    let (expired, live) = (held(-1), held(3600));
+    let settings = fairseg::config::JobSettings {
+        workers: 1,
+        ..Default::default()
+    };
+    let _jobs = fairseg::app::jobs::Jobs::start(
         app.db.clone(),
         app.policy.clone(),
+        settings,
         fairseg::app::jobs::nothing_after,
     )
     .unwrap();
-    let (_, view) = app
-        .get_json("analyst", &format!("/api/v1/segmentations/{run}"))
-        .await;
-    assert_eq!(view["status"], "failed");
-    assert!(view["error"].as_str().unwrap().contains("interrupted"));
+    let view = eventually(
+        "the abandoned run is failed",
+        std::time::Duration::from_secs(20),
+        || async {
+            let (_, view) = app
+                .get_json("analyst", &format!("/api/v1/segmentations/{expired}"))
+                .await;
+            (view["status"] == "failed").then_some(view)
+        },
+    )
+    .await;
+    let error = view["error"].as_str().unwrap();
+    assert!(
+        error.contains("the server executing it stopped (worker gone:1:dead, lease expired at"),
+        "{error}"
+    );
     assert_eq!(view["segments"].as_array().unwrap().len(), 0);
-    let out = app.cli(&["members", &run.to_string()]);
+    let out = app.cli(&["members", &expired.to_string()]);
     assert_eq!(stdout(&out), "customer_id,segment\n");
+    // A run under a live lease is left to its holder.
+    let (_, other) = app
+        .get_json("analyst", &format!("/api/v1/segmentations/{live}"))
+        .await;
+    assert_eq!(other["status"], "running", "{other}");
 }
 
 #[tokio::test]

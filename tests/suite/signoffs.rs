@@ -14,8 +14,8 @@ pub fn audited_run(app: &TestApp) -> (i64, i64) {
     crate::audits::load_demo(app, 800, false);
     let policy = &*app.policy;
     let request = fairseg::demo::segmentation_request_without_proxy();
-    let run = fairseg::app::runs::create(&app.db, policy, &Actor::system(), &request).unwrap();
-    fairseg::app::runs::execute(&app.db, policy, run).unwrap();
+    let (run, outcome) = crate::helpers::execute_here(app, &Actor::system(), &request);
+    outcome.unwrap();
     let audit = fairseg::app::audits::audit_run(&app.db, policy, &Actor::system(), run).unwrap();
     (run, audit.id)
 }

@@ -46,6 +46,11 @@ pub struct EvaluationView {
     #[schema(value_type = String, format = DateTime)]
     pub evaluated_at: NaiveDateTime,
     pub evaluated_by: String,
+    /// The server process that made a scheduled evaluation; null otherwise.
+    pub evaluated_on: Option<String>,
+    /// The schedule claim a scheduled evaluation was made under (each scheduled period is
+    /// evaluated once across every server); null otherwise.
+    pub schedule_claim: Option<i64>,
 }
 
 impl EvaluationView {
@@ -84,6 +89,8 @@ impl EvaluationView {
             },
             evaluated_at: r.evaluated_at,
             evaluated_by: r.evaluated_by.clone(),
+            evaluated_on: r.worker_id.clone(),
+            schedule_claim: r.claim_id,
         }
     }
 
