@@ -1,6 +1,6 @@
 //! Import speed: 1,000,000 customers with 8 attributes (two of them protected), then
 //! 1,000,000 transactions, each from CSV into a fresh SQLite file through the code path of
-//! `fairseg import` (`db::imports::import`: two streaming passes, validation, type inference,
+//! `fairseg import` (`app::imports::import`: two streaming passes, validation, type inference,
 //! pseudonyms, batched INSERTs in one transaction, import log and trail).
 //!
 //! The CSV files are generated deterministically into `$IMPORT_BENCH_DIR` (default
@@ -14,8 +14,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use fairseg::app::imports::{ImportContext, ImportRequest, import};
 use fairseg::customers::Pseudonymizer;
-use fairseg::db::imports::{ImportContext, ImportRequest, import};
 use fairseg::db::{DatabaseUrl, Db};
 use fairseg::imports::{ImportKind, ImportOptions};
 use fairseg::policy::Policy;

@@ -2,32 +2,47 @@
 //! embedded migrations, and the queries of each area (one file per area below `db/`).
 
 // Defined before the area modules, which use them.
-/// Runs a statement on the concrete connection: multi-row INSERTs are not available through
-/// the `MultiConnection` enum, but the same diesel query compiles for each backend.
-macro_rules! on_backend {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::db::DbConnection::Sqlite($c) => $body,
-            $crate::db::DbConnection::Postgres($c) => $body,
-        }
-    };
-}
+/// Rows per multi-row INSERT on SQLite (`write_rows!`), well below its bind-parameter limit.
+pub const SQLITE_ROWS: usize = 500;
 
-/// Inserts a batch of rows with one multi-row INSERT. A full batch goes in as a fixed-size
-/// array, whose statement diesel prepares once and keeps in its cache; a shorter one (the
-/// file's last) is prepared for itself.
-/// `$batch` is the full batch size (a constant of the caller).
-macro_rules! insert_rows {
-    ($conn:expr, $table:expr, $rows:expr, $batch:expr) => {{
-        let rows = $rows;
-        match <Box<[_; $batch]>>::try_from(rows) {
-            Ok(full) => on_backend!($conn, |c| diesel::insert_into($table)
-                .values(full)
-                .execute(c)),
-            Err(rows) => on_backend!($conn, |c| diesel::insert_into($table)
-                .values(&rows)
-                .execute(c)),
-        }
+/// Rows per COPY on PostgreSQL (`write_rows!`): one statement streams this many rows, so a
+/// write of millions holds only one such slice of encoded rows at a time.
+pub const COPY_ROWS: usize = 100_000;
+
+/// Writes rows (an iterator of `column.eq(value)` tuples) into a table, the one way every bulk
+/// writer goes: PostgreSQL takes them with `COPY … FROM STDIN (FORMAT binary)` (diesel's
+/// `copy_from`), SQLite with multi-row INSERTs of `SQLITE_ROWS` rows, whose full batches go
+/// in as fixed-size arrays that diesel prepares once and keeps in its cache. Either way the
+/// rows go in inside the caller's transaction: a failure part-way leaves nothing once that
+/// rolls back. Evaluates to the number of rows written (`QueryResult<usize>`).
+macro_rules! write_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let mut rows = ::std::iter::IntoIterator::into_iter($rows).peekable();
+        let conn: &mut $crate::db::DbConnection = $conn;
+        let mut written: usize = 0;
+        let result: diesel::QueryResult<usize> = (|| {
+            match conn {
+                $crate::db::DbConnection::Postgres(c) => {
+                    while rows.peek().is_some() {
+                        let slice: Vec<_> = rows.by_ref().take($crate::db::COPY_ROWS).collect();
+                        written += diesel::copy_from($table)
+                            .from_insertable(slice)
+                            .execute(c)?;
+                    }
+                }
+                $crate::db::DbConnection::Sqlite(c) => {
+                    while rows.peek().is_some() {
+                        let slice: Vec<_> = rows.by_ref().take($crate::db::SQLITE_ROWS).collect();
+                        written += match <Box<[_; $crate::db::SQLITE_ROWS]>>::try_from(slice) {
+                            Ok(full) => diesel::insert_into($table).values(full).execute(c)?,
+                            Err(rest) => diesel::insert_into($table).values(&rest).execute(c)?,
+                        };
+                    }
+                }
+            }
+            Ok(written)
+        })();
+        result
     }};
 }
 

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use fairseg::app::imports::{ImportContext, ImportRequest, import};
 use fairseg::config::Settings;
 use fairseg::db::Db;
-use fairseg::db::imports::{ImportContext, ImportRequest, import};
 use fairseg::imports::{ImportError, ImportKind, ImportOptions, ImportReport};
 use fairseg::policy::Policy;
 use fairseg::startup;

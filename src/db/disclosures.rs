@@ -11,7 +11,7 @@ use super::{DbConnection, DbResult};
 use crate::consent::ConsentStatus;
 use crate::consent::objections::{Disclosure, DisclosureKind, LedgerEvent};
 
-/// Rows per multi-row INSERT (`insert_rows!`) and ids per `IN` list.
+/// Ids per `IN` list.
 const CHUNK: usize = 500;
 
 type MemberValues = (
@@ -52,18 +52,13 @@ pub fn insert(conn: &mut DbConnection, d: &NewDisclosure<'_>) -> DbResult<i64> {
             disclosures::disclosed_by.eq(d.by),
         ))
         .execute(conn)?;
-    for chunk in d.customers.chunks(CHUNK) {
-        let rows: Vec<MemberValues> = chunk
-            .iter()
-            .map(|&c| {
-                (
-                    disclosure_members::disclosure_id.eq(id),
-                    disclosure_members::customer_id.eq(c),
-                )
-            })
-            .collect();
-        insert_rows!(conn, disclosure_members::table, rows, CHUNK)?;
-    }
+    let rows = d.customers.iter().map(|&c| -> MemberValues {
+        (
+            disclosure_members::disclosure_id.eq(id),
+            disclosure_members::customer_id.eq(c),
+        )
+    });
+    write_rows!(conn, disclosure_members::table, rows)?;
     Ok(id)
 }
 

@@ -185,9 +185,6 @@ type MembershipValues = (
     diesel::dsl::Eq<segment_memberships::segment, i32>,
 );
 
-/// Rows per multi-row INSERT (`insert_rows!`: full batches share one cached statement).
-const MEMBERSHIP_BATCH: usize = 500;
-
 pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbResult<()> {
     for segment in done.segments {
         diesel::insert_into(segments::table)
@@ -197,22 +194,18 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
     if let Some(details) = done.details {
         insert_detailed_memberships(conn, id, done.memberships, details)?;
     }
-    for chunk in done
-        .memberships
-        .chunks(MEMBERSHIP_BATCH)
-        .take_while(|_| done.details.is_none())
-    {
-        let rows: Vec<MembershipValues> = chunk
+    if done.details.is_none() {
+        let rows = done
+            .memberships
             .iter()
-            .map(|&(customer, segment)| {
+            .map(|&(customer, segment)| -> MembershipValues {
                 (
                     segment_memberships::run_id.eq(id),
                     segment_memberships::customer_id.eq(customer),
                     segment_memberships::segment.eq(segment),
                 )
-            })
-            .collect();
-        insert_rows!(conn, segment_memberships::table, rows, MEMBERSHIP_BATCH)?;
+            });
+        write_rows!(conn, segment_memberships::table, rows)?;
     }
     diesel::update(segmentation_runs::table.find(id))
         .set((
@@ -245,24 +238,17 @@ fn insert_detailed_memberships(
     memberships: &[(i64, i32)],
     details: &[String],
 ) -> DbResult<()> {
-    for (chunk, texts) in memberships
-        .chunks(MEMBERSHIP_BATCH)
-        .zip(details.chunks(MEMBERSHIP_BATCH))
-    {
-        let rows: Vec<DetailedMembershipValues> = chunk
-            .iter()
-            .zip(texts)
-            .map(|(&(customer, segment), text)| {
-                (
-                    segment_memberships::run_id.eq(id),
-                    segment_memberships::customer_id.eq(customer),
-                    segment_memberships::segment.eq(segment),
-                    segment_memberships::detail.eq(text.clone()),
-                )
-            })
-            .collect();
-        insert_rows!(conn, segment_memberships::table, rows, MEMBERSHIP_BATCH)?;
-    }
+    let rows = memberships.iter().zip(details).map(
+        |(&(customer, segment), text)| -> DetailedMembershipValues {
+            (
+                segment_memberships::run_id.eq(id),
+                segment_memberships::customer_id.eq(customer),
+                segment_memberships::segment.eq(segment),
+                segment_memberships::detail.eq(text.clone()),
+            )
+        },
+    );
+    write_rows!(conn, segment_memberships::table, rows)?;
     Ok(())
 }
 

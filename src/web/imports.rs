@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{AppError, ErrorDetail, blocking};
 use super::layout::{Layout, State, render_with_status};
+use crate::app::imports::{ImportContext, ImportRequest, import};
 use crate::auth::CurrentUser;
-use crate::db::imports::{self as store, ImportContext, ImportLogEntry, ImportRequest};
+use crate::db::imports::{self as store, ImportLogEntry};
 use crate::imports::{ImportError, ImportKind, ImportOptions, ImportReport};
 use crate::trail::Actor;
 
@@ -84,7 +85,7 @@ async fn run_import(
             policy: &state.policy,
             pseudonyms: &state.pseudonyms,
         };
-        let result = store::import(
+        let result = import(
             &ctx,
             &ImportRequest {
                 kind,

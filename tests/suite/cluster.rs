@@ -15,16 +15,16 @@ use crate::helpers::{Answer, TestApp, api_client, eventually, policies_dir, spaw
 use crate::segmentation::{blob_customers, grant_all, import};
 
 /// A `fairseg serve` process of the built binary; killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
-    address: String,
+    pub address: String,
     log: std::path::PathBuf,
 }
 
 impl Server {
     /// Starts a server on `app`'s database on a free port, with short leases; `env` adds or
     /// overrides settings.
-    fn start(app: &TestApp, name: &str, env: &[(&str, &str)]) -> Server {
+    pub fn start(app: &TestApp, name: &str, env: &[(&str, &str)]) -> Server {
         let dir = app.dir.path();
         let log = dir.join(format!("{name}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_fairseg"));
@@ -107,7 +107,7 @@ impl Drop for Server {
 }
 
 /// The test's own server runs no worker and no schedule: only the processes started here do.
-async fn cluster_app() -> TestApp {
+pub async fn cluster_app() -> TestApp {
     let app = spawn_app_with(|s| s.jobs.workers = 0).await;
     let (customers, truth) = blob_customers(10, 3);
     import(&app, "customers", &customers);
@@ -125,7 +125,7 @@ async fn queue_run(app: &TestApp, server: &Server) -> i64 {
 }
 
 /// `(action, subject) -> [detail]` of the trail entries whose action starts with `prefix`.
-fn trail_of(app: &TestApp, prefix: &str) -> BTreeMap<(String, String), Vec<Value>> {
+pub fn trail_of(app: &TestApp, prefix: &str) -> BTreeMap<(String, String), Vec<Value>> {
     let rows: Vec<(String, String, String)> = app
         .db
         .read(|c| {
@@ -145,7 +145,7 @@ fn trail_of(app: &TestApp, prefix: &str) -> BTreeMap<(String, String), Vec<Value
     out
 }
 
-fn statuses(app: &TestApp) -> BTreeMap<i64, (String, Option<String>, Option<String>)> {
+pub fn statuses(app: &TestApp) -> BTreeMap<i64, (String, Option<String>, Option<String>)> {
     app.db
         .read(|c| {
             Ok(segmentation_runs::table
@@ -163,7 +163,7 @@ fn statuses(app: &TestApp) -> BTreeMap<i64, (String, Option<String>, Option<Stri
         .collect()
 }
 
-fn trail_verifies(app: &TestApp) {
+pub fn trail_verifies(app: &TestApp) {
     let out = app.cli(&["trail", "verify"]);
     assert!(
         out.status.success(),

@@ -18,6 +18,7 @@ mod migration;
 mod migrations;
 mod objections;
 mod ops;
+mod proxy;
 mod security;
 mod segmentation;
 mod segmentation_explain;

@@ -1153,8 +1153,8 @@ async fn corpus_fifty_megabyte_cell() {
 mod property {
     use std::sync::Arc;
 
+    use fairseg::app::imports::{ImportContext, ImportRequest, import};
     use fairseg::db::Db;
-    use fairseg::db::imports::{ImportContext, ImportRequest, import};
     use fairseg::imports::{ImportError, ImportKind, ImportOptions};
     use fairseg::policy::Policy;
     use proptest::prelude::*;

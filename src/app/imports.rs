@@ -1,0 +1,711 @@
+//! The import use case: the second pass over a file the first pass (`crate::imports`)
+//! validated, written inside one write transaction, with the checks that need the database
+//! (erased ids, unknown customers, the consent ledger's order), the import log row and the
+//! trail entries. All of a file or nothing, unless `skip_invalid` is asked for. Storage
+//! (lookups, bulk writes by COPY or multi-row INSERT, the SQLite tuning) is `db::imports`.
+//!
+//! The file is read and parsed on a second thread while this one writes (`second_pass`).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::Path;
+
+use chrono::NaiveDateTime;
+use serde_json::json;
+
+use crate::customers::Pseudonymizer;
+use crate::db::customers::{IdTable, next_id};
+use crate::db::imports::{
+    self as store, DroppedIndexes, ImportLogRow, KnownCustomers, NewConsentEvent, NewCustomer,
+    NewTransaction, SqliteTuning, Stamp, bulk, stamp_format,
+};
+use crate::db::{Backend, Db, DbConnection, DbError, DbResult, trail as trail_store};
+use crate::imports::consents::{self, ConsentColumns, ConsentRow};
+use crate::imports::customers::{self as cust, CustomerColumns, CustomerRow};
+use crate::imports::rejected::RejectedWriter;
+use crate::imports::transactions::{self as transaction_csv, TransactionColumns, TransactionRow};
+use crate::imports::{
+    ImportError, ImportKind, ImportLimits, ImportOptions, ImportReport, ReadAhead, RowError,
+    ShapeGuard, csv_reader, is_blank, next_record, read_ahead, read_header, record_fields,
+};
+use crate::policy::Policy;
+use crate::trail::{Actor, NewEntry};
+
+/// Rows handed from the reading thread to the writing one at a time, and so rows per round of
+/// database checks and per write: SQLite writes them as one multi-row INSERT (its bind-parameter
+/// limit), PostgreSQL as one COPY, where a bigger batch saves round trips.
+fn batch_rows(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => crate::db::SQLITE_ROWS,
+        Backend::Postgres => 10_000,
+    }
+}
+
+/// One import to run.
+pub struct ImportRequest<'a> {
+    pub kind: ImportKind,
+    /// The CSV file to read (twice).
+    pub path: &'a Path,
+    /// The name shown in the report, the log and the trail.
+    pub file_name: &'a str,
+    pub options: ImportOptions,
+    /// With `skip_invalid`: where to write the rejected rows, with reasons.
+    pub rejected: Option<&'a Path>,
+    pub actor: &'a Actor,
+}
+
+/// What the import needs besides the request.
+pub struct ImportContext<'a> {
+    pub db: &'a Db,
+    pub policy: &'a Policy,
+    pub pseudonyms: &'a Pseudonymizer,
+}
+
+enum Columns {
+    Customers(CustomerColumns),
+    Transactions(TransactionColumns),
+    Consents(ConsentColumns),
+}
+
+impl Columns {
+    fn header(&self) -> &[String] {
+        match self {
+            Columns::Customers(c) => &c.header,
+            Columns::Transactions(c) => &c.header,
+            Columns::Consents(c) => &c.header,
+        }
+    }
+}
+
+/// The file, read through the shape guard (unterminated quotes, cell and row limits).
+type Input = ShapeGuard<BufReader<File>>;
+
+fn open(path: &Path, file: &str, limits: ImportLimits) -> Result<Input, ImportError> {
+    File::open(path)
+        .map(|f| ShapeGuard::new(BufReader::with_capacity(1 << 16, f), limits))
+        .map_err(|e| ImportError::Unreadable {
+            file: file.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Runs an import: validates the whole file, then writes it in one transaction.
+#[tracing::instrument(skip_all, fields(kind = req.kind.as_str(), file = req.file_name))]
+pub fn import(
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+) -> Result<ImportReport, ImportError> {
+    let file = crate::imports::display_name(req.file_name);
+    let input = open(req.path, &file, req.options.limits)?;
+    let (columns, scan) = match req.kind {
+        ImportKind::Customers => {
+            cust::scan(input, &file, ctx.policy).map(|(c, s)| (Columns::Customers(c), s))?
+        }
+        ImportKind::Transactions => {
+            transaction_csv::scan(input, &file).map(|(c, s)| (Columns::Transactions(c), s))?
+        }
+        ImportKind::Consents => {
+            consents::scan(input, &file, ctx.policy).map(|(c, s)| (Columns::Consents(c), s))?
+        }
+    };
+    if scan.report.errors_total > 0 && !req.options.skip_invalid {
+        return Err(ImportError::Invalid(Box::new(scan.report)));
+    }
+    let rejected = match (req.options.skip_invalid, req.rejected) {
+        (true, Some(path)) => {
+            let f = File::create(path).map_err(|e| ImportError::RejectedFile {
+                file: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            Some(
+                RejectedWriter::new(BufWriter::new(f), columns.header()).map_err(|e| {
+                    ImportError::RejectedFile {
+                        file: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let rejected_failure = |reason| ImportError::RejectedFile {
+        file: req
+            .rejected
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        reason,
+    };
+    let batch = batch_rows(ctx.db.backend());
+    ctx.db.write(|conn| {
+        let mut pass = Pass {
+            batch,
+            report: scan.report.clone(),
+            bad_lines: &scan.bad_lines,
+            rejected,
+            rejected_error: None,
+            now: crate::db::now(),
+            import_id: uuid::Uuid::now_v7().to_string(),
+            db_errors: 0,
+        };
+        let input = match open(req.path, &file, req.options.limits) {
+            Ok(input) => input,
+            Err(e) => {
+                let mut report = pass.report;
+                report.push_error(RowError::new(0, None, e.to_string()));
+                return Err(ImportError::Invalid(Box::new(report)));
+            }
+        };
+        let mut tuned = SqliteTuning::apply(conn)?;
+        let outcome = match &columns {
+            Columns::Customers(c) => write_customers(conn, ctx, req, c, input, &mut pass),
+            Columns::Transactions(c) => write_transactions(conn, c, input, &mut pass),
+            Columns::Consents(c) => write_consents(conn, ctx, req, c, input, &mut pass),
+        };
+        tuned.restore(conn)?;
+        outcome?;
+        if pass.db_errors > 0 && !req.options.skip_invalid {
+            return Err(ImportError::Invalid(Box::new(pass.report)));
+        }
+        let finished = match pass.rejected.take() {
+            Some(w) => w.finish().map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        if let Some(e) = pass.rejected_error.take().or(finished.err()) {
+            return Err(rejected_failure(e));
+        }
+        if let Columns::Customers(c) = &columns {
+            store::record_attribute_columns(conn, c, pass.now)?;
+        }
+        pass.report.import_id = Some(pass.import_id.clone());
+        log_import(conn, ctx, req, &pass)?;
+        Ok(pass.report)
+    })
+}
+
+/// The second pass's state.
+struct Pass<'s> {
+    /// Rows per batch (`batch_rows`).
+    batch: usize,
+    report: ImportReport,
+    bad_lines: &'s HashMap<u64, (Option<String>, String)>,
+    rejected: Option<RejectedWriter<BufWriter<File>>>,
+    rejected_error: Option<String>,
+    now: NaiveDateTime,
+    import_id: String,
+    /// Rows refused by the database checks (unknown customer, erased id, ledger order).
+    db_errors: u64,
+}
+
+impl Pass<'_> {
+    fn write_rejected(
+        &mut self,
+        record: &csv::ByteRecord,
+        line: u64,
+        column: Option<&str>,
+        reason: &str,
+    ) {
+        if let Some(w) = &mut self.rejected
+            && let Err(e) = w.write(record, line, column, reason)
+        {
+            self.rejected_error.get_or_insert(e.to_string());
+        }
+    }
+
+    fn refuse(&mut self, record: Option<&csv::ByteRecord>, error: RowError) {
+        if let Some(record) = record {
+            self.write_rejected(record, error.line, error.column.as_deref(), &error.reason);
+        }
+        self.db_errors += 1;
+        self.report.rows_rejected += 1;
+        self.report.push_error(error);
+    }
+}
+
+/// A parsed row waiting in a batch, with its record when rejected rows are being written.
+struct Pending<T> {
+    row: T,
+    record: Option<csv::ByteRecord>,
+}
+
+/// What the reading thread hands the writing one: up to a batch of parsed rows, and the rows
+/// between them that cannot go in, in file order.
+struct Chunk<T> {
+    rows: Vec<Pending<T>>,
+    rejected: Vec<Rejected>,
+}
+
+enum Rejected {
+    /// A row the first pass found bad (already counted): only its record, for the
+    /// rejected-rows file, with the column and reason of its first error.
+    FirstPass {
+        record: csv::ByteRecord,
+        line: u64,
+        column: Option<String>,
+        reason: String,
+    },
+    /// A row that fails to parse now.
+    Parse {
+        record: csv::ByteRecord,
+        errors: Vec<RowError>,
+    },
+}
+
+/// Chunks in flight between the threads: enough to keep the writer busy, few enough that a
+/// file of millions of rows is never held whole.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Walks the file again: rows the first pass rejected go to the rejected file, the others
+/// are parsed and handed to `flush` in batches.
+///
+/// Reading and parsing (CSV, numbers, dates, pseudonyms, JSON) run on a thread of their own
+/// beside the one that holds the connection and writes, so a large import keeps two cores
+/// busy; the bounded channel between them keeps memory flat.
+fn second_pass<T: Send>(
+    conn: &mut DbConnection,
+    input: Input,
+    kind: ImportKind,
+    header: &[String],
+    pass: &mut Pass<'_>,
+    parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>> + Send,
+    mut flush: impl FnMut(&mut DbConnection, &mut [Pending<T>], &mut Pass<'_>) -> DbResult<()>,
+) -> DbResult<()> {
+    let bad_lines = pass.bad_lines;
+    let keep_records = pass.rejected.is_some();
+    let batch = pass.batch;
+    read_ahead(
+        "import-parse",
+        CHUNKS_IN_FLIGHT,
+        move |lanes| {
+            let walk = Walk {
+                kind,
+                header,
+                bad_lines,
+                keep_records,
+                batch,
+            };
+            read_chunks(input, walk, parse, lanes)
+        },
+        |chunk: &mut Chunk<T>| {
+            for rejected in chunk.rejected.drain(..) {
+                match rejected {
+                    Rejected::FirstPass {
+                        record,
+                        line,
+                        column,
+                        reason,
+                    } => pass.write_rejected(&record, line, column.as_deref(), &reason),
+                    Rejected::Parse { record, errors } => {
+                        for e in errors {
+                            pass.refuse(Some(&record), e);
+                        }
+                    }
+                }
+            }
+            if chunk.rows.is_empty() {
+                return Ok(());
+            }
+            flush(conn, &mut chunk.rows, pass)
+        },
+        |e| DbError::Thread(e.to_string()),
+    )
+}
+
+/// What the reading side of `second_pass` goes by.
+struct Walk<'a> {
+    kind: ImportKind,
+    header: &'a [String],
+    /// Rows the first pass rejected: `line -> (column, reason)`.
+    bad_lines: &'a HashMap<u64, (Option<String>, String)>,
+    /// Whether the records of rejected rows are kept (for the rejected-rows file).
+    keep_records: bool,
+    batch: usize,
+}
+
+/// The reading side of `second_pass`. Stops at the end of the file, at a record the parser
+/// cannot read (which ended the first pass too), or when the writer has stopped listening.
+fn read_chunks<T>(
+    input: Input,
+    walk: Walk<'_>,
+    mut parse: impl FnMut(&[&str], u64) -> Result<T, Vec<RowError>>,
+    lanes: ReadAhead<Chunk<T>>,
+) {
+    let Walk {
+        kind,
+        header,
+        bad_lines,
+        keep_records,
+        batch,
+    } = walk;
+    let mut reader = csv_reader(input);
+    let _ = read_header(&mut reader, kind);
+    let mut record = csv::ByteRecord::new();
+    let empty = || match lanes.reuse() {
+        Some(mut used) => {
+            used.rows.clear();
+            used.rejected.clear();
+            used
+        }
+        None => Chunk {
+            rows: Vec::with_capacity(batch),
+            rejected: Vec::new(),
+        },
+    };
+    let mut chunk = empty();
+    while let Ok(Some(line)) = next_record(&mut reader, &mut record, header) {
+        if is_blank(&record) {
+            continue;
+        }
+        if let Some((column, reason)) = (!bad_lines.is_empty())
+            .then(|| bad_lines.get(&line))
+            .flatten()
+        {
+            if keep_records {
+                chunk.rejected.push(Rejected::FirstPass {
+                    record: record.clone(),
+                    line,
+                    column: column.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            continue;
+        }
+        let parsed = record_fields(&record, header, line)
+            .map_err(|e| vec![e])
+            .and_then(|f| parse(&f, line));
+        match parsed {
+            Ok(row) => chunk.rows.push(Pending {
+                row,
+                record: keep_records.then(|| record.clone()),
+            }),
+            Err(errors) => chunk.rejected.push(Rejected::Parse {
+                record: record.clone(),
+                errors,
+            }),
+        }
+        if chunk.rows.len() >= batch && !lanes.send(std::mem::replace(&mut chunk, empty())) {
+            return;
+        }
+    }
+    if !chunk.rows.is_empty() || !chunk.rejected.is_empty() {
+        lanes.send(chunk);
+    }
+}
+
+/// A customer row with what can be worked out before the database is asked: the pseudonym
+/// and the stored JSON objects (made on the reading thread).
+struct PreparedCustomer {
+    row: CustomerRow,
+    pseudonym: String,
+    attributes: String,
+    protected: Option<String>,
+}
+
+fn write_customers(
+    conn: &mut DbConnection,
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    columns: &CustomerColumns,
+    input: Input,
+    pass: &mut Pass<'_>,
+) -> DbResult<()> {
+    let mut next = next_id(conn, IdTable::Customers)?;
+    // On an empty table (a first import) there is nobody to update: skip the lookups.
+    let any_customers = next > 1;
+    let any_erased = store::any_erased(conn)?;
+    let has_protected = columns.attributes.iter().any(|a| a.protected);
+    let policy_version = ctx.policy.version.clone();
+    let now = Stamp::new(pass.now, &stamp_format());
+    // A large import builds the pseudonym index (and, into an empty table, the external id
+    // index) at the end; re-imported customers are still found by external id.
+    let dropped = if bulk(pass.report.rows_read, next - 1) {
+        let keep: &[&str] = if any_customers {
+            &["customers_external_id"]
+        } else {
+            &[]
+        };
+        Some(DroppedIndexes::drop(conn, "customers", keep)?)
+    } else {
+        None
+    };
+    second_pass(
+        conn,
+        input,
+        ImportKind::Customers,
+        &columns.header,
+        pass,
+        |fields, line| {
+            let row = cust::parse_row(fields, columns, line).map_err(|e| vec![e])?;
+            Ok(PreparedCustomer {
+                pseudonym: ctx.pseudonyms.pseudonym(&row.id),
+                attributes: cust::attributes_json(columns, &row, false),
+                protected: has_protected.then(|| cust::attributes_json(columns, &row, true)),
+                row,
+            })
+        },
+        |conn, batch, pass| {
+            let erased: HashSet<String> = if any_erased && !req.options.allow_erased {
+                let pseudonyms: Vec<&str> =
+                    batch.iter().map(|p| p.row.pseudonym.as_str()).collect();
+                store::erased_among(conn, &pseudonyms)?
+            } else {
+                HashSet::new()
+            };
+            let existing: HashMap<String, (i64, String)> = if any_customers {
+                let ids: Vec<&str> = batch.iter().map(|p| p.row.row.id.as_str()).collect();
+                store::existing_customers(conn, &ids)?
+            } else {
+                HashMap::new()
+            };
+            let existing_protected: HashMap<i64, String> = if has_protected && !existing.is_empty()
+            {
+                let ids: Vec<i64> = existing.values().map(|(id, _)| *id).collect();
+                store::protected_of(conn, &ids)?
+            } else {
+                HashMap::new()
+            };
+            let mut new_rows = Vec::with_capacity(batch.len());
+            for p in batch.iter_mut() {
+                let PreparedCustomer {
+                    row,
+                    pseudonym,
+                    attributes,
+                    protected,
+                } = &mut p.row;
+                if erased.contains(pseudonym) {
+                    pass.refuse(
+                        p.record.as_ref(),
+                        RowError::new(
+                            row.line,
+                            Some(&columns.header[columns.id]),
+                            "this customer was erased; importing them again needs --allow-erased \
+                             (API: allow_erased=true)",
+                        ),
+                    );
+                    continue;
+                }
+                match existing.get(row.id.as_str()) {
+                    None => {
+                        new_rows.push(NewCustomer {
+                            id: next,
+                            external_id: row.id.as_str().to_string(),
+                            pseudonym: std::mem::take(pseudonym),
+                            attributes: std::mem::take(attributes),
+                            protected: protected.take(),
+                        });
+                        next += 1;
+                        pass.report.customers_created += 1;
+                    }
+                    Some((id, stored)) => {
+                        let (merged, mut changed) = cust::merge(stored, attributes);
+                        if !changed.is_empty() {
+                            store::update_attributes(conn, *id, &merged, pass.now)?;
+                        }
+                        if let Some(protected) = protected {
+                            let stored = existing_protected.get(id).map_or("{}", String::as_str);
+                            let (merged, names) = cust::merge(stored, protected);
+                            if !names.is_empty() {
+                                store::replace_protected(conn, *id, merged)?;
+                                changed.extend(names);
+                            }
+                        }
+                        if !changed.is_empty() {
+                            trail_store::append(
+                                conn,
+                                NewEntry::new(
+                                    req.actor,
+                                    "customer.updated",
+                                    &*pseudonym,
+                                    json!({"changed": changed, "import": pass.import_id}),
+                                ),
+                                &policy_version,
+                            )?;
+                            pass.report.customers_updated += 1;
+                        }
+                    }
+                }
+                pass.report.rows_imported += 1;
+            }
+            store::insert_customers(conn, new_rows, &now)
+        },
+    )?;
+    match dropped {
+        Some(dropped) => dropped.restore(conn),
+        None => Ok(()),
+    }
+}
+
+fn unknown_customer(line: u64, column: &str) -> RowError {
+    RowError::new(
+        line,
+        Some(column),
+        "unknown customer: import them (customers.csv) before their transactions and consents",
+    )
+}
+
+fn write_transactions(
+    conn: &mut DbConnection,
+    columns: &TransactionColumns,
+    input: Input,
+    pass: &mut Pass<'_>,
+) -> DbResult<()> {
+    let mut next = next_id(conn, IdTable::Transactions)?;
+    let known_customers = KnownCustomers::for_file(conn, pass.report.rows_read)?;
+    let dropped = if bulk(pass.report.rows_read, next - 1) {
+        Some(DroppedIndexes::drop(conn, "transactions", &[])?)
+    } else {
+        None
+    };
+    let format = stamp_format();
+    let now = Stamp::new(pass.now, &format);
+    let id_header = columns.header[0..]
+        .iter()
+        .find(|h| h.eq_ignore_ascii_case("customer_id"))
+        .cloned()
+        .unwrap_or_else(|| "customer_id".into());
+    second_pass(
+        conn,
+        input,
+        ImportKind::Transactions,
+        &columns.header,
+        pass,
+        |fields, line| {
+            let row = transaction_csv::parse_row(fields, columns, line)?;
+            let occurred_at = Stamp::new(row.occurred_at, &format);
+            Ok((row, occurred_at))
+        },
+        |conn, batch, pass| {
+            let known =
+                known_customers.batch(conn, batch.iter().map(|p| p.row.0.customer.as_str()))?;
+            let mut rows = Vec::with_capacity(batch.len());
+            for p in batch.iter_mut() {
+                let (row, occurred_at): &mut (TransactionRow, Stamp) = &mut p.row;
+                let Some(customer) = known.get(row.customer.as_str()) else {
+                    pass.refuse(p.record.as_ref(), unknown_customer(row.line, &id_header));
+                    continue;
+                };
+                rows.push(NewTransaction {
+                    id: next,
+                    customer_id: *customer,
+                    occurred_at: occurred_at.clone(),
+                    amount: row.amount,
+                    quantity: row.quantity,
+                    order_id: row.order_id.take(),
+                });
+                next += 1;
+                pass.report.rows_imported += 1;
+            }
+            store::insert_transactions(conn, rows, &now)
+        },
+    )?;
+    match dropped {
+        Some(dropped) => dropped.restore(conn),
+        None => Ok(()),
+    }
+}
+
+fn write_consents(
+    conn: &mut DbConnection,
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    columns: &ConsentColumns,
+    input: Input,
+    pass: &mut Pass<'_>,
+) -> DbResult<()> {
+    let mut next = next_id(conn, IdTable::ConsentEvents)?;
+    let known_customers = KnownCustomers::for_file(conn, pass.report.rows_read)?;
+    let recorded_by = req.actor.as_str().to_string();
+    second_pass(
+        conn,
+        input,
+        ImportKind::Consents,
+        &columns.header,
+        pass,
+        |fields, line| consents::parse_row(fields, columns, line, ctx.policy),
+        |conn, batch, pass| {
+            let known =
+                known_customers.batch(conn, batch.iter().map(|p| p.row.customer.as_str()))?;
+            let internal: Vec<i64> = batch
+                .iter()
+                .filter_map(|p| known.get(p.row.customer.as_str()).copied())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let latest = store::latest_consents(conn, &internal)?;
+            let mut rows = Vec::with_capacity(batch.len());
+            for p in batch.iter() {
+                let row: &ConsentRow = &p.row;
+                let Some(customer) = known.get(row.customer.as_str()) else {
+                    pass.refuse(
+                        p.record.as_ref(),
+                        unknown_customer(row.line, columns.header_of("customer_id")),
+                    );
+                    continue;
+                };
+                let before = latest.get(&(*customer, row.purpose.clone())).copied();
+                if let Err(reason) = crate::consent::check_order(before, row.recorded_at) {
+                    pass.refuse(
+                        p.record.as_ref(),
+                        RowError::new(row.line, Some(columns.header_of("recorded_at")), reason),
+                    );
+                    continue;
+                }
+                rows.push(NewConsentEvent {
+                    id: next,
+                    customer_id: *customer,
+                    purpose: row.purpose.clone(),
+                    status: row.status.as_str(),
+                    recorded_at: row.recorded_at,
+                    source: row.source.clone(),
+                    notice_version: row.notice_version.clone(),
+                });
+                next += 1;
+                pass.report.rows_imported += 1;
+            }
+            store::insert_consent_events(conn, rows, &recorded_by, pass.now)
+        },
+    )
+}
+
+/// The import log row and the trail entry of a finished import.
+fn log_import(
+    conn: &mut DbConnection,
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    pass: &Pass<'_>,
+) -> DbResult<()> {
+    let r = &pass.report;
+    store::log(
+        conn,
+        &ImportLogRow {
+            id: &pass.import_id,
+            kind: req.kind.as_str(),
+            report: r,
+            imported_by: req.actor.as_str(),
+            occurred_at: pass.now,
+        },
+    )?;
+    let action = match req.kind {
+        ImportKind::Customers => "import.customers",
+        ImportKind::Transactions => "import.transactions",
+        ImportKind::Consents => "import.consents",
+    };
+    let mut detail = json!({
+        "file": r.file,
+        "rows_read": r.rows_read,
+        "rows_imported": r.rows_imported,
+        "rows_rejected": r.rows_rejected,
+        "skip_invalid": req.options.skip_invalid,
+        "allow_erased": req.options.allow_erased,
+    });
+    if req.kind == ImportKind::Customers {
+        detail["customers_created"] = json!(r.customers_created);
+        detail["customers_updated"] = json!(r.customers_updated);
+    }
+    trail_store::append(
+        conn,
+        NewEntry::new(req.actor, action, &pass.import_id, detail),
+        &ctx.policy.version,
+    )?;
+    Ok(())
+}
