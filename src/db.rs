@@ -313,6 +313,17 @@ impl Db {
         self.url.backend
     }
 
+    /// A PostgreSQL connection outside the pool, for a session that lives as long as the
+    /// process (`LISTEN`); `None` on SQLite.
+    pub fn dedicated_postgres(&self) -> DbResult<Option<diesel::PgConnection>> {
+        if self.url.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        diesel::PgConnection::establish(&without_gss_by_default(&self.url.target))
+            .map(Some)
+            .map_err(|e| DbError::Connect(e.to_string()))
+    }
+
     pub fn conn(&self) -> DbResult<PooledConnection> {
         Ok(self.pool.get()?)
     }

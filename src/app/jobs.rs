@@ -275,8 +275,15 @@ impl Jobs {
         after: AfterRun,
     ) -> Result<Jobs, RunError> {
         let worker = WorkerId::new();
-        let heartbeat = (settings.workers > 0)
-            .then(|| Heartbeat::start(db.clone(), worker.clone(), settings, Some(policy.clone())));
+        // Every server keeps a heartbeat, a serve-only one (no workers) too: it renews nothing
+        // but ends the runs of processes that stopped, so a cluster whose only processes with
+        // workers died still ends their runs.
+        let heartbeat = Some(Heartbeat::start(
+            db.clone(),
+            worker.clone(),
+            settings,
+            Some(policy.clone()),
+        ));
         let shared = Arc::new(Shared {
             db,
             policy,
@@ -298,6 +305,7 @@ impl Jobs {
             .collect();
         if settings.workers > 0 {
             tracing::info!(worker = %shared.worker, workers = settings.workers, "run workers started");
+            listen(shared.clone());
         }
         Ok(Jobs {
             shared,
@@ -386,6 +394,46 @@ impl Jobs {
             }
             Ok(held.iter().map(|r| r.id).collect())
         })
+    }
+}
+
+/// On PostgreSQL, wakes this process's idle workers as soon as any process queues a run
+/// (`LISTEN`/`NOTIFY`), from a thread of its own with a connection of its own; the workers'
+/// poll stays, as the fallback while the connection is down and the only way on SQLite.
+fn listen(shared: Arc<Shared>) {
+    let spawned = std::thread::Builder::new()
+        .name("job-listener".into())
+        .spawn(move || {
+            let stopping = || shared.draining.load(Ordering::SeqCst) || shared.signal.stopped();
+            let mut listener = None;
+            while !stopping() {
+                let Some(open) = listener.as_mut() else {
+                    match store::Listener::open(&shared.db) {
+                        Ok(Some(open)) => {
+                            listener = Some(open);
+                            // A run queued while nobody listened is found by this look.
+                            shared.signal.wake();
+                        }
+                        Ok(None) => return,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot listen for queued runs; polling");
+                            std::thread::sleep(Duration::from_secs(5));
+                        }
+                    }
+                    continue;
+                };
+                match open.wait(Duration::from_millis(250)) {
+                    Ok(true) => shared.signal.wake(),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "lost the connection listening for queued runs");
+                        listener = None;
+                    }
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the listener for queued runs; polling");
     }
 }
 

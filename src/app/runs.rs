@@ -141,8 +141,9 @@ pub fn create_held(
                 published_at: None,
             },
         )?;
-        if let Some((worker, lease_until)) = holder {
-            db::jobs::claim(conn, id, worker, now, lease_until)?;
+        match holder {
+            Some((worker, lease_until)) => db::jobs::claim(conn, id, worker, now, lease_until)?,
+            None => db::jobs::announce(conn)?,
         }
         db::trail::append(
             conn,

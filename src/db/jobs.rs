@@ -1,6 +1,7 @@
 //! Work shared by several processes on one database: the claim of a queued run (with its
 //! lease), the heartbeat that renews it, the runs whose lease ran out, and the once-only claim
-//! of a scheduled period.
+//! of a scheduled period; on PostgreSQL, the notice that a run is waiting (`announce`,
+//! `Listener`).
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
@@ -125,6 +126,58 @@ pub fn held_by(conn: &mut DbConnection, worker: &str) -> DbResult<Vec<Held>> {
         .load(conn)?)
 }
 
+/// The PostgreSQL channel on which a process says a run waits to be claimed.
+const RUNS_CHANNEL: &str = "fairseg_runs";
+
+/// Tells every process listening (`Listener`) that a run waits to be claimed; call in the
+/// transaction that queues it: PostgreSQL delivers the notice when that commits, and not if it
+/// rolls back. Nothing on SQLite, where idle workers poll.
+pub fn announce(conn: &mut DbConnection) -> DbResult<()> {
+    if let DbConnection::Postgres(c) = conn {
+        diesel::sql_query(format!("NOTIFY {RUNS_CHANNEL}")).execute(c)?;
+    }
+    Ok(())
+}
+
+/// A connection of its own that listens for `announce` (PostgreSQL only).
+pub struct Listener {
+    conn: diesel::PgConnection,
+}
+
+impl Listener {
+    /// Opens the connection and listens; `None` on SQLite.
+    pub fn open(db: &super::Db) -> DbResult<Option<Listener>> {
+        let Some(mut conn) = db.dedicated_postgres()? else {
+            return Ok(None);
+        };
+        diesel::sql_query(format!("LISTEN {RUNS_CHANNEL}")).execute(&mut conn)?;
+        Ok(Some(Listener { conn }))
+    }
+
+    /// Waits up to `timeout` for a notice; returns whether one came (several that came
+    /// together count once). Looks at what the server sent every few milliseconds, without a
+    /// round trip: libpq reads the socket without blocking.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> DbResult<bool> {
+        const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let mut any = false;
+            for notice in self.conn.notifications_iter() {
+                notice?;
+                any = true;
+            }
+            if any {
+                return Ok(true);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(LOOK_EVERY.min(deadline - now));
+        }
+    }
+}
+
 /// Puts a claimed run that never started back in the queue for any worker.
 pub fn release(conn: &mut DbConnection, id: i64) -> DbResult<()> {
     diesel::update(
@@ -137,7 +190,7 @@ pub fn release(conn: &mut DbConnection, id: i64) -> DbResult<()> {
         segmentation_runs::lease_until.eq(None::<NaiveDateTime>),
     ))
     .execute(conn)?;
-    Ok(())
+    announce(conn)
 }
 
 /// What a scheduled claim is for.

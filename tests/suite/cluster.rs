@@ -106,9 +106,14 @@ impl Drop for Server {
     }
 }
 
-/// The test's own server runs no worker and no schedule: only the processes started here do.
+/// The test's own server runs no worker and no schedule, and ends no other's runs (its
+/// heartbeat looks once, at start): only the processes started here do.
 pub async fn cluster_app() -> TestApp {
-    let app = spawn_app_with(|s| s.jobs.workers = 0).await;
+    let app = spawn_app_with(|s| {
+        s.jobs.workers = 0;
+        s.jobs.heartbeat = Duration::from_secs(3600);
+    })
+    .await;
     let (customers, truth) = blob_customers(10, 3);
     import(&app, "customers", &customers);
     grant_all(&app, truth.len(), &["segmentation"]);
@@ -281,6 +286,87 @@ async fn a_run_of_a_killed_server_is_failed_by_the_other_once_its_lease_expires(
     .await;
     assert!(matches!(status.as_str(), "draft" | "audited"), "{status}");
     trail_verifies(&app);
+}
+
+#[tokio::test]
+async fn a_serve_only_server_ends_the_run_of_a_killed_one_once_its_lease_expires() {
+    let app = cluster_app().await;
+    let mut worker = Server::start(&app, "worker", &[("FAIRSEG_DEBUG_RUN_DELAY_MS", "60000")]);
+    let run = queue_run(&app, &worker).await;
+    eventually(
+        "the worker executes the run",
+        Duration::from_secs(20),
+        || async { (statuses(&app)[&run].0 == "running").then_some(()) },
+    )
+    .await;
+    let serving = Server::start(&app, "serving", &[("FAIRSEG_WORKERS", "0")]);
+    worker.kill();
+    let failed = eventually(
+        "the serve-only server fails the run",
+        Duration::from_secs(30),
+        || async {
+            let (status, _, error) = statuses(&app)[&run].clone();
+            (status == "failed").then_some(error).flatten()
+        },
+    )
+    .await;
+    assert!(
+        failed.contains("the server executing it stopped"),
+        "{failed}"
+    );
+    let trail = trail_of(&app, "segmentation.failed");
+    assert_eq!(
+        trail[&("segmentation.failed".into(), format!("run:{run}"))].len(),
+        1
+    );
+    assert!(
+        !serving.log().contains("run workers started"),
+        "{}",
+        serving.log()
+    );
+    trail_verifies(&app);
+}
+
+/// On PostgreSQL a queued run wakes the idle workers of every process at once (LISTEN/NOTIFY):
+/// a server whose workers would look at the queue again only in a minute executes a run
+/// queued through another server well before. On SQLite the workers' poll finds it.
+#[tokio::test]
+async fn a_run_queued_through_one_server_wakes_the_idle_workers_of_another() {
+    let app = cluster_app().await;
+    let poll = if crate::helpers::on_postgres() {
+        "60000"
+    } else {
+        "100"
+    };
+    let front = Server::start(&app, "front", &[("FAIRSEG_WORKERS", "0")]);
+    let back = Server::start(&app, "back", &[("FAIRSEG_JOB_POLL_MS", poll)]);
+    // The back server's worker has looked once (at start) and found nothing.
+    eventually(
+        "the back server's worker starts",
+        Duration::from_secs(20),
+        || async { back.log().contains("run workers started").then_some(()) },
+    )
+    .await;
+    let run = queue_run(&app, &front).await;
+    let (status, worker, _) = eventually(
+        "the back server executes the run",
+        Duration::from_secs(30),
+        || async {
+            let now = statuses(&app)[&run].clone();
+            (!matches!(now.0.as_str(), "queued" | "running")).then_some(now)
+        },
+    )
+    .await;
+    assert!(matches!(status.as_str(), "draft" | "audited"), "{status}");
+    let trail = trail_of(&app, "segmentation.claimed");
+    let claims = &trail[&("segmentation.claimed".into(), format!("run:{run}"))];
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0]["worker"].as_str(), worker.as_deref());
+    assert!(
+        back.log().contains(worker.as_deref().unwrap()),
+        "{}",
+        back.log()
+    );
 }
 
 /// How many times `server`'s log says its scheduled evaluation ran (made or left to another).
