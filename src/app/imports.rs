@@ -441,7 +441,10 @@ fn write_customers(
         } else {
             &[]
         };
-        Some(DroppedIndexes::drop(conn, "customers", keep)?)
+        Some((
+            DroppedIndexes::drop(conn, "customers", keep)?,
+            DroppedIndexes::drop(conn, "customer_protected", &[])?,
+        ))
     } else {
         None
     };
@@ -547,7 +550,10 @@ fn write_customers(
         },
     )?;
     match dropped {
-        Some(dropped) => dropped.restore(conn),
+        Some((customers, protected)) => {
+            customers.restore(conn)?;
+            protected.restore(conn)
+        }
         None => Ok(()),
     }
 }

@@ -100,7 +100,7 @@ class Server:
 
 def env(url):
     return dict(os.environ, FAIRSEG_DATABASE_URL=url, FAIRSEG_POLICIES=POLICIES,
-                RUST_LOG="warn", PGGSSENCMODE="disable")
+                RUST_LOG="warn,fairseg::app::imports=info", PGGSSENCMODE="disable")
 
 
 def fairseg(url, *args):
@@ -108,7 +108,11 @@ def fairseg(url, *args):
     proc = subprocess.run([BIN, *args], env=env(url), capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"fairseg {' '.join(args)} failed:\n{proc.stderr}")
-    return time.perf_counter() - t, proc.stdout
+    seconds = time.perf_counter() - t
+    for line in proc.stderr.splitlines():
+        if "import written" in line:
+            print("   ", line.split("INFO")[-1].strip(), flush=True)
+    return seconds, proc.stdout
 
 
 def write_transactions(n_customers, n, directory):
