@@ -15,7 +15,7 @@ server settings serve fairseg and the reference, so both see the same disk and W
    (customer_id, occurred_at), as fairseg keeps one;
 3. with --segment: consents imported, then `fairseg segment --algorithm kmeans --k 8 --seed 1`
    end to end on PostgreSQL and on SQLite (the same files imported into a fresh SQLite file);
-4. with --kpi: `fairseg kpi evaluate --period <month>` on PostgreSQL and on SQLite.
+4. with --kpi: `fairseg kpi evaluate --period month --as-of 2026-03-15` (March 2026) on PostgreSQL and on SQLite.
 
 Each figure is one run (the machine is shared; the load average is printed beside them).
 
@@ -207,9 +207,10 @@ def main():
                       flush=True)
         if a.kpi:
             for name, target in (("postgres", url), ("sqlite", sqlite)):
-                seconds, _ = fairseg(target, "kpi", "evaluate", "--period", "2026-03")
+                seconds, _ = fairseg(target, "kpi", "evaluate", "--period", "month",
+                                     "--as-of", "2026-03-15")
                 results[f"kpi_{name}_s"] = seconds
-                print(f"fairseg kpi evaluate --period 2026-03 on {name}: {seconds:.2f} s",
+                print(f"fairseg kpi evaluate --period month --as-of 2026-03-15 on {name}: {seconds:.2f} s",
                       flush=True)
     finally:
         server.stop()
