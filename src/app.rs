@@ -14,6 +14,7 @@ pub mod kpis;
 pub mod objections;
 pub mod record;
 pub mod retention;
+pub mod run_form;
 pub mod runs;
 pub mod signoffs;
 pub mod throttle;

@@ -250,6 +250,7 @@ const LABELS: &[(&str, &str)] = &[
     ("running", "Running"),
     ("done", "Done"),
     ("failed", "Failed"),
+    ("audited", "Audited"),
     ("published", "Published"),
     ("retired", "Retired"),
     ("suppressed", "Withheld (too few customers)"),
@@ -271,6 +272,7 @@ const LABELS: &[(&str, &str)] = &[
     // Algorithms
     ("kmeans", "k-means"),
     ("gmm", "Gaussian mixture"),
+    ("dbscan", "DBSCAN"),
     ("hierarchical", "Hierarchical"),
     ("rfm", "RFM"),
     ("rules", "Rules"),

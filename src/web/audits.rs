@@ -516,7 +516,6 @@ struct ReportHtml {
 
 #[derive(Deserialize, Default)]
 pub struct ReportQuery {
-    error: Option<String>,
     notice: Option<String>,
 }
 
@@ -526,23 +525,49 @@ pub async fn report_page(
     path: web::Path<i64>,
     q: web::Query<ReportQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let audit = load(&state, path.into_inner()).await?;
-    let q = q.into_inner();
-    let signoffs = super::signoffs::signoff_box(&state, &user, &audit).await?;
-    Ok(render(&ReportHtml {
-        signoffs,
-        layout: Layout::new(
-            &state,
-            Some(&user),
-            &format!("Fairness audit {}", audit.row.id),
-            "/audits",
-        ),
-        can_override: user.can(Permission::AuditsOverride),
-        can_publish: user.can(Permission::SegmentsPublish),
-        a: report_view(&audit, &state.policy),
-        error: q.error,
-        notice: q.notice,
-    }))
+    report_with(
+        &state,
+        &user,
+        path.into_inner(),
+        None,
+        q.into_inner().notice,
+    )
+    .await
+}
+
+/// The report page, with the reason a form on it was refused shown on the page (answered
+/// with `409 Conflict`, nothing changed) instead of being carried in the URL.
+pub async fn report_with(
+    state: &State,
+    user: &CurrentUser,
+    audit_id: i64,
+    error: Option<String>,
+    notice: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let audit = load(state, audit_id).await?;
+    let signoffs = super::signoffs::signoff_box(state, user, &audit).await?;
+    let status = if error.is_some() {
+        actix_web::http::StatusCode::CONFLICT
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(crate::web::layout::render_with_status(
+        status,
+        &ReportHtml {
+            signoffs,
+            layout: Layout::new(
+                state,
+                Some(user),
+                &format!("Fairness audit {}", audit.row.id),
+                "/audits",
+            ),
+            can_override: user.can(Permission::AuditsOverride),
+            can_publish: user.can(Permission::SegmentsPublish),
+            a: report_view(&audit, &state.policy),
+            error,
+            notice,
+        },
+    ))
 }
 
 #[derive(Template)]
@@ -692,13 +717,17 @@ pub async fn override_submit(
         web::block(move || audits::override_audit(&db, &policy, &actor, id, &justification))
             .await?;
     let page = format!("/audits/{id}");
-    Ok(match result {
-        Ok(_) => see_other(&with_message(&page, "notice", "Override recorded.")),
+    match result {
+        Ok(_) => Ok(see_other(&with_message(
+            &page,
+            "notice",
+            "Override recorded.",
+        ))),
         Err(e @ (AuditError::ShortJustification(_) | AuditError::NothingToOverride { .. })) => {
-            see_other(&with_message(&page, "error", &e.to_string()))
+            report_with(&state, &user, id, Some(e.to_string()), None).await
         }
-        Err(e) => return Err(e.into()),
-    })
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn publish(
@@ -725,17 +754,17 @@ pub async fn publish_submit(
         Some(id) => format!("/audits/{id}"),
         None => "/audits".into(),
     };
-    Ok(match result {
-        Ok(p) => see_other(&with_message(
+    match (result, latest) {
+        (Ok(p), _) => Ok(see_other(&with_message(
             &page,
             "notice",
             &format!("Run {} published.", p.run_id),
-        )),
-        Err(e @ (AuditError::Gate { .. } | AuditError::WrongState { .. })) => {
-            see_other(&with_message(&page, "error", &e.to_string()))
+        ))),
+        (Err(e @ (AuditError::Gate { .. } | AuditError::WrongState { .. })), Some(id)) => {
+            report_with(&state, &user, id, Some(e.to_string()), None).await
         }
-        Err(e) => return Err(e.into()),
-    })
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 pub async fn reaudit_submit(

@@ -258,7 +258,24 @@ async fn browser_an_analyst_runs_a_segmentation_and_marketing_records_a_strategy
     let client = Browser::signed_in(&app, "analyst").await;
     client.open("/segmentations").await;
     assert!(client.nav_labels().await.contains(&"Runs".to_string()));
-    client.fill("#features", "x,y").await;
+    // Features are picked from the list of known ones, with their kind; none is ticked for
+    // the analyst, and protected attributes cannot be.
+    assert_eq!(
+        client.count("#features input[name=features]:checked").await,
+        0
+    );
+    let kinds = client.text("#features tbody").await;
+    assert!(kinds.contains("number"), "{kinds}");
+    // Only the chosen algorithm's fields show (no script: CSS :has()).
+    assert!(client.find_css("#k").await.is_displayed().await.unwrap());
+    assert!(!client.find_css("#eps").await.is_displayed().await.unwrap());
+    client.click("#algorithm option[value=dbscan]").await;
+    assert!(client.find_css("#eps").await.is_displayed().await.unwrap());
+    assert!(!client.find_css("#k").await.is_displayed().await.unwrap());
+    client.screenshot("run-form-dbscan-analyst").await;
+    client.click("#algorithm option[value=kmeans]").await;
+    client.click("#feature-x").await;
+    client.click("#feature-y").await;
     client.find_css("#k").await.clear().await.unwrap();
     client.fill("#k", "3").await;
     client.click("#new-run button[type=submit]").await;
