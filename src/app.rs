@@ -9,6 +9,7 @@ pub mod customers;
 pub mod demo;
 pub mod dsr;
 pub mod explain;
+pub mod home;
 pub mod jobs;
 pub mod kpis;
 pub mod objections;

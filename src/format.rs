@@ -128,6 +128,18 @@ pub fn date(d: &NaiveDate) -> String {
     d.format("%-d %b %Y").to_string()
 }
 
+/// A KPI period in words: `November 2026`, `Q4 2026`, `week of 23 Nov 2026`.
+pub fn period(p: &crate::kpi::period::Period) -> String {
+    use crate::kpi::period::PeriodKind;
+    use chrono::Datelike;
+    let start = p.start();
+    match p.kind() {
+        PeriodKind::Month => start.format("%B %Y").to_string(),
+        PeriodKind::Quarter => format!("Q{} {}", start.month0() / 3 + 1, start.year()),
+        PeriodKind::Week => format!("week of {}", date(&start)),
+    }
+}
+
 /// A time stamp (UTC) in words, to the minute: `1 Dec 2026, 10:04`.
 pub fn datetime(t: impl Stamp) -> String {
     t.stamp().format("%-d %b %Y, %H:%M").to_string()
@@ -188,6 +200,50 @@ pub fn kpi_value(kpi: &str, v: f64, currency: &Currency) -> String {
             money(v, currency)
         }
         _ => number(v, 2),
+    }
+}
+
+/// A KPI value on a chart axis: short (`€600k`, `12%`, `1.2k`), and zero as plain `0`, never
+/// `€0.00`.
+pub fn kpi_tick(kpi: &str, v: f64, currency: &Currency) -> String {
+    if v.abs() < 1e-9 {
+        return "0".into();
+    }
+    match kpi {
+        "repeat_purchase_rate" | "retention_rate" | "churn_rate" => {
+            let p = v * 100.0;
+            if (p - p.round()).abs() < 1e-6 {
+                format!("{p:.0}%")
+            } else {
+                format!("{p:.1}%")
+            }
+        }
+        "revenue" | "average_order_value" | "revenue_per_customer" | "customer_lifetime_value" => {
+            let (sign, a) = if v < 0.0 { ("-", -v) } else { ("", v) };
+            format!("{sign}{}{}", currency.prefix(), short(a))
+        }
+        _ => short(v),
+    }
+}
+
+/// A number short for an axis: `600k`, `1.5M`, `950`, `2.5`.
+fn short(v: f64) -> String {
+    let a = v.abs();
+    let sign = if v < 0.0 { "-" } else { "" };
+    let trim = |x: f64| {
+        let t = format!("{x:.1}");
+        t.strip_suffix(".0").map(str::to_owned).unwrap_or(t)
+    };
+    if a >= 1e9 {
+        format!("{sign}{}B", trim(a / 1e9))
+    } else if a >= 1e6 {
+        format!("{sign}{}M", trim(a / 1e6))
+    } else if a >= 1e3 {
+        format!("{sign}{}k", trim(a / 1e3))
+    } else if a >= 10.0 || (a - a.round()).abs() < 1e-9 {
+        format!("{sign}{}", number(a, 0))
+    } else {
+        format!("{sign}{}", trim(a))
     }
 }
 
@@ -355,6 +411,17 @@ pub fn has_label(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn axis_ticks_are_short_and_zero_is_plain() {
+        let eur = Currency::parse("EUR").unwrap();
+        assert_eq!(kpi_tick("revenue", 0.0, &eur), "0");
+        assert_eq!(kpi_tick("revenue", 600_000.0, &eur), "€600k");
+        assert_eq!(kpi_tick("revenue", 1_500_000.0, &eur), "€1.5M");
+        assert_eq!(kpi_tick("churn_rate", 0.25, &eur), "25%");
+        assert_eq!(kpi_tick("active_customers", 7_000.0, &eur), "7k");
+        assert_eq!(kpi_tick("purchase_frequency", 2.5, &eur), "2.5");
+    }
 
     fn eur() -> Currency {
         Currency::parse("EUR").unwrap()

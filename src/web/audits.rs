@@ -15,6 +15,7 @@ use crate::app::audits::{self, AuditError, Audited, Gate, Listed, Published, Sto
 use crate::auth::CurrentUser;
 use crate::db::audits::OverrideRow;
 use crate::fairness::audit::AttributeReport;
+use crate::fairness::summary::{SummaryLine, summarise};
 use crate::fairness::suppression::Suppression;
 use crate::fairness::{AuditReport, Verdict};
 use crate::policy::Permission;
@@ -254,6 +255,16 @@ pub struct AttributeView {
     pub chart: RatioChart,
     pub four_fifths: Option<FourFifthsView>,
     pub balance: String,
+    /// An intersection of two attributes: its details are collapsed by default.
+    pub intersection: bool,
+}
+
+/// The anchor of an attribute's section on the report.
+fn anchor(attribute: &str) -> String {
+    attribute
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
 
 fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> AttributeView {
@@ -336,11 +347,7 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
         }
     };
     AttributeView {
-        anchor: a
-            .attribute
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect(),
+        anchor: anchor(&a.attribute),
         name: a.attribute.clone(),
         verdict: a.verdict.to_string(),
         reason: a.reason.clone(),
@@ -357,6 +364,9 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
         chart: charts::representation(a, names),
         four_fifths,
         balance,
+        intersection: a
+            .attribute
+            .contains(crate::fairness::groups::INTERSECTION_SEPARATOR),
     }
 }
 
@@ -403,6 +413,10 @@ pub struct ReportView {
     /// Consent-selection bias: the headline, then one sentence per attribute.
     pub selection_headline: Option<String>,
     pub selection_lines: Vec<String>,
+    /// The one-screen summary: per attribute (its anchor) one sentence.
+    pub summary: Vec<(String, SummaryLine)>,
+    /// The significance level a gap must pass to be stated.
+    pub alpha: String,
 }
 
 fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
@@ -449,6 +463,17 @@ pub(crate) fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> Re
             .iter()
             .map(|x| attribute_view(x, &names))
             .collect(),
+        summary: r
+            .attributes
+            .iter()
+            .map(|x| {
+                (
+                    anchor(&x.attribute),
+                    summarise(x, r.thresholds.alpha, r.thresholds.confidence_level, &names),
+                )
+            })
+            .collect(),
+        alpha: format!("{}", r.thresholds.alpha),
         proxies: r
             .proxies
             .iter()
