@@ -3,6 +3,7 @@
 //! imports both `crate::db` and a domain module.
 
 pub mod accounts;
+pub mod activation;
 pub mod audits;
 pub mod consent;
 pub mod customers;
@@ -11,6 +12,7 @@ pub mod dsr;
 pub mod explain;
 pub mod home;
 pub mod jobs;
+pub mod kpi_compare;
 pub mod kpis;
 pub mod objections;
 pub mod record;

@@ -247,6 +247,56 @@ fn short(v: f64) -> String {
     }
 }
 
+/// What an activation export holds, for its link: `Email: 498 of 844 reachable`. No count
+/// below the minimum cell size is revealed, neither the reachable ones nor, by subtraction,
+/// the unreachable ones.
+pub fn reach(channel: &str, reachable: u64, members: u64, min: u64) -> String {
+    let channel = label(channel);
+    let unreachable = members.saturating_sub(reachable);
+    if members < min {
+        format!("{channel}: fewer than {min} members")
+    } else if reachable == 0 {
+        format!("{channel}: none of {} reachable", int(members))
+    } else if reachable < min {
+        format!("{channel}: fewer than {min} of {} reachable", int(members))
+    } else if unreachable > 0 && unreachable < min {
+        format!(
+            "{channel}: all but fewer than {min} of {} reachable",
+            int(members)
+        )
+    } else {
+        format!(
+            "{channel}: {} of {} reachable",
+            int(reachable),
+            int(members)
+        )
+    }
+}
+
+/// How a KPI moved from `before` to `now`: rates in percentage points (`+1.2 pts`), other
+/// figures relative (`+4.5%`); `–` when there is nothing to compare.
+pub fn change(kpi: &str, now: Option<f64>, before: Option<f64>) -> String {
+    let (Some(now), Some(before)) = (now, before) else {
+        return "–".into();
+    };
+    let signed = |x: f64, unit: &str| {
+        if x.abs() < 0.05 {
+            "no change".to_owned()
+        } else if x > 0.0 {
+            format!("+{x:.1}{unit}")
+        } else {
+            format!("−{:.1}{unit}", -x)
+        }
+    };
+    match kpi {
+        "repeat_purchase_rate" | "retention_rate" | "churn_rate" => {
+            signed((now - before) * 100.0, " pts")
+        }
+        _ if before.abs() < 1e-12 => "–".into(),
+        _ => signed((now - before) / before.abs() * 100.0, "%"),
+    }
+}
+
 /// The unit of a KPI, for chart axes.
 pub fn kpi_unit(kpi: &str, currency: &Currency) -> String {
     match kpi {
@@ -411,6 +461,31 @@ pub fn has_label(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_links_say_how_many_they_hold_without_revealing_small_counts() {
+        assert_eq!(reach("email", 498, 844, 10), "Email: 498 of 844 reachable");
+        assert_eq!(
+            reach("email", 4, 844, 10),
+            "Email: fewer than 10 of 844 reachable"
+        );
+        assert_eq!(
+            reach("email", 840, 844, 10),
+            "Email: all but fewer than 10 of 844 reachable"
+        );
+        assert_eq!(reach("email", 844, 844, 10), "Email: 844 of 844 reachable");
+        assert_eq!(reach("email", 0, 844, 10), "Email: none of 844 reachable");
+        assert_eq!(reach("email", 3, 5, 10), "Email: fewer than 10 members");
+    }
+
+    #[test]
+    fn changes_read_as_points_for_rates_and_percent_otherwise() {
+        assert_eq!(change("churn_rate", Some(0.25), Some(0.20)), "+5.0 pts");
+        assert_eq!(change("revenue", Some(90.0), Some(100.0)), "−10.0%");
+        assert_eq!(change("revenue", Some(100.0), Some(100.0)), "no change");
+        assert_eq!(change("revenue", Some(100.0), None), "–");
+        assert_eq!(change("orders", Some(5.0), Some(0.0)), "–");
+    }
 
     #[test]
     fn axis_ticks_are_short_and_zero_is_plain() {

@@ -698,6 +698,28 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     );
     // Marketing may not evaluate: no form.
     assert!(!html.contains(r#"action="/kpi/evaluate""#));
+    // June beside May and beside June a year before (never evaluated: said so).
+    assert_eq!(
+        texts(&html, "#kpi-compare thead th"),
+        [
+            "KPI",
+            "June 2025",
+            "May 2025",
+            "Change",
+            "June 2024",
+            "Change over a year"
+        ]
+    );
+    assert_eq!(texts(&html, "#kpi-compare tbody tr").len(), 12);
+    let year = texts(&html, "#kpi-compare tbody td:nth-child(5)");
+    assert!(year.iter().all(|t| t == "not evaluated"), "{year:?}");
+    let changes = texts(&html, "#kpi-compare tbody td:nth-child(4)");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.ends_with('%') || c.ends_with(" pts") || c == "no change"),
+        "{changes:?}"
+    );
 
     let html = client.page(app.url("/kpi/segments/all")).await;
     let doc = scraper::Html::parse_document(&html);
