@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Answer, Pages, TestApp, eventually, spawn_app, spawn_app_with, stderr, stdout,
+    Answer, Pages, TestApp, eventually, spawn_app, spawn_app_with, stderr, stdout, texts,
 };
 
 fn write(app: &TestApp, name: &str, text: &str) -> PathBuf {
@@ -375,8 +375,39 @@ async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_eff
             "/segments/{run}/{segment_of_c2}/export.csv?channel=email"
         )))
         .await;
-    assert!(csv.starts_with("customer_id,segment\n"), "{csv}");
+    // The segment's name rides beside its number.
+    assert!(
+        csv.starts_with("customer_id,segment,segment_name\n"),
+        "{csv}"
+    );
+    let second = csv.lines().nth(1).unwrap();
+    let name = second.splitn(3, ',').nth(2).unwrap();
+    assert!(!name.is_empty(), "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(name)), "{csv}");
     assert!(!csv.contains("C0002") && !csv.contains("C0001"), "{csv}");
+    // The dashboard's link says how many the file holds.
+    let rows = csv.lines().count() - 1;
+    let html = client.page(app.url("/segments")).await;
+    let links = texts(
+        &html,
+        &format!("#actions-{segment_of_c2} a.export[data-channel=email]"),
+    );
+    assert_eq!(links.len(), 1, "{html}");
+    // Exactly what the download holds, against the segment's live size, without revealing a
+    // count below the minimum cell size (here: the one member without e-mail consent).
+    let size = members(&app, run)
+        .values()
+        .filter(|s| **s == segment_of_c2)
+        .count() as u64;
+    assert_eq!(
+        links[0],
+        fairseg::format::reach("email", rows as u64, size, 10),
+        "{rows} rows of {size}"
+    );
+    assert_eq!(
+        links[0],
+        format!("Email: all but fewer than 10 of {size} reachable")
+    );
     assert!(csv.lines().count() > 10);
 
     // Every read of members is in the trail, by whom and of which run.
