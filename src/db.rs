@@ -33,6 +33,7 @@ macro_rules! insert_rows {
 
 pub mod audits;
 pub mod consent;
+pub mod consent_state;
 pub mod customers;
 pub mod demo;
 pub mod disclosures;

@@ -5,7 +5,7 @@
 //!
 //! This is the one place that decides who a run may see: [`execute`] takes exactly the
 //! customers whose consent for the policy's segmentation purpose is active at the instant the
-//! run starts (`db::consent::active_customers`), and nobody else's data is read.
+//! run starts (`db::consent_state::active_customers`), and nobody else's data is read.
 
 pub mod compare;
 pub mod report;
@@ -257,14 +257,14 @@ fn load_population(
         .purposes
         .get(&seg.purpose)
         .expect("policy validation checked the segmentation purpose");
-    let (ids, tally) = db::consent::population_at(conn, &seg.purpose, purpose, at)?;
+    let (ids, tally) = db::consent_state::population_at(conn, &seg.purpose, purpose, at)?;
     if ids.is_empty() {
         return Err(RunError::NoConsentedCustomers {
             purpose: seg.purpose.clone(),
         });
     }
     let channel_purpose = &seg.channels[&seg.default_channel];
-    let reachable_ids = db::consent::active_customers(
+    let reachable_ids = db::consent_state::active_customers(
         conn,
         channel_purpose,
         &policy.purposes[channel_purpose],
@@ -547,8 +547,12 @@ pub fn live_members(
 ) -> Result<Vec<(i64, String, i32)>, RunError> {
     let seg = &policy.segmentation;
     let now = db::now();
-    let active =
-        db::consent::active_customers(conn, &seg.purpose, &policy.purposes[&seg.purpose], now)?;
+    let active = db::consent_state::active_customers(
+        conn,
+        &seg.purpose,
+        &policy.purposes[&seg.purpose],
+        now,
+    )?;
     let mut members = store::members_with_ids(conn, run_id, segment)?;
     retain_ids(&mut members, |m| m.0, &active);
     if let Some(channel) = channel {
@@ -562,7 +566,7 @@ pub fn live_members(
             })
         })?;
         let reachable =
-            db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+            db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
         retain_ids(&mut members, |m| m.0, &reachable);
     }
     Ok(members)
@@ -580,20 +584,45 @@ fn retain_ids<T>(items: &mut Vec<T>, id_of: impl Fn(&T) -> i64, allowed: &[i64])
     });
 }
 
-/// Current member counts per segment (after withdrawals), in segment order.
+/// Current member counts per segment (after withdrawals), in segment order. Counted once per
+/// consent-state version and kept until the state changes or a grant lapses, so a dashboard
+/// view does not recount a million memberships.
 pub fn live_sizes(
     conn: &mut DbConnection,
     policy: &Policy,
     run_id: i64,
     n_segments: usize,
 ) -> Result<Vec<u64>, RunError> {
+    let seg = &policy.segmentation;
+    let spec = &policy.purposes[&seg.purpose];
+    let now = db::now();
+    let version = db::consent_state::version(conn)?;
+    if let Some(sizes) = store::cached_live_sizes(conn, run_id, version, now)?
+        && sizes.len() == n_segments
+    {
+        return Ok(sizes);
+    }
+    let sizes = count_live_sizes(conn, policy, run_id, n_segments, now)?;
+    let valid_until = db::consent_state::changes_after(conn, &seg.purpose, spec, now)?
+        .unwrap_or(now + chrono::TimeDelta::days(366));
+    store::cache_live_sizes(conn, run_id, version, valid_until, &sizes)?;
+    Ok(sizes)
+}
+
+fn count_live_sizes(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run_id: i64,
+    n_segments: usize,
+    now: NaiveDateTime,
+) -> Result<Vec<u64>, RunError> {
     // Counting needs no external ids: the memberships alone, minus withdrawals.
     let seg = &policy.segmentation;
-    let active = db::consent::active_customers(
+    let active = db::consent_state::active_customers(
         conn,
         &seg.purpose,
         &policy.purposes[&seg.purpose],
-        db::now(),
+        now,
     )?;
     let mut members = store::memberships(conn, run_id)?;
     retain_ids(&mut members, |m| m.0, &active);

@@ -751,7 +751,8 @@ fn write_consents(
     input: Input,
     pass: &mut Pass<'_>,
 ) -> DbResult<()> {
-    let mut next = next_id(conn, IdTable::ConsentEvents)?;
+    let first_event_id = next_id(conn, IdTable::ConsentEvents)?;
+    let mut next = first_event_id;
     let known_customers = KnownCustomers::for_file(conn, pass.report.rows_read)?;
     let recorded_by = req.actor.as_str().to_string();
     second_pass(
@@ -819,7 +820,9 @@ fn write_consents(
             }
             Ok(())
         },
-    )
+    )?;
+    // The consent state takes in every event this import appended.
+    super::consent_state::apply_events_from(conn, first_event_id)
 }
 
 /// Keeps the attribute columns seen and their inferred types.
