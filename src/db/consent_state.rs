@@ -124,6 +124,16 @@ fn later_than(conn: &mut DbConnection, purpose: &str, at: NaiveDateTime) -> DbRe
         .filter(consent_state::recorded_at.gt(at))
         .select(consent_state::customer_id)
         .load(conn)?;
+    latest_in_ledger(conn, purpose, at, &ids)
+}
+
+/// The latest event at or before `at` of each of `ids`, from the ledger.
+fn latest_in_ledger(
+    conn: &mut DbConnection,
+    purpose: &str,
+    at: NaiveDateTime,
+    ids: &[i64],
+) -> DbResult<LatestEvents> {
     let mut latest = LatestEvents::default();
     for chunk in ids.chunks(500) {
         let rows: Vec<(i64, i64, String, NaiveDateTime)> = consent_events::table
@@ -214,6 +224,58 @@ pub fn active_customers(
     };
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// Those of `ids` (ascending) whose data may be used for `purpose` at `at`, ascending: the
+/// answer of `active_customers` restricted to them, reading only their state (a page of
+/// members, not the whole population).
+pub fn permitted_among(
+    conn: &mut DbConnection,
+    purpose: &str,
+    spec: &PurposeSpec,
+    at: NaiveDateTime,
+    ids: &[i64],
+) -> DbResult<Vec<i64>> {
+    let validity = validity(spec);
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(i64, bool, NaiveDateTime)> = consent_state::table
+            .filter(consent_state::purpose.eq(purpose))
+            .filter(consent_state::customer_id.eq_any(chunk))
+            .select((
+                consent_state::customer_id,
+                consent_state::granted,
+                consent_state::recorded_at,
+            ))
+            .load(conn)?;
+        let state: std::collections::HashMap<i64, (bool, NaiveDateTime)> =
+            rows.into_iter().map(|(id, g, t)| (id, (g, t))).collect();
+        let undecided: Vec<i64> = chunk
+            .iter()
+            .copied()
+            .filter(|id| state.get(id).is_some_and(|&(_, t)| t > at))
+            .collect();
+        let from_ledger: HashSet<i64> = latest_in_ledger(conn, purpose, at, &undecided)?
+            .permitted(at, validity, spec.legal_basis, undecided.iter().copied())
+            .into_iter()
+            .collect();
+        out.extend(chunk.iter().copied().filter(|id| match state.get(id) {
+            Some(&(_, t)) if t > at => from_ledger.contains(id),
+            Some(&(granted, t)) => {
+                let event = Event {
+                    status: if granted {
+                        ConsentStatus::Granted
+                    } else {
+                        ConsentStatus::Withdrawn
+                    },
+                    recorded_at: t,
+                };
+                crate::consent::state_of_latest(&event, at, validity).permits(spec.legal_basis)
+            }
+            None => spec.legal_basis == LegalBasis::LegitimateInterest,
+        }));
+    }
+    Ok(out)
 }
 
 /// How many customers are in each state for `purpose` at `at`: the same answer as

@@ -389,6 +389,33 @@ pub fn members_with_ids(
         .load(conn)?)
 }
 
+/// Up to `limit` of a run's members with their external ids after customer `after`, by
+/// customer id: one range of the membership key, however large the run.
+pub fn members_with_ids_after(
+    conn: &mut DbConnection,
+    run_id: i64,
+    segment: Option<i32>,
+    after: i64,
+    limit: i64,
+) -> DbResult<Vec<(i64, String, i32)>> {
+    let mut q = segment_memberships::table
+        .inner_join(customers::table.on(customers::id.eq(segment_memberships::customer_id)))
+        .filter(segment_memberships::run_id.eq(run_id))
+        .filter(segment_memberships::customer_id.gt(after))
+        .into_boxed();
+    if let Some(s) = segment {
+        q = q.filter(segment_memberships::segment.eq(s));
+    }
+    Ok(q.order(segment_memberships::customer_id.asc())
+        .limit(limit)
+        .select((
+            segment_memberships::customer_id,
+            customers::external_id,
+            segment_memberships::segment,
+        ))
+        .load(conn)?)
+}
+
 /// A customer's memberships as (run id, segment), newest run first.
 pub fn memberships_of(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<(i64, i32)>> {
     Ok(segment_memberships::table
