@@ -48,6 +48,7 @@ macro_rules! write_rows {
 
 pub mod audits;
 pub mod consent;
+pub mod consent_state;
 pub mod customers;
 pub mod demo;
 pub mod disclosures;
