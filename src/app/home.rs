@@ -148,7 +148,7 @@ fn audit_todos(
             "fail" => "failed".to_owned(),
             "pass" => "passed".to_owned(),
             "warn" => "passed with a warning".to_owned(),
-            other => format::label_lower(other),
+            other => format!("was {}", format::label_lower(other)),
         };
         if gate.publishable() {
             if can(Permission::SegmentsPublish) {
@@ -173,7 +173,7 @@ fn audit_todos(
             out.push(Todo {
                 area: "Audits",
                 text: format!(
-                    "Audit {} of run {} is {verdict_words}: review it, and record an override only if publishing is justified.",
+                    "Audit {} of run {} {verdict_words}: review it, and record an override only if publishing is justified.",
                     audit.id, run.id
                 ),
                 href,
@@ -183,7 +183,7 @@ fn audit_todos(
             out.push(Todo {
                 area: "Audits",
                 text: format!(
-                    "Audit {} of run {} is {verdict_words}: the run cannot be published without a compliance override.",
+                    "Audit {} of run {} {verdict_words}: the run cannot be published without a compliance override.",
                     audit.id, run.id
                 ),
                 href,

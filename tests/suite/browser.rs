@@ -444,6 +444,14 @@ async fn kpi_dashboard_charts_and_drift_in_the_browser() {
     // It opens on the newest complete month, not on the one under way.
     assert!(client.text("h2#period").await.starts_with("June 2025"));
     client.screenshot("kpi-overview-marketing").await;
+    // The period beside the one before and the same one a year before.
+    let heads = client.texts("#kpi-compare thead th").await;
+    assert_eq!(heads[1], "June 2025", "{heads:?}");
+    assert_eq!(heads[2], "May 2025", "{heads:?}");
+    client
+        .facts("document.querySelector('#compare-periods').scrollIntoView(); return null;")
+        .await;
+    client.screenshot("kpi-compare-marketing").await;
     // The month under way is shown when chosen, labelled partial, and nothing in it is red.
     let current = fairseg::kpi::Period::containing(
         fairseg::kpi::PeriodKind::Month,
