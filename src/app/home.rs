@@ -64,7 +64,16 @@ pub fn todos(
             kpi_todos(c, &mut out)?;
         }
         if can(Permission::CustomersImport) {
-            for i in db::imports::recent(c, 3)? {
+            let recent = db::imports::recent(c, 3)?;
+            if recent.is_empty() {
+                out.push(Todo {
+                    area: "Imports",
+                    text: "No file imported yet: load customers and transactions from CSV.".into(),
+                    href: "/customers/import".into(),
+                    urgency: Urgency::Info,
+                });
+            }
+            for i in recent {
                 out.push(Todo {
                     area: "Imports",
                     text: format!(

@@ -691,7 +691,7 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Each role's home page lists what waits for it, area by area, in every area it may use.
     for (role, areas) in [
-        ("admin", &["Consent"][..]),
+        ("admin", &["Consent", "Imports"][..]),
         ("compliance", &["Audits", "KPIs", "Consent"][..]),
         ("marketing", &["KPIs"][..]),
         ("analyst", &["Audits", "KPIs"][..]),
