@@ -292,6 +292,7 @@ pub fn change(kpi: &str, now: Option<f64>, before: Option<f64>) -> String {
         "repeat_purchase_rate" | "retention_rate" | "churn_rate" => {
             signed((now - before) * 100.0, " pts")
         }
+        _ if before.abs() < 1e-12 && now.abs() < 1e-12 => "no change".into(),
         _ if before.abs() < 1e-12 => "–".into(),
         _ => signed((now - before) / before.abs() * 100.0, "%"),
     }
@@ -485,6 +486,7 @@ mod tests {
         assert_eq!(change("revenue", Some(100.0), Some(100.0)), "no change");
         assert_eq!(change("revenue", Some(100.0), None), "–");
         assert_eq!(change("orders", Some(5.0), Some(0.0)), "–");
+        assert_eq!(change("orders", Some(0.0), Some(0.0)), "no change");
     }
 
     #[test]

@@ -64,7 +64,16 @@ pub fn todos(
             kpi_todos(c, &mut out)?;
         }
         if can(Permission::CustomersImport) {
-            for i in db::imports::recent(c, 3)? {
+            let recent = db::imports::recent(c, 3)?;
+            if recent.is_empty() {
+                out.push(Todo {
+                    area: "Imports",
+                    text: "No file imported yet: load customers and transactions from CSV.".into(),
+                    href: "/customers/import".into(),
+                    urgency: Urgency::Info,
+                });
+            }
+            for i in recent {
                 out.push(Todo {
                     area: "Imports",
                     text: format!(
@@ -148,7 +157,7 @@ fn audit_todos(
             "fail" => "failed".to_owned(),
             "pass" => "passed".to_owned(),
             "warn" => "passed with a warning".to_owned(),
-            other => format::label_lower(other),
+            other => format!("was {}", format::label_lower(other)),
         };
         if gate.publishable() {
             if can(Permission::SegmentsPublish) {
@@ -173,7 +182,7 @@ fn audit_todos(
             out.push(Todo {
                 area: "Audits",
                 text: format!(
-                    "Audit {} of run {} is {verdict_words}: review it, and record an override only if publishing is justified.",
+                    "Audit {} of run {} {verdict_words}: review it, and record an override only if publishing is justified.",
                     audit.id, run.id
                 ),
                 href,
@@ -183,7 +192,7 @@ fn audit_todos(
             out.push(Todo {
                 area: "Audits",
                 text: format!(
-                    "Audit {} of run {} is {verdict_words}: the run cannot be published without a compliance override.",
+                    "Audit {} of run {} {verdict_words}: the run cannot be published without a compliance override.",
                     audit.id, run.id
                 ),
                 href,

@@ -188,9 +188,9 @@ pub fn representation(a: &AttributeReport, segment_label: &dyn Fn(u32) -> String
 // ---------------------------------------------------------------------------------------------
 // A KPI's history.
 
-const KPI_W: f64 = 420.0;
-const KPI_H: f64 = 150.0;
-const KPI_PAD_L: f64 = 52.0;
+const KPI_W: f64 = 280.0;
+const KPI_H: f64 = 170.0;
+const KPI_PAD_L: f64 = 44.0;
 const KPI_PAD_R: f64 = 12.0;
 const KPI_PAD_T: f64 = 12.0;
 const KPI_PAD_B: f64 = 24.0;
@@ -213,6 +213,9 @@ pub struct KpiChart {
     pub alert_y: Option<String>,
     pub target: Option<String>,
     pub alert: Option<String>,
+    /// The target and threshold as the line labels say them (short).
+    pub target_short: Option<String>,
+    pub alert_short: Option<String>,
     pub y_max: String,
     pub y_min: String,
     /// Value axis: ticks (y, label), and the unit it is in.
@@ -326,7 +329,7 @@ pub fn kpi_history(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> K
         .map(|v| (format!("{:.1}", y(v)), format::kpi_tick(kpi, v, currency)))
         .collect();
     let monthly = series.iter().all(|v| v.period_start.day() == 1);
-    let mut at: Vec<usize> = (0..4).map(|i| i * (n - 1) / 3).collect();
+    let mut at: Vec<usize> = (0..3).map(|i| i * (n - 1) / 2).collect();
     at.dedup();
     let x_ticks = at
         .into_iter()
@@ -354,6 +357,8 @@ pub fn kpi_history(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> K
         alert_y: alert.map(|a| format!("{:.1}", y(a))),
         target: target.map(|t| format::kpi_value(kpi, t, currency)),
         alert: alert.map(|a| format::kpi_value(kpi, a, currency)),
+        target_short: target.map(|t| format::kpi_tick(kpi, t, currency)),
+        alert_short: alert.map(|a| format::kpi_tick(kpi, a, currency)),
         y_max: format::kpi_value(kpi, hi, currency),
         y_min: format::kpi_value(kpi, lo, currency),
         y_ticks,

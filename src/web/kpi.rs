@@ -356,7 +356,7 @@ pub async fn overview_page(
             .periods
             .iter()
             .any(|p| p.period == last && p.partial.is_none()))
-    .then(|| (last.label(), last.last_day().to_string()));
+    .then(|| (crate::format::period(&last), last.last_day().to_string()));
     let twelve_back = (1..12)
         .try_fold(last, |p, _| p.previous())
         .map_err(KpisError::from)?;
@@ -373,7 +373,7 @@ pub async fn overview_page(
         period_kind: kind.as_str().into(),
         period: o.shown.as_ref().map(|p| {
             (
-                p.period.label(),
+                crate::format::period(&p.period),
                 format!(
                     "{} to {}",
                     format::date(&p.period.start()),
@@ -458,10 +458,9 @@ async fn render_series(
             for v in s.iter().filter(|v| v.partial) {
                 let label = format!(
                     "{} ({})",
-                    v.period_start.format(match kind {
-                        PeriodKind::Week => "week of %Y-%m-%d",
-                        _ => "%Y-%m",
-                    }),
+                    Period::containing(kind, v.period_start)
+                        .map(|p| crate::format::period(&p))
+                        .unwrap_or_else(|_| format::date(&v.period_start)),
                     v.status_label()
                 );
                 if !partial.contains(&label) {

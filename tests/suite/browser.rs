@@ -442,8 +442,16 @@ async fn kpi_dashboard_charts_and_drift_in_the_browser() {
     assert!(nav.contains(&"KPIs".to_string()), "{nav:?}");
     assert_eq!(client.count("table.kpi-glance tbody tr").await, 12);
     // It opens on the newest complete month, not on the one under way.
-    assert!(client.text("h2#period").await.starts_with("2025-06"));
+    assert!(client.text("h2#period").await.starts_with("June 2025"));
     client.screenshot("kpi-overview-marketing").await;
+    // The period beside the one before and the same one a year before.
+    let heads = client.texts("#kpi-compare thead th").await;
+    assert_eq!(heads[1], "June 2025", "{heads:?}");
+    assert_eq!(heads[2], "May 2025", "{heads:?}");
+    client
+        .facts("document.querySelector('#compare-periods').scrollIntoView(); return null;")
+        .await;
+    client.screenshot("kpi-compare-marketing").await;
     // The month under way is shown when chosen, labelled partial, and nothing in it is red.
     let current = fairseg::kpi::Period::containing(
         fairseg::kpi::PeriodKind::Month,
@@ -683,7 +691,7 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Each role's home page lists what waits for it, area by area, in every area it may use.
     for (role, areas) in [
-        ("admin", &["Consent"][..]),
+        ("admin", &["Consent", "Imports"][..]),
         ("compliance", &["Audits", "KPIs", "Consent"][..]),
         ("marketing", &["KPIs"][..]),
         ("analyst", &["Audits", "KPIs"][..]),
@@ -693,6 +701,30 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
         let shown = client.texts("#todos li.todo .area").await;
         for area in areas {
             assert!(shown.iter().any(|a| a == area), "{role}: {shown:?}");
+        }
+        if role == "marketing" {
+            // Activation links say how many customers each file holds.
+            client.open("/segments").await;
+            let links = client.texts("a.export").await;
+            assert!(!links.is_empty());
+            for l in &links {
+                assert!(
+                    l.starts_with("Email: ")
+                        && (l.ends_with(" reachable") || l.ends_with(" members")),
+                    "{l}"
+                );
+            }
+            // KPI charts have axes: value ticks in the unit, months on the time axis, a
+            // labelled target line, and no "€0.00".
+            client.open("/kpi/segments/all").await;
+            let ticks = client.texts("li.chart[data-kpi=revenue] text.tick").await;
+            assert!(ticks.iter().any(|t| t.starts_with('€')), "{ticks:?}");
+            assert!(!ticks.iter().any(|t| t.contains("0.00")), "{ticks:?}");
+            let labels = client.texts("li.chart text.line-label").await;
+            assert!(
+                labels.iter().any(|l| l.starts_with("target ")),
+                "{labels:?}"
+            );
         }
         if role == "compliance" {
             // The failing run's audit is a to-do for the officer who may override it.

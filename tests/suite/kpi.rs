@@ -1064,19 +1064,23 @@ async fn kpi_opens_on_the_last_complete_period_and_shows_a_partial_one_only_when
     let client = app.sign_in("marketing").await;
     let (_, html) = page(&client, &app, "/kpi").await;
     let shown = texts(&html, "h2#period");
-    assert!(shown[0].starts_with(&last.label()), "{shown:?}");
+    // Periods in words ("November 2026"), never "2026-11".
+    assert!(
+        shown[0].starts_with(&fairseg::format::period(&last)),
+        "{shown:?}"
+    );
     assert!(texts(&html, "#partial-note").is_empty());
     let choices = texts(&html, "#start option");
     let partial_label = format!(
         "{} — partial ({} of {} days)",
-        current.label(),
+        fairseg::format::period(&current),
         (today - current.start()).num_days() + 1,
         current.days()
     );
     assert!(choices.contains(&partial_label), "{choices:?}");
 
     let (_, html) = page(&client, &app, &format!("/kpi?start={}", current.start())).await;
-    assert!(texts(&html, "h2#period")[0].starts_with(&current.label()));
+    assert!(texts(&html, "h2#period")[0].starts_with(&fairseg::format::period(&current)));
     let note = texts(&html, "#partial-note");
     assert!(
         note[0].starts_with(&format!(
@@ -1099,7 +1103,10 @@ async fn kpi_opens_on_the_last_complete_period_and_shows_a_partial_one_only_when
     // The charts end on the last complete month, and say what they leave out.
     let (_, html) = page(&client, &app, "/kpi/segments/all").await;
     let note = texts(&html, "#partial-note");
-    assert!(note[0].contains(&current.label()), "{note:?}");
+    assert!(
+        note[0].contains(&fairseg::format::period(&current)),
+        "{note:?}"
+    );
     let doc = scraper::Html::parse_document(&html);
     let dot =
         scraper::Selector::parse(r#"li.chart[data-kpi="active_customers"] circle title"#).unwrap();
@@ -1164,7 +1171,7 @@ async fn an_empty_week_view_says_how_to_evaluate_it_and_offers_the_button_to_who
         fairseg::db::now().date(),
     )
     .unwrap();
-    assert!(texts(&html, "h2#period")[0].starts_with(&last.label()));
+    assert!(texts(&html, "h2#period")[0].starts_with(&fairseg::format::period(&last)));
 }
 
 #[tokio::test]
