@@ -257,7 +257,9 @@ fn load_population(
         .purposes
         .get(&seg.purpose)
         .expect("policy validation checked the segmentation purpose");
+    let t0 = Instant::now();
     let (ids, tally) = db::consent::population_at(conn, &seg.purpose, purpose, at)?;
+    tracing::debug!(ms = ms(t0), "load: population");
     if ids.is_empty() {
         return Err(RunError::NoConsentedCustomers {
             purpose: seg.purpose.clone(),
@@ -271,6 +273,7 @@ fn load_population(
         at,
     )?;
     let reachable = flags(&ids, &reachable_ids);
+    tracing::debug!(ms = ms(t0), "load: reachable");
 
     let max_id = *ids.last().expect("non-empty");
     let mut position = vec![u32::MAX; (max_id + 1) as usize];
@@ -291,6 +294,7 @@ fn load_population(
         }
     }
 
+    tracing::debug!(ms = ms(t0), "load: activity");
     let wanted = pipeline::attribute_features(settings);
     let mut attribute_columns = pipeline::empty_attribute_columns(settings, n);
     if !wanted.is_empty() {
@@ -343,6 +347,7 @@ fn load_population(
         read?;
         attribute_columns = parsed.map_err(RunError::CorruptCustomer)?;
     }
+    tracing::debug!(ms = ms(t0), "load: attributes");
     let columns = pipeline::feature_columns(settings, &activity, attribute_columns);
     Ok(Population {
         at,

@@ -133,10 +133,131 @@ pub fn extract(
     wanted: &[&str],
     out: &mut [AttributeValue],
 ) -> Result<(), serde_json::Error> {
+    if extract_flat(json, wanted, out) {
+        return Ok(());
+    }
     out.iter_mut().for_each(|v| *v = AttributeValue::Missing);
     let mut d = serde_json::Deserializer::from_str(json);
     d.deserialize_map(Extract { wanted, out })?;
     d.end()
+}
+
+/// [`extract`] for the objects imports write: flat, without white space or escapes, values
+/// numbers, plain strings, booleans or null. Returns false, leaving `out` to be overwritten,
+/// for any other text (which then goes through serde_json, errors included). The values are
+/// the same as serde_json's: numbers are checked against JSON's grammar and read by the same
+/// correctly rounded conversion (serde_json's `float_roundtrip`); out-of-range ones fall back.
+fn extract_flat(json: &str, wanted: &[&str], out: &mut [AttributeValue]) -> bool {
+    out.iter_mut().for_each(|v| *v = AttributeValue::Missing);
+    let b = json.as_bytes();
+    if b.first() != Some(&b'{') {
+        return false;
+    }
+    let mut i = 1;
+    if b.get(i) == Some(&b'}') {
+        return i + 1 == b.len();
+    }
+    // The end of a plain string starting at `start`: its closing quote, if no escape or
+    // control character comes first.
+    let plain_string = |start: usize| -> Option<usize> {
+        let len = b
+            .get(start..)?
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        (b[start + len] == b'"').then_some(start + len)
+    };
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return false;
+        }
+        let Some(end) = plain_string(i + 1) else {
+            return false;
+        };
+        let slot = wanted.iter().position(|w| *w == &json[i + 1..end]);
+        i = end + 1;
+        if b.get(i) != Some(&b':') {
+            return false;
+        }
+        i += 1;
+        let value = match b.get(i) {
+            Some(b'"') => {
+                let Some(end) = plain_string(i + 1) else {
+                    return false;
+                };
+                let text = slot.map(|_| AttributeValue::Text(json[i + 1..end].to_owned()));
+                i = end + 1;
+                text
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let Some(len) = number_len(&b[i..]) else {
+                    return false;
+                };
+                let x = match json[i..i + len].parse::<f64>() {
+                    Ok(x) if x.is_finite() => x,
+                    _ => return false,
+                };
+                i += len;
+                slot.map(|_| AttributeValue::Number(x))
+            }
+            _ => {
+                let (word, value) = if b[i..].starts_with(b"true") {
+                    (4, AttributeValue::Text("true".to_owned()))
+                } else if b[i..].starts_with(b"false") {
+                    (5, AttributeValue::Text("false".to_owned()))
+                } else if b[i..].starts_with(b"null") {
+                    (4, AttributeValue::Missing)
+                } else {
+                    return false;
+                };
+                i += word;
+                slot.map(|_| value)
+            }
+        };
+        if let (Some(slot), Some(value)) = (slot, value) {
+            out[slot] = value;
+        }
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => return i + 1 == b.len(),
+            _ => return false,
+        }
+    }
+}
+
+/// The length of the JSON number at the start of `b`, if it is one by JSON's grammar
+/// (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
+fn number_len(b: &[u8]) -> Option<usize> {
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(i + 1),
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
 }
 
 /// [`extract`] keeping the wanted values as JSON (`Null` when absent), for readers whose rules
@@ -156,6 +277,66 @@ pub fn extract_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The flat reader agrees with serde_json on every value it accepts, and declines what it
+    /// does not know (which serde_json then reads or refuses).
+    #[test]
+    fn the_flat_reader_agrees_with_serde_json() {
+        let texts = [
+            r#"{"a":12.345678,"b":-0,"c":"x y","d":true,"e":null,"a":7}"#,
+            r#"{"a":-0.000001,"b":18446744073709551616,"c":1e-7,"d":false,"e":"3.5"}"#,
+            r#"{"a":123456789012345678901234567890.123456789,"b":-9223372036854775809}"#,
+            r#"{"a":2.2250738585072011e-308,"b":0.1,"c":9007199254740993,"d":5E+3}"#,
+            r#"{}"#,
+            r#"{"b":1}"#,
+        ];
+        let wanted = ["a", "b", "c", "d", "e"];
+        for text in texts {
+            let mut flat = vec![AttributeValue::Missing; wanted.len()];
+            assert!(extract_flat(text, &wanted, &mut flat), "{text}");
+            let mut serde = vec![AttributeValue::Missing; wanted.len()];
+            let mut d = serde_json::Deserializer::from_str(text);
+            d.deserialize_map(Extract {
+                wanted: &wanted,
+                out: &mut serde,
+            })
+            .unwrap();
+            for (f, s) in flat.iter().zip(&serde) {
+                match (f, s) {
+                    (AttributeValue::Number(f), AttributeValue::Number(s)) => {
+                        assert_eq!(f.to_bits(), s.to_bits(), "{text}")
+                    }
+                    _ => assert_eq!(f, s, "{text}"),
+                }
+            }
+        }
+        let declined = [
+            r#"{"a": 1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":"\u0041"}"#,
+            r#"{"\u0061":1}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":1,}"#,
+            r#"{"a":tru}"#,
+            "",
+            "[]",
+        ];
+        for text in declined {
+            let mut out = vec![AttributeValue::Missing; 1];
+            assert!(!extract_flat(text, &["a"], &mut out), "{text}");
+        }
+        let mut out = vec![AttributeValue::Missing; 1];
+        assert!(extract(r#"{"a":1e400}"#, &["a"], &mut out).is_err());
+        extract(r#"{"a": 1}"#, &["a"], &mut out).unwrap();
+        assert_eq!(out[0], AttributeValue::Number(1.0));
+    }
 
     #[test]
     fn extracts_only_the_wanted_attributes_whatever_their_form() {
