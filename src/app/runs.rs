@@ -322,14 +322,14 @@ fn load_population(
                 Ok(columns)
             });
             let mut batch = Vec::with_capacity(BATCH);
-            let read = store::for_each_attributes(conn, |id, json| {
+            let read = store::for_each_attributes_owned(conn, |id, json| {
                 let Some(&p) = position.get(id as usize) else {
                     return;
                 };
                 if p == u32::MAX {
                     return;
                 }
-                batch.push((p, id, json.to_owned()));
+                batch.push((p, id, json));
                 if batch.len() == BATCH {
                     // A failed send means the parser stopped on an error, reported below.
                     let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));

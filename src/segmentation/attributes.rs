@@ -142,6 +142,15 @@ pub fn extract(
     d.end()
 }
 
+/// A value of a flat object, as [`scan_flat`] finds it.
+enum Flat<'a> {
+    Text(&'a str),
+    /// A number with its text (integers keep serde_json's own integer types).
+    Number(&'a str, f64),
+    Bool(bool),
+    Null,
+}
+
 /// [`extract`] for the objects imports write: flat, without white space or escapes, values
 /// numbers, plain strings, booleans or null. Returns false, leaving `out` to be overwritten,
 /// for any other text (which then goes through serde_json, errors included). The values are
@@ -149,6 +158,47 @@ pub fn extract(
 /// correctly rounded conversion (serde_json's `float_roundtrip`); out-of-range ones fall back.
 fn extract_flat(json: &str, wanted: &[&str], out: &mut [AttributeValue]) -> bool {
     out.iter_mut().for_each(|v| *v = AttributeValue::Missing);
+    scan_flat(json, wanted, |slot, value| {
+        out[slot] = match value {
+            Flat::Text(t) => AttributeValue::Text(t.to_owned()),
+            Flat::Number(_, x) => AttributeValue::Number(x),
+            Flat::Bool(b) => AttributeValue::Text(b.to_string()),
+            Flat::Null => AttributeValue::Missing,
+        };
+        true
+    })
+}
+
+/// [`extract_flat`] into JSON values. Integers are left to serde_json (its integer types).
+fn extract_json_flat(json: &str, wanted: &[&str], out: &mut [serde_json::Value]) -> bool {
+    use serde_json::Value;
+    out.iter_mut().for_each(|v| *v = Value::Null);
+    scan_flat(json, wanted, |slot, value| {
+        out[slot] = match value {
+            Flat::Text(t) => Value::String(t.to_owned()),
+            Flat::Number(text, x) => {
+                if !text.contains(['.', 'e', 'E']) {
+                    return false;
+                }
+                match serde_json::Number::from_f64(x) {
+                    Some(n) => Value::Number(n),
+                    None => return false,
+                }
+            }
+            Flat::Bool(b) => Value::Bool(b),
+            Flat::Null => Value::Null,
+        };
+        true
+    })
+}
+
+/// Walks a flat object (see [`extract_flat`]), handing each wanted value to `put` with its
+/// position in `wanted`. False when the text is not of that shape or `put` declines a value.
+fn scan_flat<'a>(
+    json: &'a str,
+    wanted: &[&str],
+    mut put: impl FnMut(usize, Flat<'a>) -> bool,
+) -> bool {
     let b = json.as_bytes();
     if b.first() != Some(&b'{') {
         return false;
@@ -184,37 +234,40 @@ fn extract_flat(json: &str, wanted: &[&str], out: &mut [AttributeValue]) -> bool
                 let Some(end) = plain_string(i + 1) else {
                     return false;
                 };
-                let text = slot.map(|_| AttributeValue::Text(json[i + 1..end].to_owned()));
+                let text = &json[i + 1..end];
                 i = end + 1;
-                text
+                Flat::Text(text)
             }
             Some(b'-' | b'0'..=b'9') => {
                 let Some(len) = number_len(&b[i..]) else {
                     return false;
                 };
-                let x = match json[i..i + len].parse::<f64>() {
+                let text = &json[i..i + len];
+                let x = match text.parse::<f64>() {
                     Ok(x) if x.is_finite() => x,
                     _ => return false,
                 };
                 i += len;
-                slot.map(|_| AttributeValue::Number(x))
+                Flat::Number(text, x)
             }
             _ => {
-                let (word, value) = if b[i..].starts_with(b"true") {
-                    (4, AttributeValue::Text("true".to_owned()))
+                let (len, value) = if b[i..].starts_with(b"true") {
+                    (4, Flat::Bool(true))
                 } else if b[i..].starts_with(b"false") {
-                    (5, AttributeValue::Text("false".to_owned()))
+                    (5, Flat::Bool(false))
                 } else if b[i..].starts_with(b"null") {
-                    (4, AttributeValue::Missing)
+                    (4, Flat::Null)
                 } else {
                     return false;
                 };
-                i += word;
-                slot.map(|_| value)
+                i += len;
+                value
             }
         };
-        if let (Some(slot), Some(value)) = (slot, value) {
-            out[slot] = value;
+        if let Some(slot) = slot
+            && !put(slot, value)
+        {
+            return false;
         }
         match b.get(i) {
             Some(b',') => i += 1,
@@ -268,6 +321,9 @@ pub fn extract_json(
     wanted: &[&str],
     out: &mut [serde_json::Value],
 ) -> Result<(), serde_json::Error> {
+    if extract_json_flat(json, wanted, out) {
+        return Ok(());
+    }
     out.iter_mut().for_each(|v| *v = serde_json::Value::Null);
     let mut d = serde_json::Deserializer::from_str(json);
     d.deserialize_map(Extract { wanted, out })?;
@@ -289,6 +345,7 @@ mod tests {
             r#"{"a":2.2250738585072011e-308,"b":0.1,"c":9007199254740993,"d":5E+3}"#,
             r#"{}"#,
             r#"{"b":1}"#,
+            r#"{"a":12.5,"c":"x","d":true,"e":null,"b":-1.5e-3}"#,
         ];
         let wanted = ["a", "b", "c", "d", "e"];
         for text in texts {
@@ -332,6 +389,33 @@ mod tests {
             let mut out = vec![AttributeValue::Missing; 1];
             assert!(!extract_flat(text, &["a"], &mut out), "{text}");
         }
+        for text in texts {
+            let mut flat = vec![serde_json::Value::Null; wanted.len()];
+            if !extract_json_flat(text, &wanted, &mut flat) {
+                continue;
+            }
+            let mut serde = vec![serde_json::Value::Null; wanted.len()];
+            let mut d = serde_json::Deserializer::from_str(text);
+            d.deserialize_map(Extract {
+                wanted: &wanted,
+                out: &mut serde,
+            })
+            .unwrap();
+            assert_eq!(flat, serde, "{text}");
+        }
+        let mut json = vec![serde_json::Value::Null; 2];
+        assert!(extract_json_flat(
+            r#"{"a":"F","b":2.5}"#,
+            &["a", "b"],
+            &mut json
+        ));
+        assert!(!extract_json_flat(
+            r#"{"a":"F","b":3}"#,
+            &["a", "b"],
+            &mut json
+        ));
+        extract_json(r#"{"a":"F","b":3}"#, &["a", "b"], &mut json).unwrap();
+        assert_eq!(json[1], serde_json::json!(3));
         let mut out = vec![AttributeValue::Missing; 1];
         assert!(extract(r#"{"a":1e400}"#, &["a"], &mut out).is_err());
         extract(r#"{"a": 1}"#, &["a"], &mut out).unwrap();
