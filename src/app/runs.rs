@@ -258,7 +258,9 @@ fn load_population(
         .purposes
         .get(&seg.purpose)
         .expect("policy validation checked the segmentation purpose");
+    let t0 = Instant::now();
     let (ids, tally) = db::consent_state::population_at(conn, &seg.purpose, purpose, at)?;
+    tracing::debug!(ms = ms(t0), "load: population");
     if ids.is_empty() {
         return Err(RunError::NoConsentedCustomers {
             purpose: seg.purpose.clone(),
@@ -272,6 +274,7 @@ fn load_population(
         at,
     )?;
     let reachable = flags(&ids, &reachable_ids);
+    tracing::debug!(ms = ms(t0), "load: reachable");
 
     let max_id = *ids.last().expect("non-empty");
     let mut position = vec![u32::MAX; (max_id + 1) as usize];
@@ -292,6 +295,7 @@ fn load_population(
         }
     }
 
+    tracing::debug!(ms = ms(t0), "load: activity");
     let wanted = pipeline::attribute_features(settings);
     let mut attribute_columns = pipeline::empty_attribute_columns(settings, n);
     if !wanted.is_empty() {
@@ -319,14 +323,14 @@ fn load_population(
                 Ok(columns)
             });
             let mut batch = Vec::with_capacity(BATCH);
-            let read = store::for_each_attributes(conn, |id, json| {
+            let read = store::for_each_attributes_owned(conn, |id, json| {
                 let Some(&p) = position.get(id as usize) else {
                     return;
                 };
                 if p == u32::MAX {
                     return;
                 }
-                batch.push((p, id, json.to_owned()));
+                batch.push((p, id, json));
                 if batch.len() == BATCH {
                     // A failed send means the parser stopped on an error, reported below.
                     let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
@@ -344,6 +348,7 @@ fn load_population(
         read?;
         attribute_columns = parsed.map_err(RunError::CorruptCustomer)?;
     }
+    tracing::debug!(ms = ms(t0), "load: attributes");
     let columns = pipeline::feature_columns(settings, &activity, attribute_columns);
     Ok(Population {
         at,

@@ -460,13 +460,21 @@ pub fn known_columns(conn: &mut DbConnection) -> DbResult<Vec<KnownColumn>> {
 
 /// Streams `(id, attributes JSON)` of every customer, by id, to `f`.
 pub fn for_each_attributes(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)) -> DbResult<()> {
+    for_each_attributes_owned(conn, |id, attributes| f(id, &attributes))
+}
+
+/// [`for_each_attributes`] handing each JSON text over, for readers that keep it (no copy).
+pub fn for_each_attributes_owned(
+    conn: &mut DbConnection,
+    mut f: impl FnMut(i64, String),
+) -> DbResult<()> {
     let rows = customers::table
         .order(customers::id.asc())
         .select((customers::id, customers::attributes))
         .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
     for row in rows {
         let (id, attributes) = row?;
-        f(id, &attributes);
+        f(id, attributes);
     }
     Ok(())
 }
