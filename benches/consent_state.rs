@@ -121,6 +121,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
     flush(&mut rows, &mut conn)?;
+    // The ledger was written directly: the consent state is recomputed from it.
+    fairseg::db::consent_state::rebuild(&mut conn)?;
     conn.batch_execute("COMMIT; ANALYZE;")?;
     drop(conn);
     println!(

@@ -57,6 +57,9 @@ fn generate(db: &Db) {
          ANALYZE;"
     ))
     .unwrap();
+    // The ledger was written directly: the consent state is recomputed from it, as every
+    // writer of the ledger keeps it.
+    fairseg::db::consent_state::rebuild(&mut conn).unwrap();
     eprintln!(
         "generated {CUSTOMERS} customers and {TRANSACTIONS} transactions in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -3,18 +3,22 @@
 //! imports both `crate::db` and a domain module.
 
 pub mod accounts;
+pub mod activation;
 pub mod audits;
 pub mod consent;
 pub mod customers;
 pub mod demo;
 pub mod dsr;
 pub mod explain;
+pub mod home;
 pub mod imports;
 pub mod jobs;
+pub mod kpi_compare;
 pub mod kpis;
 pub mod objections;
 pub mod record;
 pub mod retention;
+pub mod run_form;
 pub mod runs;
 pub mod signoffs;
 pub mod throttle;

@@ -48,6 +48,7 @@ macro_rules! write_rows {
 
 pub mod audits;
 pub mod consent;
+pub mod consent_state;
 pub mod customers;
 pub mod demo;
 pub mod disclosures;
@@ -238,6 +239,7 @@ impl ManageConnection for ConnectionManager {
                     .map_err(r2d2::Error::ConnectionError)
             }
             Backend::Sqlite => {
+                sqlite_without_locks();
                 let mut conn = diesel::SqliteConnection::establish(&self.url.target)
                     .map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers proceed during a write; NORMAL is durable at checkpoints,
@@ -263,6 +265,25 @@ impl ManageConnection for ConnectionManager {
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
         false
     }
+}
+
+/// SQLite's serialized mode takes a mutex on every call (each value read of every row), and
+/// its memory statistics one on every allocation. Neither is needed: a connection is used by
+/// one thread at a time (the pool lends it to one caller, and diesel's connection is not
+/// `Sync`), which is SQLite's multi-thread mode. Set once per process, before SQLite starts;
+/// if it has already started, the call is refused and SQLite stays serialized.
+fn sqlite_without_locks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config takes these options with no further arguments (MEMSTATUS
+        // takes an int); it changes global state only before sqlite3_initialize, which
+        // `Once` and the call order here (before the first connection) guarantee, and
+        // returns SQLITE_MISUSE otherwise.
+        unsafe {
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD);
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0);
+        }
+    });
 }
 
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;

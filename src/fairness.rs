@@ -36,6 +36,7 @@ pub mod representation;
 pub mod sampling;
 pub mod signoff;
 pub mod stats;
+pub mod summary;
 pub mod suppression;
 pub mod table;
 pub mod verdict;

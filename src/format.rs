@@ -128,6 +128,18 @@ pub fn date(d: &NaiveDate) -> String {
     d.format("%-d %b %Y").to_string()
 }
 
+/// A KPI period in words: `November 2026`, `Q4 2026`, `week of 23 Nov 2026`.
+pub fn period(p: &crate::kpi::period::Period) -> String {
+    use crate::kpi::period::PeriodKind;
+    use chrono::Datelike;
+    let start = p.start();
+    match p.kind() {
+        PeriodKind::Month => start.format("%B %Y").to_string(),
+        PeriodKind::Quarter => format!("Q{} {}", start.month0() / 3 + 1, start.year()),
+        PeriodKind::Week => format!("week of {}", date(&start)),
+    }
+}
+
 /// A time stamp (UTC) in words, to the minute: `1 Dec 2026, 10:04`.
 pub fn datetime(t: impl Stamp) -> String {
     t.stamp().format("%-d %b %Y, %H:%M").to_string()
@@ -191,6 +203,101 @@ pub fn kpi_value(kpi: &str, v: f64, currency: &Currency) -> String {
     }
 }
 
+/// A KPI value on a chart axis: short (`€600k`, `12%`, `1.2k`), and zero as plain `0`, never
+/// `€0.00`.
+pub fn kpi_tick(kpi: &str, v: f64, currency: &Currency) -> String {
+    if v.abs() < 1e-9 {
+        return "0".into();
+    }
+    match kpi {
+        "repeat_purchase_rate" | "retention_rate" | "churn_rate" => {
+            let p = v * 100.0;
+            if (p - p.round()).abs() < 1e-6 {
+                format!("{p:.0}%")
+            } else {
+                format!("{p:.1}%")
+            }
+        }
+        "revenue" | "average_order_value" | "revenue_per_customer" | "customer_lifetime_value" => {
+            let (sign, a) = if v < 0.0 { ("-", -v) } else { ("", v) };
+            format!("{sign}{}{}", currency.prefix(), short(a))
+        }
+        _ => short(v),
+    }
+}
+
+/// A number short for an axis: `600k`, `1.5M`, `950`, `2.5`.
+fn short(v: f64) -> String {
+    let a = v.abs();
+    let sign = if v < 0.0 { "-" } else { "" };
+    let trim = |x: f64| {
+        let t = format!("{x:.1}");
+        t.strip_suffix(".0").map(str::to_owned).unwrap_or(t)
+    };
+    if a >= 1e9 {
+        format!("{sign}{}B", trim(a / 1e9))
+    } else if a >= 1e6 {
+        format!("{sign}{}M", trim(a / 1e6))
+    } else if a >= 1e3 {
+        format!("{sign}{}k", trim(a / 1e3))
+    } else if a >= 10.0 || (a - a.round()).abs() < 1e-9 {
+        format!("{sign}{}", number(a, 0))
+    } else {
+        format!("{sign}{}", trim(a))
+    }
+}
+
+/// What an activation export holds, for its link: `Email: 498 of 844 reachable`. No count
+/// below the minimum cell size is revealed, neither the reachable ones nor, by subtraction,
+/// the unreachable ones.
+pub fn reach(channel: &str, reachable: u64, members: u64, min: u64) -> String {
+    let channel = label(channel);
+    let unreachable = members.saturating_sub(reachable);
+    if members < min {
+        format!("{channel}: fewer than {min} members")
+    } else if reachable == 0 {
+        format!("{channel}: none of {} reachable", int(members))
+    } else if reachable < min {
+        format!("{channel}: fewer than {min} of {} reachable", int(members))
+    } else if unreachable > 0 && unreachable < min {
+        format!(
+            "{channel}: all but fewer than {min} of {} reachable",
+            int(members)
+        )
+    } else {
+        format!(
+            "{channel}: {} of {} reachable",
+            int(reachable),
+            int(members)
+        )
+    }
+}
+
+/// How a KPI moved from `before` to `now`: rates in percentage points (`+1.2 pts`), other
+/// figures relative (`+4.5%`); `–` when there is nothing to compare.
+pub fn change(kpi: &str, now: Option<f64>, before: Option<f64>) -> String {
+    let (Some(now), Some(before)) = (now, before) else {
+        return "–".into();
+    };
+    let signed = |x: f64, unit: &str| {
+        if x.abs() < 0.05 {
+            "no change".to_owned()
+        } else if x > 0.0 {
+            format!("+{x:.1}{unit}")
+        } else {
+            format!("−{:.1}{unit}", -x)
+        }
+    };
+    match kpi {
+        "repeat_purchase_rate" | "retention_rate" | "churn_rate" => {
+            signed((now - before) * 100.0, " pts")
+        }
+        _ if before.abs() < 1e-12 && now.abs() < 1e-12 => "no change".into(),
+        _ if before.abs() < 1e-12 => "–".into(),
+        _ => signed((now - before) / before.abs() * 100.0, "%"),
+    }
+}
+
 /// The unit of a KPI, for chart axes.
 pub fn kpi_unit(kpi: &str, currency: &Currency) -> String {
     match kpi {
@@ -250,6 +357,7 @@ const LABELS: &[(&str, &str)] = &[
     ("running", "Running"),
     ("done", "Done"),
     ("failed", "Failed"),
+    ("audited", "Audited"),
     ("published", "Published"),
     ("retired", "Retired"),
     ("suppressed", "Withheld (too few customers)"),
@@ -271,6 +379,7 @@ const LABELS: &[(&str, &str)] = &[
     // Algorithms
     ("kmeans", "k-means"),
     ("gmm", "Gaussian mixture"),
+    ("dbscan", "DBSCAN"),
     ("hierarchical", "Hierarchical"),
     ("rfm", "RFM"),
     ("rules", "Rules"),
@@ -353,6 +462,43 @@ pub fn has_label(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_links_say_how_many_they_hold_without_revealing_small_counts() {
+        assert_eq!(reach("email", 498, 844, 10), "Email: 498 of 844 reachable");
+        assert_eq!(
+            reach("email", 4, 844, 10),
+            "Email: fewer than 10 of 844 reachable"
+        );
+        assert_eq!(
+            reach("email", 840, 844, 10),
+            "Email: all but fewer than 10 of 844 reachable"
+        );
+        assert_eq!(reach("email", 844, 844, 10), "Email: 844 of 844 reachable");
+        assert_eq!(reach("email", 0, 844, 10), "Email: none of 844 reachable");
+        assert_eq!(reach("email", 3, 5, 10), "Email: fewer than 10 members");
+    }
+
+    #[test]
+    fn changes_read_as_points_for_rates_and_percent_otherwise() {
+        assert_eq!(change("churn_rate", Some(0.25), Some(0.20)), "+5.0 pts");
+        assert_eq!(change("revenue", Some(90.0), Some(100.0)), "−10.0%");
+        assert_eq!(change("revenue", Some(100.0), Some(100.0)), "no change");
+        assert_eq!(change("revenue", Some(100.0), None), "–");
+        assert_eq!(change("orders", Some(5.0), Some(0.0)), "–");
+        assert_eq!(change("orders", Some(0.0), Some(0.0)), "no change");
+    }
+
+    #[test]
+    fn axis_ticks_are_short_and_zero_is_plain() {
+        let eur = Currency::parse("EUR").unwrap();
+        assert_eq!(kpi_tick("revenue", 0.0, &eur), "0");
+        assert_eq!(kpi_tick("revenue", 600_000.0, &eur), "€600k");
+        assert_eq!(kpi_tick("revenue", 1_500_000.0, &eur), "€1.5M");
+        assert_eq!(kpi_tick("churn_rate", 0.25, &eur), "25%");
+        assert_eq!(kpi_tick("active_customers", 7_000.0, &eur), "7k");
+        assert_eq!(kpi_tick("purchase_frequency", 2.5, &eur), "2.5");
+    }
 
     fn eur() -> Currency {
         Currency::parse("EUR").unwrap()

@@ -164,30 +164,44 @@ pub fn load_input_with(
     run: &RunRow,
     known: Option<&RunFeatures>,
 ) -> Result<AuditInput> {
+    let members = runs::memberships(conn, run.id)?;
+    if members.is_empty() {
+        return Err(AuditError::NoMembers(run.id));
+    }
+    let ids: Vec<i64> = members.iter().map(|&(id, _)| id).collect();
+    let protected = protected_columns(conn, policy, &ids)?;
+    build_input(conn, policy, run, known, &members, &ids, protected)
+}
+
+/// The audit's input from the run's `members` (with their `ids`) and their `protected`
+/// attribute columns, already read.
+fn build_input(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run: &RunRow,
+    known: Option<&RunFeatures>,
+    members: &[(i64, i32)],
+    ids: &[i64],
+    protected: ProtectedColumns<'_>,
+) -> Result<AuditInput> {
     let corrupt = |what: &str, e: serde_json::Error| AuditError::Corrupt {
         what: format!("{what} of run {}", run.id),
         message: e.to_string(),
     };
     let settings: RunSettings =
         serde_json::from_str(&run.settings).map_err(|e| corrupt("settings", e))?;
-    let members = runs::memberships(conn, run.id)?;
-    if members.is_empty() {
-        return Err(AuditError::NoMembers(run.id));
-    }
     let n = members.len();
-    let ids: Vec<i64> = members.iter().map(|&(id, _)| id).collect();
-    let positions = Positions::new(&ids);
+    let positions = Positions::new(ids);
 
     let favourable = favourable(conn, run.id)?;
     let run_segments: Vec<i32> = runs::segments(conn, run.id)?
         .iter()
         .map(|s| s.segment)
         .collect();
-    let segments = input::segments(&run_segments, &members, &favourable);
+    let segments = input::segments(&run_segments, members, &favourable);
     let membership = members.iter().map(|&(_, s)| s as u32).collect();
 
-    // Protected attributes, read only here.
-    let (attributes, categorical) = protected_attributes(conn, policy, &ids)?;
+    let (attributes, categorical) = input::protected_attributes(policy, protected)?;
     let intersections = input::intersections(&categorical);
 
     // The features the run used, for proxies. Proxies are associations with protected
@@ -196,7 +210,7 @@ pub fn load_input_with(
     if attributes.is_empty() {
         columns.clear();
     }
-    let known = known.filter(|k| input::known_fits(k, &ids, &columns));
+    let known = known.filter(|k| input::known_fits(k, ids, &columns));
     if let Some(known) = known {
         input::take_known(&mut columns, known, &settings);
     }
@@ -247,14 +261,17 @@ pub fn load_input_with(
     })
 }
 
-/// The policy's protected attributes of the customers `ids` (ascending), as audit groups
-/// (numeric ones banded), leaving out attributes nobody has; with the names of the categorical
-/// ones. This and the consent-selection test are the only readers of protected attributes.
-fn protected_attributes(
+/// One column of values per protected attribute of the policy, by name.
+type ProtectedColumns<'p> = Vec<(&'p str, Column)>;
+
+/// The policy's protected attributes of the customers `ids` (ascending), one column per
+/// attribute in the order of `ids` (see [`input::protected_attributes`] for the audit groups).
+/// This is the only reader of protected attributes.
+fn protected_columns<'p>(
     conn: &mut DbConnection,
-    policy: &Policy,
+    policy: &'p Policy,
     ids: &[i64],
-) -> Result<(Vec<ProtectedAttribute>, Vec<String>)> {
+) -> Result<ProtectedColumns<'p>> {
     let n = ids.len();
     let positions = Positions::new(ids);
     let mut protected: Vec<(&str, Column)> = policy
@@ -287,32 +304,47 @@ fn protected_attributes(
             message: e.to_string(),
         });
     }
+    Ok(protected)
+}
+
+/// The policy's protected attributes of the customers `ids` (ascending), as audit groups
+/// (numeric ones banded), leaving out attributes nobody has; with the names of the categorical
+/// ones.
+fn protected_attributes(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    ids: &[i64],
+) -> Result<(Vec<ProtectedAttribute>, Vec<String>)> {
+    let protected = protected_columns(conn, policy, ids)?;
     Ok(input::protected_attributes(policy, protected)?)
 }
 
-/// Consent-selection bias of a run: its members (the consented population at its start)
-/// against every customer on file, on each protected attribute. `None` when the policy
-/// switches the test off.
-fn consent_selection_of_run(
+/// The protected attributes of a run's members `ids` (ascending) and the run's
+/// consent-selection bias: its members (the consented population at its start) against every
+/// customer on file, on each protected attribute (`None` when the policy switches the test
+/// off). Every customer's protected attributes are read once and serve both.
+fn members_and_selection<'p>(
     conn: &mut DbConnection,
-    policy: &Policy,
-    run_id: i64,
-) -> Result<Option<ConsentSelectionReport>> {
+    policy: &'p Policy,
+    ids: &[i64],
+) -> Result<(ProtectedColumns<'p>, Option<ConsentSelectionReport>)> {
     if !policy.consent_selection.enabled {
-        return Ok(None);
+        return Ok((protected_columns(conn, policy, ids)?, None));
     }
-    let members: Vec<i64> = runs::memberships(conn, run_id)?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
     let all = db::consent::customer_ids(conn)?;
-    let (attributes, _) = protected_attributes(conn, policy, &all)?;
-    let consented = in_sorted(&all, &members);
-    Ok(Some(consent_selection(
-        &consented,
-        &attributes,
-        &thresholds(policy),
-    )?))
+    let everyone = protected_columns(conn, policy, &all)?;
+    // A member erased since the run is no longer on file: no protected values, as when they
+    // are read for the members alone.
+    let on_file = Positions::new(&all);
+    let at: Vec<Option<usize>> = ids.iter().map(|&id| on_file.at(id)).collect();
+    let of_members = everyone
+        .iter()
+        .map(|(name, column)| (*name, column.pick(&at)))
+        .collect();
+    let (attributes, _) = input::protected_attributes(policy, everyone)?;
+    let consented = in_sorted(&all, ids);
+    let selection = consent_selection(&consented, &attributes, &thresholds(policy))?;
+    Ok((of_members, Some(selection)))
 }
 
 /// Consent-selection bias at each of `instants`: the customers whose consent for the
@@ -375,12 +407,26 @@ pub fn audit_run_with(
     check_auditable(&run)?;
     let (input, strategies, selection) = {
         let mut conn = db.conn()?;
-        let input = load_input_with(&mut conn, policy, &run, known)?;
+        // The members and their protected attributes are read once, for the audit and the
+        // consent-selection test alike.
+        let members = runs::memberships(&mut conn, run_id)?;
+        if members.is_empty() {
+            return Err(AuditError::NoMembers(run_id));
+        }
+        let ids: Vec<i64> = members.iter().map(|&(id, _)| id).collect();
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "audit: members");
+        let (protected, selection) = members_and_selection(&mut conn, policy, &ids)?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "audit: selection"
+        );
+        let input = build_input(&mut conn, policy, &run, known, &members, &ids, protected)?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "audit: input");
         let strategies = favourable_fingerprint(&mut conn, run_id)?;
-        let selection = consent_selection_of_run(&mut conn, policy, run_id)?;
         (input, strategies, selection)
     };
     let mut report = fairness::audit(&input, &thresholds(policy))?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "audit: computed");
     report.consent_selection = selection;
     drop(input);
     let report_json = serde_json::to_string(&report).expect("reports serialise");

@@ -106,6 +106,7 @@ pub fn record(
                 recorded_by: rec.recorded_by,
             },
         )?;
+        crate::db::consent_state::apply_events_from(conn, event.id)?;
         trail_store::append(
             conn,
             NewEntry::new(
@@ -265,12 +266,14 @@ pub struct PurposeCoverage {
     pub tally: Tally,
 }
 
-/// The counts per purpose of the policy at `at`.
+/// The counts per purpose of the policy at `at`. Near now (within a day) the consent state
+/// answers; further back, the ledger (the same counts, from a different source).
 pub fn coverage(
     db: &Db,
     policy: &Policy,
     at: NaiveDateTime,
 ) -> Result<Vec<PurposeCoverage>, ConsentError> {
+    let near_now = at >= crate::db::now() - TimeDelta::days(1);
     Ok(db.read(|conn| {
         policy
             .purposes
@@ -280,7 +283,11 @@ pub fn coverage(
                     purpose: name.clone(),
                     description: spec.description.clone(),
                     legal_basis: spec.legal_basis,
-                    tally: store::tally_at(conn, name, spec, at)?,
+                    tally: if near_now {
+                        crate::db::consent_state::tally_at(conn, name, spec, at)?
+                    } else {
+                        store::tally_at(conn, name, spec, at)?
+                    },
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()

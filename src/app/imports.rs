@@ -635,7 +635,8 @@ fn write_consents(
     input: Input,
     pass: &mut Pass<'_>,
 ) -> DbResult<()> {
-    let mut next = next_id(conn, IdTable::ConsentEvents)?;
+    let first_event_id = next_id(conn, IdTable::ConsentEvents)?;
+    let mut next = first_event_id;
     let known_customers = KnownCustomers::for_file(conn, pass.report.rows_read)?;
     let recorded_by = req.actor.as_str().to_string();
     second_pass(
@@ -687,7 +688,9 @@ fn write_consents(
             }
             store::insert_consent_events(conn, rows, &recorded_by, pass.now)
         },
-    )
+    )?;
+    // The consent state takes in every event this import appended.
+    crate::db::consent_state::apply_events_from(conn, first_event_id)
 }
 
 /// The import log row and the trail entry of a finished import.

@@ -95,7 +95,7 @@ fn load_population(conn: &mut DbConnection, policy: &Policy) -> Result<Populatio
     let members = runs::memberships(conn, run.id)?;
     let purpose = &policy.segmentation.purpose;
     let consented =
-        db::consent::active_customers(conn, purpose, &policy.purposes[purpose], db::now())?;
+        db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], db::now())?;
     population.assign(run.id, named, &members, &consented)?;
     Ok(population)
 }
@@ -598,7 +598,8 @@ fn current_values(
 ) -> Result<HashMap<String, Vec<f64>>> {
     let purpose = &policy.segmentation.purpose;
     let now = db::now();
-    let consented = db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+    let consented =
+        db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
     let mut out: HashMap<String, Vec<f64>> = HashMap::new();
     let source = |name: &str| {
         settings

@@ -5,7 +5,7 @@
 //!
 //! This is the one place that decides who a run may see: [`execute`] takes exactly the
 //! customers whose consent for the policy's segmentation purpose is active at the instant the
-//! run starts (`db::consent::active_customers`), and nobody else's data is read.
+//! run starts (`db::consent_state::active_customers`), and nobody else's data is read.
 
 pub mod compare;
 pub mod report;
@@ -258,20 +258,23 @@ fn load_population(
         .purposes
         .get(&seg.purpose)
         .expect("policy validation checked the segmentation purpose");
-    let (ids, tally) = db::consent::population_at(conn, &seg.purpose, purpose, at)?;
+    let t0 = Instant::now();
+    let (ids, tally) = db::consent_state::population_at(conn, &seg.purpose, purpose, at)?;
+    tracing::debug!(ms = ms(t0), "load: population");
     if ids.is_empty() {
         return Err(RunError::NoConsentedCustomers {
             purpose: seg.purpose.clone(),
         });
     }
     let channel_purpose = &seg.channels[&seg.default_channel];
-    let reachable_ids = db::consent::active_customers(
+    let reachable_ids = db::consent_state::active_customers(
         conn,
         channel_purpose,
         &policy.purposes[channel_purpose],
         at,
     )?;
     let reachable = flags(&ids, &reachable_ids);
+    tracing::debug!(ms = ms(t0), "load: reachable");
 
     let max_id = *ids.last().expect("non-empty");
     let mut position = vec![u32::MAX; (max_id + 1) as usize];
@@ -292,6 +295,7 @@ fn load_population(
         }
     }
 
+    tracing::debug!(ms = ms(t0), "load: activity");
     let wanted = pipeline::attribute_features(settings);
     let mut attribute_columns = pipeline::empty_attribute_columns(settings, n);
     if !wanted.is_empty() {
@@ -319,14 +323,14 @@ fn load_population(
                 Ok(columns)
             });
             let mut batch = Vec::with_capacity(BATCH);
-            let read = store::for_each_attributes(conn, |id, json| {
+            let read = store::for_each_attributes_owned(conn, |id, json| {
                 let Some(&p) = position.get(id as usize) else {
                     return;
                 };
                 if p == u32::MAX {
                     return;
                 }
-                batch.push((p, id, json.to_owned()));
+                batch.push((p, id, json));
                 if batch.len() == BATCH {
                     // A failed send means the parser stopped on an error, reported below.
                     let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
@@ -344,6 +348,7 @@ fn load_population(
         read?;
         attribute_columns = parsed.map_err(RunError::CorruptCustomer)?;
     }
+    tracing::debug!(ms = ms(t0), "load: attributes");
     let columns = pipeline::feature_columns(settings, &activity, attribute_columns);
     Ok(Population {
         at,
@@ -548,8 +553,12 @@ pub fn live_members(
 ) -> Result<Vec<(i64, String, i32)>, RunError> {
     let seg = &policy.segmentation;
     let now = db::now();
-    let active =
-        db::consent::active_customers(conn, &seg.purpose, &policy.purposes[&seg.purpose], now)?;
+    let active = db::consent_state::active_customers(
+        conn,
+        &seg.purpose,
+        &policy.purposes[&seg.purpose],
+        now,
+    )?;
     let mut members = store::members_with_ids(conn, run_id, segment)?;
     retain_ids(&mut members, |m| m.0, &active);
     if let Some(channel) = channel {
@@ -563,10 +572,99 @@ pub fn live_members(
             })
         })?;
         let reachable =
-            db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+            db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
         retain_ids(&mut members, |m| m.0, &reachable);
     }
     Ok(members)
+}
+
+/// A page of members: up to `limit` after the cursor `after` (a customer's internal id; the
+/// start when `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
+/// A page of members as (external id, segment) and the cursor of the next page.
+pub type MemberPage = (Vec<(String, i32)>, Option<i64>);
+
+/// A page of members as (internal id, external id, segment) and the cursor of the next page.
+pub type LiveMemberPage = (Vec<(i64, String, i32)>, Option<i64>);
+
+/// The most members one page may hold.
+pub const MAX_PAGE: usize = 10_000;
+
+/// One page of `live_members` and the cursor of the next (`None` after the last page). Reads
+/// memberships by key range from the cursor and the consent state of those customers only,
+/// so the first page of a million-member run costs what a page costs.
+pub fn live_members_page(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run_id: i64,
+    segment: Option<i32>,
+    channel: Option<&str>,
+    page: PageRequest,
+) -> Result<LiveMemberPage, RunError> {
+    let seg = &policy.segmentation;
+    let now = db::now();
+    let channel_purpose = match channel {
+        Some(channel) => Some(seg.channels.get(channel).ok_or_else(|| {
+            RunError::Settings(SettingsError::Invalid {
+                field: "channel",
+                message: format!(
+                    "unknown channel `{channel}`: the policy's channels are {}",
+                    seg.channels.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })
+        })?),
+        None => None,
+    };
+    let limit = page.limit.clamp(1, MAX_PAGE);
+    let mut after = page.after.unwrap_or(0);
+    let mut out = Vec::with_capacity(limit);
+    loop {
+        let want = (limit - out.len()) as i64;
+        // A little more than is missing: some of the batch may have withdrawn.
+        let batch =
+            store::members_with_ids_after(conn, run_id, segment, after, want + want / 4 + 8)?;
+        let exhausted = (batch.len() as i64) < want + want / 4 + 8;
+        let ids: Vec<i64> = batch.iter().map(|m| m.0).collect();
+        let mut allowed = db::consent_state::permitted_among(
+            conn,
+            &seg.purpose,
+            &policy.purposes[&seg.purpose],
+            now,
+            &ids,
+        )?;
+        if let Some(purpose) = channel_purpose {
+            allowed = db::consent_state::permitted_among(
+                conn,
+                purpose,
+                &policy.purposes[purpose],
+                now,
+                &allowed,
+            )?;
+        }
+        let mut members = batch;
+        retain_ids(&mut members, |m| m.0, &allowed);
+        for m in members {
+            if out.len() == limit {
+                break;
+            }
+            out.push(m);
+        }
+        if out.len() == limit {
+            let last = out.last().map(|m| m.0);
+            return Ok((out, last));
+        }
+        if exhausted {
+            return Ok((out, None));
+        }
+        after = *ids
+            .last()
+            .expect("a batch that is not exhausted is not empty");
+    }
 }
 
 /// Keeps the items (sorted by customer id) whose id is in `allowed` (ascending).
@@ -581,20 +679,45 @@ fn retain_ids<T>(items: &mut Vec<T>, id_of: impl Fn(&T) -> i64, allowed: &[i64])
     });
 }
 
-/// Current member counts per segment (after withdrawals), in segment order.
+/// Current member counts per segment (after withdrawals), in segment order. Counted once per
+/// consent-state version and kept until the state changes or a grant lapses, so a dashboard
+/// view does not recount a million memberships.
 pub fn live_sizes(
     conn: &mut DbConnection,
     policy: &Policy,
     run_id: i64,
     n_segments: usize,
 ) -> Result<Vec<u64>, RunError> {
+    let seg = &policy.segmentation;
+    let spec = &policy.purposes[&seg.purpose];
+    let now = db::now();
+    let version = db::consent_state::version(conn)?;
+    if let Some(sizes) = store::cached_live_sizes(conn, run_id, version, now)?
+        && sizes.len() == n_segments
+    {
+        return Ok(sizes);
+    }
+    let sizes = count_live_sizes(conn, policy, run_id, n_segments, now)?;
+    let valid_until = db::consent_state::changes_after(conn, &seg.purpose, spec, now)?
+        .unwrap_or(now + chrono::TimeDelta::days(366));
+    store::cache_live_sizes(conn, run_id, version, valid_until, &sizes)?;
+    Ok(sizes)
+}
+
+fn count_live_sizes(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run_id: i64,
+    n_segments: usize,
+    now: NaiveDateTime,
+) -> Result<Vec<u64>, RunError> {
     // Counting needs no external ids: the memberships alone, minus withdrawals.
     let seg = &policy.segmentation;
-    let active = db::consent::active_customers(
+    let active = db::consent_state::active_customers(
         conn,
         &seg.purpose,
         &policy.purposes[&seg.purpose],
-        db::now(),
+        now,
     )?;
     let mut members = store::memberships(conn, run_id)?;
     retain_ids(&mut members, |m| m.0, &active);
@@ -619,6 +742,32 @@ pub fn read_members(
     segment: Option<i32>,
     channel: Option<&str>,
 ) -> Result<Vec<(String, i32)>, RunError> {
+    read_members_in(db, policy, actor, run_id, segment, channel, None).map(|(m, _)| m)
+}
+
+/// One page of `read_members` (`page.limit` members after `page.after`) and the cursor of the
+/// next page, `None` after the last. Only the page is disclosed and in the trail.
+pub fn read_members_page(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    run_id: i64,
+    segment: Option<i32>,
+    channel: Option<&str>,
+    page: PageRequest,
+) -> Result<MemberPage, RunError> {
+    read_members_in(db, policy, actor, run_id, segment, channel, Some(page))
+}
+
+fn read_members_in(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    run_id: i64,
+    segment: Option<i32>,
+    channel: Option<&str>,
+    page: Option<PageRequest>,
+) -> Result<MemberPage, RunError> {
     db.write(|conn| {
         let run = store::run(conn, run_id)?.ok_or(RunError::NotFound(run_id))?;
         if channel.is_some() && run.status != RunStatus::Published {
@@ -628,7 +777,10 @@ pub fn read_members(
                 message: "only a published segmentation can be exported for activation",
             });
         }
-        let members = live_members(conn, policy, run_id, segment, channel)?;
+        let (members, next) = match page {
+            Some(page) => live_members_page(conn, policy, run_id, segment, channel, page)?,
+            None => (live_members(conn, policy, run_id, segment, channel)?, None),
+        };
         // Who was disclosed, for the objection check (`fairseg check objections`).
         let mut purposes = vec![policy.segmentation.purpose.clone()];
         if let Some(p) = channel.and_then(|c| policy.segmentation.channels.get(c)) {
@@ -671,10 +823,13 @@ pub fn read_members(
             ),
             &policy.version,
         )?;
-        Ok(members
-            .into_iter()
-            .map(|(_, external, segment)| (external, segment))
-            .collect())
+        Ok((
+            members
+                .into_iter()
+                .map(|(_, external, segment)| (external, segment))
+                .collect(),
+            next,
+        ))
     })
 }
 

@@ -109,6 +109,7 @@ pub fn insert(
             .collect();
         batch_insert!(conn, consent_events::table, rows);
     }
+    super::consent_state::apply_events_from(conn, first_consent)?;
     Ok(DemoSummary {
         customers: data.customers.len(),
         transactions: data.transactions.len(),

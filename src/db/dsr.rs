@@ -189,6 +189,7 @@ pub fn erase(
     let consent =
         diesel::delete(consent_events::table.filter(consent_events::customer_id.eq(customer)))
             .execute(conn)?;
+    super::consent_state::forget(conn, customer)?;
     let txns = diesel::delete(transactions::table.filter(transactions::customer_id.eq(customer)))
         .execute(conn)?;
     let protected = diesel::delete(

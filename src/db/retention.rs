@@ -57,6 +57,8 @@ pub fn delete_transactions_before(conn: &mut DbConnection, cutoff: NaiveDateTime
 
 /// Deletes the consent events past the cut-off that a later event of the same customer and
 /// purpose supersedes.
+/// The latest event of each customer × purpose is never deleted, so the consent state
+/// (`db::consent_state`) is unchanged.
 pub fn delete_superseded_consent_events(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
@@ -81,6 +83,7 @@ pub fn expired_memberships(conn: &mut DbConnection, cutoff: NaiveDateTime) -> Db
         )
         .select(segmentation_runs::id)
         .load(conn)?;
+    super::segmentation::forget_live_sizes(conn, &runs)?;
     Ok(
         diesel::delete(segment_memberships::table.filter(segment_memberships::run_id.eq_any(runs)))
             .execute(conn)? as u64,

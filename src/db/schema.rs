@@ -321,6 +321,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    consent_state (customer_id, purpose) {
+        customer_id -> BigInt,
+        purpose -> Text,
+        granted -> Bool,
+        recorded_at -> Timestamp,
+        event_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    consent_state_version (id) {
+        id -> Integer,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    run_live_sizes (run_id) {
+        run_id -> BigInt,
+        state_version -> BigInt,
+        valid_until -> Timestamp,
+        sizes -> Text,
+    }
+}
+
 diesel::joinable!(customer_protected -> customers (customer_id));
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(consent_events -> customers (customer_id));
@@ -354,4 +380,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     kpi_evaluations,
     schedule_claims,
     sign_in_throttle,
+    consent_state,
+    consent_state_version,
+    run_live_sizes,
 );

@@ -375,6 +375,33 @@ pub fn members_with_ids(
         .load(conn)?)
 }
 
+/// Up to `limit` of a run's members with their external ids after customer `after`, by
+/// customer id: one range of the membership key, however large the run.
+pub fn members_with_ids_after(
+    conn: &mut DbConnection,
+    run_id: i64,
+    segment: Option<i32>,
+    after: i64,
+    limit: i64,
+) -> DbResult<Vec<(i64, String, i32)>> {
+    let mut q = segment_memberships::table
+        .inner_join(customers::table.on(customers::id.eq(segment_memberships::customer_id)))
+        .filter(segment_memberships::run_id.eq(run_id))
+        .filter(segment_memberships::customer_id.gt(after))
+        .into_boxed();
+    if let Some(s) = segment {
+        q = q.filter(segment_memberships::segment.eq(s));
+    }
+    Ok(q.order(segment_memberships::customer_id.asc())
+        .limit(limit)
+        .select((
+            segment_memberships::customer_id,
+            customers::external_id,
+            segment_memberships::segment,
+        ))
+        .load(conn)?)
+}
+
 /// A customer's memberships as (run id, segment), newest run first.
 pub fn memberships_of(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<(i64, i32)>> {
     Ok(segment_memberships::table
@@ -433,13 +460,71 @@ pub fn known_columns(conn: &mut DbConnection) -> DbResult<Vec<KnownColumn>> {
 
 /// Streams `(id, attributes JSON)` of every customer, by id, to `f`.
 pub fn for_each_attributes(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)) -> DbResult<()> {
+    for_each_attributes_owned(conn, |id, attributes| f(id, &attributes))
+}
+
+/// [`for_each_attributes`] handing each JSON text over, for readers that keep it (no copy).
+pub fn for_each_attributes_owned(
+    conn: &mut DbConnection,
+    mut f: impl FnMut(i64, String),
+) -> DbResult<()> {
     let rows = customers::table
         .order(customers::id.asc())
         .select((customers::id, customers::attributes))
         .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
     for row in rows {
         let (id, attributes) = row?;
-        f(id, &attributes);
+        f(id, attributes);
     }
+    Ok(())
+}
+
+/// A run's live sizes as cached at consent-state `version`, if they are still valid at `now`.
+pub fn cached_live_sizes(
+    conn: &mut DbConnection,
+    run_id: i64,
+    version: i64,
+    now: NaiveDateTime,
+) -> DbResult<Option<Vec<u64>>> {
+    use super::schema::run_live_sizes;
+    let sizes: Option<String> = run_live_sizes::table
+        .filter(run_live_sizes::run_id.eq(run_id))
+        .filter(run_live_sizes::state_version.eq(version))
+        .filter(run_live_sizes::valid_until.gt(now))
+        .select(run_live_sizes::sizes)
+        .first(conn)
+        .optional()?;
+    Ok(sizes.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// Keeps a run's live sizes computed at consent-state `version`, valid until `valid_until`.
+pub fn cache_live_sizes(
+    conn: &mut DbConnection,
+    run_id: i64,
+    version: i64,
+    valid_until: NaiveDateTime,
+    sizes: &[u64],
+) -> DbResult<()> {
+    use diesel::sql_types::{BigInt, Text, Timestamp};
+    // The same upsert on SQLite and PostgreSQL; two views filling the cache at once both win.
+    diesel::sql_query(
+        "INSERT INTO run_live_sizes (run_id, state_version, valid_until, sizes) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (run_id) DO UPDATE SET \
+         state_version = excluded.state_version, valid_until = excluded.valid_until, \
+         sizes = excluded.sizes",
+    )
+    .bind::<BigInt, _>(run_id)
+    .bind::<BigInt, _>(version)
+    .bind::<Timestamp, _>(valid_until)
+    .bind::<Text, _>(serde_json::to_string(sizes).expect("sizes serialise"))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Forgets the cached live sizes of runs (their memberships changed).
+pub fn forget_live_sizes(conn: &mut DbConnection, runs: &[i64]) -> DbResult<()> {
+    use super::schema::run_live_sizes;
+    diesel::delete(run_live_sizes::table.filter(run_live_sizes::run_id.eq_any(runs)))
+        .execute(conn)?;
     Ok(())
 }

@@ -157,6 +157,24 @@ impl Column {
         }
     }
 
+    /// The values at positions `at` of this column, in that order (`None`: no value), so that
+    /// values read once for every customer serve a subset of them too. A column nobody has a
+    /// value in stays unallocated.
+    pub fn pick(&self, at: &[Option<usize>]) -> Column {
+        fn pick<T: Clone>(v: &[Option<T>], at: &[Option<usize>]) -> Vec<Option<T>> {
+            if v.is_empty() {
+                return Vec::new();
+            }
+            at.iter()
+                .map(|p| p.and_then(|p| v.get(p).cloned().flatten()))
+                .collect()
+        }
+        match self {
+            Column::Labels(v) => Column::Labels(pick(v, at)),
+            Column::Numbers(v) => Column::Numbers(pick(v, at)),
+        }
+    }
+
     fn present(&self) -> bool {
         match self {
             Column::Labels(v) => v.iter().any(Option::is_some),
@@ -321,6 +339,20 @@ mod tests {
             FeatureValues::Numeric(v) => v,
             FeatureValues::Categorical(_) => panic!("numeric"),
         }
+    }
+
+    #[test]
+    fn picking_members_keeps_their_values_and_leaves_unread_columns_unallocated() {
+        let everyone = Column::Labels(vec![Some("F".into()), None, Some("M".into())]);
+        let at = [Some(2), None, Some(1), Some(0)];
+        let Column::Labels(picked) = everyone.pick(&at) else {
+            panic!("labels stay labels")
+        };
+        assert_eq!(picked, vec![Some("M".into()), None, None, Some("F".into())]);
+        let Column::Numbers(unread) = Column::Numbers(Vec::new()).pick(&at) else {
+            panic!("numbers stay numbers")
+        };
+        assert!(unread.is_empty());
     }
 
     #[test]

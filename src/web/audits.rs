@@ -15,6 +15,7 @@ use crate::app::audits::{self, AuditError, Audited, Gate, Listed, Published, Sto
 use crate::auth::CurrentUser;
 use crate::db::audits::OverrideRow;
 use crate::fairness::audit::AttributeReport;
+use crate::fairness::summary::{SummaryLine, summarise};
 use crate::fairness::suppression::Suppression;
 use crate::fairness::{AuditReport, Verdict};
 use crate::policy::Permission;
@@ -254,6 +255,16 @@ pub struct AttributeView {
     pub chart: RatioChart,
     pub four_fifths: Option<FourFifthsView>,
     pub balance: String,
+    /// An intersection of two attributes: its details are collapsed by default.
+    pub intersection: bool,
+}
+
+/// The anchor of an attribute's section on the report.
+fn anchor(attribute: &str) -> String {
+    attribute
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
 
 fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> AttributeView {
@@ -336,11 +347,7 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
         }
     };
     AttributeView {
-        anchor: a
-            .attribute
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect(),
+        anchor: anchor(&a.attribute),
         name: a.attribute.clone(),
         verdict: a.verdict.to_string(),
         reason: a.reason.clone(),
@@ -357,6 +364,9 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
         chart: charts::representation(a, names),
         four_fifths,
         balance,
+        intersection: a
+            .attribute
+            .contains(crate::fairness::groups::INTERSECTION_SEPARATOR),
     }
 }
 
@@ -403,6 +413,10 @@ pub struct ReportView {
     /// Consent-selection bias: the headline, then one sentence per attribute.
     pub selection_headline: Option<String>,
     pub selection_lines: Vec<String>,
+    /// The one-screen summary: per attribute (its anchor) one sentence.
+    pub summary: Vec<(String, SummaryLine)>,
+    /// The significance level a gap must pass to be stated.
+    pub alpha: String,
 }
 
 fn verdict_words(v: crate::fairness::Verdict) -> &'static str {
@@ -449,6 +463,17 @@ pub(crate) fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> Re
             .iter()
             .map(|x| attribute_view(x, &names))
             .collect(),
+        summary: r
+            .attributes
+            .iter()
+            .map(|x| {
+                (
+                    anchor(&x.attribute),
+                    summarise(x, r.thresholds.alpha, r.thresholds.confidence_level, &names),
+                )
+            })
+            .collect(),
+        alpha: format!("{}", r.thresholds.alpha),
         proxies: r
             .proxies
             .iter()
@@ -516,7 +541,6 @@ struct ReportHtml {
 
 #[derive(Deserialize, Default)]
 pub struct ReportQuery {
-    error: Option<String>,
     notice: Option<String>,
 }
 
@@ -526,23 +550,49 @@ pub async fn report_page(
     path: web::Path<i64>,
     q: web::Query<ReportQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let audit = load(&state, path.into_inner()).await?;
-    let q = q.into_inner();
-    let signoffs = super::signoffs::signoff_box(&state, &user, &audit).await?;
-    Ok(render(&ReportHtml {
-        signoffs,
-        layout: Layout::new(
-            &state,
-            Some(&user),
-            &format!("Fairness audit {}", audit.row.id),
-            "/audits",
-        ),
-        can_override: user.can(Permission::AuditsOverride),
-        can_publish: user.can(Permission::SegmentsPublish),
-        a: report_view(&audit, &state.policy),
-        error: q.error,
-        notice: q.notice,
-    }))
+    report_with(
+        &state,
+        &user,
+        path.into_inner(),
+        None,
+        q.into_inner().notice,
+    )
+    .await
+}
+
+/// The report page, with the reason a form on it was refused shown on the page (answered
+/// with `409 Conflict`, nothing changed) instead of being carried in the URL.
+pub async fn report_with(
+    state: &State,
+    user: &CurrentUser,
+    audit_id: i64,
+    error: Option<String>,
+    notice: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let audit = load(state, audit_id).await?;
+    let signoffs = super::signoffs::signoff_box(state, user, &audit).await?;
+    let status = if error.is_some() {
+        actix_web::http::StatusCode::CONFLICT
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(crate::web::layout::render_with_status(
+        status,
+        &ReportHtml {
+            signoffs,
+            layout: Layout::new(
+                state,
+                Some(user),
+                &format!("Fairness audit {}", audit.row.id),
+                "/audits",
+            ),
+            can_override: user.can(Permission::AuditsOverride),
+            can_publish: user.can(Permission::SegmentsPublish),
+            a: report_view(&audit, &state.policy),
+            error,
+            notice,
+        },
+    ))
 }
 
 #[derive(Template)]
@@ -692,13 +742,17 @@ pub async fn override_submit(
         web::block(move || audits::override_audit(&db, &policy, &actor, id, &justification))
             .await?;
     let page = format!("/audits/{id}");
-    Ok(match result {
-        Ok(_) => see_other(&with_message(&page, "notice", "Override recorded.")),
+    match result {
+        Ok(_) => Ok(see_other(&with_message(
+            &page,
+            "notice",
+            "Override recorded.",
+        ))),
         Err(e @ (AuditError::ShortJustification(_) | AuditError::NothingToOverride { .. })) => {
-            see_other(&with_message(&page, "error", &e.to_string()))
+            report_with(&state, &user, id, Some(e.to_string()), None).await
         }
-        Err(e) => return Err(e.into()),
-    })
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn publish(
@@ -725,17 +779,17 @@ pub async fn publish_submit(
         Some(id) => format!("/audits/{id}"),
         None => "/audits".into(),
     };
-    Ok(match result {
-        Ok(p) => see_other(&with_message(
+    match (result, latest) {
+        (Ok(p), _) => Ok(see_other(&with_message(
             &page,
             "notice",
             &format!("Run {} published.", p.run_id),
-        )),
-        Err(e @ (AuditError::Gate { .. } | AuditError::WrongState { .. })) => {
-            see_other(&with_message(&page, "error", &e.to_string()))
+        ))),
+        (Err(e @ (AuditError::Gate { .. } | AuditError::WrongState { .. })), Some(id)) => {
+            report_with(&state, &user, id, Some(e.to_string()), None).await
         }
-        Err(e) => return Err(e.into()),
-    })
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 pub async fn reaudit_submit(

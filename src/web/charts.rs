@@ -3,7 +3,7 @@
 //! arithmetic that maps values onto the drawing ([`Axis`]) and the way a line breaks where a
 //! value is withheld ([`pieces`]) are written once here.
 
-use chrono::NaiveDateTime;
+use chrono::{Datelike, NaiveDateTime};
 
 use super::format;
 use super::kpi::{EvaluationView, kpi_shown, status_words};
@@ -188,12 +188,12 @@ pub fn representation(a: &AttributeReport, segment_label: &dyn Fn(u32) -> String
 // ---------------------------------------------------------------------------------------------
 // A KPI's history.
 
-const KPI_W: f64 = 420.0;
-const KPI_H: f64 = 150.0;
-const KPI_PAD_L: f64 = 8.0;
-const KPI_PAD_R: f64 = 8.0;
-const KPI_PAD_T: f64 = 10.0;
-const KPI_PAD_B: f64 = 10.0;
+const KPI_W: f64 = 280.0;
+const KPI_H: f64 = 170.0;
+const KPI_PAD_L: f64 = 44.0;
+const KPI_PAD_R: f64 = 12.0;
+const KPI_PAD_T: f64 = 12.0;
+const KPI_PAD_B: f64 = 24.0;
 
 pub struct Dot {
     pub x: String,
@@ -213,8 +213,20 @@ pub struct KpiChart {
     pub alert_y: Option<String>,
     pub target: Option<String>,
     pub alert: Option<String>,
+    /// The target and threshold as the line labels say them (short).
+    pub target_short: Option<String>,
+    pub alert_short: Option<String>,
     pub y_max: String,
     pub y_min: String,
+    /// Value axis: ticks (y, label), and the unit it is in.
+    pub y_ticks: Vec<(String, String)>,
+    /// Time axis: ticks (x, label).
+    pub x_ticks: Vec<(String, String)>,
+    pub unit: String,
+    /// Where the plot starts and ends (for the axis lines).
+    pub plot_left: f64,
+    pub plot_right: f64,
+    pub plot_bottom: f64,
     pub first: String,
     pub last: String,
     pub latest: String,
@@ -251,6 +263,17 @@ fn kpi_range(values: &[Option<f64>], target: Option<f64>, alert: Option<f64>) ->
     (lo, hi)
 }
 
+/// A round step that cuts `lo..hi` into about four: 1, 2, 2.5 or 5 times a power of ten.
+fn nice_step(lo: f64, hi: f64) -> f64 {
+    let raw = (hi - lo) / 4.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude)
+}
+
 /// The history of one KPI in one series, complete periods only, oldest first.
 pub fn kpi_history(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> KpiChart {
     let kpi = k.name();
@@ -258,6 +281,9 @@ pub fn kpi_history(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> K
     let target = series.iter().rev().find_map(|v| v.target);
     let alert = series.iter().rev().find_map(|v| v.alert_threshold);
     let (lo, hi) = kpi_range(&values, target, alert);
+    // Widen to round ticks at both ends.
+    let step = nice_step(lo, hi);
+    let (lo, hi) = ((lo / step).floor() * step, (hi / step).ceil() * step);
     let n = series.len().max(1);
     let horizontal = Axis::inside(KPI_W, KPI_PAD_L, KPI_PAD_R);
     let vertical = Axis::inside(KPI_H, KPI_PAD_T, KPI_PAD_B);
@@ -297,6 +323,29 @@ pub fn kpi_history(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> K
             })
         })
         .collect();
+    let y_ticks = (0..)
+        .map(|i| lo + step * i as f64)
+        .take_while(|v| *v <= hi + step * 1e-6)
+        .map(|v| (format!("{:.1}", y(v)), format::kpi_tick(kpi, v, currency)))
+        .collect();
+    let monthly = series.iter().all(|v| v.period_start.day() == 1);
+    let mut at: Vec<usize> = (0..3).map(|i| i * (n - 1) / 2).collect();
+    at.dedup();
+    let x_ticks = at
+        .into_iter()
+        .filter_map(|i| series.get(i).map(|v| (i, v)))
+        .map(|(i, v)| {
+            let day = v.period_start;
+            (
+                format!("{:.1}", x(i)),
+                if monthly {
+                    day.format("%b %Y").to_string()
+                } else {
+                    day.format("%-d %b %y").to_string()
+                },
+            )
+        })
+        .collect();
     let last = series.last();
     KpiChart {
         kpi: kpi.to_owned(),
@@ -308,8 +357,16 @@ pub fn kpi_history(k: &Kpi, series: &[EvaluationView], currency: &Currency) -> K
         alert_y: alert.map(|a| format!("{:.1}", y(a))),
         target: target.map(|t| format::kpi_value(kpi, t, currency)),
         alert: alert.map(|a| format::kpi_value(kpi, a, currency)),
+        target_short: target.map(|t| format::kpi_tick(kpi, t, currency)),
+        alert_short: alert.map(|a| format::kpi_tick(kpi, a, currency)),
         y_max: format::kpi_value(kpi, hi, currency),
         y_min: format::kpi_value(kpi, lo, currency),
+        y_ticks,
+        x_ticks,
+        unit: format::kpi_unit(kpi, currency),
+        plot_left: KPI_PAD_L,
+        plot_right: KPI_W - KPI_PAD_R,
+        plot_bottom: KPI_H - KPI_PAD_B,
         first: series
             .first()
             .map(|v| format::date(&v.period_start))

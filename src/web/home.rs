@@ -5,6 +5,7 @@ use askama::Template;
 
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render};
+use crate::app::home::{HomeError, Todo, todos};
 use crate::auth::CurrentUser;
 use crate::db::users::UserRow;
 use crate::policy::Permission;
@@ -22,7 +23,17 @@ struct HomePage {
     layout: Layout,
     role: String,
     role_description: String,
+    todos: Vec<Todo>,
     cards: Vec<Card>,
+}
+
+impl From<HomeError> for AppError {
+    fn from(e: HomeError) -> AppError {
+        match e {
+            HomeError::Db(e) => e.into(),
+            HomeError::Consent(e) => e.into(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -39,6 +50,8 @@ pub async fn glossary(state: State, user: CurrentUser) -> HttpResponse {
 }
 
 pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
+    let (db, policy, who) = (state.db.clone(), state.policy.clone(), user.clone());
+    let todos = blocking(move || todos(&db, &policy, |p| who.can(p), crate::db::now())).await?;
     let db = state.db.clone();
     let (users, trail_entries) = blocking(move || {
         db.read(|c| {
@@ -90,6 +103,46 @@ pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppE
             text: "Start a run on the customers who consented, follow it, compare runs.".into(),
         });
     }
+    for (permission, title, href, text) in [
+        (
+            Permission::DsrManage,
+            "Data requests",
+            "/dsr",
+            "Customers' access, erasure and objection requests, and the retention policy.",
+        ),
+        (
+            Permission::ConsentRecord,
+            "Consent",
+            "/consent",
+            "Who agreed to what, per purpose, and how it changed; record consent for a customer.",
+        ),
+        (
+            Permission::CustomersImport,
+            "Import",
+            "/customers/import",
+            "Load customers and transactions from CSV files.",
+        ),
+        (
+            Permission::AuditsRead,
+            "Audits",
+            "/audits",
+            "Fairness audits of every run: verdicts, overrides and sign-offs.",
+        ),
+        (
+            Permission::KpiRead,
+            "KPIs",
+            "/kpi",
+            "Key figures per period against their targets, drift and alerts.",
+        ),
+    ] {
+        if user.can(permission) {
+            cards.push(Card {
+                title,
+                href,
+                text: text.into(),
+            });
+        }
+    }
     cards.push(Card {
         title: "Your account",
         href: "/account",
@@ -102,8 +155,9 @@ pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppE
         .unwrap_or_default();
     Ok(render(&HomePage {
         layout: Layout::new(&state, Some(&user), "Home", "/"),
-        role: user.role.clone(),
+        role: crate::format::label(&user.role),
         role_description,
+        todos,
         cards,
     }))
 }

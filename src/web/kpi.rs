@@ -14,7 +14,7 @@ use super::layout::{Layout, State, render, see_other};
 use crate::app::kpis::{self, KpisError};
 use crate::app::runs::RunError;
 use crate::auth::CurrentUser;
-use crate::db::kpi::LogFilter;
+use crate::db::kpi::{EvaluationRecord, LogFilter};
 use crate::kpi::series::{PARTIAL, SeriesKey};
 use crate::kpi::{ALL_SEGMENT, Kpi, KpiError, Period, PeriodKind};
 use crate::policy::{Currency, Permission};
@@ -117,6 +117,64 @@ struct OverviewHtml {
     /// A back-fill of the last twelve periods: (from, to).
     backfill: (String, String),
     min_cell_size: u32,
+    /// The shown period beside the one before and the same one a year before (whole
+    /// population; complete periods only).
+    comparison: Option<ComparisonView>,
+}
+
+/// The comparison table: column headings, then per KPI (label, now, before, change, a year
+/// before, change).
+pub struct ComparisonView {
+    pub now: String,
+    pub previous: String,
+    pub year_before: String,
+    pub rows: Vec<[String; 6]>,
+}
+
+fn comparison_view(
+    c: &crate::app::kpi_compare::PeriodComparison,
+    min_cell: u32,
+    currency: &crate::policy::Currency,
+) -> ComparisonView {
+    let shown = |r: &Option<EvaluationRecord>| r.as_ref().map(|r| EvaluationView::of(r, min_cell));
+    let value = |v: &Option<EvaluationView>| {
+        v.as_ref()
+            .filter(|v| !v.suppressed && !v.partial)
+            .and_then(|v| v.value)
+    };
+    let words = |p: Option<Period>| {
+        p.map(|p| crate::format::period(&p))
+            .unwrap_or_else(|| "–".into())
+    };
+    ComparisonView {
+        now: crate::format::period(&c.period),
+        previous: words(c.previous),
+        year_before: words(c.year_before),
+        rows: c
+            .rows
+            .iter()
+            .map(|row| {
+                let (now, prev, year) = (
+                    shown(&row.now),
+                    shown(&row.previous),
+                    shown(&row.year_before),
+                );
+                let cell = |v: &Option<EvaluationView>| {
+                    v.as_ref()
+                        .map(|v| kpi_shown(v, currency))
+                        .unwrap_or_else(|| "not evaluated".into())
+                };
+                [
+                    crate::format::label(row.kpi),
+                    cell(&now),
+                    cell(&prev),
+                    crate::format::change(row.kpi, value(&now), value(&prev)),
+                    cell(&year),
+                    crate::format::change(row.kpi, value(&now), value(&year)),
+                ]
+            })
+            .collect(),
+    }
 }
 
 /// Percent-encodes one path segment (segment names may hold spaces or slashes).
@@ -298,16 +356,24 @@ pub async fn overview_page(
             .periods
             .iter()
             .any(|p| p.period == last && p.partial.is_none()))
-    .then(|| (last.label(), last.last_day().to_string()));
+    .then(|| (crate::format::period(&last), last.last_day().to_string()));
     let twelve_back = (1..12)
         .try_fold(last, |p, _| p.previous())
         .map_err(KpisError::from)?;
+    let comparison = match o.shown.as_ref().filter(|p| p.partial.is_none()) {
+        Some(p) => {
+            let (db, period) = (state.db.clone(), p.period);
+            let c = blocking(move || crate::app::kpi_compare::compare(&db, period)).await?;
+            Some(comparison_view(&c, min_cell, &state.policy.currency))
+        }
+        None => None,
+    };
     Ok(render(&OverviewHtml {
         layout: Layout::new(&state, Some(&user), "KPIs", "/kpi"),
         period_kind: kind.as_str().into(),
         period: o.shown.as_ref().map(|p| {
             (
-                p.period.label(),
+                crate::format::period(&p.period),
                 format!(
                     "{} to {}",
                     format::date(&p.period.start()),
@@ -335,6 +401,7 @@ pub async fn overview_page(
         default_as_of: last.last_day().to_string(),
         backfill: (twelve_back.start().to_string(), last.last_day().to_string()),
         min_cell_size: state.policy.fairness.min_cell_size,
+        comparison,
     }))
 }
 
@@ -391,10 +458,9 @@ async fn render_series(
             for v in s.iter().filter(|v| v.partial) {
                 let label = format!(
                     "{} ({})",
-                    v.period_start.format(match kind {
-                        PeriodKind::Week => "week of %Y-%m-%d",
-                        _ => "%Y-%m",
-                    }),
+                    Period::containing(kind, v.period_start)
+                        .map(|p| crate::format::period(&p))
+                        .unwrap_or_else(|_| format::date(&v.period_start)),
                     v.status_label()
                 );
                 if !partial.contains(&label) {

@@ -118,6 +118,40 @@ async fn read_members(
         .await
 }
 
+/// One page of a run's members and the cursor of the next page (see `read_members`).
+async fn read_members_page(
+    state: &State,
+    user: &CurrentUser,
+    run_id: i64,
+    segment: Option<i32>,
+    channel: Option<String>,
+    page: app::PageRequest,
+) -> Result<app::MemberPage, AppError> {
+    let (db, policy) = (state.db.clone(), state.policy.clone());
+    let actor = Actor::user(&user.email);
+    if reader(user) == Reader::Everyone {
+        let db = state.db.clone();
+        if blocking(move || app::run(&db, Reader::Everyone, run_id))
+            .await?
+            .is_none()
+        {
+            return Err(AppError::Missing(format!("there is no run {run_id}")));
+        }
+    }
+    blocking(move || {
+        app::read_members_page(
+            &db,
+            &policy,
+            &actor,
+            run_id,
+            segment,
+            channel.as_deref(),
+            page,
+        )
+    })
+    .await
+}
+
 /// Members as `customer_id,segment`: CSV (a download named `file_name`) or JSON.
 fn members_response(
     members: Vec<(String, i32)>,

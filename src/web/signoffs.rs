@@ -202,7 +202,8 @@ fn with_message(path: &str, key: &str, message: &str) -> String {
     format!("{path}?{}", s.finish())
 }
 
-/// The sign-off form: back to the report with a notice, or with the reason it was refused.
+/// The sign-off form: back to the report with a notice, or the report again with the reason
+/// it was refused (nothing stored).
 pub async fn sign_submit(
     state: State,
     user: CurrentUser,
@@ -211,26 +212,24 @@ pub async fn sign_submit(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let page = format!("/audits/{id}");
-    Ok(
-        match sign(&state, &user, id, form.into_inner().statement).await? {
-            Ok(row) => see_other(&format!(
-                "{}#signoff-{}",
-                with_message(
-                    &page,
-                    "notice",
-                    "Signed off: the report is frozen with its hash."
-                ),
-                row.seq
-            )),
-            Err(
-                e @ (SignoffError::Statement(_)
-                | SignoffError::Stale { .. }
-                | SignoffError::Superseded { .. }
-                | SignoffError::ChangedWhileSigning(_)),
-            ) => see_other(&with_message(&page, "error", &e.to_string())),
-            Err(e) => return Err(e.into()),
-        },
-    )
+    match sign(&state, &user, id, form.into_inner().statement).await? {
+        Ok(row) => Ok(see_other(&format!(
+            "{}#signoff-{}",
+            with_message(
+                &page,
+                "notice",
+                "Signed off: the report is frozen with its hash."
+            ),
+            row.seq
+        ))),
+        Err(
+            e @ (SignoffError::Statement(_)
+            | SignoffError::Stale { .. }
+            | SignoffError::Superseded { .. }
+            | SignoffError::ChangedWhileSigning(_)),
+        ) => super::audits::report_with(&state, &user, id, Some(e.to_string()), None).await,
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Template)]

@@ -328,6 +328,23 @@ async fn a_failing_run_is_published_only_after_compliance_overrides_it_in_writin
         page.contains("id=\"justification\""),
         "compliance sees the override form"
     );
+    // Too short through the form: the report again with the reason on it, not in the address.
+    let r = client
+        .post_form(
+            app.url(&format!("/audits/{audit_id}/override")),
+            &page,
+            &[("justification", "too short"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    assert!(r.headers().get("location").is_none());
+    let html = r.text().await.unwrap();
+    assert!(texts(&html, "p.error")[0].contains("20"), "{html}");
+    assert!(
+        app.trail(&format!("subject=run:{run_id}&action=audit.overridden"))
+            .await
+            .is_empty()
+    );
     let r = client
         .post_form(
             app.url(&format!("/audits/{audit_id}/override")),

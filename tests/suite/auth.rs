@@ -48,7 +48,7 @@ async fn signing_in_sets_a_strict_httponly_session_and_opens_the_home_page() {
     let (status, html) = client.page_with_status(app.url("/")).await;
     assert_eq!(status, 200);
     assert_eq!(texts(&html, "h1"), ["Welcome"]);
-    assert!(texts(&html, ".lead")[0].contains("marketing"));
+    assert!(texts(&html, ".lead")[0].contains("Marketing"));
     // Marketing's navigation has no trail and no user administration.
     let nav = texts(&html, "nav a");
     assert!(!nav.iter().any(|l| l.contains("Trail")), "{nav:?}");

@@ -258,7 +258,24 @@ async fn browser_an_analyst_runs_a_segmentation_and_marketing_records_a_strategy
     let client = Browser::signed_in(&app, "analyst").await;
     client.open("/segmentations").await;
     assert!(client.nav_labels().await.contains(&"Runs".to_string()));
-    client.fill("#features", "x,y").await;
+    // Features are picked from the list of known ones, with their kind; none is ticked for
+    // the analyst, and protected attributes cannot be.
+    assert_eq!(
+        client.count("#features input[name=features]:checked").await,
+        0
+    );
+    let kinds = client.text("#features tbody").await;
+    assert!(kinds.contains("number"), "{kinds}");
+    // Only the chosen algorithm's fields show (no script: CSS :has()).
+    assert!(client.find_css("#k").await.is_displayed().await.unwrap());
+    assert!(!client.find_css("#eps").await.is_displayed().await.unwrap());
+    client.click("#algorithm option[value=dbscan]").await;
+    assert!(client.find_css("#eps").await.is_displayed().await.unwrap());
+    assert!(!client.find_css("#k").await.is_displayed().await.unwrap());
+    client.screenshot("run-form-dbscan-analyst").await;
+    client.click("#algorithm option[value=kmeans]").await;
+    client.click("#feature-x").await;
+    client.click("#feature-y").await;
     client.find_css("#k").await.clear().await.unwrap();
     client.fill("#k", "3").await;
     client.click("#new-run button[type=submit]").await;
@@ -425,8 +442,16 @@ async fn kpi_dashboard_charts_and_drift_in_the_browser() {
     assert!(nav.contains(&"KPIs".to_string()), "{nav:?}");
     assert_eq!(client.count("table.kpi-glance tbody tr").await, 12);
     // It opens on the newest complete month, not on the one under way.
-    assert!(client.text("h2#period").await.starts_with("2025-06"));
+    assert!(client.text("h2#period").await.starts_with("June 2025"));
     client.screenshot("kpi-overview-marketing").await;
+    // The period beside the one before and the same one a year before.
+    let heads = client.texts("#kpi-compare thead th").await;
+    assert_eq!(heads[1], "June 2025", "{heads:?}");
+    assert_eq!(heads[2], "May 2025", "{heads:?}");
+    client
+        .facts("document.querySelector('#compare-periods').scrollIntoView(); return null;")
+        .await;
+    client.screenshot("kpi-compare-marketing").await;
     // The month under way is shown when chosen, labelled partial, and nothing in it is red.
     let current = fairseg::kpi::Period::containing(
         fairseg::kpi::PeriodKind::Month,
@@ -664,6 +689,83 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
     }
     std::fs::write(dir.join("README.md"), index).unwrap();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Each role's home page lists what waits for it, area by area, in every area it may use.
+    for (role, areas) in [
+        ("admin", &["Consent", "Imports"][..]),
+        ("compliance", &["Audits", "KPIs", "Consent"][..]),
+        ("marketing", &["KPIs"][..]),
+        ("analyst", &["Audits", "KPIs"][..]),
+    ] {
+        let client = Browser::signed_in(&app, role).await;
+        client.open("/").await;
+        let shown = client.texts("#todos li.todo .area").await;
+        for area in areas {
+            assert!(shown.iter().any(|a| a == area), "{role}: {shown:?}");
+        }
+        if role == "marketing" {
+            // Activation links say how many customers each file holds.
+            client.open("/segments").await;
+            let links = client.texts("a.export").await;
+            assert!(!links.is_empty());
+            for l in &links {
+                assert!(
+                    l.starts_with("Email: ")
+                        && (l.ends_with(" reachable") || l.ends_with(" members")),
+                    "{l}"
+                );
+            }
+            // KPI charts have axes: value ticks in the unit, months on the time axis, a
+            // labelled target line, and no "€0.00".
+            client.open("/kpi/segments/all").await;
+            let ticks = client.texts("li.chart[data-kpi=revenue] text.tick").await;
+            assert!(ticks.iter().any(|t| t.starts_with('€')), "{ticks:?}");
+            assert!(!ticks.iter().any(|t| t.contains("0.00")), "{ticks:?}");
+            let labels = client.texts("li.chart text.line-label").await;
+            assert!(
+                labels.iter().any(|l| l.starts_with("target ")),
+                "{labels:?}"
+            );
+        }
+        if role == "compliance" {
+            // The failing run's audit is a to-do for the officer who may override it.
+            let todo = client.text("#todos li.todo-act").await;
+            assert!(todo.contains(&format!("run {first_run}")), "{todo}");
+            // The report opens on its summary: one sentence per attribute, a gap stated with its
+            // ratio and interval against the stated reference, above the details; the
+            // intersections' details are collapsed.
+            client.open(&format!("/audits/{audit}")).await;
+            let facts = client
+                .facts(
+                    "const top = s => document.querySelector(s).getBoundingClientRect().top;
+                     return {
+                       lines: [...document.querySelectorAll('#summary li.summary-line')].map(l => l.textContent),
+                       gaps: [...document.querySelectorAll('#summary li.tone-gap')].map(l => l.textContent),
+                       sections: document.querySelectorAll('section.attribute').length,
+                       above: top('#summary') < top('#proxies'),
+                       intersections: document.querySelectorAll('details.intersection').length,
+                       open: document.querySelectorAll('details.intersection[open]').length,
+                     };",
+                )
+                .await;
+            assert_eq!(
+                facts["lines"].as_array().unwrap().len() as u64,
+                facts["sections"].as_u64().unwrap(),
+                "{facts}"
+            );
+            assert_eq!(facts["above"], true, "{facts}");
+            assert_eq!(facts["open"], 0, "{facts}");
+            for gap in facts["gaps"].as_array().unwrap() {
+                let gap = gap.as_str().unwrap();
+                assert!(
+                    gap.contains("% CI")
+                        && gap.contains("against their share of all audited members")
+                        || gap.contains("the segments differ"),
+                    "{gap}"
+                );
+            }
+        }
+        client.close().await;
+    }
     // Marketing's overview: one line per segment, money in the policy's currency (compact,
     // full on hover), dates in words, and sorting by revenue puts the largest first.
     let client = Browser::signed_in(&app, "marketing").await;

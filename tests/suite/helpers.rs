@@ -398,6 +398,7 @@ impl TestApp {
                         ))
                         .execute(conn)?;
                 }
+                let first_event_id = next_id(conn, IdTable::ConsentEvents)?;
                 for (purpose, status, at) in &c.consents {
                     let eid = next_id(conn, IdTable::ConsentEvents)?;
                     diesel::insert_into(consent_events::table)
@@ -414,6 +415,7 @@ impl TestApp {
                         ))
                         .execute(conn)?;
                 }
+                fairseg::db::consent_state::apply_events_from(conn, first_event_id)?;
                 Ok(())
             })
             .unwrap();

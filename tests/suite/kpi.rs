@@ -698,6 +698,28 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     );
     // Marketing may not evaluate: no form.
     assert!(!html.contains(r#"action="/kpi/evaluate""#));
+    // June beside May and beside June a year before (never evaluated: said so).
+    assert_eq!(
+        texts(&html, "#kpi-compare thead th"),
+        [
+            "KPI",
+            "June 2025",
+            "May 2025",
+            "Change",
+            "June 2024",
+            "Change over a year"
+        ]
+    );
+    assert_eq!(texts(&html, "#kpi-compare tbody tr").len(), 12);
+    let year = texts(&html, "#kpi-compare tbody td:nth-child(5)");
+    assert!(year.iter().all(|t| t == "not evaluated"), "{year:?}");
+    let changes = texts(&html, "#kpi-compare tbody td:nth-child(4)");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.ends_with('%') || c.ends_with(" pts") || c == "no change"),
+        "{changes:?}"
+    );
 
     let html = client.page(app.url("/kpi/segments/all")).await;
     let doc = scraper::Html::parse_document(&html);
@@ -717,6 +739,26 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     let target =
         scraper::Selector::parse(r#"li.chart[data-kpi="retention_rate"] line.target"#).unwrap();
     assert_eq!(doc.select(&target).count(), 1);
+    // Axes: value ticks in the KPI's unit (a rate in %, zero as "0", never "€0.00"), time
+    // ticks naming months, and the target line says what it is.
+    let text = |css: &str| {
+        let sel = scraper::Selector::parse(css).unwrap();
+        doc.select(&sel)
+            .map(|e| e.text().collect::<String>())
+            .collect::<Vec<_>>()
+    };
+    let ticks = text(r#"li.chart[data-kpi="retention_rate"] text.tick"#);
+    assert!(ticks.iter().any(|t| t == "0"), "{ticks:?}");
+    assert!(ticks.iter().any(|t| t.ends_with('%')), "{ticks:?}");
+    assert!(ticks.iter().any(|t| t == "Jan 2025"), "{ticks:?}");
+    let money = text(r#"li.chart[data-kpi="revenue"] text.tick"#);
+    assert!(!money.iter().any(|t| t.contains("0.00")), "{money:?}");
+    assert!(money.iter().any(|t| t.starts_with('€')), "{money:?}");
+    let labels = text(r#"li.chart[data-kpi="retention_rate"] text.line-label"#);
+    assert!(
+        labels.iter().any(|l| l.starts_with("target ")),
+        "{labels:?}"
+    );
 
     let missing = client
         .get(app.url("/kpi/segments/nobody"))
@@ -1022,19 +1064,23 @@ async fn kpi_opens_on_the_last_complete_period_and_shows_a_partial_one_only_when
     let client = app.sign_in("marketing").await;
     let (_, html) = page(&client, &app, "/kpi").await;
     let shown = texts(&html, "h2#period");
-    assert!(shown[0].starts_with(&last.label()), "{shown:?}");
+    // Periods in words ("November 2026"), never "2026-11".
+    assert!(
+        shown[0].starts_with(&fairseg::format::period(&last)),
+        "{shown:?}"
+    );
     assert!(texts(&html, "#partial-note").is_empty());
     let choices = texts(&html, "#start option");
     let partial_label = format!(
         "{} — partial ({} of {} days)",
-        current.label(),
+        fairseg::format::period(&current),
         (today - current.start()).num_days() + 1,
         current.days()
     );
     assert!(choices.contains(&partial_label), "{choices:?}");
 
     let (_, html) = page(&client, &app, &format!("/kpi?start={}", current.start())).await;
-    assert!(texts(&html, "h2#period")[0].starts_with(&current.label()));
+    assert!(texts(&html, "h2#period")[0].starts_with(&fairseg::format::period(&current)));
     let note = texts(&html, "#partial-note");
     assert!(
         note[0].starts_with(&format!(
@@ -1057,7 +1103,10 @@ async fn kpi_opens_on_the_last_complete_period_and_shows_a_partial_one_only_when
     // The charts end on the last complete month, and say what they leave out.
     let (_, html) = page(&client, &app, "/kpi/segments/all").await;
     let note = texts(&html, "#partial-note");
-    assert!(note[0].contains(&current.label()), "{note:?}");
+    assert!(
+        note[0].contains(&fairseg::format::period(&current)),
+        "{note:?}"
+    );
     let doc = scraper::Html::parse_document(&html);
     let dot =
         scraper::Selector::parse(r#"li.chart[data-kpi="active_customers"] circle title"#).unwrap();
@@ -1122,7 +1171,7 @@ async fn an_empty_week_view_says_how_to_evaluate_it_and_offers_the_button_to_who
         fairseg::db::now().date(),
     )
     .unwrap();
-    assert!(texts(&html, "h2#period")[0].starts_with(&last.label()));
+    assert!(texts(&html, "h2#period")[0].starts_with(&fairseg::format::period(&last)));
 }
 
 #[tokio::test]

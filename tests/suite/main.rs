@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod consent;
 mod consent_selection;
+mod consent_state;
 mod dsr;
 mod helpers;
 mod imports;

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Answer, Pages, TestApp, eventually, spawn_app, spawn_app_with, stderr, stdout,
+    Answer, Pages, TestApp, eventually, spawn_app, spawn_app_with, stderr, stdout, texts,
 };
 
 fn write(app: &TestApp, name: &str, text: &str) -> PathBuf {
@@ -288,6 +288,42 @@ async fn member_ids_via_api(app: &TestApp, run: i64) -> Vec<String> {
         .collect()
 }
 
+/// Marketing's view of a run's members read page by page (`limit`, then the `X-Next-Cursor`
+/// cursor), and how many pages it took.
+async fn member_ids_by_page(app: &TestApp, run: i64, limit: usize) -> (Vec<String>, usize) {
+    let client = crate::helpers::api_client();
+    let token = app.token("marketing");
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = app.url(&format!(
+            "/api/v1/segmentations/{run}/members?format=json&limit={limit}"
+        ));
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let response = client.get(url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let next = response
+            .headers()
+            .get("x-next-cursor")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Value = response.json().await.unwrap();
+        let page = page.as_array().unwrap();
+        assert!(page.len() <= limit);
+        ids.extend(
+            page.iter()
+                .map(|m| m["customer_id"].as_str().unwrap().to_owned()),
+        );
+        pages += 1;
+        match next {
+            Some(n) => after = Some(n),
+            None => return (ids, pages),
+        }
+    }
+}
+
 /// The published run's segment sizes as marketing sees them, added up.
 async fn published_size_total(app: &TestApp) -> u64 {
     let (_, view) = app
@@ -365,6 +401,17 @@ async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_eff
     assert_eq!(ids.len(), 59);
     assert!(!ids.iter().any(|id| id == "C0001"));
     assert_eq!(published_size_total(&app).await, 59);
+    // Read seven at a time, the pages hold the same members in the same order, and end.
+    let (paged, pages) = member_ids_by_page(&app, run, 7).await;
+    assert_eq!(paged, ids);
+    assert_eq!(pages, 9);
+    let (status, body) = app
+        .get_json(
+            "marketing",
+            &format!("/api/v1/segmentations/{run}/members?limit=0"),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
 
     // An e-mail export leaves out whoever has no active e-mail consent (C0002 withdraws it).
     withdraw(&app, "C0002", "marketing_email").await;
@@ -375,8 +422,39 @@ async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_eff
             "/segments/{run}/{segment_of_c2}/export.csv?channel=email"
         )))
         .await;
-    assert!(csv.starts_with("customer_id,segment\n"), "{csv}");
+    // The segment's name rides beside its number.
+    assert!(
+        csv.starts_with("customer_id,segment,segment_name\n"),
+        "{csv}"
+    );
+    let second = csv.lines().nth(1).unwrap();
+    let name = second.splitn(3, ',').nth(2).unwrap();
+    assert!(!name.is_empty(), "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(name)), "{csv}");
     assert!(!csv.contains("C0002") && !csv.contains("C0001"), "{csv}");
+    // The dashboard's link says how many the file holds.
+    let rows = csv.lines().count() - 1;
+    let html = client.page(app.url("/segments")).await;
+    let links = texts(
+        &html,
+        &format!("#actions-{segment_of_c2} a.export[data-channel=email]"),
+    );
+    assert_eq!(links.len(), 1, "{html}");
+    // Exactly what the download holds, against the segment's live size, without revealing a
+    // count below the minimum cell size (here: the one member without e-mail consent).
+    let size = members(&app, run)
+        .values()
+        .filter(|s| **s == segment_of_c2)
+        .count() as u64;
+    assert_eq!(
+        links[0],
+        fairseg::format::reach("email", rows as u64, size, 10),
+        "{rows} rows of {size}"
+    );
+    assert_eq!(
+        links[0],
+        format!("Email: all but fewer than 10 of {size} reachable")
+    );
     assert!(csv.lines().count() > 10);
 
     // Every read of members is in the trail, by whom and of which run.

@@ -414,3 +414,44 @@ fn bad_input_is_rejected_with_a_clear_error() {
         Err(FairnessError::InvalidThreshold { name: "alpha", .. })
     ));
 }
+
+#[test]
+fn the_summary_states_a_gap_only_where_the_adjusted_p_value_is_below_alpha() {
+    use crate::fairness::summary::{Tone, summarise};
+    let t = quick();
+    let name = |s: u32| format!("{s}");
+    let report = audit(&population(20_000, 0.4, 1), &t).unwrap();
+    let sex = summarise(attr(&report, "sex"), t.alpha, t.confidence_level, &name);
+    assert_eq!(sex.tone, Tone::Gap);
+    // F members are planted into segment 10: over-represented there, with ratio and interval.
+    assert!(sex.sentence.starts_with("Sex: "), "{}", sex.sentence);
+    assert!(
+        sex.sentence.contains("represented in segment"),
+        "{}",
+        sex.sentence
+    );
+    assert!(sex.sentence.contains("(ratio "), "{}", sex.sentence);
+    assert!(sex.sentence.contains("95% CI "), "{}", sex.sentence);
+    assert!(
+        sex.sentence
+            .contains("against their share of all audited members"),
+        "{}",
+        sex.sentence
+    );
+    // Every attribute: a gap is stated exactly when its adjusted p-value is below alpha.
+    let mut quiet = 0;
+    for a in &report.attributes {
+        let line = summarise(a, t.alpha, t.confidence_level, &name);
+        match a.p_value_adjusted {
+            Some(p) if p < t.alpha => assert_eq!(line.tone, Tone::Gap, "{}", line.sentence),
+            Some(_) => {
+                quiet += 1;
+                assert_eq!(line.tone, Tone::NoGap, "{}", line.sentence);
+                assert!(line.sentence.contains("do not differ beyond chance"));
+                assert!(!line.sentence.contains("represented"));
+            }
+            None => assert_eq!(line.tone, Tone::Untested),
+        }
+    }
+    assert!(quiet > 0, "some attribute shows no gap");
+}

@@ -156,10 +156,10 @@ pub fn period_label(p: &PeriodChoice) -> String {
     match &p.partial {
         Some(c) => format!(
             "{} — {}",
-            p.period.label(),
+            crate::format::period(&p.period),
             c.partial_label().unwrap_or_default()
         ),
-        None => p.period.label(),
+        None => crate::format::period(&p.period),
     }
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppError, State, compare, load_run, members_response, published_id, read_members,
-    record_strategy, rename, start_run,
+    read_members_page, record_strategy, rename, start_run,
 };
 use crate::app::runs::{self as app, Comparison, RunView, Strategy};
 use crate::auth::CurrentUser;
@@ -145,6 +145,12 @@ pub struct MembersQuery {
     format: Option<String>,
     /// Activation export: only members whose consent for this channel's purpose is active.
     channel: Option<String>,
+    /// One page of at most this many members (up to 10,000); the cursor of the next page is
+    /// in the `X-Next-Cursor` header and a `Link: <…>; rel="next"` header, absent after the
+    /// last page. Without it, every member at once.
+    limit: Option<usize>,
+    /// The cursor of the page to read (from `X-Next-Cursor`).
+    after: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -169,12 +175,70 @@ pub async fn members_api(
     query: web::Query<MembersQuery>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let members = read_members(&state, &user, id, query.segment, query.channel.clone()).await?;
-    members_response(
+    let Some(limit) = query.limit else {
+        let members = read_members(&state, &user, id, query.segment, query.channel.clone()).await?;
+        return members_response(
+            members,
+            query.format.as_deref(),
+            format!("run-{id}-members.csv"),
+        );
+    };
+    if limit == 0 || limit > app::MAX_PAGE {
+        return Err(AppError::invalid(
+            "limit",
+            format!("limit must be between 1 and {}", app::MAX_PAGE),
+        ));
+    }
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().ok().filter(|&c| c >= 0).ok_or_else(|| {
+            AppError::invalid(
+                "after",
+                "after must be a cursor from X-Next-Cursor".to_string(),
+            )
+        })?),
+    };
+    let (members, next) = read_members_page(
+        &state,
+        &user,
+        id,
+        query.segment,
+        query.channel.clone(),
+        app::PageRequest { after, limit },
+    )
+    .await?;
+    let mut response = members_response(
         members,
         query.format.as_deref(),
         format!("run-{id}-members.csv"),
-    )
+    )?;
+    if let Some(next) = next {
+        let mut link = format!("/api/v1/segmentations/{id}/members?limit={limit}&after={next}");
+        for (name, value) in [
+            ("segment", query.segment.map(|s| s.to_string())),
+            ("format", query.format.clone()),
+            ("channel", query.channel.clone()),
+        ] {
+            // Channel names and formats are plain words (anything else was refused above).
+            if let Some(value) = value.filter(|v| {
+                v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            }) {
+                link.push_str(&format!("&{name}={value}"));
+            }
+        }
+        let headers = response.headers_mut();
+        headers.insert(
+            actix_web::http::header::HeaderName::from_static("x-next-cursor"),
+            actix_web::http::header::HeaderValue::from(next),
+        );
+        if let Ok(value) =
+            actix_web::http::header::HeaderValue::from_str(&format!("<{link}>; rel=\"next\""))
+        {
+            headers.insert(actix_web::http::header::LINK, value);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

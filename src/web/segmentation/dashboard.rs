@@ -7,14 +7,17 @@ use serde::Deserialize;
 
 use super::map::{PALETTE, map_svg};
 use super::{
-    AppError, State, fmt_opt, members_response, pct, published_id, read_members, record_strategy,
-    rename, run_and_view,
+    AppError, State, fmt_opt, pct, published_id, read_members, record_strategy, rename,
+    run_and_view,
 };
+use crate::app::activation;
 use crate::app::runs::{RunView, Strategy, StrategyView};
 use crate::auth::CurrentUser;
 use crate::policy::Permission;
+use crate::web::error::blocking;
 use crate::web::format;
 use crate::web::layout::{Layout, render, see_other};
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 
 /// A segment card's figures, formatted for the page.
 pub(super) struct SegmentCard {
@@ -280,7 +283,19 @@ struct DashboardPage {
     map: Option<String>,
     can_strategy: bool,
     can_members: bool,
-    channels: Vec<String>,
+    /// Per segment: the activation export links (channel, "Email: 498 of 844 reachable").
+    exports: Vec<Vec<(String, String)>>,
+}
+
+impl DashboardPage {
+    /// A segment's export links.
+    fn exports_of(&self, segment: &i32) -> &[(String, String)] {
+        usize::try_from(*segment)
+            .ok()
+            .and_then(|s| self.exports.get(s))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
 }
 
 /// Marketing's dashboard: the published segmentation.
@@ -305,6 +320,10 @@ pub async fn dashboard(
         }
         None => (None, None),
     };
+    let exports = match (&run, user.can(Permission::SegmentsMembers)) {
+        (Some(r), true) => export_links(&state, r.run_id, r.segments.len()).await?,
+        _ => Vec::new(),
+    };
     Ok(render(&DashboardPage {
         layout: Layout::new(&state, Some(&user), "Segments", "/segments"),
         overview: run
@@ -321,8 +340,33 @@ pub async fn dashboard(
         map,
         can_strategy: user.can(Permission::SegmentsStrategy),
         can_members: user.can(Permission::SegmentsMembers),
-        channels: state.policy.segmentation.channels.keys().cloned().collect(),
+        exports,
     }))
+}
+
+/// Per segment, each channel's export link text with how many members it holds now.
+async fn export_links(
+    state: &State,
+    run_id: i64,
+    n_segments: usize,
+) -> Result<Vec<Vec<(String, String)>>, AppError> {
+    let (db, policy) = (state.db.clone(), state.policy.clone());
+    let reach = blocking(move || activation::reach(&db, &policy, run_id, n_segments)).await?;
+    let min = state.policy.fairness.min_cell_size as u64;
+    Ok((0..n_segments)
+        .map(|s| {
+            reach
+                .iter()
+                .map(|(channel, counts)| {
+                    let (members, reachable) = counts[s];
+                    (
+                        channel.clone(),
+                        crate::format::reach(channel, reachable, members, min),
+                    )
+                })
+                .collect()
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -401,9 +445,26 @@ pub async fn export_csv(
         Some(query.channel.clone()),
     )
     .await?;
-    members_response(
-        members,
-        Some("csv"),
-        format!("run-{run}-segment-{segment}-{}.csv", query.channel),
-    )
+    let db = state.db.clone();
+    let names = blocking(move || activation::segment_names(&db, run)).await?;
+    // The segment's name beside its number, for the people who load the file.
+    let mut out = crate::spreadsheet::Writer::from_writer(Vec::new());
+    out.write_record(["customer_id", "segment", "segment_name"])
+        .map_err(AppError::internal)?;
+    for (id, s) in &members {
+        let name = names.get(s).map(String::as_str).unwrap_or_default();
+        out.write_record([id.as_str(), &s.to_string(), name])
+            .map_err(AppError::internal)?;
+    }
+    let body = out.into_inner().map_err(AppError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(format!(
+                "run-{run}-segment-{segment}-{}.csv",
+                query.channel
+            ))],
+        })
+        .body(body))
 }

@@ -9,6 +9,7 @@ use super::api::{CompareQuery, RunSummaryItem, run_list};
 use super::dashboard::{SegmentCard, cards};
 use super::map::map_svg;
 use super::{AppError, State, compare, published_id, run_and_view, start_run};
+use crate::app::run_form::FeatureChoice;
 use crate::app::runs::{self as app, Comparison, RunView};
 use crate::auth::CurrentUser;
 use crate::policy::Permission;
@@ -22,10 +23,19 @@ use crate::web::layout::{Layout, render, see_other};
 struct RunsPage {
     layout: Layout,
     runs: Vec<RunSummaryItem>,
-    features: Vec<String>,
+    features: Vec<FeatureChoice>,
     error: Option<String>,
     form: RunForm,
 }
+
+/// The algorithms of the form, with the words its picker shows.
+const ALGORITHMS: [(&str, &str); 5] = [
+    ("kmeans", "k-means"),
+    ("gmm", "Gaussian mixture"),
+    ("dbscan", "DBSCAN (density)"),
+    ("rfm", "RFM scores"),
+    ("rules", "Rules you write"),
+];
 
 #[derive(Deserialize, Default, Clone)]
 pub struct RunForm {
@@ -72,6 +82,46 @@ fn optional<T: std::str::FromStr>(field: &'static str, raw: &str) -> Result<Opti
 }
 
 impl RunForm {
+    /// The form as posted: the feature and log-transform pick-lists send one value per ticked
+    /// box (comma-separated values are accepted too).
+    fn from_body(body: &[u8]) -> RunForm {
+        let mut form = RunForm::default();
+        for (key, value) in url::form_urlencoded::parse(body) {
+            let value = value.into_owned();
+            let append = |list: &mut String| {
+                if !list.is_empty() {
+                    list.push(',');
+                }
+                list.push_str(&value);
+            };
+            match key.as_ref() {
+                "algorithm" => form.algorithm = value,
+                "features" => append(&mut form.features),
+                "log_features" => append(&mut form.log_features),
+                "k" => form.k = value,
+                "k_min" => form.k_min = value,
+                "k_max" => form.k_max = value,
+                "seed" => form.seed = value,
+                "missing" => form.missing = value,
+                "eps" => form.eps = value,
+                "min_points" => form.min_points = value,
+                "rules" => form.rules = value,
+                _ => {}
+            }
+        }
+        form
+    }
+
+    /// Whether the feature's box is ticked (none is, on a fresh form).
+    fn chosen(&self, name: &str) -> bool {
+        split_list(&self.features).iter().any(|f| f == name)
+    }
+
+    /// Whether the feature's log-transform box is ticked.
+    fn logged(&self, name: &str) -> bool {
+        split_list(&self.log_features).iter().any(|f| f == name)
+    }
+
     fn to_request(&self) -> Result<RunRequest, AppError> {
         Ok(RunRequest {
             algorithm: self.algorithm.clone(),
@@ -107,25 +157,8 @@ async fn runs_page_with(
     error: Option<String>,
 ) -> Result<HttpResponse, AppError> {
     let runs = run_list(state, user).await?;
-    let db = state.db.clone();
-    let policy = state.policy.clone();
-    let columns = blocking(move || app::known_columns(&db)).await?;
-    let mut features: Vec<String> = columns
-        .into_iter()
-        .filter(|c| c.kind != crate::segmentation::settings::ColumnKind::Date && !c.protected)
-        .filter(|c| {
-            !policy
-                .protected_attributes
-                .contains_key(&c.name.to_ascii_lowercase())
-                && !policy.proxies.contains_key(&c.name)
-        })
-        .map(|c| c.name)
-        .collect();
-    features.extend(
-        crate::customers::features::FEATURE_NAMES
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    let (db, policy) = (state.db.clone(), state.policy.clone());
+    let features = blocking(move || crate::app::run_form::feature_choices(&db, &policy)).await?;
     let page = RunsPage {
         layout: Layout::new(state, Some(user), "Segmentation runs", "/segmentations"),
         runs,
@@ -154,9 +187,9 @@ pub async fn runs_page(state: State, user: CurrentUser) -> Result<HttpResponse, 
 pub async fn runs_submit(
     state: State,
     user: CurrentUser,
-    form: web::Form<RunForm>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let form = form.into_inner();
+    let form = RunForm::from_body(&body);
     let started = match form.to_request() {
         Ok(request) => start_run(&state, &user, request).await,
         Err(e) => Err(e),

@@ -1,0 +1,3 @@
+DROP TABLE run_live_sizes;
+DROP TABLE consent_state_version;
+DROP TABLE consent_state;

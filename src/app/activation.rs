@@ -1,0 +1,58 @@
+//! How many members of each segment of a run an activation export would hold, per channel:
+//! counts only (no individual is read), so the links can say "Email: 498 of 844 reachable"
+//! before anyone downloads a list.
+
+use std::collections::BTreeMap;
+
+use super::runs::RunError;
+use crate::db::{self, Db};
+use crate::policy::Policy;
+
+/// Per channel (policy order), per segment: (members now, of them reachable on the channel).
+pub type Reach = BTreeMap<String, Vec<(u64, u64)>>;
+
+/// Members of each segment of `run_id` whose segmentation consent is active now, and how many
+/// of them are reachable on each of the policy's channels now.
+pub fn reach(db: &Db, policy: &Policy, run_id: i64, n_segments: usize) -> Result<Reach, RunError> {
+    let seg = &policy.segmentation;
+    let now = db::now();
+    Ok(db.read(|conn| {
+        let active =
+            db::consent::active_customers(conn, &seg.purpose, &policy.purposes[&seg.purpose], now)?;
+        let members: Vec<(i64, i32)> = db::segmentation::memberships(conn, run_id)?
+            .into_iter()
+            .filter(|(id, _)| active.binary_search(id).is_ok())
+            .collect();
+        let mut sizes = vec![0u64; n_segments];
+        for (_, s) in &members {
+            if let Some(c) = sizes.get_mut(*s as usize) {
+                *c += 1;
+            }
+        }
+        let mut out = Reach::new();
+        for (channel, purpose) in &seg.channels {
+            let reachable =
+                db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+            let mut counts = vec![0u64; n_segments];
+            for (id, s) in &members {
+                if reachable.binary_search(id).is_ok()
+                    && let Some(c) = counts.get_mut(*s as usize)
+                {
+                    *c += 1;
+                }
+            }
+            out.insert(channel.clone(), sizes.iter().copied().zip(counts).collect());
+        }
+        Ok(out)
+    })?)
+}
+
+/// The names of a run's segments, by number.
+pub fn segment_names(db: &Db, run_id: i64) -> Result<BTreeMap<i32, String>, RunError> {
+    Ok(db.read(|conn| {
+        Ok(db::segmentation::segments(conn, run_id)?
+            .into_iter()
+            .map(|s| (s.segment, s.name))
+            .collect())
+    })?)
+}
