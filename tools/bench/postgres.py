@@ -74,7 +74,7 @@ class Server:
         subprocess.run(self.as_pg + [
             f"{self.bin}/pg_ctl", "-D", self.data, "-l", os.path.join(self.tmp, "log"), "-w",
             "-o", f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 "
-                  "-c max_wal_size=8GB -c shared_buffers=512MB", "start"],
+                  "-c max_wal_size=2GB -c shared_buffers=512MB", "start"],
             check=True, capture_output=True, cwd=self.tmp)
         self.admin = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
 
