@@ -97,7 +97,8 @@ def main():
     users = {u["role"]: u for u in demo["users"]}
 
     port = free_port()
-    server = subprocess.Popen([BIN, "serve", "--addr", f"127.0.0.1:{port}"], env=env(db),
+    server = subprocess.Popen([BIN, "serve", "--addr", f"127.0.0.1:{port}"],
+                              env=dict(env(db), FAIRSEG_PUBLIC_URL=f"http://127.0.0.1:{port}"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -135,8 +136,8 @@ def main():
             first, _ = timed(base + path, tokens[role])
             times = [timed(base + path, tokens[role])[0] for _ in range(args.requests)]
             row = {
-                "page": path.replace(str(run), "{run}").replace(f"/audits/{audit}",
-                                                                 "/audits/{id}"),
+                "page": path.replace(f"/audits/{audit}", "/audits/{id}").replace(
+                    f"/{run}", "/{run}"),
                 "first_ms": round(first, 1),
                 "p50_ms": round(statistics.median(times), 1),
                 "p99_ms": round(percentile(times, 99), 1),
