@@ -544,6 +544,79 @@ pub fn published_segment(db: &Db, name: &str) -> Result<Option<(i64, i32)>> {
     })?)
 }
 
+/// What the measured feature drift of the published run depends on: the database, the run,
+/// the day (features are as of today), the consent state, every change of data (each use case
+/// that changes data appends to the trail; transactions loaded directly move the next
+/// transaction id) and the policy; valid until the next instant a
+/// grant lapses or a future-dated event takes effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DriftKey {
+    database: String,
+    run_id: i64,
+    day: NaiveDate,
+    consent_version: i64,
+    trail_seq: i64,
+    last_transaction: i64,
+    policy_version: String,
+    valid_until: Option<NaiveDateTime>,
+}
+
+impl DriftKey {
+    fn now(db: &Db, conn: &mut DbConnection, policy: &Policy, run_id: i64) -> Result<DriftKey> {
+        let now = db::now();
+        let purpose = &policy.segmentation.purpose;
+        Ok(DriftKey {
+            database: db.url().to_string(),
+            run_id,
+            day: now.date(),
+            consent_version: db::consent_state::version(conn)?,
+            trail_seq: db::trail::head_seq(conn)?,
+            last_transaction: db::customers::next_id(conn, db::customers::IdTable::Transactions)?,
+            policy_version: policy.version.clone(),
+            valid_until: db::consent_state::changes_after(
+                conn,
+                purpose,
+                &policy.purposes[purpose],
+                now,
+            )?,
+        })
+    }
+}
+
+type DriftEntry = (DriftKey, Vec<MeasuredDrift>, Vec<String>);
+
+/// The feature drift measured last (per process): recomputing it reads every customer's
+/// transactions and attributes, which takes about a second at a million customers.
+static DRIFT_CACHE: std::sync::Mutex<Vec<DriftEntry>> = std::sync::Mutex::new(Vec::new());
+
+fn cached_drift(key: &DriftKey) -> Option<(Vec<MeasuredDrift>, Vec<String>)> {
+    let cache = DRIFT_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let now = db::now();
+    cache
+        .iter()
+        .find(|(k, _, _)| {
+            k.database == key.database
+                && k.run_id == key.run_id
+                && k.day == key.day
+                && k.consent_version == key.consent_version
+                && k.trail_seq == key.trail_seq
+                && k.last_transaction == key.last_transaction
+                && k.policy_version == key.policy_version
+                && k.valid_until.is_none_or(|t| now < t)
+        })
+        .map(|(_, f, n)| (f.clone(), n.clone()))
+}
+
+fn keep_drift(key: DriftKey, features: &[MeasuredDrift], not_measured: &[String]) {
+    let mut cache = DRIFT_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    cache.retain(|(k, _, _)| k.database != key.database);
+    // One entry per database; a few databases per process at most (tests).
+    if cache.len() >= 16 {
+        cache.remove(0);
+    }
+    cache.push((key, features.to_vec(), not_measured.to_vec()));
+}
+
 /// One feature's drift, with the sizes of the samples it compares.
 #[derive(Debug, Clone)]
 pub struct MeasuredDrift {
@@ -759,30 +832,37 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<Drift> {
             None => None,
         };
         let references = summary.map(|s| s.reference).unwrap_or_default();
-        let wanted: Vec<String> = references.iter().map(|r| r.feature.clone()).collect();
-        let current = current_values(conn, policy, &settings, &wanted)?;
-        for reference in &references {
-            let now = current
-                .get(&reference.feature)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            if reference.values.is_empty() || now.is_empty() {
-                not_measured.push(format!(
-                    "{}: no values {}",
-                    reference.feature,
-                    if reference.values.is_empty() {
-                        "at segmentation time"
-                    } else {
-                        "now"
-                    }
-                ));
-                continue;
+        let key = DriftKey::now(db, conn, policy, run.id)?;
+        if let Some((cached_features, cached_not_measured)) = cached_drift(&key) {
+            features = cached_features;
+            not_measured = cached_not_measured;
+        } else {
+            let wanted: Vec<String> = references.iter().map(|r| r.feature.clone()).collect();
+            let current = current_values(conn, policy, &settings, &wanted)?;
+            for reference in &references {
+                let now = current
+                    .get(&reference.feature)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                if reference.values.is_empty() || now.is_empty() {
+                    not_measured.push(format!(
+                        "{}: no values {}",
+                        reference.feature,
+                        if reference.values.is_empty() {
+                            "at segmentation time"
+                        } else {
+                            "now"
+                        }
+                    ));
+                    continue;
+                }
+                features.push(MeasuredDrift {
+                    drift: feature_drift(&reference.feature, &reference.values, now, &thresholds)?,
+                    reference_n: reference.values.len(),
+                    current_n: now.len(),
+                });
             }
-            features.push(MeasuredDrift {
-                drift: feature_drift(&reference.feature, &reference.values, now, &thresholds)?,
-                reference_n: reference.values.len(),
-                current_n: now.len(),
-            });
+            keep_drift(key, &features, &not_measured);
         }
         let segments = runs::segments(conn, run.id)?;
         let named = segment_names(conn, run.id)?;

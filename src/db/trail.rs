@@ -37,6 +37,15 @@ impl From<TrailRow> for Entry {
     }
 }
 
+/// The sequence number of the latest entry: it changes with every use case that changes
+/// data, since each appends to the trail in its transaction.
+pub fn head_seq(conn: &mut DbConnection) -> DbResult<i64> {
+    Ok(trail_head::table
+        .filter(trail_head::id.eq(1))
+        .select(trail_head::seq)
+        .first(conn)?)
+}
+
 /// Appends an entry. Call it inside the transaction that makes the change it records
 /// (`Db::write`), so the change and its record commit together or not at all.
 pub fn append(conn: &mut DbConnection, entry: NewEntry, policy_version: &str) -> DbResult<i64> {

@@ -1,0 +1,161 @@
+"""Dashboards under one client: p50/p99 of each page at a given population.
+
+Builds a demo database with the release binary (`fairseg demo --no-serve --customers N`: the
+generated customers, transactions and consent ledger, runs, audits and KPI evaluations), starts
+`target/release/fairseg serve` on it, signs in (bearer tokens from /api/v1/auth/token) and
+requests each page N times in a row with one client after one warm-up request (the first view
+after a start fills the caches that later views use: that first time is reported apart).
+
+Pages: /segments, /kpi, /audits/{id} (the latest audit), the run page /segmentations/{id} (the
+published run), the members API's first page (`limit=100`, JSON) and /kpi/drift.
+
+    cargo build --release && python3 tools/bench/dashboards.py [--customers 200000]
+        [--requests 200] [--db target/dashboards-bench/demo-200000.db] [--reuse]
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.join(ROOT, "target", "release", "fairseg")
+POLICIES = os.path.join(ROOT, "policies")
+
+
+def env(db):
+    return dict(os.environ, FAIRSEG_DATABASE_URL=db, FAIRSEG_POLICIES=POLICIES, RUST_LOG="warn")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(url, token=None, body=None):
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.status, r.read()
+
+
+def timed(url, token):
+    t = time.perf_counter()
+    status, body = request(url, token)
+    elapsed = (time.perf_counter() - t) * 1000
+    if status != 200:
+        raise SystemExit(f"{url}: HTTP {status}")
+    return elapsed, body
+
+
+def percentile(values, p):
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, int(round(p / 100 * len(values) + 0.5)) - 1))
+    return values[k]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=200_000)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--db", default=None)
+    ap.add_argument("--reuse", action="store_true", help="keep an existing database")
+    args = ap.parse_args()
+    out_dir = os.path.join(ROOT, "target", "dashboards-bench")
+    os.makedirs(out_dir, exist_ok=True)
+    db = args.db or os.path.join(out_dir, f"demo-{args.customers}.db")
+    users_file = db + ".users.json"
+    if not (args.reuse and os.path.exists(db) and os.path.exists(users_file)):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [BIN, "demo", "--no-serve", "--json", "--customers", str(args.customers),
+             "--database-url", db],
+            env=env(db), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        with open(users_file, "w") as f:
+            f.write(proc.stdout)
+        print(f"built the demo database ({args.customers} customers) in "
+              f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
+    demo = json.load(open(users_file))
+    print(f"data: {json.dumps(demo['data'])}", file=sys.stderr)
+    users = {u["role"]: u for u in demo["users"]}
+
+    port = free_port()
+    server = subprocess.Popen([BIN, "serve", "--addr", f"127.0.0.1:{port}"],
+                              env=dict(env(db), FAIRSEG_PUBLIC_URL=f"http://127.0.0.1:{port}"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                request(base + "/healthz")
+                break
+            except Exception:
+                if time.time() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start: " + server.stderr.read().decode())
+                time.sleep(0.2)
+        tokens = {}
+        for role in ("compliance", "analyst"):
+            _, body = request(base + "/api/v1/auth/token",
+                              body={"email": users[role]["email"],
+                                    "password": users[role]["password"]})
+            tokens[role] = json.loads(body)["token"]
+        # The first view after a start counts the published run's live sizes from the consent
+        # state (later views read them from the cache until the state changes).
+        cold, body = timed(base + "/api/v1/segmentations/published", tokens["compliance"])
+        print(json.dumps({"live_sizes_first_count_ms": round(cold, 1)}), file=sys.stderr)
+        run = json.loads(body)["run_id"]
+        _, body = request(base + "/api/v1/audits", tokens["compliance"])
+        audits = json.loads(body)
+        audits = audits.get("audits", audits) if isinstance(audits, dict) else audits
+        audit = max(a["id"] for a in audits)
+        pages = [
+            ("/segments", "compliance"),
+            ("/kpi", "compliance"),
+            (f"/audits/{audit}", "compliance"),
+            (f"/segmentations/{run}", "analyst"),
+            (f"/api/v1/segmentations/{run}/members?format=json&limit=100", "compliance"),
+            ("/kpi/drift", "compliance"),
+        ]
+        results = []
+        for path, role in pages:
+            first, _ = timed(base + path, tokens[role])
+            times = [timed(base + path, tokens[role])[0] for _ in range(args.requests)]
+            row = {
+                "page": path.replace(f"/audits/{audit}", "/audits/{id}").replace(
+                    f"/{run}", "/{run}"),
+                "first_ms": round(first, 1),
+                "p50_ms": round(statistics.median(times), 1),
+                "p99_ms": round(percentile(times, 99), 1),
+                "max_ms": round(max(times), 1),
+                "n": len(times),
+            }
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
+        print(json.dumps({"customers": args.customers, "data": demo["data"],
+                          "live_sizes_first_count_ms": round(cold, 1),
+                          "requests": args.requests, "pages": results}, indent=1))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
