@@ -137,6 +137,7 @@ pub(crate) async fn seeded(app: &TestApp) -> i64 {
 
 /// [`seeded`], with the run published at `published_at`.
 pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTime) -> i64 {
+    let granted = fairseg::db::now() - chrono::TimeDelta::days(30);
     for i in 0..45 {
         let big = i >= 40;
         let id = format!("K{i:03}");
@@ -151,7 +152,10 @@ pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTi
             protected: json!({}),
             created_at: at(2024, 12, 1),
             transactions,
-            consents: vec![("segmentation", "granted", at(2024, 12, 1))],
+            // Granted a month ago, not on a fixed date: a fixed grant lapses once the
+            // purpose's validity (730 days) has passed, and these tests would then find
+            // nobody to segment.
+            consents: vec![("segmentation", "granted", granted)],
         });
     }
     segment_and_publish(app, published_at)
