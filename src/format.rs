@@ -399,6 +399,20 @@ pub fn label(name: &str) -> String {
     }
 }
 
+/// What a running segmentation run is doing, in words, for its progress bar.
+pub fn run_stage(stage: &str) -> String {
+    match stage {
+        "queued" => "waiting for a worker".into(),
+        "load" => "reading the consented customers".into(),
+        "preprocess" => "preparing the features".into(),
+        "cluster" => "finding the segments".into(),
+        "profile" => "describing and valuing the segments".into(),
+        "persist" => "saving the members".into(),
+        "done" => "done".into(),
+        other => label_lower(other),
+    }
+}
+
 /// The label in lower case, for use inside a sentence.
 pub fn label_lower(name: &str) -> String {
     let l = label(name);
@@ -462,6 +476,13 @@ pub fn has_label(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_stage_reads_as_words() {
+        assert_eq!(run_stage("cluster"), "finding the segments");
+        assert_eq!(run_stage("load"), "reading the consented customers");
+        assert_eq!(run_stage("fairness_audit"), "fairness audit");
+    }
 
     #[test]
     fn export_links_say_how_many_they_hold_without_revealing_small_counts() {

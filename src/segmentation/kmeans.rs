@@ -112,6 +112,20 @@ impl From<KMeansFit> for Clustering {
 
 /// Fits k-means to the rows of `x` (any layout; standard layout avoids a copy).
 pub fn fit(x: &ArrayView2<'_, f64>, params: &KMeansParams) -> Result<KMeansFit> {
+    fit_observed(x, params, &mut |_| {})
+}
+
+/// [`fit`], telling `progress` after each Lloyd iteration how far the fit has come towards
+/// convergence, as a fraction in [0, 1).
+///
+/// Iterations alone say little (a fit stops long before `max_iter`), so the fraction measures
+/// how far the centres' shift has fallen, on a log scale, from the first iteration's towards
+/// the tolerance: the shift shrinks roughly geometrically as Lloyd converges.
+pub fn fit_observed(
+    x: &ArrayView2<'_, f64>,
+    params: &KMeansParams,
+    progress: &mut dyn FnMut(f64),
+) -> Result<KMeansFit> {
     validate_matrix(x)?;
     let (n, d) = x.dim();
     let k = params.k;
@@ -156,7 +170,7 @@ pub fn fit(x: &ArrayView2<'_, f64>, params: &KMeansParams) -> Result<KMeansFit> 
         }
     };
     let tol = params.tol * mean_variance(data, d);
-    let lloyd = lloyd(data, d, k, centres, params.max_iter, tol);
+    let lloyd = lloyd(data, d, k, centres, params.max_iter, tol, progress);
     Ok(KMeansFit {
         labels: lloyd.labels.into_iter().map(|l| l as usize).collect(),
         centres: Array2::from_shape_vec((k, d), lloyd.centres).expect("k × d centres"),
@@ -528,8 +542,10 @@ fn lloyd(
     mut centres: Vec<f64>,
     max_iter: usize,
     tol: f64,
+    progress: &mut dyn FnMut(f64),
 ) -> Lloyd {
     let n = data.len() / d;
+    let mut first_shift = None;
     // u32::MAX is never a label, so the first pass counts every row as changed.
     let mut labels = vec![u32::MAX; n];
     let mut converged = false;
@@ -555,6 +571,13 @@ fn lloyd(
             converged = true;
             break;
         }
+        progress(convergence_fraction(
+            *first_shift.get_or_insert(shift),
+            shift,
+            tol,
+            iterations,
+            max_iter,
+        ));
     }
     // Labels were computed against the previous centres: reassign so that labels, centres and
     // inertia agree, as scikit-learn does.
@@ -567,6 +590,24 @@ fn lloyd(
         iterations,
         converged,
     }
+}
+
+/// How far a Lloyd fit has come: the larger of the share of `max_iter` spent and the fall of
+/// the shift from `first` towards `tol` on a log scale; below 1, since the fit goes on.
+fn convergence_fraction(
+    first: f64,
+    shift: f64,
+    tol: f64,
+    iterations: usize,
+    max_iter: usize,
+) -> f64 {
+    let by_iterations = iterations as f64 / max_iter as f64;
+    let by_shift = if first > 0.0 && shift > 0.0 && tol > 0.0 && first > tol {
+        (first / shift).ln() / (first / tol).ln()
+    } else {
+        0.0
+    };
+    by_iterations.max(by_shift).clamp(0.0, 0.99)
 }
 
 #[cfg(test)]
@@ -697,5 +738,42 @@ mod tests {
             fit(&empty.view(), &KMeansParams::new(1, 0)),
             Err(SegmentationError::Empty)
         );
+    }
+
+    #[test]
+    fn progress_rises_within_the_fit_and_the_observed_fit_equals_the_plain_one() {
+        let (x, _) = blobs(
+            300,
+            &[
+                [0.0, 0.0, 0.0],
+                [3.0, 3.0, 0.0],
+                [0.0, 3.0, 3.0],
+                [1.5, 1.5, 1.5],
+            ],
+            4.0,
+            11,
+        );
+        let params = KMeansParams::new(4, 3);
+        let mut seen = Vec::new();
+        let observed = fit_observed(&x.view(), &params, &mut |f| seen.push(f)).unwrap();
+        let plain = fit(&x.view(), &params).unwrap();
+        assert_eq!(observed.labels, plain.labels);
+        assert_eq!(observed.inertia, plain.inertia);
+        assert!(
+            seen.len() >= 2,
+            "overlapping blobs take several iterations: {seen:?}"
+        );
+        assert!(seen.iter().all(|f| (0.0..1.0).contains(f)), "{seen:?}");
+        assert!(seen.last().unwrap() > seen.first().unwrap(), "{seen:?}");
+    }
+
+    #[test]
+    fn the_convergence_fraction_follows_the_shift_on_a_log_scale() {
+        // From 1 towards 1e-4: a shift of 1e-2 is half way there.
+        assert!((convergence_fraction(1.0, 1e-2, 1e-4, 3, 300) - 0.5).abs() < 1e-12);
+        // Never 1 while the fit goes on, and the iterations spent count when larger.
+        assert_eq!(convergence_fraction(1.0, 1e-9, 1e-4, 3, 300), 0.99);
+        assert_eq!(convergence_fraction(1.0, 1.0, 1e-4, 150, 300), 0.5);
+        assert_eq!(convergence_fraction(1.0, 1.0, 0.0, 30, 300), 0.1);
     }
 }

@@ -16,7 +16,7 @@ use super::preprocess::{
     ColumnValues, FeatureColumn, FeatureKind, FittedTransform, MissingReport, Preprocessed,
 };
 use super::profile::{Profiles, SegmentProfile, profile};
-use super::quality::{self, KScore, adjusted_rand_index, choose_k};
+use super::quality::{self, KScore, adjusted_rand_index, choose_k_observed};
 use super::rfm::{RfmSegment, rfm};
 use super::settings::{FeatureSource, KChoice, RunAlgorithm, RunSettings};
 use super::valuation::{MemberActivity, Valuation, ValuationParams, value_segments};
@@ -238,12 +238,15 @@ fn reorder<T: Clone>(rows: &[T], old: &[usize]) -> Vec<T> {
     old.iter().map(|&l| rows[l].clone()).collect()
 }
 
-/// Clusters the preprocessed population with the run's algorithm.
+/// Clusters the preprocessed population with the run's algorithm, telling `progress` how far
+/// the clustering has come as a fraction in [0, 1] where the algorithm can say (k-means
+/// iterations and k candidates; mixtures, DBSCAN, RFM and rules report nothing until done).
 pub fn cluster(
     settings: &RunSettings,
     policy: &Policy,
     pre: &Preprocessed,
     columns: &[FeatureColumn],
+    progress: &mut dyn FnMut(f64),
 ) -> Result<Clustered, ClusterError> {
     let seg = &policy.segmentation;
     let x = pre.matrix.view();
@@ -264,9 +267,17 @@ pub fn cluster(
     ) = match settings.algorithm {
         RunAlgorithm::Kmeans => {
             let fit = match settings.k.expect("validated") {
-                KChoice::Fixed(k) => kmeans::fit(&x, &KMeansParams::new(k, settings.seed))?,
+                KChoice::Fixed(k) => {
+                    kmeans::fit_observed(&x, &KMeansParams::new(k, settings.seed), progress)?
+                }
                 KChoice::Range { min, max } => {
-                    let chosen = choose_k(&x, min..=max, settings.seed, seg.silhouette_sample)?;
+                    let chosen = choose_k_observed(
+                        &x,
+                        min..=max,
+                        settings.seed,
+                        seg.silhouette_sample,
+                        progress,
+                    )?;
                     k_candidates = chosen.scores;
                     chosen.fit
                 }

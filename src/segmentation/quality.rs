@@ -299,6 +299,17 @@ pub fn choose_k(
     seed: u64,
     silhouette_sample: usize,
 ) -> Result<KSelection> {
+    choose_k_observed(x, ks, seed, silhouette_sample, &mut |_| {})
+}
+
+/// [`choose_k`], telling `progress` how far the candidates have come, as a fraction in [0, 1].
+pub fn choose_k_observed(
+    x: &ArrayView2<'_, f64>,
+    ks: RangeInclusive<usize>,
+    seed: u64,
+    silhouette_sample: usize,
+    progress: &mut dyn FnMut(f64),
+) -> Result<KSelection> {
     validate_matrix(x)?;
     let n = x.nrows();
     if ks.is_empty() || *ks.start() < 2 || *ks.end() >= n {
@@ -314,8 +325,11 @@ pub fn choose_k(
     }
     let mut scores = Vec::new();
     let mut best: Option<(f64, KMeansFit)> = None;
-    for k in ks {
-        let fit = kmeans::fit(x, &KMeansParams::new(k, seed))?;
+    let candidates = ks.clone().count() as f64;
+    for (done, k) in ks.enumerate() {
+        let share = |within: f64| (done as f64 + within) / candidates;
+        let fit =
+            kmeans::fit_observed(x, &KMeansParams::new(k, seed), &mut |f| progress(share(f)))?;
         let score = KScore {
             k,
             silhouette: silhouette_sampled(x, &fit.labels, silhouette_sample, seed)?,
@@ -327,6 +341,7 @@ pub fn choose_k(
             best = Some((score.silhouette, fit));
         }
         scores.push(score);
+        progress(share(1.0));
     }
     let (_, fit) = best.expect("non-empty range");
     Ok(KSelection {
