@@ -399,6 +399,11 @@ pub fn label(name: &str) -> String {
     }
 }
 
+/// A verdict (pass, warn, fail, inconclusive) as its label: "Pass", "Warning", …
+pub fn verdict(v: impl std::fmt::Display) -> String {
+    label(&v.to_string())
+}
+
 /// What a running segmentation run is doing, in words, for its progress bar.
 pub fn run_stage(stage: &str) -> String {
     match stage {

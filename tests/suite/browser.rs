@@ -293,7 +293,7 @@ async fn browser_an_analyst_runs_a_segmentation_and_marketing_records_a_strategy
     // The run was audited as soon as it finished; the page says how and links the report.
     let verdict = client.wait_text("#audit strong.verdict").await;
     assert!(
-        ["pass", "warn", "fail", "inconclusive"].contains(&verdict.as_str()),
+        ["Pass", "Warning", "Fail", "Inconclusive"].contains(&verdict.as_str()),
         "{verdict}"
     );
     assert_eq!(client.count("figure.map svg g.centre").await, 3);
@@ -384,7 +384,7 @@ async fn browser_fairness_report_renders_with_its_chart_and_prints_cleanly() {
              };",
         )
         .await;
-    assert_eq!(headline["verdict"], "fail", "{headline}");
+    assert_eq!(headline["verdict"], "Fail", "{headline}");
     let reason = headline["reason"].as_str().unwrap();
     assert!(
         reason.contains("home store")
