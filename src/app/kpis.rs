@@ -313,6 +313,66 @@ pub fn newest_per_period(records: Vec<EvaluationRecord>) -> Vec<EvaluationRecord
         .collect()
 }
 
+/// One segment's size and revenue over the KPI log's complete periods, oldest first. A
+/// figure resting on fewer customers than the policy's minimum cell size is `None`: shown as a
+/// gap, never drawn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SegmentTrend {
+    pub periods: Vec<NaiveDate>,
+    pub size: Vec<Option<f64>>,
+    pub revenue: Vec<Option<f64>>,
+}
+
+/// The trends of run `run_id`'s segments (by segment number) over the policy's period kind.
+/// Partial periods are left out: a month one day old is not a fall in revenue.
+pub fn segment_trends(
+    db: &Db,
+    policy: &Policy,
+    run_id: i64,
+) -> Result<BTreeMap<i32, SegmentTrend>> {
+    let filter = LogFilter {
+        period_kind: Some(policy_kind(policy)?),
+        run_id: Some(run_id),
+        ..LogFilter::default()
+    };
+    let rows = db.read(|c| store::log(c, &filter))?;
+    // Per segment, per period start: (size, revenue).
+    type Points = BTreeMap<NaiveDate, (Option<f64>, Option<f64>)>;
+    let mut by_segment: BTreeMap<i32, Points> = BTreeMap::new();
+    for r in newest_per_period(rows) {
+        let (Some(number), Ok(kpi)) = (r.segment_number, Kpi::parse(&r.kpi)) else {
+            continue;
+        };
+        if !matches!(kpi, Kpi::SegmentSize | Kpi::Revenue) || !coverage(&r).complete {
+            continue;
+        }
+        let shown = r
+            .value
+            .filter(|_| !is_suppressed(r.basis, policy.fairness.min_cell_size));
+        let point = by_segment
+            .entry(number)
+            .or_default()
+            .entry(r.period_start)
+            .or_default();
+        match kpi {
+            Kpi::SegmentSize => point.0 = shown,
+            _ => point.1 = shown,
+        }
+    }
+    Ok(by_segment
+        .into_iter()
+        .map(|(number, points)| {
+            let mut trend = SegmentTrend::default();
+            for (start, (size, revenue)) in points {
+                trend.periods.push(start);
+                trend.size.push(size);
+                trend.revenue.push(revenue);
+            }
+            (number, trend)
+        })
+        .collect())
+}
+
 /// The log, filtered, oldest first.
 pub fn log(db: &Db, filter: &LogFilter) -> Result<Vec<EvaluationRecord>> {
     Ok(db.read(|c| store::log(c, filter))?)

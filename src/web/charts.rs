@@ -507,9 +507,113 @@ pub fn consent_history(
     }
 }
 
+/// A sparkline: one small line of a figure over periods, without axes, beside a sentence that
+/// says what it shows (first and last value), which is what a screen reader reads.
+pub struct Sparkline {
+    pub width: f64,
+    pub height: f64,
+    /// Runs of points (`x,y` strings), broken where a figure is withheld.
+    pub lines: Vec<Vec<String>>,
+    /// The newest point, marked with a dot.
+    pub last: Option<(String, String)>,
+    /// "Size: 40 in Jan 2025, 41 in Jun 2025".
+    pub words: String,
+}
+
+/// A sparkline of `values` over `periods` (oldest first); `None` if fewer than two periods
+/// have a figure, since a line needs two points.
+pub fn sparkline(
+    what: &str,
+    periods: &[chrono::NaiveDate],
+    values: &[Option<f64>],
+    show: impl Fn(f64) -> String,
+    period_name: impl Fn(chrono::NaiveDate) -> String,
+) -> Option<Sparkline> {
+    let shown: Vec<(usize, f64)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .collect();
+    if shown.len() < 2 {
+        return None;
+    }
+    let (width, height) = (120.0, 28.0);
+    let x = Axis::inside(width, 2.0, 2.0);
+    let y = Axis::upwards(height, 3.0);
+    let lo = shown.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = shown.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    // A flat series sits in the middle rather than on the floor.
+    let level = |v: f64| if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+    let steps = (values.len() - 1).max(1) as f64;
+    let place = |i: usize, v: f64| (x.share(i as f64, steps), y.at(level(v)));
+    let lines = pieces(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.map(|v| place(i, v))),
+    );
+    let &(last_i, last_v) = shown.last().expect("two or more");
+    let (lx, ly) = place(last_i, last_v);
+    let &(first_i, first_v) = shown.first().expect("two or more");
+    let month = |i: usize| period_name(periods[i]);
+    Some(Sparkline {
+        width,
+        height,
+        lines,
+        last: Some((format!("{lx:.1}"), format!("{ly:.1}"))),
+        words: format!(
+            "{what}: {} in {}, {} in {}",
+            show(first_v),
+            month(first_i),
+            show(last_v),
+            month(last_i)
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparkline_breaks_at_a_withheld_figure_and_needs_two_points() {
+        let d = |m| chrono::NaiveDate::from_ymd_opt(2025, m, 1).unwrap();
+        let periods = [d(1), d(2), d(3), d(4)];
+        let name = |p: chrono::NaiveDate| p.format("%b").to_string();
+        let s = sparkline(
+            "Members",
+            &periods,
+            &[Some(10.0), None, Some(20.0), Some(30.0)],
+            |v| format!("{v}"),
+            name,
+        )
+        .unwrap();
+        assert_eq!(s.lines.len(), 2, "one point, a gap, then two");
+        assert_eq!(s.words, "Members: 10 in Jan, 30 in Apr");
+        // The highest value at the top margin, the lowest at the bottom one.
+        assert_eq!(s.lines[1][1], "118.0,3.0");
+        assert_eq!(s.lines[0][0], "2.0,25.0");
+        // A flat series sits in the middle.
+        let flat = sparkline(
+            "Members",
+            &periods[..2],
+            &[Some(5.0), Some(5.0)],
+            |v| format!("{v}"),
+            name,
+        )
+        .unwrap();
+        assert_eq!(flat.lines[0], ["2.0,14.0", "118.0,14.0"]);
+        assert!(
+            sparkline(
+                "Members",
+                &periods,
+                &[None, Some(1.0), None, None],
+                |v| format!("{v}"),
+                name
+            )
+            .is_none()
+        );
+    }
 
     #[test]
     fn an_axis_maps_fractions_and_shares_alike() {

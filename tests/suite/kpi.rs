@@ -161,6 +161,76 @@ pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTi
     segment_and_publish(app, published_at)
 }
 
+#[tokio::test]
+async fn segment_cards_show_members_and_revenue_over_the_kpi_log() {
+    let app = spawn_app().await;
+    let granted = fairseg::db::now() - chrono::TimeDelta::days(30);
+    // 30 regulars buying for 10 every month, 15 big spenders buying once, in March.
+    for i in 0..45 {
+        let transactions = if i >= 30 {
+            vec![(at(2025, 3, 10), 1000.0, None)]
+        } else {
+            (1..=6).map(|m| (at(2025, m, 5), 10.0, None)).collect()
+        };
+        app.insert_demo_customer(DemoCustomer {
+            id: &format!("T{i:03}"),
+            attributes: json!({}),
+            protected: json!({}),
+            created_at: at(2024, 12, 1),
+            transactions,
+            consents: vec![("segmentation", "granted", granted)],
+        });
+    }
+    segment_and_publish(&app, fairseg::db::now());
+    let client = app.sign_in("marketing").await;
+    // Nothing logged yet: no trend to draw.
+    let html = client.page(app.url("/segments")).await;
+    assert!(texts(&html, "ul.trend li").is_empty());
+
+    let (status, _) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-01-01", "to": "2025-06-30"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let html = client.page(app.url("/segments")).await;
+    let words = texts(&html, "ul.trend li span");
+    assert_eq!(
+        words.len(),
+        4,
+        "members and revenue for both segments: {words:?}"
+    );
+    assert!(
+        words.contains(&"Members: 30 in January 2025, 30 in June 2025".to_string()),
+        "{words:?}"
+    );
+    assert!(
+        words.contains(&"Revenue: €300 in January 2025, €300 in June 2025".to_string()),
+        "{words:?}"
+    );
+    assert!(
+        words.contains(&"Members: 15 in January 2025, 15 in June 2025".to_string()),
+        "{words:?}"
+    );
+    // Six months, six points per line, each line inside its drawing.
+    let doc = scraper::Html::parse_document(&html);
+    let lines = scraper::Selector::parse("svg.sparkline polyline").unwrap();
+    for line in doc.select(&lines) {
+        let points = line.value().attr("points").unwrap();
+        assert_eq!(points.split(' ').count(), 6, "{points}");
+        for p in points.split(' ') {
+            let (x, y) = p.split_once(',').unwrap();
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            assert!(
+                (0.0..=120.0).contains(&x) && (0.0..=28.0).contains(&y),
+                "{p}"
+            );
+        }
+    }
+}
+
 /// Splits the customers in two by `monetary` (k-means, seed 7) and publishes the run at
 /// `published_at`, retiring the run published before. Returns the run id.
 fn segment_and_publish(app: &TestApp, published_at: NaiveDateTime) -> i64 {
@@ -762,6 +832,13 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     assert!(
         labels.iter().any(|l| l.starts_with("target ")),
         "{labels:?}"
+    );
+
+    // Both cards are withheld (5 members, and 40 of a known 45), so neither shows its trend.
+    let html = client.page(app.url("/segments")).await;
+    assert!(
+        texts(&html, "ul.trend li").is_empty(),
+        "withheld cards show no trend"
     );
 
     let missing = client

@@ -37,6 +37,8 @@ pub(super) struct SegmentCard {
     pub(super) stance: String,
     pub(super) priority: String,
     pub(super) strategy: Option<StrategyView>,
+    /// Size and revenue over the KPI log's complete periods (empty until two are logged).
+    pub(super) trend: Vec<crate::web::charts::Sparkline>,
 }
 
 fn describe_feature(f: &crate::segmentation::profile::FeatureProfile) -> String {
@@ -174,6 +176,7 @@ pub(super) fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<Segme
                 stance,
                 priority,
                 strategy: s.strategy.clone(),
+                trend: Vec::new(),
             }
         })
         .collect()
@@ -332,10 +335,10 @@ pub async fn dashboard(
             .unwrap_or_default(),
         sort,
         sorts: OVERVIEW_SORTS,
-        cards: run
-            .as_ref()
-            .map(|r| cards(r, &state.policy))
-            .unwrap_or_default(),
+        cards: match &run {
+            Some(r) => with_trends(&state, r.run_id, cards(r, &state.policy)).await?,
+            None => Vec::new(),
+        },
         run,
         map,
         can_strategy: user.can(Permission::SegmentsStrategy),
@@ -345,6 +348,42 @@ pub async fn dashboard(
 }
 
 /// Per segment, each channel's export link text with how many members it holds now.
+/// The cards with each segment's size and revenue over the KPI log, as sparklines.
+async fn with_trends(
+    state: &State,
+    run_id: i64,
+    mut cards: Vec<SegmentCard>,
+) -> Result<Vec<SegmentCard>, AppError> {
+    let (db, policy) = (state.db.clone(), state.policy.clone());
+    let trends = blocking(move || crate::app::kpis::segment_trends(&db, &policy, run_id)).await?;
+    let kind = crate::app::kpis::policy_kind(&state.policy)?;
+    let name = |start| {
+        crate::kpi::Period::containing(kind, start)
+            .map(|p| format::period(&p))
+            .unwrap_or_else(|_| format::date(&start))
+    };
+    let currency = &state.policy.currency;
+    for card in cards.iter_mut().filter(|c| !c.suppressed) {
+        let Some(t) = trends.get(&card.segment) else {
+            continue;
+        };
+        card.trend = [
+            crate::web::charts::sparkline("Members", &t.periods, &t.size, format::count, name),
+            crate::web::charts::sparkline(
+                "Revenue",
+                &t.periods,
+                &t.revenue,
+                |v| format::money_compact(v, currency),
+                name,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+    }
+    Ok(cards)
+}
+
 async fn export_links(
     state: &State,
     run_id: i64,
