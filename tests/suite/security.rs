@@ -960,6 +960,11 @@ async fn a_run_that_panics_is_failed_with_the_message_and_later_runs_still_execu
         )
         .unwrap()
     };
+    // Both runs are queued, and the one to panic named, before any worker starts: workers
+    // claim queued runs from the database, so one started earlier could take the first run
+    // before it is named.
+    let (first, second) = (create(), create());
+    PANIC_ON_RUN.store(first, std::sync::atomic::Ordering::SeqCst);
     let jobs = Jobs::start_with(
         app.db.clone(),
         app.policy.clone(),
@@ -968,8 +973,6 @@ async fn a_run_that_panics_is_failed_with_the_message_and_later_runs_still_execu
         nothing_after,
     )
     .unwrap();
-    let (first, second) = (create(), create());
-    PANIC_ON_RUN.store(first, std::sync::atomic::Ordering::SeqCst);
     jobs.submit(first);
     jobs.submit(second);
     let second_run = wait_for(&app, second).await;

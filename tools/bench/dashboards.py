@@ -66,6 +66,59 @@ def percentile(values, p):
     return values[k]
 
 
+def demo_database(customers, db=None, reuse=False):
+    """The demo database of `customers` customers, built with the release binary unless `reuse`
+    finds one; returns the demo's JSON summary (users, data) with `database_path` added."""
+    out_dir = os.path.join(ROOT, "target", "dashboards-bench")
+    os.makedirs(out_dir, exist_ok=True)
+    db = db or os.path.join(out_dir, f"demo-{customers}.db")
+    users_file = db + ".users.json"
+    if not (reuse and os.path.exists(db) and os.path.exists(users_file)):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [BIN, "demo", "--no-serve", "--json", "--customers", str(customers),
+             "--database-url", db],
+            env=env(db), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        with open(users_file, "w") as f:
+            f.write(proc.stdout)
+        print(f"built the demo database ({customers} customers) in "
+              f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
+    demo = json.load(open(users_file))
+    print(f"data: {json.dumps(demo['data'])}", file=sys.stderr)
+    demo["database_path"] = db
+    return demo
+
+
+def start_server(db, public_url=None, extra_env=None):
+    """`fairseg serve` on `db`, on a free port, once /healthz answers: (process, base URL)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [BIN, "serve", "--addr", f"127.0.0.1:{port}"],
+        env=dict(env(db), FAIRSEG_PUBLIC_URL=public_url or base, **(extra_env or {})),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while True:
+        try:
+            request(base + "/healthz")
+            return server, base
+        except Exception:
+            if time.time() > deadline or server.poll() is not None:
+                raise SystemExit("the server did not start: " + server.stderr.read().decode())
+            time.sleep(0.2)
+
+
+def token(base, user):
+    _, body = request(base + "/api/v1/auth/token",
+                      body={"email": user["email"], "password": user["password"]})
+    return json.loads(body)["token"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=200_000)
@@ -73,50 +126,13 @@ def main():
     ap.add_argument("--db", default=None)
     ap.add_argument("--reuse", action="store_true", help="keep an existing database")
     args = ap.parse_args()
-    out_dir = os.path.join(ROOT, "target", "dashboards-bench")
-    os.makedirs(out_dir, exist_ok=True)
-    db = args.db or os.path.join(out_dir, f"demo-{args.customers}.db")
-    users_file = db + ".users.json"
-    if not (args.reuse and os.path.exists(db) and os.path.exists(users_file)):
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(db + suffix):
-                os.remove(db + suffix)
-        t = time.perf_counter()
-        proc = subprocess.run(
-            [BIN, "demo", "--no-serve", "--json", "--customers", str(args.customers),
-             "--database-url", db],
-            env=env(db), capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr)
-        with open(users_file, "w") as f:
-            f.write(proc.stdout)
-        print(f"built the demo database ({args.customers} customers) in "
-              f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
-    demo = json.load(open(users_file))
-    print(f"data: {json.dumps(demo['data'])}", file=sys.stderr)
+    demo = demo_database(args.customers, args.db, args.reuse)
+    db = demo["database_path"]
     users = {u["role"]: u for u in demo["users"]}
 
-    port = free_port()
-    server = subprocess.Popen([BIN, "serve", "--addr", f"127.0.0.1:{port}"],
-                              env=dict(env(db), FAIRSEG_PUBLIC_URL=f"http://127.0.0.1:{port}"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(db)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                request(base + "/healthz")
-                break
-            except Exception:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start: " + server.stderr.read().decode())
-                time.sleep(0.2)
-        tokens = {}
-        for role in ("compliance", "analyst"):
-            _, body = request(base + "/api/v1/auth/token",
-                              body={"email": users[role]["email"],
-                                    "password": users[role]["password"]})
-            tokens[role] = json.loads(body)["token"]
+        tokens = {role: token(base, users[role]) for role in ("compliance", "analyst")}
         # The first view after a start counts the published run's live sizes from the consent
         # state (later views read them from the cache until the state changes).
         cold, body = timed(base + "/api/v1/segmentations/published", tokens["compliance"])
