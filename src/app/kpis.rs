@@ -5,8 +5,9 @@
 //! Who counts: segment `all` is every customer on file (aggregate reporting); a segment is the
 //! published run's members minus those whose consent for the segmentation purpose is no
 //! longer active now (withdrawal wins at once). Figures resting on fewer customers than the
-//! policy's `fairness.min_cell_size` are stored, but suppressed wherever they are shown
-//! ([`kpi::series::is_suppressed`]).
+//! policy's `fairness.min_cell_size` are stored, but suppressed wherever they are shown, with
+//! a complementary partner among the segments where one alone would follow from `all`
+//! ([`Withheld`]).
 //!
 //! Loading is proportional to the period, not the history: the transactions of P−1 and P by
 //! the `occurred_at` index, and "first purchase ever in P" by one index probe per row of P
@@ -68,6 +69,96 @@ fn midnight(d: NaiveDate) -> NaiveDateTime {
 /// The series a logged row belongs to.
 pub fn series_key(r: &EvaluationRecord) -> SeriesKey {
     SeriesKey::new(&r.segment, r.run_id, r.segment_number)
+}
+
+/// The log rows a reader may not see: those resting on fewer customers than the policy's
+/// minimum cell size, and their complementary partners among the segments of the same run,
+/// KPI, period and evaluation ([`kpi::series::withheld`]).
+#[derive(Debug, Clone, Default)]
+pub struct Withheld {
+    min_cell_size: u32,
+    partners: HashSet<i64>,
+}
+
+impl Withheld {
+    /// Primary suppression only: for rows outside any group (`all`).
+    pub fn primary(min_cell_size: u32) -> Withheld {
+        Withheld {
+            min_cell_size,
+            partners: HashSet::new(),
+        }
+    }
+
+    /// Over `records`, which hold every row of each group they touch (a whole evaluation,
+    /// or every segment of a run).
+    pub fn among(records: &[EvaluationRecord], min_cell_size: u32) -> Withheld {
+        let figures: Vec<_> = records.iter().map(|r| (group(r), r.basis)).collect();
+        let partners = kpi::series::withheld(&figures, min_cell_size)
+            .into_iter()
+            .zip(records)
+            .filter(|(withheld, r)| *withheld && !is_suppressed(r.basis, min_cell_size))
+            .map(|(_, r)| r.id)
+            .collect();
+        Withheld {
+            min_cell_size,
+            partners,
+        }
+    }
+
+    pub fn contains(&self, r: &EvaluationRecord) -> bool {
+        is_suppressed(r.basis, self.min_cell_size) || self.partners.contains(&r.id)
+    }
+}
+
+/// The rows whose figures add up, beside `all`, to one published figure: one run's segments,
+/// one KPI, one period, one evaluation. `None` for `all` and rows of no known segment.
+fn group(r: &EvaluationRecord) -> Option<(i64, &str, &str, NaiveDate, NaiveDateTime)> {
+    r.segment_number?;
+    Some((
+        r.run_id?,
+        r.period_kind.as_str(),
+        r.kpi.as_str(),
+        r.period_start,
+        r.evaluated_at,
+    ))
+}
+
+/// [`Withheld`] of `records`, a part of the log (one segment's series, a filtered listing):
+/// the rows of their groups they lack are read from the log first, since a partner may be
+/// among the rows shown while the figure it protects is not.
+pub fn withheld(db: &Db, records: &[EvaluationRecord], min_cell_size: u32) -> Result<Withheld> {
+    let mut ranges: BTreeMap<(i64, &str), (NaiveDate, NaiveDate)> = BTreeMap::new();
+    for r in records.iter().filter(|r| group(r).is_some()) {
+        let Some(run_id) = r.run_id else { continue };
+        let range = ranges
+            .entry((run_id, r.period_kind.as_str()))
+            .or_insert((r.period_start, r.period_start));
+        range.0 = range.0.min(r.period_start);
+        range.1 = range.1.max(r.period_start);
+    }
+    if ranges.is_empty() {
+        return Ok(Withheld::primary(min_cell_size));
+    }
+    let shown: HashSet<i64> = records.iter().map(|r| r.id).collect();
+    let mut whole = records.to_vec();
+    db.read(|c| {
+        for ((run_id, kind), (from, to)) in &ranges {
+            let filter = LogFilter {
+                period_kind: PeriodKind::parse(kind).ok(),
+                run_id: Some(*run_id),
+                from: Some(*from),
+                to: Some(*to),
+                ..LogFilter::default()
+            };
+            whole.extend(
+                store::log(c, &filter)?
+                    .into_iter()
+                    .filter(|r| !shown.contains(&r.id) && r.period_kind == *kind),
+            );
+        }
+        Ok(())
+    })?;
+    Ok(Withheld::among(&whole, min_cell_size))
 }
 
 /// How much of its period a logged row covers.
@@ -335,20 +426,19 @@ pub fn segment_trends(
         run_id: Some(run_id),
         ..LogFilter::default()
     };
-    let rows = db.read(|c| store::log(c, &filter))?;
+    let rows = newest_per_period(db.read(|c| store::log(c, &filter))?);
+    let withheld = Withheld::among(&rows, policy.fairness.min_cell_size);
     // Per segment, per period start: (size, revenue).
     type Points = BTreeMap<NaiveDate, (Option<f64>, Option<f64>)>;
     let mut by_segment: BTreeMap<i32, Points> = BTreeMap::new();
-    for r in newest_per_period(rows) {
+    for r in rows {
         let (Some(number), Ok(kpi)) = (r.segment_number, Kpi::parse(&r.kpi)) else {
             continue;
         };
         if !matches!(kpi, Kpi::SegmentSize | Kpi::Revenue) || !coverage(&r).complete {
             continue;
         }
-        let shown = r
-            .value
-            .filter(|_| !is_suppressed(r.basis, policy.fairness.min_cell_size));
+        let shown = r.value.filter(|_| !withheld.contains(&r));
         let point = by_segment
             .entry(number)
             .or_default()
@@ -821,7 +911,9 @@ fn kpi_series(
         None => HashMap::new(),
     };
     let mut grouped: BTreeMap<(SeriesKey, String), Vec<(NaiveDate, Status)>> = BTreeMap::new();
-    for r in newest_per_period(rows) {
+    let rows = newest_per_period(rows);
+    let withheld = Withheld::among(&rows, policy.fairness.min_cell_size);
+    for r in rows {
         let key = series_key(&r);
         let counted = match &key {
             SeriesKey::All => true,
@@ -831,7 +923,7 @@ fn kpi_series(
         if !counted || !coverage(&r).complete {
             continue;
         }
-        let status = if is_suppressed(r.basis, policy.fairness.min_cell_size) {
+        let status = if withheld.contains(&r) {
             Some(Status::Undefined)
         } else {
             status_of(&r.status)

@@ -58,7 +58,9 @@ pub fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
         )?],
     };
     let rows = kpis::evaluate(&db, &policy, &Actor::cli(), &periods)?;
-    let views = EvaluationView::all(&rows, &policy);
+    // An evaluation appends every segment of each period at once: its groups are whole.
+    let withheld = kpis::Withheld::among(&rows, policy.fairness.min_cell_size);
+    let views = EvaluationView::all(&rows, &withheld);
     if json {
         println!("{}", serde_json::to_string(&views)?);
     } else {

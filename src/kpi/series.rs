@@ -1,7 +1,8 @@
 //! What the evaluation log says of a figure once stored: which series it belongs to, how its
 //! status is written, whether it is withheld, and how much of its period it covers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use chrono::{NaiveDate, NaiveDateTime};
 
@@ -35,6 +36,38 @@ pub fn status_of(stored: &str) -> Option<Status> {
 /// size.
 pub fn is_suppressed(basis: i64, min_cell_size: u32) -> bool {
     basis < i64::from(min_cell_size)
+}
+
+/// Which of `figures` are withheld, each given as (group, basis). A figure resting on fewer
+/// than `min_cell_size` customers is withheld (primary suppression). Figures of one group add
+/// up to a published one — the segments of one run, for one KPI and period, beside `all` — so
+/// a group with exactly one withheld figure would give it away by subtraction: there the
+/// smallest other figure is withheld too (complementary suppression). Figures without a group
+/// (`all`, say) only get primary suppression.
+pub fn withheld<G: Hash + Eq>(figures: &[(Option<G>, i64)], min_cell_size: u32) -> Vec<bool> {
+    let mut out: Vec<bool> = figures
+        .iter()
+        .map(|(_, basis)| is_suppressed(*basis, min_cell_size))
+        .collect();
+    let mut groups: HashMap<&G, Vec<usize>> = HashMap::new();
+    for (i, (group, _)) in figures.iter().enumerate() {
+        if let Some(g) = group {
+            groups.entry(g).or_default().push(i);
+        }
+    }
+    for members in groups.values() {
+        if members.iter().filter(|&&i| out[i]).count() != 1 {
+            continue;
+        }
+        let partner = members
+            .iter()
+            .filter(|&&i| !out[i])
+            .min_by_key(|&&i| (figures[i].1, i));
+        if let Some(&i) = partner {
+            out[i] = true;
+        }
+    }
+    out
 }
 
 /// The coverage of a logged figure of `kind` starting on `start`, evaluated at `at`; a row
@@ -93,6 +126,35 @@ pub fn unique_names(segments: &[(i32, String)]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_small_segment_takes_the_next_smallest_with_it() {
+        // all = 45 is shown; segment 2 (5 customers) alone withheld would be 45 - 40.
+        let figures = [(None, 45), (Some(1), 40), (Some(1), 5), (Some(1), 30)];
+        assert_eq!(withheld(&figures, 10), [false, false, true, true]);
+    }
+
+    #[test]
+    fn two_small_segments_need_no_partner_and_groups_are_apart() {
+        let figures = [
+            (Some("jan"), 3),
+            (Some("jan"), 4),
+            (Some("jan"), 50),
+            (Some("feb"), 60),
+            (Some("feb"), 70),
+            (None, 2),
+        ];
+        assert_eq!(
+            withheld(&figures, 10),
+            [true, true, false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn a_group_of_one_has_no_partner_to_give() {
+        assert_eq!(withheld(&[(Some(1), 3)], 10), [true]);
+        assert_eq!(withheld(&[(Some(1), 30)], 10), [false]);
+    }
 
     #[test]
     fn duplicate_or_reserved_segment_names_are_made_unique() {

@@ -11,7 +11,7 @@ use super::charts::{KpiChart, kpi_history};
 use super::error::{AppError, blocking};
 use super::format;
 use super::layout::{Layout, State, render, see_other};
-use crate::app::kpis::{self, KpisError};
+use crate::app::kpis::{self, KpisError, Withheld};
 use crate::app::runs::RunError;
 use crate::auth::CurrentUser;
 use crate::db::kpi::{EvaluationRecord, LogFilter};
@@ -136,7 +136,9 @@ fn comparison_view(
     min_cell: u32,
     currency: &crate::policy::Currency,
 ) -> ComparisonView {
-    let shown = |r: &Option<EvaluationRecord>| r.as_ref().map(|r| EvaluationView::of(r, min_cell));
+    // The comparison is of `all`, which no other shown figure adds up to.
+    let withheld = Withheld::primary(min_cell);
+    let shown = |r: &Option<EvaluationRecord>| r.as_ref().map(|r| EvaluationView::of(r, &withheld));
     let value = |v: &Option<EvaluationView>| {
         v.as_ref()
             .filter(|v| !v.suppressed && !v.partial)
@@ -246,10 +248,12 @@ pub async fn overview_page(
     let today = crate::db::now().date();
     let o = blocking(move || kpis::overview(&db, kind, start, run, today)).await?;
     let min_cell = state.policy.fairness.min_cell_size;
+    let records: Vec<EvaluationRecord> = o.records.iter().map(|(_, r)| r.clone()).collect();
+    let withheld = Withheld::among(&records, min_cell);
     let views: Vec<(SeriesKey, EvaluationView)> = o
         .records
         .iter()
-        .map(|(key, r)| (key.clone(), EvaluationView::of(r, min_cell)))
+        .map(|(key, r)| (key.clone(), EvaluationView::of(r, &withheld)))
         .collect();
     if let Some(start) = start
         && o.shown.is_none()
@@ -436,8 +440,14 @@ async fn render_series(
     kind: PeriodKind,
 ) -> Result<HttpResponse, AppError> {
     let (db, k) = (state.db.clone(), key.clone());
-    let (name, series) = blocking(move || kpis::series(&db, kind, &k)).await?;
     let min_cell = state.policy.fairness.min_cell_size;
+    let (name, series, withheld) = blocking(move || {
+        let (name, series) = kpis::series(&db, kind, &k)?;
+        let rows: Vec<EvaluationRecord> = series.values().flatten().cloned().collect();
+        let withheld = kpis::withheld(&db, &rows, min_cell)?;
+        Ok::<_, KpisError>((name, series, withheld))
+    })
+    .await?;
     if series.is_empty() {
         return Err(AppError::Missing(format!(
             "no KPI evaluations for `{name}`"
@@ -452,7 +462,7 @@ async fn render_series(
             let s: Vec<EvaluationView> = series
                 .get(k.name())?
                 .iter()
-                .map(|r| EvaluationView::of(r, min_cell))
+                .map(|r| EvaluationView::of(r, &withheld))
                 .collect();
             let complete: Vec<EvaluationView> = s.iter().filter(|v| !v.partial).cloned().collect();
             for v in s.iter().filter(|v| v.partial) {
@@ -661,8 +671,14 @@ fn csv_of(views: &[EvaluationView]) -> Result<HttpResponse, AppError> {
 async fn load_log(state: &State, q: &LogQuery) -> Result<Vec<EvaluationView>, AppError> {
     let filter = filter_of(q)?;
     let db = state.db.clone();
-    let rows = blocking(move || kpis::log(&db, &filter)).await?;
-    Ok(EvaluationView::all(&rows, &state.policy))
+    let min_cell = state.policy.fairness.min_cell_size;
+    let (rows, withheld) = blocking(move || {
+        let rows = kpis::log(&db, &filter)?;
+        let withheld = kpis::withheld(&db, &rows, min_cell)?;
+        Ok::<_, KpisError>((rows, withheld))
+    })
+    .await?;
+    Ok(EvaluationView::all(&rows, &withheld))
 }
 
 pub async fn log_csv(state: State, q: web::Query<LogQuery>) -> Result<HttpResponse, AppError> {
@@ -762,7 +778,9 @@ async fn run_evaluation(
         Actor::user(&user.email),
     );
     let rows = blocking(move || kpis::evaluate(&db, &policy, &actor, &periods)).await?;
-    Ok(EvaluationView::all(&rows, &state.policy))
+    // An evaluation appends every segment of each period at once: its groups are whole.
+    let withheld = Withheld::among(&rows, state.policy.fairness.min_cell_size);
+    Ok(EvaluationView::all(&rows, &withheld))
 }
 
 /// Evaluate every KPI for `all` and each segment of the published segmentation, for one

@@ -128,9 +128,12 @@ async fn cdnow_monthly_kpis_through_the_cli_match_the_committed_computation() {
     assert_eq!(trail[0]["subject"], "kpi:1997-01..1998-06");
 }
 
-/// 40 regular customers buying 10.00 every month of the first half of 2025, and 5 big
-/// spenders buying 1000.00 once in March, all with segmentation consent; a k-means run on
-/// `monetary` splits them (40 and 5) and is published. Returns the run id.
+/// 40 regular customers buying 10.00 every month of the first half of 2025, 5 big spenders
+/// buying 1000.00 once in March and 15 occasional ones buying 200.00 once in April, all with
+/// segmentation consent; a k-means run on `monetary` splits them (40, 5 and 15) and is
+/// published. Returns the run id. The big spenders' figures are withheld (5 < 10), and with
+/// them the occasional ones' wherever those are the smallest other segment: `all` minus the
+/// regulars would otherwise give the big spenders away.
 pub(crate) async fn seeded(app: &TestApp) -> i64 {
     seeded_published_at(app, fairseg::db::now()).await
 }
@@ -138,13 +141,12 @@ pub(crate) async fn seeded(app: &TestApp) -> i64 {
 /// [`seeded`], with the run published at `published_at`.
 pub(crate) async fn seeded_published_at(app: &TestApp, published_at: NaiveDateTime) -> i64 {
     let granted = fairseg::db::now() - chrono::TimeDelta::days(30);
-    for i in 0..45 {
-        let big = i >= 40;
+    for i in 0..60 {
         let id = format!("K{i:03}");
-        let transactions = if big {
-            vec![(at(2025, 3, 10), 1000.0, None)]
-        } else {
-            (1..=6).map(|m| (at(2025, m, 5), 10.0, None)).collect()
+        let transactions = match i {
+            0..40 => (1..=6).map(|m| (at(2025, m, 5), 10.0, None)).collect(),
+            40..45 => vec![(at(2025, 3, 10), 1000.0, None)],
+            _ => vec![(at(2025, 4, 8), 200.0, None)],
         };
         app.insert_demo_customer(DemoCustomer {
             id: &id,
@@ -181,7 +183,7 @@ async fn segment_cards_show_members_and_revenue_over_the_kpi_log() {
             consents: vec![("segmentation", "granted", granted)],
         });
     }
-    segment_and_publish(&app, fairseg::db::now());
+    segment_and_publish_k(&app, fairseg::db::now(), 2);
     let client = app.sign_in("marketing").await;
     // Nothing logged yet: no trend to draw.
     let html = client.page(app.url("/segments")).await;
@@ -234,12 +236,17 @@ async fn segment_cards_show_members_and_revenue_over_the_kpi_log() {
 /// Splits the customers in two by `monetary` (k-means, seed 7) and publishes the run at
 /// `published_at`, retiring the run published before. Returns the run id.
 fn segment_and_publish(app: &TestApp, published_at: NaiveDateTime) -> i64 {
+    segment_and_publish_k(app, published_at, 3)
+}
+
+fn segment_and_publish_k(app: &TestApp, published_at: NaiveDateTime, k: u32) -> i64 {
+    let k = k.to_string();
     let run: Value = app.cli_json(&[
         "segment",
         "--algorithm",
         "kmeans",
         "--k",
-        "2",
+        &k,
         "--features",
         "monetary",
         "--seed",
@@ -259,23 +266,27 @@ fn find<'a>(rows: &'a [Value], segment: &str, kpi: &str, start: &str) -> &'a Val
         .unwrap_or_else(|| panic!("{segment} {kpi} {start}"))
 }
 
-/// The segment names of the published run: (the 40 regulars, the 5 big spenders).
-fn names(rows: &[Value]) -> (String, String) {
-    let mut segments: Vec<String> = rows
+/// The segment names of the run the segment rows of `rows` belong to: (the 40 regulars, the 5
+/// big spenders), told apart by their sizes in the database (the API withholds both the big
+/// spenders' size and, as its complementary partner, the occasional buyers').
+fn names(app: &TestApp, rows: &[Value]) -> (String, String) {
+    let run_id = rows
         .iter()
-        .map(|r| r["segment"].as_str().unwrap().to_owned())
-        .filter(|s| s != "all")
-        .collect();
-    segments.sort();
-    segments.dedup();
-    assert_eq!(segments.len(), 2, "{segments:?}");
-    let big = segments
-        .iter()
-        .find(|s| find(rows, s, "segment_size", "2025-03-01")["suppressed"] == true)
-        .expect("one segment is below the minimum cell size")
-        .clone();
-    let regular = segments.into_iter().find(|s| *s != big).unwrap();
-    (regular, big)
+        .find_map(|r| r["run_id"].as_i64())
+        .expect("a segment row");
+    let segments = app
+        .db
+        .read(|c| fairseg::db::segmentation::segments(c, run_id))
+        .unwrap();
+    let named = |size: i64| {
+        segments
+            .iter()
+            .find(|s| s.size == size)
+            .unwrap_or_else(|| panic!("a segment of {size}"))
+            .name
+            .clone()
+    };
+    (named(40), named(5))
 }
 
 #[tokio::test]
@@ -292,13 +303,13 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
         .await;
     assert_eq!(status, 201, "{body}");
     let rows = body.as_array().unwrap().clone();
-    assert_eq!(rows.len(), 6 * 3 * 12);
-    let (regular, big) = names(&rows);
+    assert_eq!(rows.len(), 6 * 4 * 12);
+    let (regular, big) = names(&app, &rows);
 
     let all = |kpi: &str| find(&rows, "all", kpi, "2025-03-01")["value"].as_f64();
     assert_eq!(all("active_customers"), Some(45.0));
     assert_eq!(all("revenue"), Some(5400.0));
-    assert_eq!(all("segment_size"), Some(45.0));
+    assert_eq!(all("segment_size"), Some(60.0));
     assert_eq!(
         find(&rows, "all", "new_customers", "2025-01-01")["value"].as_f64(),
         Some(40.0)
@@ -329,6 +340,39 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
         assert_eq!(r["suppressed"], true, "{r}");
         assert_eq!(r["status"], "suppressed", "{r}");
     }
+    // 60 on file, 40 regulars shown: the 15 occasional buyers' size is withheld too, or the
+    // big spenders' would follow by subtraction; so are their March active customers (0 of
+    // them against the big spenders' 5, beside all's 45).
+    let occasional = rows
+        .iter()
+        .filter_map(|r| r["segment"].as_str())
+        .find(|s| *s != "all" && *s != regular && *s != big)
+        .unwrap()
+        .to_owned();
+    for kpi in ["segment_size", "active_customers", "revenue"] {
+        let r = find(&rows, &occasional, kpi, "2025-03-01");
+        assert_eq!(r["suppressed"], true, "{r}");
+        assert_eq!(r["value"], Value::Null, "{r}");
+        assert_eq!(
+            find(&rows, &regular, kpi, "2025-03-01")["suppressed"],
+            false
+        );
+    }
+    // Where both small segments rest on too few customers (nobody of either bought in
+    // February, the base of March's retention), nothing more needs withholding.
+    let r = find(&rows, &regular, "retention_rate", "2025-03-01");
+    assert_eq!(r["suppressed"], false, "{r}");
+    // The same figures read back from the log, one segment at a time, stay withheld.
+    let (status, log) = app
+        .get_json(
+            "marketing",
+            &format!("/api/v1/kpi/evaluations?period=month&segment={occasional}&kpi=segment_size"),
+        )
+        .await;
+    assert_eq!(status, 200, "{log}");
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 6);
+    assert!(log.iter().all(|r| r["value"].is_null()), "{log:?}");
 
     // Re-evaluating March appends; nothing is overwritten.
     let (status, again) = app
@@ -339,7 +383,7 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
         )
         .await;
     assert_eq!(status, 201, "{again}");
-    assert_eq!(again.as_array().unwrap().len(), 36);
+    assert_eq!(again.as_array().unwrap().len(), 48);
     let (status, log) = app
         .get_json(
             "marketing",
@@ -389,7 +433,7 @@ async fn segments_are_evaluated_from_the_published_run_small_ones_suppressed_and
         header.iter().position(|h| h == "suppressed").unwrap(),
     );
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(records.len(), 6 * 36 + 36);
+    assert_eq!(records.len(), 6 * 48 + 48);
     for r in records.iter().filter(|r| &r[seg] == big.as_str()) {
         assert_eq!(&r[value], "");
         assert_eq!(&r[suppressed], "true");
@@ -498,7 +542,7 @@ async fn a_kpi_past_its_threshold_for_n_periods_raises_an_alert_and_recommends_r
     );
     // The small segment's suppressed figures never raise an alert of their own.
     let (_, log) = app.get_json("marketing", "/api/v1/kpi/evaluations").await;
-    let (_, big) = names(log.as_array().unwrap());
+    let (_, big) = names(&app, log.as_array().unwrap());
     assert!(
         report["alerts"]
             .as_array()
@@ -648,11 +692,15 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
             .any(|r| r.as_str().unwrap().contains("monetary")),
         "{after}"
     );
-    // Segment sizes: the small segment's size is withheld.
+    // Segment sizes: the small segment's size is withheld, and so is the next smallest.
     let sizes = after["segment_shift"]["segments"].as_array().unwrap();
-    assert_eq!(sizes.len(), 2);
+    assert_eq!(sizes.len(), 3);
     assert!(sizes.iter().any(|s| s["live_size"] == 40));
-    assert!(sizes.iter().any(|s| s["live_size"].is_null()));
+    assert_eq!(
+        sizes.iter().filter(|s| s["live_size"].is_null()).count(),
+        2,
+        "{sizes:?}"
+    );
 
     // Marketing may read drift but not start runs.
     let (status, _) = app
@@ -752,17 +800,19 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     let html = client.page(app.url("/kpi")).await;
     assert!(texts(&html, "nav a").contains(&"KPIs".to_string()));
     let heads = texts(&html, "table.kpi-glance thead th");
-    assert_eq!(heads.len(), 4, "{heads:?}");
+    assert_eq!(heads.len(), 5, "{heads:?}");
     assert_eq!(heads[1], "all");
     let rows = texts(&html, "table.kpi-glance tbody th");
     assert_eq!(rows.len(), 12);
     // June: 40 active customers overall.
     let active = texts(&html, r#"td[data-kpi="active_customers"]"#);
     assert!(active[0].starts_with("40 "), "{active:?}");
+    // June: the big spenders' column is withheld, and so is the occasional buyers' beside
+    // it (wherever they are not too few themselves, they are its complementary partner).
     assert_eq!(
         texts(&html, "td.status-suppressed").len(),
-        12,
-        "the small segment's column is withheld"
+        24,
+        "the small segment's column and its partner's are withheld"
     );
     // Every regular bought in May and again in June: a retention of 100 % says so.
     let why = texts(&html, r#"td[data-kpi="retention_rate"] small.why"#);
@@ -834,11 +884,15 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
         "{labels:?}"
     );
 
-    // Both cards are withheld (5 members, and 40 of a known 45), so neither shows its trend.
+    // The big spenders' card is withheld (5 members), and so is the occasional buyers' (15,
+    // but with 40 regulars of a known 60 they would give the 5 away): only the regulars'
+    // card shows its trend.
     let html = client.page(app.url("/segments")).await;
+    let words = texts(&html, "ul.trend li span");
+    assert_eq!(words.len(), 2, "withheld cards show no trend: {words:?}");
     assert!(
-        texts(&html, "ul.trend li").is_empty(),
-        "withheld cards show no trend"
+        words.contains(&"Members: 40 in January 2025, 40 in June 2025".to_string()),
+        "{words:?}"
     );
 
     let missing = client
@@ -862,7 +916,7 @@ async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     let (_, log) = app
         .get_json("analyst", "/api/v1/kpi/evaluations?from=2025-07-01")
         .await;
-    assert_eq!(log.as_array().unwrap().len(), 36);
+    assert_eq!(log.as_array().unwrap().len(), 48);
 }
 
 #[tokio::test]
@@ -978,7 +1032,7 @@ async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_hist
         )
         .await;
     assert_eq!(status, 201);
-    let (regular, _) = names(rows.as_array().unwrap());
+    let (regular, _) = names(&app, rows.as_array().unwrap());
     // A re-run with the same settings gives segments of the same names; it is published and
     // the first run retired. Only April to June are evaluated with it.
     let second = segment_and_publish(&app, at(2025, 3, 31));
@@ -1003,7 +1057,7 @@ async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_hist
     let client = app.sign_in("marketing").await;
     let (_, html) = page(&client, &app, "/kpi").await;
     let h = heads(&html);
-    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!(h.len(), 4, "{h:?}");
     assert_eq!(h[0].0, "all");
     let link = format!("/kpi/runs/{second}/segments/{number}?period=month");
     assert!(
@@ -1277,7 +1331,7 @@ async fn the_two_lifetime_values_say_which_they_are_and_a_full_retention_says_wh
             consents: vec![("segmentation", "granted", days(500))],
         });
     }
-    segment_and_publish(&app, days(1));
+    segment_and_publish_k(&app, days(1), 2);
     let client = app.sign_in("marketing").await;
     let (_, html) = page(&client, &app, "/segments").await;
     let labels = texts(&html, "table.valuation th");

@@ -4,14 +4,16 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
-use crate::app::kpis::{self, Drift, PeriodChoice};
+use crate::app::kpis::{self, Drift, PeriodChoice, Withheld};
+use crate::consent::coverage::shown_row;
 use crate::db::kpi::EvaluationRecord;
-use crate::kpi::series::{PARTIAL, SUPPRESSED, is_suppressed};
+use crate::kpi::series::{PARTIAL, SUPPRESSED};
 use crate::kpi::{DriftLevel, PeriodKind, Severity};
 use crate::policy::Policy;
 
-/// One evaluation as shown: figures resting on fewer than `min_cell_size` customers are
-/// withheld (value `null`, status `suppressed`); figures of a period that had not ended when
+/// One evaluation as shown: figures resting on fewer than `min_cell_size` customers, and the
+/// figures that would give them away by subtraction, are withheld (value `null`, status
+/// `suppressed`); figures of a period that had not ended when
 /// it was evaluated are shown with status `partial`, never judged against their target.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct EvaluationView {
@@ -54,8 +56,8 @@ pub struct EvaluationView {
 }
 
 impl EvaluationView {
-    pub fn of(r: &EvaluationRecord, min_cell_size: u32) -> EvaluationView {
-        let suppressed = is_suppressed(r.basis, min_cell_size);
+    pub fn of(r: &EvaluationRecord, withheld: &Withheld) -> EvaluationView {
+        let suppressed = withheld.contains(r);
         let coverage = kpis::coverage(r);
         EvaluationView {
             id: r.id,
@@ -94,11 +96,11 @@ impl EvaluationView {
         }
     }
 
-    /// Every row of `records` as shown under the policy.
-    pub fn all(records: &[EvaluationRecord], policy: &Policy) -> Vec<EvaluationView> {
+    /// Every row of `records` as shown, `withheld` hiding small figures and their partners.
+    pub fn all(records: &[EvaluationRecord], withheld: &Withheld) -> Vec<EvaluationView> {
         records
             .iter()
-            .map(|r| EvaluationView::of(r, policy.fairness.min_cell_size))
+            .map(|r| EvaluationView::of(r, withheld))
             .collect()
     }
 
@@ -250,27 +252,34 @@ fn level_name(level: DriftLevel) -> &'static str {
 
 impl DriftReport {
     /// The drift as shown under the policy: segment sizes below its minimum cell size
-    /// withheld.
+    /// withheld, with the next smallest beside a lone one (the sizes add up to a total shown
+    /// elsewhere).
     pub fn of(d: Drift, policy: &Policy) -> DriftReport {
         let spec = &policy.kpi;
         let min_cell = u64::from(policy.fairness.min_cell_size);
-        let shown = |n: u64| (n >= min_cell).then_some(n);
-        let segment_shift = d.shift.as_ref().map(|s| SegmentShiftView {
-            psi: s.shift.psi,
-            level: level_name(s.shift.level).into(),
-            segments: s
-                .segments
-                .iter()
-                .enumerate()
-                .map(|(i, seg)| SegmentSizeView {
-                    segment: seg.segment,
-                    name: seg.name.clone(),
-                    stored_size: shown(seg.stored),
-                    live_size: shown(seg.live),
-                    stored_share: shown(seg.stored).map(|_| s.shift.reference_shares[i]),
-                    live_share: shown(seg.live).map(|_| s.shift.current_shares[i]),
-                })
-                .collect(),
+        let segment_shift = d.shift.as_ref().map(|s| {
+            let column = |size: fn(&kpis::SegmentSizes) -> u64| {
+                let sizes: Vec<u64> = s.segments.iter().map(size).collect();
+                shown_row(&sizes, min_cell)
+            };
+            let (stored, live) = (column(|seg| seg.stored), column(|seg| seg.live));
+            SegmentShiftView {
+                psi: s.shift.psi,
+                level: level_name(s.shift.level).into(),
+                segments: s
+                    .segments
+                    .iter()
+                    .enumerate()
+                    .map(|(i, seg)| SegmentSizeView {
+                        segment: seg.segment,
+                        name: seg.name.clone(),
+                        stored_size: stored[i].count,
+                        live_size: live[i].count,
+                        stored_share: stored[i].count.map(|_| s.shift.reference_shares[i]),
+                        live_share: live[i].count.map(|_| s.shift.current_shares[i]),
+                    })
+                    .collect(),
+            }
         });
         let alerts = d
             .assessment
