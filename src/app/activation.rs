@@ -5,46 +5,83 @@
 use std::collections::BTreeMap;
 
 use super::runs::RunError;
-use crate::db::{self, Db};
+use chrono::NaiveDateTime;
+
+use crate::db::{self, Db, DbConnection, DbResult};
 use crate::policy::Policy;
 
 /// Per channel (policy order), per segment: (members now, of them reachable on the channel).
 pub type Reach = BTreeMap<String, Vec<(u64, u64)>>;
 
 /// Members of each segment of `run_id` whose segmentation consent is active now, and how many
-/// of them are reachable on each of the policy's channels now.
+/// of them are reachable on each of the policy's channels now. Counted from the consent state
+/// once per state version and kept until the state changes or a grant lapses, so a dashboard
+/// view does not recount a million memberships per channel.
 pub fn reach(db: &Db, policy: &Policy, run_id: i64, n_segments: usize) -> Result<Reach, RunError> {
     let seg = &policy.segmentation;
     let now = db::now();
     Ok(db.read(|conn| {
-        let active =
-            db::consent::active_customers(conn, &seg.purpose, &policy.purposes[&seg.purpose], now)?;
-        let members: Vec<(i64, i32)> = db::segmentation::memberships(conn, run_id)?
-            .into_iter()
-            .filter(|(id, _)| active.binary_search(id).is_ok())
-            .collect();
-        let mut sizes = vec![0u64; n_segments];
-        for (_, s) in &members {
-            if let Some(c) = sizes.get_mut(*s as usize) {
+        let version = db::consent_state::version(conn)?;
+        if let Some(reach) = db::segmentation::cached_reach::<Reach>(conn, run_id, version, now)?
+            && reach.values().all(|counts| counts.len() == n_segments)
+            && reach.keys().eq(seg.channels.keys())
+        {
+            return Ok(reach);
+        }
+        let reach = count_reach(conn, policy, run_id, n_segments, now)?;
+        // Valid until the first grant of any purpose counted here lapses.
+        let mut valid_until = now + chrono::TimeDelta::days(366);
+        for purpose in std::iter::once(&seg.purpose).chain(seg.channels.values()) {
+            if let Some(at) =
+                db::consent_state::changes_after(conn, purpose, &policy.purposes[purpose], now)?
+            {
+                valid_until = valid_until.min(at);
+            }
+        }
+        db::segmentation::cache_reach(conn, run_id, version, valid_until, &reach)?;
+        Ok(reach)
+    })?)
+}
+
+fn count_reach(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run_id: i64,
+    n_segments: usize,
+    now: NaiveDateTime,
+) -> DbResult<Reach> {
+    let seg = &policy.segmentation;
+    let active = db::consent_state::active_customers(
+        conn,
+        &seg.purpose,
+        &policy.purposes[&seg.purpose],
+        now,
+    )?;
+    let members: Vec<(i64, i32)> = db::segmentation::memberships(conn, run_id)?
+        .into_iter()
+        .filter(|(id, _)| active.binary_search(id).is_ok())
+        .collect();
+    let mut sizes = vec![0u64; n_segments];
+    for (_, s) in &members {
+        if let Some(c) = sizes.get_mut(*s as usize) {
+            *c += 1;
+        }
+    }
+    let mut out = Reach::new();
+    for (channel, purpose) in &seg.channels {
+        let reachable =
+            db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+        let mut counts = vec![0u64; n_segments];
+        for (id, s) in &members {
+            if reachable.binary_search(id).is_ok()
+                && let Some(c) = counts.get_mut(*s as usize)
+            {
                 *c += 1;
             }
         }
-        let mut out = Reach::new();
-        for (channel, purpose) in &seg.channels {
-            let reachable =
-                db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
-            let mut counts = vec![0u64; n_segments];
-            for (id, s) in &members {
-                if reachable.binary_search(id).is_ok()
-                    && let Some(c) = counts.get_mut(*s as usize)
-                {
-                    *c += 1;
-                }
-            }
-            out.insert(channel.clone(), sizes.iter().copied().zip(counts).collect());
-        }
-        Ok(out)
-    })?)
+        out.insert(channel.clone(), sizes.iter().copied().zip(counts).collect());
+    }
+    Ok(out)
 }
 
 /// The names of a run's segments, by number.

@@ -347,6 +347,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    run_reach (run_id) {
+        run_id -> BigInt,
+        state_version -> BigInt,
+        valid_until -> Timestamp,
+        reach -> Text,
+    }
+}
+
 diesel::joinable!(customer_protected -> customers (customer_id));
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(consent_events -> customers (customer_id));
@@ -383,4 +392,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_state,
     consent_state_version,
     run_live_sizes,
+    run_reach,
 );

@@ -414,9 +414,12 @@ async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_eff
     assert_eq!(status, 400, "{body}");
 
     // An e-mail export leaves out whoever has no active e-mail consent (C0002 withdraws it).
-    withdraw(&app, "C0002", "marketing_email").await;
+    // The dashboard has counted its reach before: the withdrawal must show at once.
     let segment_of_c2 = members(&app, run)["C0002"];
     let client = app.sign_in("marketing").await;
+    let link_of_c2 = format!("#actions-{segment_of_c2} a.export[data-channel=email]");
+    let before = texts(&client.page(app.url("/segments")).await, &link_of_c2);
+    withdraw(&app, "C0002", "marketing_email").await;
     let csv = client
         .page(app.url(&format!(
             "/segments/{run}/{segment_of_c2}/export.csv?channel=email"
@@ -435,11 +438,9 @@ async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_eff
     // The dashboard's link says how many the file holds.
     let rows = csv.lines().count() - 1;
     let html = client.page(app.url("/segments")).await;
-    let links = texts(
-        &html,
-        &format!("#actions-{segment_of_c2} a.export[data-channel=email]"),
-    );
+    let links = texts(&html, &link_of_c2);
     assert_eq!(links.len(), 1, "{html}");
+    assert_ne!(links, before, "the count before the withdrawal");
     // Exactly what the download holds, against the segment's live size, without revealing a
     // count below the minimum cell size (here: the one member without e-mail consent).
     let size = members(&app, run)
