@@ -51,34 +51,18 @@ fn count_reach(
     now: NaiveDateTime,
 ) -> DbResult<Reach> {
     let seg = &policy.segmentation;
-    let active = db::consent_state::active_customers(
-        conn,
-        &seg.purpose,
-        &policy.purposes[&seg.purpose],
-        now,
-    )?;
-    let members: Vec<(i64, i32)> = db::segmentation::memberships(conn, run_id)?
-        .into_iter()
-        .filter(|(id, _)| active.binary_search(id).is_ok())
-        .collect();
-    let mut sizes = vec![0u64; n_segments];
-    for (_, s) in &members {
-        if let Some(c) = sizes.get_mut(*s as usize) {
-            *c += 1;
-        }
-    }
+    let members = super::runs::live_memberships(conn, policy, run_id, now)?;
+    let sizes = super::runs::count_by_segment(&members, n_segments);
     let mut out = Reach::new();
     for (channel, purpose) in &seg.channels {
         let reachable =
             db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
-        let mut counts = vec![0u64; n_segments];
-        for (id, s) in &members {
-            if reachable.binary_search(id).is_ok()
-                && let Some(c) = counts.get_mut(*s as usize)
-            {
-                *c += 1;
-            }
-        }
+        let counts = super::runs::count_by_segment(
+            members
+                .iter()
+                .filter(|(id, _)| reachable.binary_search(id).is_ok()),
+            n_segments,
+        );
         out.insert(channel.clone(), sizes.iter().copied().zip(counts).collect());
     }
     Ok(out)

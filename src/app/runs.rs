@@ -751,7 +751,18 @@ fn count_live_sizes(
     n_segments: usize,
     now: NaiveDateTime,
 ) -> Result<Vec<u64>, RunError> {
-    // Counting needs no external ids: the memberships alone, minus withdrawals.
+    let members = live_memberships(conn, policy, run_id, now)?;
+    Ok(count_by_segment(&members, n_segments))
+}
+
+/// The memberships of `run_id` (internal id, segment) whose segmentation consent is active at
+/// `now`: no external ids, since counting needs none.
+pub(super) fn live_memberships(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run_id: i64,
+    now: NaiveDateTime,
+) -> db::DbResult<Vec<(i64, i32)>> {
     let seg = &policy.segmentation;
     let active = db::consent_state::active_customers(
         conn,
@@ -761,13 +772,21 @@ fn count_live_sizes(
     )?;
     let mut members = store::memberships(conn, run_id)?;
     retain_ids(&mut members, |m| m.0, &active);
+    Ok(members)
+}
+
+/// How many of `members` each of `n_segments` segments holds.
+pub(super) fn count_by_segment<'a>(
+    members: impl IntoIterator<Item = &'a (i64, i32)>,
+    n_segments: usize,
+) -> Vec<u64> {
     let mut sizes = vec![0u64; n_segments];
     for (_, s) in members {
-        if let Some(c) = sizes.get_mut(s as usize) {
+        if let Some(c) = usize::try_from(*s).ok().and_then(|s| sizes.get_mut(s)) {
             *c += 1;
         }
     }
-    Ok(sizes)
+    sizes
 }
 
 /// The members of a run (optionally one segment) as (external id, segment): individual-level
