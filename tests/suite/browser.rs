@@ -676,6 +676,30 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
                 for p in page_problems(&client).await {
                     problems.push(format!("{role} {page} at {width} px: {p}"));
                 }
+                if page == "/segments" {
+                    // The cards' trends are drawn, whole, inside their card, at both widths.
+                    let trends = client
+                        .facts(
+                            "return [...document.querySelectorAll('ul.trend svg.sparkline')].map(s => {
+                               const r = s.getBoundingClientRect();
+                               const c = s.closest('.card').getBoundingClientRect();
+                               return [r.width, r.height, r.left - c.left, c.right - r.right];
+                             });",
+                        )
+                        .await;
+                    let trends: Vec<[f64; 4]> = serde_json::from_value(trends).unwrap();
+                    if trends.is_empty() {
+                        problems.push(format!("{role} /segments at {width} px: no trend"));
+                    }
+                    for [w, h, left, right] in trends {
+                        if w < 40.0 || h < 10.0 || left < -0.5 || right < -0.5 {
+                            problems.push(format!(
+                                "{role} /segments at {width} px: a trend of {w}×{h} px, \
+                                 {left} px from its card's left and {right} from its right"
+                            ));
+                        }
+                    }
+                }
                 client
                     .screenshot_to(&dir.join(format!("{name}-{width}.png")))
                     .await;
