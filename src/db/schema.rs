@@ -347,6 +347,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    drift_measurements (run_id) {
+        run_id -> BigInt,
+        day -> Date,
+        consent_version -> BigInt,
+        data_seq -> BigInt,
+        next_transaction -> BigInt,
+        policy_version -> Text,
+        valid_until -> Nullable<Timestamp>,
+        measured_at -> Timestamp,
+        result -> Text,
+    }
+}
+
 diesel::joinable!(customer_protected -> customers (customer_id));
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(consent_events -> customers (customer_id));
@@ -383,4 +397,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_state,
     consent_state_version,
     run_live_sizes,
+    drift_measurements,
 );
