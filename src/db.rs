@@ -52,6 +52,7 @@ pub mod consent_state;
 pub mod customers;
 pub mod demo;
 pub mod disclosures;
+pub mod drift;
 pub mod dsr;
 pub mod features;
 pub mod imports;

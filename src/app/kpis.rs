@@ -303,7 +303,17 @@ pub fn evaluate(
     actor: &Actor,
     periods: &[Period],
 ) -> Result<Vec<EvaluationRecord>> {
-    evaluate_under(db, policy, actor, periods, None)
+    let rows = evaluate_under(db, policy, actor, periods, None)?;
+    measure_drift_after_evaluation(db, policy);
+    Ok(rows)
+}
+
+/// [`measure_drift`] once an evaluation is appended; a failure is logged, not the
+/// evaluation's (the drift page measures on its first view instead).
+fn measure_drift_after_evaluation(db: &Db, policy: &Policy) {
+    if let Err(error) = measure_drift(db, policy) {
+        tracing::warn!(%error, "drift not measured after the KPI evaluation");
+    }
 }
 
 /// A schedule claim an evaluation is made under: the process that holds it and its id.
@@ -694,81 +704,197 @@ pub fn published_segment(db: &Db, name: &str) -> Result<Option<(i64, i32)>> {
     })?)
 }
 
-/// What the measured feature drift of the published run depends on: the database, the run,
-/// the day (features are as of today), the consent state, every change of data (each use case
+/// Trail actions that change nothing a run's feature drift is measured from (the customers,
+/// their transactions and attributes, consent, the published run and its reference sample):
+/// an entry of one of these does not make a stored measurement stale. Every other action does,
+/// including any added later, so a new kind of change can cost a measurement but never leave a
+/// stale one shown. (Consent changes are also seen through the consent state's version, and
+/// transactions loaded directly through the next transaction id.)
+const DRIFT_UNAFFECTED_BY: &[&str] = &[
+    "auth.signed_in",
+    "auth.signed_out",
+    "audit.completed",
+    "audit.overridden",
+    "audit.signed",
+    "consent.link_issued",
+    "consent.viewed",
+    "customer.viewed",
+    "dsr.exported",
+    "kpi.evaluated",
+    "members.exported",
+    "segment.renamed",
+    "segment.strategy_recorded",
+    "segmentation.claimed",
+    "segmentation.completed",
+    "segmentation.failed",
+    "segmentation.released",
+    "segmentation.requested",
+    "segmentation.rerun",
+    "server.signing_key_generated",
+    "user.created",
+    "user.disabled",
+    "user.enabled",
+    "user.password_changed",
+    "user.password_reset",
+    "user.role_changed",
+];
+
+/// What the feature drift of run `run_id` measured now would be computed from: the day
+/// (features are as of today), the consent state, every change of customer data (each use case
 /// that changes data appends to the trail; transactions loaded directly move the next
-/// transaction id) and the policy; valid until the next instant a
-/// grant lapses or a future-dated event takes effect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct DriftKey {
-    database: String,
+/// transaction id) and the policy; valid until the next instant a grant lapses or a
+/// future-dated event takes effect.
+fn drift_inputs(
+    conn: &mut DbConnection,
+    policy: &Policy,
     run_id: i64,
-    day: NaiveDate,
-    consent_version: i64,
-    trail_seq: i64,
-    last_transaction: i64,
-    policy_version: String,
-    valid_until: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> Result<db::drift::DriftInputs> {
+    let purpose = &policy.segmentation.purpose;
+    Ok(db::drift::DriftInputs {
+        run_id,
+        day: now.date(),
+        consent_version: db::consent_state::version(conn)?,
+        data_seq: db::trail::last_seq_except(conn, DRIFT_UNAFFECTED_BY)?,
+        next_transaction: db::customers::next_id(conn, db::customers::IdTable::Transactions)?,
+        policy_version: policy.version.clone(),
+        valid_until: db::consent_state::changes_after(
+            conn,
+            purpose,
+            &policy.purposes[purpose],
+            now,
+        )?,
+    })
 }
 
-impl DriftKey {
-    fn now(db: &Db, conn: &mut DbConnection, policy: &Policy, run_id: i64) -> Result<DriftKey> {
-        let now = db::now();
-        let purpose = &policy.segmentation.purpose;
-        Ok(DriftKey {
-            database: db.url().to_string(),
-            run_id,
-            day: now.date(),
-            consent_version: db::consent_state::version(conn)?,
-            trail_seq: db::trail::head_seq(conn)?,
-            last_transaction: db::customers::next_id(conn, db::customers::IdTable::Transactions)?,
-            policy_version: policy.version.clone(),
-            valid_until: db::consent_state::changes_after(
-                conn,
-                purpose,
-                &policy.purposes[purpose],
-                now,
-            )?,
-        })
-    }
+/// A run's feature drift as measured and stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureDrifts {
+    pub features: Vec<MeasuredDrift>,
+    /// Features of the run that could not be measured, with the reason.
+    pub not_measured: Vec<String>,
 }
 
-type DriftEntry = (DriftKey, Vec<MeasuredDrift>, Vec<String>);
-
-/// The feature drift measured last (per process): recomputing it reads every customer's
-/// transactions and attributes, which takes about a second at a million customers.
-static DRIFT_CACHE: std::sync::Mutex<Vec<DriftEntry>> = std::sync::Mutex::new(Vec::new());
-
-fn cached_drift(key: &DriftKey) -> Option<(Vec<MeasuredDrift>, Vec<String>)> {
-    let cache = DRIFT_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+/// The feature drift of `run`: the stored measurement when it was made from now's inputs,
+/// else measured now (which reads every consenting customer's features and attributes: about
+/// a second at a million customers) and stored for every process to read.
+fn feature_drifts(
+    db: &Db,
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run: &RunRow,
+    thresholds: &kpi::DriftThresholds,
+) -> Result<FeatureDrifts> {
     let now = db::now();
-    cache
-        .iter()
-        .find(|(k, _, _)| {
-            k.database == key.database
-                && k.run_id == key.run_id
-                && k.day == key.day
-                && k.consent_version == key.consent_version
-                && k.trail_seq == key.trail_seq
-                && k.last_transaction == key.last_transaction
-                && k.policy_version == key.policy_version
-                && k.valid_until.is_none_or(|t| now < t)
-        })
-        .map(|(_, f, n)| (f.clone(), n.clone()))
+    let inputs = drift_inputs(conn, policy, run.id, now)?;
+    if let Some(json) = db::drift::stored(conn, &inputs, now)? {
+        match serde_json::from_str(&json) {
+            Ok(stored) => return Ok(stored),
+            Err(error) => {
+                tracing::warn!(run = run.id, %error, "stored drift unreadable; measuring again");
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let measured = measure_feature_drifts(conn, policy, run, thresholds)?;
+    let json = serde_json::to_string(&measured).expect("drift serialises");
+    db.write(|c| db::drift::store(c, &inputs, now, &json))?;
+    tracing::info!(
+        run = run.id,
+        ms = started.elapsed().as_millis() as u64,
+        "feature drift measured and stored"
+    );
+    Ok(measured)
 }
 
-fn keep_drift(key: DriftKey, features: &[MeasuredDrift], not_measured: &[String]) {
-    let mut cache = DRIFT_CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    cache.retain(|(k, _, _)| k.database != key.database);
-    // One entry per database; a few databases per process at most (tests).
-    if cache.len() >= 16 {
-        cache.remove(0);
+/// Measures the feature drift of `run` now, from its reference sample and the current values.
+fn measure_feature_drifts(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    run: &RunRow,
+    thresholds: &kpi::DriftThresholds,
+) -> Result<FeatureDrifts> {
+    let corrupt = |message: String| KpisError::Corrupt {
+        id: run.id,
+        message,
+    };
+    let settings: RunSettings =
+        serde_json::from_str(&run.settings).map_err(|e| corrupt(e.to_string()))?;
+    let summary: Option<RunSummary> = match &run.summary {
+        Some(s) => Some(serde_json::from_str(s).map_err(|e| corrupt(e.to_string()))?),
+        None => None,
+    };
+    let references = summary.map(|s| s.reference).unwrap_or_default();
+    let wanted: Vec<String> = references.iter().map(|r| r.feature.clone()).collect();
+    let current = current_values(conn, policy, &settings, &wanted)?;
+    let mut out = FeatureDrifts {
+        features: Vec::new(),
+        not_measured: Vec::new(),
+    };
+    for reference in &references {
+        let now = current
+            .get(&reference.feature)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if reference.values.is_empty() || now.is_empty() {
+            out.not_measured.push(format!(
+                "{}: no values {}",
+                reference.feature,
+                if reference.values.is_empty() {
+                    "at segmentation time"
+                } else {
+                    "now"
+                }
+            ));
+            continue;
+        }
+        out.features.push(MeasuredDrift {
+            drift: feature_drift(&reference.feature, &reference.values, now, thresholds)?,
+            reference_n: reference.values.len(),
+            current_n: now.len(),
+        });
     }
-    cache.push((key, features.to_vec(), not_measured.to_vec()));
+    Ok(out)
+}
+
+/// Measures and stores the published run's drift (its feature drift and live segment sizes)
+/// unless a measurement from now's inputs is stored already, so that the first view of the
+/// drift page, in any process, reads it. Called after KPI evaluations are appended (the
+/// schedule's daily tick measures the new day's drift).
+pub fn measure_drift(db: &Db, policy: &Policy) -> Result<()> {
+    let thresholds = *rules(&policy.kpi)?.drift();
+    let mut conn = db.conn()?;
+    let Some(run) = runs::published(&mut conn)? else {
+        return Ok(());
+    };
+    feature_drifts(db, &mut conn, policy, &run, &thresholds)?;
+    let max_segment = runs::segments(&mut conn, run.id)?
+        .iter()
+        .map(|s| s.segment)
+        .max()
+        .unwrap_or(-1);
+    run_cases::live_sizes(&mut conn, policy, run.id, (max_segment + 1) as usize)?;
+    Ok(())
+}
+
+/// The published run's feature drift measured now from the data, ignoring any stored
+/// measurement and storing nothing: what a stored measurement must equal.
+pub fn fresh_feature_drifts(db: &Db, policy: &Policy) -> Result<Option<FeatureDrifts>> {
+    let thresholds = *rules(&policy.kpi)?.drift();
+    let mut conn = db.conn()?;
+    let Some(run) = runs::published(&mut conn)? else {
+        return Ok(None);
+    };
+    Ok(Some(measure_feature_drifts(
+        &mut conn,
+        policy,
+        &run,
+        &thresholds,
+    )?))
 }
 
 /// One feature's drift, with the sizes of the samples it compares.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MeasuredDrift {
     pub drift: FeatureDrift,
     /// Values in the reference sample (taken at segmentation time).
@@ -973,49 +1099,9 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<Drift> {
     let mut not_measured = Vec::new();
     let mut shift = None;
     if let Some(run) = &run {
-        let corrupt = |message: String| KpisError::Corrupt {
-            id: run.id,
-            message,
-        };
-        let settings: RunSettings =
-            serde_json::from_str(&run.settings).map_err(|e| corrupt(e.to_string()))?;
-        let summary: Option<RunSummary> = match &run.summary {
-            Some(s) => Some(serde_json::from_str(s).map_err(|e| corrupt(e.to_string()))?),
-            None => None,
-        };
-        let references = summary.map(|s| s.reference).unwrap_or_default();
-        let key = DriftKey::now(db, conn, policy, run.id)?;
-        if let Some((cached_features, cached_not_measured)) = cached_drift(&key) {
-            features = cached_features;
-            not_measured = cached_not_measured;
-        } else {
-            let wanted: Vec<String> = references.iter().map(|r| r.feature.clone()).collect();
-            let current = current_values(conn, policy, &settings, &wanted)?;
-            for reference in &references {
-                let now = current
-                    .get(&reference.feature)
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                if reference.values.is_empty() || now.is_empty() {
-                    not_measured.push(format!(
-                        "{}: no values {}",
-                        reference.feature,
-                        if reference.values.is_empty() {
-                            "at segmentation time"
-                        } else {
-                            "now"
-                        }
-                    ));
-                    continue;
-                }
-                features.push(MeasuredDrift {
-                    drift: feature_drift(&reference.feature, &reference.values, now, &thresholds)?,
-                    reference_n: reference.values.len(),
-                    current_n: now.len(),
-                });
-            }
-            keep_drift(key, &features, &not_measured);
-        }
+        let measured = feature_drifts(db, conn, policy, run, &thresholds)?;
+        features = measured.features;
+        not_measured = measured.not_measured;
         let segments = runs::segments(conn, run.id)?;
         let named = segment_names(conn, run.id)?;
         let max_segment = segments.iter().map(|s| s.segment).max().unwrap_or(-1);
@@ -1173,6 +1259,8 @@ fn scheduled_evaluation(db: &Db, policy: &Policy, worker: &WorkerId) -> Result<u
             }
         }
     }
+    // At start and at every tick, even with nothing to evaluate: a new day is new drift.
+    measure_drift_after_evaluation(db, policy);
     Ok(appended)
 }
 

@@ -348,6 +348,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    drift_measurements (run_id) {
+        run_id -> BigInt,
+        day -> Date,
+        consent_version -> BigInt,
+        data_seq -> BigInt,
+        next_transaction -> BigInt,
+        policy_version -> Text,
+        valid_until -> Nullable<Timestamp>,
+        measured_at -> Timestamp,
+        result -> Text,
+    }
+}
+
+diesel::table! {
     run_reach (run_id) {
         run_id -> BigInt,
         state_version -> BigInt,
@@ -392,5 +406,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_state,
     consent_state_version,
     run_live_sizes,
+    drift_measurements,
     run_reach,
 );

@@ -46,6 +46,18 @@ pub fn head_seq(conn: &mut DbConnection) -> DbResult<i64> {
         .first(conn)?)
 }
 
+/// The sequence number of the latest entry whose action is not one of `except` (0 when there
+/// is none): read from the newest entry back, so it costs the entries made since.
+pub fn last_seq_except(conn: &mut DbConnection, except: &[&str]) -> DbResult<i64> {
+    Ok(trail::table
+        .filter(trail::action.ne_all(except))
+        .order(trail::seq.desc())
+        .select(trail::seq)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
 /// Appends an entry. Call it inside the transaction that makes the change it records
 /// (`Db::write`), so the change and its record commit together or not at all.
 pub fn append(conn: &mut DbConnection, entry: NewEntry, policy_version: &str) -> DbResult<i64> {

@@ -635,6 +635,149 @@ async fn drift_gives_no_advice_on_a_run_published_minutes_ago() {
     assert!(!html.contains("Re-segmentation recommended"));
 }
 
+/// The drift report as the API gives it, less the instant it was made.
+async fn drift_report(app: &TestApp) -> Value {
+    let (status, mut report) = app.get_json("analyst", "/api/v1/kpi/drift").await;
+    assert_eq!(status, 200, "{report}");
+    report.as_object_mut().unwrap().remove("measured_at");
+    report
+}
+
+/// The drift report measured afresh: every stored measurement forgotten first.
+async fn fresh_drift_report(app: &TestApp) -> Value {
+    app.db.write(fairseg::db::drift::forget_all).unwrap();
+    drift_report(app).await
+}
+
+/// When run `run_id`'s stored drift measurement was made, if one is stored.
+fn drift_measured_at(app: &TestApp, run_id: i64) -> Option<NaiveDateTime> {
+    app.db
+        .read(|c| fairseg::db::drift::measured_at(c, run_id))
+        .unwrap()
+}
+
+/// The stored measurement of the published run, as stored.
+fn stored_drift(app: &TestApp) -> fairseg::app::kpis::FeatureDrifts {
+    use diesel::prelude::*;
+    use fairseg::db::schema::drift_measurements;
+    let json: String = app
+        .db
+        .read(|c| {
+            Ok(drift_measurements::table
+                .select(drift_measurements::result)
+                .first(c)?)
+        })
+        .unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+fn current_n(report: &Value, feature: &str) -> i64 {
+    report["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["feature"] == feature)
+        .and_then(|f| f["current_n"].as_i64())
+        .unwrap_or_else(|| panic!("{feature} in {report}"))
+}
+
+#[tokio::test]
+async fn drift_is_measured_when_an_evaluation_is_appended_and_the_stored_result_equals_a_fresh_one()
+{
+    let app = spawn_app().await;
+    let run_id = seeded_published_at(&app, at(2025, 1, 1)).await;
+    assert_eq!(drift_measured_at(&app, run_id), None);
+    let (status, _) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-01-01", "to": "2025-06-30"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // Measured once, when the evaluation was appended; views read it, in any process.
+    let measured = drift_measured_at(&app, run_id).expect("measured with the evaluation");
+    let stored = drift_report(&app).await;
+    assert_eq!(stored["run_id"].as_i64(), Some(run_id));
+    assert_eq!(current_n(&stored, "monetary"), 60, "{stored}");
+    // Signing in and reading change no data: the measurement stands.
+    let client = app.sign_in("marketing").await;
+    let html = client.page(app.url("/kpi/drift")).await;
+    assert!(html.contains("monetary"), "{html}");
+    assert_eq!(drift_report(&app).await, stored);
+    assert_eq!(drift_measured_at(&app, run_id), Some(measured));
+    // The stored result is exactly what measuring now gives: the struct, field for field, and
+    // the report users see.
+    let fresh = fairseg::app::kpis::fresh_feature_drifts(&app.db, &app.policy)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored_drift(&app), fresh);
+    assert_eq!(fresh_drift_report(&app).await, stored);
+
+    // A withdrawal changes who is counted now: measured again, and again equal to a fresh
+    // measurement.
+    let (status, body) = app
+        .post_json(
+            "compliance",
+            "/api/v1/consents",
+            json!({"customer_id": "K000", "purpose": "segmentation", "status": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let after_withdrawal = drift_report(&app).await;
+    assert_eq!(
+        current_n(&after_withdrawal, "monetary"),
+        59,
+        "{after_withdrawal}"
+    );
+    assert_eq!(
+        stored_drift(&app),
+        fairseg::app::kpis::fresh_feature_drifts(&app.db, &app.policy)
+            .unwrap()
+            .unwrap()
+    );
+    assert_eq!(fresh_drift_report(&app).await, after_withdrawal);
+
+    // A new customer with purchases, loaded by the import (a data change in the trail).
+    let dir = tempfile::tempdir().unwrap();
+    let customers = dir.path().join("customers.csv");
+    std::fs::write(&customers, "customer_id\nK900\n").unwrap();
+    let transactions = dir.path().join("transactions.csv");
+    std::fs::write(
+        &transactions,
+        "customer_id,occurred_at,amount\nK900,2025-05-05T12:00:00Z,7000\n",
+    )
+    .unwrap();
+    let today = fairseg::db::now().date().to_string();
+    for args in [
+        vec!["import", "customers", customers.to_str().unwrap()],
+        vec!["import", "transactions", transactions.to_str().unwrap()],
+    ] {
+        let out = app.cli(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (status, body) = app
+        .post_json(
+            "compliance",
+            "/api/v1/consents",
+            json!({"customer_id": "K900", "purpose": "segmentation", "status": "granted", "recorded_at": today}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let after_import = drift_report(&app).await;
+    assert_eq!(current_n(&after_import, "monetary"), 60, "{after_import}");
+    assert_ne!(after_import["features"], after_withdrawal["features"]);
+    assert_eq!(fresh_drift_report(&app).await, after_import);
+
+    // A newly published run is measured against its own reference.
+    let rerun = segment_and_publish(&app, fairseg::db::now());
+    assert_ne!(rerun, run_id);
+    let republished = drift_report(&app).await;
+    assert_eq!(republished["run_id"].as_i64(), Some(rerun));
+    assert!(drift_measured_at(&app, rerun).is_some());
+    assert_eq!(fresh_drift_report(&app).await, republished);
+}
+
 #[tokio::test]
 async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_same_settings() {
     let app = spawn_app().await;
