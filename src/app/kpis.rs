@@ -426,17 +426,48 @@ pub struct SegmentTrend {
 
 /// The trends of run `run_id`'s segments (by segment number) over the policy's period kind.
 /// Partial periods are left out: a month one day old is not a fall in revenue.
+///
+/// Drawn on every `/segments` view, so kept per process until the run's part of the log
+/// changes (its row count and newest id, one indexed query) — any process reading the same
+/// log draws the same trends.
 pub fn segment_trends(
     db: &Db,
     policy: &Policy,
     run_id: i64,
 ) -> Result<BTreeMap<i32, SegmentTrend>> {
+    type Key = (String, i64, PeriodKind, u32, (i64, Option<i64>));
+    type Drawn = HashMap<Key, Arc<BTreeMap<i32, SegmentTrend>>>;
+    static DRAWN: std::sync::LazyLock<std::sync::Mutex<Drawn>> =
+        std::sync::LazyLock::new(Default::default);
+    let kind = policy_kind(policy)?;
     let filter = LogFilter {
-        period_kind: Some(policy_kind(policy)?),
+        period_kind: Some(kind),
         run_id: Some(run_id),
         ..LogFilter::default()
     };
-    let rows = newest_per_period(db.read(|c| store::log(c, &filter))?);
+    let version = db.read(|c| store::log_version(c, &filter))?;
+    let key: Key = (
+        db.url().to_string(),
+        run_id,
+        kind,
+        policy.fairness.min_cell_size,
+        version,
+    );
+    let cached = DRAWN.lock().ok().and_then(|d| d.get(&key).cloned());
+    if let Some(trends) = cached {
+        return Ok((*trends).clone());
+    }
+    let trends = draw_trends(db.read(|c| store::log(c, &filter))?, policy);
+    if let Ok(mut drawn) = DRAWN.lock() {
+        // One entry per database and run is all a process needs: the newest.
+        drawn.retain(|k, _| (&k.0, k.1, k.2) != (&key.0, key.1, key.2));
+        drawn.insert(key, Arc::new(trends.clone()));
+    }
+    Ok(trends)
+}
+
+fn draw_trends(rows: Vec<EvaluationRecord>, policy: &Policy) -> BTreeMap<i32, SegmentTrend> {
+    let rows = newest_per_period(rows);
     let withheld = Withheld::among(&rows, policy.fairness.min_cell_size);
     // Per segment, per period start: (size, revenue).
     type Points = BTreeMap<NaiveDate, (Option<f64>, Option<f64>)>;
@@ -459,7 +490,7 @@ pub fn segment_trends(
             _ => point.1 = shown,
         }
     }
-    Ok(by_segment
+    by_segment
         .into_iter()
         .map(|(number, points)| {
             let mut trend = SegmentTrend::default();
@@ -470,7 +501,7 @@ pub fn segment_trends(
             }
             (number, trend)
         })
-        .collect())
+        .collect()
 }
 
 /// The log, filtered, oldest first.

@@ -136,18 +136,23 @@ fn latest_in_ledger(
 ) -> DbResult<LatestEvents> {
     let mut latest = LatestEvents::default();
     for chunk in ids.chunks(500) {
-        let rows: Vec<(i64, i64, String, NaiveDateTime)> = consent_events::table
-            .filter(consent_events::purpose.eq(purpose))
+        // By customer only, purpose and time checked here: given `purpose = ?` too, SQLite
+        // (without statistics) walks the whole purpose in its time index instead of looking
+        // up these few customers.
+        let rows: Vec<(i64, i64, String, String, NaiveDateTime)> = consent_events::table
             .filter(consent_events::customer_id.eq_any(chunk))
-            .filter(consent_events::recorded_at.le(at))
             .select((
                 consent_events::customer_id,
                 consent_events::id,
+                consent_events::purpose,
                 consent_events::status,
                 consent_events::recorded_at,
             ))
             .load(conn)?;
-        for (customer_id, event_id, status, recorded_at) in rows {
+        for (customer_id, event_id, of, status, recorded_at) in rows {
+            if of != purpose || recorded_at > at {
+                continue;
+            }
             if let Ok(status) = ConsentStatus::parse(&status) {
                 latest.offer(
                     customer_id,
@@ -239,17 +244,22 @@ pub fn permitted_among(
     let validity = validity(spec);
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let rows: Vec<(i64, bool, NaiveDateTime)> = consent_state::table
-            .filter(consent_state::purpose.eq(purpose))
+        // By customer only (the primary key), the purpose checked here: see
+        // `latest_in_ledger`.
+        let rows: Vec<(i64, String, bool, NaiveDateTime)> = consent_state::table
             .filter(consent_state::customer_id.eq_any(chunk))
             .select((
                 consent_state::customer_id,
+                consent_state::purpose,
                 consent_state::granted,
                 consent_state::recorded_at,
             ))
             .load(conn)?;
-        let state: std::collections::HashMap<i64, (bool, NaiveDateTime)> =
-            rows.into_iter().map(|(id, g, t)| (id, (g, t))).collect();
+        let state: std::collections::HashMap<i64, (bool, NaiveDateTime)> = rows
+            .into_iter()
+            .filter(|(_, of, _, _)| of == purpose)
+            .map(|(id, _, g, t)| (id, (g, t)))
+            .collect();
         let undecided: Vec<i64> = chunk
             .iter()
             .copied()

@@ -192,6 +192,23 @@ pub struct LogFilter {
 
 /// Log rows matching the filter, oldest first (by id).
 pub fn log(conn: &mut DbConnection, filter: &LogFilter) -> DbResult<Vec<EvaluationRecord>> {
+    Ok(matching(filter)
+        .order(kpi_evaluations::id.asc())
+        .select(EvaluationRecord::as_select())
+        .load(conn)?)
+}
+
+/// How many log rows match the filter and the newest one's id: the log only grows, and shrinks
+/// only by retention, so the pair changes whenever the rows do.
+pub fn log_version(conn: &mut DbConnection, filter: &LogFilter) -> DbResult<(i64, Option<i64>)> {
+    Ok(matching(filter)
+        .select((diesel::dsl::count_star(), max(kpi_evaluations::id)))
+        .first(conn)?)
+}
+
+type Backend = <DbConnection as diesel::Connection>::Backend;
+
+fn matching(filter: &LogFilter) -> kpi_evaluations::BoxedQuery<'static, Backend> {
     let mut q = kpi_evaluations::table.into_boxed();
     if let Some(kind) = filter.period_kind {
         q = q.filter(kpi_evaluations::period_kind.eq(kind.as_str()));
@@ -214,9 +231,7 @@ pub fn log(conn: &mut DbConnection, filter: &LogFilter) -> DbResult<Vec<Evaluati
     if let Some(to) = filter.to {
         q = q.filter(kpi_evaluations::period_start.le(to));
     }
-    Ok(q.order(kpi_evaluations::id.asc())
-        .select(EvaluationRecord::as_select())
-        .load(conn)?)
+    q
 }
 
 /// Every period of a kind in the log, newest first, as (start, last day, when it was last
