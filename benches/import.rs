@@ -1,7 +1,8 @@
 //! Import speed: 1,000,000 customers with 8 attributes (two of them protected), then
 //! 1,000,000 transactions, each from CSV into a fresh SQLite file through the code path of
-//! `fairseg import` (`app::imports::import`: two streaming passes, validation, type inference,
-//! pseudonyms, batched INSERTs in one transaction, import log and trail).
+//! `fairseg import` (`app::imports::import`: one streaming walk that checks and writes,
+//! validation, type inference, pseudonyms, batched INSERTs in one transaction, import log and
+//! trail).
 //!
 //! The CSV files are generated deterministically into `$IMPORT_BENCH_DIR` (default
 //! `target/import-bench`), where `tools/bench/import.py` reads the same files with

@@ -4,9 +4,11 @@
 //! (`db::imports`) writes them and adds the checks that need the database (known customers,
 //! erased ids, the ledger's order).
 //!
-//! Files are streamed twice and never held whole: the first pass validates every row and
-//! infers attribute types, keeping only the ids needed to find duplicates; the second pass
-//! parses again and hands rows to storage in batches.
+//! Files are streamed and never held whole: the first pass validates every row and infers
+//! attribute types, keeping only the ids needed to find duplicates; a second pass parses
+//! again and hands rows to storage in batches. Most imports do both in one walk, writing
+//! as they check (`app::imports`): customers with the types seen so far
+//! (`customers::Checker`), going back to two passes if a type changes part-way.
 
 pub mod consents;
 pub mod customers;

@@ -1,10 +1,15 @@
-//! The import use case: the second pass over a file the first pass (`crate::imports`)
-//! validated, written inside one write transaction, with the checks that need the database
-//! (erased ids, unknown customers, the consent ledger's order), the import log row and the
-//! trail entries. All of a file or nothing, unless `skip_invalid` is asked for. Storage
-//! (lookups, bulk writes by COPY or multi-row INSERT, the SQLite tuning) is `db::imports`.
+//! The import use case: a file checked by `crate::imports` and written inside one write
+//! transaction, with the checks that need the database (erased ids, unknown customers, the
+//! consent ledger's order), the import log row and the trail entries. All of a file or
+//! nothing, unless `skip_invalid` is asked for. Storage (lookups, bulk writes by COPY or
+//! multi-row INSERT, the SQLite tuning) is `db::imports`.
 //!
-//! The file is read and parsed on a second thread while this one writes (`second_pass`).
+//! Customers and transactions (without `skip_invalid`) are checked and written in one walk
+//! over the file (`one_walk`): the checks run on a reading thread while this one writes, and
+//! a file found bad leaves nothing. Consents, imports with `skip_invalid` (whose rejected
+//! rows must be known before any is written) and customers files whose types settle late
+//! take two passes: the first checks (`crate::imports`), the second is read and parsed on a
+//! second thread while this one writes (`second_pass`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
