@@ -69,7 +69,14 @@ impl Pseudonymizer {
         let mut mac = self.keyed.clone();
         mac.update(id.as_str().as_bytes());
         let digest = mac.finalize().into_bytes();
-        format!("c_{}", hex::encode(&digest[..16]))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(2 + 32);
+        out.push_str("c_");
+        for b in &digest[..16] {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        out
     }
 }
 
@@ -102,5 +109,15 @@ mod tests {
         assert_ne!(a.pseudonym(&id), b.pseudonym(&id));
         assert_eq!(a.pseudonym(&id).len(), 2 + 32);
         assert!(!a.pseudonym(&id).contains("1001"));
+        // The form stored pseudonyms have: `c_` and 32 lowercase hex digits.
+        let digest = Hmac::<Sha256>::new_from_slice(b"key one")
+            .unwrap()
+            .chain_update(b"C-1001")
+            .finalize()
+            .into_bytes();
+        assert_eq!(
+            a.pseudonym(&id),
+            format!("c_{}", hex::encode(&digest[..16]))
+        );
     }
 }

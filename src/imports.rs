@@ -4,9 +4,11 @@
 //! (`db::imports`) writes them and adds the checks that need the database (known customers,
 //! erased ids, the ledger's order).
 //!
-//! Files are streamed twice and never held whole: the first pass validates every row and
-//! infers attribute types, keeping only the ids needed to find duplicates; the second pass
-//! parses again and hands rows to storage in batches.
+//! Files are streamed and never held whole: the first pass validates every row and infers
+//! attribute types, keeping only the ids needed to find duplicates; a second pass parses
+//! again and hands rows to storage in batches. Most imports do both in one walk, writing
+//! as they check (`app::imports`): customers with the types seen so far
+//! (`customers::Checker`), going back to two passes if a type changes part-way.
 
 pub mod consents;
 pub mod customers;
@@ -505,6 +507,32 @@ pub fn display_name(path_or_name: &str) -> String {
     } else {
         name
     }
+}
+
+/// About how many data rows a file has, from the length of its lines in the first 64 KiB:
+/// enough to choose the bulk path before the file has been read.
+pub fn estimate_rows(path: &std::path::Path) -> u64 {
+    const SAMPLE: usize = 64 * 1024;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let total = f.metadata().map_or(0, |m| m.len());
+    let mut head = vec![0u8; SAMPLE];
+    let mut read = 0;
+    while read < SAMPLE {
+        match f.read(&mut head[read..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+    }
+    let lines = head[..read].iter().filter(|b| **b == b'\n').count() as u64;
+    if read == 0 || lines == 0 {
+        return 0;
+    }
+    if (read as u64) >= total {
+        return lines.saturating_sub(1);
+    }
+    (total.saturating_mul(lines) / read as u64).saturating_sub(1)
 }
 
 /// Records parsed ahead in the first pass, handed over a chunk at a time.

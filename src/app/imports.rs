@@ -1,10 +1,15 @@
-//! The import use case: the second pass over a file the first pass (`crate::imports`)
-//! validated, written inside one write transaction, with the checks that need the database
-//! (erased ids, unknown customers, the consent ledger's order), the import log row and the
-//! trail entries. All of a file or nothing, unless `skip_invalid` is asked for. Storage
-//! (lookups, bulk writes by COPY or multi-row INSERT, the SQLite tuning) is `db::imports`.
+//! The import use case: a file checked by `crate::imports` and written inside one write
+//! transaction, with the checks that need the database (erased ids, unknown customers, the
+//! consent ledger's order), the import log row and the trail entries. All of a file or
+//! nothing, unless `skip_invalid` is asked for. Storage (lookups, bulk writes by COPY or
+//! multi-row INSERT, the SQLite tuning) is `db::imports`.
 //!
-//! The file is read and parsed on a second thread while this one writes (`second_pass`).
+//! Customers and transactions (without `skip_invalid`) are checked and written in one walk
+//! over the file (`one_walk`): the checks run on a reading thread while this one writes, and
+//! a file found bad leaves nothing. Consents, imports with `skip_invalid` (whose rejected
+//! rows must be known before any is written) and customers files whose types settle late
+//! take two passes: the first checks (`crate::imports`), the second is read and parsed on a
+//! second thread while this one writes (`second_pass`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -14,7 +19,7 @@ use std::path::Path;
 use chrono::NaiveDateTime;
 use serde_json::json;
 
-use crate::customers::Pseudonymizer;
+use crate::customers::{CustomerId, Pseudonymizer};
 use crate::db::customers::{IdTable, next_id};
 use crate::db::imports::{
     self as store, DroppedIndexes, ImportLogRow, KnownCustomers, NewConsentEvent, NewCustomer,
@@ -22,12 +27,13 @@ use crate::db::imports::{
 };
 use crate::db::{Backend, Db, DbConnection, DbError, DbResult, trail as trail_store};
 use crate::imports::consents::{self, ConsentColumns, ConsentRow};
-use crate::imports::customers::{self as cust, CustomerColumns, CustomerRow};
+use crate::imports::customers::{self as cust, CustomerColumns};
 use crate::imports::rejected::RejectedWriter;
 use crate::imports::transactions::{self as transaction_csv, TransactionColumns, TransactionRow};
 use crate::imports::{
-    ImportError, ImportKind, ImportLimits, ImportOptions, ImportReport, ReadAhead, RowError,
-    ShapeGuard, csv_reader, is_blank, next_record, read_ahead, read_header, record_fields,
+    ColumnKind, ImportError, ImportKind, ImportLimits, ImportOptions, ImportReport, ReadAhead,
+    RowError, Scan, ShapeGuard, csv_reader, is_blank, is_missing, next_record, read_ahead,
+    read_header, record_fields,
 };
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
@@ -97,6 +103,19 @@ pub fn import(
     req: &ImportRequest<'_>,
 ) -> Result<ImportReport, ImportError> {
     let file = crate::imports::display_name(req.file_name);
+    // Without `skip_invalid`, customers and transactions are checked and written in one
+    // walk over the file (consents keep two passes: the ledger's order is checked per batch).
+    if !req.options.skip_invalid {
+        match req.kind {
+            ImportKind::Customers => {
+                if let Some(report) = import_customers_in_one_walk(ctx, req, &file)? {
+                    return Ok(report);
+                }
+            }
+            ImportKind::Transactions => return import_transactions_in_one_walk(ctx, req, &file),
+            ImportKind::Consents => {}
+        }
+    }
     let input = open(req.path, &file, req.options.limits)?;
     let started = std::time::Instant::now();
     let (columns, scan) = match req.kind {
@@ -412,10 +431,192 @@ fn read_chunks<T>(
 /// A customer row with what can be worked out before the database is asked: the pseudonym
 /// and the stored JSON objects (made on the reading thread).
 struct PreparedCustomer {
-    row: CustomerRow,
+    line: u64,
+    id: CustomerId,
     pseudonym: String,
     attributes: String,
     protected: Option<String>,
+}
+
+impl PreparedCustomer {
+    /// `kind_of` gives each attribute's type by its position in `columns.attributes`.
+    fn new(
+        ctx: &ImportContext<'_>,
+        columns: &CustomerColumns,
+        fields: &[&str],
+        id: CustomerId,
+        line: u64,
+        kind_of: impl Fn(usize) -> ColumnKind + Copy,
+    ) -> PreparedCustomer {
+        let has_protected = columns.attributes.iter().any(|a| a.protected);
+        PreparedCustomer {
+            line,
+            pseudonym: ctx.pseudonyms.pseudonym(&id),
+            attributes: cust::fields_json(columns, fields, false, kind_of),
+            protected: has_protected.then(|| cust::fields_json(columns, fields, true, kind_of)),
+            id,
+        }
+    }
+}
+
+/// The writing side of a customers import: the checks against the database (erased ids,
+/// customers already stored) and the writes of each batch.
+struct CustomerWriter<'c> {
+    ctx: &'c ImportContext<'c>,
+    req: &'c ImportRequest<'c>,
+    columns: &'c CustomerColumns,
+    next: i64,
+    any_customers: bool,
+    any_erased: bool,
+    has_protected: bool,
+    now: Stamp,
+    /// The indexes dropped for a bulk import, made again by `finish`.
+    dropped: Option<(DroppedIndexes, DroppedIndexes)>,
+}
+
+impl<'c> CustomerWriter<'c> {
+    /// `rows`: how many rows the file has (or about: it decides whether to take the bulk path).
+    fn new(
+        conn: &mut DbConnection,
+        ctx: &'c ImportContext<'c>,
+        req: &'c ImportRequest<'c>,
+        columns: &'c CustomerColumns,
+        rows: u64,
+        now: NaiveDateTime,
+    ) -> DbResult<CustomerWriter<'c>> {
+        let next = next_id(conn, IdTable::Customers)?;
+        // On an empty table (a first import) there is nobody to update: skip the lookups.
+        let any_customers = next > 1;
+        // A large import builds the pseudonym index (and, into an empty table, the external id
+        // index) at the end; re-imported customers are still found by external id.
+        let dropped = if bulk(rows, next - 1) {
+            let keep: &[&str] = if any_customers {
+                &["customers_external_id"]
+            } else {
+                &[]
+            };
+            Some((
+                DroppedIndexes::drop(conn, "customers", keep)?,
+                DroppedIndexes::drop(conn, "customer_protected", &[])?,
+            ))
+        } else {
+            None
+        };
+        Ok(CustomerWriter {
+            ctx,
+            req,
+            columns,
+            next,
+            any_customers,
+            any_erased: store::any_erased(conn)?,
+            has_protected: columns.attributes.iter().any(|a| a.protected),
+            now: Stamp::new(now, &stamp_format()),
+            dropped,
+        })
+    }
+
+    fn flush(
+        &mut self,
+        conn: &mut DbConnection,
+        batch: &mut [Pending<PreparedCustomer>],
+        pass: &mut Pass<'_>,
+    ) -> DbResult<()> {
+        let (ctx, req, columns) = (self.ctx, self.req, self.columns);
+        let erased: HashSet<String> = if self.any_erased && !req.options.allow_erased {
+            let pseudonyms: Vec<&str> = batch.iter().map(|p| p.row.pseudonym.as_str()).collect();
+            store::erased_among(conn, &pseudonyms)?
+        } else {
+            HashSet::new()
+        };
+        let existing: HashMap<String, (i64, String)> = if self.any_customers {
+            let ids: Vec<&str> = batch.iter().map(|p| p.row.id.as_str()).collect();
+            store::existing_customers(conn, &ids)?
+        } else {
+            HashMap::new()
+        };
+        let existing_protected: HashMap<i64, String> = if self.has_protected && !existing.is_empty()
+        {
+            let ids: Vec<i64> = existing.values().map(|(id, _)| *id).collect();
+            store::protected_of(conn, &ids)?
+        } else {
+            HashMap::new()
+        };
+        let mut new_rows = Vec::with_capacity(batch.len());
+        for p in batch.iter_mut() {
+            let PreparedCustomer {
+                line,
+                id,
+                pseudonym,
+                attributes,
+                protected,
+            } = &mut p.row;
+            if erased.contains(pseudonym) {
+                pass.refuse(
+                    p.record.as_ref(),
+                    RowError::new(
+                        *line,
+                        Some(&columns.header[columns.id]),
+                        "this customer was erased; importing them again needs --allow-erased \
+                         (API: allow_erased=true)",
+                    ),
+                );
+                continue;
+            }
+            match existing.get(id.as_str()) {
+                None => {
+                    new_rows.push(NewCustomer {
+                        id: self.next,
+                        external_id: id.as_str().to_string(),
+                        pseudonym: std::mem::take(pseudonym),
+                        attributes: std::mem::take(attributes),
+                        protected: protected.take(),
+                    });
+                    self.next += 1;
+                    pass.report.customers_created += 1;
+                }
+                Some((id, stored)) => {
+                    let (merged, mut changed) = cust::merge(stored, attributes);
+                    if !changed.is_empty() {
+                        store::update_attributes(conn, *id, &merged, pass.now)?;
+                    }
+                    if let Some(protected) = protected {
+                        let stored = existing_protected.get(id).map_or("{}", String::as_str);
+                        let (merged, names) = cust::merge(stored, protected);
+                        if !names.is_empty() {
+                            store::replace_protected(conn, *id, merged)?;
+                            changed.extend(names);
+                        }
+                    }
+                    if !changed.is_empty() {
+                        trail_store::append(
+                            conn,
+                            NewEntry::new(
+                                req.actor,
+                                "customer.updated",
+                                &*pseudonym,
+                                json!({"changed": changed, "import": pass.import_id}),
+                            ),
+                            &ctx.policy.version,
+                        )?;
+                        pass.report.customers_updated += 1;
+                    }
+                }
+            }
+            pass.report.rows_imported += 1;
+        }
+        store::insert_customers(conn, new_rows, &self.now)
+    }
+
+    /// Makes the dropped indexes again.
+    fn finish(self, conn: &mut DbConnection) -> DbResult<()> {
+        match self.dropped {
+            Some((customers, protected)) => {
+                customers.restore(conn)?;
+                protected.restore(conn)
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 fn write_customers(
@@ -426,28 +627,7 @@ fn write_customers(
     input: Input,
     pass: &mut Pass<'_>,
 ) -> DbResult<()> {
-    let mut next = next_id(conn, IdTable::Customers)?;
-    // On an empty table (a first import) there is nobody to update: skip the lookups.
-    let any_customers = next > 1;
-    let any_erased = store::any_erased(conn)?;
-    let has_protected = columns.attributes.iter().any(|a| a.protected);
-    let policy_version = ctx.policy.version.clone();
-    let now = Stamp::new(pass.now, &stamp_format());
-    // A large import builds the pseudonym index (and, into an empty table, the external id
-    // index) at the end; re-imported customers are still found by external id.
-    let dropped = if bulk(pass.report.rows_read, next - 1) {
-        let keep: &[&str] = if any_customers {
-            &["customers_external_id"]
-        } else {
-            &[]
-        };
-        Some((
-            DroppedIndexes::drop(conn, "customers", keep)?,
-            DroppedIndexes::drop(conn, "customer_protected", &[])?,
-        ))
-    } else {
-        None
-    };
+    let mut writer = CustomerWriter::new(conn, ctx, req, columns, pass.report.rows_read, pass.now)?;
     second_pass(
         conn,
         input,
@@ -455,107 +635,339 @@ fn write_customers(
         &columns.header,
         pass,
         |fields, line| {
-            let row = cust::parse_row(fields, columns, line).map_err(|e| vec![e])?;
-            Ok(PreparedCustomer {
-                pseudonym: ctx.pseudonyms.pseudonym(&row.id),
-                attributes: cust::attributes_json(columns, &row, false),
-                protected: has_protected.then(|| cust::attributes_json(columns, &row, true)),
-                row,
-            })
+            let id = cust::row_id(fields, columns, line).map_err(|e| vec![e])?;
+            Ok(PreparedCustomer::new(ctx, columns, fields, id, line, |i| {
+                columns.attributes[i].kind
+            }))
         },
-        |conn, batch, pass| {
-            let erased: HashSet<String> = if any_erased && !req.options.allow_erased {
-                let pseudonyms: Vec<&str> =
-                    batch.iter().map(|p| p.row.pseudonym.as_str()).collect();
-                store::erased_among(conn, &pseudonyms)?
-            } else {
-                HashSet::new()
-            };
-            let existing: HashMap<String, (i64, String)> = if any_customers {
-                let ids: Vec<&str> = batch.iter().map(|p| p.row.row.id.as_str()).collect();
-                store::existing_customers(conn, &ids)?
-            } else {
-                HashMap::new()
-            };
-            let existing_protected: HashMap<i64, String> = if has_protected && !existing.is_empty()
-            {
-                let ids: Vec<i64> = existing.values().map(|(id, _)| *id).collect();
-                store::protected_of(conn, &ids)?
-            } else {
-                HashMap::new()
-            };
-            let mut new_rows = Vec::with_capacity(batch.len());
-            for p in batch.iter_mut() {
-                let PreparedCustomer {
-                    row,
-                    pseudonym,
-                    attributes,
-                    protected,
-                } = &mut p.row;
-                if erased.contains(pseudonym) {
-                    pass.refuse(
-                        p.record.as_ref(),
-                        RowError::new(
-                            row.line,
-                            Some(&columns.header[columns.id]),
-                            "this customer was erased; importing them again needs --allow-erased \
-                             (API: allow_erased=true)",
-                        ),
-                    );
-                    continue;
+        |conn, batch, pass| writer.flush(conn, batch, pass),
+    )?;
+    writer.finish(conn)
+}
+
+/// Why a one-walk import stopped short.
+enum OneWalk {
+    /// A type guessed while writing turned out wrong: the transaction is rolled back and the
+    /// file imported in two passes.
+    Retry,
+    Failed(ImportError),
+}
+
+impl From<DbError> for OneWalk {
+    fn from(e: DbError) -> OneWalk {
+        OneWalk::Failed(ImportError::Db(e))
+    }
+}
+
+impl From<ImportError> for OneWalk {
+    fn from(e: ImportError) -> OneWalk {
+        OneWalk::Failed(e)
+    }
+}
+
+/// What the checking thread of a one-walk import found: the first pass's outcome, whether a
+/// guessed type was wrong, and what the kind needs once the rows are in (`X`).
+struct Walked<X> {
+    scan: Scan,
+    guessed_wrong: bool,
+    extra: X,
+}
+
+/// An import (without `skip_invalid`) in one walk over the file: the first pass's checks
+/// (and, for customers, type inference) run on a reading thread, which hands the rows on as
+/// it goes; the writer keeps pace on this one, inside the write transaction. A bad row stops
+/// the writes, the walk goes on checking so that the report names every error, and nothing
+/// is kept, as after a first pass that found errors. Returns `None` when the file must be
+/// imported in two passes after all (a guessed type was wrong; nothing was kept).
+///
+/// `start` prepares the writer (the rows the file has, about, decide the bulk path); `check`
+/// runs on a thread of its own, checking every record as the first pass does and handing the
+/// good rows on while the file has no error; `flush` writes a batch; `finish`, once every row
+/// is in, makes dropped indexes again and records what the kind records.
+fn one_walk<T, W, X, Start, Check, Flush, Finish>(
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    file: &str,
+    start: Start,
+    check: Check,
+    mut flush: Flush,
+    finish: Finish,
+) -> Result<Option<ImportReport>, ImportError>
+where
+    T: Send,
+    X: Send,
+    Start: FnOnce(&mut DbConnection, u64, NaiveDateTime) -> DbResult<W>,
+    Check: FnOnce(ReadAhead<Chunk<T>>) -> Result<Walked<X>, ImportError> + Send,
+    Flush: FnMut(&mut W, &mut DbConnection, &mut [Pending<T>], &mut Pass<'_>) -> DbResult<()>,
+    Finish: FnOnce(W, &mut DbConnection, X, NaiveDateTime) -> DbResult<()>,
+{
+    let started = std::time::Instant::now();
+    let estimated = crate::imports::estimate_rows(req.path);
+    let batch = batch_rows(ctx.db.backend());
+    let no_bad_lines = HashMap::new();
+    let outcome = ctx.db.write(|conn| {
+        let mut pass = Pass {
+            writing: std::time::Duration::ZERO,
+            batch,
+            report: ImportReport::new(req.kind, file),
+            bad_lines: &no_bad_lines,
+            rejected: None,
+            rejected_error: None,
+            now: crate::db::now(),
+            import_id: uuid::Uuid::now_v7().to_string(),
+            db_errors: 0,
+        };
+        let mut tuned = SqliteTuning::apply(conn)?;
+        let mut writer = start(conn, estimated, pass.now)?;
+        let mut checked: Option<Result<Walked<X>, ImportError>> = None;
+        let slot = &mut checked;
+        let walked = read_ahead(
+            "import-check",
+            CHUNKS_IN_FLIGHT,
+            move |lanes| *slot = Some(check(lanes)),
+            |chunk: &mut Chunk<T>| {
+                let began = std::time::Instant::now();
+                let flushed = flush(&mut writer, conn, &mut chunk.rows, &mut pass);
+                pass.writing += began.elapsed();
+                flushed
+            },
+            |e| DbError::Thread(e.to_string()),
+        );
+        walked?;
+        let Walked {
+            scan,
+            guessed_wrong,
+            extra,
+        } = checked
+            .take()
+            .ok_or_else(|| DbError::Thread("the checking thread stopped early".into()))??;
+        if scan.report.errors_total > 0 {
+            return Err(OneWalk::Failed(ImportError::Invalid(Box::new(scan.report))));
+        }
+        if guessed_wrong {
+            return Err(OneWalk::Retry);
+        }
+        finish(writer, conn, extra, pass.now)?;
+        tuned.restore(conn)?;
+        let written = std::mem::replace(&mut pass.report, ImportReport::new(req.kind, file));
+        pass.report = merge_reports(scan.report, written);
+        if pass.db_errors > 0 {
+            return Err(OneWalk::Failed(ImportError::Invalid(Box::new(pass.report))));
+        }
+        pass.report.import_id = Some(pass.import_id.clone());
+        log_import(conn, ctx, req, &pass)?;
+        tracing::info!(
+            rows = pass.report.rows_read,
+            one_walk_ms = started.elapsed().as_millis(),
+            writing_ms = pass.writing.as_millis(),
+            "import written"
+        );
+        Ok(pass.report)
+    });
+    match outcome {
+        Ok(report) => Ok(Some(report)),
+        Err(OneWalk::Retry) => {
+            tracing::info!("a column's type changed part-way: importing in two passes");
+            Ok(None)
+        }
+        Err(OneWalk::Failed(e)) => Err(e),
+    }
+}
+
+/// Customers in one walk (`one_walk`), each column written with the type its values so far
+/// have: a column written as numbers that later shows a value that is not one sends the file
+/// to the two passes.
+fn import_customers_in_one_walk(
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    file: &str,
+) -> Result<Option<ImportReport>, ImportError> {
+    let mut reader = csv_reader(open(req.path, file, req.options.limits)?);
+    let checker = cust::Checker::new(&mut reader, file, ctx.policy)?;
+    let columns = checker.columns.clone();
+    let batch = batch_rows(ctx.db.backend());
+    one_walk(
+        ctx,
+        req,
+        file,
+        |conn, rows, now| CustomerWriter::new(conn, ctx, req, &columns, rows, now),
+        |lanes| check_customers(ctx, reader, checker, file, batch, lanes),
+        |writer, conn, rows, pass| writer.flush(conn, rows, pass),
+        |writer, conn, columns, now| {
+            writer.finish(conn)?;
+            store::record_attribute_columns(conn, &columns, now)
+        },
+    )
+}
+
+/// Transactions in one walk (`one_walk`): they have no types to infer.
+fn import_transactions_in_one_walk(
+    ctx: &ImportContext<'_>,
+    req: &ImportRequest<'_>,
+    file: &str,
+) -> Result<ImportReport, ImportError> {
+    let mut reader = csv_reader(open(req.path, file, req.options.limits)?);
+    let columns = transaction_csv::columns(&mut reader, file)?;
+    let batch = batch_rows(ctx.db.backend());
+    let walked = one_walk(
+        ctx,
+        req,
+        file,
+        |conn, rows, now| TransactionWriter::new(conn, &columns, rows, now),
+        |lanes| check_transactions(reader, &columns, file, batch, lanes),
+        |writer, conn, rows, pass| writer.flush(conn, rows, pass),
+        |writer, conn, (), _| writer.finish(conn),
+    )?;
+    walked.ok_or_else(|| {
+        ImportError::Db(DbError::Thread(
+            "a transactions import cannot guess wrong".into(),
+        ))
+    })
+}
+
+/// The checking side of `import_transactions_in_one_walk`.
+fn check_transactions(
+    reader: csv::Reader<Input>,
+    columns: &TransactionColumns,
+    file: &str,
+    batch: usize,
+    lanes: ReadAhead<Chunk<(TransactionRow, Stamp)>>,
+) -> Result<Walked<()>, ImportError> {
+    let format = stamp_format();
+    let mut sending = true;
+    let mut chunk = empty_chunk(&lanes, batch);
+    let mut scan = Scan::new(ImportKind::Transactions, file);
+    crate::imports::scan_records(
+        reader,
+        &columns.header,
+        file,
+        &mut scan,
+        |scan, line, record| {
+            let parsed = record_fields(record, &columns.header, line)
+                .map_err(|e| vec![e])
+                .and_then(|f| transaction_csv::parse_row(&f, columns, line));
+            match parsed {
+                Err(errors) => {
+                    scan.reject(errors);
+                    sending = false;
                 }
-                match existing.get(row.id.as_str()) {
-                    None => {
-                        new_rows.push(NewCustomer {
-                            id: next,
-                            external_id: row.id.as_str().to_string(),
-                            pseudonym: std::mem::take(pseudonym),
-                            attributes: std::mem::take(attributes),
-                            protected: protected.take(),
-                        });
-                        next += 1;
-                        pass.report.customers_created += 1;
-                    }
-                    Some((id, stored)) => {
-                        let (merged, mut changed) = cust::merge(stored, attributes);
-                        if !changed.is_empty() {
-                            store::update_attributes(conn, *id, &merged, pass.now)?;
-                        }
-                        if let Some(protected) = protected {
-                            let stored = existing_protected.get(id).map_or("{}", String::as_str);
-                            let (merged, names) = cust::merge(stored, protected);
-                            if !names.is_empty() {
-                                store::replace_protected(conn, *id, merged)?;
-                                changed.extend(names);
-                            }
-                        }
-                        if !changed.is_empty() {
-                            trail_store::append(
-                                conn,
-                                NewEntry::new(
-                                    req.actor,
-                                    "customer.updated",
-                                    &*pseudonym,
-                                    json!({"changed": changed, "import": pass.import_id}),
-                                ),
-                                &policy_version,
-                            )?;
-                            pass.report.customers_updated += 1;
-                        }
+                Ok(row) if sending => {
+                    let occurred_at = Stamp::new(row.occurred_at, &format);
+                    chunk.rows.push(Pending {
+                        row: (row, occurred_at),
+                        record: None,
+                    });
+                    if chunk.rows.len() >= batch {
+                        let full = std::mem::replace(&mut chunk, empty_chunk(&lanes, batch));
+                        sending = lanes.send(full);
                     }
                 }
-                pass.report.rows_imported += 1;
+                Ok(_) => {}
             }
-            store::insert_customers(conn, new_rows, &now)
         },
     )?;
-    match dropped {
-        Some((customers, protected)) => {
-            customers.restore(conn)?;
-            protected.restore(conn)
-        }
-        None => Ok(()),
+    if sending && !chunk.rows.is_empty() {
+        lanes.send(chunk);
     }
+    Ok(Walked {
+        scan: transaction_csv::finish_scan(columns, file, scan)?,
+        guessed_wrong: false,
+        extra: (),
+    })
+}
+
+/// A chunk to fill: one the writer is done with, or a new one.
+fn empty_chunk<T>(lanes: &ReadAhead<Chunk<T>>, batch: usize) -> Chunk<T> {
+    match lanes.reuse() {
+        Some(mut used) => {
+            used.rows.clear();
+            used.rejected.clear();
+            used
+        }
+        None => Chunk {
+            rows: Vec::with_capacity(batch),
+            rejected: Vec::new(),
+        },
+    }
+}
+
+/// The checking side of `import_customers_in_one_walk` (on a thread of its own; the CSV is
+/// parsed on a third): checks every record as the first pass does and, while the file is
+/// good and no guessed type has failed, hands on the rows, prepared with the types so far.
+fn check_customers(
+    ctx: &ImportContext<'_>,
+    reader: csv::Reader<Input>,
+    mut checker: cust::Checker,
+    file: &str,
+    batch: usize,
+    lanes: ReadAhead<Chunk<PreparedCustomer>>,
+) -> Result<Walked<CustomerColumns>, ImportError> {
+    let attributes = checker.columns.attributes.len();
+    // Columns whose values went out as numbers: if one turns out not to be a number column,
+    // the rows written were wrong.
+    let mut written_as_numbers = vec![false; attributes];
+    let mut guessed_wrong = false;
+    let mut sending = true;
+    let mut chunk = empty_chunk(&lanes, batch);
+    let header = checker.columns.header.clone();
+    let mut scan = Scan::new(ImportKind::Customers, file);
+    crate::imports::scan_records(reader, &header, file, &mut scan, |scan, line, record| {
+        let Some((fields, id)) = checker.check(scan, line, record) else {
+            sending = false;
+            return;
+        };
+        if !sending {
+            return;
+        }
+        if (0..attributes).any(|i| written_as_numbers[i] && !checker.numbers_so_far(i)) {
+            guessed_wrong = true;
+            sending = false;
+            return;
+        }
+        let columns = &checker.columns;
+        for (i, a) in columns.attributes.iter().enumerate() {
+            if checker.numbers_so_far(i) && !is_missing(fields[a.index]) {
+                written_as_numbers[i] = true;
+            }
+        }
+        let numbers: &[bool] = &written_as_numbers;
+        let kind_of = |i: usize| {
+            if numbers[i] {
+                ColumnKind::Number
+            } else {
+                ColumnKind::Category
+            }
+        };
+        let row = PreparedCustomer::new(ctx, columns, &fields, id, line, kind_of);
+        chunk.rows.push(Pending { row, record: None });
+        if chunk.rows.len() >= batch {
+            let full = std::mem::replace(&mut chunk, empty_chunk(&lanes, batch));
+            sending = lanes.send(full);
+        }
+    })?;
+    if sending && !chunk.rows.is_empty() {
+        lanes.send(chunk);
+    }
+    let (columns, scan) = checker.finish(file, scan)?;
+    Ok(Walked {
+        scan,
+        guessed_wrong,
+        extra: columns,
+    })
+}
+
+/// The first pass's report with the second's counts and errors after its own.
+fn merge_reports(mut first: ImportReport, second: ImportReport) -> ImportReport {
+    first.rows_imported += second.rows_imported;
+    first.rows_rejected += second.rows_rejected;
+    first.customers_created += second.customers_created;
+    first.customers_updated += second.customers_updated;
+    let unlisted = second.errors_total - second.errors.len() as u64;
+    for e in second.errors {
+        first.push_error(e);
+    }
+    first.errors_total += unlisted;
+    first
 }
 
 fn unknown_customer(line: u64, column: &str) -> RowError {
@@ -566,26 +978,96 @@ fn unknown_customer(line: u64, column: &str) -> RowError {
     )
 }
 
+/// The writing side of a transactions import: the customers' ids, and the writes.
+struct TransactionWriter {
+    next: i64,
+    known_customers: KnownCustomers,
+    dropped: Option<DroppedIndexes>,
+    now: Stamp,
+    /// The id column's name in the file, for errors.
+    id_header: String,
+}
+
+impl TransactionWriter {
+    /// `rows`: how many rows the file has (or about: it decides the bulk path and whether
+    /// every customer's id is read at once).
+    fn new(
+        conn: &mut DbConnection,
+        columns: &TransactionColumns,
+        rows: u64,
+        now: NaiveDateTime,
+    ) -> DbResult<TransactionWriter> {
+        let next = next_id(conn, IdTable::Transactions)?;
+        let known_customers = KnownCustomers::for_file(conn, rows)?;
+        let dropped = if bulk(rows, next - 1) {
+            Some(DroppedIndexes::drop(conn, "transactions", &[])?)
+        } else {
+            None
+        };
+        Ok(TransactionWriter {
+            next,
+            known_customers,
+            dropped,
+            now: Stamp::new(now, &stamp_format()),
+            id_header: columns
+                .header
+                .iter()
+                .find(|h| h.eq_ignore_ascii_case("customer_id"))
+                .cloned()
+                .unwrap_or_else(|| "customer_id".into()),
+        })
+    }
+
+    fn flush(
+        &mut self,
+        conn: &mut DbConnection,
+        batch: &mut [Pending<(TransactionRow, Stamp)>],
+        pass: &mut Pass<'_>,
+    ) -> DbResult<()> {
+        let known = self
+            .known_customers
+            .batch(conn, batch.iter().map(|p| p.row.0.customer.as_str()))?;
+        let mut rows = Vec::with_capacity(batch.len());
+        for p in batch.iter_mut() {
+            let (row, occurred_at): &mut (TransactionRow, Stamp) = &mut p.row;
+            let Some(customer) = known.get(row.customer.as_str()) else {
+                pass.refuse(
+                    p.record.as_ref(),
+                    unknown_customer(row.line, &self.id_header),
+                );
+                continue;
+            };
+            rows.push(NewTransaction {
+                id: self.next,
+                customer_id: *customer,
+                occurred_at: occurred_at.clone(),
+                amount: row.amount,
+                quantity: row.quantity,
+                order_id: row.order_id.take(),
+            });
+            self.next += 1;
+            pass.report.rows_imported += 1;
+        }
+        store::insert_transactions(conn, rows, &self.now)
+    }
+
+    /// Makes the dropped indexes again.
+    fn finish(self, conn: &mut DbConnection) -> DbResult<()> {
+        match self.dropped {
+            Some(dropped) => dropped.restore(conn),
+            None => Ok(()),
+        }
+    }
+}
+
 fn write_transactions(
     conn: &mut DbConnection,
     columns: &TransactionColumns,
     input: Input,
     pass: &mut Pass<'_>,
 ) -> DbResult<()> {
-    let mut next = next_id(conn, IdTable::Transactions)?;
-    let known_customers = KnownCustomers::for_file(conn, pass.report.rows_read)?;
-    let dropped = if bulk(pass.report.rows_read, next - 1) {
-        Some(DroppedIndexes::drop(conn, "transactions", &[])?)
-    } else {
-        None
-    };
+    let mut writer = TransactionWriter::new(conn, columns, pass.report.rows_read, pass.now)?;
     let format = stamp_format();
-    let now = Stamp::new(pass.now, &format);
-    let id_header = columns.header[0..]
-        .iter()
-        .find(|h| h.eq_ignore_ascii_case("customer_id"))
-        .cloned()
-        .unwrap_or_else(|| "customer_id".into());
     second_pass(
         conn,
         input,
@@ -597,34 +1079,9 @@ fn write_transactions(
             let occurred_at = Stamp::new(row.occurred_at, &format);
             Ok((row, occurred_at))
         },
-        |conn, batch, pass| {
-            let known =
-                known_customers.batch(conn, batch.iter().map(|p| p.row.0.customer.as_str()))?;
-            let mut rows = Vec::with_capacity(batch.len());
-            for p in batch.iter_mut() {
-                let (row, occurred_at): &mut (TransactionRow, Stamp) = &mut p.row;
-                let Some(customer) = known.get(row.customer.as_str()) else {
-                    pass.refuse(p.record.as_ref(), unknown_customer(row.line, &id_header));
-                    continue;
-                };
-                rows.push(NewTransaction {
-                    id: next,
-                    customer_id: *customer,
-                    occurred_at: occurred_at.clone(),
-                    amount: row.amount,
-                    quantity: row.quantity,
-                    order_id: row.order_id.take(),
-                });
-                next += 1;
-                pass.report.rows_imported += 1;
-            }
-            store::insert_transactions(conn, rows, &now)
-        },
+        |conn, batch, pass| writer.flush(conn, batch, pass),
     )?;
-    match dropped {
-        Some(dropped) => dropped.restore(conn),
-        None => Ok(()),
-    }
+    writer.finish(conn)
 }
 
 fn write_consents(

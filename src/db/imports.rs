@@ -1,12 +1,13 @@
 //! Storing imports: the lookups an import's checks need (erased ids, known customers, the
 //! consent ledger's latest events), the bulk writes of its rows (`write_rows!`: COPY on
 //! PostgreSQL, multi-row INSERTs on SQLite), the import log, and the import log's reading.
-//! The use case (two passes, the checks, the trail) is `app::imports`.
+//! The use case (the walks over the file, the checks, the trail) is `app::imports`.
 //!
 //! Large files (see `bulk`) take a faster path on SQLite, with the same outcome: the customers'
 //! ids are read in one scan instead of per batch, and the table's secondary indexes are
 //! dropped before the rows go in and built again after them, inside the same transaction (a
-//! duplicate key fails the build, the import and its rollback, which restores the index).
+//! duplicate key fails the build, the import and its rollback, which restores the index);
+//! on SQLite the build sorts on worker threads.
 //! Timestamps are bound as text made once (`Stamp`).
 
 use std::collections::{HashMap, HashSet};
@@ -526,16 +527,48 @@ impl DroppedIndexes {
 
     pub fn restore(self, conn: &mut DbConnection) -> DbResult<()> {
         use diesel::connection::SimpleConnection;
-        if let (DbConnection::Postgres(c), false) = (&mut *conn, self.definitions.is_empty()) {
-            // Sorting a million keys in memory rather than on disk; for this transaction only.
-            c.batch_execute("SET LOCAL maintenance_work_mem = '256MB'")?;
+        if self.definitions.is_empty() {
+            return Ok(());
         }
-        for sql in &self.definitions {
-            conn.batch_execute(sql)?;
+        match conn {
+            DbConnection::Postgres(c) => {
+                // Sorting a million keys in memory rather than on disk; for this transaction only.
+                c.batch_execute("SET LOCAL maintenance_work_mem = '256MB'")?;
+                for sql in &self.definitions {
+                    c.batch_execute(sql)?;
+                }
+                Ok(())
+            }
+            DbConnection::Sqlite(c) => {
+                // SQLite sorts an index's keys in one list in memory, on the calling thread,
+                // while they fit in the page cache (the import's is large): 10,000,000
+                // transactions' keys took the process to 1.4 GB. With a small cache it sorts
+                // runs of keys, on worker threads, and merges them: 0.97 GB, no slower (and
+                // the sqlite3 shell built a million random pseudonyms' index in 1.08 s instead
+                // of 1.28 s this way).
+                let previous = diesel::sql_query("PRAGMA cache_size")
+                    .get_result::<CacheSize>(c)?
+                    .cache_size;
+                c.batch_execute(&format!(
+                    "PRAGMA threads = {SORT_THREADS}; PRAGMA cache_size = -{SORT_CACHE_KIB}"
+                ))?;
+                let built = self
+                    .definitions
+                    .iter()
+                    .try_for_each(|sql| c.batch_execute(sql));
+                c.batch_execute(&format!(
+                    "PRAGMA threads = 0; PRAGMA cache_size = {previous}"
+                ))?;
+                Ok(built?)
+            }
         }
-        Ok(())
     }
 }
+
+/// SQLite's worker threads for sorting an index's keys, and the page cache (KiB) while it
+/// does, which sets the size of the runs they sort (`DroppedIndexes::restore`).
+const SORT_THREADS: u32 = 2;
+const SORT_CACHE_KIB: u32 = 16 * 1024;
 
 /// Whether an import of `rows` rows into a table of about `existing` rows is large enough to
 /// drop the table's indexes and build them again after.

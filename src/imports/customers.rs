@@ -128,7 +128,7 @@ impl Inference {
         }
         self.present += 1;
         let v = value.trim();
-        if self.number && parse_number(v).is_none() {
+        if self.number && !is_number(v) {
             self.number = false;
         }
         if self.date && crate::time::parse_date(v).is_none() {
@@ -150,6 +150,94 @@ fn parse_number(v: &str) -> Option<f64> {
     v.parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
+/// Whether a trimmed value is a number as inference counts them (finite). Plain decimals
+/// (`-?digits[.digits]`, at most 300 digits before the point) always are, and are recognised
+/// without parsing them: this runs for every cell of files of millions of rows.
+fn is_number(v: &str) -> bool {
+    plain_decimal(v) || parse_number(v).is_some()
+}
+
+fn plain_decimal(v: &str) -> bool {
+    let b = v.strip_prefix('-').unwrap_or(v).as_bytes();
+    let int = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if int == 0 || int > 300 {
+        return false;
+    }
+    match &b[int..] {
+        [] => true,
+        [b'.', frac @ ..] => !frac.is_empty() && frac.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// Appends the JSON of a number written as a plain decimal, when that text is what
+/// serialising its parsed `f64` would give once trailing zeros of the fraction are dropped
+/// (`12.500` gives `12.5`, `7` gives `7.0`); returns false, having appended nothing, for
+/// anything else (exponents, signs other than a leading `-`, leading zeros, zero itself, more
+/// than 15 significant digits, very small or large magnitudes), which takes the slow path.
+///
+/// Why this is exact: a decimal of at most 15 significant digits survives the round trip
+/// through an `f64` (`f64::DIGITS`), so no shorter decimal maps to the same `f64` and the
+/// shortest representation the serialiser prints has the same digits; the magnitudes allowed
+/// are those it prints without an exponent. `attribute_json_numbers_match_the_serialiser`
+/// checks it against the slow path.
+fn push_plain_number(out: &mut String, v: &str) -> bool {
+    let (negative, body) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v),
+    };
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (body, ""),
+    };
+    let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || (body.contains('.') && frac.is_empty()) {
+        return false;
+    }
+    let frac = frac.trim_end_matches('0');
+    let significant = if int == "0" {
+        let zeros = frac.len() - frac.trim_start_matches('0').len();
+        // 0.000ddd at most: smaller magnitudes are printed with an exponent.
+        if frac.is_empty() || zeros > 3 {
+            return false;
+        }
+        frac.len() - zeros
+    } else {
+        if int.starts_with('0') {
+            return false;
+        }
+        int.len() + frac.len()
+    };
+    if significant > 15 {
+        return false;
+    }
+    if negative {
+        out.push('-');
+    }
+    out.push_str(int);
+    out.push('.');
+    out.push_str(if frac.is_empty() { "0" } else { frac });
+    true
+}
+
+/// Appends the stored JSON of one attribute value of the given type: `null` when missing,
+/// a number for number columns, else the trimmed text as a string.
+fn push_value(out: &mut String, raw: &str, kind: ColumnKind) {
+    if is_missing(raw) {
+        out.push_str("null");
+        return;
+    }
+    let v = raw.trim();
+    match kind {
+        ColumnKind::Number => {
+            if !push_plain_number(out, v) {
+                out.push_str(&parse_number(v).map_or(Value::Null, Value::from).to_string());
+            }
+        }
+        _ => push_json_string(out, v),
+    }
+}
+
 /// The first pass: checks every row (field count, UTF-8, the id, duplicate ids) and infers
 /// each attribute's type. Holds the ids seen, nothing else per row.
 pub fn scan<R: Read + Send>(
@@ -158,55 +246,122 @@ pub fn scan<R: Read + Send>(
     policy: &Policy,
 ) -> Result<(CustomerColumns, Scan), ImportError> {
     let mut reader = csv_reader(input);
-    let header = read_header(&mut reader, KIND).map_err(|e| Scan::header_failure(KIND, file, e))?;
-    let mut columns = CustomerColumns::from_header(header, policy)
-        .map_err(|e| Scan::header_failure(KIND, file, e))?;
+    let mut checker = Checker::new(&mut reader, file, policy)?;
     let mut scan = Scan::new(KIND, file);
-    let mut inference = vec![Inference::new(); columns.attributes.len()];
-    let mut seen: HashMap<Box<str>, u64, foldhash::fast::RandomState> = HashMap::default();
-    scan_records(
-        reader,
-        &columns.header,
-        file,
-        &mut scan,
-        |scan, line, record| {
-            let fields = match record_fields(record, &columns.header, line) {
-                Ok(f) => f,
-                Err(e) => return scan.reject(vec![e]),
-            };
-            let id = match parse_id(fields[columns.id], &columns, line) {
-                Ok(id) => id,
-                Err(e) => return scan.reject(vec![e]),
-            };
-            if let Some(first) = seen.get(id.as_str()) {
-                return scan.reject(vec![
-                    RowError::new(
-                        line,
-                        Some(&columns.header[columns.id]),
-                        format!("duplicate customer id: it is already on line {first}"),
-                    )
-                    .with_value(id.as_str()),
-                ]);
-            }
-            seen.insert(id.as_str().into(), line);
-            for (a, inf) in columns.attributes.iter().zip(inference.iter_mut()) {
-                inf.see(fields[a.index]);
-            }
-        },
-    )?;
-    if scan.report.rows_read == 0 {
-        return Err(Scan::header_failure(
-            KIND,
-            file,
-            RowError::new(2, None, "the file has a header but no data rows"),
-        ));
+    let header = checker.columns.header.clone();
+    scan_records(reader, &header, file, &mut scan, |scan, line, record| {
+        checker.check(scan, line, record);
+    })?;
+    checker.finish(file, scan)
+}
+
+/// The first pass's checks, one record at a time: the columns, each attribute's type so far,
+/// and the ids seen. An import may check and write in one walk (`app::imports`), asking after
+/// each row what each column could still be.
+pub struct Checker {
+    pub columns: CustomerColumns,
+    inference: Vec<Inference>,
+    seen: HashMap<Box<str>, u64, foldhash::fast::RandomState>,
+}
+
+impl Checker {
+    /// Reads the header and finds the columns.
+    pub fn new<R: Read>(
+        reader: &mut csv::Reader<R>,
+        file: &str,
+        policy: &Policy,
+    ) -> Result<Checker, ImportError> {
+        let header = read_header(reader, KIND).map_err(|e| Scan::header_failure(KIND, file, e))?;
+        let columns = CustomerColumns::from_header(header, policy)
+            .map_err(|e| Scan::header_failure(KIND, file, e))?;
+        Ok(Checker {
+            inference: vec![Inference::new(); columns.attributes.len()],
+            columns,
+            seen: HashMap::default(),
+        })
     }
-    for (a, inf) in columns.attributes.iter_mut().zip(&inference) {
-        a.kind = inf.kind();
+
+    /// Checks one record (not a blank line) and counts its values towards the types; a bad
+    /// record is rejected into `scan`. Returns the fields and id of a good one.
+    pub fn check<'r>(
+        &mut self,
+        scan: &mut Scan,
+        line: u64,
+        record: &'r csv::ByteRecord,
+    ) -> Option<(Vec<&'r str>, CustomerId)> {
+        let columns = &self.columns;
+        let fields = match record_fields(record, &columns.header, line) {
+            Ok(f) => f,
+            Err(e) => {
+                scan.reject(vec![e]);
+                return None;
+            }
+        };
+        let id = match parse_id(fields[columns.id], columns, line) {
+            Ok(id) => id,
+            Err(e) => {
+                scan.reject(vec![e]);
+                return None;
+            }
+        };
+        if let Some(first) = self.seen.get(id.as_str()) {
+            scan.reject(vec![
+                RowError::new(
+                    line,
+                    Some(&columns.header[columns.id]),
+                    format!("duplicate customer id: it is already on line {first}"),
+                )
+                .with_value(id.as_str()),
+            ]);
+            return None;
+        }
+        self.seen.insert(id.as_str().into(), line);
+        for (a, inf) in columns.attributes.iter().zip(self.inference.iter_mut()) {
+            inf.see(fields[a.index]);
+        }
+        Some((fields, id))
     }
-    let missing: Vec<u64> = inference.iter().map(|i| i.missing).collect();
-    scan.report.columns = columns.reports(&missing);
-    Ok((columns, scan))
+
+    /// Whether every value of attribute `i` (in `columns.attributes` order) seen so far is
+    /// a number.
+    pub fn numbers_so_far(&self, i: usize) -> bool {
+        self.inference[i].number
+    }
+
+    /// The columns with their inferred types and the first pass's outcome.
+    pub fn finish(
+        self,
+        file: &str,
+        mut scan: Scan,
+    ) -> Result<(CustomerColumns, Scan), ImportError> {
+        let Checker {
+            mut columns,
+            inference,
+            ..
+        } = self;
+        if scan.report.rows_read == 0 {
+            return Err(Scan::header_failure(
+                KIND,
+                file,
+                RowError::new(2, None, "the file has a header but no data rows"),
+            ));
+        }
+        for (a, inf) in columns.attributes.iter_mut().zip(&inference) {
+            a.kind = inf.kind();
+        }
+        let missing: Vec<u64> = inference.iter().map(|i| i.missing).collect();
+        scan.report.columns = columns.reports(&missing);
+        Ok((columns, scan))
+    }
+}
+
+/// The id of a record's fields, as the first pass checked it.
+pub fn row_id(
+    fields: &[&str],
+    columns: &CustomerColumns,
+    line: u64,
+) -> Result<CustomerId, RowError> {
+    parse_id(fields[columns.id], columns, line)
 }
 
 fn parse_id(raw: &str, columns: &CustomerColumns, line: u64) -> Result<CustomerId, RowError> {
@@ -270,6 +425,35 @@ pub fn attributes_json(columns: &CustomerColumns, row: &CustomerRow, protected: 
             Value::String(s) => push_json_string(&mut out, s),
             other => out.push_str(&other.to_string()),
         }
+    }
+    out.push('}');
+    out
+}
+
+/// The JSON object of a record's ordinary (`protected = false`) or protected attributes, as
+/// stored, written from its fields with each attribute taken as the type `kind_of` gives it
+/// (by position in `columns.attributes`). The same text as `attributes_json` of the parsed
+/// row, without a `Value` per cell.
+pub fn fields_json(
+    columns: &CustomerColumns,
+    fields: &[&str],
+    protected: bool,
+    kind_of: impl Fn(usize) -> ColumnKind,
+) -> String {
+    let mut out = String::with_capacity(16 * columns.attributes.len() + 2);
+    out.push('{');
+    let mut first = true;
+    for (i, a) in columns.attributes.iter().enumerate() {
+        if a.protected != protected {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        push_json_string(&mut out, &a.name);
+        out.push(':');
+        push_value(&mut out, fields[a.index], kind_of(i));
     }
     out.push('}');
     out
@@ -395,6 +579,108 @@ mod tests {
         assert_eq!(lines, vec![2, 3]);
         assert!(scan.report.errors[0].reason.contains("3 fields"));
         assert!(scan.report.errors[1].reason.contains("empty"));
+    }
+
+    #[test]
+    fn attribute_json_numbers_match_the_serialiser() {
+        let slow = |v: &str| parse_number(v).map_or(Value::Null, Value::from).to_string();
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "00.5",
+            "0.5",
+            "-0.5",
+            "0.0001",
+            "0.00012",
+            "0.00001",
+            "7",
+            "-7",
+            "12.500000",
+            "12.",
+            ".5",
+            "+1",
+            "1e5",
+            "1E-3",
+            "123456789012345",
+            "1234567890123456",
+            "999999999999999.9",
+            "100000000000000000000",
+            "0.123456789012345",
+            "0.1234567890123456",
+            "338.652010",
+            "-3.912146",
+            "669.524942",
+            "1.0",
+            "10",
+            "inf",
+            "NaN",
+            "1_0",
+            "--1",
+            "1.2.3",
+            "9007199254740993",
+            "0.3",
+            "0.1",
+            "2.675",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Pseudo-random decimals of every length and scale.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = 1 + (x % 19) as usize;
+            let mantissa = (x >> 8) % 10u64.pow(digits.min(19) as u32);
+            let text = format!("{mantissa:0digits$}");
+            let point = ((x >> 40) % (digits as u64 + 1)) as usize;
+            let (i, f) = text.split_at(point);
+            let i = if i.is_empty() { "0" } else { i };
+            let sign = if x & 1 == 1 { "-" } else { "" };
+            cases.push(if f.is_empty() {
+                format!("{sign}{i}")
+            } else {
+                format!("{sign}{i}.{f}")
+            });
+        }
+        let mut fast_taken = 0;
+        for v in &cases {
+            if plain_decimal(v) {
+                assert!(parse_number(v).is_some(), "{v}");
+            }
+            assert_eq!(is_number(v), parse_number(v).is_some(), "{v}");
+            let mut out = String::new();
+            if push_plain_number(&mut out, v) {
+                fast_taken += 1;
+                assert_eq!(out, slow(v), "{v}");
+            } else {
+                assert!(out.is_empty());
+            }
+            let mut out = String::new();
+            push_value(&mut out, v, ColumnKind::Number);
+            assert_eq!(out, slow(v), "{v}");
+        }
+        assert!(fast_taken > 100_000, "{fast_taken}");
+    }
+
+    #[test]
+    fn json_from_fields_is_the_json_of_the_parsed_row() {
+        let csv = "customer_id,age,Sex,spend,since,city\nA,34,f,12.50,2024-01-02,\"Os\"\"lo\"\n";
+        let (cols, _) = scan(csv.as_bytes(), "c.csv", &policy()).unwrap();
+        for fields in [
+            ["B", "?", "m", "NA", "2024-02-03", "?"],
+            ["C", " 51 ", "", "1e3", "", "Os\"lo\\\n"],
+            ["D", "0.000001", "x", "-0", "2024-01-01", "é"],
+        ] {
+            let row = parse_row(&fields, &cols, 3).unwrap();
+            for protected in [false, true] {
+                assert_eq!(
+                    fields_json(&cols, &fields, protected, |i| cols.attributes[i].kind),
+                    attributes_json(&cols, &row, protected)
+                );
+            }
+        }
     }
 
     #[test]

@@ -144,6 +144,17 @@ pub fn scan<R: Read + Send>(
             }
         },
     )?;
+    let scan = finish_scan(&cols, file, scan)?;
+    Ok((cols, scan))
+}
+
+/// The end of a first pass: a file without data rows is an error; the report names the
+/// columns.
+pub fn finish_scan(
+    cols: &TransactionColumns,
+    file: &str,
+    mut scan: Scan,
+) -> Result<Scan, ImportError> {
     if scan.report.rows_read == 0 {
         return Err(Scan::header_failure(
             KIND,
@@ -152,7 +163,7 @@ pub fn scan<R: Read + Send>(
         ));
     }
     scan.report.columns = cols.reports();
-    Ok((cols, scan))
+    Ok(scan)
 }
 
 #[cfg(test)]
