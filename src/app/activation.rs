@@ -12,13 +12,18 @@ use crate::policy::Policy;
 pub type Reach = BTreeMap<String, Vec<(u64, u64)>>;
 
 /// Members of each segment of `run_id` whose segmentation consent is active now, and how many
-/// of them are reachable on each of the policy's channels now.
+/// of them are reachable on each of the policy's channels now (from the consent state, which
+/// gives the ledger's answer without reading the ledger).
 pub fn reach(db: &Db, policy: &Policy, run_id: i64, n_segments: usize) -> Result<Reach, RunError> {
     let seg = &policy.segmentation;
     let now = db::now();
     Ok(db.read(|conn| {
-        let active =
-            db::consent::active_customers(conn, &seg.purpose, &policy.purposes[&seg.purpose], now)?;
+        let active = db::consent_state::active_customers(
+            conn,
+            &seg.purpose,
+            &policy.purposes[&seg.purpose],
+            now,
+        )?;
         let members: Vec<(i64, i32)> = db::segmentation::memberships(conn, run_id)?
             .into_iter()
             .filter(|(id, _)| active.binary_search(id).is_ok())
@@ -32,7 +37,7 @@ pub fn reach(db: &Db, policy: &Policy, run_id: i64, n_segments: usize) -> Result
         let mut out = Reach::new();
         for (channel, purpose) in &seg.channels {
             let reachable =
-                db::consent::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+                db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
             let mut counts = vec![0u64; n_segments];
             for (id, s) in &members {
                 if reachable.binary_search(id).is_ok()
