@@ -13,43 +13,76 @@ pub type Reach = BTreeMap<String, Vec<(u64, u64)>>;
 
 /// Members of each segment of `run_id` whose segmentation consent is active now, and how many
 /// of them are reachable on each of the policy's channels now (from the consent state, which
-/// gives the ledger's answer without reading the ledger).
+/// gives the ledger's answer without reading the ledger). Counted once per consent-state
+/// version and policy version, and kept (`run_reach`) until the state changes or the next
+/// grant of one of those purposes lapses, as the live sizes are.
 pub fn reach(db: &Db, policy: &Policy, run_id: i64, n_segments: usize) -> Result<Reach, RunError> {
     let seg = &policy.segmentation;
     let now = db::now();
     Ok(db.read(|conn| {
-        let active = db::consent_state::active_customers(
-            conn,
-            &seg.purpose,
-            &policy.purposes[&seg.purpose],
-            now,
-        )?;
-        let members: Vec<(i64, i32)> = db::segmentation::memberships(conn, run_id)?
-            .into_iter()
-            .filter(|(id, _)| active.binary_search(id).is_ok())
-            .collect();
-        let mut sizes = vec![0u64; n_segments];
-        for (_, s) in &members {
-            if let Some(c) = sizes.get_mut(*s as usize) {
+        let version = db::consent_state::version(conn)?;
+        if let Some(json) =
+            db::segmentation::cached_reach(conn, run_id, version, &policy.version, now)?
+            && let Ok(reach) = serde_json::from_str::<Reach>(&json)
+            && reach.values().all(|counts| counts.len() == n_segments)
+        {
+            return Ok(reach);
+        }
+        let reach = count_reach(conn, policy, run_id, n_segments, now)?;
+        let mut valid_until = now + chrono::TimeDelta::days(366);
+        let purposes = std::iter::once(&seg.purpose).chain(seg.channels.values());
+        for purpose in purposes {
+            if let Some(t) =
+                db::consent_state::changes_after(conn, purpose, &policy.purposes[purpose], now)?
+            {
+                valid_until = valid_until.min(t);
+            }
+        }
+        let json = serde_json::to_string(&reach).expect("reach serialises");
+        db::segmentation::cache_reach(conn, run_id, version, &policy.version, valid_until, &json)?;
+        Ok(reach)
+    })?)
+}
+
+fn count_reach(
+    conn: &mut db::DbConnection,
+    policy: &Policy,
+    run_id: i64,
+    n_segments: usize,
+    now: chrono::NaiveDateTime,
+) -> db::DbResult<Reach> {
+    let seg = &policy.segmentation;
+    let active = db::consent_state::active_customers(
+        conn,
+        &seg.purpose,
+        &policy.purposes[&seg.purpose],
+        now,
+    )?;
+    let members: Vec<(i64, i32)> = db::segmentation::memberships(conn, run_id)?
+        .into_iter()
+        .filter(|(id, _)| active.binary_search(id).is_ok())
+        .collect();
+    let mut sizes = vec![0u64; n_segments];
+    for (_, s) in &members {
+        if let Some(c) = sizes.get_mut(*s as usize) {
+            *c += 1;
+        }
+    }
+    let mut out = Reach::new();
+    for (channel, purpose) in &seg.channels {
+        let reachable =
+            db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+        let mut counts = vec![0u64; n_segments];
+        for (id, s) in &members {
+            if reachable.binary_search(id).is_ok()
+                && let Some(c) = counts.get_mut(*s as usize)
+            {
                 *c += 1;
             }
         }
-        let mut out = Reach::new();
-        for (channel, purpose) in &seg.channels {
-            let reachable =
-                db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
-            let mut counts = vec![0u64; n_segments];
-            for (id, s) in &members {
-                if reachable.binary_search(id).is_ok()
-                    && let Some(c) = counts.get_mut(*s as usize)
-                {
-                    *c += 1;
-                }
-            }
-            out.insert(channel.clone(), sizes.iter().copied().zip(counts).collect());
-        }
-        Ok(out)
-    })?)
+        out.insert(channel.clone(), sizes.iter().copied().zip(counts).collect());
+    }
+    Ok(out)
 }
 
 /// The names of a run's segments, by number.

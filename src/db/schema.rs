@@ -361,6 +361,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    run_reach (run_id) {
+        run_id -> BigInt,
+        state_version -> BigInt,
+        policy_version -> Text,
+        valid_until -> Timestamp,
+        reach -> Text,
+    }
+}
+
 diesel::joinable!(customer_protected -> customers (customer_id));
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(consent_events -> customers (customer_id));
@@ -398,4 +408,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_state_version,
     run_live_sizes,
     drift_measurements,
+    run_reach,
 );

@@ -521,10 +521,58 @@ pub fn cache_live_sizes(
     Ok(())
 }
 
-/// Forgets the cached live sizes of runs (their memberships changed).
+/// Forgets the cached live sizes and reach of runs (their memberships changed).
 pub fn forget_live_sizes(conn: &mut DbConnection, runs: &[i64]) -> DbResult<()> {
-    use super::schema::run_live_sizes;
+    use super::schema::{run_live_sizes, run_reach};
     diesel::delete(run_live_sizes::table.filter(run_live_sizes::run_id.eq_any(runs)))
         .execute(conn)?;
+    diesel::delete(run_reach::table.filter(run_reach::run_id.eq_any(runs))).execute(conn)?;
+    Ok(())
+}
+
+/// A run's reach (JSON) as cached at consent-state `version` under `policy_version`, if it is
+/// still valid at `now`.
+pub fn cached_reach(
+    conn: &mut DbConnection,
+    run_id: i64,
+    version: i64,
+    policy_version: &str,
+    now: NaiveDateTime,
+) -> DbResult<Option<String>> {
+    use super::schema::run_reach;
+    Ok(run_reach::table
+        .filter(run_reach::run_id.eq(run_id))
+        .filter(run_reach::state_version.eq(version))
+        .filter(run_reach::policy_version.eq(policy_version))
+        .filter(run_reach::valid_until.gt(now))
+        .select(run_reach::reach)
+        .first(conn)
+        .optional()?)
+}
+
+/// Keeps a run's reach (JSON) counted at consent-state `version` under `policy_version`,
+/// valid until `valid_until`.
+pub fn cache_reach(
+    conn: &mut DbConnection,
+    run_id: i64,
+    version: i64,
+    policy_version: &str,
+    valid_until: NaiveDateTime,
+    reach: &str,
+) -> DbResult<()> {
+    use diesel::sql_types::{BigInt, Text, Timestamp};
+    // The same upsert on SQLite and PostgreSQL; two views filling the cache at once both win.
+    diesel::sql_query(
+        "INSERT INTO run_reach (run_id, state_version, policy_version, valid_until, reach) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id) DO UPDATE SET \
+         state_version = excluded.state_version, policy_version = excluded.policy_version, \
+         valid_until = excluded.valid_until, reach = excluded.reach",
+    )
+    .bind::<BigInt, _>(run_id)
+    .bind::<BigInt, _>(version)
+    .bind::<Text, _>(policy_version)
+    .bind::<Timestamp, _>(valid_until)
+    .bind::<Text, _>(reach)
+    .execute(conn)?;
     Ok(())
 }

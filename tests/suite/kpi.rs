@@ -683,6 +683,27 @@ async fn drift_is_measured_when_an_evaluation_is_appended_and_the_stored_result_
     assert_eq!(stored_drift(&app), fresh);
     assert_eq!(fresh_drift_report(&app).await, stored);
 
+    // The segment cards' export links count from a cache too: fill it.
+    let regulars = stored["segment_shift"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["live_size"] == 40)
+        .and_then(|s| s["segment"].as_i64())
+        .unwrap_or_else(|| panic!("the regulars' segment in {stored}"));
+    let email_link = |html: &str| {
+        texts(
+            html,
+            &format!("#actions-{regulars} a.export[data-channel=email]"),
+        )
+    };
+    let html = client.page(app.url("/segments")).await;
+    assert_eq!(
+        email_link(&html),
+        vec![fairseg::format::reach("email", 0, 40, 10)],
+        "{html}"
+    );
+
     // A withdrawal changes who is counted now: measured again, and again equal to a fresh
     // measurement.
     let (status, body) = app
@@ -698,6 +719,12 @@ async fn drift_is_measured_when_an_evaluation_is_appended_and_the_stored_result_
         current_n(&after_withdrawal, "monetary"),
         44,
         "{after_withdrawal}"
+    );
+    let html = client.page(app.url("/segments")).await;
+    assert_eq!(
+        email_link(&html),
+        vec![fairseg::format::reach("email", 0, 39, 10)],
+        "the export link counts the withdrawal at once: {html}"
     );
     assert_eq!(
         stored_drift(&app),
