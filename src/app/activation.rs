@@ -5,51 +5,52 @@
 use std::collections::BTreeMap;
 
 use super::runs::RunError;
-use chrono::NaiveDateTime;
-
-use crate::db::{self, Db, DbConnection, DbResult};
+use crate::db::{self, Db};
 use crate::policy::Policy;
 
 /// Per channel (policy order), per segment: (members now, of them reachable on the channel).
 pub type Reach = BTreeMap<String, Vec<(u64, u64)>>;
 
 /// Members of each segment of `run_id` whose segmentation consent is active now, and how many
-/// of them are reachable on each of the policy's channels now. Counted from the consent state
-/// once per state version and kept until the state changes or a grant lapses, so a dashboard
-/// view does not recount a million memberships per channel.
+/// of them are reachable on each of the policy's channels now (from the consent state, which
+/// gives the ledger's answer without reading the ledger). Counted once per consent-state
+/// version and policy version, and kept (`run_reach`) until the state changes or the next
+/// grant of one of those purposes lapses, as the live sizes are.
 pub fn reach(db: &Db, policy: &Policy, run_id: i64, n_segments: usize) -> Result<Reach, RunError> {
     let seg = &policy.segmentation;
     let now = db::now();
     Ok(db.read(|conn| {
         let version = db::consent_state::version(conn)?;
-        if let Some(reach) = db::segmentation::cached_reach::<Reach>(conn, run_id, version, now)?
+        if let Some(json) =
+            db::segmentation::cached_reach(conn, run_id, version, &policy.version, now)?
+            && let Ok(reach) = serde_json::from_str::<Reach>(&json)
             && reach.values().all(|counts| counts.len() == n_segments)
-            && reach.keys().eq(seg.channels.keys())
         {
             return Ok(reach);
         }
         let reach = count_reach(conn, policy, run_id, n_segments, now)?;
-        // Valid until the first grant of any purpose counted here lapses.
         let mut valid_until = now + chrono::TimeDelta::days(366);
-        for purpose in std::iter::once(&seg.purpose).chain(seg.channels.values()) {
-            if let Some(at) =
+        let purposes = std::iter::once(&seg.purpose).chain(seg.channels.values());
+        for purpose in purposes {
+            if let Some(t) =
                 db::consent_state::changes_after(conn, purpose, &policy.purposes[purpose], now)?
             {
-                valid_until = valid_until.min(at);
+                valid_until = valid_until.min(t);
             }
         }
-        db::segmentation::cache_reach(conn, run_id, version, valid_until, &reach)?;
+        let json = serde_json::to_string(&reach).expect("reach serialises");
+        db::segmentation::cache_reach(conn, run_id, version, &policy.version, valid_until, &json)?;
         Ok(reach)
     })?)
 }
 
 fn count_reach(
-    conn: &mut DbConnection,
+    conn: &mut db::DbConnection,
     policy: &Policy,
     run_id: i64,
     n_segments: usize,
-    now: NaiveDateTime,
-) -> DbResult<Reach> {
+    now: chrono::NaiveDateTime,
+) -> db::DbResult<Reach> {
     let seg = &policy.segmentation;
     let members = super::runs::live_memberships(conn, policy, run_id, now)?;
     let sizes = super::runs::count_by_segment(&members, n_segments);

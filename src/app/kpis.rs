@@ -753,6 +753,8 @@ const DRIFT_UNAFFECTED_BY: &[&str] = &[
     "dsr.exported",
     "kpi.evaluated",
     "members.exported",
+    "members.viewed",
+    "objections.checked",
     "segment.renamed",
     "segment.strategy_recorded",
     "segmentation.claimed",
@@ -773,8 +775,9 @@ const DRIFT_UNAFFECTED_BY: &[&str] = &[
 /// What the feature drift of run `run_id` measured now would be computed from: the day
 /// (features are as of today), the consent state, every change of customer data (each use case
 /// that changes data appends to the trail; transactions loaded directly move the next
-/// transaction id) and the policy; valid until the next instant a grant lapses or a
-/// future-dated event takes effect.
+/// transaction id) and the policy. A grant that lapses without a write (at a million customers
+/// one does every few minutes) does not make the measurement stale: it counts the customers
+/// whose consent was active when it was made, and says when that was (`measured_at`).
 fn drift_inputs(
     conn: &mut DbConnection,
     policy: &Policy,
@@ -806,21 +809,21 @@ pub struct FeatureDrifts {
     pub not_measured: Vec<String>,
 }
 
-/// The feature drift of `run`: the stored measurement when it was made from now's inputs,
-/// else measured now (which reads every consenting customer's features and attributes: about
-/// a second at a million customers) and stored for every process to read.
+/// The feature drift of `run` and when it was measured: the stored measurement when it was
+/// made from now's inputs, else measured now (which reads every consenting customer's features
+/// and attributes: seconds at a million customers) and stored for every process to read.
 fn feature_drifts(
     db: &Db,
     conn: &mut DbConnection,
     policy: &Policy,
     run: &RunRow,
     thresholds: &kpi::DriftThresholds,
-) -> Result<FeatureDrifts> {
+) -> Result<(FeatureDrifts, NaiveDateTime)> {
     let now = db::now();
     let inputs = drift_inputs(conn, policy, run.id, now)?;
-    if let Some(json) = db::drift::stored(conn, &inputs, now)? {
+    if let Some((json, measured_at)) = db::drift::stored(conn, &inputs)? {
         match serde_json::from_str(&json) {
-            Ok(stored) => return Ok(stored),
+            Ok(stored) => return Ok((stored, measured_at)),
             Err(error) => {
                 tracing::warn!(run = run.id, %error, "stored drift unreadable; measuring again");
             }
@@ -835,7 +838,7 @@ fn feature_drifts(
         ms = started.elapsed().as_millis() as u64,
         "feature drift measured and stored"
     );
-    Ok(measured)
+    Ok((measured, now))
 }
 
 /// Measures the feature drift of `run` now, from its reference sample and the current values.
@@ -955,6 +958,7 @@ pub struct Shift {
 pub struct Drift {
     /// The published run, when there is one.
     pub run: Option<RunRow>,
+    /// When the feature drift was measured (now when there is no published run).
     pub measured_at: NaiveDateTime,
     pub features: Vec<MeasuredDrift>,
     /// Features of the run that could not be measured, with the reason.
@@ -1128,11 +1132,13 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<Drift> {
     let run: Option<RunRow> = runs::published(conn)?;
     let mut features = Vec::new();
     let mut not_measured = Vec::new();
+    let mut measured_at = db::now();
     let mut shift = None;
     if let Some(run) = &run {
-        let measured = feature_drifts(db, conn, policy, run, &thresholds)?;
+        let (measured, at) = feature_drifts(db, conn, policy, run, &thresholds)?;
         features = measured.features;
         not_measured = measured.not_measured;
+        measured_at = at;
         let segments = runs::segments(conn, run.id)?;
         let named = segment_names(conn, run.id)?;
         let max_segment = segments.iter().map(|s| s.segment).max().unwrap_or(-1);
@@ -1196,7 +1202,7 @@ pub fn drift(db: &Db, policy: &Policy) -> Result<Drift> {
     };
     Ok(Drift {
         run,
-        measured_at: db::now(),
+        measured_at,
         features,
         not_measured,
         shift,

@@ -8,7 +8,7 @@ use super::schema::drift_measurements;
 use super::{DbConnection, DbResult};
 
 /// What a run's feature drift was measured from; a stored measurement is read only when every
-/// field equals now's (and `valid_until` has not passed).
+/// field but `valid_until` equals now's.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = drift_measurements)]
 pub struct DriftInputs {
@@ -22,24 +22,30 @@ pub struct DriftInputs {
     /// The next transaction id (it moves when transactions are loaded directly).
     pub next_transaction: i64,
     pub policy_version: String,
-    /// The next instant a grant lapses or a future-dated consent event takes effect.
+    /// The next instant, after the measurement, at which a grant lapsed or a future-dated
+    /// consent event took effect (kept for information: a measurement counts the customers
+    /// whose consent was active when it was made, and stands until the day, the data, the
+    /// consent state or the policy changes).
     pub valid_until: Option<NaiveDateTime>,
 }
 
-/// The stored result (JSON) measured from `inputs`, if there is one and it is valid at `now`.
+/// The stored result (JSON) measured from `inputs` and when it was measured, if there is one.
 pub fn stored(
     conn: &mut DbConnection,
     inputs: &DriftInputs,
-    now: NaiveDateTime,
-) -> DbResult<Option<String>> {
+) -> DbResult<Option<(String, NaiveDateTime)>> {
     use drift_measurements::dsl as d;
-    let row: Option<(DriftInputs, String)> = d::drift_measurements
+    let row: Option<(DriftInputs, String, NaiveDateTime)> = d::drift_measurements
         .filter(d::run_id.eq(inputs.run_id))
-        .select((DriftInputs::as_select(), d::result))
+        .select((DriftInputs::as_select(), d::result, d::measured_at))
         .first(conn)
         .optional()?;
-    Ok(row.and_then(|(stored, result)| {
-        (stored == *inputs && stored.valid_until.is_none_or(|t| now < t)).then_some(result)
+    Ok(row.and_then(|(stored, result, at)| {
+        let same = DriftInputs {
+            valid_until: inputs.valid_until,
+            ..stored
+        } == *inputs;
+        same.then_some((result, at))
     }))
 }
 

@@ -365,6 +365,7 @@ diesel::table! {
     run_reach (run_id) {
         run_id -> BigInt,
         state_version -> BigInt,
+        policy_version -> Text,
         valid_until -> Timestamp,
         reach -> Text,
     }

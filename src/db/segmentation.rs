@@ -486,7 +486,15 @@ pub fn cached_live_sizes(
     version: i64,
     now: NaiveDateTime,
 ) -> DbResult<Option<Vec<u64>>> {
-    cached(conn, Cache::LiveSizes, run_id, version, now)
+    use super::schema::run_live_sizes;
+    let sizes: Option<String> = run_live_sizes::table
+        .filter(run_live_sizes::run_id.eq(run_id))
+        .filter(run_live_sizes::state_version.eq(version))
+        .filter(run_live_sizes::valid_until.gt(now))
+        .select(run_live_sizes::sizes)
+        .first(conn)
+        .optional()?;
+    Ok(sizes.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
 /// Keeps a run's live sizes computed at consent-state `version`, valid until `valid_until`.
@@ -497,95 +505,18 @@ pub fn cache_live_sizes(
     valid_until: NaiveDateTime,
     sizes: &[u64],
 ) -> DbResult<()> {
-    cache(conn, Cache::LiveSizes, run_id, version, valid_until, sizes)
-}
-
-/// A run's reach per channel (members now, of them reachable), if counted at consent-state
-/// `version` and still valid at `now`.
-pub fn cached_reach<T: serde::de::DeserializeOwned>(
-    conn: &mut DbConnection,
-    run_id: i64,
-    version: i64,
-    now: NaiveDateTime,
-) -> DbResult<Option<T>> {
-    cached(conn, Cache::Reach, run_id, version, now)
-}
-
-/// Keeps a run's reach counted at consent-state `version`, valid until `valid_until`.
-pub fn cache_reach<T: serde::Serialize>(
-    conn: &mut DbConnection,
-    run_id: i64,
-    version: i64,
-    valid_until: NaiveDateTime,
-    reach: &T,
-) -> DbResult<()> {
-    cache(conn, Cache::Reach, run_id, version, valid_until, reach)
-}
-
-/// The per-run figures kept per consent-state version: (table, column of the JSON value).
-#[derive(Clone, Copy)]
-enum Cache {
-    LiveSizes,
-    Reach,
-}
-
-impl Cache {
-    fn table_and_column(self) -> (&'static str, &'static str) {
-        match self {
-            Cache::LiveSizes => ("run_live_sizes", "sizes"),
-            Cache::Reach => ("run_reach", "reach"),
-        }
-    }
-}
-
-#[derive(QueryableByName)]
-struct CachedValue {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    value: String,
-}
-
-fn cached<T: serde::de::DeserializeOwned>(
-    conn: &mut DbConnection,
-    kind: Cache,
-    run_id: i64,
-    version: i64,
-    now: NaiveDateTime,
-) -> DbResult<Option<T>> {
-    use diesel::sql_types::{BigInt, Timestamp};
-    let (table, column) = kind.table_and_column();
-    let value: Option<CachedValue> = diesel::sql_query(format!(
-        "SELECT {column} AS value FROM {table} \
-         WHERE run_id = $1 AND state_version = $2 AND valid_until > $3"
-    ))
-    .bind::<BigInt, _>(run_id)
-    .bind::<BigInt, _>(version)
-    .bind::<Timestamp, _>(now)
-    .get_result(conn)
-    .optional()?;
-    Ok(value.and_then(|v| serde_json::from_str(&v.value).ok()))
-}
-
-fn cache<T: serde::Serialize + ?Sized>(
-    conn: &mut DbConnection,
-    kind: Cache,
-    run_id: i64,
-    version: i64,
-    valid_until: NaiveDateTime,
-    value: &T,
-) -> DbResult<()> {
     use diesel::sql_types::{BigInt, Text, Timestamp};
-    let (table, column) = kind.table_and_column();
     // The same upsert on SQLite and PostgreSQL; two views filling the cache at once both win.
-    diesel::sql_query(format!(
-        "INSERT INTO {table} (run_id, state_version, valid_until, {column}) \
+    diesel::sql_query(
+        "INSERT INTO run_live_sizes (run_id, state_version, valid_until, sizes) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (run_id) DO UPDATE SET \
          state_version = excluded.state_version, valid_until = excluded.valid_until, \
-         {column} = excluded.{column}"
-    ))
+         sizes = excluded.sizes",
+    )
     .bind::<BigInt, _>(run_id)
     .bind::<BigInt, _>(version)
     .bind::<Timestamp, _>(valid_until)
-    .bind::<Text, _>(serde_json::to_string(value).expect("cached figures serialise"))
+    .bind::<Text, _>(serde_json::to_string(sizes).expect("sizes serialise"))
     .execute(conn)?;
     Ok(())
 }
@@ -596,5 +527,52 @@ pub fn forget_live_sizes(conn: &mut DbConnection, runs: &[i64]) -> DbResult<()> 
     diesel::delete(run_live_sizes::table.filter(run_live_sizes::run_id.eq_any(runs)))
         .execute(conn)?;
     diesel::delete(run_reach::table.filter(run_reach::run_id.eq_any(runs))).execute(conn)?;
+    Ok(())
+}
+
+/// A run's reach (JSON) as cached at consent-state `version` under `policy_version`, if it is
+/// still valid at `now`.
+pub fn cached_reach(
+    conn: &mut DbConnection,
+    run_id: i64,
+    version: i64,
+    policy_version: &str,
+    now: NaiveDateTime,
+) -> DbResult<Option<String>> {
+    use super::schema::run_reach;
+    Ok(run_reach::table
+        .filter(run_reach::run_id.eq(run_id))
+        .filter(run_reach::state_version.eq(version))
+        .filter(run_reach::policy_version.eq(policy_version))
+        .filter(run_reach::valid_until.gt(now))
+        .select(run_reach::reach)
+        .first(conn)
+        .optional()?)
+}
+
+/// Keeps a run's reach (JSON) counted at consent-state `version` under `policy_version`,
+/// valid until `valid_until`.
+pub fn cache_reach(
+    conn: &mut DbConnection,
+    run_id: i64,
+    version: i64,
+    policy_version: &str,
+    valid_until: NaiveDateTime,
+    reach: &str,
+) -> DbResult<()> {
+    use diesel::sql_types::{BigInt, Text, Timestamp};
+    // The same upsert on SQLite and PostgreSQL; two views filling the cache at once both win.
+    diesel::sql_query(
+        "INSERT INTO run_reach (run_id, state_version, policy_version, valid_until, reach) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id) DO UPDATE SET \
+         state_version = excluded.state_version, policy_version = excluded.policy_version, \
+         valid_until = excluded.valid_until, reach = excluded.reach",
+    )
+    .bind::<BigInt, _>(run_id)
+    .bind::<BigInt, _>(version)
+    .bind::<Text, _>(policy_version)
+    .bind::<Timestamp, _>(valid_until)
+    .bind::<Text, _>(reach)
+    .execute(conn)?;
     Ok(())
 }

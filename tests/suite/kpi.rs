@@ -700,10 +700,23 @@ async fn drift_is_measured_when_an_evaluation_is_appended_and_the_stored_result_
     let stored = drift_report(&app).await;
     assert_eq!(stored["run_id"].as_i64(), Some(run_id));
     assert_eq!(current_n(&stored, "monetary"), 60, "{stored}");
-    // Signing in and reading change no data: the measurement stands.
+    let (_, raw) = app.get_json("analyst", "/api/v1/kpi/drift").await;
+    assert_eq!(
+        raw["measured_at"].as_str(),
+        Some(measured.format("%Y-%m-%dT%H:%M:%S%.f").to_string().as_str()),
+        "the report says when its drift was measured"
+    );
+    // Signing in, reading pages and member lists change no data: the measurement stands.
     let client = app.sign_in("marketing").await;
     let html = client.page(app.url("/kpi/drift")).await;
     assert!(html.contains("monetary"), "{html}");
+    let (status, _) = app
+        .get_json(
+            "compliance",
+            &format!("/api/v1/segmentations/{run_id}/members?format=json&limit=10"),
+        )
+        .await;
+    assert_eq!(status, 200);
     assert_eq!(drift_report(&app).await, stored);
     assert_eq!(drift_measured_at(&app, run_id), Some(measured));
     // The stored result is exactly what measuring now gives: the struct, field for field, and
@@ -713,6 +726,27 @@ async fn drift_is_measured_when_an_evaluation_is_appended_and_the_stored_result_
         .unwrap();
     assert_eq!(stored_drift(&app), fresh);
     assert_eq!(fresh_drift_report(&app).await, stored);
+
+    // The segment cards' export links count from a cache too: fill it.
+    let regulars = stored["segment_shift"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["live_size"] == 40)
+        .and_then(|s| s["segment"].as_i64())
+        .unwrap_or_else(|| panic!("the regulars' segment in {stored}"));
+    let email_link = |html: &str| {
+        texts(
+            html,
+            &format!("#actions-{regulars} a.export[data-channel=email]"),
+        )
+    };
+    let html = client.page(app.url("/segments")).await;
+    assert_eq!(
+        email_link(&html),
+        vec![fairseg::format::reach("email", 0, 40, 10)],
+        "{html}"
+    );
 
     // A withdrawal changes who is counted now: measured again, and again equal to a fresh
     // measurement.
@@ -729,6 +763,12 @@ async fn drift_is_measured_when_an_evaluation_is_appended_and_the_stored_result_
         current_n(&after_withdrawal, "monetary"),
         59,
         "{after_withdrawal}"
+    );
+    let html = client.page(app.url("/segments")).await;
+    assert_eq!(
+        email_link(&html),
+        vec![fairseg::format::reach("email", 0, 39, 10)],
+        "the export link counts the withdrawal at once: {html}"
     );
     assert_eq!(
         stored_drift(&app),

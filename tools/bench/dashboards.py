@@ -11,6 +11,11 @@ published run), the members API's first page (`limit=100`, JSON) and /kpi/drift.
 
     cargo build --release && python3 tools/bench/dashboards.py [--customers 200000]
         [--requests 200] [--db target/dashboards-bench/demo-200000.db] [--reuse]
+        [--starts 2] [--binary /path/to/other/fairseg]
+
+`--starts N` starts the server N times in a row on the same database and measures every page in
+each (a restart, or a second server behind a load balancer, is what the second start sees);
+`--binary` runs another build (e.g. main's, for a before/after on the same database).
 """
 
 import argparse
@@ -119,17 +124,8 @@ def token(base, user):
     return json.loads(body)["token"]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--customers", type=int, default=200_000)
-    ap.add_argument("--requests", type=int, default=200)
-    ap.add_argument("--db", default=None)
-    ap.add_argument("--reuse", action="store_true", help="keep an existing database")
-    args = ap.parse_args()
-    demo = demo_database(args.customers, args.db, args.reuse)
-    db = demo["database_path"]
-    users = {u["role"]: u for u in demo["users"]}
-
+def measure(db, users, requests):
+    """One server start on `db`: each page's first view, then `requests` views."""
     server, base = start_server(db)
     try:
         tokens = {role: token(base, users[role]) for role in ("compliance", "analyst")}
@@ -153,7 +149,7 @@ def main():
         results = []
         for path, role in pages:
             first, _ = timed(base + path, tokens[role])
-            times = [timed(base + path, tokens[role])[0] for _ in range(args.requests)]
+            times = [timed(base + path, tokens[role])[0] for _ in range(requests)]
             row = {
                 "page": path.replace(f"/audits/{audit}", "/audits/{id}").replace(
                     f"/{run}", "/{run}"),
@@ -165,12 +161,37 @@ def main():
             }
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
-        print(json.dumps({"customers": args.customers, "data": demo["data"],
-                          "live_sizes_first_count_ms": round(cold, 1),
-                          "requests": args.requests, "pages": results}, indent=1))
+        return round(cold, 1), results
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def main():
+    global BIN
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=200_000)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--db", default=None)
+    ap.add_argument("--reuse", action="store_true", help="keep an existing database")
+    ap.add_argument("--starts", type=int, default=1,
+                    help="server starts in a row on the database, each measured")
+    ap.add_argument("--binary", default=None, help="the fairseg binary to run")
+    args = ap.parse_args()
+    if args.binary:
+        BIN = os.path.abspath(args.binary)
+    demo = demo_database(args.customers, args.db, args.reuse)
+    db = demo["database_path"]
+    users = {u["role"]: u for u in demo["users"]}
+    starts = []
+    for i in range(args.starts):
+        print(json.dumps({"start": i + 1, "load_average": os.getloadavg()}), file=sys.stderr)
+        cold, results = measure(db, users, args.requests)
+        starts.append({"start": i + 1, "live_sizes_first_count_ms": cold, "pages": results})
+    print(json.dumps({"customers": args.customers, "data": demo["data"], "binary": BIN,
+                      "requests": args.requests, "live_sizes_first_count_ms":
+                      starts[0]["live_sizes_first_count_ms"], "pages": starts[0]["pages"],
+                      "starts": starts}, indent=1))
 
 
 if __name__ == "__main__":

@@ -214,6 +214,9 @@ pub struct DriftReport {
     pub run_id: Option<i64>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub population_at: Option<NaiveDateTime>,
+    /// When the feature drift was measured: it counts the customers whose consent was active
+    /// then, and is measured again when the data, the consent state, the day or the policy
+    /// change.
     #[schema(value_type = String, format = DateTime)]
     pub measured_at: NaiveDateTime,
     pub features: Vec<FeatureDriftView>,
