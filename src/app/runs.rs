@@ -335,22 +335,30 @@ fn load_population(
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u32, i64, String)>>(4);
         let wanted = &wanted;
         let (read, parsed) = std::thread::scope(|scope| {
+            // The rows come in storage order: the customer named for unreadable attributes is
+            // the first by id, whatever the order.
             let parser = scope.spawn(move || -> Result<_, String> {
                 let mut columns = attribute_columns;
                 let mut values = vec![AttributeValue::Missing; wanted.len()];
+                let mut unreadable: Option<(i64, String)> = None;
                 for batch in received {
                     for (p, id, json) in batch {
-                        pipeline::fill_attributes(
+                        if let Err(e) = pipeline::fill_attributes(
                             &json,
                             wanted,
                             p as usize,
                             &mut values,
                             &mut columns,
-                        )
-                        .map_err(|e| format!("attributes of customer {id}: {e}"))?;
+                        ) && unreadable.as_ref().is_none_or(|(first, _)| id < *first)
+                        {
+                            unreadable = Some((id, e));
+                        }
                     }
                 }
-                Ok(columns)
+                match unreadable {
+                    Some((id, e)) => Err(format!("attributes of customer {id}: {e}")),
+                    None => Ok(columns),
+                }
             });
             let mut batch = Vec::with_capacity(BATCH);
             let read = store::for_each_attributes_owned(conn, |id, json| {
@@ -568,7 +576,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     // The persist time is known only after the commit; store it beside the rest.
     let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
     db.write(|conn| store::set_summary(conn, id, &summary_json))?;
-    let features = pipeline::run_features(population, &pre.rows, &memberships);
+    let features = pipeline::run_features(id, population, &pre.rows, &memberships);
     Ok(RunOutcome {
         run_id: id,
         included,

@@ -172,10 +172,12 @@ pub fn runs_passed_by_override(
         .collect())
 }
 
-/// Streams `(customer id, protected attributes JSON)` of every customer that has them, by id.
+/// Streams `(customer id, protected attributes JSON)` of every customer that has them, in no
+/// particular order.
 pub fn for_each_protected(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)) -> DbResult<()> {
+    // In storage order: ordering by customer would walk the key's index and fetch each row
+    // from the table apart, about twice the work for a reader that places rows by id anyway.
     let rows = customer_protected::table
-        .order(customer_protected::customer_id.asc())
         .select((
             customer_protected::customer_id,
             customer_protected::attributes,
