@@ -274,6 +274,7 @@ fn flags(ids: &[i64], subset: &[i64]) -> Vec<bool> {
 }
 
 fn load_population(
+    db: &Db,
     conn: &mut DbConnection,
     policy: &Policy,
     settings: &RunSettings,
@@ -286,7 +287,27 @@ fn load_population(
         .get(&seg.purpose)
         .expect("policy validation checked the segmentation purpose");
     let t0 = Instant::now();
-    let (ids, tally) = db::consent_state::population_at(conn, &seg.purpose, purpose, at)?;
+    // The counts of everyone else by consent state are taken on a second connection, side by
+    // side with the population's ids, when one is free (else one after the other, as
+    // `population_at` does).
+    let (ids, tally) = match db.spare_conn() {
+        Some(mut spare) => std::thread::scope(|scope| {
+            let tally = scope
+                .spawn(move || db::consent_state::tally_at(&mut spare, &seg.purpose, purpose, at));
+            let ids = db::consent_state::active_customers(conn, &seg.purpose, purpose, at);
+            (
+                ids,
+                tally
+                    .join()
+                    .expect("counting the consent state does not panic"),
+            )
+        }),
+        None => {
+            let (ids, tally) = db::consent_state::population_at(conn, &seg.purpose, purpose, at)?;
+            (Ok(ids), Ok(tally))
+        }
+    };
+    let (ids, tally) = (ids?, tally?);
     tracing::debug!(ms = ms(t0), "load: population");
     progress(0.3);
     if ids.is_empty() {
@@ -430,7 +451,14 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     // The steps of the load, weighted by what each reads at a million customers: the consent
     // state and the reachable customers 40 %, the purchases 15 %, the attributes the rest.
     let mut within_load = throttled_progress(db, id, "load", 0.05..0.25);
-    let population = load_population(&mut *db.conn()?, policy, &settings, at, &mut within_load)?;
+    let population = load_population(
+        db,
+        &mut *db.conn()?,
+        policy,
+        &settings,
+        at,
+        &mut within_load,
+    )?;
     timings.load = ms(started);
     progress(db, id, "preprocess", 0.25)?;
 
