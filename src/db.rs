@@ -350,6 +350,12 @@ impl Db {
         Ok(self.pool.get()?)
     }
 
+    /// A connection if one is free now, without waiting (for work that can also be done on a
+    /// connection already held).
+    pub fn spare_conn(&self) -> Option<PooledConnection> {
+        self.pool.try_get()
+    }
+
     /// Applies pending migrations; returns the names of those applied.
     pub fn migrate(&self) -> DbResult<Vec<String>> {
         let mut conn = self.conn()?;

@@ -45,7 +45,7 @@ pub use audit::{
     AttributeReport, AuditInput, AuditReport, Feature, FeatureValues, ProtectedAttribute, Segment,
     audit,
 };
-pub use groups::{Bands, GroupColumn, MISSING_GROUP};
+pub use groups::{Bands, GroupColumn, MISSING_GROUP, NO_LABEL};
 pub use stats::chi_square_sf;
 pub use table::ContingencyTable;
 pub use verdict::{FairnessThresholds, Verdict};

@@ -192,6 +192,11 @@ pub(crate) fn validate_matrix(x: &ArrayView2<'_, f64>) -> Result<()> {
     if x.ncols() == 0 {
         return Err(SegmentationError::NoFeatures);
     }
+    if x.as_slice()
+        .is_some_and(|flat| flat.iter().all(|v| v.is_finite()))
+    {
+        return Ok(());
+    }
     for (row, r) in x.outer_iter().enumerate() {
         if let Some(col) = r.iter().position(|v| !v.is_finite()) {
             return Err(SegmentationError::NonFinite {
@@ -213,10 +218,23 @@ pub fn segment_centres(
     let d = x.ncols();
     let mut sums = Array2::<f64>::zeros((k, d));
     let mut counts = vec![0usize; k];
-    for (row, &l) in x.outer_iter().zip(labels) {
-        counts[l] += 1;
-        let mut s = sums.row_mut(l);
-        s += &row;
+    // Rows of a standard-layout matrix are slices: adding them as such costs a fraction of a
+    // row view per row (the same additions in the same order).
+    if let (Some(flat), Some(out)) = (x.as_slice(), sums.as_slice_mut())
+        && d > 0
+    {
+        for (row, &l) in flat.chunks_exact(d).zip(labels) {
+            counts[l] += 1;
+            for (s, v) in out[l * d..(l + 1) * d].iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+    } else {
+        for (row, &l) in x.outer_iter().zip(labels) {
+            counts[l] += 1;
+            let mut s = sums.row_mut(l);
+            s += &row;
+        }
     }
     for (mut s, &c) in sums.outer_iter_mut().zip(&counts) {
         if c > 0 {
@@ -224,6 +242,50 @@ pub fn segment_centres(
         }
     }
     (sums, counts)
+}
+
+/// The mean of each column, the same figures as ndarray's `mean_axis(Axis(0))` without a row
+/// view per row. For a standard-layout matrix of two or more columns ndarray adds the rows in
+/// order from zero and divides by their number, as here; otherwise (one column, where it sums
+/// the column in an unrolled order, or another layout) it is asked itself.
+pub(crate) fn column_means(x: &ArrayView2<'_, f64>) -> Vec<f64> {
+    let (n, d) = x.dim();
+    match x.as_slice() {
+        Some(flat) if d >= 2 && n > 0 => {
+            let mut sums = vec![0.0; d];
+            for row in flat.chunks_exact(d) {
+                for (s, v) in sums.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+            sums.iter().map(|s| s / n as f64).collect()
+        }
+        _ => x
+            .mean_axis(ndarray::Axis(0))
+            .map(|m| m.to_vec())
+            .unwrap_or_default(),
+    }
+}
+
+/// Calls `f` with each row of `x` and its label, as slices when the matrix has a standard
+/// layout (no row view per row).
+pub(crate) fn rows_with<L: Copy>(
+    x: &ArrayView2<'_, f64>,
+    labels: &[L],
+    mut f: impl FnMut(&[f64], L),
+) {
+    match x.as_slice() {
+        Some(flat) if x.ncols() > 0 => {
+            for (row, &l) in flat.chunks_exact(x.ncols()).zip(labels) {
+                f(row, l);
+            }
+        }
+        _ => {
+            for (row, &l) in x.outer_iter().zip(labels) {
+                f(&row.to_vec(), l);
+            }
+        }
+    }
 }
 
 /// Sum of squared distances of each row to its segment centre.

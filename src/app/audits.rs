@@ -206,13 +206,21 @@ fn build_input(
 
     // The features the run used, for proxies. Proxies are associations with protected
     // attributes: without any, there is nothing to load the features for.
-    let mut columns = input::feature_columns(&settings, n);
+    let mut columns = input::feature_columns(&settings);
     if attributes.is_empty() {
         columns.clear();
     }
+    // The attribute features the run itself read are taken from it, not read again.
     let known = known.filter(|k| input::known_fits(k, ids, &columns));
-    if let Some(known) = known {
-        input::take_known(&mut columns, known, &settings);
+    let from_known: Vec<bool> = settings
+        .features
+        .iter()
+        .map(|f| known.is_some() && f.source == FeatureSource::Attribute)
+        .collect();
+    for ((_, column), &taken) in columns.iter_mut().zip(&from_known) {
+        if !taken {
+            column.allocate(n);
+        }
     }
     if settings.needs_behaviour() && !columns.is_empty() {
         let as_of = match run.summary.as_deref() {
@@ -252,12 +260,21 @@ fn build_input(
             }
         })?;
     }
+    let mut features = Vec::with_capacity(columns.len());
+    for (i, (name, column)) in columns.into_iter().enumerate() {
+        features.extend(match known {
+            Some(k) if from_known[i] => {
+                input::known_feature(name, &k.columns[i].1, settings.missing)?
+            }
+            _ => input::feature(name, column, settings.missing)?,
+        });
+    }
     Ok(AuditInput {
         segments,
         membership,
         attributes,
         intersections,
-        features: input::features(columns, settings.missing)?,
+        features,
     })
 }
 
@@ -279,25 +296,60 @@ fn protected_columns<'p>(
         .iter()
         .map(|(name, spec)| (name.as_str(), Column::for_attribute(spec.kind)))
         .collect();
-    let mut parse_error = None;
     let protected_names: Vec<&str> = protected.iter().map(|(name, _)| *name).collect();
-    let mut protected_values = vec![serde_json::Value::Null; protected_names.len()];
-    store::for_each_protected(conn, |id, json| {
-        let Some(i) = positions.at(id) else { return };
-        match extract_json(json, &protected_names, &mut protected_values) {
-            Ok(()) => {
-                for ((_, column), value) in protected.iter_mut().zip(&protected_values) {
-                    // An absent name and a null read alike: no value.
-                    if !value.is_null() {
-                        column.set(i, n, value);
+    // Reading the rows and parsing their JSON take about as long as each other, so they run
+    // side by side: this thread reads and hands batches to a parsing thread. Rows come in
+    // storage order; each goes to its customer's position, and the customer reported for
+    // unreadable attributes is the first by id, whatever the order.
+    const BATCH: usize = 8_192;
+    let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u32, i64, String)>>(4);
+    let names = &protected_names;
+    let (read, (protected, parse_error)) = std::thread::scope(|scope| {
+        let parser = scope.spawn(move || {
+            let mut parse_error: Option<(i64, serde_json::Error)> = None;
+            let mut values = vec![serde_json::Value::Null; names.len()];
+            for batch in received {
+                for (i, id, json) in batch {
+                    match extract_json(&json, names, &mut values) {
+                        Ok(()) => {
+                            for ((_, column), value) in protected.iter_mut().zip(&values) {
+                                // An absent name and a null read alike: no value.
+                                if !value.is_null() {
+                                    column.set(i as usize, n, value);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            if parse_error.as_ref().is_none_or(|(first, _)| id < *first) {
+                                parse_error = Some((id, e));
+                            }
+                        }
                     }
                 }
             }
-            Err(e) => {
-                parse_error.get_or_insert((id, e));
+            (protected, parse_error)
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let read = store::for_each_protected(conn, |id, json| {
+            let Some(i) = positions.at(id) else { return };
+            batch.push((i as u32, id, json));
+            if batch.len() == BATCH {
+                // The parser never stops early: a failed send cannot happen while it runs.
+                let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
             }
+        });
+        if !batch.is_empty() {
+            let _ = batches.send(batch);
         }
-    })?;
+        drop(batches);
+        (
+            read,
+            parser
+                .join()
+                .expect("the protected-attribute parser does not panic"),
+        )
+    });
+    read?;
     if let Some((id, e)) = parse_error {
         return Err(AuditError::Corrupt {
             what: format!("protected attributes of customer {id}"),
@@ -408,8 +460,23 @@ pub fn audit_run_with(
     let (input, strategies, selection) = {
         let mut conn = db.conn()?;
         // The members and their protected attributes are read once, for the audit and the
-        // consent-selection test alike.
-        let members = runs::memberships(&mut conn, run_id)?;
+        // consent-selection test alike. Right after the run, its members are those it
+        // stored unless some were erased since: memberships are only ever deleted after a
+        // run stores them, so the same number means the same members.
+        let members = match known {
+            Some(k)
+                if k.run_id == run_id
+                    && k.segments.len() == k.ids.len()
+                    && runs::membership_count(&mut conn, run_id)? == k.ids.len() as i64 =>
+            {
+                k.ids
+                    .iter()
+                    .copied()
+                    .zip(k.segments.iter().copied())
+                    .collect()
+            }
+            _ => runs::memberships(&mut conn, run_id)?,
+        };
         if members.is_empty() {
             return Err(AuditError::NoMembers(run_id));
         }

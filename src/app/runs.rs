@@ -274,6 +274,7 @@ fn flags(ids: &[i64], subset: &[i64]) -> Vec<bool> {
 }
 
 fn load_population(
+    db: &Db,
     conn: &mut DbConnection,
     policy: &Policy,
     settings: &RunSettings,
@@ -286,7 +287,27 @@ fn load_population(
         .get(&seg.purpose)
         .expect("policy validation checked the segmentation purpose");
     let t0 = Instant::now();
-    let (ids, tally) = db::consent_state::population_at(conn, &seg.purpose, purpose, at)?;
+    // The counts of everyone else by consent state are taken on a second connection, side by
+    // side with the population's ids, when one is free (else one after the other, as
+    // `population_at` does).
+    let (ids, tally) = match db.spare_conn() {
+        Some(mut spare) => std::thread::scope(|scope| {
+            let tally = scope
+                .spawn(move || db::consent_state::tally_at(&mut spare, &seg.purpose, purpose, at));
+            let ids = db::consent_state::active_customers(conn, &seg.purpose, purpose, at);
+            (
+                ids,
+                tally
+                    .join()
+                    .expect("counting the consent state does not panic"),
+            )
+        }),
+        None => {
+            let (ids, tally) = db::consent_state::population_at(conn, &seg.purpose, purpose, at)?;
+            (Ok(ids), Ok(tally))
+        }
+    };
+    let (ids, tally) = (ids?, tally?);
     tracing::debug!(ms = ms(t0), "load: population");
     progress(0.3);
     if ids.is_empty() {
@@ -335,22 +356,30 @@ fn load_population(
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u32, i64, String)>>(4);
         let wanted = &wanted;
         let (read, parsed) = std::thread::scope(|scope| {
+            // The rows come in storage order: the customer named for unreadable attributes is
+            // the first by id, whatever the order.
             let parser = scope.spawn(move || -> Result<_, String> {
                 let mut columns = attribute_columns;
                 let mut values = vec![AttributeValue::Missing; wanted.len()];
+                let mut unreadable: Option<(i64, String)> = None;
                 for batch in received {
                     for (p, id, json) in batch {
-                        pipeline::fill_attributes(
+                        if let Err(e) = pipeline::fill_attributes(
                             &json,
                             wanted,
                             p as usize,
                             &mut values,
                             &mut columns,
-                        )
-                        .map_err(|e| format!("attributes of customer {id}: {e}"))?;
+                        ) && unreadable.as_ref().is_none_or(|(first, _)| id < *first)
+                        {
+                            unreadable = Some((id, e));
+                        }
                     }
                 }
-                Ok(columns)
+                match unreadable {
+                    Some((id, e)) => Err(format!("attributes of customer {id}: {e}")),
+                    None => Ok(columns),
+                }
             });
             let mut batch = Vec::with_capacity(BATCH);
             let read = store::for_each_attributes_owned(conn, |id, json| {
@@ -422,7 +451,14 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     // The steps of the load, weighted by what each reads at a million customers: the consent
     // state and the reachable customers 40 %, the purchases 15 %, the attributes the rest.
     let mut within_load = throttled_progress(db, id, "load", 0.05..0.25);
-    let population = load_population(&mut *db.conn()?, policy, &settings, at, &mut within_load)?;
+    let population = load_population(
+        db,
+        &mut *db.conn()?,
+        policy,
+        &settings,
+        at,
+        &mut within_load,
+    )?;
     timings.load = ms(started);
     progress(db, id, "preprocess", 0.25)?;
 
@@ -568,7 +604,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     // The persist time is known only after the commit; store it beside the rest.
     let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
     db.write(|conn| store::set_summary(conn, id, &summary_json))?;
-    let features = pipeline::run_features(population, &pre.rows, &memberships);
+    let features = pipeline::run_features(id, population, &pre.rows, &memberships);
     Ok(RunOutcome {
         run_id: id,
         included,

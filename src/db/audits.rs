@@ -172,10 +172,12 @@ pub fn runs_passed_by_override(
         .collect())
 }
 
-/// Streams `(customer id, protected attributes JSON)` of every customer that has them, by id.
-pub fn for_each_protected(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)) -> DbResult<()> {
+/// Streams `(customer id, protected attributes JSON)` of every customer that has them, in no
+/// particular order, handing each JSON text over.
+pub fn for_each_protected(conn: &mut DbConnection, mut f: impl FnMut(i64, String)) -> DbResult<()> {
+    // In storage order: ordering by customer would walk the key's index and fetch each row
+    // from the table apart, about twice the work for a reader that places rows by id anyway.
     let rows = customer_protected::table
-        .order(customer_protected::customer_id.asc())
         .select((
             customer_protected::customer_id,
             customer_protected::attributes,
@@ -183,7 +185,7 @@ pub fn for_each_protected(conn: &mut DbConnection, mut f: impl FnMut(i64, &str))
         .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
     for row in rows {
         let (id, attributes) = row?;
-        f(id, &attributes);
+        f(id, attributes);
     }
     Ok(())
 }

@@ -120,7 +120,7 @@ pub fn segment_memberships_of(
                 .eq(segment_memberships::run_id)
                 .and(segments::segment.eq(segment_memberships::segment))),
         )
-        .filter(segment_memberships::customer_id.eq(customer))
+        .filter(super::segmentation::of_customer(customer))
         .order(segment_memberships::run_id.asc())
         .select((
             segment_memberships::run_id,
@@ -145,6 +145,8 @@ pub fn runs_using(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<serde_
             .inner_join(
                 segmentation_runs::table.on(segmentation_runs::id.eq(segment_memberships::run_id)),
             )
+            // Joined with the runs, each run's membership is one lookup of the key (run,
+            // customer), as `of_customer` does (memberships have no index by customer).
             .filter(segment_memberships::customer_id.eq(customer))
             .order(segmentation_runs::id.asc())
             .select((

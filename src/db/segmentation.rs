@@ -262,13 +262,35 @@ pub fn model(conn: &mut DbConnection, id: i64) -> DbResult<Option<String>> {
         .flatten())
 }
 
+/// Filters memberships to one customer's: one lookup of the membership key (run, customer)
+/// per run.
+///
+/// Memberships have no index by customer (a second index on a million-row write costs as much
+/// as the rows themselves, and only these per-customer reads would use it): a customer's
+/// memberships are found by asking each run, through the key, which is as quick for the
+/// runs an organisation keeps. Every membership belongs to a run that exists (memberships are
+/// written with their run, and runs are never deleted), so none is missed.
+pub fn of_customer(
+    customer: i64,
+) -> diesel::dsl::And<
+    diesel::dsl::EqAny<
+        segment_memberships::run_id,
+        diesel::dsl::Select<segmentation_runs::table, segmentation_runs::id>,
+    >,
+    diesel::dsl::Eq<segment_memberships::customer_id, i64>,
+> {
+    segment_memberships::run_id
+        .eq_any(segmentation_runs::table.select(segmentation_runs::id))
+        .and(segment_memberships::customer_id.eq(customer))
+}
+
 /// A customer's memberships with their stored detail: (run id, segment, detail), by run.
 pub fn memberships_with_detail(
     conn: &mut DbConnection,
     customer: i64,
 ) -> DbResult<Vec<(i64, i32, Option<String>)>> {
     Ok(segment_memberships::table
-        .filter(segment_memberships::customer_id.eq(customer))
+        .filter(of_customer(customer))
         .order(segment_memberships::run_id.asc())
         .select((
             segment_memberships::run_id,
@@ -334,6 +356,14 @@ pub fn rename_segment(
     Ok(diesel::update(segments::table.find((run_id, segment)))
         .set(segments::name.eq(name))
         .execute(conn)?)
+}
+
+/// How many memberships a run has.
+pub fn membership_count(conn: &mut DbConnection, run_id: i64) -> DbResult<i64> {
+    Ok(segment_memberships::table
+        .filter(segment_memberships::run_id.eq(run_id))
+        .count()
+        .get_result(conn)?)
 }
 
 /// Every membership of a run as (customer id, segment), by customer id.
@@ -405,17 +435,14 @@ pub fn members_with_ids_after(
 /// A customer's memberships as (run id, segment), newest run first.
 pub fn memberships_of(conn: &mut DbConnection, customer: i64) -> DbResult<Vec<(i64, i32)>> {
     Ok(segment_memberships::table
-        .filter(segment_memberships::customer_id.eq(customer))
+        .filter(of_customer(customer))
         .order(segment_memberships::run_id.desc())
         .select((segment_memberships::run_id, segment_memberships::segment))
         .load(conn)?)
 }
 
 pub fn delete_memberships_of(conn: &mut DbConnection, customer: i64) -> DbResult<usize> {
-    Ok(diesel::delete(
-        segment_memberships::table.filter(segment_memberships::customer_id.eq(customer)),
-    )
-    .execute(conn)?)
+    Ok(diesel::delete(segment_memberships::table.filter(of_customer(customer))).execute(conn)?)
 }
 
 pub fn record_strategy(conn: &mut DbConnection, row: &StrategyRow) -> DbResult<()> {
@@ -460,16 +487,26 @@ pub fn known_columns(conn: &mut DbConnection) -> DbResult<Vec<KnownColumn>> {
 
 /// Streams `(id, attributes JSON)` of every customer, by id, to `f`.
 pub fn for_each_attributes(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)) -> DbResult<()> {
-    for_each_attributes_owned(conn, |id, attributes| f(id, &attributes))
+    let rows = customers::table
+        .order(customers::id.asc())
+        .select((customers::id, customers::attributes))
+        .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
+    for row in rows {
+        let (id, attributes) = row?;
+        f(id, &attributes);
+    }
+    Ok(())
 }
 
-/// [`for_each_attributes`] handing each JSON text over, for readers that keep it (no copy).
+/// Streams `(id, attributes JSON)` of every customer to `f` in no particular order, handing
+/// each JSON text over, for readers that place rows by id and keep the text (no copy). The
+/// table is read as it is stored: in id order it would be walked through the key's index,
+/// one lookup per row.
 pub fn for_each_attributes_owned(
     conn: &mut DbConnection,
     mut f: impl FnMut(i64, String),
 ) -> DbResult<()> {
     let rows = customers::table
-        .order(customers::id.asc())
         .select((customers::id, customers::attributes))
         .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
     for row in rows {

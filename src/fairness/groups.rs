@@ -11,6 +11,9 @@ use super::FairnessError;
 /// exactly the kind of pattern an audit must surface.
 pub const MISSING_GROUP: &str = "(missing)";
 
+/// The code of a missing value among interned labels ([`GroupColumn::from_interned`]).
+pub const NO_LABEL: u32 = u32::MAX;
+
 /// Name separator of intersection groups, e.g. `"F × 25-34"`.
 pub const INTERSECTION_SEPARATOR: &str = " × ";
 
@@ -105,6 +108,38 @@ impl GroupColumn {
             codes.push(code);
         }
         Ok(Self { levels, codes })
+    }
+
+    /// [`from_labels`](Self::from_labels) for labels interned as they were read: `codes[i]`
+    /// indexes `labels`, or is [`NO_LABEL`] for a missing value. The same column as
+    /// `from_labels` of the labels the codes stand for (levels in order of first appearance),
+    /// built without hashing a string per member.
+    pub fn from_interned(labels: &[String], codes: &[u32]) -> Result<Self, FairnessError> {
+        // Slot `labels.len()` stands for the missing value.
+        let mut level_of = vec![u32::MAX; labels.len() + 1];
+        let mut levels: Vec<String> = Vec::new();
+        let mut out = Vec::with_capacity(codes.len());
+        for &c in codes {
+            let slot = if c == NO_LABEL {
+                labels.len()
+            } else {
+                c as usize
+            };
+            let level = &mut level_of[slot];
+            if *level == u32::MAX {
+                let name = match labels.get(slot) {
+                    None => MISSING_GROUP,
+                    Some(s) if s == MISSING_GROUP => {
+                        return Err(FairnessError::ReservedLabel(s.clone()));
+                    }
+                    Some(s) => s,
+                };
+                levels.push(name.to_owned());
+                *level = (levels.len() - 1) as u32;
+            }
+            out.push(*level);
+        }
+        Ok(Self { levels, codes: out })
     }
 
     /// Uses codes that are already interned (as a database column of small integers would be).
@@ -236,6 +271,31 @@ impl GroupColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interned_labels_give_the_column_their_labels_give() {
+        let labels = ["M".to_owned(), "F".to_owned(), "X".to_owned()];
+        let codes = [1, NO_LABEL, 0, 1, NO_LABEL, 0];
+        let plain: Vec<Option<&str>> = codes
+            .iter()
+            .map(|&c| labels.get(c as usize).map(String::as_str))
+            .collect();
+        let interned = GroupColumn::from_interned(&labels, &codes).unwrap();
+        assert_eq!(interned, GroupColumn::from_labels(&plain).unwrap());
+        assert_eq!(interned.levels(), ["F", MISSING_GROUP, "M"]);
+        let reserved = [MISSING_GROUP.to_owned()];
+        assert!(matches!(
+            GroupColumn::from_interned(&reserved, &[0]),
+            Err(FairnessError::ReservedLabel(_))
+        ));
+        // A label no member has is no level.
+        assert_eq!(
+            GroupColumn::from_interned(&reserved, &[NO_LABEL])
+                .unwrap()
+                .levels(),
+            [MISSING_GROUP]
+        );
+    }
 
     #[test]
     fn policy_age_bands_have_the_familiar_labels() {

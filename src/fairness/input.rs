@@ -14,14 +14,17 @@
 //! rule), so the audit measures the feature the run clustered on; categorical ones form a
 //! "(missing)" category.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use super::{
-    Bands, FairnessError, FairnessThresholds, Feature, FeatureValues, GroupColumn,
+    Bands, FairnessError, FairnessThresholds, Feature, FeatureValues, GroupColumn, NO_LABEL,
     ProtectedAttribute, Segment,
 };
 use crate::policy::{AttributeKind, Policy};
 use crate::segmentation::attributes::AttributeValue;
 use crate::segmentation::pipeline::RunFeatures;
-use crate::segmentation::preprocess::{ColumnValues, FeatureKind, MissingRule, numeric_fill};
+use crate::segmentation::preprocess::{ColumnValues, FeatureKind, MissingRule, numeric_fill_of};
 use crate::segmentation::settings::{FeatureSource, RunSettings};
 
 /// The policy's fairness settings as audit thresholds.
@@ -75,11 +78,11 @@ pub fn intersections(categorical: &[String]) -> Vec<(String, String)> {
     out
 }
 
-fn label_of(value: &serde_json::Value) -> Option<String> {
+fn label_of(value: &serde_json::Value) -> Option<Cow<'_, str>> {
     match value {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s)),
+        serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        serde_json::Value::Bool(b) => Some(Cow::Owned(b.to_string())),
         _ => None,
     }
 }
@@ -93,10 +96,81 @@ fn number_of(value: &serde_json::Value) -> Option<f64> {
     .filter(|x| x.is_finite())
 }
 
+/// A column of labels per member, interned as it is read: one code per member
+/// ([`NO_LABEL`]: no value) and each distinct label once, so a million members' "F" and "M"
+/// are two strings, not a million.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labels {
+    codes: Vec<u32>,
+    levels: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Labels {
+    /// Labels from plain values (`None`: no value).
+    pub fn from_values<S: AsRef<str>>(values: &[Option<S>]) -> Labels {
+        let mut labels = Labels {
+            codes: vec![NO_LABEL; values.len()],
+            ..Labels::default()
+        };
+        for (i, v) in values.iter().enumerate() {
+            labels.codes[i] = v.as_ref().map_or(NO_LABEL, |s| labels.intern(s.as_ref()));
+        }
+        labels
+    }
+
+    /// The plain values (`None`: no value).
+    pub fn values(&self) -> Vec<Option<&str>> {
+        self.codes
+            .iter()
+            .map(|&c| self.levels.get(c as usize).map(String::as_str))
+            .collect()
+    }
+
+    fn intern(&mut self, label: &str) -> u32 {
+        // Protected attributes have a handful of labels: comparing them costs less than
+        // hashing; the index serves columns with many.
+        if self.levels.len() <= 8 {
+            if let Some(c) = self.levels.iter().position(|l| l == label) {
+                return c as u32;
+            }
+        } else if let Some(&c) = self.index.get(label) {
+            return c;
+        }
+        let code = self.levels.len() as u32;
+        self.levels.push(label.to_owned());
+        self.index.insert(label.to_owned(), code);
+        code
+    }
+
+    /// Sets member `i` of `n`, allocating the codes at the first value.
+    fn set(&mut self, i: usize, n: usize, label: Option<&str>) {
+        match label {
+            Some(label) => {
+                if self.codes.len() < n {
+                    self.codes.resize(n, NO_LABEL);
+                }
+                self.codes[i] = self.intern(label);
+            }
+            None if !self.codes.is_empty() => self.codes[i] = NO_LABEL,
+            None => {}
+        }
+    }
+
+    fn present(&self) -> bool {
+        self.codes.iter().any(|&c| c != NO_LABEL)
+    }
+
+    /// The members' groups (the same column as [`GroupColumn::from_labels`] of the values).
+    pub fn groups(&self) -> Result<GroupColumn, FairnessError> {
+        GroupColumn::from_interned(&self.levels, &self.codes)
+    }
+}
+
 /// A column of values per member, built by position.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
-    Labels(Vec<Option<String>>),
+    Labels(Labels),
     Numbers(Vec<Option<f64>>),
 }
 
@@ -106,29 +180,30 @@ impl Column {
     pub fn for_attribute(kind: AttributeKind) -> Column {
         match kind {
             AttributeKind::Numeric => Column::Numbers(Vec::new()),
-            AttributeKind::Categorical => Column::Labels(Vec::new()),
+            AttributeKind::Categorical => Column::Labels(Labels::default()),
         }
     }
 
-    /// A column of `n` missing values for a feature.
-    pub fn for_feature(kind: FeatureKind, n: usize) -> Column {
+    /// An empty column for a feature, not yet allocated ([`Column::allocate`]).
+    pub fn for_feature(kind: FeatureKind) -> Column {
         match kind {
-            FeatureKind::Categorical => Column::Labels(vec![None; n]),
-            FeatureKind::Numeric { .. } => Column::Numbers(vec![None; n]),
+            FeatureKind::Categorical => Column::Labels(Labels::default()),
+            FeatureKind::Numeric { .. } => Column::Numbers(Vec::new()),
+        }
+    }
+
+    /// Makes room for `n` members, all without a value.
+    pub fn allocate(&mut self, n: usize) {
+        match self {
+            Column::Labels(l) => l.codes = vec![NO_LABEL; n],
+            Column::Numbers(v) => *v = vec![None; n],
         }
     }
 
     /// Sets member `i` of `n` from a JSON value.
     pub fn set(&mut self, i: usize, n: usize, value: &serde_json::Value) {
         match self {
-            Column::Labels(v) => {
-                if let Some(label) = label_of(value) {
-                    v.resize(n, None);
-                    v[i] = Some(label);
-                } else if !v.is_empty() {
-                    v[i] = None;
-                }
-            }
+            Column::Labels(l) => l.set(i, n, label_of(value).as_deref()),
             Column::Numbers(v) => {
                 if let Some(x) = number_of(value) {
                     v.resize(n, None);
@@ -143,8 +218,10 @@ impl Column {
     /// Sets member `i` (of a column already allocated) from an attribute value.
     pub fn set_attribute(&mut self, i: usize, value: AttributeValue) {
         match self {
-            Column::Labels(v) => {
-                v[i] = value.into_label().filter(|s| !s.trim().is_empty());
+            Column::Labels(l) => {
+                let label = value.into_label().filter(|s| !s.trim().is_empty());
+                let n = l.codes.len();
+                l.set(i, n, label.as_deref());
             }
             Column::Numbers(v) => v[i] = value.number().filter(|x| x.is_finite()),
         }
@@ -161,23 +238,28 @@ impl Column {
     /// values read once for every customer serve a subset of them too. A column nobody has a
     /// value in stays unallocated.
     pub fn pick(&self, at: &[Option<usize>]) -> Column {
-        fn pick<T: Clone>(v: &[Option<T>], at: &[Option<usize>]) -> Vec<Option<T>> {
-            if v.is_empty() {
-                return Vec::new();
-            }
-            at.iter()
-                .map(|p| p.and_then(|p| v.get(p).cloned().flatten()))
-                .collect()
-        }
         match self {
-            Column::Labels(v) => Column::Labels(pick(v, at)),
-            Column::Numbers(v) => Column::Numbers(pick(v, at)),
+            Column::Labels(l) if l.codes.is_empty() => Column::Labels(Labels::default()),
+            Column::Labels(l) => Column::Labels(Labels {
+                codes: at
+                    .iter()
+                    .map(|p| p.and_then(|p| l.codes.get(p).copied()).unwrap_or(NO_LABEL))
+                    .collect(),
+                levels: l.levels.clone(),
+                index: l.index.clone(),
+            }),
+            Column::Numbers(v) if v.is_empty() => Column::Numbers(Vec::new()),
+            Column::Numbers(v) => Column::Numbers(
+                at.iter()
+                    .map(|p| p.and_then(|p| v.get(p).copied().flatten()))
+                    .collect(),
+            ),
         }
     }
 
     fn present(&self) -> bool {
         match self {
-            Column::Labels(v) => v.iter().any(Option::is_some),
+            Column::Labels(l) => l.present(),
             Column::Numbers(v) => v.iter().any(Option::is_some),
         }
     }
@@ -232,7 +314,7 @@ pub fn protected_attributes(
     for (name, column) in columns.into_iter().filter(|(_, c)| c.present()) {
         match column {
             Column::Labels(labels) => {
-                attributes.push(ProtectedAttribute::categorical(name, &labels)?);
+                attributes.push(ProtectedAttribute::from_column(name, labels.groups()?));
                 categorical.push(name.to_owned());
             }
             Column::Numbers(values) => {
@@ -244,12 +326,12 @@ pub fn protected_attributes(
     Ok((attributes, categorical))
 }
 
-/// One empty column per feature of the run, in run order.
-pub fn feature_columns(settings: &RunSettings, n: usize) -> Vec<(String, Column)> {
+/// One column per feature of the run, in run order, not yet allocated.
+pub fn feature_columns(settings: &RunSettings) -> Vec<(String, Column)> {
     settings
         .features
         .iter()
-        .map(|f| (f.spec.name.clone(), Column::for_feature(f.spec.kind, n)))
+        .map(|f| (f.spec.name.clone(), Column::for_feature(f.spec.kind)))
         .collect()
 }
 
@@ -265,33 +347,6 @@ pub fn known_fits(known: &RunFeatures, ids: &[i64], columns: &[(String, Column)]
                         | (ColumnValues::Categorical(_), Column::Labels(_))
                 )
         })
-}
-
-/// Fills the attribute features from `known` (see [`known_fits`]). Behavioural ones are left
-/// to be read from storage as before (a customer without purchases is missing there, where
-/// the run saw zeros). The same cleaning as values read from storage: non-finite numbers and
-/// blank labels are missing.
-pub fn take_known(columns: &mut [(String, Column)], known: &RunFeatures, settings: &RunSettings) {
-    for (((_, column), (_, values)), _) in columns
-        .iter_mut()
-        .zip(&known.columns)
-        .zip(&settings.features)
-        .filter(|(_, f)| f.source == FeatureSource::Attribute)
-    {
-        match (column, values) {
-            (Column::Numbers(out), ColumnValues::Numeric(v)) => {
-                for (o, x) in out.iter_mut().zip(v) {
-                    *o = x.filter(|x| x.is_finite());
-                }
-            }
-            (Column::Labels(out), ColumnValues::Categorical(v)) => {
-                for (o, x) in out.iter_mut().zip(v) {
-                    *o = x.clone().filter(|s| !s.trim().is_empty());
-                }
-            }
-            _ => unreachable!("kinds checked by known_fits"),
-        }
-    }
 }
 
 /// The indices of the run's features that come from `source`.
@@ -313,21 +368,55 @@ pub fn features(
 ) -> Result<Vec<Feature>, FairnessError> {
     let mut features = Vec::new();
     for (name, column) in columns {
-        let values = match column {
-            Column::Labels(labels) => {
-                FeatureValues::Categorical(GroupColumn::from_labels(&labels)?)
-            }
-            Column::Numbers(values) => {
-                let known: Vec<f64> = values.iter().flatten().copied().collect();
-                let Some(fill) = numeric_fill(rule, known) else {
-                    continue;
-                };
-                FeatureValues::Numeric(values.iter().map(|v| v.unwrap_or(fill)).collect())
-            }
-        };
-        features.push(Feature { name, values });
+        features.extend(feature(name, column, rule)?);
     }
     Ok(features)
+}
+
+/// One feature column as an audit feature; `None` for a numeric feature nobody has.
+pub fn feature(
+    name: String,
+    column: Column,
+    rule: MissingRule,
+) -> Result<Option<Feature>, FairnessError> {
+    let values = match column {
+        Column::Labels(labels) => FeatureValues::Categorical(labels.groups()?),
+        Column::Numbers(values) => {
+            let Some(fill) = numeric_fill_of(rule, values.iter().flatten().copied()) else {
+                return Ok(None);
+            };
+            FeatureValues::Numeric(values.iter().map(|v| v.unwrap_or(fill)).collect())
+        }
+    };
+    Ok(Some(Feature { name, values }))
+}
+
+/// An attribute feature the run itself read (`values`, for exactly the audited members, see
+/// [`known_fits`]) as an audit feature: the same as [`feature`] of a column read from storage,
+/// with the same cleaning (non-finite numbers and blank labels are missing), without copying
+/// the values into a column first.
+pub fn known_feature(
+    name: String,
+    values: &ColumnValues,
+    rule: MissingRule,
+) -> Result<Option<Feature>, FairnessError> {
+    let values = match values {
+        ColumnValues::Numeric(v) => {
+            let clean = |x: &Option<f64>| x.filter(|x| x.is_finite());
+            let Some(fill) = numeric_fill_of(rule, v.iter().filter_map(clean)) else {
+                return Ok(None);
+            };
+            FeatureValues::Numeric(v.iter().map(|x| clean(x).unwrap_or(fill)).collect())
+        }
+        ColumnValues::Categorical(v) => {
+            let labels: Vec<Option<&str>> = v
+                .iter()
+                .map(|x| x.as_deref().filter(|s| !s.trim().is_empty()))
+                .collect();
+            FeatureValues::Categorical(GroupColumn::from_labels(&labels)?)
+        }
+    };
+    Ok(Some(Feature { name, values }))
 }
 
 #[cfg(test)]
@@ -343,12 +432,16 @@ mod tests {
 
     #[test]
     fn picking_members_keeps_their_values_and_leaves_unread_columns_unallocated() {
-        let everyone = Column::Labels(vec![Some("F".into()), None, Some("M".into())]);
+        let everyone = Column::Labels(Labels::from_values(&[Some("F"), None, Some("M")]));
         let at = [Some(2), None, Some(1), Some(0)];
         let Column::Labels(picked) = everyone.pick(&at) else {
             panic!("labels stay labels")
         };
-        assert_eq!(picked, vec![Some("M".into()), None, None, Some("F".into())]);
+        assert_eq!(picked.values(), vec![Some("M"), None, None, Some("F")]);
+        let Column::Labels(unread) = Column::Labels(Labels::default()).pick(&at) else {
+            panic!("labels stay labels")
+        };
+        assert!(unread.codes.is_empty());
         let Column::Numbers(unread) = Column::Numbers(Vec::new()).pick(&at) else {
             panic!("numbers stay numbers")
         };
@@ -372,6 +465,53 @@ mod tests {
             features(nobody, MissingRule::ImputeMean)
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_run_s_own_values_give_the_feature_values_read_from_storage_give() {
+        let numbers = vec![Some(1.0), None, Some(f64::NAN), Some(4.0)];
+        let labels = vec![
+            Some("a".to_owned()),
+            Some(" ".to_owned()),
+            None,
+            Some("b".to_owned()),
+        ];
+        for rule in [
+            MissingRule::ImputeMean,
+            MissingRule::ImputeMedian,
+            MissingRule::ImputeMode,
+            MissingRule::ExcludeCustomer,
+        ] {
+            // As read from storage: non-finite numbers and blank labels are no value.
+            let mut read = Column::for_feature(FeatureKind::Numeric { log1p: false });
+            read.allocate(numbers.len());
+            for (i, x) in numbers.iter().enumerate() {
+                read.set_number(i, x.filter(|x| x.is_finite()));
+            }
+            let known = ColumnValues::Numeric(numbers.clone());
+            assert_eq!(
+                known_feature("x".into(), &known, rule).unwrap(),
+                feature("x".into(), read, rule).unwrap()
+            );
+            let mut read = Column::for_feature(FeatureKind::Categorical);
+            read.allocate(labels.len());
+            for (i, x) in labels.iter().enumerate() {
+                let value = x
+                    .clone()
+                    .map_or(AttributeValue::Missing, AttributeValue::Text);
+                read.set_attribute(i, value);
+            }
+            let known = ColumnValues::Categorical(labels.clone());
+            assert_eq!(
+                known_feature("c".into(), &known, rule).unwrap(),
+                feature("c".into(), read, rule).unwrap()
+            );
+        }
+        let nobody = ColumnValues::Numeric(vec![None, Some(f64::INFINITY)]);
+        assert_eq!(
+            known_feature("x".into(), &nobody, MissingRule::ImputeMean).unwrap(),
+            None
         );
     }
 

@@ -104,7 +104,7 @@ impl Pca {
         }
         let std = x.as_standard_layout();
         let data = std.as_slice().expect("standard layout");
-        let mean = x.mean_axis(Axis(0)).expect("non-empty").to_vec();
+        let mean = super::column_means(x);
         let parts: Vec<Vec<f64>> = data
             .par_chunks(CHUNK_ROWS * d)
             .map(|rows| {

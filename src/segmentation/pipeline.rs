@@ -19,7 +19,9 @@ use super::profile::{Profiles, SegmentProfile, profile};
 use super::quality::{self, KScore, adjusted_rand_index, choose_k_observed};
 use super::rfm::{RfmSegment, rfm};
 use super::settings::{FeatureSource, KChoice, RunAlgorithm, RunSettings};
-use super::valuation::{MemberActivity, Valuation, ValuationParams, value_segments};
+use super::valuation::{
+    MemberActivity, SegmentActivity, Valuation, ValuationParams, value_segments,
+};
 use crate::consent::coverage::Tally;
 use crate::customers::features::{BehaviouralFeatures, WindowActivity};
 use crate::policy::Policy;
@@ -102,13 +104,18 @@ impl Excluded {
 }
 
 /// The values of a run's features for its members, as the run read them: member order
-/// (ascending customer id), one column per feature in the run's order. The fairness audit that
-/// follows a run in the same process measures proxies on these instead of reading and parsing
-/// every member's attributes again; it checks `ids` against the stored memberships first.
+/// (ascending customer id), one column per feature in the run's order, with the members'
+/// segments. The fairness audit that follows a run in the same process takes the members from
+/// here when the stored memberships are still all there, and measures proxies on these values
+/// instead of reading and parsing every member's attributes again.
 #[derive(Debug, Clone, Default)]
 pub struct RunFeatures {
+    /// The run they are of.
+    pub run_id: i64,
     /// The members' internal customer ids, ascending.
     pub ids: Vec<i64>,
+    /// Each member's segment (same order as `ids`), as the run stored it.
+    pub segments: Vec<i32>,
     /// Per feature (run order): its name and one value per member.
     pub columns: Vec<(String, ColumnValues)>,
 }
@@ -439,10 +446,10 @@ pub fn profile_segments(
         2,
     )
     .ok();
-    let mut members: Vec<Vec<MemberActivity>> = vec![Vec::new(); n_segments];
+    let mut members = vec![SegmentActivity::default(); n_segments];
     for (&row, &label) in pre.rows.iter().zip(&labels) {
         let (features, window) = &population.activity[row];
-        members[label].push(MemberActivity {
+        members[label].add(&MemberActivity {
             revenue: features.monetary,
             orders: features.frequency,
             recent_revenue: window.recent_revenue,
@@ -521,6 +528,7 @@ pub fn segment_names(
 /// The feature values a run clustered, for its members (`rows` of the population kept,
 /// `memberships` in the same order).
 pub fn run_features(
+    run_id: i64,
     population: Population,
     rows: &[usize],
     memberships: &[(i64, i32)],
@@ -528,7 +536,9 @@ pub fn run_features(
     // Every customer kept: the columns are already in member order and move over as they are.
     let kept_all = rows.len() == population.ids.len();
     RunFeatures {
+        run_id,
         ids: memberships.iter().map(|&(customer, _)| customer).collect(),
+        segments: memberships.iter().map(|&(_, segment)| segment).collect(),
         columns: population
             .columns
             .into_iter()

@@ -442,14 +442,38 @@ pub fn numeric_fill(rule: MissingRule, observed: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Median as numpy / pandas (mean of the two middle values for an even count).
+/// [`numeric_fill`] of the values an iterator yields, without collecting them when the rule
+/// takes their mean (the same sum in the same order, so the same figure).
+pub fn numeric_fill_of<I>(rule: MissingRule, observed: I) -> Option<f64>
+where
+    I: Iterator<Item = f64> + Clone,
+{
+    match rule {
+        MissingRule::ImputeMean | MissingRule::ExcludeCustomer => {
+            let n = observed.clone().count();
+            (n > 0).then(|| observed.sum::<f64>() / n as f64)
+        }
+        MissingRule::ImputeMedian | MissingRule::ImputeMode => {
+            numeric_fill(rule, observed.collect())
+        }
+    }
+}
+
+/// Median as numpy / pandas (mean of the two middle values for an even count). The middle
+/// values are selected, not sorted into place: under `total_cmp` the n-th value is the same
+/// either way.
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_unstable_by(f64::total_cmp);
     let n = v.len();
+    let (below, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
     if n % 2 == 1 {
-        v[n / 2]
+        upper
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        let lower = below
+            .iter()
+            .copied()
+            .max_by(f64::total_cmp)
+            .expect("an even count of at least two");
+        (lower + upper) / 2.0
     }
 }
 
@@ -535,9 +559,10 @@ pub fn fit_transform(columns: &[FeatureColumn]) -> Result<Preprocessed> {
                 let FeatureKind::Numeric { log1p } = c.spec.kind else {
                     unreachable!("kinds were checked")
                 };
-                let observed: Vec<f64> = rows.iter().filter_map(|&r| v[r]).collect();
-                let needs_fill = observed.len() < rows.len();
+                // The observed values are gathered only when some are missing.
+                let needs_fill = rows.iter().any(|&r| v[r].is_none());
                 let fill = if needs_fill {
+                    let observed: Vec<f64> = rows.iter().filter_map(|&r| v[r]).collect();
                     if observed.is_empty() {
                         return Err(SegmentationError::NoObservedValues(name.clone()));
                     }

@@ -21,6 +21,22 @@ pub const DEFAULT_SILHOUETTE_SAMPLE: usize = 10_000;
 
 /// Dense labels `0..m` (in sorted order of the original values) and `m`.
 fn encode(labels: &[usize]) -> (Vec<usize>, usize) {
+    // Segment labels are small (below the number of segments): one pass marks the labels
+    // present and one maps them, instead of sorting a copy of a million labels.
+    let max = labels.iter().copied().max().unwrap_or(0);
+    if max <= labels.len().max(1024) {
+        let mut present = vec![false; max + 1];
+        for &l in labels {
+            present[l] = true;
+        }
+        let mut dense = vec![usize::MAX; max + 1];
+        let mut m = 0;
+        for (d, _) in dense.iter_mut().zip(&present).filter(|(_, p)| **p) {
+            *d = m;
+            m += 1;
+        }
+        return (labels.iter().map(|&l| dense[l]).collect(), m);
+    }
     let mut uniq: Vec<usize> = labels.to_vec();
     uniq.sort_unstable();
     uniq.dedup();
@@ -143,7 +159,7 @@ pub fn calinski_harabasz(x: &ArrayView2<'_, f64>, labels: &[usize]) -> Result<f6
     let (dense, m) = prepare(x, labels, "Calinski-Harabasz")?;
     let n = x.nrows();
     let (cent, sizes) = centroids(x, &dense, m);
-    let mean = x.mean_axis(Axis(0)).expect("non-empty");
+    let mean = super::column_means(x);
     let extra: f64 = cent
         .outer_iter()
         .zip(&sizes)
@@ -155,16 +171,17 @@ pub fn calinski_harabasz(x: &ArrayView2<'_, f64>, labels: &[usize]) -> Result<f6
                     .sum::<f64>()
         })
         .sum();
-    let intra: f64 = x
-        .outer_iter()
-        .zip(&dense)
-        .map(|(r, &l)| {
-            r.iter()
-                .zip(cent.row(l))
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum::<f64>()
-        })
-        .sum();
+    let d = x.ncols();
+    let centre = |l: usize| &cent.as_slice().expect("an owned matrix")[l * d..(l + 1) * d];
+    // Added up from -0.0, as `Iterator::sum` does: the same figure as summing the rows' terms.
+    let mut intra = -0.0_f64;
+    super::rows_with(x, &dense, |r, l| {
+        intra += r
+            .iter()
+            .zip(centre(l))
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>();
+    });
     if intra == 0.0 {
         return Ok(1.0);
     }
@@ -175,15 +192,17 @@ pub fn calinski_harabasz(x: &ArrayView2<'_, f64>, labels: &[usize]) -> Result<f6
 pub fn davies_bouldin(x: &ArrayView2<'_, f64>, labels: &[usize]) -> Result<f64> {
     let (dense, m) = prepare(x, labels, "Davies-Bouldin")?;
     let (cent, sizes) = centroids(x, &dense, m);
+    let d = x.ncols();
+    let centre = |l: usize| &cent.as_slice().expect("an owned matrix")[l * d..(l + 1) * d];
     let mut intra = vec![0.0; m];
-    for (r, &l) in x.outer_iter().zip(&dense) {
+    super::rows_with(x, &dense, |r, l| {
         intra[l] += r
             .iter()
-            .zip(cent.row(l))
+            .zip(centre(l))
             .map(|(a, b)| (a - b) * (a - b))
             .sum::<f64>()
             .sqrt();
-    }
+    });
     for (s, &c) in intra.iter_mut().zip(&sizes) {
         *s /= c as f64;
     }
@@ -370,6 +389,14 @@ mod tests {
             .iter()
             .map(|x| x.as_u64().unwrap() as usize)
             .collect()
+    }
+
+    #[test]
+    fn encoding_maps_labels_to_their_rank_among_the_labels_present() {
+        assert_eq!(encode(&[7, 2, 7, 5]), (vec![2, 0, 2, 1], 3));
+        assert_eq!(encode(&[]), (vec![], 0));
+        // Labels too large for a table go through the sorted path, with the same result.
+        assert_eq!(encode(&[usize::MAX, 3, usize::MAX]), (vec![1, 0, 1], 2));
     }
 
     #[test]

@@ -134,31 +134,85 @@ fn share(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-/// Values every segment. `members[s]` are the activities of segment `s`'s members;
+/// The totals of a segment's members that its valuation rests on, added up member by member
+/// (one pass over a million members, none of them kept).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegmentActivity {
+    members: u64,
+    revenue: f64,
+    orders: u64,
+    recent_revenue: f64,
+    recent_orders: u64,
+    prior_revenue: f64,
+    active_before: u64,
+    retained: u64,
+    reachable: u64,
+}
+
+impl Default for SegmentActivity {
+    fn default() -> SegmentActivity {
+        // Sums start where `Iterator::sum` of floats starts (-0.0), so the totals are the
+        // same figures, bit for bit, as summing a list of the members.
+        SegmentActivity {
+            members: 0,
+            revenue: -0.0,
+            orders: 0,
+            recent_revenue: -0.0,
+            recent_orders: 0,
+            prior_revenue: -0.0,
+            active_before: 0,
+            retained: 0,
+            reachable: 0,
+        }
+    }
+}
+
+impl SegmentActivity {
+    /// Adds one member.
+    pub fn add(&mut self, a: &MemberActivity) {
+        self.members += 1;
+        self.revenue += a.revenue;
+        self.orders += a.orders;
+        self.recent_revenue += a.recent_revenue;
+        self.recent_orders += a.recent_orders;
+        self.prior_revenue += a.prior_revenue;
+        self.active_before += u64::from(a.active_before());
+        self.retained += u64::from(a.active_before() && a.active_recently());
+        self.reachable += u64::from(a.reachable);
+    }
+
+    /// The totals of `members`.
+    pub fn of(members: &[MemberActivity]) -> SegmentActivity {
+        let mut totals = SegmentActivity::default();
+        for m in members {
+            totals.add(m);
+        }
+        totals
+    }
+}
+
+/// Values every segment. `segments[s]` are the totals of segment `s`'s members;
 /// `distinctness[s]` the distance (standardised units) from its centre to the nearest other
 /// centre, `None` when it has no centre to compare (a single segment, rule or RFM segments).
 pub fn value_segments(
-    members: &[Vec<MemberActivity>],
+    segments: &[SegmentActivity],
     distinctness: &[Option<f64>],
     params: &ValuationParams,
 ) -> Vec<Valuation> {
     let years = f64::from(params.window_days.max(1)) / 365.0;
-    let mut out: Vec<Valuation> = members
+    let mut out: Vec<Valuation> = segments
         .iter()
         .zip(distinctness)
         .map(|(m, &distance)| {
-            let n = m.len() as u64;
-            let revenue: f64 = m.iter().map(|a| a.revenue).sum();
-            let orders: u64 = m.iter().map(|a| a.orders).sum();
-            let recent: f64 = m.iter().map(|a| a.recent_revenue).sum();
-            let recent_orders: u64 = m.iter().map(|a| a.recent_orders).sum();
-            let prior: f64 = m.iter().map(|a| a.prior_revenue).sum();
-            let active_before = m.iter().filter(|a| a.active_before()).count() as u64;
-            let retained = m
-                .iter()
-                .filter(|a| a.active_before() && a.active_recently())
-                .count() as u64;
-            let reachable = m.iter().filter(|a| a.reachable).count() as u64;
+            let n = m.members;
+            let revenue = m.revenue;
+            let orders = m.orders;
+            let recent = m.recent_revenue;
+            let recent_orders = m.recent_orders;
+            let prior = m.prior_revenue;
+            let active_before = m.active_before;
+            let retained = m.retained;
+            let reachable = m.reachable;
             let annual = if n == 0 {
                 0.0
             } else {
@@ -306,15 +360,15 @@ mod tests {
     /// invest. Reachable 2 of 3.
     #[test]
     fn hand_worked_segment() {
-        let members = vec![
-            vec![
+        let totals = [
+            SegmentActivity::of(&[
                 a(100.0, 4, 60.0, 3, 40.0, true),
                 a(50.0, 2, 50.0, 2, 0.0, true),
                 a(30.0, 1, 0.0, 0, 30.0, false),
-            ],
-            vec![a(10.0, 1, 0.0, 0, 10.0, false)],
+            ]),
+            SegmentActivity::of(&[a(10.0, 1, 0.0, 0, 10.0, false)]),
         ];
-        let v = value_segments(&members, &[Some(1.2), Some(0.3)], &params());
+        let v = value_segments(&totals, &[Some(1.2), Some(0.3)], &params());
         let s = &v[0];
         assert_eq!((s.members, s.orders), (3, 7));
         assert!((s.average_order_value.unwrap() - 180.0 / 7.0).abs() < 1e-12);
@@ -342,7 +396,11 @@ mod tests {
 
     #[test]
     fn no_history_gives_no_growth_and_maintain_or_deprioritise() {
-        let v = value_segments(&[vec![a(0.0, 0, 0.0, 0, 0.0, true); 5]], &[None], &params());
+        let v = value_segments(
+            &[SegmentActivity::of(&[a(0.0, 0, 0.0, 0, 0.0, true); 5])],
+            &[None],
+            &params(),
+        );
         assert_eq!(v[0].revenue_growth, None);
         assert_eq!(v[0].retention, None);
         assert_eq!(v[0].average_order_value, None);

@@ -720,6 +720,44 @@ async fn an_audit_given_the_runs_own_feature_values_sees_what_it_would_read_from
 }
 
 #[tokio::test]
+async fn an_audit_right_after_its_run_counts_only_the_members_still_stored() {
+    use fairseg::app::audits::audit_run_with;
+    let app = spawn_app().await;
+    load_demo(&app, 600, false);
+    let request = fairseg::segmentation::settings::RunRequest {
+        algorithm: "kmeans".into(),
+        features: ["monetary", "frequency", "price_sensitivity"]
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+        k: Some(3),
+        ..Default::default()
+    };
+    let actor = fairseg::trail::Actor::system();
+    let (id, outcome) = crate::helpers::execute_here(&app, &actor, &request);
+    let outcome = outcome.unwrap();
+    // Given straight after the run, the audit audits the run's own members.
+    let first = audit_run_with(&app.db, &app.policy, &actor, id, Some(&outcome.features)).unwrap();
+    assert_eq!(first.report.members as usize, outcome.features.ids.len());
+    // A member erased between the run and its audit is not audited.
+    let erased: String = app
+        .db
+        .read(|c| fairseg::db::segmentation::members_with_ids(c, id, None))
+        .unwrap()[0]
+        .1
+        .clone();
+    let pseudonyms = fairseg::startup::pseudonymizer(&app.db).unwrap();
+    fairseg::app::dsr::erase(&app.db, &pseudonyms, &app.policy.version, &actor, &erased).unwrap();
+    let after = audit_run_with(&app.db, &app.policy, &actor, id, Some(&outcome.features)).unwrap();
+    assert_eq!(
+        after.report.members as usize,
+        outcome.features.ids.len() - 1
+    );
+    let stored = fairseg::app::audits::audit_run(&app.db, &app.policy, &actor, id).unwrap();
+    assert_eq!(after.report, stored.report);
+}
+
+#[tokio::test]
 async fn publish_override_and_retention_forms_ask_for_a_ticked_confirmation() {
     let app = spawn_app().await;
     load_demo(&app, 600, false);
