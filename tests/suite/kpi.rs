@@ -189,14 +189,7 @@ async fn segment_cards_show_members_and_revenue_over_the_kpi_log() {
     let html = client.page(app.url("/segments")).await;
     assert!(texts(&html, "ul.trend li").is_empty());
 
-    let (status, _) = app
-        .post_json(
-            "analyst",
-            "/api/v1/kpi/evaluate",
-            json!({"from": "2025-01-01", "to": "2025-06-30"}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    evaluate_first_half_of_2025(&app).await;
     let html = client.page(app.url("/segments")).await;
     let words = texts(&html, "ul.trend li span");
     assert_eq!(
@@ -258,6 +251,19 @@ fn segment_and_publish_k(app: &TestApp, published_at: NaiveDateTime, k: u32) -> 
         .write(|c| fairseg::db::segmentation::publish(c, run_id, "test", published_at).map(|_| ()))
         .unwrap();
     run_id
+}
+
+/// The analyst evaluates every month of the first half of 2025 through the API: the rows.
+async fn evaluate_first_half_of_2025(app: &TestApp) -> Value {
+    let (status, body) = app
+        .post_json(
+            "analyst",
+            "/api/v1/kpi/evaluate",
+            json!({"from": "2025-01-01", "to": "2025-06-30"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
 }
 
 fn find<'a>(rows: &'a [Value], segment: &str, kpi: &str, start: &str) -> &'a Value {
@@ -687,14 +693,7 @@ async fn drift_is_measured_when_an_evaluation_is_appended_and_the_stored_result_
     let app = spawn_app().await;
     let run_id = seeded_published_at(&app, at(2025, 1, 1)).await;
     assert_eq!(drift_measured_at(&app, run_id), None);
-    let (status, _) = app
-        .post_json(
-            "analyst",
-            "/api/v1/kpi/evaluate",
-            json!({"from": "2025-01-01", "to": "2025-06-30"}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    evaluate_first_half_of_2025(&app).await;
     // Measured once, when the evaluation was appended; views read it, in any process.
     let measured = drift_measured_at(&app, run_id).expect("measured with the evaluation");
     let stored = drift_report(&app).await;
@@ -971,14 +970,7 @@ async fn drift_detects_a_shifted_feature_and_the_rerun_starts_a_run_with_the_sam
 async fn the_pages_show_latest_status_and_charts_and_withhold_small_counts() {
     let app = spawn_app().await;
     seeded(&app).await;
-    let (status, _) = app
-        .post_json(
-            "analyst",
-            "/api/v1/kpi/evaluate",
-            json!({"from": "2025-01-01", "to": "2025-06-30"}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    evaluate_first_half_of_2025(&app).await;
     let client = app.sign_in("marketing").await;
     let html = client.page(app.url("/kpi")).await;
     assert!(texts(&html, "nav a").contains(&"KPIs".to_string()));
@@ -1207,14 +1199,7 @@ async fn page(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, Stri
 async fn a_series_belongs_to_its_run_and_segment_so_reruns_and_renames_keep_histories_apart() {
     let app = spawn_app().await;
     let first = seeded_published_at(&app, at(2025, 1, 1)).await;
-    let (status, rows) = app
-        .post_json(
-            "analyst",
-            "/api/v1/kpi/evaluate",
-            json!({"from": "2025-01-01", "to": "2025-06-30"}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    let rows = evaluate_first_half_of_2025(&app).await;
     let (regular, _) = names(&app, rows.as_array().unwrap());
     // A re-run with the same settings gives segments of the same names; it is published and
     // the first run retired. Only April to June are evaluated with it.
