@@ -20,5 +20,6 @@ pub mod record;
 pub mod retention;
 pub mod run_form;
 pub mod runs;
+pub mod side_by_side;
 pub mod signoffs;
 pub mod throttle;

@@ -24,6 +24,7 @@ use std::time::Instant;
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use super::side_by_side;
 use crate::db::audits::{self as store, AuditHead, AuditRow, OverrideRow};
 use crate::db::segmentation::{self as runs, RunRow};
 use crate::db::{self, Db, DbConnection, DbError};
@@ -297,58 +298,40 @@ fn protected_columns<'p>(
         .map(|(name, spec)| (name.as_str(), Column::for_attribute(spec.kind)))
         .collect();
     let protected_names: Vec<&str> = protected.iter().map(|(name, _)| *name).collect();
-    // Reading the rows and parsing their JSON take about as long as each other, so they run
-    // side by side: this thread reads and hands batches to a parsing thread. Rows come in
-    // storage order; each goes to its customer's position, and the customer reported for
-    // unreadable attributes is the first by id, whatever the order.
-    const BATCH: usize = 8_192;
-    let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u32, i64, String)>>(4);
+    // Rows come in storage order; each goes to its customer's position, and the customer
+    // reported for unreadable attributes is the first by id, whatever the order.
     let names = &protected_names;
-    let (read, (protected, parse_error)) = std::thread::scope(|scope| {
-        let parser = scope.spawn(move || {
+    let (read, (protected, parse_error)) = side_by_side::read_and_parse(
+        |push| {
+            store::for_each_protected(conn, |id, json| {
+                if let Some(i) = positions.at(id) {
+                    push((i as u32, id, json));
+                }
+            })
+        },
+        move |rows| {
             let mut parse_error: Option<(i64, serde_json::Error)> = None;
             let mut values = vec![serde_json::Value::Null; names.len()];
-            for batch in received {
-                for (i, id, json) in batch {
-                    match extract_json(&json, names, &mut values) {
-                        Ok(()) => {
-                            for ((_, column), value) in protected.iter_mut().zip(&values) {
-                                // An absent name and a null read alike: no value.
-                                if !value.is_null() {
-                                    column.set(i as usize, n, value);
-                                }
+            for (i, id, json) in rows {
+                match extract_json(&json, names, &mut values) {
+                    Ok(()) => {
+                        for ((_, column), value) in protected.iter_mut().zip(&values) {
+                            // An absent name and a null read alike: no value.
+                            if !value.is_null() {
+                                column.set(i as usize, n, value);
                             }
                         }
-                        Err(e) => {
-                            if parse_error.as_ref().is_none_or(|(first, _)| id < *first) {
-                                parse_error = Some((id, e));
-                            }
+                    }
+                    Err(e) => {
+                        if parse_error.as_ref().is_none_or(|(first, _)| id < *first) {
+                            parse_error = Some((id, e));
                         }
                     }
                 }
             }
             (protected, parse_error)
-        });
-        let mut batch = Vec::with_capacity(BATCH);
-        let read = store::for_each_protected(conn, |id, json| {
-            let Some(i) = positions.at(id) else { return };
-            batch.push((i as u32, id, json));
-            if batch.len() == BATCH {
-                // The parser never stops early: a failed send cannot happen while it runs.
-                let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
-            }
-        });
-        if !batch.is_empty() {
-            let _ = batches.send(batch);
-        }
-        drop(batches);
-        (
-            read,
-            parser
-                .join()
-                .expect("the protected-attribute parser does not panic"),
-        )
-    });
+        },
+    );
     read?;
     if let Some((id, e)) = parse_error {
         return Err(AuditError::Corrupt {

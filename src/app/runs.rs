@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use chrono::NaiveDateTime;
 
+use super::side_by_side;
 use crate::consent::objections::DisclosureKind;
 use crate::customers::features::{BehaviouralFeatures, WindowActivity};
 use crate::db::segmentation::{self as store, Completed, RunRow, SegmentRow, StrategyRow};
@@ -350,60 +351,41 @@ fn load_population(
     let wanted = pipeline::attribute_features(settings);
     let mut attribute_columns = pipeline::empty_attribute_columns(settings, n);
     if !wanted.is_empty() {
-        // Reading the rows and parsing their JSON take about as long as each other, so they
-        // run side by side: this thread reads and hands batches to a parsing thread.
-        const BATCH: usize = 8_192;
-        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u32, i64, String)>>(4);
+        // The rows come in storage order: the customer named for unreadable attributes is the
+        // first by id, whatever the order.
         let wanted = &wanted;
-        let (read, parsed) = std::thread::scope(|scope| {
-            // The rows come in storage order: the customer named for unreadable attributes is
-            // the first by id, whatever the order.
-            let parser = scope.spawn(move || -> Result<_, String> {
+        let (read, parsed) = side_by_side::read_and_parse(
+            |push| {
+                store::for_each_attributes_owned(conn, |id, json| {
+                    if let Some(&p) = position.get(id as usize)
+                        && p != u32::MAX
+                    {
+                        push((p, id, json));
+                    }
+                })
+            },
+            move |rows| -> Result<_, String> {
                 let mut columns = attribute_columns;
                 let mut values = vec![AttributeValue::Missing; wanted.len()];
                 let mut unreadable: Option<(i64, String)> = None;
-                for batch in received {
-                    for (p, id, json) in batch {
-                        if let Err(e) = pipeline::fill_attributes(
-                            &json,
-                            wanted,
-                            p as usize,
-                            &mut values,
-                            &mut columns,
-                        ) && unreadable.as_ref().is_none_or(|(first, _)| id < *first)
-                        {
-                            unreadable = Some((id, e));
-                        }
+                for (p, id, json) in rows {
+                    if let Err(e) = pipeline::fill_attributes(
+                        &json,
+                        wanted,
+                        p as usize,
+                        &mut values,
+                        &mut columns,
+                    ) && unreadable.as_ref().is_none_or(|(first, _)| id < *first)
+                    {
+                        unreadable = Some((id, e));
                     }
                 }
                 match unreadable {
                     Some((id, e)) => Err(format!("attributes of customer {id}: {e}")),
                     None => Ok(columns),
                 }
-            });
-            let mut batch = Vec::with_capacity(BATCH);
-            let read = store::for_each_attributes_owned(conn, |id, json| {
-                let Some(&p) = position.get(id as usize) else {
-                    return;
-                };
-                if p == u32::MAX {
-                    return;
-                }
-                batch.push((p, id, json));
-                if batch.len() == BATCH {
-                    // A failed send means the parser stopped on an error, reported below.
-                    let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
-                }
-            });
-            if !batch.is_empty() {
-                let _ = batches.send(batch);
-            }
-            drop(batches);
-            (
-                read,
-                parser.join().expect("the attribute parser does not panic"),
-            )
-        });
+            },
+        );
         read?;
         attribute_columns = parsed.map_err(RunError::CorruptCustomer)?;
     }
