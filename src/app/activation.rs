@@ -56,8 +56,7 @@ fn count_reach(
     let sizes = super::runs::count_by_segment(&members, n_segments);
     let mut out = Reach::new();
     for (channel, purpose) in &seg.channels {
-        let reachable =
-            db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+        let reachable = db::consent_state::active_under(conn, policy, purpose, now)?;
         let counts = super::runs::count_by_segment(
             members
                 .iter()

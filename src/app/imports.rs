@@ -376,17 +376,7 @@ fn read_chunks<T>(
     let mut reader = csv_reader(input);
     let _ = read_header(&mut reader, kind);
     let mut record = csv::ByteRecord::new();
-    let empty = || match lanes.reuse() {
-        Some(mut used) => {
-            used.rows.clear();
-            used.rejected.clear();
-            used
-        }
-        None => Chunk {
-            rows: Vec::with_capacity(batch),
-            rejected: Vec::new(),
-        },
-    };
+    let empty = || empty_chunk(&lanes, batch);
     let mut chunk = empty();
     while let Ok(Some(line)) = next_record(&mut reader, &mut record, header) {
         if is_blank(&record) {

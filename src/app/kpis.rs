@@ -185,8 +185,7 @@ fn load_population(conn: &mut DbConnection, policy: &Policy) -> Result<Populatio
     let named = segment_names(conn, run.id)?;
     let members = runs::memberships(conn, run.id)?;
     let purpose = &policy.segmentation.purpose;
-    let consented =
-        db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], db::now())?;
+    let consented = db::consent_state::active_under(conn, policy, purpose, db::now())?;
     population.assign(run.id, named, &members, &consented)?;
     Ok(population)
 }
@@ -982,8 +981,7 @@ fn current_values(
 ) -> Result<HashMap<String, Vec<f64>>> {
     let purpose = &policy.segmentation.purpose;
     let now = db::now();
-    let consented =
-        db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+    let consented = db::consent_state::active_under(conn, policy, purpose, now)?;
     let mut out: HashMap<String, Vec<f64>> = HashMap::new();
     let source = |name: &str| {
         settings

@@ -317,12 +317,7 @@ fn load_population(
         });
     }
     let channel_purpose = &seg.channels[&seg.default_channel];
-    let reachable_ids = db::consent_state::active_customers(
-        conn,
-        channel_purpose,
-        &policy.purposes[channel_purpose],
-        at,
-    )?;
+    let reachable_ids = db::consent_state::active_under(conn, policy, channel_purpose, at)?;
     let reachable = flags(&ids, &reachable_ids);
     tracing::debug!(ms = ms(t0), "load: reachable");
     progress(0.4);
@@ -611,12 +606,7 @@ pub fn live_members(
 ) -> Result<Vec<(i64, String, i32)>, RunError> {
     let seg = &policy.segmentation;
     let now = db::now();
-    let active = db::consent_state::active_customers(
-        conn,
-        &seg.purpose,
-        &policy.purposes[&seg.purpose],
-        now,
-    )?;
+    let active = db::consent_state::active_under(conn, policy, &seg.purpose, now)?;
     let mut members = store::members_with_ids(conn, run_id, segment)?;
     retain_ids(&mut members, |m| m.0, &active);
     if let Some(channel) = channel {
@@ -629,8 +619,7 @@ pub fn live_members(
                 ),
             })
         })?;
-        let reachable =
-            db::consent_state::active_customers(conn, purpose, &policy.purposes[purpose], now)?;
+        let reachable = db::consent_state::active_under(conn, policy, purpose, now)?;
         retain_ids(&mut members, |m| m.0, &reachable);
     }
     Ok(members)
@@ -782,12 +771,7 @@ pub(super) fn live_memberships(
     now: NaiveDateTime,
 ) -> db::DbResult<Vec<(i64, i32)>> {
     let seg = &policy.segmentation;
-    let active = db::consent_state::active_customers(
-        conn,
-        &seg.purpose,
-        &policy.purposes[&seg.purpose],
-        now,
-    )?;
+    let active = db::consent_state::active_under(conn, policy, &seg.purpose, now)?;
     let mut members = store::memberships(conn, run_id)?;
     retain_ids(&mut members, |m| m.0, &active);
     Ok(members)

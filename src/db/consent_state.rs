@@ -24,7 +24,7 @@ use super::schema::{consent_events, consent_state, consent_state_version, custom
 use super::{DbConnection, DbResult};
 use crate::consent::coverage::{LatestEvents, Tally};
 use crate::consent::{ConsentStatus, Event, validity};
-use crate::policy::{LegalBasis, PurposeSpec};
+use crate::policy::{LegalBasis, Policy, PurposeSpec};
 
 /// An instant before any event (both backends store year 1; `NaiveDateTime::MIN` they do not).
 fn beginning() -> NaiveDateTime {
@@ -229,6 +229,17 @@ pub fn active_customers(
     };
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// [`active_customers`] of `purpose` under the policy's terms for it (its legal basis and
+/// consent validity).
+pub fn active_under(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    purpose: &str,
+    at: NaiveDateTime,
+) -> DbResult<Vec<i64>> {
+    active_customers(conn, purpose, &policy.purposes[purpose], at)
 }
 
 /// Those of `ids` (ascending) whose data may be used for `purpose` at `at`, ascending: the
