@@ -64,7 +64,7 @@ fn axis_words(label: &str) -> String {
 
 pub(super) fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
     let summary = report::summary_of(run)?;
-    let map = summary.map?;
+    let map = summary.map.as_ref()?;
     let xs = map.points.iter().chain(&map.centres).map(|p| p[0]);
     let ys = map.points.iter().chain(&map.centres).map(|p| p[1]);
     let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
