@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod kpi_compare;
 pub mod kpis;
 pub mod objections;
+pub mod parsed;
 pub mod record;
 pub mod retention;
 pub mod run_form;

@@ -19,11 +19,13 @@
 //! rule is [`fairness::gate`].
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use super::parsed::Parsed;
 use super::side_by_side;
 use crate::db::audits::{self as store, AuditHead, AuditRow, OverrideRow};
 use crate::db::segmentation::{self as runs, RunRow};
@@ -84,7 +86,8 @@ type Result<T, E = AuditError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct StoredAudit {
     pub row: AuditRow,
-    pub report: AuditReport,
+    /// Shared with every other view of the same stored report ([`Parsed`]).
+    pub report: Arc<AuditReport>,
     pub overrides: Vec<OverrideRow>,
     /// The run's strategies changed since the audit: its four-fifths result is stale.
     pub stale_strategies: bool,
@@ -543,7 +546,7 @@ fn check_auditable(run: &RunRow) -> Result<(), AuditError> {
 
 /// The stored audit of a run, auditing it first if it has none.
 pub fn audit_of_run(db: &Db, policy: &Policy, actor: &Actor, run_id: i64) -> Result<StoredAudit> {
-    let existing = db.read(|conn| store::latest_of_run(conn, run_id))?;
+    let existing = db.read(|conn| store::latest_head_of_run(conn, run_id))?;
     let id = match existing {
         Some(row) => row.id,
         None => audit_run(db, policy, actor, run_id)?.id,
@@ -566,11 +569,11 @@ pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit> {
         })?
         .ok_or(AuditError::AuditNotFound(audit_id))?;
     let run = run.ok_or(AuditError::RunNotFound(row.run_id))?;
-    let report: AuditReport =
-        serde_json::from_str(&row.report).map_err(|e| AuditError::Corrupt {
-            what: format!("report of audit {audit_id}"),
-            message: e.to_string(),
-        })?;
+    static REPORTS: LazyLock<Parsed<AuditReport>> = LazyLock::new(Parsed::default);
+    let report = REPORTS.of(&row.report).map_err(|e| AuditError::Corrupt {
+        what: format!("report of audit {audit_id}"),
+        message: e.to_string(),
+    })?;
     Ok(StoredAudit {
         stale_strategies: input::favourable_fingerprint(&favourable) != row.strategies,
         overrides,
@@ -614,7 +617,9 @@ pub fn history(db: &Db, limit: i64) -> Result<Vec<Listed>> {
 
 /// The id of a run's newest audit.
 pub fn latest_of_run(db: &Db, run_id: i64) -> Result<Option<i64>> {
-    Ok(db.read(|c| store::latest_of_run(c, run_id))?.map(|a| a.id))
+    Ok(db
+        .read(|c| store::latest_head_of_run(c, run_id))?
+        .map(|a| a.id))
 }
 
 fn verdict_of(row: &AuditRow) -> Result<Verdict> {

@@ -138,7 +138,7 @@ fn audit_todos(
         if run.status != RunStatus::Audited {
             continue;
         }
-        let Some(audit) = db::audits::latest_of_run(c, run.id)? else {
+        let Some(audit) = db::audits::latest_head_of_run(c, run.id)? else {
             continue;
         };
         let Ok(verdict) = audit.verdict.parse() else {

@@ -990,7 +990,7 @@ pub struct LatestAudit {
 pub fn audit_of(db: &Db, id: i64) -> Result<(Option<LatestAudit>, bool), RunError> {
     let (latest, overridden) = db.read(|c| {
         Ok((
-            db::audits::latest_of_run(c, id)?,
+            db::audits::latest_head_of_run(c, id)?,
             db::audits::runs_passed_by_override(c)?,
         ))
     })?;

@@ -11,6 +11,10 @@
 //! How the audit is presented (its API JSON, its printable page) belongs to the web layer; it
 //! comes in through [`Presenter`], so the JSON frozen here is exactly what the API serves.
 
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{LazyLock, Mutex};
+
 use chrono::NaiveDateTime;
 use serde::Serialize;
 use serde_json::Value;
@@ -109,7 +113,7 @@ fn favourable_now(conn: &mut DbConnection, run_id: i64) -> db::DbResult<String> 
 
 /// Refuses a superseded audit: the run's latest audit must be this one.
 fn check_latest(conn: &mut DbConnection, audit: &StoredAudit) -> Result<(), SignoffError> {
-    let latest = audit_store::latest_of_run(conn, audit.row.run_id)?;
+    let latest = audit_store::latest_head_of_run(conn, audit.row.run_id)?;
     match latest {
         Some(l) if l.id != audit.row.id => Err(SignoffError::Superseded {
             audit_id: audit.row.id,
@@ -249,13 +253,7 @@ fn status(
     superseded: Option<(i64, NaiveDateTime)>,
 ) -> db::DbResult<SignoffStatus> {
     let trail = store::trail_hashes(conn, row.trail_seq)?;
-    let integrity = Integrity::check(
-        &row.report_json,
-        &row.content_hash,
-        &row.report_html,
-        &row.html_hash,
-        trail.as_ref().map(|(c, h)| (c.as_str(), h.as_str())),
-    );
+    let integrity = checked(&row, trail.as_ref().map(|(c, h)| (c.as_str(), h.as_str())));
     let live = match superseded {
         Some((audit_id, at)) => Live::Superseded { audit_id, at },
         None if row.report_json == live_json => Live::Same,
@@ -274,12 +272,47 @@ fn status(
     })
 }
 
+/// [`Integrity::check`] of a stored sign-off, remembered per process for exactly the bytes it
+/// was given: the check hashes the signed JSON and HTML (a quarter of a megabyte) with
+/// SHA-256 on every view of a signed report, and its answer is a function of those bytes
+/// alone. The key is a keyed hash of every input (seeded per process, so it cannot be
+/// steered from outside), so any change to a stored byte is checked afresh.
+fn checked(row: &SignoffRow, trail: Option<(&str, &str)>) -> Integrity {
+    const KEPT: usize = 64;
+    static CHECKED: LazyLock<Mutex<HashMap<u64, Integrity>>> = LazyLock::new(Default::default);
+    static SEED: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
+    let key = SEED.hash_one((
+        &row.report_json,
+        &row.content_hash,
+        &row.report_html,
+        &row.html_hash,
+        trail,
+    ));
+    if let Some(known) = CHECKED.lock().ok().and_then(|c| c.get(&key).copied()) {
+        return known;
+    }
+    let integrity = Integrity::check(
+        &row.report_json,
+        &row.content_hash,
+        &row.report_html,
+        &row.html_hash,
+        trail,
+    );
+    if let Ok(mut kept) = CHECKED.lock() {
+        if kept.len() >= KEPT {
+            kept.clear();
+        }
+        kept.insert(key, integrity);
+    }
+    integrity
+}
+
 /// The run's newer audit, if the run was audited again after `audit`.
 fn newer_audit(
     conn: &mut DbConnection,
     audit: &StoredAudit,
 ) -> db::DbResult<Option<(i64, NaiveDateTime)>> {
-    Ok(audit_store::latest_of_run(conn, audit.row.run_id)?
+    Ok(audit_store::latest_head_of_run(conn, audit.row.run_id)?
         .filter(|l| l.id != audit.row.id)
         .map(|l| (l.id, l.created_at)))
 }
@@ -291,12 +324,12 @@ pub fn statuses(
     presenter: &dyn Presenter,
     audit: &StoredAudit,
 ) -> Result<Vec<SignoffStatus>, SignoffError> {
-    let live_json = canonical_json(&presenter.json(audit));
     Ok(db.read(|conn| {
         let rows = store::of_audit(conn, audit.row.id)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        let live_json = canonical_json(&presenter.json(audit));
         let newer = newer_audit(conn, audit)?;
         rows.into_iter()
             .map(|row| status(conn, row, &live_json, newer))

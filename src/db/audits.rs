@@ -98,6 +98,17 @@ pub fn latest_of_run(conn: &mut DbConnection, run_id: i64) -> DbResult<Option<Au
         .optional()?)
 }
 
+/// The head of a run's newest audit: what pages that name it need, without the report
+/// (~70 KB, read from overflow pages) that [`latest_of_run`] brings.
+pub fn latest_head_of_run(conn: &mut DbConnection, run_id: i64) -> DbResult<Option<AuditHead>> {
+    Ok(fairness_audits::table
+        .filter(fairness_audits::run_id.eq(run_id))
+        .order(fairness_audits::id.desc())
+        .select(AuditHead::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// Audits, newest first.
 pub fn list(conn: &mut DbConnection, limit: i64) -> DbResult<Vec<AuditHead>> {
     Ok(fairness_audits::table

@@ -96,7 +96,7 @@ impl AuditJson {
             stale_strategies: a.stale_strategies,
             overrides: a.overrides.iter().map(OverrideJson::from).collect(),
             publishable: a.gate().publishable(),
-            report: a.report.clone(),
+            report: (*a.report).clone(),
         }
     }
 }

@@ -3,13 +3,12 @@
 //! count below the policy's minimum cell size suppressed, and the figures of a suppressed
 //! segment withheld, so no small group can be singled out.
 
-use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use crate::app::parsed::Parsed;
 use crate::consent::coverage::{ShownCount, shown_row};
 use crate::db::segmentation::{RunRow, SegmentRow, StrategyRow};
 use crate::segmentation::pipeline::{Excluded, RunSummary};
@@ -96,32 +95,10 @@ fn shown_json(c: &ShownCount) -> serde_json::Value {
     }
 }
 
-/// The stored summary of a finished run.
-///
-/// A summary carries every feature's reference values for drift (about 180 KB of JSON for
-/// eight features), and every page that shows a run reads it: parsing it on each view was
-/// 40 % of a `/segments` view's CPU. So each process keeps the few summaries it parsed last,
-/// keyed by the stored text itself (its length and hash), which a rewrite of the summary
-/// changes; the value is a pure function of that text, whichever database it came from.
+/// The stored summary of a finished run (parsed once per process: see [`crate::app::parsed`]).
 pub fn summary_of(run: &RunRow) -> Option<Arc<RunSummary>> {
-    type Key = (usize, u64);
-    const KEPT: usize = 16;
-    static PARSED: LazyLock<Mutex<HashMap<Key, Arc<RunSummary>>>> =
-        LazyLock::new(Default::default);
-    static HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
-    let text = run.summary.as_deref()?;
-    let key = (text.len(), HASHER.hash_one(text));
-    if let Some(parsed) = PARSED.lock().ok().and_then(|p| p.get(&key).cloned()) {
-        return Some(parsed);
-    }
-    let parsed: Arc<RunSummary> = Arc::new(serde_json::from_str(text).ok()?);
-    if let Ok(mut kept) = PARSED.lock() {
-        if kept.len() >= KEPT {
-            kept.clear();
-        }
-        kept.insert(key, parsed.clone());
-    }
-    Some(parsed)
+    static SUMMARIES: LazyLock<Parsed<RunSummary>> = LazyLock::new(Parsed::default);
+    SUMMARIES.of(run.summary.as_deref()?).ok()
 }
 
 /// Builds the view; `sizes` overrides the stored segment sizes (e.g. live counts after
