@@ -139,6 +139,12 @@ pub fn population(conn: &mut DbConnection) -> DbResult<u64> {
     Ok(n.max(0) as u64)
 }
 
+/// The highest internal customer id: it grows with every customer added.
+pub fn last_customer_id(conn: &mut DbConnection) -> DbResult<Option<i64>> {
+    use diesel::dsl::max;
+    Ok(customers::table.select(max(customers::id)).first(conn)?)
+}
+
 /// The internal ids of every customer on file, ascending.
 pub fn customer_ids(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
     use diesel::dsl::{max, min};

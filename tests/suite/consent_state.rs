@@ -102,6 +102,25 @@ fn assert_state_equals_ledger(app: &TestApp, context: &str) {
     }
 }
 
+/// The coverage counts the home and consent pages show (kept per process between changes)
+/// equal a count from the ledger after every step: no step leaves a stale count behind.
+fn assert_coverage_equals_ledger(app: &TestApp, context: &str) {
+    let now = fairseg::db::now();
+    let shown = fairseg::app::consent::coverage(&app.db, &app.policy, now).unwrap();
+    for purpose in shown {
+        let spec = &app.policy.purposes[&purpose.purpose];
+        let from_ledger = app
+            .db
+            .read(|c| fairseg::db::consent::tally_at(c, &purpose.purpose, spec, now))
+            .unwrap();
+        assert_eq!(
+            purpose.tally, from_ledger,
+            "{context}: coverage of {}",
+            purpose.purpose
+        );
+    }
+}
+
 fn status(rng: &mut ChaCha8Rng) -> ConsentStatus {
     if rng.gen_bool(0.65) {
         ConsentStatus::Granted
@@ -225,6 +244,7 @@ async fn random_ledger(seed: u64, steps: usize) {
         };
         let state = app.db.read(consent_state::all).unwrap();
         assert_eq!(state, recomputed(&app), "seed {seed}, step {step} ({what})");
+        assert_coverage_equals_ledger(&app, &format!("seed {seed}, step {step} ({what})"));
         if step % 25 == 0 {
             assert_state_equals_ledger(&app, &format!("seed {seed}, step {step} ({what})"));
         }
