@@ -11,7 +11,7 @@ each process answered (nginx's access log).
 Needs nginx and wrk (Debian: nginx-light, wrk):
 
     cargo build --release && python3 tools/bench/load.py [--customers 200000] [--reuse]
-        [--connections 64] [--seconds 60] [--postgres [--pg-dir DIR]]
+        [--connections 64] [--seconds 60] [--binary PATH] [--postgres [--pg-dir DIR]]
 
 `--postgres`: both processes on one PostgreSQL database, the demo built there as
 tools/bench/dashboards.py --postgres builds it (a throwaway cluster; kept with --reuse).
@@ -28,6 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+import dashboards  # noqa: E402
 from dashboards import (ROOT, add_postgres_arguments, demo_database, free_port,  # noqa: E402
                         postgres_server, request, start_server, token)
 
@@ -98,8 +99,11 @@ def main():
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--binary", default=None, help="the fairseg binary to run")
     add_postgres_arguments(ap)
     args = ap.parse_args()
+    if args.binary:
+        dashboards.BIN = os.path.abspath(args.binary)
     nginx, wrk = shutil.which("nginx") or "/usr/sbin/nginx", shutil.which("wrk")
     if not (os.path.exists(nginx) and wrk):
         raise SystemExit("needs nginx and wrk (Debian: apt-get install nginx-light wrk)")
