@@ -33,6 +33,12 @@ pub fn is_demo_database(db: &Db) -> DbResult<bool> {
     Ok(db.read(|c| secrets::find(c, DEMO_MARKER))?.is_some())
 }
 
+/// Whether the database holds no accounts yet (a PostgreSQL database the demo may fill: it never
+/// drops a PostgreSQL database, so it only fills a fresh one).
+pub fn has_no_accounts(db: &Db) -> DbResult<bool> {
+    Ok(db.read(crate::db::users::UserRow::count)? == 0)
+}
+
 /// Marks a new database as the demo's.
 pub fn mark_demo_database(db: &Db) -> DbResult<()> {
     db.write(|c| secrets::get_or_create(c, DEMO_MARKER, || "true".into()).map(|_| ()))

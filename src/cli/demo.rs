@@ -39,24 +39,17 @@ pub fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     } = args;
     let policy =
         Policy::load(&settings.policies_dir).context("refusing to start on an invalid policy")?;
-    let Some(path) = settings.database_url.sqlite_path().map(str::to_string) else {
-        bail!("the demo runs on an SQLite file; pass --database-url PATH.db or leave it unset");
-    };
-    if std::path::Path::new(&path).exists() {
-        let existing =
-            Db::connect(&settings.database_url).context("opening the existing demo database")?;
-        let is_demo = demo::is_demo_database(&existing)?;
-        drop(existing);
-        if !is_demo {
-            bail!(
-                "{path} exists and was not made by `fairseg demo`; it is left untouched (pass another --database-url)"
-            );
-        }
-        for suffix in ["", "-wal", "-shm"] {
-            let file = format!("{path}{suffix}");
-            if std::path::Path::new(&file).exists() {
-                std::fs::remove_file(&file)
-                    .with_context(|| format!("removing the old demo database {file}"))?;
+    let shown = settings.database_url.to_string();
+    match settings.database_url.sqlite_path() {
+        Some(path) => remove_old_demo(&settings, path)?,
+        None => {
+            // PostgreSQL: the demo fills a fresh database and never drops one.
+            let existing = Db::connect(&settings.database_url)
+                .context("opening the PostgreSQL database for the demo")?;
+            if !demo::has_no_accounts(&existing)? {
+                bail!(
+                    "{shown} already has accounts; on PostgreSQL the demo only fills a fresh database (CREATE DATABASE a new one and pass its URL)"
+                );
             }
         }
     }
@@ -78,14 +71,14 @@ pub fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         println!(
             "{}",
             json!({
-                "database": path, "users": users, "addr": addr, "data": loaded, "seed": seed,
+                "database": shown, "users": users, "addr": addr, "data": loaded, "seed": seed,
                 "segmentations": story.runs.iter().map(demo::DemoRun::json).collect::<Vec<_>>(),
                 "consent_selection": story.consent_selection,
                 "objection_check": {"disclosures": story.objections.report.disclosures, "clean": story.objections.clean},
             })
         );
     } else {
-        println!("Demo database: {path}");
+        println!("Demo database: {shown}");
         println!(
             "Demo data (seed {seed}): {} customers, {} transactions, {} consent events, loaded in {:.1} s",
             loaded.customers,
@@ -139,4 +132,28 @@ pub fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         )?);
     }
     super::serve::serve(settings, &addr)
+}
+
+/// Removes an SQLite demo database that `demo` made earlier; refuses to touch any other file.
+fn remove_old_demo(settings: &Settings, path: &str) -> anyhow::Result<()> {
+    if !std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let existing =
+        Db::connect(&settings.database_url).context("opening the existing demo database")?;
+    let is_demo = demo::is_demo_database(&existing)?;
+    drop(existing);
+    if !is_demo {
+        bail!(
+            "{path} exists and was not made by `fairseg demo`; it is left untouched (pass another --database-url)"
+        );
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{path}{suffix}");
+        if std::path::Path::new(&file).exists() {
+            std::fs::remove_file(&file)
+                .with_context(|| format!("removing the old demo database {file}"))?;
+        }
+    }
+    Ok(())
 }

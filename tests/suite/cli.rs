@@ -305,3 +305,69 @@ fn demo_sets_up_a_database_with_one_account_per_role_and_never_overwrites_a_real
         stderr(&out)
     );
 }
+
+#[test]
+fn demo_fills_a_fresh_database_of_either_backend_and_never_one_with_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
+    let demo = |url: &str| {
+        run_cli(
+            dir.path(),
+            url,
+            &["demo", "--no-serve", "--json", "--customers", "3000"],
+            &[],
+        )
+    };
+    let out = demo(&database.url);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["data"]["customers"], 3000, "{report}");
+    let runs = report["segmentations"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{report}");
+    assert_eq!(runs[1]["published"], true, "{report}");
+    // The demo's accounts sign in to a server on that database.
+    let compliance = report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["role"] == "compliance")
+        .unwrap()
+        .clone();
+    let db =
+        fairseg::db::Db::open(&fairseg::db::DatabaseUrl::parse(&database.url).unwrap()).unwrap();
+    let users = db.read(fairseg::db::users::UserRow::count).unwrap();
+    assert_eq!(users, 4);
+    assert_eq!(compliance["email"], fairseg::app::demo::DEMO_COMPLIANCE);
+
+    // A PostgreSQL database with accounts is never filled (the demo drops no PostgreSQL
+    // database); the SQLite demo file is replaced, as the test above shows.
+    let real = TestDatabase::new(dir.path());
+    if crate::helpers::on_postgres() {
+        let out = run_cli(dir.path(), &real.url, &["migrate"], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = run_cli(
+            dir.path(),
+            &real.url,
+            &[
+                "user",
+                "add",
+                "--email",
+                "a@example.org",
+                "--role",
+                "analyst",
+            ],
+            &[("FAIRSEG_PASSWORD", "a long enough password")],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = demo(&real.url);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("already has accounts"),
+            "{}",
+            stderr(&out)
+        );
+        let db =
+            fairseg::db::Db::open(&fairseg::db::DatabaseUrl::parse(&real.url).unwrap()).unwrap();
+        assert_eq!(db.read(fairseg::db::users::UserRow::count).unwrap(), 1);
+    }
+}

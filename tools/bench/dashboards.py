@@ -16,6 +16,13 @@ published run), the members API's first page (`limit=100`, JSON) and /kpi/drift.
 `--starts N` starts the server N times in a row on the same database and measures every page in
 each (a restart, or a second server behind a load balancer, is what the second start sees);
 `--binary` runs another build (e.g. main's, for a before/after on the same database).
+
+`--postgres` builds the demo database on PostgreSQL instead, in a throwaway cluster of its own
+(tools/bench/postgres.py's Server: initdb, a free port of 127.0.0.1, trust authentication),
+one database `demo_N` per population; with `--reuse` the cluster lives in
+target/dashboards-bench/postgres (or `--pg-dir`) and is kept, so a demo is built once:
+
+    python3 tools/bench/dashboards.py --postgres --customers 1000000 --reuse
 """
 
 import argparse
@@ -34,7 +41,8 @@ POLICIES = os.path.join(ROOT, "policies")
 
 
 def env(db):
-    return dict(os.environ, FAIRSEG_DATABASE_URL=db, FAIRSEG_POLICIES=POLICIES, RUST_LOG="warn")
+    return dict(os.environ, FAIRSEG_DATABASE_URL=db, FAIRSEG_POLICIES=POLICIES, RUST_LOG="warn",
+                PGGSSENCMODE="disable")
 
 
 def free_port():
@@ -71,32 +79,68 @@ def percentile(values, p):
     return values[k]
 
 
-def demo_database(customers, db=None, reuse=False):
+def build_demo(customers, url, users_file):
+    """`fairseg demo --no-serve --json` into `url`; its JSON summary saved in `users_file`."""
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [BIN, "demo", "--no-serve", "--json", "--customers", str(customers),
+         "--database-url", url],
+        env=env(url), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    with open(users_file, "w") as f:
+        f.write(proc.stdout)
+    print(f"built the demo database ({customers} customers) in "
+          f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
+
+
+def demo_database(customers, db=None, reuse=False, postgres=None):
     """The demo database of `customers` customers, built with the release binary unless `reuse`
-    finds one; returns the demo's JSON summary (users, data) with `database_path` added."""
+    finds one; returns the demo's JSON summary (users, data) with `database_path` added (the
+    SQLite file, or the PostgreSQL URL when `postgres`, a tools/bench/postgres.py Server, is
+    given)."""
     out_dir = os.path.join(ROOT, "target", "dashboards-bench")
     os.makedirs(out_dir, exist_ok=True)
-    db = db or os.path.join(out_dir, f"demo-{customers}.db")
-    users_file = db + ".users.json"
-    if not (reuse and os.path.exists(db) and os.path.exists(users_file)):
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(db + suffix):
-                os.remove(db + suffix)
-        t = time.perf_counter()
-        proc = subprocess.run(
-            [BIN, "demo", "--no-serve", "--json", "--customers", str(customers),
-             "--database-url", db],
-            env=env(db), capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr)
-        with open(users_file, "w") as f:
-            f.write(proc.stdout)
-        print(f"built the demo database ({customers} customers) in "
-              f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
+    if postgres is not None:
+        name = f"demo_{customers}"
+        db = postgres.url(name)
+        users_file = os.path.join(postgres.tmp, f"{name}.users.json")
+        if not (reuse and postgres.exists(name) and os.path.exists(users_file)):
+            build_demo(customers, postgres.fresh(name), users_file)
+    else:
+        db = db or os.path.join(out_dir, f"demo-{customers}.db")
+        users_file = db + ".users.json"
+        if not (reuse and os.path.exists(db) and os.path.exists(users_file)):
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.remove(db + suffix)
+            build_demo(customers, db, users_file)
     demo = json.load(open(users_file))
     print(f"data: {json.dumps(demo['data'])}", file=sys.stderr)
     demo["database_path"] = db
     return demo
+
+
+def postgres_server(args):
+    """A throwaway PostgreSQL server for `--postgres` (kept in `--pg-dir` with `--reuse`), or
+    None."""
+    if not args.postgres:
+        return None
+    from postgres import Server  # noqa: E402  (numpy and pandas only when asked)
+    directory = None
+    if args.reuse:
+        directory = args.pg_dir or os.path.join(ROOT, "target", "dashboards-bench", "postgres")
+    return Server(directory, args.pg_setting)
+
+
+def add_postgres_arguments(ap):
+    ap.add_argument("--postgres", action="store_true",
+                    help="build the demo on a throwaway PostgreSQL server and serve it there")
+    ap.add_argument("--pg-dir", default=None,
+                    help="with --postgres --reuse: where the kept cluster lives")
+    ap.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a server setting for --postgres, e.g. log_min_duration_statement=20 "
+                         "(the log is in the cluster directory)")
 
 
 def start_server(db, public_url=None, extra_env=None):
@@ -177,18 +221,27 @@ def main():
     ap.add_argument("--starts", type=int, default=1,
                     help="server starts in a row on the database, each measured")
     ap.add_argument("--binary", default=None, help="the fairseg binary to run")
+    add_postgres_arguments(ap)
     args = ap.parse_args()
     if args.binary:
         BIN = os.path.abspath(args.binary)
-    demo = demo_database(args.customers, args.db, args.reuse)
-    db = demo["database_path"]
-    users = {u["role"]: u for u in demo["users"]}
-    starts = []
-    for i in range(args.starts):
-        print(json.dumps({"start": i + 1, "load_average": os.getloadavg()}), file=sys.stderr)
-        cold, results = measure(db, users, args.requests)
-        starts.append({"start": i + 1, "live_sizes_first_count_ms": cold, "pages": results})
+    server = postgres_server(args)
+    try:
+        demo = demo_database(args.customers, args.db, args.reuse, server)
+        db = demo["database_path"]
+        users = {u["role"]: u for u in demo["users"]}
+        starts = []
+        for i in range(args.starts):
+            load = os.getloadavg()
+            print(json.dumps({"start": i + 1, "load_average": load}), file=sys.stderr)
+            cold, results = measure(db, users, args.requests)
+            starts.append({"start": i + 1, "load_average": load,
+                           "live_sizes_first_count_ms": cold, "pages": results})
+    finally:
+        if server is not None:
+            server.stop()
     print(json.dumps({"customers": args.customers, "data": demo["data"], "binary": BIN,
+                      "backend": "postgres" if args.postgres else "sqlite",
                       "requests": args.requests, "live_sizes_first_count_ms":
                       starts[0]["live_sizes_first_count_ms"], "pages": starts[0]["pages"],
                       "starts": starts}, indent=1))

@@ -11,7 +11,10 @@ each process answered (nginx's access log).
 Needs nginx and wrk (Debian: nginx-light, wrk):
 
     cargo build --release && python3 tools/bench/load.py [--customers 200000] [--reuse]
-        [--connections 64] [--seconds 60]
+        [--connections 64] [--seconds 60] [--binary PATH] [--postgres [--pg-dir DIR]]
+
+`--postgres`: both processes on one PostgreSQL database, the demo built there as
+tools/bench/dashboards.py --postgres builds it (a throwaway cluster; kept with --reuse).
 """
 
 import argparse
@@ -25,7 +28,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from dashboards import ROOT, demo_database, free_port, request, start_server, token  # noqa: E402
+import dashboards  # noqa: E402
+from dashboards import (ROOT, add_postgres_arguments, demo_database, free_port,  # noqa: E402
+                        postgres_server, request, start_server, token)
 
 WRK_SCRIPT = """
 local paths = {%s}
@@ -94,17 +99,22 @@ def main():
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--binary", default=None, help="the fairseg binary to run")
+    add_postgres_arguments(ap)
     args = ap.parse_args()
+    if args.binary:
+        dashboards.BIN = os.path.abspath(args.binary)
     nginx, wrk = shutil.which("nginx") or "/usr/sbin/nginx", shutil.which("wrk")
     if not (os.path.exists(nginx) and wrk):
         raise SystemExit("needs nginx and wrk (Debian: apt-get install nginx-light wrk)")
-    demo = demo_database(args.customers, args.db, args.reuse)
-    users = {u["role"]: u for u in demo["users"]}
+    pg = postgres_server(args)
     workdir = tempfile.mkdtemp(prefix="fairseg-load-")
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     processes = []
     try:
+        demo = demo_database(args.customers, args.db, args.reuse, pg)
+        users = {u["role"]: u for u in demo["users"]}
         servers = [start_server(demo["database_path"], public,
                                 {"FAIRSEG_TRUSTED_PROXIES": "127.0.0.1/32"}) for _ in range(2)]
         processes += [s for s, _ in servers]
@@ -133,6 +143,7 @@ def main():
         script = os.path.join(workdir, "paths.lua")
         with open(script, "w") as f:
             f.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in paths), bearer))
+        load_before = os.getloadavg()
         out = subprocess.run(
             [wrk, "-t2", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
              "-s", script, public],
@@ -142,9 +153,10 @@ def main():
         log = open(access_log).read()
         result["answered_by"] = [log.count(f"upstream={u} ") for u in upstreams]
         result.update(customers=args.customers, data=demo["data"],
+                      backend="postgres" if args.postgres else "sqlite",
                       connections=args.connections, seconds=args.seconds,
                       pages=["/segments", "/kpi", "/audits/{id}"],
-                      load_average=os.getloadavg())
+                      load_average_before=load_before, load_average=os.getloadavg())
         print(json.dumps(result, indent=1))
     finally:
         for p in reversed(processes):
@@ -154,6 +166,8 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(workdir, ignore_errors=True)
+        if pg is not None:
+            pg.stop()
 
 
 if __name__ == "__main__":

@@ -57,26 +57,43 @@ def free_port():
 
 
 class Server:
-    """A PostgreSQL cluster in a temporary directory, stopped and removed on exit."""
+    """A PostgreSQL cluster in a temporary directory, stopped and removed on exit; or, given
+    `directory`, the cluster kept there (made on first use, started again later, stopped but
+    kept on exit), so that a database built once serves later runs."""
 
-    def __init__(self):
+    def __init__(self, directory=None, settings=()):
         self.bin = pg_bin()
-        self.tmp = tempfile.mkdtemp(prefix="fairseg-pg-bench-")
+        self.keep = directory is not None
+        if self.keep:
+            self.tmp = os.path.abspath(directory)
+            os.makedirs(self.tmp, exist_ok=True)
+        else:
+            self.tmp = tempfile.mkdtemp(prefix="fairseg-pg-bench-")
         self.data = os.path.join(self.tmp, "data")
         self.port = free_port()
         self.as_pg = []
         if os.geteuid() == 0:
             shutil.chown(self.tmp, "postgres")
             self.as_pg = ["runuser", "-u", "postgres", "--"]
-        subprocess.run(self.as_pg + [f"{self.bin}/initdb", "-D", self.data, "-A", "trust",
-                                     "-U", "postgres", "-E", "UTF8", "--locale=C"],
-                       check=True, capture_output=True, cwd=self.tmp)
+        if not os.path.exists(os.path.join(self.data, "PG_VERSION")):
+            subprocess.run(self.as_pg + [f"{self.bin}/initdb", "-D", self.data, "-A", "trust",
+                                         "-U", "postgres", "-E", "UTF8", "--locale=C"],
+                           check=True, capture_output=True, cwd=self.tmp)
+        options = " ".join(f"-c {s}" for s in settings)
         subprocess.run(self.as_pg + [
             f"{self.bin}/pg_ctl", "-D", self.data, "-l", os.path.join(self.tmp, "log"), "-w",
             "-o", f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 "
-                  "-c max_wal_size=2GB -c shared_buffers=512MB", "start"],
+                  f"-c max_wal_size=2GB -c shared_buffers=512MB {options}", "start"],
             check=True, capture_output=True, cwd=self.tmp)
         self.admin = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def exists(self, name):
+        out = subprocess.run(
+            ["psql", "-X", "-At", self.admin, "-c",
+             f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+            check=True, capture_output=True, text=True,
+            env=dict(os.environ, PGGSSENCMODE="disable")).stdout
+        return out.strip() == "1"
 
     def url(self, name):
         return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
@@ -93,9 +110,11 @@ class Server:
         return time.perf_counter() - t
 
     def stop(self):
-        subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", self.data, "-m", "immediate",
+        mode = "fast" if self.keep else "immediate"
+        subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", self.data, "-m", mode,
                                      "stop"], capture_output=True, cwd=self.tmp)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def env(url):
