@@ -570,6 +570,9 @@ async fn large_imports_are_all_or_nothing_and_keep_ids_and_pseudonyms_unique() {
     let (attributes, protected) = stored_customer(&app, "C12345");
     assert_eq!(attributes["city"], "Oslo");
     assert_eq!(protected.unwrap()["age"], 20.0 + (12345 % 60) as f64);
+    // Into the empty table PostgreSQL built the primary keys after the rows: they hold.
+    let e = insert_customer(&app, 1, "not C00001", "c_not_taken").unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
 
     // A re-import of all of them, one changed: an update, no new rows.
     let mut again = many_customers(N, "Oslo");

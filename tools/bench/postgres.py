@@ -39,6 +39,9 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(__file__))
 from million import BIN, FEATURES, POLICIES, ROOT, write_data  # noqa: E402
 
+# Another build of fairseg (e.g. main's, for before/after while this tree rebuilds).
+BIN = os.environ.get("FAIRSEG_BIN", BIN)
+
 
 def pg_bin():
     versions = sorted(
@@ -83,7 +86,8 @@ class Server:
         subprocess.run(self.as_pg + [
             f"{self.bin}/pg_ctl", "-D", self.data, "-l", os.path.join(self.tmp, "log"), "-w",
             "-o", f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 "
-                  f"-c max_wal_size=2GB -c shared_buffers=512MB {options}", "start"],
+                  "-c max_wal_size=2GB -c shared_buffers=512MB -c log_min_duration_statement=200 "
+                  f"{options}", "start"],
             check=True, capture_output=True, cwd=self.tmp)
         self.admin = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
 
@@ -109,6 +113,26 @@ class Server:
                        check=True, capture_output=True, env=dict(os.environ, PGGSSENCMODE="disable"))
         return time.perf_counter() - t
 
+    def cpu(self):
+        """CPU seconds (user + system) of the server's ended backends so far: the postmaster
+        reaps them, so its children's times grow by each finished session's."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            pid = int(f.readline())
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+    def slow_statements(self, since=0):
+        """Statements of at least 200 ms the server logged after byte `since` of its log."""
+        with open(os.path.join(self.tmp, "log")) as f:
+            f.seek(since)
+            text = f.read()
+        return [line.split("LOG:", 1)[-1].strip()[:160] for line in text.splitlines()
+                if "duration:" in line]
+
+    def log_size(self):
+        return os.path.getsize(os.path.join(self.tmp, "log"))
+
     def stop(self):
         mode = "fast" if self.keep else "immediate"
         subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", self.data, "-m", mode,
@@ -122,16 +146,29 @@ def env(url):
                 RUST_LOG="warn,fairseg::app::imports=info", PGGSSENCMODE="disable")
 
 
-def fairseg(url, *args):
-    t = time.perf_counter()
-    proc = subprocess.run([BIN, *args], env=env(url), capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"fairseg {' '.join(args)} failed:\n{proc.stderr}")
-    seconds = time.perf_counter() - t
-    for line in proc.stderr.splitlines():
+def fairseg(url, *args, binary=BIN, server=None):
+    """Runs fairseg; with `server`, prints fairseg's CPU, the server's and its slow statements."""
+    before = (server.cpu(), server.log_size()) if server else None
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen([binary, *args], env=env(url), stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"fairseg {' '.join(args)} failed:\n{stderr}")
+    if server:
+        time.sleep(0.3)  # the backend ends just after the client hangs up
+        print(f"    CPU: fairseg {usage.ru_utime + usage.ru_stime:.2f} s, "
+              f"server {server.cpu() - before[0]:.2f} s", flush=True)
+        for line in server.slow_statements(before[1]):
+            print("    server:", line, flush=True)
+    for line in stderr.splitlines():
         if "import written" in line:
             print("   ", line.split("INFO")[-1].strip(), flush=True)
-    return seconds, proc.stdout
+    return seconds, stdout
 
 
 def write_transactions(n_customers, n, directory):
@@ -161,12 +198,37 @@ def rate(rows, seconds):
     return f"{rows / seconds:,.0f} rows/s"
 
 
+def alternate(server, a, cpath):
+    """The customers import by two binaries in turn, and `\\copy`, each round in one minute."""
+    cols = ", ".join(f"{f} double precision" for f in FEATURES)
+    for r in range(a.rounds):
+        for name, binary in (("other", a.alternate), ("ours", BIN)):
+            url = server.fresh("fairseg")
+            fairseg(url, "migrate", binary=binary)
+            seconds, _ = fairseg(url, "import", "customers", cpath, binary=binary, server=server)
+            print(f"round {r + 1} {name} ({binary}): {seconds:.2f} s = {rate(a.n, seconds)}; "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+            server.psql(server.admin, "DROP DATABASE fairseg")
+        raw = server.fresh("raw")
+        server.psql(raw, f"CREATE TABLE customers (customer_id text PRIMARY KEY, {cols}, sex text)")
+        before = server.cpu()
+        seconds = server.psql(raw, f"\\copy customers FROM '{cpath}' CSV HEADER")
+        time.sleep(0.3)
+        print(f"round {r + 1} psql \\copy: {seconds:.2f} s = {rate(a.n, seconds)}; server CPU "
+              f"{server.cpu() - before:.2f} s; load {os.getloadavg()[0]:.2f}", flush=True)
+        server.psql(server.admin, "DROP DATABASE raw")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--transactions", type=int, default=10_000_000)
     p.add_argument("--segment", action="store_true")
     p.add_argument("--kpi", action="store_true")
+    p.add_argument("--alternate", metavar="OTHER_BINARY",
+                   help="only the customers import: this binary and ours in turn, --rounds "
+                        "times each, with one \\copy per round (before/after in the same minutes)")
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--dir", default=os.environ.get(
         "MILLION_BENCH_DIR", os.path.join(ROOT, "target", "million-bench")))
     a = p.parse_args()
@@ -177,11 +239,18 @@ def main():
     print(f"load average before: {os.getloadavg()}", flush=True)
     server = Server()
     results = {}
+    if a.alternate:
+        try:
+            alternate(server, a, cpath)
+        finally:
+            server.stop()
+        print(f"load average after: {os.getloadavg()}")
+        return
     try:
         # 1. customers
         url = server.fresh("fairseg")
         fairseg(url, "migrate")
-        seconds, _ = fairseg(url, "import", "customers", cpath)
+        seconds, _ = fairseg(url, "import", "customers", cpath, server=server)
         results["import_customers_s"] = seconds
         print(f"fairseg import customers ({a.n:,}): {seconds:.2f} s = {rate(a.n, seconds)}",
               flush=True)
@@ -194,7 +263,7 @@ def main():
               f"{results['import_customers_s'] / seconds:.2f}x", flush=True)
         # 2. transactions
         if tpath:
-            seconds, _ = fairseg(url, "import", "transactions", tpath)
+            seconds, _ = fairseg(url, "import", "transactions", tpath, server=server)
             results["import_transactions_s"] = seconds
             print(f"fairseg import transactions ({a.transactions:,}): {seconds:.2f} s = "
                   f"{rate(a.transactions, seconds)}", flush=True)
@@ -207,6 +276,8 @@ def main():
             print(f"psql \\copy transactions: {seconds:.2f} s = "
                   f"{rate(a.transactions, seconds)}; fairseg is "
                   f"{results['import_transactions_s'] / seconds:.2f}x", flush=True)
+        # The reference's copies are measured: their disk is wanted for what follows.
+        server.psql(server.admin, "DROP DATABASE raw")
         # 3. segment, PostgreSQL then SQLite
         if a.segment or a.kpi:
             fairseg(url, "import", "consents", gpath)
@@ -227,7 +298,7 @@ def main():
         if a.kpi:
             for name, target in (("postgres", url), ("sqlite", sqlite)):
                 seconds, _ = fairseg(target, "kpi", "evaluate", "--period", "month",
-                                     "--as-of", "2026-03-15")
+                                     "--as-of", "2026-03-15", server=server)
                 results[f"kpi_{name}_s"] = seconds
                 print(f"fairseg kpi evaluate --period month --as-of 2026-03-15 on {name}: {seconds:.2f} s",
                       flush=True)
