@@ -389,6 +389,30 @@ impl Db {
         f(&mut conn)
     }
 
+    /// Runs `f` in one read transaction that sees one state of the database throughout, even
+    /// while others commit: SQLite's (WAL) snapshot taken at the first read, PostgreSQL's
+    /// `REPEATABLE READ`. Nothing is written.
+    pub fn snapshot<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn()?;
+        let mut failure = None;
+        let result = conn.transaction::<T, DbError, _>(|conn| {
+            if let DbConnection::Postgres(c) = &mut **conn {
+                c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            }
+            f(conn).map_err(|e| {
+                failure = Some(e);
+                DbError::Query(diesel::result::Error::RollbackTransaction)
+            })
+        });
+        match (result, failure) {
+            (Err(_), Some(failure)) => Err(failure),
+            (result, _) => result.map_err(E::from),
+        }
+    }
+
     /// Runs `f` in one write transaction: all of it or nothing. The work may fail with its own
     /// error type (a use case's refusal, say); any such error rolls the transaction back and
     /// comes back as it was.

@@ -139,13 +139,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
 /// audited again on demand.
 pub fn after_segmentation_run(db: &Db, policy: &Policy, outcome: &crate::app::runs::RunOutcome) {
     let run_id = outcome.run_id;
-    if let Err(e) = crate::app::audits::audit_run_with(
-        db,
-        policy,
-        &Actor::system(),
-        run_id,
-        Some(&outcome.features),
-    ) {
+    if let Err(e) = crate::app::audits::audit_after_run(db, policy, &Actor::system(), outcome) {
         tracing::error!(run_id, error = %e, "the fairness audit of a segmentation run failed");
     }
 }

@@ -26,6 +26,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use super::parsed::Parsed;
+use super::runs::RunOutcome;
 use super::side_by_side;
 use crate::db::audits::{self as store, AuditHead, AuditRow, OverrideRow};
 use crate::db::segmentation::{self as runs, RunRow};
@@ -357,6 +358,91 @@ fn protected_attributes(
     Ok(input::protected_attributes(policy, protected)?)
 }
 
+/// Trail actions that change neither which customers are on file nor their protected
+/// attributes: an entry of one of these made after a [`ProtectedSnapshot`] leaves it current.
+/// Every other action does not, including any added later, so a new kind of change can cost a
+/// second read but never let an audit count stale values. (Every use case that changes
+/// customers appends to the trail in its transaction.)
+const PROTECTED_UNAFFECTED_BY: &[&str] = &[
+    "auth.signed_in",
+    "auth.signed_out",
+    "audit.completed",
+    "audit.overridden",
+    "audit.signed",
+    "consent.link_issued",
+    "consent.viewed",
+    "customer.viewed",
+    "dsr.exported",
+    "kpi.evaluated",
+    "members.exported",
+    "members.viewed",
+    "objections.checked",
+    "segment.renamed",
+    "segment.strategy_recorded",
+    "segmentation.claimed",
+    "segmentation.completed",
+    "segmentation.failed",
+    "segmentation.published",
+    "segmentation.released",
+    "segmentation.requested",
+    "segmentation.rerun",
+    "server.signing_key_generated",
+];
+
+/// Every customer on file and their protected attributes, read in one snapshot while a run
+/// executes (beside its preprocessing and clustering), for the consent-selection test of the
+/// audit that follows it. The audit takes it only if no change to customers was recorded in
+/// the trail since (see [`PROTECTED_UNAFFECTED_BY`]): then it is what the audit would read
+/// itself, and otherwise the audit reads again.
+#[derive(Debug, Clone)]
+pub struct ProtectedSnapshot {
+    /// The trail's head when it was read.
+    trail_seq: i64,
+    /// Every customer on file, ascending.
+    all: Vec<i64>,
+    /// One column per protected attribute of the policy, in the order of `all`.
+    columns: Vec<(String, Column)>,
+}
+
+impl ProtectedSnapshot {
+    /// Reads every customer's protected attributes in one snapshot; `None` when the policy's
+    /// consent-selection test is off (the audit then reads its members' attributes only).
+    pub fn read(db: &Db, policy: &Policy) -> Result<Option<ProtectedSnapshot>> {
+        if !policy.consent_selection.enabled {
+            return Ok(None);
+        }
+        db.snapshot(|conn| {
+            let trail_seq = db::trail::head_seq(conn)?;
+            let all = db::consent::customer_ids(conn)?;
+            let columns = protected_columns(conn, policy, &all)?
+                .into_iter()
+                .map(|(name, column)| (name.to_owned(), column))
+                .collect();
+            Ok(Some(ProtectedSnapshot {
+                trail_seq,
+                all,
+                columns,
+            }))
+        })
+    }
+
+    /// Whether nothing recorded since the snapshot changed what it holds.
+    fn current(&self, conn: &mut DbConnection) -> db::DbResult<bool> {
+        Ok(db::trail::last_seq_except(conn, PROTECTED_UNAFFECTED_BY)? <= self.trail_seq)
+    }
+
+    /// The columns as [`protected_columns`] returns them, named by the policy.
+    fn columns<'p>(&self, policy: &'p Policy) -> Option<ProtectedColumns<'p>> {
+        let columns: ProtectedColumns<'p> = policy
+            .protected_attributes
+            .keys()
+            .zip(&self.columns)
+            .map(|(name, (read, column))| (name == read).then(|| (name.as_str(), column.clone())))
+            .collect::<Option<_>>()?;
+        (columns.len() == self.columns.len()).then_some(columns)
+    }
+}
+
 /// The protected attributes of a run's members `ids` (ascending) and the run's
 /// consent-selection bias: its members (the consented population at its start) against every
 /// customer on file, on each protected attribute (`None` when the policy switches the test
@@ -365,22 +451,34 @@ fn members_and_selection<'p>(
     conn: &mut DbConnection,
     policy: &'p Policy,
     ids: &[i64],
+    snapshot: Option<&ProtectedSnapshot>,
 ) -> Result<(ProtectedColumns<'p>, Option<ConsentSelectionReport>)> {
     if !policy.consent_selection.enabled {
         return Ok((protected_columns(conn, policy, ids)?, None));
     }
-    let all = db::consent::customer_ids(conn)?;
-    let everyone = protected_columns(conn, policy, &all)?;
+    let snapshot = match snapshot {
+        Some(s) if s.current(conn)? => s.columns(policy).map(|columns| (&s.all, columns)),
+        _ => None,
+    };
+    let read;
+    let (all, everyone) = match snapshot {
+        Some(taken) => taken,
+        None => {
+            read = db::consent::customer_ids(conn)?;
+            let everyone = protected_columns(conn, policy, &read)?;
+            (&read, everyone)
+        }
+    };
     // A member erased since the run is no longer on file: no protected values, as when they
     // are read for the members alone.
-    let on_file = Positions::new(&all);
+    let on_file = Positions::new(all);
     let at: Vec<Option<usize>> = ids.iter().map(|&id| on_file.at(id)).collect();
     let of_members = everyone
         .iter()
         .map(|(name, column)| (*name, column.pick(&at)))
         .collect();
     let (attributes, _) = input::protected_attributes(policy, everyone)?;
-    let consented = in_sorted(&all, ids);
+    let consented = in_sorted(all, ids);
     let selection = consent_selection(&consented, &attributes, &thresholds(policy))?;
     Ok((of_members, Some(selection)))
 }
@@ -438,6 +536,37 @@ pub fn audit_run_with(
     run_id: i64,
     known: Option<&RunFeatures>,
 ) -> Result<Audited> {
+    audit_run_beside(db, policy, actor, run_id, known, None)
+}
+
+/// The audit that follows a run just executed in this process: [`audit_run_with`] its
+/// feature values, taking the protected attributes the run read beside its work
+/// ([`ProtectedSnapshot`]) when nothing changed them since. The same report, sooner.
+#[tracing::instrument(skip(db, policy, outcome), fields(run_id = outcome.run_id))]
+pub fn audit_after_run(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    outcome: &RunOutcome,
+) -> Result<Audited> {
+    audit_run_beside(
+        db,
+        policy,
+        actor,
+        outcome.run_id,
+        Some(&outcome.features),
+        outcome.protected.as_ref(),
+    )
+}
+
+fn audit_run_beside(
+    db: &Db,
+    policy: &Policy,
+    actor: &Actor,
+    run_id: i64,
+    known: Option<&RunFeatures>,
+    snapshot: Option<&ProtectedSnapshot>,
+) -> Result<Audited> {
     let started = Instant::now();
     let run = db
         .read(|conn| runs::run(conn, run_id))?
@@ -468,7 +597,7 @@ pub fn audit_run_with(
         }
         let ids: Vec<i64> = members.iter().map(|&(id, _)| id).collect();
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "audit: members");
-        let (protected, selection) = members_and_selection(&mut conn, policy, &ids)?;
+        let (protected, selection) = members_and_selection(&mut conn, policy, &ids, snapshot)?;
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "audit: selection"

@@ -183,14 +183,8 @@ pub fn populate(
             &request,
         )?;
         let outcome = outcome.context("segmenting the demo data")?;
-        let audit = audits::audit_run_with(
-            db,
-            policy,
-            &Actor::system(),
-            run_id,
-            Some(&outcome.features),
-        )
-        .context("auditing the demo segmentation")?;
+        let audit = audits::audit_after_run(db, policy, &Actor::system(), &outcome)
+            .context("auditing the demo segmentation")?;
         let published = audits::passes_gate(audit.verdict);
         if published {
             let done = audits::publish_run(db, policy, &Actor::system(), run_id)

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use chrono::NaiveDateTime;
 
+use super::audits::ProtectedSnapshot;
 use super::side_by_side;
 use crate::consent::objections::DisclosureKind;
 use crate::customers::features::{BehaviouralFeatures, WindowActivity};
@@ -89,6 +90,10 @@ pub struct RunOutcome {
     pub stability_ari: Option<f64>,
     /// The feature values the run clustered, for the audit that follows it.
     pub features: RunFeatures,
+    /// Every customer's protected attributes, read beside the run's own work for the audit
+    /// that follows it (`None` when the policy's consent-selection test is off, or the read
+    /// failed: the audit then reads them itself).
+    pub protected: Option<ProtectedSnapshot>,
 }
 
 /// Validates a request and records a queued run, for any server's worker to claim; returns
@@ -437,6 +442,39 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         &mut within_load,
     )?;
     timings.load = ms(started);
+    // The audit that follows the run reads every customer's protected attributes: they are
+    // read now, on a connection of their own, while this thread preprocesses, clusters,
+    // profiles and writes (a core the load kept busy is mostly idle from here on).
+    std::thread::scope(|scope| {
+        let protected = scope.spawn(|| {
+            let read = Instant::now();
+            let snapshot = ProtectedSnapshot::read(db, policy);
+            tracing::debug!(ms = ms(read), "protected attributes read beside the run");
+            snapshot.unwrap_or_else(|error| {
+                tracing::warn!(run = id, %error, "cannot read the protected attributes beside the run; the audit will");
+                None
+            })
+        });
+        let outcome = finish(db, policy, id, &settings, population, timings);
+        let protected = protected
+            .join()
+            .expect("reading the protected attributes does not panic");
+        outcome.map(|outcome| RunOutcome {
+            protected,
+            ..outcome
+        })
+    })
+}
+
+/// The rest of [`execute_inner`] after the load: preprocess, cluster, profile and write.
+fn finish(
+    db: &Db,
+    policy: &Policy,
+    id: i64,
+    settings: &RunSettings,
+    population: Population,
+    mut timings: Timings,
+) -> Result<RunOutcome, RunError> {
     progress(db, id, "preprocess", 0.25)?;
 
     let stage = Instant::now();
@@ -447,7 +485,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
     let stage = Instant::now();
     let mut within_cluster = throttled_progress(db, id, "cluster", 0.35..0.7);
     let mut clustered = pipeline::cluster(
-        &settings,
+        settings,
         policy,
         &pre,
         &population.columns,
@@ -467,7 +505,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
 
     // Profile, quality, map, valuation, stability.
     let stage = Instant::now();
-    let profiled = pipeline::profile_segments(&settings, policy, &pre, &population, clustered)?;
+    let profiled = pipeline::profile_segments(settings, policy, &pre, &population, clustered)?;
     let memberships = profiled.memberships;
     let previous = db.read(store::published)?;
     let stability_ari = match &previous {
@@ -590,6 +628,7 @@ fn execute_inner(db: &Db, policy: &Policy, id: i64) -> Result<RunOutcome, RunErr
         summary,
         stability_ari,
         features,
+        protected: None,
     })
 }
 

@@ -103,14 +103,8 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         fairseg::app::jobs::execute_here(&db, &policy, settings.jobs, &Actor::cli(), &request)?;
     let outcome = outcome.with_context(|| format!("run {id} failed"))?;
     let audit_started = std::time::Instant::now();
-    let audit = fairseg::app::audits::audit_run_with(
-        &db,
-        &policy,
-        &Actor::cli(),
-        id,
-        Some(&outcome.features),
-    )
-    .with_context(|| format!("the fairness audit of run {id} failed"))?;
+    let audit = fairseg::app::audits::audit_after_run(&db, &policy, &Actor::cli(), &outcome)
+        .with_context(|| format!("the fairness audit of run {id} failed"))?;
     drop(outcome);
     let audit_ms = audit_started.elapsed().as_millis() as u64;
     let (run, segments, strategies) = db.read(|conn| {

@@ -758,6 +758,48 @@ async fn an_audit_right_after_its_run_counts_only_the_members_still_stored() {
 }
 
 #[tokio::test]
+async fn the_audit_after_a_run_counts_the_customers_on_file_when_it_audits() {
+    use fairseg::app::audits::{audit_after_run, audit_run};
+    let app = spawn_app().await;
+    load_demo(&app, 600, false);
+    let request = fairseg::segmentation::settings::RunRequest {
+        algorithm: "kmeans".into(),
+        features: ["monetary", "frequency"]
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+        k: Some(3),
+        ..Default::default()
+    };
+    let actor = fairseg::trail::Actor::system();
+    let (id, outcome) = crate::helpers::execute_here(&app, &actor, &request);
+    let outcome = outcome.unwrap();
+    // Straight after the run, the audit is the one a later audit of the stored run makes.
+    let first = audit_after_run(&app.db, &app.policy, &actor, &outcome).unwrap();
+    let stored = audit_run(&app.db, &app.policy, &actor, id).unwrap();
+    assert_eq!(first.report, stored.report);
+    // A customer outside the run erased between the run and its audit is no longer on file:
+    // the consent-selection test of the audit leaves them out, as a later audit does.
+    let everyone = app.db.read(fairseg::db::consent::customer_ids).unwrap();
+    let outsider = *everyone
+        .iter()
+        .find(|c| !outcome.features.ids.contains(c))
+        .expect("some demo customers are not in the run");
+    let external = app
+        .db
+        .read(|c| fairseg::db::disclosures::external_ids(c, &[outsider]))
+        .unwrap()
+        .remove(&outsider)
+        .unwrap();
+    let pseudonyms = fairseg::startup::pseudonymizer(&app.db).unwrap();
+    fairseg::app::dsr::erase(&app.db, &pseudonyms, &app.policy.version, &actor, &external).unwrap();
+    let after = audit_after_run(&app.db, &app.policy, &actor, &outcome).unwrap();
+    let stored = audit_run(&app.db, &app.policy, &actor, id).unwrap();
+    assert_eq!(after.report, stored.report);
+    assert_ne!(after.report, first.report);
+}
+
+#[tokio::test]
 async fn publish_override_and_retention_forms_ask_for_a_ticked_confirmation() {
     let app = spawn_app().await;
     load_demo(&app, 600, false);

@@ -134,9 +134,9 @@ def fresh_copy(db, directory):
     return target
 
 
-def segment_fairseg(db):
+def segment_fairseg(db, binary=BIN):
     wall, rss, out = run_child(
-        [BIN, "segment", "--algorithm", "kmeans", "--k", "8", "--features", ",".join(FEATURES),
+        [binary, "segment", "--algorithm", "kmeans", "--k", "8", "--features", ",".join(FEATURES),
          "--seed", str(SEED), "--json"], env(db))
     report = json.loads(out)
     return wall, rss, report
@@ -159,6 +159,9 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-import", action="store_true")
     p.add_argument("--skip-segment", action="store_true")
+    p.add_argument("--compare", metavar="BIN",
+                   help="also run this fairseg binary's segment (e.g. main's), alternating "
+                        "with ours in the same minutes")
     a = p.parse_args()
     directory = os.environ.get("MILLION_BENCH_DIR", os.path.join(ROOT, "target", "million-bench"))
     cpath, gpath = write_data(a.n, directory)
@@ -188,25 +191,31 @@ def main():
         raw = pd.read_csv(cpath, usecols=FEATURES)[FEATURES].to_numpy()
         x = StandardScaler().fit_transform(raw)
         stages = ["load", "preprocess", "cluster", "profile", "persist", "audit"]
-        rows = []
         print(f"{'run':>3} {'fairseg':>8} {'MiB':>5} "
               + " ".join(f"{s:>8}" for s in stages)
               + f" {'inertia':>14} | {'sklearn fit':>11} {'inertia':>14} | ratio")
+        binaries = [BIN] + ([a.compare] if a.compare else [])
+        rows = {b: [] for b in binaries}
         for r in range(a.repeats):
-            wall, rss, report = segment_fairseg(fresh_copy(db, directory))
-            fit, inertia = sklearn_fit(x)
-            t = report["timings_ms"]
-            rows.append((wall, rss, fit, *[t.get(s, 0) for s in stages]))
-            print(f"{r:>3} {wall:>7.2f}s {rss:>5.0f} "
-                  + " ".join(f"{t.get(s, 0):>8}" for s in stages)
-                  + f" {report['quality']['inertia']:>14.1f} | {fit:>10.2f}s {inertia:>14.1f}"
-                  + f" | {wall / fit:.2f}")
-        med = [median(c) for c in zip(*rows)]
-        wall, rss, fit = med[:3]
-        print(f"segment median: fairseg {wall:.2f} s, peak {rss:.0f} MiB; scikit-learn fit "
-              f"{fit:.2f} s; ratio {wall / fit:.2f} (target <= 2.0, goal 1.5, < 500 MiB)")
-        print("stage medians (ms): " + ", ".join(
-            f"{s} {v:.0f}" for s, v in zip(stages, med[3:])))
+            # Alternating which goes first, so neither always follows the fit.
+            for b in binaries if r % 2 == 0 else binaries[::-1]:
+                wall, rss, report = segment_fairseg(fresh_copy(db, directory), b)
+                fit, inertia = sklearn_fit(x)
+                t = report["timings_ms"]
+                rows[b].append((wall, rss, fit, *[t.get(s, 0) for s in stages]))
+                name = "" if b == BIN else " (compare)"
+                print(f"{r:>3} {wall:>7.2f}s {rss:>5.0f} "
+                      + " ".join(f"{t.get(s, 0):>8}" for s in stages)
+                      + f" {report['quality']['inertia']:>14.1f} | {fit:>10.2f}s "
+                      + f"{inertia:>14.1f} | {wall / fit:.2f}{name} load {os.getloadavg()[0]:.1f}")
+        for b in binaries:
+            med = [median(c) for c in zip(*rows[b])]
+            wall, rss, fit = med[:3]
+            print(f"segment median ({b}): fairseg {wall:.2f} s, peak {rss:.0f} MiB; "
+                  f"scikit-learn fit {fit:.2f} s; ratio {wall / fit:.2f} (target <= 2.0, "
+                  f"goal 1.5, < 500 MiB)")
+            print("stage medians (ms): " + ", ".join(
+                f"{s} {v:.0f}" for s, v in zip(stages, med[3:])))
 
 
 if __name__ == "__main__":

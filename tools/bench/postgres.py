@@ -291,7 +291,7 @@ def main():
                     ",".join(FEATURES), "--seed", "1", "--json"]
             for name, target in (("postgres", url), ("sqlite", sqlite)):
                 seconds, out = fairseg(target, *args)
-                stages = json.loads(out).get("timings")
+                stages = json.loads(out).get("timings_ms")
                 results[f"segment_{name}_s"] = seconds
                 print(f"fairseg segment kmeans k=8 on {name}: {seconds:.2f} s; stages {stages}",
                       flush=True)
