@@ -145,6 +145,14 @@ pub fn last_customer_id(conn: &mut DbConnection) -> DbResult<Option<i64>> {
     Ok(customers::table.select(max(customers::id)).first(conn)?)
 }
 
+/// The highest id in the ledger: it grows with every event appended.
+pub fn last_event_id(conn: &mut DbConnection) -> DbResult<Option<i64>> {
+    use diesel::dsl::max;
+    Ok(consent_events::table
+        .select(max(consent_events::id))
+        .first(conn)?)
+}
+
 /// The internal ids of every customer on file, ascending.
 pub fn customer_ids(conn: &mut DbConnection) -> DbResult<Vec<i64>> {
     use diesel::dsl::{max, min};

@@ -106,6 +106,24 @@ fn assert_state_equals_ledger(app: &TestApp, context: &str) {
 /// equal a count from the ledger after every step: no step leaves a stale count behind.
 fn assert_coverage_equals_ledger(app: &TestApp, context: &str) {
     let now = fairseg::db::now();
+    // Fixed past instants, as the month ends of the consent page are: an event back-filled
+    // before one of them must change its count at once.
+    let today = now.date().and_hms_opt(0, 0, 0).unwrap();
+    let instants = [
+        today - TimeDelta::days(400),
+        today - TimeDelta::days(30),
+        today,
+        now,
+    ];
+    let history = fairseg::app::consent::coverage_history(&app.db, &app.policy, &instants).unwrap();
+    for (purpose, tallies) in history {
+        let spec = &app.policy.purposes[&purpose];
+        let from_ledger = app
+            .db
+            .read(|c| fairseg::db::consent::tally_history(c, &purpose, spec, &instants))
+            .unwrap();
+        assert_eq!(tallies, from_ledger, "{context}: history of {purpose}");
+    }
     let shown = fairseg::app::consent::coverage(&app.db, &app.policy, now).unwrap();
     for purpose in shown {
         let spec = &app.policy.purposes[&purpose.purpose];
@@ -310,4 +328,56 @@ async fn an_event_back_filled_behind_a_later_one_leaves_the_state_alone() {
     // Between the two events, the withdrawal of March was the latest: nobody is active.
     assert!(active_at("2026-04-01").is_empty());
     assert_state_equals_ledger(&app, "back-filled");
+}
+
+#[tokio::test]
+async fn a_back_filled_event_changes_the_consent_page_history_at_once() {
+    let app = spawn_app().await;
+    let t = |s: &str| fairseg::time::parse_instant(s).unwrap();
+    app.insert_demo_customer(DemoCustomer {
+        id: "C1",
+        attributes: serde_json::json!({}),
+        protected: serde_json::json!({}),
+        created_at: t("2026-01-01"),
+        transactions: vec![],
+        consents: vec![("segmentation", "granted", t("2026-06-01"))],
+    });
+    let instants = [t("2026-04-01"), t("2026-07-01"), fairseg::db::now()];
+    let history = |app: &TestApp| {
+        fairseg::app::consent::coverage_history(&app.db, &app.policy, &instants)
+            .unwrap()
+            .into_iter()
+            .find(|(p, _)| p == "segmentation")
+            .unwrap()
+            .1
+    };
+    assert_eq!(history(&app)[0].never_asked, 1);
+    // A withdrawal of March entered now, behind June's grant: the state (and its version)
+    // stay as they were, but on 1 April the customer had withdrawn.
+    let c1 = app
+        .db
+        .read(|c| fairseg::db::customers::find_id(c, &CustomerId::parse("C1").unwrap()))
+        .unwrap()
+        .unwrap();
+    app.db
+        .write::<_, fairseg::db::DbError>(|c| {
+            let e = fairseg::db::consent::insert(
+                c,
+                &fairseg::db::consent::NewEvent {
+                    customer_id: c1,
+                    purpose: "segmentation",
+                    status: ConsentStatus::Withdrawn,
+                    recorded_at: t("2026-03-01"),
+                    source: None,
+                    notice_version: None,
+                    recorded_by: "test",
+                },
+            )?;
+            consent_state::apply_events_from(c, e.id)
+        })
+        .unwrap();
+    let after = history(&app);
+    assert_eq!((after[0].never_asked, after[0].withdrawn), (0, 1));
+    assert_eq!(after[1].granted, 1);
+    assert_coverage_equals_ledger(&app, "back-filled");
 }
