@@ -18,8 +18,8 @@
 //! What the audit looks at, and how values are cleaned, is in [`fairness::input`]; the gate's
 //! rule is [`fairness::gate`].
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 use chrono::NaiveDateTime;
@@ -486,7 +486,79 @@ fn members_and_selection<'p>(
 /// Consent-selection bias at each of `instants`: the customers whose consent for the
 /// segmentation purpose is active at the instant against all customers on file now. Empty when
 /// the policy switches the test off.
+///
+/// The consent page asks for twelve month ends and now on every view, and counting reads
+/// every customer's protected attributes and the ledger at each instant (seconds at a
+/// million customers). So each process keeps the answer until anything it rests on may have
+/// changed: any trail entry (every change to customers and their protected attributes writes
+/// one), a ledger event, the consent state, a new customer, the policy, or time passing the
+/// next instant at which the active set can change (a lapse or a future-dated event).
 pub fn consent_selection_history(
+    db: &Db,
+    policy: &Policy,
+    instants: &[NaiveDateTime],
+) -> Result<Vec<ConsentSelectionReport>> {
+    type Key = (
+        String,
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Vec<NaiveDateTime>,
+    );
+    struct Counted {
+        reports: Vec<ConsentSelectionReport>,
+        from: NaiveDateTime,
+        until: Option<NaiveDateTime>,
+    }
+    static COUNTED: LazyLock<Mutex<HashMap<Key, Counted>>> = LazyLock::new(Default::default);
+    let Some((&last, past)) = instants.split_last() else {
+        return count_selection_history(db, policy, instants);
+    };
+    let purpose = &policy.segmentation.purpose;
+    let (key, until) = {
+        let mut conn = db.conn()?;
+        let c = &mut *conn;
+        let key: Key = (
+            db.url().to_string(),
+            policy.version.clone(),
+            db::trail::head_seq(c)?,
+            db::consent_state::version(c)?,
+            db::consent::last_event_id(c)?,
+            db::consent::last_customer_id(c)?,
+            past.to_vec(),
+        );
+        let until = match policy.purposes.get(purpose) {
+            Some(spec) => db::consent_state::changes_after(c, purpose, spec, last)?,
+            None => None,
+        };
+        (key, until)
+    };
+    if let Some(reports) = COUNTED.lock().ok().and_then(|c| {
+        c.get(&key)
+            .filter(|k| k.from <= last && k.until.is_none_or(|u| last < u))
+            .map(|k| k.reports.clone())
+    }) {
+        return Ok(reports);
+    }
+    let reports = count_selection_history(db, policy, instants)?;
+    if let Ok(mut counted) = COUNTED.lock() {
+        // One entry per database: the newest.
+        counted.retain(|k, _| k.0 != key.0);
+        counted.insert(
+            key,
+            Counted {
+                reports: reports.clone(),
+                from: last,
+                until,
+            },
+        );
+    }
+    Ok(reports)
+}
+
+fn count_selection_history(
     db: &Db,
     policy: &Policy,
     instants: &[NaiveDateTime],

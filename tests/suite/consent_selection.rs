@@ -133,6 +133,15 @@ async fn the_consent_page_tracks_selection_bias_only_for_roles_that_read_audits(
     assert_eq!(reports.len(), body["at"].as_array().unwrap().len());
     let last = reports.last().unwrap();
     assert_eq!(last["customers"], 800);
+    // The history is kept between views; a customer added since is counted at once.
+    app.add_customer("C-NEW", "{}");
+    let (_, body) = app
+        .get_json("compliance", "/api/v1/consent/selection?months=3")
+        .await;
+    assert_eq!(
+        body["reports"].as_array().unwrap().last().unwrap()["customers"],
+        801
+    );
 }
 
 #[tokio::test]
