@@ -299,6 +299,29 @@ pub struct Db {
     write_lock: Arc<Mutex<()>>,
 }
 
+/// Runs `first`, then `f`, in one transaction on `conn`: all of it or nothing. The work's own
+/// error is kept aside and returned as it was: when SQLite has already rolled the transaction
+/// back itself (a full disk, for one), diesel's rollback fails and would report only "cannot
+/// rollback - no transaction is active", hiding why the work failed.
+fn in_transaction<T, E: From<DbError>>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    first: impl FnOnce(&mut DbConnection) -> DbResult<()>,
+) -> Result<T, E> {
+    let mut failure = None;
+    let result = conn.transaction::<T, DbError, _>(|conn| {
+        first(conn)?;
+        f(conn).map_err(|e| {
+            failure = Some(e);
+            DbError::Query(diesel::result::Error::RollbackTransaction)
+        })
+    });
+    match (result, failure) {
+        (Err(_), Some(failure)) => Err(failure),
+        (result, _) => result.map_err(E::from),
+    }
+}
+
 impl Db {
     /// Connects, and applies any pending migrations.
     pub fn connect(url: &DatabaseUrl) -> DbResult<Db> {
@@ -397,20 +420,12 @@ impl Db {
         f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut conn = self.conn()?;
-        let mut failure = None;
-        let result = conn.transaction::<T, DbError, _>(|conn| {
-            if let DbConnection::Postgres(c) = &mut **conn {
+        in_transaction(&mut conn, f, |conn| {
+            if let DbConnection::Postgres(c) = conn {
                 c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
             }
-            f(conn).map_err(|e| {
-                failure = Some(e);
-                DbError::Query(diesel::result::Error::RollbackTransaction)
-            })
-        });
-        match (result, failure) {
-            (Err(_), Some(failure)) => Err(failure),
-            (result, _) => result.map_err(E::from),
-        }
+            Ok(())
+        })
     }
 
     /// Runs `f` in one write transaction: all of it or nothing. The work may fail with its own
@@ -425,25 +440,14 @@ impl Db {
             Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,
         };
-        // The work's own error is kept aside: when SQLite has already rolled the transaction
-        // back itself (a full disk, for one), diesel's rollback fails and would report only
-        // "cannot rollback - no transaction is active", hiding why the work failed.
-        let mut failure = None;
-        let result = conn.transaction::<T, DbError, _>(|conn| {
+        in_transaction(&mut conn, f, |conn| {
             // Take the write lock first (SQLite: RESERVED; PostgreSQL: the head row), so the
             // transaction never has to upgrade a stale read snapshot to a write.
             diesel::update(schema::trail_head::table)
                 .set(schema::trail_head::seq.eq(schema::trail_head::seq))
                 .execute(conn)?;
-            f(conn).map_err(|e| {
-                failure = Some(e);
-                DbError::Query(diesel::result::Error::RollbackTransaction)
-            })
-        });
-        match (result, failure) {
-            (Err(_), Some(failure)) => Err(failure),
-            (result, _) => result.map_err(E::from),
-        }
+            Ok(())
+        })
     }
 }
 
