@@ -13,6 +13,7 @@ pub mod explain;
 pub mod home;
 pub mod imports;
 pub mod jobs;
+pub mod kept;
 pub mod kpi_compare;
 pub mod kpis;
 pub mod objections;

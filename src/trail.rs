@@ -10,6 +10,43 @@ use sha2::{Digest, Sha256};
 /// The hash that precedes the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Trail actions that change no customer's data (who is on file, their attributes and
+/// protected attributes, transactions and consent) and not which run is published: views,
+/// sign-ins, staff accounts, audits, KPI evaluations and the life of a run up to its
+/// publication. Caches of figures computed from customer data stay current across entries of
+/// these; every other action, including any added later, counts as a change, so a new kind
+/// of change can cost a recomputation but never leave a stale figure shown.
+pub const CUSTOMER_DATA_UNCHANGED_BY: &[&str] = &[
+    "auth.signed_in",
+    "auth.signed_out",
+    "audit.completed",
+    "audit.overridden",
+    "audit.signed",
+    "consent.link_issued",
+    "consent.viewed",
+    "customer.viewed",
+    "dsr.exported",
+    "kpi.evaluated",
+    "members.exported",
+    "members.viewed",
+    "objections.checked",
+    "segment.renamed",
+    "segment.strategy_recorded",
+    "segmentation.claimed",
+    "segmentation.completed",
+    "segmentation.failed",
+    "segmentation.released",
+    "segmentation.requested",
+    "segmentation.rerun",
+    "server.signing_key_generated",
+    "user.created",
+    "user.disabled",
+    "user.enabled",
+    "user.password_changed",
+    "user.password_reset",
+    "user.role_changed",
+];
+
 /// Who did something: a signed-in user (by email), the CLI, or the server itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor(String);

@@ -18,13 +18,14 @@
 //! What the audit looks at, and how values are cleaned, is in [`fairness::input`]; the gate's
 //! rule is [`fairness::gate`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use super::kept::{Kept, Span};
 use super::parsed::Parsed;
 use super::runs::RunOutcome;
 use super::side_by_side;
@@ -360,34 +361,16 @@ fn protected_attributes(
 
 /// Trail actions that change neither which customers are on file nor their protected
 /// attributes: an entry of one of these made after a [`ProtectedSnapshot`] leaves it current.
-/// Every other action does not, including any added later, so a new kind of change can cost a
-/// second read but never let an audit count stale values. (Every use case that changes
-/// customers appends to the trail in its transaction.)
-const PROTECTED_UNAFFECTED_BY: &[&str] = &[
-    "auth.signed_in",
-    "auth.signed_out",
-    "audit.completed",
-    "audit.overridden",
-    "audit.signed",
-    "consent.link_issued",
-    "consent.viewed",
-    "customer.viewed",
-    "dsr.exported",
-    "kpi.evaluated",
-    "members.exported",
-    "members.viewed",
-    "objections.checked",
-    "segment.renamed",
-    "segment.strategy_recorded",
-    "segmentation.claimed",
-    "segmentation.completed",
-    "segmentation.failed",
-    "segmentation.published",
-    "segmentation.released",
-    "segmentation.requested",
-    "segmentation.rerun",
-    "server.signing_key_generated",
-];
+/// Every other action does not (see [`crate::trail::CUSTOMER_DATA_UNCHANGED_BY`]); publishing
+/// a run changes no customer either. (Every use case that changes customers appends to the
+/// trail in its transaction.)
+static PROTECTED_UNAFFECTED_BY: LazyLock<Vec<&str>> = LazyLock::new(|| {
+    [
+        crate::trail::CUSTOMER_DATA_UNCHANGED_BY,
+        &["segmentation.published"],
+    ]
+    .concat()
+});
 
 /// Every customer on file and their protected attributes, read in one snapshot while a run
 /// executes (beside its preprocessing and clustering), for the consent-selection test of the
@@ -428,7 +411,7 @@ impl ProtectedSnapshot {
 
     /// Whether nothing recorded since the snapshot changed what it holds.
     fn current(&self, conn: &mut DbConnection) -> db::DbResult<bool> {
-        Ok(db::trail::last_seq_except(conn, PROTECTED_UNAFFECTED_BY)? <= self.trail_seq)
+        Ok(db::trail::last_seq_except(conn, &PROTECTED_UNAFFECTED_BY)? <= self.trail_seq)
     }
 
     /// The columns as [`protected_columns`] returns them, named by the policy.
@@ -498,8 +481,7 @@ pub fn consent_selection_history(
     policy: &Policy,
     instants: &[NaiveDateTime],
 ) -> Result<Vec<ConsentSelectionReport>> {
-    type Key = (
-        String,
+    type Versions = (
         String,
         i64,
         i64,
@@ -507,21 +489,16 @@ pub fn consent_selection_history(
         Option<i64>,
         Vec<NaiveDateTime>,
     );
-    struct Counted {
-        reports: Vec<ConsentSelectionReport>,
-        from: NaiveDateTime,
-        until: Option<NaiveDateTime>,
-    }
-    static COUNTED: LazyLock<Mutex<HashMap<Key, Counted>>> = LazyLock::new(Default::default);
+    static COUNTED: LazyLock<Kept<String, Versions, Vec<ConsentSelectionReport>>> =
+        LazyLock::new(Kept::default);
     let Some((&last, past)) = instants.split_last() else {
         return count_selection_history(db, policy, instants);
     };
     let purpose = &policy.segmentation.purpose;
-    let (key, until) = {
+    let (versions, until) = {
         let mut conn = db.conn()?;
         let c = &mut *conn;
-        let key: Key = (
-            db.url().to_string(),
+        let versions = (
             policy.version.clone(),
             db::trail::head_seq(c)?,
             db::consent_state::version(c)?,
@@ -533,29 +510,12 @@ pub fn consent_selection_history(
             Some(spec) => db::consent_state::changes_after(c, purpose, spec, last)?,
             None => None,
         };
-        (key, until)
+        (versions, until)
     };
-    if let Some(reports) = COUNTED.lock().ok().and_then(|c| {
-        c.get(&key)
-            .filter(|k| k.from <= last && k.until.is_none_or(|u| last < u))
-            .map(|k| k.reports.clone())
-    }) {
-        return Ok(reports);
-    }
-    let reports = count_selection_history(db, policy, instants)?;
-    if let Ok(mut counted) = COUNTED.lock() {
-        // One entry per database: the newest.
-        counted.retain(|k, _| k.0 != key.0);
-        counted.insert(
-            key,
-            Counted {
-                reports: reports.clone(),
-                from: last,
-                until,
-            },
-        );
-    }
-    Ok(reports)
+    COUNTED.get_or_compute(db.url().to_string(), versions, Some(last), || {
+        let reports = count_selection_history(db, policy, instants)?;
+        Ok((reports, Some(Span { from: last, until })))
+    })
 }
 
 fn count_selection_history(

@@ -3,12 +3,12 @@
 //! (purpose checked against the policy, status and time typed); the order rule is checked here,
 //! inside the write transaction, against what is already stored.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use serde_json::json;
 
+use super::kept::{Kept, Span};
 use crate::consent::coverage::Tally;
 use crate::consent::link::{LinkClaims, PreferenceLinks};
 use crate::consent::{self, ConsentState, ConsentStatus, Event, check_order, state_at, validity};
@@ -314,43 +314,24 @@ fn current_tally(
     at: NaiveDateTime,
 ) -> DbResult<Tally> {
     use crate::db::consent_state as state;
-    type Key = (String, String, String, i64, Option<i64>);
-    struct Counted {
-        tally: Tally,
-        from: NaiveDateTime,
-        until: Option<NaiveDateTime>,
-    }
-    static COUNTED: LazyLock<Mutex<HashMap<Key, Counted>>> = LazyLock::new(Default::default);
+    static COUNTED: LazyLock<Kept<(String, String), (String, i64, Option<i64>), Tally>> =
+        LazyLock::new(Kept::default);
     let spec = &policy.purposes[purpose];
-    let key: Key = (
-        db.url().to_string(),
+    let versions = (
         policy.version.clone(),
-        purpose.to_owned(),
         state::version(conn)?,
         store::last_customer_id(conn)?,
     );
-    if let Some(tally) = COUNTED.lock().ok().and_then(|c| {
-        c.get(&key)
-            .filter(|k| k.from <= at && k.until.is_none_or(|u| at < u))
-            .map(|k| k.tally)
-    }) {
-        return Ok(tally);
-    }
-    let tally = state::tally_at(conn, purpose, spec, at)?;
-    let until = state::changes_after(conn, purpose, spec, at)?;
-    if let Ok(mut counted) = COUNTED.lock() {
-        // One entry per database and purpose: the newest.
-        counted.retain(|k, _| (&k.0, &k.2) != (&key.0, &key.2));
-        counted.insert(
-            key,
-            Counted {
-                tally,
-                from: at,
-                until,
-            },
-        );
-    }
-    Ok(tally)
+    COUNTED.get_or_compute(
+        (db.url().to_string(), purpose.to_owned()),
+        versions,
+        Some(at),
+        || {
+            let tally = state::tally_at(conn, purpose, spec, at)?;
+            let until = state::changes_after(conn, purpose, spec, at)?;
+            Ok((tally, Some(Span { from: at, until })))
+        },
+    )
 }
 
 /// The counts per purpose at each of `instants` (ascending).
@@ -400,33 +381,23 @@ fn past_tallies(
     if instants.is_empty() {
         return Ok(Vec::new());
     }
-    type Key = (
-        String,
-        String,
-        String,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Vec<NaiveDateTime>,
-    );
-    static COUNTED: LazyLock<Mutex<HashMap<Key, Vec<Tally>>>> = LazyLock::new(Default::default);
-    let key: Key = (
-        db.url().to_string(),
+    type Versions = (String, i64, Option<i64>, Option<i64>, Vec<NaiveDateTime>);
+    static COUNTED: LazyLock<Kept<(String, String), Versions, Vec<Tally>>> =
+        LazyLock::new(Kept::default);
+    let versions = (
         policy.version.clone(),
-        purpose.to_owned(),
         crate::db::consent_state::version(conn)?,
         store::last_customer_id(conn)?,
         store::last_event_id(conn)?,
         instants.to_vec(),
     );
-    if let Some(tallies) = COUNTED.lock().ok().and_then(|c| c.get(&key).cloned()) {
-        return Ok(tallies);
-    }
-    let tallies = store::tally_history(conn, purpose, &policy.purposes[purpose], instants)?;
-    if let Ok(mut counted) = COUNTED.lock() {
-        // One entry per database and purpose: the newest.
-        counted.retain(|k, _| (&k.0, &k.2) != (&key.0, &key.2));
-        counted.insert(key, tallies.clone());
-    }
-    Ok(tallies)
+    COUNTED.get_or_compute(
+        (db.url().to_string(), purpose.to_owned()),
+        versions,
+        None,
+        || {
+            let tallies = store::tally_history(conn, purpose, &policy.purposes[purpose], instants)?;
+            Ok((tallies, None))
+        },
+    )
 }

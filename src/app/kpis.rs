@@ -734,42 +734,12 @@ pub fn published_segment(db: &Db, name: &str) -> Result<Option<(i64, i32)>> {
     })?)
 }
 
-/// Trail actions that change nothing a run's feature drift is measured from (the customers,
-/// their transactions and attributes, consent, the published run and its reference sample):
-/// an entry of one of these does not make a stored measurement stale. Every other action does,
-/// including any added later, so a new kind of change can cost a measurement but never leave a
-/// stale one shown. (Consent changes are also seen through the consent state's version, and
-/// transactions loaded directly through the next transaction id.)
-const DRIFT_UNAFFECTED_BY: &[&str] = &[
-    "auth.signed_in",
-    "auth.signed_out",
-    "audit.completed",
-    "audit.overridden",
-    "audit.signed",
-    "consent.link_issued",
-    "consent.viewed",
-    "customer.viewed",
-    "dsr.exported",
-    "kpi.evaluated",
-    "members.exported",
-    "members.viewed",
-    "objections.checked",
-    "segment.renamed",
-    "segment.strategy_recorded",
-    "segmentation.claimed",
-    "segmentation.completed",
-    "segmentation.failed",
-    "segmentation.released",
-    "segmentation.requested",
-    "segmentation.rerun",
-    "server.signing_key_generated",
-    "user.created",
-    "user.disabled",
-    "user.enabled",
-    "user.password_changed",
-    "user.password_reset",
-    "user.role_changed",
-];
+/// A run's feature drift is measured from the customers, their transactions and attributes,
+/// consent, the published run and its reference sample: an entry of one of these actions
+/// changes none of them, so it does not make a stored measurement stale. (Consent changes are
+/// also seen through the consent state's version, and transactions loaded directly through
+/// the next transaction id.)
+const DRIFT_UNAFFECTED_BY: &[&str] = crate::trail::CUSTOMER_DATA_UNCHANGED_BY;
 
 /// What the feature drift of run `run_id` measured now would be computed from: the day
 /// (features are as of today), the consent state, every change of customer data (each use case
