@@ -297,6 +297,9 @@ pub fn coverage(
     })?)
 }
 
+/// The slot of a purpose's kept counts: the database's URL and the purpose.
+type DatabaseAndPurpose = (String, String);
+
 /// A purpose's counts at `at` (near now) from the consent state.
 ///
 /// The home page and the consent page show them on every view, and counting is a walk of the
@@ -314,7 +317,9 @@ fn current_tally(
     at: NaiveDateTime,
 ) -> DbResult<Tally> {
     use crate::db::consent_state as state;
-    static COUNTED: LazyLock<Kept<(String, String), (String, i64, Option<i64>), Tally>> =
+    /// The policy version, the state's version and the highest customer id.
+    type Versions = (String, i64, Option<i64>);
+    static COUNTED: LazyLock<Kept<DatabaseAndPurpose, Versions, Tally>> =
         LazyLock::new(Kept::default);
     let spec = &policy.purposes[purpose];
     let versions = (
@@ -382,7 +387,7 @@ fn past_tallies(
         return Ok(Vec::new());
     }
     type Versions = (String, i64, Option<i64>, Option<i64>, Vec<NaiveDateTime>);
-    static COUNTED: LazyLock<Kept<(String, String), Versions, Vec<Tally>>> =
+    static COUNTED: LazyLock<Kept<DatabaseAndPurpose, Versions, Vec<Tally>>> =
         LazyLock::new(Kept::default);
     let versions = (
         policy.version.clone(),
