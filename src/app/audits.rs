@@ -25,6 +25,7 @@ use std::time::Instant;
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use super::consent::LedgerPast;
 use super::kept::{Kept, Span};
 use super::parsed::Parsed;
 use super::runs::RunOutcome;
@@ -472,53 +473,13 @@ fn members_and_selection<'p>(
 ///
 /// The consent page asks for twelve month ends and now on every view, and counting reads
 /// every customer's protected attributes and the ledger at each instant (seconds at a
-/// million customers). So each process keeps the answer until anything it rests on may have
-/// changed: any trail entry (every change to customers and their protected attributes writes
-/// one), a ledger event, the consent state, a new customer, the policy, or time passing the
-/// next instant at which the active set can change (a lapse or a future-dated event).
+/// million customers). So each process keeps the pieces while they hold: the customers on
+/// file with their protected attributes until a customer is added or changed; the month ends
+/// until then too, or until an event is recorded that takes effect before the last of them
+/// ([`LedgerPast`]); the last instant (now) until the consent state changes or time passes
+/// the next instant at which the active set can (a lapse or a future-dated event). A consent
+/// event recorded now costs only the last.
 pub fn consent_selection_history(
-    db: &Db,
-    policy: &Policy,
-    instants: &[NaiveDateTime],
-) -> Result<Vec<ConsentSelectionReport>> {
-    type Versions = (
-        String,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Vec<NaiveDateTime>,
-    );
-    static COUNTED: LazyLock<Kept<String, Versions, Vec<ConsentSelectionReport>>> =
-        LazyLock::new(Kept::default);
-    let Some((&last, past)) = instants.split_last() else {
-        return count_selection_history(db, policy, instants);
-    };
-    let purpose = &policy.segmentation.purpose;
-    let (versions, until) = {
-        let mut conn = db.conn()?;
-        let c = &mut *conn;
-        let versions = (
-            policy.version.clone(),
-            db::trail::head_seq(c)?,
-            db::consent_state::version(c)?,
-            db::consent::last_event_id(c)?,
-            db::consent::last_customer_id(c)?,
-            past.to_vec(),
-        );
-        let until = match policy.purposes.get(purpose) {
-            Some(spec) => db::consent_state::changes_after(c, purpose, spec, last)?,
-            None => None,
-        };
-        (versions, until)
-    };
-    COUNTED.get_or_compute(db.url().to_string(), versions, Some(last), || {
-        let reports = count_selection_history(db, policy, instants)?;
-        Ok((reports, Some(Span { from: last, until })))
-    })
-}
-
-fn count_selection_history(
     db: &Db,
     policy: &Policy,
     instants: &[NaiveDateTime],
@@ -530,23 +491,115 @@ fn count_selection_history(
     let Some(spec) = policy.purposes.get(purpose) else {
         return Ok(Vec::new());
     };
-    let t = thresholds(policy);
+    let Some((&last, past)) = instants.split_last() else {
+        return Ok(Vec::new());
+    };
     let mut conn = db.conn()?;
-    let all = db::consent::customer_ids(&mut conn)?;
-    if all.is_empty() {
+    let conn = &mut *conn;
+    let on_file = customers_on_file(conn, db, policy)?;
+    if on_file.ids.is_empty() {
         return Ok(Vec::new());
     }
-    let (attributes, _) = protected_attributes(&mut conn, policy, &all)?;
-    let mut out = Vec::with_capacity(instants.len());
-    for &at in instants {
-        let active = db::consent::active_customers(&mut conn, purpose, spec, at)?;
-        out.push(consent_selection(
-            &in_sorted(&all, &active),
-            &attributes,
-            &t,
-        )?);
-    }
-    Ok(out)
+    let t = thresholds(policy);
+    let selection = |active: &[i64]| {
+        consent_selection(&in_sorted(&on_file.ids, active), &on_file.attributes, &t)
+    };
+
+    type PastSlot = String;
+    static PAST: LazyLock<Kept<PastSlot, LedgerPast, Vec<ConsentSelectionReport>>> =
+        LazyLock::new(Kept::default);
+    let mut reports = if past.is_empty() {
+        Vec::new()
+    } else {
+        PAST.get_or_compute_checked(
+            db.url().to_string(),
+            None,
+            conn,
+            |kept, conn| Ok(kept.still_holds(conn, policy, past)?),
+            |conn| {
+                let versions = LedgerPast::read(conn, policy, past)?;
+                let reports = db::consent::active_history(conn, purpose, spec, past)?
+                    .iter()
+                    .map(|active| selection(active))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok::<_, AuditError>((versions, reports, None))
+            },
+        )?
+    };
+
+    /// The policy, the consent state's version, and the trail head and highest customer id
+    /// the customers on file were read at.
+    type NowVersions = (String, i64, i64, Option<i64>);
+    static NOW: LazyLock<Kept<String, NowVersions, ConsentSelectionReport>> =
+        LazyLock::new(Kept::default);
+    reports.push(NOW.get_or_compute(
+        db.url().to_string(),
+        (
+            policy.version.clone(),
+            db::consent_state::version(conn)?,
+            on_file.trail_seq,
+            on_file.last_customer,
+        ),
+        Some(last),
+        || {
+            let until = db::consent_state::changes_after(conn, purpose, spec, last)?;
+            let active = db::consent_state::active_customers(conn, purpose, spec, last)?;
+            Ok::<_, AuditError>((selection(&active)?, Some(Span { from: last, until })))
+        },
+    )?);
+    Ok(reports)
+}
+
+/// Every customer on file (ascending) with the policy's protected attributes, and the
+/// versions they were read at.
+struct OnFile {
+    ids: Vec<i64>,
+    attributes: Vec<ProtectedAttribute>,
+    trail_seq: i64,
+    last_customer: Option<i64>,
+}
+
+/// [`OnFile`] now, kept per process until a customer is added or changed or the policy
+/// changes (at a million customers reading it takes about a second).
+fn customers_on_file(conn: &mut DbConnection, db: &Db, policy: &Policy) -> Result<Arc<OnFile>> {
+    /// The policy, the trail head and the highest customer id when they were read.
+    type Versions = (String, i64, Option<i64>);
+    static ON_FILE: LazyLock<Kept<String, Versions, Arc<OnFile>>> = LazyLock::new(Kept::default);
+    ON_FILE.get_or_compute_checked(
+        db.url().to_string(),
+        None,
+        conn,
+        |(policy_version, trail_seq, last_customer), conn| {
+            Ok(*policy_version == policy.version
+                && db::consent::last_customer_id(conn)? == *last_customer
+                && !db::trail::any_since_except(
+                    conn,
+                    *trail_seq,
+                    &super::consent::LEDGER_PAST_UNAFFECTED_BY,
+                )?)
+        },
+        |conn| {
+            let trail_seq = db::trail::head_seq(conn)?;
+            let last_customer = db::consent::last_customer_id(conn)?;
+            let ids = db::consent::customer_ids(conn)?;
+            let attributes = if ids.is_empty() {
+                Vec::new()
+            } else {
+                protected_attributes(conn, policy, &ids)?.0
+            };
+            let on_file = OnFile {
+                ids,
+                attributes,
+                trail_seq,
+                last_customer,
+            };
+            Ok::<_, AuditError>((
+                (policy.version.clone(), trail_seq, last_customer),
+                Arc::new(on_file),
+                None,
+            ))
+        },
+    )
 }
 
 /// Audits a run and stores the report; a draft run becomes audited. Runs that are audited,

@@ -343,9 +343,8 @@ fn current_tally(
 ///
 /// The instants are month ends and the last is the moment asked about (usually now). The
 /// past ones are counted from the whole ledger (about 10 s at a million customers), so each
-/// process keeps them until the ledger gains an event (its highest id), the state changes
-/// (erasure deletes events), or a customer is added; the last is counted as
-/// [`coverage`] counts it.
+/// process keeps them while they hold ([`LedgerPast`]): a consent event recorded now leaves
+/// them as they are. The last is counted as [`coverage`] counts it.
 pub fn coverage_history(
     db: &Db,
     policy: &Policy,
@@ -375,7 +374,7 @@ pub fn coverage_history(
 }
 
 /// A purpose's counts at past `instants`, from the ledger, kept per process (see
-/// [`coverage_history`]).
+/// [`coverage_history`] and [`LedgerPast`]).
 fn past_tallies(
     conn: &mut DbConnection,
     db: &Db,
@@ -386,23 +385,79 @@ fn past_tallies(
     if instants.is_empty() {
         return Ok(Vec::new());
     }
-    type Versions = (String, i64, Option<i64>, Option<i64>, Vec<NaiveDateTime>);
-    static COUNTED: LazyLock<Kept<DatabaseAndPurpose, Versions, Vec<Tally>>> =
+    static COUNTED: LazyLock<Kept<DatabaseAndPurpose, LedgerPast, Vec<Tally>>> =
         LazyLock::new(Kept::default);
-    let versions = (
-        policy.version.clone(),
-        crate::db::consent_state::version(conn)?,
-        store::last_customer_id(conn)?,
-        store::last_event_id(conn)?,
-        instants.to_vec(),
-    );
-    COUNTED.get_or_compute(
+    COUNTED.get_or_compute_checked(
         (db.url().to_string(), purpose.to_owned()),
-        versions,
         None,
-        || {
+        conn,
+        |kept, conn| kept.still_holds(conn, policy, instants),
+        |conn| {
+            let versions = LedgerPast::read(conn, policy, instants)?;
             let tallies = store::tally_history(conn, purpose, &policy.purposes[purpose], instants)?;
-            Ok((tallies, None))
+            Ok((versions, tallies, None))
         },
     )
+}
+
+/// Trail actions after which what the ledger says of past instants, and who is on file with
+/// which protected attributes, are unchanged: those that change no customer data, a consent
+/// event recorded through the server (one dated in the past is caught by
+/// [`LedgerPast::still_holds`] from the ledger itself), and publishing a run.
+pub(crate) static LEDGER_PAST_UNAFFECTED_BY: LazyLock<Vec<&str>> = LazyLock::new(|| {
+    [
+        crate::trail::CUSTOMER_DATA_UNCHANGED_BY,
+        &["consent.recorded", "segmentation.published"],
+    ]
+    .concat()
+});
+
+/// What a figure about past instants computed from the ledger and the customers on file rests
+/// on. Consent events arrive all the time, and nearly all take effect when they are recorded,
+/// after every past instant; so such a figure stays true until a customer is added or
+/// changed, the policy changes, or an event is recorded that takes effect at or before the
+/// last of its instants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LedgerPast {
+    policy_version: String,
+    instants: Vec<NaiveDateTime>,
+    trail_seq: i64,
+    last_event: Option<i64>,
+    last_customer: Option<i64>,
+}
+
+impl LedgerPast {
+    /// The versions now: read before the data a figure is computed from, so that a change
+    /// made while it is computed is seen by the next check.
+    pub(crate) fn read(
+        conn: &mut DbConnection,
+        policy: &Policy,
+        instants: &[NaiveDateTime],
+    ) -> DbResult<LedgerPast> {
+        Ok(LedgerPast {
+            policy_version: policy.version.clone(),
+            instants: instants.to_vec(),
+            trail_seq: trail_store::head_seq(conn)?,
+            last_event: store::last_event_id(conn)?,
+            last_customer: store::last_customer_id(conn)?,
+        })
+    }
+
+    /// Whether a figure computed at these versions is still what the database says of
+    /// `instants`.
+    pub(crate) fn still_holds(
+        &self,
+        conn: &mut DbConnection,
+        policy: &Policy,
+        instants: &[NaiveDateTime],
+    ) -> DbResult<bool> {
+        let Some(&last) = instants.last() else {
+            return Ok(true);
+        };
+        Ok(self.policy_version == policy.version
+            && self.instants == instants
+            && store::last_customer_id(conn)? == self.last_customer
+            && !trail_store::any_since_except(conn, self.trail_seq, &LEDGER_PAST_UNAFFECTED_BY)?
+            && !store::any_event_since_effective_by(conn, self.last_event, last)?)
+    }
 }

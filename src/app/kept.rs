@@ -47,31 +47,21 @@ impl<S, K, V> Default for Kept<S, K, V> {
     }
 }
 
-impl<S: Eq + Hash, K: Eq, V: Clone> Kept<S, K, V> {
-    /// The kept answer for `slot` when it was computed from `versions` and holds at `at`
-    /// (any instant when `at` is `None`); else `compute`'s, which is kept in its place with
-    /// the span it returns (`None`: it holds at any instant).
-    pub fn get_or_compute<E>(
-        &self,
-        slot: S,
-        versions: K,
-        at: Option<NaiveDateTime>,
-        compute: impl FnOnce() -> Result<(V, Option<Span>), E>,
-    ) -> Result<V, E> {
-        let kept = self.kept.lock().ok().and_then(|kept| {
-            kept.get(&slot)
-                .filter(|entry| entry.versions == versions)
-                .filter(|entry| match (entry.span, at) {
-                    (Some(span), Some(at)) => span.holds_at(at),
-                    (Some(_), None) => false,
-                    (None, _) => true,
-                })
-                .map(|entry| entry.value.clone())
-        });
-        if let Some(value) = kept {
-            return Ok(value);
-        }
-        let (value, span) = compute()?;
+impl<S: Eq + Hash, K: Clone, V: Clone> Kept<S, K, V> {
+    /// The kept answer for `slot` and the versions it was computed from, when it holds at `at`
+    /// (any instant when `at` is `None`). The lock is not held while the caller checks them.
+    fn lookup(&self, slot: &S, at: Option<NaiveDateTime>) -> Option<(K, V)> {
+        let kept = self.kept.lock().ok()?;
+        kept.get(slot)
+            .filter(|entry| match (entry.span, at) {
+                (Some(span), Some(at)) => span.holds_at(at),
+                (Some(_), None) => false,
+                (None, _) => true,
+            })
+            .map(|entry| (entry.versions.clone(), entry.value.clone()))
+    }
+
+    fn keep(&self, slot: S, versions: K, span: Option<Span>, value: &V) {
         if let Ok(mut kept) = self.kept.lock() {
             kept.insert(
                 slot,
@@ -82,6 +72,50 @@ impl<S: Eq + Hash, K: Eq, V: Clone> Kept<S, K, V> {
                 },
             );
         }
+    }
+
+    /// The kept answer for `slot` when `still_holds` says the versions it was computed from
+    /// still describe the database and it holds at `at`; else `compute`'s, kept in its place
+    /// with the versions and span it returns. `compute` must read its versions before the
+    /// data it computes from, so a change made meanwhile is seen by the next check. Both are
+    /// handed `with` (a connection, say).
+    pub fn get_or_compute_checked<C: ?Sized, E>(
+        &self,
+        slot: S,
+        at: Option<NaiveDateTime>,
+        with: &mut C,
+        still_holds: impl FnOnce(&K, &mut C) -> Result<bool, E>,
+        compute: impl FnOnce(&mut C) -> Result<(K, V, Option<Span>), E>,
+    ) -> Result<V, E> {
+        if let Some((versions, value)) = self.lookup(&slot, at)
+            && still_holds(&versions, with)?
+        {
+            return Ok(value);
+        }
+        let (versions, value, span) = compute(with)?;
+        self.keep(slot, versions, span, &value);
+        Ok(value)
+    }
+}
+
+impl<S: Eq + Hash, K: Clone + Eq, V: Clone> Kept<S, K, V> {
+    /// The kept answer for `slot` when it was computed from `versions` and holds at `at`
+    /// (any instant when `at` is `None`); else `compute`'s, which is kept in its place with
+    /// the span it returns (`None`: it holds at any instant).
+    pub fn get_or_compute<E>(
+        &self,
+        slot: S,
+        versions: K,
+        at: Option<NaiveDateTime>,
+        compute: impl FnOnce() -> Result<(V, Option<Span>), E>,
+    ) -> Result<V, E> {
+        if let Some((kept, value)) = self.lookup(&slot, at)
+            && kept == versions
+        {
+            return Ok(value);
+        }
+        let (value, span) = compute()?;
+        self.keep(slot, versions, span, &value);
         Ok(value)
     }
 }
@@ -144,6 +178,32 @@ mod tests {
             .get_or_compute("db", 0, None, || Ok::<_, ()>((3, None)))
             .unwrap();
         assert_eq!(again, 3);
+    }
+
+    #[test]
+    fn a_checked_answer_is_kept_until_the_check_fails() {
+        let kept: Kept<&str, i64, u32> = Kept::default();
+        let computed = Cell::new(0);
+        let ask = |watermark: i64, holds: bool| {
+            kept.get_or_compute_checked(
+                "db",
+                None,
+                &mut (),
+                |&kept_watermark, _| {
+                    assert_eq!(kept_watermark, 10, "the check sees the kept versions");
+                    Ok::<_, ()>(holds)
+                },
+                |_| {
+                    computed.set(computed.get() + 1);
+                    Ok((watermark, computed.get(), None))
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(ask(10, true), 1);
+        assert_eq!(ask(10, true), 1);
+        assert_eq!(ask(10, false), 2);
+        assert_eq!(computed.get(), 2);
     }
 
     #[test]

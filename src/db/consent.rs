@@ -287,14 +287,45 @@ pub fn tally_history(
     spec: &PurposeSpec,
     instants: &[NaiveDateTime],
 ) -> DbResult<Vec<Tally>> {
+    let population = population(conn)?;
+    let validity: TimeDelta = validity(spec);
+    at_each_instant(conn, purpose, instants, |latest, at| {
+        latest.tally(at, validity, population)
+    })
+}
+
+/// The customers whose data may be used for `purpose` at each of `instants` (ascending), as
+/// [`active_customers`] finds them, in one pass over the purpose's events in time order.
+pub fn active_history(
+    conn: &mut DbConnection,
+    purpose: &str,
+    spec: &PurposeSpec,
+    instants: &[NaiveDateTime],
+) -> DbResult<Vec<Vec<i64>>> {
+    let validity: TimeDelta = validity(spec);
+    let all_ids = match spec.legal_basis {
+        crate::policy::LegalBasis::Consent => Vec::new(),
+        crate::policy::LegalBasis::LegitimateInterest => customer_ids(conn)?,
+    };
+    at_each_instant(conn, purpose, instants, |latest, at| {
+        latest.permitted(at, validity, spec.legal_basis, all_ids.iter().copied())
+    })
+}
+
+/// `at_instant` of the latest event per customer at each of `instants` (ascending), from one
+/// pass over the purpose's events in time order: the latest events are carried forward, and
+/// looked at as each instant is passed.
+fn at_each_instant<T>(
+    conn: &mut DbConnection,
+    purpose: &str,
+    instants: &[NaiveDateTime],
+    mut at_instant: impl FnMut(&LatestEvents, NaiveDateTime) -> T,
+) -> DbResult<Vec<T>> {
     let Some(&last) = instants.last() else {
         return Ok(Vec::new());
     };
-    let population = population(conn)?;
-    let validity: TimeDelta = validity(spec);
     let mut latest = LatestEvents::with_capacity(max_customer_id(conn)?);
-    let mut tallies = Vec::with_capacity(instants.len());
-    let mut next = 0;
+    let mut out = Vec::with_capacity(instants.len());
     let rows = consent_events::table
         .filter(consent_events::purpose.eq(purpose))
         .filter(consent_events::recorded_at.le(last))
@@ -310,15 +341,27 @@ pub fn tally_history(
         )?;
     for row in rows {
         let (customer_id, event_id, granted, recorded_at) = row?;
-        while next < instants.len() && recorded_at > instants[next] {
-            tallies.push(latest.tally(instants[next], validity, population));
-            next += 1;
+        while out.len() < instants.len() && recorded_at > instants[out.len()] {
+            out.push(at_instant(&latest, instants[out.len()]));
         }
         latest.offer(customer_id, event_id, event_of(granted, recorded_at));
     }
-    while next < instants.len() {
-        tallies.push(latest.tally(instants[next], validity, population));
-        next += 1;
+    while out.len() < instants.len() {
+        out.push(at_instant(&latest, instants[out.len()]));
     }
-    Ok(tallies)
+    Ok(out)
+}
+
+/// Whether the ledger gained an event after event `after` (all events when `None`) that
+/// takes effect at or before `at`: a back-dated event, which changes what the ledger says of
+/// the past. Reads the events appended since, by their key.
+pub fn any_event_since_effective_by(
+    conn: &mut DbConnection,
+    after: Option<i64>,
+    at: NaiveDateTime,
+) -> DbResult<bool> {
+    let since = consent_events::table
+        .filter(consent_events::id.gt(after.unwrap_or(i64::MIN)))
+        .filter(consent_events::recorded_at.le(at));
+    Ok(diesel::select(diesel::dsl::exists(since)).get_result(conn)?)
 }

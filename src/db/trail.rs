@@ -58,6 +58,15 @@ pub fn last_seq_except(conn: &mut DbConnection, except: &[&str]) -> DbResult<i64
         .unwrap_or(0))
 }
 
+/// Whether an entry after `after` has an action other than those in `except`: read from the
+/// entries made since, by their key.
+pub fn any_since_except(conn: &mut DbConnection, after: i64, except: &[&str]) -> DbResult<bool> {
+    let since = trail::table
+        .filter(trail::seq.gt(after))
+        .filter(trail::action.ne_all(except));
+    Ok(diesel::select(diesel::dsl::exists(since)).get_result(conn)?)
+}
+
 /// Appends an entry. Call it inside the transaction that makes the change it records
 /// (`Db::write`), so the change and its record commit together or not at all.
 pub fn append(conn: &mut DbConnection, entry: NewEntry, policy_version: &str) -> DbResult<i64> {

@@ -124,6 +124,31 @@ fn assert_coverage_equals_ledger(app: &TestApp, context: &str) {
             .unwrap();
         assert_eq!(tallies, from_ledger, "{context}: history of {purpose}");
     }
+    // The consent page's consent-selection history counts the same active customers at each
+    // instant as the ledger does.
+    let selection =
+        fairseg::app::audits::consent_selection_history(&app.db, &app.policy, &instants).unwrap();
+    let purpose = &app.policy.segmentation.purpose;
+    let spec = &app.policy.purposes[purpose];
+    let on_file = app.db.read(fairseg::db::consent::population).unwrap();
+    if app.policy.consent_selection.enabled && on_file > 0 {
+        assert_eq!(
+            selection.len(),
+            instants.len(),
+            "{context}: selection history"
+        );
+        for (report, &at) in selection.iter().zip(&instants) {
+            let active = app
+                .db
+                .read(|c| fairseg::db::consent::active_customers(c, purpose, spec, at))
+                .unwrap();
+            assert_eq!(
+                (report.customers, report.consented),
+                (on_file, active.len() as u64),
+                "{context}: consent selection at {at}"
+            );
+        }
+    }
     let shown = fairseg::app::consent::coverage(&app.db, &app.policy, now).unwrap();
     for purpose in shown {
         let spec = &app.policy.purposes[&purpose.purpose];
