@@ -15,11 +15,12 @@
 //! transactions on SQLite: see `benches/kpi_sqlite.rs` and docs/benchmarks.md.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::json;
 
+use super::kept::Kept;
 use crate::app::jobs::WorkerId;
 use crate::app::runs::{self as run_cases, RunError};
 use crate::config::KpiSchedule;
@@ -434,35 +435,58 @@ pub fn segment_trends(
     policy: &Policy,
     run_id: i64,
 ) -> Result<BTreeMap<i32, SegmentTrend>> {
-    type Key = (String, i64, PeriodKind, u32, (i64, Option<i64>));
-    type Drawn = HashMap<Key, Arc<BTreeMap<i32, SegmentTrend>>>;
-    static DRAWN: std::sync::LazyLock<std::sync::Mutex<Drawn>> =
-        std::sync::LazyLock::new(Default::default);
+    /// The run's part of the log (row count and newest id) and the minimum cell size.
+    type Versions = ((i64, Option<i64>), u32);
+    type Slot = (String, i64, PeriodKind);
+    type Trends = Arc<BTreeMap<i32, SegmentTrend>>;
+    static DRAWN: LazyLock<Kept<Slot, Versions, Trends>> = LazyLock::new(Kept::default);
     let kind = policy_kind(policy)?;
     let filter = LogFilter {
         period_kind: Some(kind),
         run_id: Some(run_id),
         ..LogFilter::default()
     };
-    let version = db.read(|c| store::log_version(c, &filter))?;
-    let key: Key = (
-        db.url().to_string(),
-        run_id,
-        kind,
-        policy.fairness.min_cell_size,
+    let mut conn = db.conn()?;
+    let c = &mut *conn;
+    let version = store::log_version(c, &filter)?;
+    let trends = DRAWN.get_or_compute(
+        (db.url().to_string(), run_id, kind),
+        (version, policy.fairness.min_cell_size),
+        None,
+        || -> Result<_> { Ok((Arc::new(draw_trends(store::log(c, &filter)?, policy)), None)) },
+    )?;
+    Ok((*trends).clone())
+}
+
+/// The newest evaluation of every series and KPI in `kind`'s period starting on `start`.
+///
+/// The KPI overview shows them on every view, and a period evaluated every day while it runs
+/// has thirty rows for each one shown. The log only grows, and shrinks only by retention, so
+/// each process keeps them until the period's row count or newest id changes.
+fn newest_of_period(
+    c: &mut DbConnection,
+    db: &Db,
+    kind: PeriodKind,
+    start: NaiveDate,
+) -> Result<Arc<Vec<EvaluationRecord>>> {
+    type Slot = (String, PeriodKind, NaiveDate);
+    /// The period's row count and newest id.
+    type Versions = (i64, Option<i64>);
+    type Newest = Arc<Vec<EvaluationRecord>>;
+    static KEPT: LazyLock<Kept<Slot, Versions, Newest>> = LazyLock::new(Kept::default);
+    let filter = LogFilter {
+        period_kind: Some(kind),
+        from: Some(start),
+        to: Some(start),
+        ..LogFilter::default()
+    };
+    let version = store::log_version(c, &filter)?;
+    KEPT.get_or_compute(
+        (db.url().to_string(), kind, start),
         version,
-    );
-    let cached = DRAWN.lock().ok().and_then(|d| d.get(&key).cloned());
-    if let Some(trends) = cached {
-        return Ok((*trends).clone());
-    }
-    let trends = draw_trends(db.read(|c| store::log(c, &filter))?, policy);
-    if let Ok(mut drawn) = DRAWN.lock() {
-        // One entry per database and run is all a process needs: the newest.
-        drawn.retain(|k, _| (&k.0, k.1, k.2) != (&key.0, key.1, key.2));
-        drawn.insert(key, Arc::new(trends.clone()));
-    }
-    Ok(trends)
+        None,
+        || -> Result<_> { Ok((Arc::new(newest_per_period(store::log(c, &filter)?)), None)) },
+    )
 }
 
 fn draw_trends(rows: Vec<EvaluationRecord>, policy: &Policy) -> BTreeMap<i32, SegmentTrend> {
@@ -613,15 +637,7 @@ pub fn overview(
     }];
     let mut records = Vec::new();
     if let Some(shown) = &shown {
-        let rows = store::log(
-            c,
-            &LogFilter {
-                period_kind: Some(kind),
-                from: Some(shown.period.start()),
-                to: Some(shown.period.start()),
-                ..LogFilter::default()
-            },
-        )?;
+        let rows = newest_of_period(c, db, kind, shown.period.start())?;
         let current: HashMap<i32, String> = match &run {
             Some(r) => runs::segments(c, r.id)?
                 .into_iter()
@@ -630,8 +646,8 @@ pub fn overview(
             None => HashMap::new(),
         };
         let mut segments: BTreeMap<i32, String> = BTreeMap::new();
-        for r in newest_per_period(rows) {
-            let key = series_key(&r);
+        for r in rows.iter() {
+            let key = series_key(r);
             let belongs = match &key {
                 SeriesKey::All => true,
                 SeriesKey::Segment { run_id, number } => {
@@ -647,7 +663,7 @@ pub fn overview(
                 SeriesKey::Label { .. } => false,
             };
             if belongs {
-                records.push((key, r));
+                records.push((key, r.clone()));
             }
         }
         columns.extend(segments.into_iter().map(|(number, name)| SegmentColumn {

@@ -1615,3 +1615,56 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
         "the last month is evaluated again, complete this time"
     );
 }
+
+#[tokio::test]
+async fn the_kpi_overview_shows_a_period_evaluated_again_at_once() {
+    let app = spawn_app().await;
+    seeded(&app).await;
+    let march = chrono::NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
+    let today = fairseg::db::now().date();
+    let evaluate = || async {
+        let (status, body) = app
+            .post_json(
+                "analyst",
+                "/api/v1/kpi/evaluate",
+                json!({"as_of": "2025-03-31"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    };
+    let revenue = || {
+        let overview = fairseg::app::kpis::overview(
+            &app.db,
+            fairseg::kpi::PeriodKind::Month,
+            Some(march),
+            None,
+            today,
+        )
+        .unwrap();
+        overview
+            .records
+            .iter()
+            .find(|(_, r)| r.segment == "all" && r.kpi == "revenue")
+            .map(|(_, r)| r.value)
+            .expect("March's revenue is shown")
+    };
+    evaluate().await;
+    // 40 regulars at 10 and 5 big spenders at 1000.
+    assert_eq!(revenue(), Some(5400.0));
+    // A purchase of March loaded late, and March evaluated again: the overview (kept per
+    // process between views) shows the new evaluation at once.
+    app.insert_demo_customer(DemoCustomer {
+        id: "K900",
+        attributes: json!({}),
+        protected: json!({}),
+        created_at: at(2024, 12, 1),
+        transactions: vec![(at(2025, 3, 20), 100.0, None)],
+        consents: vec![(
+            "segmentation",
+            "granted",
+            fairseg::db::now() - chrono::TimeDelta::days(30),
+        )],
+    });
+    evaluate().await;
+    assert_eq!(revenue(), Some(5500.0));
+}
