@@ -563,12 +563,12 @@ fn fit_numeric(c: &FeatureColumn, v: &[Option<f64>], rows: &[usize]) -> Result<N
 }
 
 /// Writes the standardised numeric features into `matrix`, row by row, blocks of rows in
-/// parallel (`numeric_at`: column, matrix column, mean, scale, fill, log1p).
+/// parallel (`numeric_at`: column, matrix column and fit of each).
 fn write_numeric(
     matrix: &mut Array2<f64>,
     columns: &[FeatureColumn],
     rows: &[usize],
-    numeric_at: &[(usize, usize, f64, f64, Option<f64>, bool)],
+    numeric_at: &[(usize, usize, NumericFit)],
 ) {
     const BLOCK: usize = 16_384;
     if numeric_at.is_empty() || rows.is_empty() {
@@ -590,10 +590,10 @@ fn write_numeric(
         .zip(rows.par_chunks(BLOCK))
         .for_each(|(block, block_rows)| {
             for (row, &r) in block.chunks_exact_mut(width).zip(block_rows) {
-                for (&(_, at, mean, scale, fill, log1p), v) in numeric_at.iter().zip(&values) {
-                    let x = v[r].or(fill).expect("filled");
-                    let x = if log1p { x.ln_1p() } else { x };
-                    row[at] = (x - mean) / scale;
+                for ((_, at, fit), v) in numeric_at.iter().zip(&values) {
+                    let x = v[r].or(fit.fill).expect("filled");
+                    let x = if fit.log1p { x.ln_1p() } else { x };
+                    row[*at] = (x - fit.mean) / fit.scale;
                 }
             }
         });
@@ -665,9 +665,9 @@ pub fn fit_transform(columns: &[FeatureColumn]) -> Result<Preprocessed> {
             ColumnValues::Categorical(_) => None,
         })
         .collect();
-    // (column, matrix column, mean, scale, fill, log1p) of each numeric feature, written
-    // into the matrix row by row after the loop.
-    let mut numeric_at: Vec<(usize, usize, f64, f64, Option<f64>, bool)> = Vec::new();
+    // (column, matrix column, fit) of each numeric feature, written into the matrix row by
+    // row after the loop.
+    let mut numeric_at: Vec<(usize, usize, NumericFit)> = Vec::new();
     let mut features = Vec::with_capacity(columns.len());
     let mut at = 0;
     for (ci, (c, report)) in columns.iter().zip(per_feature.iter_mut()).enumerate() {
@@ -678,7 +678,6 @@ pub fn fit_transform(columns: &[FeatureColumn]) -> Result<Preprocessed> {
                     .take()
                     .expect("every numeric column was fitted")?;
                 report.imputed = fit.imputed;
-                numeric_at.push((ci, at, fit.mean, fit.scale, fit.fill, fit.log1p));
                 features.push(FittedFeature::Numeric {
                     name: name.clone(),
                     log1p: fit.log1p,
@@ -686,6 +685,7 @@ pub fn fit_transform(columns: &[FeatureColumn]) -> Result<Preprocessed> {
                     scale: fit.scale,
                     fill: fit.fill,
                 });
+                numeric_at.push((ci, at, fit));
                 at += 1;
             }
             ColumnValues::Categorical(v) => {
