@@ -436,11 +436,67 @@ impl Db {
         f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut conn = self.conn()?;
+        self.write_on(&mut conn, f)
+    }
+
+    /// [`Db::write`] for a write of many rows (a run's million memberships): on SQLite its
+    /// commit does not also copy the write-ahead log into the database (the automatic
+    /// checkpoint that a commit past a thousand pages of log runs, tens of megabytes and a
+    /// sync), so the caller can go on at once and leave that to [`Db::checkpoint_beside`].
+    /// What is committed is as durable as after any commit (`synchronous = NORMAL`: the log
+    /// is synced at checkpoints).
+    pub fn write_deferring_checkpoint<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn()?;
+        if self.url.backend == Backend::Postgres {
+            return self.write_on(&mut conn, f);
+        }
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0")
+            .map_err(DbError::from)?;
+        let result = self.write_on(&mut conn, f);
+        // Back to SQLite's default for whoever borrows the connection next.
+        if let Err(error) = conn.batch_execute("PRAGMA wal_autocheckpoint = 1000") {
+            tracing::error!(%error, "cannot turn automatic checkpoints back on");
+        }
+        result
+    }
+
+    /// SQLite: copies the write-ahead log into the database on a thread of its own, with a
+    /// connection that is free now (none free: the next commit's automatic checkpoint does it),
+    /// after writes made with [`Db::write_deferring_checkpoint`]. A passive checkpoint: it
+    /// waits for no one, and writers and readers go on meanwhile. Nothing on PostgreSQL.
+    pub fn checkpoint_beside(&self) {
+        if self.url.backend == Backend::Postgres {
+            return;
+        }
+        let Some(mut conn) = self.spare_conn() else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            match conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                Ok(()) => tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "write-ahead log checkpointed beside"
+                ),
+                Err(error) => tracing::debug!(%error, "checkpoint beside not done"),
+            }
+        });
+    }
+
+    /// [`Db::write`] on a connection already borrowed.
+    fn write_on<T, E: From<DbError>>(
+        &self,
+        conn: &mut PooledConnection,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let _guard = match self.url.backend {
             Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,
         };
-        in_transaction(&mut conn, f, |conn| {
+        in_transaction(conn, f, |conn| {
             // Take the write lock first (SQLite: RESERVED; PostgreSQL: the head row), so the
             // transaction never has to upgrade a stale read snapshot to a write.
             diesel::update(schema::trail_head::table)

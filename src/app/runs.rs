@@ -503,55 +503,21 @@ fn finish(
     timings.cluster = ms(stage);
     progress(db, id, "profile", 0.7)?;
 
-    // Profile, quality, map, valuation, stability.
-    let stage = Instant::now();
-    let profiled = pipeline::profile_segments(settings, policy, &pre, &population, clustered)?;
-    let memberships = profiled.memberships;
+    // What the profile compares the run with: the published run's members and segments.
     let previous = db.read(store::published)?;
-    let stability_ari = match &previous {
+    let (members_before, before) = match &previous {
         Some(prev) => {
-            let before = db.read(|conn| store::memberships(conn, prev.id))?;
-            pipeline::stability(&before, &memberships)
-        }
-        None => None,
-    };
-    let before: Option<Vec<(String, SegmentProfile)>> = match &previous {
-        Some(prev) => Some(
-            db.read(|conn| store::segments(conn, prev.id))?
+            let members = db.read(|conn| store::memberships(conn, prev.id))?;
+            let segments: Vec<(String, SegmentProfile)> = db
+                .read(|conn| store::segments(conn, prev.id))?
                 .into_iter()
                 .filter_map(|r| Some((r.name, serde_json::from_str(&r.profile).ok()?)))
-                .collect(),
-        ),
-        None => None,
+                .collect();
+            (Some(members), Some(segments))
+        }
+        None => (None, None),
     };
-    let names = pipeline::segment_names(
-        settings.algorithm,
-        fixed_names.as_deref(),
-        &profiled.profiles.segments,
-        before.as_deref(),
-    );
-    let reference = pipeline::reference_sample(&population.columns, &pre.rows, settings.seed);
-    let segment_rows: Vec<SegmentRow> = profiled
-        .profiles
-        .segments
-        .iter()
-        .zip(&profiled.valuations)
-        .zip(names)
-        .enumerate()
-        .map(|(i, ((p, v), (name, proposed_name)))| SegmentRow {
-            run_id: id,
-            segment: i as i32,
-            name,
-            proposed_name,
-            size: p.size as i64,
-            profile: serde_json::to_string(p).expect("profiles serialise"),
-            valuation: serde_json::to_string(v).expect("valuations serialise"),
-        })
-        .collect();
-    timings.profile = ms(stage);
-    progress(db, id, "persist", 0.85)?;
-
-    let stage = Instant::now();
+    let memberships = pipeline::memberships(&pre.rows, &clustered.labels, &population.ids);
     let excluded = Excluded {
         no_consent: population.tally.never_asked,
         withdrawn: population.tally.withdrawn,
@@ -559,66 +525,120 @@ fn finish(
         missing_values: pre.missing.customers_excluded as u64,
     };
     let included = pre.matrix.nrows() as u64;
-    let mut summary = RunSummary {
-        k: n_segments,
-        k_candidates,
-        quality: profiled.quality,
-        timings_ms: timings.clone(),
-        missing: pre.missing.clone(),
-        transform: Some(pre.transform.clone()),
-        map: profiled.map,
-        reference,
-        as_of: settings.as_of.unwrap_or(population.at.date()),
-    };
     let excluded_json = serde_json::to_string(&excluded).expect("serialises");
-    let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
-    db.write(|conn| -> Result<(), RunError> {
-        // The run may have been failed meanwhile (its lease ran out while this process was
-        // stalled, or a drain gave it up): it stays failed rather than come back.
-        let status = store::run(conn, id)?.map(|r| r.status);
-        if status != Some(RunStatus::Running) {
-            return Err(RunError::WrongState {
-                id,
-                status: status.unwrap_or(RunStatus::Failed),
-                message: "the run was given up before it finished; nothing of it was kept",
+
+    // Profile, quality, map, valuation and stability are computed on a second thread while
+    // this one writes the memberships (which do not depend on them), in the one transaction
+    // that then stores the segments and completes the run: a failure of either keeps nothing.
+    let stage = Instant::now();
+    let profile_stage = |clustered: pipeline::Clustered| -> Result<_, RunError> {
+        let stage = Instant::now();
+        let profiled = pipeline::profile_segments(settings, policy, &pre, &population, clustered)?;
+        let stability_ari = members_before
+            .as_deref()
+            .and_then(|before| pipeline::stability(before, &memberships));
+        let names = pipeline::segment_names(
+            settings.algorithm,
+            fixed_names.as_deref(),
+            &profiled.profiles.segments,
+            before.as_deref(),
+        );
+        let reference = pipeline::reference_sample(&population.columns, &pre.rows, settings.seed);
+        let segment_rows: Vec<SegmentRow> = profiled
+            .profiles
+            .segments
+            .iter()
+            .zip(&profiled.valuations)
+            .zip(names)
+            .enumerate()
+            .map(|(i, ((p, v), (name, proposed_name)))| SegmentRow {
+                run_id: id,
+                segment: i as i32,
+                name,
+                proposed_name,
+                size: p.size as i64,
+                profile: serde_json::to_string(p).expect("profiles serialise"),
+                valuation: serde_json::to_string(v).expect("valuations serialise"),
+            })
+            .collect();
+        Ok((profiled, stability_ari, reference, segment_rows, ms(stage)))
+    };
+    let (mut summary, segment_rows, stability_ari) =
+        db.write_deferring_checkpoint(|conn| -> Result<_, RunError> {
+            // The run may have been failed meanwhile (its lease ran out while this process was
+            // stalled, or a drain gave it up): it stays failed rather than come back.
+            let status = store::run(conn, id)?.map(|r| r.status);
+            if status != Some(RunStatus::Running) {
+                return Err(RunError::WrongState {
+                    id,
+                    status: status.unwrap_or(RunStatus::Failed),
+                    message: "the run was given up before it finished; nothing of it was kept",
+                });
+            }
+            let (written, profiled) = std::thread::scope(|scope| {
+                let profiling = scope.spawn(|| profile_stage(clustered));
+                let written = store::insert_memberships(conn, id, &memberships, details.as_deref());
+                (
+                    written,
+                    profiling
+                        .join()
+                        .expect("profiling the segments does not panic"),
+                )
             });
-        }
-        store::complete(
-            conn,
-            id,
-            &Completed {
-                included: included as i64,
-                excluded: &excluded_json,
-                summary: &summary_json,
-                segments: &segment_rows,
-                memberships: &memberships,
-                model: &model_json,
-                details: details.as_deref(),
-                previous_run_id: previous.as_ref().map(|p| p.id),
-                stability_ari,
-                finished_at: db::now(),
-            },
-        )?;
-        db::trail::append(
-            conn,
-            NewEntry::new(
-                &Actor::system(),
-                "segmentation.completed",
-                format!("run:{id}"),
-                serde_json::json!({
-                    "segments": n_segments,
-                    "population_at": crate::time::format_instant(population.at),
-                }),
-            ),
-            &policy.version,
-        )?;
-        Ok(())
-    })?;
+            written?;
+            let (profiled, stability_ari, reference, segment_rows, profile_ms) = profiled?;
+            timings.profile = profile_ms;
+            let summary = RunSummary {
+                k: n_segments,
+                k_candidates,
+                quality: profiled.quality,
+                timings_ms: timings.clone(),
+                missing: pre.missing.clone(),
+                transform: Some(pre.transform.clone()),
+                map: profiled.map,
+                reference,
+                as_of: settings.as_of.unwrap_or(population.at.date()),
+            };
+            let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
+            store::complete(
+                conn,
+                id,
+                &Completed {
+                    included: included as i64,
+                    excluded: &excluded_json,
+                    summary: &summary_json,
+                    segments: &segment_rows,
+                    model: &model_json,
+                    previous_run_id: previous.as_ref().map(|p| p.id),
+                    stability_ari,
+                    finished_at: db::now(),
+                },
+            )?;
+            db::trail::append(
+                conn,
+                NewEntry::new(
+                    &Actor::system(),
+                    "segmentation.completed",
+                    format!("run:{id}"),
+                    serde_json::json!({
+                        "segments": n_segments,
+                        "population_at": crate::time::format_instant(population.at),
+                    }),
+                ),
+                &policy.version,
+            )?;
+            Ok((summary, segment_rows, stability_ari))
+        })?;
+    // The persist stage is the whole write, the profile computed beside it included.
     timings.persist = ms(stage);
+    timings.profile = summary.timings_ms.profile;
     summary.timings_ms = timings;
     // The persist time is known only after the commit; store it beside the rest.
     let summary_json = serde_json::to_string(&summary).expect("summaries serialise");
-    db.write(|conn| store::set_summary(conn, id, &summary_json))?;
+    db.write_deferring_checkpoint(|conn| store::set_summary(conn, id, &summary_json))?;
+    // The log those writes left is copied into the database beside what follows (the
+    // audit, in `fairseg segment`) rather than at their commits.
+    db.checkpoint_beside();
     let features = pipeline::run_features(id, population, &pre.rows, &memberships);
     Ok(RunOutcome {
         run_id: id,

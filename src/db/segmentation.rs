@@ -168,12 +168,8 @@ pub struct Completed<'a> {
     pub excluded: &'a str,
     pub summary: &'a str,
     pub segments: &'a [SegmentRow],
-    /// (customer id, segment), any order.
-    pub memberships: &'a [(i64, i32)],
     /// JSON: what explains the memberships (`segmentation::explain::RunModel`).
     pub model: &'a str,
-    /// Per membership (same order), what the model cannot reproduce; only RFM and DBSCAN.
-    pub details: Option<&'a [String]>,
     pub previous_run_id: Option<i64>,
     pub stability_ari: Option<f64>,
     pub finished_at: NaiveDateTime,
@@ -185,27 +181,41 @@ type MembershipValues = (
     diesel::dsl::Eq<segment_memberships::segment, i32>,
 );
 
+/// Stores a run's memberships: (customer id, segment), any order, with per membership (same
+/// order) what the model cannot reproduce (only RFM and DBSCAN runs have `details`). Written in
+/// the transaction that then [`complete`]s the run (no key ties them to its segments, so the
+/// memberships may come first).
+pub fn insert_memberships(
+    conn: &mut DbConnection,
+    id: i64,
+    memberships: &[(i64, i32)],
+    details: Option<&[String]>,
+) -> DbResult<()> {
+    match details {
+        Some(details) => insert_detailed_memberships(conn, id, memberships, details),
+        None => {
+            let rows = memberships
+                .iter()
+                .map(|&(customer, segment)| -> MembershipValues {
+                    (
+                        segment_memberships::run_id.eq(id),
+                        segment_memberships::customer_id.eq(customer),
+                        segment_memberships::segment.eq(segment),
+                    )
+                });
+            write_rows!(conn, segment_memberships::table, rows)?;
+            Ok(())
+        }
+    }
+}
+
+/// Stores a run's segments and marks it done (a draft) with its results; its memberships are
+/// written by [`insert_memberships`] in the same transaction.
 pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbResult<()> {
     for segment in done.segments {
         diesel::insert_into(segments::table)
             .values(segment)
             .execute(conn)?;
-    }
-    if let Some(details) = done.details {
-        insert_detailed_memberships(conn, id, done.memberships, details)?;
-    }
-    if done.details.is_none() {
-        let rows = done
-            .memberships
-            .iter()
-            .map(|&(customer, segment)| -> MembershipValues {
-                (
-                    segment_memberships::run_id.eq(id),
-                    segment_memberships::customer_id.eq(customer),
-                    segment_memberships::segment.eq(segment),
-                )
-            });
-        write_rows!(conn, segment_memberships::table, rows)?;
     }
     diesel::update(segmentation_runs::table.find(id))
         .set((

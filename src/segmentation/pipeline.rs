@@ -405,8 +405,6 @@ pub struct Profiled {
     pub profiles: Profiles,
     pub map: Option<SegmentMap>,
     pub valuations: Vec<Valuation>,
-    /// (customer id, segment) per member, by customer id.
-    pub memberships: Vec<(i64, i32)>,
 }
 
 /// Quality scores, profiles, the map and the valuation of each segment.
@@ -483,19 +481,21 @@ pub fn profile_segments(
             min_cell_size: u64::from(policy.fairness.min_cell_size),
         },
     );
-    let memberships: Vec<(i64, i32)> = pre
-        .rows
-        .iter()
-        .zip(&labels)
-        .map(|(&row, &label)| (population.ids[row], label as i32))
-        .collect();
     Ok(Profiled {
         quality,
         profiles,
         map,
         valuations,
-        memberships,
     })
+}
+
+/// (customer id, segment) per member, by customer id: `labels` per model row, `rows` the
+/// model rows' places in the population, `ids` the population's ids.
+pub fn memberships(rows: &[usize], labels: &[usize], ids: &[i64]) -> Vec<(i64, i32)> {
+    rows.iter()
+        .zip(labels)
+        .map(|(&row, &label)| (ids[row], label as i32))
+        .collect()
 }
 
 /// Names of the new segments as (name, proposed name). Segments the algorithm names keep

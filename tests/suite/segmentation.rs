@@ -209,6 +209,77 @@ async fn kmeans_recovers_separated_groups_and_the_same_seed_gives_the_same_membe
     );
 }
 
+/// A run after a published one is compared with it (its profile is computed while its members
+/// are written): the same seed finds the same segments, so their stability against the
+/// published run is 1 and they keep the names people gave the published run's segments.
+#[tokio::test]
+async fn a_run_after_a_published_one_is_compared_with_it_and_keeps_its_names() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(30, 2);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let args = [
+        "--algorithm",
+        "kmeans",
+        "--k",
+        "3",
+        "--features",
+        "x,y",
+        "--seed",
+        "5",
+    ];
+    let first = segment(&app, &args);
+    let run = first["run_id"].as_i64().unwrap();
+    assert!(first["stability_ari"].is_null(), "nothing published yet");
+    publish(&app, run);
+    app.api(
+        "marketing",
+        Method::PATCH,
+        &format!("/api/v1/segmentations/{run}/segments/1"),
+    )
+    .json(&json!({"name": "Steady buyers"}))
+    .expecting(204)
+    .await;
+
+    let second = segment(&app, &args);
+    assert_eq!(second["previous_run_id"], run);
+    assert_eq!(second["stability_ari"].as_f64(), Some(1.0), "{second}");
+    assert_eq!(
+        members(&app, run),
+        members(&app, second["run_id"].as_i64().unwrap())
+    );
+    let names = |r: &Value| -> Vec<(i64, String, u64)> {
+        r["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["segment"].as_i64().unwrap(),
+                    s["name"].as_str().unwrap().to_owned(),
+                    s["size"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = names(&first);
+    let after = names(&second);
+    assert_eq!(after.len(), 3);
+    for ((segment, name, size), (_, old, old_size)) in after.iter().zip(&before) {
+        assert_eq!(size, old_size);
+        let expected = if *segment == 1 {
+            "Steady buyers"
+        } else {
+            old.as_str()
+        };
+        assert_eq!(name, expected, "segment {segment}");
+    }
+    // The run's stages are all timed, the profile's beside the members' write.
+    for stage in ["load", "preprocess", "cluster", "profile", "persist"] {
+        assert!(second["timings_ms"][stage].is_u64(), "{stage}: {second}");
+    }
+}
+
 #[tokio::test]
 async fn protected_attributes_and_proxies_are_refused_naming_the_feature_and_nothing_runs() {
     let app = spawn_app().await;
