@@ -411,7 +411,8 @@ pub fn run_stage(stage: &str) -> String {
         "load" => "reading the consented customers".into(),
         "preprocess" => "preparing the features".into(),
         "cluster" => "finding the segments".into(),
-        "profile" => "describing and valuing the segments".into(),
+        // The segments are described and valued while the members are saved, in one stage.
+        "profile" => "describing, valuing and saving the segments".into(),
         "persist" => "saving the members".into(),
         "done" => "done".into(),
         other => label_lower(other),
