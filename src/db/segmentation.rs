@@ -175,38 +175,17 @@ pub struct Completed<'a> {
     pub finished_at: NaiveDateTime,
 }
 
-type MembershipValues = (
-    diesel::dsl::Eq<segment_memberships::run_id, i64>,
-    diesel::dsl::Eq<segment_memberships::customer_id, i64>,
-    diesel::dsl::Eq<segment_memberships::segment, i32>,
-);
-
 /// Stores a run's memberships: (customer id, segment), any order, with per membership (same
 /// order) what the model cannot reproduce (only RFM and DBSCAN runs have `details`). Written in
 /// the transaction that then [`complete`]s the run (no key ties them to its segments, so the
-/// memberships may come first).
+/// memberships may come first); see [`write_memberships`] for how.
 pub fn insert_memberships(
     conn: &mut DbConnection,
     id: i64,
     memberships: &[(i64, i32)],
     details: Option<&[String]>,
 ) -> DbResult<()> {
-    match details {
-        Some(details) => insert_detailed_memberships(conn, id, memberships, details),
-        None => {
-            let rows = memberships
-                .iter()
-                .map(|&(customer, segment)| -> MembershipValues {
-                    (
-                        segment_memberships::run_id.eq(id),
-                        segment_memberships::customer_id.eq(customer),
-                        segment_memberships::segment.eq(segment),
-                    )
-                });
-            write_rows!(conn, segment_memberships::table, rows)?;
-            Ok(())
-        }
-    }
+    write_memberships(conn, id, memberships, details)
 }
 
 /// Stores a run's segments and marks it done (a draft) with its results; its memberships are
@@ -234,31 +213,90 @@ pub fn complete(conn: &mut DbConnection, id: i64, done: &Completed<'_>) -> DbRes
     Ok(())
 }
 
-type DetailedMembershipValues = (
-    diesel::dsl::Eq<segment_memberships::run_id, i64>,
-    diesel::dsl::Eq<segment_memberships::customer_id, i64>,
-    diesel::dsl::Eq<segment_memberships::segment, i32>,
-    diesel::dsl::Eq<segment_memberships::detail, String>,
-);
+/// Where a run's memberships are written on PostgreSQL before they become its partition of
+/// `segment_memberships` (made, filled and renamed in the run's transaction: no other
+/// transaction ever sees it under this name).
+mod incoming {
+    diesel::table! {
+        segment_memberships_incoming (run_id, customer_id) {
+            run_id -> BigInt,
+            customer_id -> BigInt,
+            segment -> Integer,
+            detail -> Nullable<Text>,
+        }
+    }
+}
 
-/// Memberships with their per-member detail (RFM, DBSCAN runs).
-fn insert_detailed_memberships(
+/// Writes `memberships` of run `id` (with their per-member details: RFM and DBSCAN runs) into
+/// `$table`, a table with the columns of `segment_memberships`.
+macro_rules! write_membership_rows {
+    ($conn:expr, $table:ident, $id:expr, $memberships:expr, $details:expr) => {{
+        use $table as m;
+        match $details {
+            Some(details) => {
+                let rows = $memberships.iter().zip(details).map(
+                    |(&(customer, segment), text): (&(i64, i32), &String)| {
+                        (
+                            m::run_id.eq($id),
+                            m::customer_id.eq(customer),
+                            m::segment.eq(segment),
+                            m::detail.eq(text.clone()),
+                        )
+                    },
+                );
+                write_rows!($conn, m::table, rows)
+            }
+            None => {
+                let rows = $memberships.iter().map(|&(customer, segment)| {
+                    (
+                        m::run_id.eq($id),
+                        m::customer_id.eq(customer),
+                        m::segment.eq(segment),
+                    )
+                });
+                write_rows!($conn, m::table, rows)
+            }
+        }
+    }};
+}
+
+/// Writes a run's memberships, in the caller's transaction.
+///
+/// SQLite: multi-row INSERTs into `segment_memberships`. PostgreSQL: `segment_memberships` is
+/// partitioned by run (migration 2026-12-23-000201): the rows are COPYed into a bare table
+/// whose CHECK says which run it holds, its primary key is built once from all of them (one
+/// sort instead of a million insertions into the key's index, which took half the write),
+/// and it is attached as the run's partition, the CHECK sparing PostgreSQL a scan to prove
+/// that the rows belong there. Others see none of it before the commit, and a failure rolls
+/// all of it back with the rest of the run's write.
+fn write_memberships(
     conn: &mut DbConnection,
     id: i64,
     memberships: &[(i64, i32)],
-    details: &[String],
+    details: Option<&[String]>,
 ) -> DbResult<()> {
-    let rows = memberships.iter().zip(details).map(
-        |(&(customer, segment), text)| -> DetailedMembershipValues {
-            (
-                segment_memberships::run_id.eq(id),
-                segment_memberships::customer_id.eq(customer),
-                segment_memberships::segment.eq(segment),
-                segment_memberships::detail.eq(text.clone()),
-            )
-        },
-    );
-    write_rows!(conn, segment_memberships::table, rows)?;
+    use diesel::connection::SimpleConnection;
+    match conn {
+        DbConnection::Sqlite(_) => {
+            write_membership_rows!(conn, segment_memberships, id, memberships, details)?;
+        }
+        DbConnection::Postgres(_) => {
+            // `id` is a number: nothing of it needs quoting.
+            conn.batch_execute(&format!(
+                "CREATE TABLE segment_memberships_incoming (LIKE segment_memberships, \
+                 CHECK (run_id = {id}))"
+            ))?;
+            use incoming::segment_memberships_incoming;
+            write_membership_rows!(conn, segment_memberships_incoming, id, memberships, details)?;
+            conn.batch_execute(&format!(
+                "ALTER TABLE segment_memberships_incoming ADD CONSTRAINT \
+                 segment_memberships_run_{id}_pkey PRIMARY KEY (run_id, customer_id); \
+                 ALTER TABLE segment_memberships_incoming RENAME TO segment_memberships_run_{id}; \
+                 ALTER TABLE segment_memberships ATTACH PARTITION segment_memberships_run_{id} \
+                 FOR VALUES IN ({id});"
+            ))?;
+        }
+    }
     Ok(())
 }
 

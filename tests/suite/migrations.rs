@@ -77,7 +77,8 @@ fn the_migrated_tables_and_columns_are_exactly_those_of_the_schema() {
                 DbConnection::Postgres(c) => diesel::sql_query(
                     "SELECT table_name::text AS table_name, column_name::text AS column_name \
                      FROM information_schema.columns WHERE table_schema = current_schema() \
-                     AND table_name <> '__diesel_schema_migrations'",
+                     AND table_name <> '__diesel_schema_migrations' \
+                     AND table_name NOT IN (SELECT relname FROM pg_class WHERE relispartition)",
                 )
                 .load(c)?,
             };
@@ -211,4 +212,112 @@ fn kpi_rows_logged_by_name_migrate_to_their_runs_segments_and_none_is_lost() {
         Ok(diesel::sql_query("UPDATE kpi_evaluations SET value = 0").execute(c))
     });
     assert!(refused.unwrap().is_err(), "the log refuses updates again");
+}
+
+/// On PostgreSQL each run's memberships become a partition of their own (2026-12-23-000201):
+/// the memberships written before the migration are all still there after it and after it is
+/// reverted, and runs written after it are read like the rest, a customer's across runs too.
+#[test]
+fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
+    use diesel::RunQueryDsl;
+    use diesel_migrations::MigrationHarness;
+    use fairseg::db::segmentation as store;
+    const PER_RUN: &str = "20261223000201";
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
+    let db = Db::connect(&settings_for(&database.url).database_url).unwrap();
+    let revert_last = |c: &mut DbConnection| match c {
+        DbConnection::Sqlite(c) => c
+            .revert_last_migration(fairseg::db::SQLITE_MIGRATIONS)
+            .map(|v| v.to_string())
+            .unwrap(),
+        DbConnection::Postgres(c) => c
+            .revert_last_migration(fairseg::db::POSTGRES_MIGRATIONS)
+            .map(|v| v.to_string())
+            .unwrap(),
+    };
+    let mut conn = db.conn().unwrap();
+    while revert_last(&mut conn) != PER_RUN {}
+    diesel::sql_query(
+        "INSERT INTO segmentation_runs (id, algorithm, settings, purpose, policy_version, status, \
+         stage, progress, created_by, created_at) VALUES \
+         (1, 'kmeans', '{}', 'segmentation', 'v', 'retired', 'done', 1, 't', '2025-01-01 00:00:00'), \
+         (2, 'rfm', '{}', 'segmentation', 'v', 'draft', 'done', 1, 't', '2025-02-01 00:00:00'), \
+         (3, 'kmeans', '{}', 'segmentation', 'v', 'running', 'load', 0, 't', '2025-03-01 00:00:00')",
+    )
+    .execute(&mut *conn)
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO segment_memberships (run_id, customer_id, segment, detail) VALUES \
+         (1, 10, 0, NULL), (1, 11, 1, NULL), (2, 10, 2, '555'), (2, 12, 0, '111')",
+    )
+    .execute(&mut *conn)
+    .unwrap();
+    drop(conn);
+    db.migrate().unwrap();
+    let at = fairseg::db::now();
+    db.write::<_, fairseg::db::DbError>(|c| {
+        store::complete(
+            c,
+            3,
+            &store::Completed {
+                included: 3,
+                excluded: "{}",
+                summary: "{}",
+                segments: &[],
+                memberships: &[(12, 1), (10, 0), (11, 1)],
+                model: "{}",
+                details: None,
+                previous_run_id: None,
+                stability_ari: None,
+                finished_at: at,
+            },
+        )
+    })
+    .unwrap();
+    let read = |db: &Db| {
+        db.read(|c| {
+            Ok((
+                store::memberships(c, 1)?,
+                store::memberships(c, 2)?,
+                store::memberships(c, 3)?,
+                store::memberships_with_detail(c, 10)?,
+            ))
+        })
+        .unwrap()
+    };
+    let expected = (
+        vec![(10, 0), (11, 1)],
+        vec![(10, 2), (12, 0)],
+        vec![(10, 0), (11, 1), (12, 1)],
+        vec![(1, 0, None), (2, 2, Some("555".to_owned())), (3, 0, None)],
+    );
+    assert_eq!(read(&db), expected);
+    // The run's rows are written once: writing them again is refused, whatever the backend.
+    let again = db.write::<_, fairseg::db::DbError>(|c| {
+        store::complete(
+            c,
+            3,
+            &store::Completed {
+                included: 1,
+                excluded: "{}",
+                summary: "{}",
+                segments: &[],
+                memberships: &[(10, 1)],
+                model: "{}",
+                details: None,
+                previous_run_id: None,
+                stability_ari: None,
+                finished_at: at,
+            },
+        )
+    });
+    assert!(again.is_err());
+    assert_eq!(read(&db), expected, "the refused write left nothing");
+    let mut conn = db.conn().unwrap();
+    assert_eq!(revert_last(&mut conn), PER_RUN);
+    drop(conn);
+    assert_eq!(read(&db), expected, "reverted, the rows are all kept");
+    db.migrate().unwrap();
+    assert_eq!(read(&db), expected);
 }
