@@ -257,6 +257,7 @@ fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
     db.migrate().unwrap();
     let at = fairseg::db::now();
     db.write::<_, fairseg::db::DbError>(|c| {
+        store::insert_memberships(c, 3, &[(12, 1), (10, 0), (11, 1)], None)?;
         store::complete(
             c,
             3,
@@ -265,9 +266,7 @@ fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
                 excluded: "{}",
                 summary: "{}",
                 segments: &[],
-                memberships: &[(12, 1), (10, 0), (11, 1)],
                 model: "{}",
-                details: None,
                 previous_run_id: None,
                 stability_ari: None,
                 finished_at: at,
@@ -295,6 +294,7 @@ fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
     assert_eq!(read(&db), expected);
     // The run's rows are written once: writing them again is refused, whatever the backend.
     let again = db.write::<_, fairseg::db::DbError>(|c| {
+        store::insert_memberships(c, 3, &[(10, 1)], None)?;
         store::complete(
             c,
             3,
@@ -303,9 +303,7 @@ fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
                 excluded: "{}",
                 summary: "{}",
                 segments: &[],
-                memberships: &[(10, 1)],
                 model: "{}",
-                details: None,
                 previous_run_id: None,
                 stability_ari: None,
                 finished_at: at,
