@@ -435,7 +435,31 @@ impl Db {
         &self,
         f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.write_on(self.conn()?, f)
+    }
+
+    /// `write` for an import: on SQLite the connection's temporary database, if a statement
+    /// before opened one (the migrations' checks do), is closed first, outside any
+    /// transaction, by setting `temp_store` again. Inside the transaction SQLite refuses to
+    /// change temporary storage while that database is open, and a bulk import changes it to
+    /// files for its index builds (`db::imports::DroppedIndexes::restore`).
+    pub fn write_import<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.conn()?;
+        if let DbConnection::Sqlite(c) = &mut *conn {
+            c.batch_execute("PRAGMA temp_store = MEMORY")
+                .map_err(DbError::from)?;
+        }
+        self.write_on(conn, f)
+    }
+
+    fn write_on<T, E: From<DbError>>(
+        &self,
+        mut conn: PooledConnection,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let _guard = match self.url.backend {
             Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,

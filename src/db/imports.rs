@@ -641,7 +641,8 @@ impl DroppedIndexes {
                 // for the build, it sorts runs of a few MB (the page cache's size), on worker
                 // threads, and merges them from temporary files: 11-12 s of CPU for the same
                 // index, in 12 MB instead of 0.8 GB. The setting cannot change while a
-                // temporary table is open; the build then sorts in memory as before.
+                // temporary database is open (`Db::write_import` closes it before the transaction);
+                // the build then sorts in memory as before.
                 let previous = diesel::sql_query("PRAGMA cache_size")
                     .get_result::<CacheSize>(c)?
                     .cache_size;
@@ -649,7 +650,13 @@ impl DroppedIndexes {
                     .get_result::<TempStore>(c)?
                     .temp_store;
                 let on_files = temp_store != TEMP_STORE_FILE
-                    && c.batch_execute("PRAGMA temp_store = FILE").is_ok();
+                    && match c.batch_execute("PRAGMA temp_store = FILE") {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "index builds sort in memory");
+                            false
+                        }
+                    };
                 c.batch_execute(&format!(
                     "PRAGMA threads = {SORT_THREADS}; PRAGMA cache_size = -{SORT_CACHE_KIB}"
                 ))?;
