@@ -435,7 +435,25 @@ impl Db {
         &self,
         f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.write_on(&mut self.conn()?, f)
+    }
+
+    /// `write` for an import: on SQLite the connection's temporary database, if a statement
+    /// before opened one (the migrations' checks do), is closed first, outside any
+    /// transaction, by changing `temp_store` (and back). Inside the transaction SQLite refuses
+    /// to change temporary storage while that database is open, and a bulk import changes it
+    /// to files for its index builds (`db::imports::DroppedIndexes::restore`).
+    pub fn write_import<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.conn()?;
+        if let DbConnection::Sqlite(c) = &mut *conn {
+            // Setting the value it already has is a no-op that leaves the temporary database
+            // open; a change closes it, so change it and change it back.
+            c.batch_execute("PRAGMA temp_store = FILE; PRAGMA temp_store = MEMORY")
+                .map_err(DbError::from)?;
+        }
         self.write_on(&mut conn, f)
     }
 

@@ -158,7 +158,7 @@ pub fn import(
     };
     let batch = batch_rows(ctx.db.backend());
     let scanned = started.elapsed();
-    ctx.db.write(|conn| {
+    ctx.db.write_import(|conn| {
         let mut pass = Pass {
             writing: std::time::Duration::ZERO,
             batch,
@@ -698,7 +698,7 @@ where
     let estimated = crate::imports::estimate_rows(req.path);
     let batch = batch_rows(ctx.db.backend());
     let no_bad_lines = HashMap::new();
-    let outcome = ctx.db.write(|conn| {
+    let outcome = ctx.db.write_import(|conn| {
         let mut pass = Pass {
             writing: std::time::Duration::ZERO,
             batch,
