@@ -127,6 +127,20 @@ pub struct GlobalArgs {
     )]
     pub body_timeout_seconds: u64,
 
+    /// Page and API reads worked on at once; the others wait their turn in arrival order.
+    /// [default: twice the cores, at most the database pool's size]
+    #[arg(long, global = true, env = "FAIRSEG_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+
+    /// Seconds a read may wait for its turn before it is answered 503 with Retry-After.
+    #[arg(
+        long,
+        global = true,
+        env = "FAIRSEG_QUEUE_PATIENCE_SECONDS",
+        default_value_t = 30
+    )]
+    pub queue_patience_seconds: u64,
+
     /// Runs this process executes at a time, claimed from the database (shared by every
     /// server on it); 0 serves only.
     #[arg(long, global = true, env = "FAIRSEG_WORKERS", default_value_t = 1)]
@@ -227,6 +241,11 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// Longest stall of a request body (FAIRSEG_BODY_TIMEOUT_SECONDS).
     pub body_timeout: std::time::Duration,
+    /// Reads worked on at once (FAIRSEG_MAX_CONCURRENT_REQUESTS); `None`: chosen from the
+    /// cores and the database pool at start.
+    pub max_concurrent_requests: Option<usize>,
+    /// How long a read waits for its turn (FAIRSEG_QUEUE_PATIENCE_SECONDS).
+    pub queue_patience: std::time::Duration,
     /// Run workers, leases and heartbeats.
     pub jobs: JobSettings,
     /// Proxies whose X-Forwarded-For names the client (FAIRSEG_TRUSTED_PROXIES).
@@ -421,6 +440,10 @@ impl Settings {
                 "body-timeout-seconds (FAIRSEG_BODY_TIMEOUT_SECONDS)",
                 args.body_timeout_seconds,
             ),
+            (
+                "queue-patience-seconds (FAIRSEG_QUEUE_PATIENCE_SECONDS)",
+                args.queue_patience_seconds,
+            ),
         ] {
             if !(1..=3600).contains(&value) {
                 return Err(ConfigError::Invalid {
@@ -428,6 +451,14 @@ impl Settings {
                     reason: format!("must be between 1 and 3600, got {value}"),
                 });
             }
+        }
+        if let Some(n) = args.max_concurrent_requests
+            && !(1..=1024).contains(&n)
+        {
+            return Err(ConfigError::Invalid {
+                setting: "max-concurrent-requests (FAIRSEG_MAX_CONCURRENT_REQUESTS)",
+                reason: format!("must be between 1 and 1024, got {n}"),
+            });
         }
         if args.workers > 64 {
             return Err(ConfigError::Invalid {
@@ -497,6 +528,8 @@ impl Settings {
             import_limits,
             request_timeout: std::time::Duration::from_secs(args.request_timeout_seconds),
             body_timeout: std::time::Duration::from_secs(args.body_timeout_seconds),
+            max_concurrent_requests: args.max_concurrent_requests,
+            queue_patience: std::time::Duration::from_secs(args.queue_patience_seconds),
             jobs,
             trusted_proxies,
         })

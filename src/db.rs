@@ -359,6 +359,11 @@ impl Db {
         &self.url
     }
 
+    /// The most connections the pool lends at once.
+    pub fn max_connections(&self) -> usize {
+        self.pool.max_size() as usize
+    }
+
     pub fn backend(&self) -> Backend {
         self.url.backend
     }

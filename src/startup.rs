@@ -20,6 +20,7 @@ use crate::db::{Db, DbResult, secrets, trail as trail_store};
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
 use crate::web::access::{self, RouteIndex};
+use crate::web::admission::{self, Admission};
 use crate::web::error::AppError;
 use crate::web::hardening;
 use crate::web::metrics::{self, Metrics};
@@ -119,6 +120,7 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
         settings.kpi_schedule,
         jobs.worker_id().clone(),
     );
+    let admission = admission(&settings, &db);
     Ok(AppState {
         jobs,
         pseudonyms: pseudonymizer(&db)?,
@@ -128,10 +130,23 @@ pub fn app_state(db: Db, policy: Policy, settings: Settings) -> anyhow::Result<A
         db,
         policy,
         metrics: Metrics::default(),
+        admission,
         routes: RouteIndex::new(&routes::table()),
         settings,
         public_url,
     })
+}
+
+/// The read queue: the configured size, else twice the cores (a request spends part of its
+/// time waiting on SQLite's file or PostgreSQL's socket), never more than the database pool has
+/// connections to lend, so that no admitted request waits in the pool's unordered queue.
+fn admission(settings: &Settings, db: &Db) -> Admission {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let limit = settings
+        .max_concurrent_requests
+        .unwrap_or_else(|| (2 * cores).clamp(2, db.max_connections()));
+    tracing::info!(limit, "reads worked on at once");
+    Admission::new(limit, settings.queue_patience)
 }
 
 /// What follows a finished segmentation run, in the background worker: its fairness audit.
@@ -174,6 +189,7 @@ pub fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             }))
             .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
             .wrap(from_fn(access::enforce))
+            .wrap(from_fn(admission::queue))
             .wrap(from_fn(metrics::record))
             .wrap(from_fn(hardening::body_timeout))
             .wrap(hardening::security_headers(tls))

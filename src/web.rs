@@ -2,6 +2,7 @@
 //! enforces it, and the handlers of each area (HTML pages and the JSON API side by side).
 
 pub mod access;
+pub mod admission;
 pub mod audits;
 pub mod auth;
 pub mod charts;

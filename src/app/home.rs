@@ -5,6 +5,7 @@
 use chrono::NaiveDateTime;
 
 use super::consent::ConsentError;
+use super::kpis::{KpisError, Withheld, newest_matching};
 use crate::db::{self, Db, DbError};
 use crate::fairness::gate::Gate;
 use crate::format;
@@ -45,6 +46,8 @@ pub enum HomeError {
     Db(#[from] DbError),
     #[error(transparent)]
     Consent(#[from] ConsentError),
+    #[error(transparent)]
+    Kpis(#[from] KpisError),
 }
 
 /// Everything the home page lists for a role that holds the permissions `can` answers yes to.
@@ -59,9 +62,6 @@ pub fn todos(
     db.read(|c| {
         if can(Permission::AuditsRead) || can(Permission::SegmentsPublish) {
             audit_todos(c, &can, &mut out)?;
-        }
-        if can(Permission::KpiRead) {
-            kpi_todos(c, &mut out)?;
         }
         if can(Permission::CustomersImport) {
             let recent = db::imports::recent(c, 3)?;
@@ -97,6 +97,9 @@ pub fn todos(
         }
         Ok(())
     })?;
+    if can(Permission::KpiRead) {
+        kpi_todos(db, policy.fairness.min_cell_size, &mut out)?;
+    }
     if can(Permission::ConsentRecord) {
         for p in super::consent::coverage(db, policy, now)? {
             let total = p.tally.total();
@@ -203,11 +206,18 @@ fn audit_todos(
     Ok(())
 }
 
-fn kpi_todos(c: &mut db::DbConnection, out: &mut Vec<Todo>) -> db::DbResult<()> {
-    let rows = db::kpi::log(
-        c,
+/// The alerts of the newest period evaluated when complete, of any kind: the newest evaluation
+/// of each KPI in it, as the KPI overview shows them (an alert raised by an evaluation since
+/// replaced is not one, and a figure withheld for resting on too few customers has no status to
+/// tell).
+fn kpi_todos(db: &Db, min_cell_size: u32, out: &mut Vec<Todo>) -> Result<(), KpisError> {
+    let withheld = Withheld::primary(min_cell_size);
+    let mut conn = db.conn()?;
+    let rows = newest_matching(
+        &mut conn,
+        db,
         &db::kpi::LogFilter {
-            segment: Some("all".into()),
+            segment: Some(crate::kpi::evaluate::ALL_SEGMENT.into()),
             ..Default::default()
         },
     )?;
@@ -225,6 +235,7 @@ fn kpi_todos(c: &mut db::DbConnection, out: &mut Vec<Todo>) -> db::DbResult<()> 
     for r in rows.iter().rev() {
         if (r.period_kind.clone(), r.period_start, r.period_end) == newest
             && r.status == "alert"
+            && !withheld.contains(r)
             && !alerts.contains(&r.kpi)
         {
             alerts.push(r.kpi.clone());

@@ -4,9 +4,9 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use super::kpis::{KpisError, newest_per_period};
+use super::kpis::{KpisError, newest_matching};
 use crate::db::Db;
-use crate::db::kpi::{self as store, EvaluationRecord, LogFilter};
+use crate::db::kpi::{EvaluationRecord, LogFilter};
 use crate::kpi::evaluate::ALL_SEGMENT;
 use crate::kpi::period::Period;
 
@@ -40,19 +40,15 @@ pub fn compare(db: &Db, period: Period) -> Result<PeriodComparison, KpisError> {
     let previous = period.previous().ok();
     let year = year_before(&period);
     let from = year.map(|y| y.start()).unwrap_or(period.start());
-    let records = db.read(|c| {
-        store::log(
-            c,
-            &LogFilter {
-                period_kind: Some(period.kind()),
-                segment: Some(ALL_SEGMENT.into()),
-                from: Some(from),
-                to: Some(period.start()),
-                ..Default::default()
-            },
-        )
-    })?;
-    let records = newest_per_period(records);
+    let filter = LogFilter {
+        period_kind: Some(period.kind()),
+        segment: Some(ALL_SEGMENT.into()),
+        from: Some(from),
+        to: Some(period.start()),
+        ..Default::default()
+    };
+    let mut conn = db.conn()?;
+    let records = newest_matching(&mut conn, db, &filter)?;
     let find = |p: Option<Period>, kpi: &str| {
         p.and_then(|p| {
             records

@@ -458,35 +458,45 @@ pub fn segment_trends(
     Ok((*trends).clone())
 }
 
-/// The newest evaluation of every series and KPI in `kind`'s period starting on `start`.
+/// The newest evaluation of every series, KPI and period `filter` matches, in log order.
 ///
-/// The KPI overview shows them on every view, and a period evaluated every day while it runs
-/// has thirty rows for each one shown. The log only grows, and shrinks only by retention, so
-/// each process keeps them until the period's row count or newest id changes.
+/// Dashboards read these on every view (the KPI overview's period, its comparison with the
+/// periods before, the home page's alerts), and a period evaluated every day while it runs has
+/// thirty rows for each one shown. The log only grows, and shrinks only by retention, so each
+/// process keeps them until the matching rows' count or newest id changes (one indexed query).
+pub fn newest_matching(
+    c: &mut DbConnection,
+    db: &Db,
+    filter: &LogFilter,
+) -> Result<Arc<Vec<EvaluationRecord>>> {
+    type Slot = (String, LogFilter);
+    /// The matching rows' count and newest id.
+    type Versions = (i64, Option<i64>);
+    type Newest = Arc<Vec<EvaluationRecord>>;
+    static KEPT: LazyLock<Kept<Slot, Versions, Newest>> = LazyLock::new(Kept::default);
+    let version = store::log_version(c, filter)?;
+    KEPT.get_or_compute(
+        (db.url().to_string(), filter.clone()),
+        version,
+        None,
+        || -> Result<_> { Ok((Arc::new(newest_per_period(store::log(c, filter)?)), None)) },
+    )
+}
+
+/// The newest evaluation of every series and KPI in `kind`'s period starting on `start`.
 fn newest_of_period(
     c: &mut DbConnection,
     db: &Db,
     kind: PeriodKind,
     start: NaiveDate,
 ) -> Result<Arc<Vec<EvaluationRecord>>> {
-    type Slot = (String, PeriodKind, NaiveDate);
-    /// The period's row count and newest id.
-    type Versions = (i64, Option<i64>);
-    type Newest = Arc<Vec<EvaluationRecord>>;
-    static KEPT: LazyLock<Kept<Slot, Versions, Newest>> = LazyLock::new(Kept::default);
     let filter = LogFilter {
         period_kind: Some(kind),
         from: Some(start),
         to: Some(start),
         ..LogFilter::default()
     };
-    let version = store::log_version(c, &filter)?;
-    KEPT.get_or_compute(
-        (db.url().to_string(), kind, start),
-        version,
-        None,
-        || -> Result<_> { Ok((Arc::new(newest_per_period(store::log(c, &filter)?)), None)) },
-    )
+    newest_matching(c, db, &filter)
 }
 
 fn draw_trends(rows: Vec<EvaluationRecord>, policy: &Policy) -> BTreeMap<i32, SegmentTrend> {

@@ -178,7 +178,7 @@ pub fn append(conn: &mut DbConnection, rows: &mut [EvaluationRecord]) -> DbResul
 }
 
 /// What to read from the log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct LogFilter {
     pub period_kind: Option<PeriodKind>,
     /// A segment label (`all` for the whole population).

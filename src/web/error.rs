@@ -44,6 +44,9 @@ pub enum AppError {
     TooManyRequests { retry_after_seconds: u64 },
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
+    /// Every turn was taken for longer than the queue's patience (503 with Retry-After).
+    #[error("the server is busy; try again in {retry_after_seconds} seconds")]
+    Busy { retry_after_seconds: u64 },
     #[error("something went wrong on our side; the error has been logged")]
     Internal(#[source] anyhow::Error),
 }
@@ -75,6 +78,7 @@ impl AppError {
             AppError::RequestTimeout => "request_timeout",
             AppError::TooManyRequests { .. } => "too_many_requests",
             AppError::Unavailable(_) => "unavailable",
+            AppError::Busy { .. } => "busy",
             AppError::Internal(_) => "internal",
         }
     }
@@ -117,7 +121,7 @@ impl ResponseError for AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -128,6 +132,9 @@ impl ResponseError for AppError {
         }
         let mut response = HttpResponse::build(self.status_code());
         if let AppError::TooManyRequests {
+            retry_after_seconds,
+        }
+        | AppError::Busy {
             retry_after_seconds,
         } = self
         {

@@ -32,6 +32,7 @@ impl From<HomeError> for AppError {
         match e {
             HomeError::Db(e) => e.into(),
             HomeError::Consent(e) => e.into(),
+            HomeError::Kpis(e) => e.into(),
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct AppState {
     pub csrf: CsrfKey,
     pub settings: Settings,
     pub metrics: Metrics,
+    /// The queue reads wait in for their turn.
+    pub admission: crate::web::admission::Admission,
     pub routes: RouteIndex,
     pub pseudonyms: Pseudonymizer,
     /// Signs and checks customers' preference links.

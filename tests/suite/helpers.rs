@@ -129,6 +129,8 @@ pub fn settings_for(url: &str) -> Settings {
         import_limits: fairseg::imports::ImportLimits::DEFAULT,
         request_timeout: std::time::Duration::from_secs(10),
         body_timeout: std::time::Duration::from_secs(30),
+        max_concurrent_requests: None,
+        queue_patience: std::time::Duration::from_secs(30),
         jobs: fairseg::config::JobSettings::default(),
         trusted_proxies: vec![],
     }

@@ -1668,3 +1668,79 @@ async fn the_kpi_overview_shows_a_period_evaluated_again_at_once() {
     evaluate().await;
     assert_eq!(revenue(), Some(5500.0));
 }
+
+#[tokio::test]
+async fn the_home_page_counts_the_alerts_of_a_periods_newest_evaluation_only() {
+    let app = spawn_app().await;
+    seeded(&app).await;
+    let evaluate_may = || async {
+        let (status, body) = app
+            .post_json(
+                "analyst",
+                "/api/v1/kpi/evaluate",
+                json!({"as_of": "2025-05-31"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    };
+    // The status of each KPI of `all` in May's newest evaluation, from the API (`suppressed`
+    // where the figure rests on fewer customers than the minimum cell size).
+    let newest_statuses = || async {
+        let (_, rows) = app
+            .get_json(
+                "marketing",
+                "/api/v1/kpi/evaluations?segment=all&from=2025-05-01&to=2025-05-01",
+            )
+            .await;
+        let mut newest = std::collections::BTreeMap::new();
+        for r in rows.as_array().unwrap() {
+            // Oldest first: a later row of the same KPI replaces an earlier one.
+            newest.insert(
+                r["kpi"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            );
+        }
+        newest
+    };
+    let client = app.sign_in("marketing").await;
+    let home_alerts = || async {
+        let (_, html) = page(&client, &app, "/").await;
+        let line = texts(&html, "li.todo a")
+            .into_iter()
+            .find(|t| t.contains("May 2025"))
+            .expect("a KPI line for May 2025 on the home page");
+        line.split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no alert count in {line:?}"))
+    };
+    let alerts = |statuses: &std::collections::BTreeMap<String, String>| {
+        statuses.values().filter(|s| *s == "alert").count()
+    };
+    // May: 40 regulars buying for 10, so the average order value (alert below 40) is in alert.
+    evaluate_may().await;
+    let before = newest_statuses().await;
+    assert_eq!(before["average_order_value"], "alert");
+    assert_eq!(home_alerts().await, alerts(&before));
+    // A large purchase of May loaded late, and May evaluated again: the average order value is
+    // back on target, and the home page counts what the KPI overview shows: not every alert
+    // any evaluation of May ever raised, and not the status of a withheld figure (the new
+    // customers of May are fewer than the minimum cell size).
+    app.insert_demo_customer(DemoCustomer {
+        id: "K901",
+        attributes: json!({}),
+        protected: json!({}),
+        created_at: at(2024, 12, 1),
+        transactions: vec![(at(2025, 5, 20), 2000.0, None)],
+        consents: vec![(
+            "segmentation",
+            "granted",
+            fairseg::db::now() - chrono::TimeDelta::days(30),
+        )],
+    });
+    evaluate_may().await;
+    let after = newest_statuses().await;
+    assert_eq!(after["average_order_value"], "on_target");
+    assert_eq!(after["new_customers"], "suppressed");
+    assert_eq!(home_alerts().await, alerts(&after));
+}
