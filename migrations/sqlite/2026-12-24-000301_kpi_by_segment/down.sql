@@ -1,0 +1,1 @@
+DROP INDEX kpi_evaluations_by_segment;
