@@ -289,6 +289,16 @@ fn sqlite_without_locks() {
 
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 
+/// Who checks the foreign keys of an import's rows ([`Db::write_import`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChecks {
+    /// The database, row by row, as every other write.
+    ByDatabase,
+    /// The import itself, before writing (every customer a row names exists): SQLite's check
+    /// of each row, a B-tree seek in the customers' table, is skipped.
+    ByImport,
+}
+
 /// The database handle shared by the server and the CLI.
 #[derive(Clone)]
 pub struct Db {
@@ -440,7 +450,7 @@ impl Db {
         &self,
         f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.write_on(&mut self.conn()?, f)
+        self.write_on(&mut *self.conn()?, f)
     }
 
     /// `write` for an import: on SQLite the connection's temporary database, if a statement
@@ -448,10 +458,30 @@ impl Db {
     /// transaction, by changing `temp_store` (and back). Inside the transaction SQLite refuses
     /// to change temporary storage while that database is open, and a bulk import changes it
     /// to files for its index builds (`db::imports::DroppedIndexes::restore`).
+    ///
+    /// With [`KeyChecks::ByImport`], SQLite does not check each row's foreign keys: the
+    /// import has checked that every customer a row names exists (a located error
+    /// otherwise), inside this transaction, which holds the write lock, so no writer can
+    /// remove one meanwhile. SQLite only turns its checks off outside a transaction, per
+    /// connection, so the import gets a connection of its own, opened for it and closed after
+    /// it: no other work ever runs on a connection without the checks, whether the import
+    /// succeeds, fails or panics. PostgreSQL checks as always (a bulk import drops and re-adds
+    /// its keys, `db::imports::DroppedIndexes`).
     pub fn write_import<T, E: From<DbError>>(
         &self,
+        keys: KeyChecks,
         f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E> {
+        if self.url.backend == Backend::Sqlite && keys == KeyChecks::ByImport {
+            let mut own = ConnectionManager {
+                url: self.url.clone(),
+            }
+            .connect()
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+            own.batch_execute("PRAGMA foreign_keys = OFF")
+                .map_err(DbError::from)?;
+            return self.write_on(&mut own, f);
+        }
         let mut conn = self.conn()?;
         if let DbConnection::Sqlite(c) = &mut *conn {
             // Setting the value it already has is a no-op that leaves the temporary database
@@ -512,7 +542,7 @@ impl Db {
     /// [`Db::write`] on a connection already borrowed.
     fn write_on<T, E: From<DbError>>(
         &self,
-        conn: &mut PooledConnection,
+        conn: &mut DbConnection,
         f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E> {
         let _guard = match self.url.backend {

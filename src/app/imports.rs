@@ -25,7 +25,7 @@ use crate::db::imports::{
     self as store, DroppedIndexes, ImportLogRow, KnownCustomers, NewConsentEvent, NewCustomer,
     NewTransaction, Primary, SqliteTuning, Stamp, bulk, stamp_format,
 };
-use crate::db::{Backend, Db, DbConnection, DbError, DbResult, trail as trail_store};
+use crate::db::{Backend, Db, DbConnection, DbError, DbResult, KeyChecks, trail as trail_store};
 use crate::imports::consents::{self, ConsentColumns, ConsentRow};
 use crate::imports::customers::{self as cust, CustomerColumns};
 use crate::imports::rejected::RejectedWriter;
@@ -45,6 +45,16 @@ fn batch_rows(backend: Backend) -> usize {
     match backend {
         Backend::Sqlite => crate::db::SQLITE_ROWS,
         Backend::Postgres => 10_000,
+    }
+}
+
+/// Who checks that the customers a file's rows name exist: customers and transactions imports
+/// check every row themselves (`unknown_customer`, ids assigned inside the transaction), so
+/// SQLite's own check of each row's foreign key is skipped; consents keep it.
+fn key_checks(kind: ImportKind) -> KeyChecks {
+    match kind {
+        ImportKind::Customers | ImportKind::Transactions => KeyChecks::ByImport,
+        ImportKind::Consents => KeyChecks::ByDatabase,
     }
 }
 
@@ -158,7 +168,7 @@ pub fn import(
     };
     let batch = batch_rows(ctx.db.backend());
     let scanned = started.elapsed();
-    ctx.db.write_import(|conn| {
+    ctx.db.write_import(key_checks(req.kind), |conn| {
         let mut pass = Pass {
             writing: std::time::Duration::ZERO,
             batch,
@@ -673,11 +683,12 @@ struct Walked<X> {
 /// is kept, as after a first pass that found errors. Returns `None` when the file must be
 /// imported in two passes after all (a guessed type was wrong; nothing was kept).
 ///
-/// `start` prepares the writer (the rows the file has, about, decide the bulk path); `check`
+/// `start` prepares the writer (the rows the file has, about, decide the bulk path) and what
+/// it shares with the checking (`S`: the customers' ids of a transactions import); `check`
 /// runs on a thread of its own, checking every record as the first pass does and handing the
 /// good rows on while the file has no error; `flush` writes a batch; `finish`, once every row
 /// is in, makes dropped indexes again and records what the kind records.
-fn one_walk<T, W, X, Start, Check, Flush, Finish>(
+fn one_walk<T, W, S, X, Start, Check, Flush, Finish>(
     ctx: &ImportContext<'_>,
     req: &ImportRequest<'_>,
     file: &str,
@@ -688,9 +699,10 @@ fn one_walk<T, W, X, Start, Check, Flush, Finish>(
 ) -> Result<Option<ImportReport>, ImportError>
 where
     T: Send,
+    S: Send,
     X: Send,
-    Start: FnOnce(&mut DbConnection, u64, NaiveDateTime) -> DbResult<W>,
-    Check: FnOnce(ReadAhead<Chunk<T>>) -> Result<Walked<X>, ImportError> + Send,
+    Start: FnOnce(&mut DbConnection, u64, NaiveDateTime) -> DbResult<(W, S)>,
+    Check: FnOnce(ReadAhead<Chunk<T>>, S) -> Result<Walked<X>, ImportError> + Send,
     Flush: FnMut(&mut W, &mut DbConnection, &mut [Pending<T>], &mut Pass<'_>) -> DbResult<()>,
     Finish: FnOnce(W, &mut DbConnection, X, NaiveDateTime) -> DbResult<()>,
 {
@@ -698,7 +710,7 @@ where
     let estimated = crate::imports::estimate_rows(req.path);
     let batch = batch_rows(ctx.db.backend());
     let no_bad_lines = HashMap::new();
-    let outcome = ctx.db.write_import(|conn| {
+    let outcome = ctx.db.write_import(key_checks(req.kind), |conn| {
         let mut pass = Pass {
             writing: std::time::Duration::ZERO,
             batch,
@@ -711,13 +723,13 @@ where
             db_errors: 0,
         };
         let mut tuned = SqliteTuning::apply(conn)?;
-        let mut writer = start(conn, estimated, pass.now)?;
+        let (mut writer, shared) = start(conn, estimated, pass.now)?;
         let mut checked: Option<Result<Walked<X>, ImportError>> = None;
         let slot = &mut checked;
         let walked = read_ahead(
             "import-check",
             CHUNKS_IN_FLIGHT,
-            move |lanes| *slot = Some(check(lanes)),
+            move |lanes| *slot = Some(check(lanes, shared)),
             |chunk: &mut Chunk<T>| {
                 let began = std::time::Instant::now();
                 let flushed = flush(&mut writer, conn, &mut chunk.rows, &mut pass);
@@ -783,8 +795,8 @@ fn import_customers_in_one_walk(
         ctx,
         req,
         file,
-        |conn, rows, now| CustomerWriter::new(conn, ctx, req, &columns, rows, now),
-        |lanes| check_customers(ctx, reader, checker, file, batch, lanes),
+        |conn, rows, now| CustomerWriter::new(conn, ctx, req, &columns, rows, now).map(|w| (w, ())),
+        |lanes, ()| check_customers(ctx, reader, checker, file, batch, lanes),
         |writer, conn, rows, pass| writer.flush(conn, rows, pass),
         |writer, conn, columns, now| {
             writer.finish(conn)?;
@@ -806,8 +818,12 @@ fn import_transactions_in_one_walk(
         ctx,
         req,
         file,
-        |conn, rows, now| TransactionWriter::new(conn, &columns, rows, now),
-        |lanes| check_transactions(reader, &columns, file, batch, lanes),
+        |conn, rows, now| {
+            let writer = TransactionWriter::new(conn, &columns, rows, now)?;
+            let ids = writer.known_customers.all();
+            Ok((writer, ids))
+        },
+        |lanes, ids| check_transactions(reader, &columns, file, batch, ids.as_deref(), lanes),
         |writer, conn, rows, pass| writer.flush(conn, rows, pass),
         |writer, conn, (), _| writer.finish(conn),
     )?;
@@ -818,13 +834,25 @@ fn import_transactions_in_one_walk(
     })
 }
 
-/// The checking side of `import_transactions_in_one_walk`.
+/// A transaction on its way to the writer: its row, its time as stored, and its customer's
+/// internal id when the checking thread found it (with every customer's id at hand: the
+/// lookups of ten million rows kept the writer busy for seconds); otherwise the writer looks
+/// the customer up, and refuses the row if there is none.
+struct ParsedTransaction {
+    row: TransactionRow,
+    occurred_at: Stamp,
+    customer_id: Option<i64>,
+}
+
+/// The checking side of `import_transactions_in_one_walk`. `ids`: every customer's id, when
+/// the writer read them at once.
 fn check_transactions(
     reader: csv::Reader<Input>,
     columns: &TransactionColumns,
     file: &str,
     batch: usize,
-    lanes: ReadAhead<Chunk<(TransactionRow, Stamp)>>,
+    ids: Option<&HashMap<Box<str>, i64, foldhash::fast::RandomState>>,
+    lanes: ReadAhead<Chunk<ParsedTransaction>>,
 ) -> Result<Walked<()>, ImportError> {
     let format = stamp_format();
     let mut sending = true;
@@ -846,8 +874,13 @@ fn check_transactions(
                 }
                 Ok(row) if sending => {
                     let occurred_at = Stamp::new(row.occurred_at, &format);
+                    let customer_id = ids.and_then(|ids| ids.get(row.customer.as_str()).copied());
                     chunk.rows.push(Pending {
-                        row: (row, occurred_at),
+                        row: ParsedTransaction {
+                            row,
+                            occurred_at,
+                            customer_id,
+                        },
                         record: None,
                     });
                     if chunk.rows.len() >= batch {
@@ -1021,16 +1054,32 @@ impl TransactionWriter {
     fn flush(
         &mut self,
         conn: &mut DbConnection,
-        batch: &mut [Pending<(TransactionRow, Stamp)>],
+        batch: &mut [Pending<ParsedTransaction>],
         pass: &mut Pass<'_>,
     ) -> DbResult<()> {
-        let known = self
-            .known_customers
-            .batch(conn, batch.iter().map(|p| p.row.0.customer.as_str()))?;
+        // Only the rows whose customer the checking thread did not find are looked up here.
+        let unresolved = batch.iter().filter(|p| p.row.customer_id.is_none());
+        let known = if unresolved.clone().next().is_some() {
+            Some(
+                self.known_customers
+                    .batch(conn, unresolved.map(|p| p.row.row.customer.as_str()))?,
+            )
+        } else {
+            None
+        };
         let mut rows = Vec::with_capacity(batch.len());
         for p in batch.iter_mut() {
-            let (row, occurred_at): &mut (TransactionRow, Stamp) = &mut p.row;
-            let Some(customer) = known.get(row.customer.as_str()) else {
+            let ParsedTransaction {
+                row,
+                occurred_at,
+                customer_id,
+            } = &mut p.row;
+            let found = customer_id.or_else(|| {
+                known
+                    .as_ref()
+                    .and_then(|k| k.get(row.customer.as_str()).copied())
+            });
+            let Some(customer) = found else {
                 pass.refuse(
                     p.record.as_ref(),
                     unknown_customer(row.line, &self.id_header),
@@ -1039,7 +1088,7 @@ impl TransactionWriter {
             };
             rows.push(NewTransaction {
                 id: self.next,
-                customer_id: *customer,
+                customer_id: customer,
                 occurred_at: occurred_at.clone(),
                 amount: row.amount,
                 quantity: row.quantity,
@@ -1077,7 +1126,11 @@ fn write_transactions(
         |fields, line| {
             let row = transaction_csv::parse_row(fields, columns, line)?;
             let occurred_at = Stamp::new(row.occurred_at, &format);
-            Ok((row, occurred_at))
+            Ok(ParsedTransaction {
+                row,
+                occurred_at,
+                customer_id: None,
+            })
         },
         |conn, batch, pass| writer.flush(conn, batch, pass),
     )?;

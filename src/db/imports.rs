@@ -269,10 +269,14 @@ pub fn latest_consents(
         .collect())
 }
 
+/// Every customer's internal id by external id (`KnownCustomers::All`), shared with the
+/// thread that checks a file, which looks each row's customer up there instead of the writer.
+pub type CustomerIds = std::sync::Arc<HashMap<Box<str>, i64, foldhash::fast::RandomState>>;
+
 /// The internal ids of the customers a file names. A file of many rows reads the whole
 /// table's ids once (one scan); a small one looks up each batch's ids.
 pub enum KnownCustomers {
-    All(HashMap<Box<str>, i64, foldhash::fast::RandomState>),
+    All(CustomerIds),
     PerBatch,
 }
 
@@ -298,7 +302,15 @@ impl KnownCustomers {
             let (external, id) = row?;
             all.insert(external.into_boxed_str(), id);
         }
-        Ok(KnownCustomers::All(all))
+        Ok(KnownCustomers::All(std::sync::Arc::new(all)))
+    }
+
+    /// Every customer's id, when they were read at once.
+    pub fn all(&self) -> Option<CustomerIds> {
+        match self {
+            KnownCustomers::All(all) => Some(all.clone()),
+            KnownCustomers::PerBatch => None,
+        }
     }
 
     /// The ids of a batch's customers that exist.

@@ -638,6 +638,70 @@ async fn large_imports_are_all_or_nothing_and_keep_ids_and_pseudonyms_unique() {
     assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
 }
 
+/// Customers and transactions imports check that every customer a row names exists before
+/// writing it, so SQLite does not check each row's foreign key again while they write: a bulk
+/// file naming an unknown customer part-way is still refused at its line and column with
+/// nothing written, `skip_invalid` still rejects just that row, and afterwards the database
+/// still refuses a row that names no customer, written as nothing in fairseg would.
+#[tokio::test]
+async fn imports_checking_customers_themselves_leave_the_database_checking_its_keys() {
+    const N: usize = 25_000;
+    let app = spawn_app().await;
+    let (status, body) = post_csv(&app, "customers", "", many_customers(N, "Oslo")).await;
+    assert_eq!(status, 201, "{body}");
+    let mut tx = String::from("customer_id,occurred_at,amount\n");
+    for i in 1..=N {
+        if i == N / 2 {
+            tx.push_str("GHOST,2024-03-01,5.00\n");
+        }
+        tx.push_str(&format!("C{i:05},2024-03-01,{}.50\n", i % 90));
+    }
+    let before = counts(&app);
+    let (status, body) = post_csv(&app, "transactions", "", tx.clone().into_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    let first = &body["report"]["errors"][0];
+    assert_eq!(first["line"], N / 2 + 1, "{body}");
+    assert_eq!(first["column"], "customer_id", "{body}");
+    assert!(
+        first["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("unknown customer")),
+        "{first}"
+    );
+    assert_eq!(counts(&app), before, "nothing of the refused file stays");
+
+    let (status, body) = post_csv(&app, "transactions", "skip_invalid=true", tx.into_bytes()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (
+            body["rows_imported"].as_u64(),
+            body["rows_rejected"].as_u64()
+        ),
+        (Some(N as u64), Some(1))
+    );
+    assert_eq!(body["errors"][0]["line"], N / 2 + 1, "{body}");
+    assert_eq!(counts(&app)[2], N as i64);
+
+    // Every connection the server writes with still checks foreign keys.
+    for attempt in 0..4 {
+        let refused = app.db.write::<_, fairseg::db::DbError>(|c| {
+            diesel::insert_into(transactions::table)
+                .values((
+                    transactions::id.eq(10_000_000 + attempt),
+                    transactions::customer_id.eq(999_999_999_i64),
+                    transactions::occurred_at.eq(fairseg::db::now()),
+                    transactions::amount.eq(1.0),
+                    transactions::imported_at.eq(fairseg::db::now()),
+                ))
+                .execute(c)?;
+            Ok(())
+        });
+        let e = refused.expect_err("a transaction of no customer is refused");
+        assert!(e.to_string().to_lowercase().contains("foreign key"), "{e}");
+    }
+    assert_eq!(counts(&app)[2], N as i64);
+}
+
 /// Rows go in by COPY on PostgreSQL and by multi-row INSERTs on SQLite, several statements per
 /// file either way: a failure after some of them went in (here the database refusing a
 /// pseudonym taken by a customer stored behind fairseg's back, on the file's 12,000th row)

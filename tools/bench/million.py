@@ -91,11 +91,11 @@ def remove_db(path):
             os.remove(path + suffix)
 
 
-def import_fairseg(cpath, db):
+def import_fairseg(cpath, db, binary=BIN):
     remove_db(db)
-    subprocess.run([BIN, "migrate"], env=env(db), capture_output=True, check=True)
+    subprocess.run([binary, "migrate"], env=env(db), capture_output=True, check=True)
     os.sync()
-    wall, rss, _ = run_child([BIN, "import", "customers", cpath], env(db))
+    wall, rss, _ = run_child([binary, "import", "customers", cpath], env(db))
     return wall, rss
 
 
@@ -160,8 +160,8 @@ def main():
     p.add_argument("--skip-import", action="store_true")
     p.add_argument("--skip-segment", action="store_true")
     p.add_argument("--compare", metavar="BIN",
-                   help="also run this fairseg binary's segment (e.g. main's), alternating "
-                        "with ours in the same minutes")
+                   help="also run this fairseg binary's import and segment (e.g. main's), "
+                        "alternating with ours in the same minutes")
     a = p.parse_args()
     directory = os.environ.get("MILLION_BENCH_DIR", os.path.join(ROOT, "target", "million-bench"))
     cpath, gpath = write_data(a.n, directory)
@@ -170,21 +170,28 @@ def main():
 
     if not a.skip_import:
         db = os.path.join(directory, "import.db")
-        ours, theirs = [], []
+        binaries = [BIN] + ([a.compare] if a.compare else [])
+        ours, theirs = {b: [] for b in binaries}, []
         for r in range(a.repeats):
-            wall, rss = import_fairseg(cpath, db)
+            # Alternating which goes first, so neither always follows the other.
+            for b in binaries if r % 2 == 0 else binaries[::-1]:
+                wall, rss = import_fairseg(cpath, db, b)
+                ours[b].append(wall)
+                name = "" if b == BIN else " (compare)"
+                print(f"import run {r}: fairseg{name} {wall:.2f} s ({a.n / wall:,.0f} rows/s, "
+                      f"{rss:.0f} MiB) load {os.getloadavg()[0]:.1f}")
             ref, _ = import_sqlite3(cpath, db + ".sqlite3")
-            ours.append(wall)
             theirs.append(ref)
-            print(f"import run {r}: fairseg {wall:.2f} s ({a.n / wall:,.0f} rows/s, "
-                  f"{rss:.0f} MiB) | sqlite3 .import {ref:.2f} s ({a.n / ref:,.0f} rows/s) "
-                  f"| ratio {wall / ref:.2f}")
+            print(f"import run {r}: sqlite3 .import {ref:.2f} s ({a.n / ref:,.0f} rows/s) "
+                  f"| ratio {ours[BIN][-1] / ref:.2f}")
         remove_db(db)
         remove_db(db + ".sqlite3")
-        m, s = median(ours), median(theirs)
-        print(f"import median: fairseg {m:.2f} s = {a.n / m:,.0f} rows/s; sqlite3 .import "
-              f"{s:.2f} s = {a.n / s:,.0f} rows/s; ratio {m / s:.2f} (target >= 300,000 rows/s "
-              f"and <= 1.3)")
+        s = median(theirs)
+        for b in binaries:
+            m = median(ours[b])
+            print(f"import median ({b}): fairseg {m:.2f} s = {a.n / m:,.0f} rows/s; sqlite3 "
+                  f".import {s:.2f} s = {a.n / s:,.0f} rows/s; ratio {m / s:.2f} (target >= "
+                  f"300,000 rows/s and <= 1.3)")
 
     if not a.skip_segment:
         db = segmented_db(a.n, directory, cpath, gpath)
