@@ -883,3 +883,46 @@ async fn two_runs_are_compared_on_their_shared_customers_with_small_cells_hidden
         .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn the_segment_map_stops_drawing_a_segment_that_withdrawals_make_too_small_to_show() {
+    let app = spawn_app().await;
+    let (customers, truth) = blob_customers(20, 4);
+    import(&app, "customers", &customers);
+    grant_all(&app, truth.len(), &["segmentation"]);
+    let started = app
+        .api("analyst", Method::POST, "/api/v1/segmentations")
+        .json(&json!({"algorithm": "kmeans", "k": 3, "features": ["x", "y"], "seed": 5}))
+        .expecting(202)
+        .await;
+    let run = started["run_id"].as_i64().unwrap();
+    wait_for(&app, run).await;
+    publish(&app, run);
+    let client = app.sign_in("marketing").await;
+    let centres = || async {
+        texts(
+            &client.page(app.url("/segments")).await,
+            "svg.segment-map g.centre text",
+        )
+    };
+    let before = centres().await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    let by_segment = members(&app, run);
+    let segment = *by_segment.values().next().unwrap();
+    assert!(before.contains(&segment.to_string()), "{before:?}");
+    // Withdrawals leave the segment 9 members, fewer than the minimum cell size of 10: the
+    // map (kept between views) no longer shows where they are.
+    let in_it: Vec<&String> = by_segment
+        .iter()
+        .filter(|(_, s)| **s == segment)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(in_it.len() > 9, "{in_it:?}");
+    for id in &in_it[..in_it.len() - 9] {
+        withdraw(&app, id, "segmentation").await;
+    }
+    // (A second segment may be withheld with it, so that the total does not give it away.)
+    let after = centres().await;
+    assert!(!after.contains(&segment.to_string()), "{after:?}");
+    assert!(!after.is_empty() && after.len() < 3, "{after:?}");
+}

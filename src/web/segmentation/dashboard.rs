@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::map::{PALETTE, map_svg};
+use super::map::{PALETTE, drawn_map};
 use super::{
     AppError, State, fmt_opt, pct, published_id, read_members, record_strategy, rename,
     run_and_view,
@@ -315,10 +315,7 @@ pub async fn dashboard(
     let (run, map) = match published_id(&state).await? {
         Some(id) => {
             let (view, row) = run_and_view(&state, &user, id).await?;
-            let map = map_svg(&view, &row)
-                .map(|m| m.render())
-                .transpose()
-                .map_err(AppError::internal)?;
+            let map = drawn_map(&state.db.url().to_string(), &view, &row)?;
             (Some(view), map)
         }
         None => (None, None),

@@ -1,10 +1,13 @@
 //! The segment map: a run's stored 2-D projection drawn as SVG, points of suppressed segments
 //! left out.
 
+use std::sync::{Arc, LazyLock};
+
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::{AppError, State, run_and_view};
+use crate::app::kept::Kept;
 use crate::app::runs::{RunView, report};
 use crate::auth::CurrentUser;
 use crate::db::segmentation::RunRow;
@@ -135,6 +138,37 @@ pub(super) fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
     })
 }
 
+/// The run's map drawn as SVG, `None` when it has none.
+///
+/// The dashboard and the run page draw it on every view, and formatting a thousand points was
+/// a seventh of a `/segments` view's CPU; the drawing depends only on the run's stored map and
+/// on which segments are shown, under which labels, so each process keeps it until those
+/// change (a withdrawal that makes a segment too small to show redraws it).
+pub(super) fn drawn_map(
+    db_url: &str,
+    view: &RunView,
+    run: &RunRow,
+) -> Result<Option<String>, AppError> {
+    type Slot = (String, i64);
+    /// Each segment: withheld or not, and its label.
+    type Versions = Vec<(bool, String)>;
+    static DRAWN: LazyLock<Kept<Slot, Versions, Option<Arc<String>>>> =
+        LazyLock::new(Kept::default);
+    let shown: Versions = view
+        .segments
+        .iter()
+        .map(|s| (s.suppressed, s.segment.to_string()))
+        .collect();
+    let drawn = DRAWN.get_or_compute((db_url.to_owned(), run.id), shown, None, || {
+        let svg = map_svg(view, run)
+            .map(|m| m.render())
+            .transpose()
+            .map_err(AppError::internal)?;
+        Ok::<_, AppError>((svg.map(Arc::new), None))
+    })?;
+    Ok(drawn.map(|svg| svg.as_str().to_owned()))
+}
+
 /// The segment map of a run as SVG.
 pub async fn map_page(
     state: State,
@@ -142,8 +176,7 @@ pub async fn map_page(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let (view, run) = run_and_view(&state, &user, path.into_inner()).await?;
-    let svg = map_svg(&view, &run).ok_or(AppError::NotFound)?;
-    let body = svg.render().map_err(AppError::internal)?;
+    let body = drawn_map(&state.db.url().to_string(), &view, &run)?.ok_or(AppError::NotFound)?;
     Ok(HttpResponse::Ok()
         .content_type("image/svg+xml; charset=utf-8")
         .body(body))

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::api::{CompareQuery, RunSummaryItem, run_list};
 use super::dashboard::{SegmentCard, cards};
-use super::map::map_svg;
+use super::map::drawn_map;
 use super::{AppError, State, compare, published_id, run_and_view, start_run};
 use crate::app::run_form::FeatureChoice;
 use crate::app::runs::{self as app, Comparison, RunView};
@@ -233,10 +233,7 @@ pub async fn run_page(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let (view, row) = run_and_view(&state, &user, id).await?;
-    let map = map_svg(&view, &row)
-        .map(|m| m.render())
-        .transpose()
-        .map_err(AppError::internal)?;
+    let map = drawn_map(&state.db.url().to_string(), &view, &row)?;
     let in_progress = view.status.in_progress();
     let excluded = view
         .excluded
