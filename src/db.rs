@@ -46,6 +46,47 @@ macro_rules! write_rows {
     }};
 }
 
+/// Streams `(id, text)` of every row of a table in storage order to a closure taking
+/// `(i64, String)`, the one way the million-row readers (a run's attributes, the protected
+/// attributes beside it) go. PostgreSQL sends them by `COPY table (id, text) TO STDOUT (FORMAT
+/// binary)` (diesel's `copy_to`): each row is handed over as it arrives, where a SELECT's
+/// result is received whole before its first row is (half of the read spent waiting, the
+/// parsing thread idle meanwhile). SQLite steps through a SELECT. Evaluates to
+/// `DbResult<()>`.
+macro_rules! for_each_id_text {
+    ($conn:expr, $table:ident, $id:ident, $text:ident, $f:expr) => {{
+        #[derive(diesel::Queryable, diesel::Selectable)]
+        #[diesel(table_name = $table)]
+        struct IdText {
+            $id: i64,
+            $text: String,
+        }
+        let conn: &mut $crate::db::DbConnection = $conn;
+        let mut f = $f;
+        let result: $crate::db::DbResult<()> = (|| {
+            match conn {
+                $crate::db::DbConnection::Postgres(c) => {
+                    for row in diesel::copy_to($table::table).load::<IdText, _>(c)? {
+                        let row = row?;
+                        f(row.$id, row.$text);
+                    }
+                }
+                $crate::db::DbConnection::Sqlite(c) => {
+                    let rows = $table::table
+                        .select(IdText::as_select())
+                        .load_iter::<IdText, diesel::connection::DefaultLoadingMode>(c)?;
+                    for row in rows {
+                        let row = row?;
+                        f(row.$id, row.$text);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        result
+    }};
+}
+
 pub mod audits;
 pub mod consent;
 pub mod consent_state;

@@ -548,20 +548,14 @@ pub fn for_each_attributes(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)
 
 /// Streams `(id, attributes JSON)` of every customer to `f` in no particular order, handing
 /// each JSON text over, for readers that place rows by id and keep the text (no copy). The
-/// table is read as it is stored: in id order it would be walked through the key's index,
-/// one lookup per row.
+/// table is read as it is stored (in id order it would be walked through the key's index,
+/// one lookup per row); on PostgreSQL by COPY, each row handed over as it arrives
+/// (`for_each_id_text!`).
 pub fn for_each_attributes_owned(
     conn: &mut DbConnection,
-    mut f: impl FnMut(i64, String),
+    f: impl FnMut(i64, String),
 ) -> DbResult<()> {
-    let rows = customers::table
-        .select((customers::id, customers::attributes))
-        .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
-    for row in rows {
-        let (id, attributes) = row?;
-        f(id, attributes);
-    }
-    Ok(())
+    for_each_id_text!(conn, customers, id, attributes, f)
 }
 
 /// A run's live sizes as cached at consent-state `version`, if they are still valid at `now`.
