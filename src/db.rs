@@ -46,6 +46,43 @@ macro_rules! write_rows {
     }};
 }
 
+/// Streams `(id, text)` of every row of a table in storage order to a closure taking
+/// `(i64, String)`, the one way the million-row readers (a run's attributes, the protected
+/// attributes beside it) go. PostgreSQL sends them by `COPY table (id, text) TO STDOUT (FORMAT
+/// binary)` (diesel's `copy_to`, read by [`read_id_text_copy`]): each row is handed over as it
+/// arrives, where a SELECT's result is received whole before its first row is (the parsing
+/// thread idle meanwhile). SQLite steps through a SELECT. Evaluates to `DbResult<()>`.
+macro_rules! for_each_id_text {
+    ($conn:expr, $table:ident, $id:ident, $text:ident, $f:expr) => {{
+        let conn: &mut $crate::db::DbConnection = $conn;
+        let mut f = $f;
+        let result: $crate::db::DbResult<()> = (|| {
+            match conn {
+                $crate::db::DbConnection::Postgres(c) => {
+                    let read = diesel::copy_to(($table::$id, $table::$text))
+                        .with_format(diesel::pg::CopyFormat::Binary)
+                        .load_raw(c)
+                        .map_err($crate::db::DbError::from)
+                        .and_then(|copy| $crate::db::read_id_text_copy(copy, &mut f));
+                    $crate::db::end_copy_to(c, read)?;
+                }
+                $crate::db::DbConnection::Sqlite(c) => {
+                    let rows =
+                        $table::table
+                            .select(($table::$id, $table::$text))
+                            .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(c)?;
+                    for row in rows {
+                        let (id, text) = row?;
+                        f(id, text);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        result
+    }};
+}
+
 pub mod audits;
 pub mod consent;
 pub mod consent_state;
@@ -104,6 +141,9 @@ pub enum DbError {
     /// The system would not start a thread (imports read beside writing).
     #[error("cannot start a worker thread: {0}")]
     Thread(String),
+    /// A COPY's data not in the format asked for, or cut short.
+    #[error("{0}")]
+    Copy(String),
 }
 
 impl DbError {
@@ -566,9 +606,105 @@ pub fn now() -> NaiveDateTime {
     crate::time::truncate_to_micros(Utc::now().naive_utc())
 }
 
+/// Reads `COPY … (id bigint, text text) TO STDOUT (FORMAT binary)` to its end, handing each
+/// row to `f`: the signature and header, then per row its field count (2), each field's
+/// length and bytes, then the trailer (-1), then the end of the data.
+pub fn read_id_text_copy(
+    mut input: impl std::io::BufRead,
+    f: &mut impl FnMut(i64, String),
+) -> DbResult<()> {
+    use std::io::Read;
+    let broken = |what: &str| DbError::Copy(format!("COPY TO STDOUT: {what}"));
+    let io = |e: std::io::Error| DbError::Copy(format!("COPY TO STDOUT: {e}"));
+    let mut header = [0u8; 19];
+    input.read_exact(&mut header).map_err(io)?;
+    if &header[..11] != b"PGCOPY\n\xff\r\n\0" {
+        return Err(broken("not the binary format's signature"));
+    }
+    let extension = u32::from_be_bytes(header[15..19].try_into().expect("4 bytes"));
+    std::io::copy(
+        &mut input.by_ref().take(u64::from(extension)),
+        &mut std::io::sink(),
+    )
+    .map_err(io)?;
+    let mut word = [0u8; 4];
+    loop {
+        let mut count = [0u8; 2];
+        input.read_exact(&mut count).map_err(io)?;
+        match i16::from_be_bytes(count) {
+            -1 => break,
+            2 => {}
+            _ => return Err(broken("a row without two fields")),
+        }
+        input.read_exact(&mut word).map_err(io)?;
+        if i32::from_be_bytes(word) != 8 {
+            return Err(broken("an id that is not a bigint"));
+        }
+        let mut id = [0u8; 8];
+        input.read_exact(&mut id).map_err(io)?;
+        input.read_exact(&mut word).map_err(io)?;
+        let len =
+            usize::try_from(i32::from_be_bytes(word)).map_err(|_| broken("a text that is NULL"))?;
+        let mut text = vec![0u8; len];
+        input.read_exact(&mut text).map_err(io)?;
+        let text = String::from_utf8(text).map_err(|_| broken("a text that is not UTF-8"))?;
+        f(i64::from_be_bytes(id), text);
+    }
+    // The end of the data (libpq's last read of the COPY).
+    loop {
+        let n = input.fill_buf().map_err(io)?.len();
+        if n == 0 {
+            return Ok(());
+        }
+        input.consume(n);
+    }
+}
+
+/// Ends a `COPY … TO STDOUT` on `conn`, however its reading went: diesel hands the data over
+/// but never collects the statement's final result, which leaves the connection refusing the
+/// next command ("another command is already in progress"). A simple-protocol statement
+/// (libpq's `PQexec`) collects and drops what is left of the COPY before it runs.
+pub fn end_copy_to(conn: &mut diesel::PgConnection, read: DbResult<()>) -> DbResult<()> {
+    let ended = conn.batch_execute("SELECT 1").map_err(DbError::from);
+    read.and(ended)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `COPY (id, text) TO STDOUT (FORMAT binary)` of `rows`, as PostgreSQL sends it.
+    fn binary_copy(rows: &[(i64, &str)]) -> Vec<u8> {
+        let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
+        out.extend(0i32.to_be_bytes());
+        out.extend(4i32.to_be_bytes());
+        out.extend(b"xxxx"); // a header extension, skipped
+        for (id, text) in rows {
+            out.extend(2i16.to_be_bytes());
+            out.extend(8i32.to_be_bytes());
+            out.extend(id.to_be_bytes());
+            out.extend((text.len() as i32).to_be_bytes());
+            out.extend(text.as_bytes());
+        }
+        out.extend((-1i16).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn a_binary_copy_hands_over_every_row_and_a_cut_one_is_an_error() {
+        let rows = [(1, r#"{"a":1}"#), (-7, ""), (1 << 40, "é\\\t")];
+        let data = binary_copy(&rows);
+        let mut read = Vec::new();
+        read_id_text_copy(&data[..], &mut |id, text| read.push((id, text))).unwrap();
+        let expected: Vec<(i64, String)> = rows.iter().map(|&(i, t)| (i, t.to_string())).collect();
+        assert_eq!(read, expected);
+
+        let cut = &data[..data.len() - 5];
+        let err = read_id_text_copy(cut, &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().starts_with("COPY TO STDOUT"), "{err}");
+        let err = read_id_text_copy(&b"id,text\n"[..], &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("COPY TO STDOUT"), "{err}");
+    }
 
     #[test]
     fn a_write_that_fills_the_disk_says_so_and_leaves_nothing() {

@@ -184,19 +184,10 @@ pub fn runs_passed_by_override(
 }
 
 /// Streams `(customer id, protected attributes JSON)` of every customer that has them, in no
-/// particular order, handing each JSON text over.
-pub fn for_each_protected(conn: &mut DbConnection, mut f: impl FnMut(i64, String)) -> DbResult<()> {
+/// particular order, handing each JSON text over (on PostgreSQL by COPY, each row as it
+/// arrives: `for_each_id_text!`).
+pub fn for_each_protected(conn: &mut DbConnection, f: impl FnMut(i64, String)) -> DbResult<()> {
     // In storage order: ordering by customer would walk the key's index and fetch each row
     // from the table apart, about twice the work for a reader that places rows by id anyway.
-    let rows = customer_protected::table
-        .select((
-            customer_protected::customer_id,
-            customer_protected::attributes,
-        ))
-        .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
-    for row in rows {
-        let (id, attributes) = row?;
-        f(id, attributes);
-    }
-    Ok(())
+    for_each_id_text!(conn, customer_protected, customer_id, attributes, f)
 }

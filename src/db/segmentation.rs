@@ -227,6 +227,73 @@ mod incoming {
     }
 }
 
+/// COPYs `memberships` of run `id` (with their per-member details: RFM and DBSCAN runs) into
+/// `segment_memberships_incoming`, made earlier in this transaction: one statement in
+/// PostgreSQL's binary format, written here (a few bytes per row, where diesel's `Insertable`
+/// rows cost a value and an encoding per column), with FREEZE: the rows are stored already
+/// visible to every later transaction, so the first readers (the audit that follows the run)
+/// do not mark each row's visibility on its page, and VACUUM has nothing to freeze later.
+/// FREEZE is allowed because nobody else can see the table before this transaction commits.
+fn copy_memberships(
+    conn: &mut diesel::PgConnection,
+    id: i64,
+    memberships: &[(i64, i32)],
+    details: Option<&[String]>,
+) -> DbResult<usize> {
+    use diesel::pg::CopyFormat;
+    use incoming::segment_memberships_incoming as m;
+    use std::io::Write;
+    let written = diesel::copy_from(m::table)
+        .from_raw_data(
+            (m::run_id, m::customer_id, m::segment, m::detail),
+            |sink: &mut dyn Write| -> Result<(), diesel::result::Error> {
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, sink);
+                write_binary_memberships(&mut out, id, memberships, details)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
+            },
+        )
+        .with_format(CopyFormat::Binary)
+        .with_freeze(true)
+        .execute(conn)?;
+    Ok(written)
+}
+
+/// `memberships` of run `id` in `COPY … (FORMAT binary)`'s format, columns (run_id bigint,
+/// customer_id bigint, segment integer, detail text): the header, each row as its field count
+/// and each field's length and big-endian value (a NULL as length -1), and the trailer.
+fn write_binary_memberships(
+    out: &mut impl std::io::Write,
+    id: i64,
+    memberships: &[(i64, i32)],
+    details: Option<&[String]>,
+) -> std::io::Result<()> {
+    out.write_all(b"PGCOPY\n\xff\r\n\0")?;
+    out.write_all(&0i32.to_be_bytes())?; // flags
+    out.write_all(&0i32.to_be_bytes())?; // header extension length
+    let run = id.to_be_bytes();
+    for (i, &(customer, segment)) in memberships.iter().enumerate() {
+        let mut row = [0u8; 2 + 12 + 12 + 8];
+        row[0..2].copy_from_slice(&4i16.to_be_bytes());
+        row[2..6].copy_from_slice(&8i32.to_be_bytes());
+        row[6..14].copy_from_slice(&run);
+        row[14..18].copy_from_slice(&8i32.to_be_bytes());
+        row[18..26].copy_from_slice(&customer.to_be_bytes());
+        row[26..30].copy_from_slice(&4i32.to_be_bytes());
+        row[30..34].copy_from_slice(&segment.to_be_bytes());
+        out.write_all(&row)?;
+        match details.and_then(|d| d.get(i)) {
+            Some(text) => {
+                let len = i32::try_from(text.len()).map_err(std::io::Error::other)?;
+                out.write_all(&len.to_be_bytes())?;
+                out.write_all(text.as_bytes())?;
+            }
+            None => out.write_all(&(-1i32).to_be_bytes())?,
+        }
+    }
+    out.write_all(&(-1i16).to_be_bytes())
+}
+
 /// Writes `memberships` of run `id` (with their per-member details: RFM and DBSCAN runs) into
 /// `$table`, a table with the columns of `segment_memberships`.
 macro_rules! write_membership_rows {
@@ -286,10 +353,15 @@ fn write_memberships(
                 "CREATE TABLE segment_memberships_incoming (LIKE segment_memberships, \
                  CHECK (run_id = {id}))"
             ))?;
-            use incoming::segment_memberships_incoming;
-            write_membership_rows!(conn, segment_memberships_incoming, id, memberships, details)?;
+            let DbConnection::Postgres(c) = conn else {
+                unreachable!("matched above")
+            };
+            copy_memberships(c, id, memberships, details)?;
+            // The key's million entries sorted in memory (64 MB, the default, spills them to
+            // temporary files), for this transaction only.
             conn.batch_execute(&format!(
-                "ALTER TABLE segment_memberships_incoming ADD CONSTRAINT \
+                "SET LOCAL maintenance_work_mem = '256MB'; \
+                 ALTER TABLE segment_memberships_incoming ADD CONSTRAINT \
                  segment_memberships_run_{id}_pkey PRIMARY KEY (run_id, customer_id); \
                  ALTER TABLE segment_memberships_incoming RENAME TO segment_memberships_run_{id}; \
                  ALTER TABLE segment_memberships ATTACH PARTITION segment_memberships_run_{id} \
@@ -548,20 +620,14 @@ pub fn for_each_attributes(conn: &mut DbConnection, mut f: impl FnMut(i64, &str)
 
 /// Streams `(id, attributes JSON)` of every customer to `f` in no particular order, handing
 /// each JSON text over, for readers that place rows by id and keep the text (no copy). The
-/// table is read as it is stored: in id order it would be walked through the key's index,
-/// one lookup per row.
+/// table is read as it is stored (in id order it would be walked through the key's index,
+/// one lookup per row); on PostgreSQL by COPY, each row handed over as it arrives
+/// (`for_each_id_text!`).
 pub fn for_each_attributes_owned(
     conn: &mut DbConnection,
-    mut f: impl FnMut(i64, String),
+    f: impl FnMut(i64, String),
 ) -> DbResult<()> {
-    let rows = customers::table
-        .select((customers::id, customers::attributes))
-        .load_iter::<(i64, String), diesel::connection::DefaultLoadingMode>(conn)?;
-    for row in rows {
-        let (id, attributes) = row?;
-        f(id, attributes);
-    }
-    Ok(())
+    for_each_id_text!(conn, customers, id, attributes, f)
 }
 
 /// A run's live sizes as cached at consent-state `version`, if they are still valid at `now`.
