@@ -277,7 +277,9 @@ async fn check_csrf(
 
 /// The answer to a refused request: JSON for the API; for pages, a redirect to the sign-in
 /// page when the visitor is not signed in, else the error page.
-fn error_response(
+/// The answer to a request refused before its handler ran: JSON for the API, the sign-in page
+/// for a page that needs a session, else an error page.
+pub(crate) fn error_response(
     req: ServiceRequest,
     error: AppError,
     user: Option<CurrentUser>,

@@ -15,12 +15,16 @@ use std::time::Duration;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
 use tokio::sync::Semaphore;
 
 use super::error::AppError;
 use crate::web::state::AppState;
+
+/// What a refused read is told: try again in this many seconds.
+const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// The queue in front of the handlers.
 pub struct Admission {
@@ -85,9 +89,14 @@ pub async fn queue(
                 "refused a request that waited too long for its turn"
             );
             let error = AppError::Busy {
-                retry_after_seconds: 5,
+                retry_after_seconds: RETRY_AFTER_SECONDS,
             };
-            return Ok(req.error_response(error));
+            // A page gets the error page, the API the JSON error; both say when to retry.
+            let mut response = super::access::error_response(req, error, None);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            return Ok(response);
         }
     };
     let response = next.call(req).await;
