@@ -312,8 +312,9 @@ fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
     });
     assert!(again.is_err());
     assert_eq!(read(&db), expected, "the refused write left nothing");
+    // Back down through the move (the migrations after it go first).
     let mut conn = db.conn().unwrap();
-    assert_eq!(revert_last(&mut conn), PER_RUN);
+    while revert_last(&mut conn) != PER_RUN {}
     drop(conn);
     assert_eq!(read(&db), expected, "reverted, the rows are all kept");
     db.migrate().unwrap();
