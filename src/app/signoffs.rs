@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::NaiveDateTime;
 use serde::Serialize;
@@ -25,15 +25,17 @@ use crate::db::segmentation as runs;
 use crate::db::signoffs::{self as store, SignoffRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::fairness::signoff::{
-    Integrity, Statement, StatementError, canonical_json, changed_fields, content_hash,
+    Integrity, Statement, StatementError, changed_fields, content_hash,
 };
 use crate::policy::Policy;
 use crate::trail::{Actor, NewEntry};
 
 /// The audit's outward forms, supplied by the web layer.
 pub trait Presenter {
-    /// The audit as `GET /api/v1/audits/{id}` serves it.
-    fn json(&self, audit: &StoredAudit) -> Value;
+    /// The audit as `GET /api/v1/audits/{id}` serves it, in canonical form
+    /// ([`canonical_json`](crate::fairness::signoff::canonical_json)): the bytes a sign-off hashes, and what each view of a sign-off
+    /// compares with what was signed.
+    fn canonical_json(&self, audit: &StoredAudit) -> Arc<str>;
     /// The printable report with the signature block filled.
     fn printable(&self, audit: &StoredAudit, signature: &Signature) -> Result<String, String>;
 }
@@ -150,7 +152,7 @@ pub fn sign(
     let statement = Statement::parse(statement)?;
     let audit = service::load(db, audit_id)?;
     check_signable(db, &audit)?;
-    let report_json = canonical_json(&presenter.json(&audit));
+    let report_json = presenter.canonical_json(&audit);
     let hash = content_hash(report_json.as_bytes());
     let signed_at = db::now();
     let actor = Actor::user(&signer.email);
@@ -206,7 +208,7 @@ pub fn sign(
             signed_at,
             statement: signature.statement,
             policy_version: policy.version.clone(),
-            report_json,
+            report_json: report_json.to_string(),
             report_html,
             content_hash: hash,
             html_hash,
@@ -329,7 +331,7 @@ pub fn statuses(
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let live_json = canonical_json(&presenter.json(audit));
+        let live_json = presenter.canonical_json(audit);
         let newer = newer_audit(conn, audit)?;
         rows.into_iter()
             .map(|row| status(conn, row, &live_json, newer))
@@ -345,7 +347,7 @@ pub fn one(
     seq: i32,
 ) -> Result<(StoredAudit, SignoffStatus), SignoffError> {
     let audit = service::load(db, audit_id)?;
-    let live_json = canonical_json(&presenter.json(&audit));
+    let live_json = presenter.canonical_json(&audit);
     let status = db.read(|conn| {
         let Some(row) = store::find(conn, audit_id, seq)? else {
             return Ok(None);

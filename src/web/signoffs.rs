@@ -6,7 +6,8 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::audits::{AuditJson, ReportView, report_view};
 use super::error::AppError;
@@ -15,6 +16,8 @@ use super::layout::{Layout, State, render, see_other};
 use crate::app::audits::StoredAudit;
 use crate::app::signoffs::{self as app, Live, Presenter, Signature, SignoffError, SignoffStatus};
 use crate::auth::CurrentUser;
+use crate::db::audits::{AuditRow, OverrideRow};
+use crate::fairness::signoff::canonical_json;
 use crate::policy::{Permission, Policy};
 
 impl From<SignoffError> for AppError {
@@ -47,8 +50,8 @@ struct SignedHtml<'a> {
 }
 
 impl Presenter for WebPresenter<'_> {
-    fn json(&self, audit: &StoredAudit) -> Value {
-        serde_json::to_value(AuditJson::of(audit)).expect("an audit serialises")
+    fn canonical_json(&self, audit: &StoredAudit) -> Arc<str> {
+        kept_canonical_json(audit)
     }
 
     fn printable(&self, audit: &StoredAudit, signature: &Signature) -> Result<String, String> {
@@ -59,6 +62,61 @@ impl Presenter for WebPresenter<'_> {
         .render()
         .map_err(|e| e.to_string())
     }
+}
+
+/// Everything [`AuditJson::of`] reads of an audit, owned, so that a kept form can be checked
+/// against the audit as it is now, byte for byte.
+#[derive(PartialEq)]
+struct JsonInputs {
+    row: AuditRow,
+    run_status: String,
+    stale_strategies: bool,
+    overrides: Vec<OverrideRow>,
+}
+
+impl JsonInputs {
+    fn of(audit: &StoredAudit) -> JsonInputs {
+        JsonInputs {
+            row: audit.row.clone(),
+            run_status: audit.run.status.to_string(),
+            stale_strategies: audit.stale_strategies,
+            overrides: audit.overrides.clone(),
+        }
+    }
+
+    fn describe(&self, audit: &StoredAudit) -> bool {
+        self.row == audit.row
+            && self.run_status == audit.run.status.to_string()
+            && self.stale_strategies == audit.stale_strategies
+            && self.overrides == audit.overrides
+    }
+}
+
+/// The audit's canonical JSON, kept per process for the newest form of each audit: building
+/// it (a `Value` tree of the whole report, then sorted) was a third of the CPU of a view of a
+/// signed report, and every view of it needs it to say whether the audit still equals what
+/// was signed. The kept form is used only when every input it was built from is equal to the
+/// audit's now (the stored report's bytes among them), so a changed run status, a new override
+/// or a stored byte changed by hand is seen at the next view.
+fn kept_canonical_json(audit: &StoredAudit) -> Arc<str> {
+    const KEPT: usize = 64;
+    type ByAudit = HashMap<i64, (JsonInputs, Arc<str>)>;
+    static KEPT_JSON: LazyLock<Mutex<ByAudit>> = LazyLock::new(Default::default);
+    if let Ok(kept) = KEPT_JSON.lock()
+        && let Some((inputs, json)) = kept.get(&audit.row.id)
+        && inputs.describe(audit)
+    {
+        return json.clone();
+    }
+    let value = serde_json::to_value(AuditJson::of(audit)).expect("an audit serialises");
+    let json: Arc<str> = canonical_json(&value).into();
+    if let Ok(mut kept) = KEPT_JSON.lock() {
+        if kept.len() >= KEPT {
+            kept.clear();
+        }
+        kept.insert(audit.row.id, (JsonInputs::of(audit), json.clone()));
+    }
+    json
 }
 
 /// A sign-off as the pages show it.

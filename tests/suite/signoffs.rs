@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::helpers::api::Answer;
 use crate::helpers::{TestApp, csrf_token, on_postgres, spawn_app, texts};
 
 /// The demo data, one segmentation without the planted proxy, and its audit: (run, audit).
@@ -228,6 +229,54 @@ async fn auditing_again_shows_the_signed_report_is_no_longer_the_live_one() {
         .await;
     assert_eq!(list[0]["live"]["state"], "superseded");
     assert_eq!(list[0]["live"]["audit_id"], again.id);
+}
+
+#[tokio::test]
+async fn an_override_and_the_publication_after_signing_show_the_live_audit_reads_differently() {
+    let app = spawn_app().await;
+    let (run, audit) = audited_run(&app);
+    let (status, _) = sign(&app, "compliance", audit, STATEMENT).await;
+    assert_eq!(status, 201);
+    let client = app.sign_in("compliance").await;
+    // Viewed before each change, so a form of the live audit kept from an earlier view would
+    // show if it were served after the change.
+    let html = page(&client, &app, &format!("/audits/{audit}")).await;
+    assert_eq!(texts(&html, ".signoff-box .live.ok").len(), 1);
+    let live_now = |html: &str| texts(html, ".signoff-box .live.changed");
+
+    let response = app
+        .api(
+            "compliance",
+            Method::POST,
+            &format!("/api/v1/audits/{audit}/override"),
+        )
+        .json(&json!({"justification": "The inconclusive tables rest on groups too small to test; reviewed with legal."}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let html = page(&client, &app, &format!("/audits/{audit}")).await;
+    let live = live_now(&html);
+    assert_eq!(live.len(), 1, "{html}");
+    assert!(live[0].contains("overrides"), "{live:?}");
+    assert!(!live[0].contains("run status"), "{live:?}");
+
+    app.api(
+        "analyst",
+        Method::POST,
+        &format!("/api/v1/segmentations/{run}/publish"),
+    )
+    .expecting(200)
+    .await;
+    let html = page(&client, &app, &format!("/audits/{audit}")).await;
+    let live = live_now(&html);
+    assert!(live[0].contains("run status"), "{live:?}");
+    // The stored report is still exactly what was signed.
+    assert_eq!(texts(&html, ".signoff-box .integrity.ok").len(), 1);
+    let (_, list) = app
+        .get_json("compliance", &format!("/api/v1/audits/{audit}/signoffs"))
+        .await;
+    assert_eq!(list[0]["live"]["state"], "changed", "{list}");
 }
 
 #[tokio::test]
