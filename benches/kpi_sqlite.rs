@@ -81,25 +81,7 @@ fn main() {
     }
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let policy = Policy::load(&policies).unwrap();
-    let settings = Settings {
-        database_url: url,
-        policies_dir: policies,
-        token_ttl: chrono::Duration::minutes(30),
-        cookie_secure: false,
-        max_body_bytes: 1 << 20,
-        max_import_bytes: 1 << 20,
-        signing_key: None,
-        kpi_schedule: fairseg::config::KpiSchedule::Off,
-        public_url: None,
-        spool_dir: dir.join("spool"),
-        import_limits: fairseg::imports::ImportLimits::DEFAULT,
-        request_timeout: std::time::Duration::from_secs(10),
-        body_timeout: std::time::Duration::from_secs(30),
-        max_concurrent_requests: None,
-        queue_patience: std::time::Duration::from_secs(30),
-        jobs: fairseg::config::JobSettings::default(),
-        trusted_proxies: vec![],
-    };
+    let settings = Settings::for_database(url, policies, dir.join("spool"));
     fairseg::startup::prepare(&db, &policy, &settings).unwrap();
     let period = Period::containing(
         PeriodKind::Month,

@@ -29,7 +29,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "FAIRSEG_TOKEN_TTL_MINUTES",
-        default_value_t = 30
+        default_value_t = defaults::TOKEN_TTL_MINUTES
     )]
     pub token_ttl_minutes: i64,
 
@@ -47,7 +47,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "FAIRSEG_MAX_BODY_BYTES",
-        default_value_t = 1_048_576
+        default_value_t = defaults::MAX_BODY_BYTES
     )]
     pub max_body_bytes: usize,
 
@@ -56,7 +56,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "FAIRSEG_MAX_IMPORT_BYTES",
-        default_value_t = 512 * 1024 * 1024
+        default_value_t = defaults::MAX_IMPORT_BYTES
     )]
     pub max_import_bytes: u64,
 
@@ -113,7 +113,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "FAIRSEG_REQUEST_TIMEOUT_SECONDS",
-        default_value_t = 10
+        default_value_t = defaults::REQUEST_TIMEOUT_SECONDS
     )]
     pub request_timeout_seconds: u64,
 
@@ -123,7 +123,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "FAIRSEG_BODY_TIMEOUT_SECONDS",
-        default_value_t = 30
+        default_value_t = defaults::BODY_TIMEOUT_SECONDS
     )]
     pub body_timeout_seconds: u64,
 
@@ -137,7 +137,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "FAIRSEG_QUEUE_PATIENCE_SECONDS",
-        default_value_t = 30
+        default_value_t = defaults::QUEUE_PATIENCE_SECONDS
     )]
     pub queue_patience_seconds: u64,
 
@@ -252,6 +252,16 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// The command line's defaults, which [`Settings::for_database`] starts from too.
+mod defaults {
+    pub const TOKEN_TTL_MINUTES: i64 = 30;
+    pub const MAX_BODY_BYTES: usize = 1_048_576;
+    pub const MAX_IMPORT_BYTES: u64 = 512 * 1024 * 1024;
+    pub const REQUEST_TIMEOUT_SECONDS: u64 = 10;
+    pub const BODY_TIMEOUT_SECONDS: u64 = 30;
+    pub const QUEUE_PATIENCE_SECONDS: u64 = 30;
+}
+
 /// The setting named in errors about the public URL.
 pub const PUBLIC_URL_SETTING: &str = "public-url (FAIRSEG_PUBLIC_URL)";
 
@@ -312,6 +322,36 @@ impl PublicUrl {
 }
 
 impl Settings {
+    /// The settings a program that embeds fairseg (a test, a benchmark) starts from: the
+    /// command line's defaults, with no KPI schedule, no public URL and no signing key
+    /// (the server makes and keeps one), so that each new setting has its default here and
+    /// on the command line only.
+    pub fn for_database(
+        database_url: DatabaseUrl,
+        policies_dir: PathBuf,
+        spool_dir: PathBuf,
+    ) -> Settings {
+        Settings {
+            database_url,
+            policies_dir,
+            token_ttl: chrono::Duration::minutes(defaults::TOKEN_TTL_MINUTES),
+            cookie_secure: false,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            max_import_bytes: defaults::MAX_IMPORT_BYTES,
+            signing_key: None,
+            kpi_schedule: KpiSchedule::Off,
+            public_url: None,
+            spool_dir,
+            import_limits: crate::imports::ImportLimits::DEFAULT,
+            request_timeout: std::time::Duration::from_secs(defaults::REQUEST_TIMEOUT_SECONDS),
+            body_timeout: std::time::Duration::from_secs(defaults::BODY_TIMEOUT_SECONDS),
+            max_concurrent_requests: None,
+            queue_patience: std::time::Duration::from_secs(defaults::QUEUE_PATIENCE_SECONDS),
+            jobs: JobSettings::default(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+
     /// The public URL, which serving requires.
     pub fn require_public_url(&self) -> Result<&PublicUrl, ConfigError> {
         self.public_url.as_ref().ok_or(ConfigError::Invalid {

@@ -10,6 +10,7 @@
 //! more, and the few requests admitted are not slowed by dozens of threads sharing the cores.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -31,6 +32,7 @@ pub struct Admission {
     permits: Arc<Semaphore>,
     limit: usize,
     patience: Duration,
+    waiting: AtomicUsize,
 }
 
 impl Admission {
@@ -40,7 +42,18 @@ impl Admission {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
             patience,
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// Reads worked on at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Reads waiting for their turn.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Requests admitted and not yet answered.
@@ -49,9 +62,26 @@ impl Admission {
     }
 }
 
-/// The health check and the two static files answer without waiting: a load balancer must be
-/// able to tell a busy server from a dead one, and a page's stylesheet must not queue behind
-/// the page.
+/// One read counted as waiting until it is dropped: when its turn comes, when it is refused,
+/// or when the client goes away while it waits (its future is dropped mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn of(admission: &'a Admission) -> Waiting<'a> {
+        admission.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(&admission.waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The health check, the metrics and the two static files answer without waiting: a load
+/// balancer must be able to tell a busy server from a dead one, monitoring must see the queue
+/// when it is full, and a page's stylesheet must not queue behind the page.
 ///
 /// Only reads wait: a state-changing request may carry an upload whose body arrives as slowly
 /// as the client likes, and must not hold a turn meanwhile (four slow uploads would stop every
@@ -59,6 +89,7 @@ impl Admission {
 fn waits(method: &Method, path: &str) -> bool {
     matches!(*method, Method::GET | Method::HEAD)
         && path != "/healthz"
+        && path != "/metrics"
         && !path.starts_with("/static/")
 }
 
@@ -79,7 +110,10 @@ pub async fn queue(
         admission.patience,
         admission.permits.clone().acquire_owned(),
     );
-    let permit = match turn.await {
+    let waiting = Waiting::of(admission);
+    let turn = turn.await;
+    drop(waiting);
+    let permit = match turn {
         Ok(Ok(permit)) => permit,
         // Timed out, or the semaphore was closed (never: nothing closes it).
         _ => {
@@ -88,6 +122,7 @@ pub async fn queue(
                 waited_seconds = admission.patience.as_secs(),
                 "refused a request that waited too long for its turn"
             );
+            state.metrics.reads_refused.inc();
             let error = AppError::Busy {
                 retry_after_seconds: RETRY_AFTER_SECONDS,
             };
@@ -135,6 +170,7 @@ mod tests {
     #[test]
     fn reads_wait_but_not_the_health_check_static_files_or_uploads() {
         assert!(!waits(&Method::GET, "/healthz"));
+        assert!(!waits(&Method::GET, "/metrics"));
         assert!(!waits(&Method::GET, "/static/app.css"));
         assert!(!waits(&Method::POST, "/customers/import"));
         assert!(waits(&Method::GET, "/segments"));

@@ -7,9 +7,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
+use crate::web::admission::Admission;
 use crate::web::state::AppState;
 
 pub struct Metrics {
@@ -17,6 +19,11 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pub sign_in_failures: IntCounter,
+    /// Reads refused with 503 for waiting too long for their turn.
+    pub reads_refused: IntCounter,
+    reads_in_flight: IntGauge,
+    reads_waiting: IntGauge,
+    reads_limit: IntGauge,
 }
 
 impl Default for Metrics {
@@ -46,20 +53,45 @@ impl Default for Metrics {
         registry
             .register(Box::new(latency.clone()))
             .expect("registered once");
-        registry
-            .register(Box::new(sign_in_failures.clone()))
-            .expect("registered once");
+        let reads_refused = IntCounter::new(
+            "reads_refused_total",
+            "Reads answered 503 for waiting longer than the queue's patience",
+        )
+        .expect("valid metric");
+        let reads_in_flight =
+            IntGauge::new("reads_in_flight", "Reads being worked on now").expect("valid metric");
+        let reads_waiting = IntGauge::new("reads_waiting", "Reads waiting for their turn now")
+            .expect("valid metric");
+        let reads_limit =
+            IntGauge::new("reads_limit", "Reads worked on at once at most").expect("valid metric");
+        for metric in [
+            Box::new(sign_in_failures.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reads_refused.clone()),
+            Box::new(reads_in_flight.clone()),
+            Box::new(reads_waiting.clone()),
+            Box::new(reads_limit.clone()),
+        ] {
+            registry.register(metric).expect("registered once");
+        }
         Metrics {
             registry,
             requests,
             latency,
             sign_in_failures,
+            reads_refused,
+            reads_in_flight,
+            reads_waiting,
+            reads_limit,
         }
     }
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
+    /// The metrics in Prometheus' text format, with the read queue as it is now.
+    pub fn render(&self, admission: &Admission) -> String {
+        self.reads_in_flight.set(admission.in_flight() as i64);
+        self.reads_waiting.set(admission.waiting() as i64);
+        self.reads_limit.set(admission.limit() as i64);
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)

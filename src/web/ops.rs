@@ -29,7 +29,7 @@ pub async fn healthz(state: State) -> Result<HttpResponse, AppError> {
 pub async fn metrics(state: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.render(&state.admission))
 }
 
 pub async fn stylesheet() -> HttpResponse {

@@ -114,26 +114,17 @@ impl Drop for TestApp {
 }
 
 pub fn settings_for(url: &str) -> Settings {
-    Settings {
-        database_url: DatabaseUrl::parse(url).expect("valid test database URL"),
-        policies_dir: policies_dir(),
-        token_ttl: chrono::Duration::minutes(30),
-        cookie_secure: false,
-        max_body_bytes: 64 * 1024,
-        max_import_bytes: 1024 * 1024,
-        signing_key: None,
-        kpi_schedule: fairseg::config::KpiSchedule::Off,
-        // spawn_app_with sets the real address once the port is bound.
-        public_url: Some(PublicUrl::parse("http://127.0.0.1").unwrap()),
-        spool_dir: std::env::temp_dir().join(format!("fairseg-spool-{}", uuid::Uuid::new_v4())),
-        import_limits: fairseg::imports::ImportLimits::DEFAULT,
-        request_timeout: std::time::Duration::from_secs(10),
-        body_timeout: std::time::Duration::from_secs(30),
-        max_concurrent_requests: None,
-        queue_patience: std::time::Duration::from_secs(30),
-        jobs: fairseg::config::JobSettings::default(),
-        trusted_proxies: vec![],
-    }
+    let mut settings = Settings::for_database(
+        DatabaseUrl::parse(url).expect("valid test database URL"),
+        policies_dir(),
+        std::env::temp_dir().join(format!("fairseg-spool-{}", uuid::Uuid::new_v4())),
+    );
+    // Small limits, so that tests of the limits send small bodies.
+    settings.max_body_bytes = 64 * 1024;
+    settings.max_import_bytes = 1024 * 1024;
+    // spawn_app_with sets the real address once the port is bound.
+    settings.public_url = Some(PublicUrl::parse("http://127.0.0.1").unwrap());
+    settings
 }
 
 pub async fn spawn_app() -> TestApp {

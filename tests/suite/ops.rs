@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{Answer, Pages, api_client, spawn_app};
+use crate::helpers::{Answer, Pages, api_client, spawn_app, spawn_app_with};
 use fairseg::web::routes;
 
 #[tokio::test]
@@ -149,4 +149,67 @@ async fn pages_render_errors_as_pages_and_the_stylesheet_is_served_offline() {
         !home.contains("https://"),
         "no third-party assets: pages work offline"
     );
+}
+
+/// A server with no turn to give: every read waits out the queue's patience and is refused,
+/// while the health check and the metrics, which a load balancer and monitoring need most when
+/// the server is busy, still answer at once.
+#[tokio::test]
+async fn a_read_that_waits_too_long_is_told_when_to_come_back_and_monitoring_sees_it() {
+    let app = spawn_app_with(|s| {
+        s.max_concurrent_requests = Some(0);
+        s.queue_patience = std::time::Duration::from_millis(300);
+    })
+    .await;
+
+    let response = app
+        .api("marketing", Method::GET, "/api/v1/segmentations")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again in 5 seconds"),
+        "{body}"
+    );
+
+    // A page gets the error page, not JSON, with the same advice.
+    let response = api_client().get(app.url("/signin")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = response.text().await.unwrap();
+    assert!(page.contains("try again in 5 seconds"), "{page}");
+
+    let health: Value = api_client().get(app.url("/healthz")).expecting(200).await;
+    assert_eq!(health["status"], "ok");
+    let text = api_client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metric = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .to_string()
+    };
+    assert_eq!(metric("fairseg_reads_refused_total"), "2");
+    assert_eq!(metric("fairseg_reads_limit"), "0");
+    assert_eq!(metric("fairseg_reads_waiting"), "0");
+    assert_eq!(metric("fairseg_reads_in_flight"), "0");
 }

@@ -315,7 +315,7 @@ pub async fn dashboard(
     let (run, map) = match published_id(&state).await? {
         Some(id) => {
             let (view, row) = run_and_view(&state, &user, id).await?;
-            let map = drawn_map(&state.db.url().to_string(), &view, &row)?;
+            let map = drawn_map(&state.db, &view, &row)?;
             (Some(view), map)
         }
         None => (None, None),

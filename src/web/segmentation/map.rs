@@ -10,6 +10,7 @@ use super::{AppError, State, run_and_view};
 use crate::app::kept::Kept;
 use crate::app::runs::{RunView, report};
 use crate::auth::CurrentUser;
+use crate::db::Db;
 use crate::db::segmentation::RunRow;
 use crate::web::format;
 
@@ -144,11 +145,7 @@ pub(super) fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
 /// a seventh of a `/segments` view's CPU; the drawing depends only on the run's stored map and
 /// on which segments are shown, under which labels, so each process keeps it until those
 /// change (a withdrawal that makes a segment too small to show redraws it).
-pub(super) fn drawn_map(
-    db_url: &str,
-    view: &RunView,
-    run: &RunRow,
-) -> Result<Option<String>, AppError> {
+pub(super) fn drawn_map(db: &Db, view: &RunView, run: &RunRow) -> Result<Option<String>, AppError> {
     type Slot = (String, i64);
     /// Each segment: withheld or not, and its label.
     type Versions = Vec<(bool, String)>;
@@ -159,7 +156,7 @@ pub(super) fn drawn_map(
         .iter()
         .map(|s| (s.suppressed, s.segment.to_string()))
         .collect();
-    let drawn = DRAWN.get_or_compute((db_url.to_owned(), run.id), shown, None, || {
+    let drawn = DRAWN.get_or_compute((db.url().to_string(), run.id), shown, None, || {
         let svg = map_svg(view, run)
             .map(|m| m.render())
             .transpose()
@@ -176,7 +173,7 @@ pub async fn map_page(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let (view, run) = run_and_view(&state, &user, path.into_inner()).await?;
-    let body = drawn_map(&state.db.url().to_string(), &view, &run)?.ok_or(AppError::NotFound)?;
+    let body = drawn_map(&state.db, &view, &run)?.ok_or(AppError::NotFound)?;
     Ok(HttpResponse::Ok()
         .content_type("image/svg+xml; charset=utf-8")
         .body(body))

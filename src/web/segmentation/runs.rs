@@ -233,7 +233,7 @@ pub async fn run_page(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let (view, row) = run_and_view(&state, &user, id).await?;
-    let map = drawn_map(&state.db.url().to_string(), &view, &row)?;
+    let map = drawn_map(&state.db, &view, &row)?;
     let in_progress = view.status.in_progress();
     let excluded = view
         .excluded
