@@ -1616,6 +1616,23 @@ async fn the_schedule_evaluates_again_a_last_period_left_partial() {
     );
 }
 
+/// A customer on file since December 2024, consented to segmentation for the last 30 days,
+/// whose one purchase (`amount` at `bought_at`) is loaded only now: data that arrives late.
+fn late_purchase(app: &TestApp, id: &str, bought_at: NaiveDateTime, amount: f64) {
+    app.insert_demo_customer(DemoCustomer {
+        id,
+        attributes: json!({}),
+        protected: json!({}),
+        created_at: at(2024, 12, 1),
+        transactions: vec![(bought_at, amount, None)],
+        consents: vec![(
+            "segmentation",
+            "granted",
+            fairseg::db::now() - chrono::TimeDelta::days(30),
+        )],
+    });
+}
+
 #[tokio::test]
 async fn the_kpi_overview_shows_a_period_evaluated_again_at_once() {
     let app = spawn_app().await;
@@ -1653,18 +1670,7 @@ async fn the_kpi_overview_shows_a_period_evaluated_again_at_once() {
     assert_eq!(revenue(), Some(5400.0));
     // A purchase of March loaded late, and March evaluated again: the overview (kept per
     // process between views) shows the new evaluation at once.
-    app.insert_demo_customer(DemoCustomer {
-        id: "K900",
-        attributes: json!({}),
-        protected: json!({}),
-        created_at: at(2024, 12, 1),
-        transactions: vec![(at(2025, 3, 20), 100.0, None)],
-        consents: vec![(
-            "segmentation",
-            "granted",
-            fairseg::db::now() - chrono::TimeDelta::days(30),
-        )],
-    });
+    late_purchase(&app, "K900", at(2025, 3, 20), 100.0);
     evaluate().await;
     assert_eq!(revenue(), Some(5500.0));
 }
@@ -1726,18 +1732,7 @@ async fn the_home_page_counts_the_alerts_of_a_periods_newest_evaluation_only() {
     // back on target, and the home page counts what the KPI overview shows: not every alert
     // any evaluation of May ever raised, and not the status of a withheld figure (the new
     // customers of May are fewer than the minimum cell size).
-    app.insert_demo_customer(DemoCustomer {
-        id: "K901",
-        attributes: json!({}),
-        protected: json!({}),
-        created_at: at(2024, 12, 1),
-        transactions: vec![(at(2025, 5, 20), 2000.0, None)],
-        consents: vec![(
-            "segmentation",
-            "granted",
-            fairseg::db::now() - chrono::TimeDelta::days(30),
-        )],
-    });
+    late_purchase(&app, "K901", at(2025, 5, 20), 2000.0);
     evaluate_may().await;
     let after = newest_statuses().await;
     assert_eq!(after["average_order_value"], "on_target");

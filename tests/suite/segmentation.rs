@@ -55,6 +55,20 @@ pub fn blob_customers(n_per_group: usize, seed: u64) -> (String, Vec<usize>) {
     (csv, truth)
 }
 
+/// Eighty customers in four blobs over `x` and `y`, consented to `purposes`, and a k-means run
+/// of them (k = 3, seed 5) started through the API by an analyst: the run's id.
+async fn start_blob_kmeans(app: &TestApp, purposes: &[&str]) -> i64 {
+    let (customers, truth) = blob_customers(20, 4);
+    import(app, "customers", &customers);
+    grant_all(app, truth.len(), purposes);
+    let started = app
+        .api("analyst", Method::POST, "/api/v1/segmentations")
+        .json(&json!({"algorithm": "kmeans", "k": 3, "features": ["x", "y"], "seed": 5}))
+        .expecting(202)
+        .await;
+    started["run_id"].as_i64().unwrap()
+}
+
 pub fn grant_all(app: &TestApp, n: usize, purposes: &[&str]) {
     let mut csv = String::from("customer_id,purpose,status,recorded_at\n");
     for i in 0..n {
@@ -426,16 +440,7 @@ pub fn publish(app: &TestApp, run: i64) {
 #[tokio::test]
 async fn runs_start_in_the_background_and_withdrawal_after_publication_takes_effect_at_once() {
     let app = spawn_app().await;
-    let (customers, truth) = blob_customers(20, 4);
-    import(&app, "customers", &customers);
-    grant_all(&app, truth.len(), &["segmentation", "marketing_email"]);
-
-    let started = app
-        .api("analyst", Method::POST, "/api/v1/segmentations")
-        .json(&json!({"algorithm": "kmeans", "k": 3, "features": ["x", "y"], "seed": 5}))
-        .expecting(202)
-        .await;
-    let run = started["run_id"].as_i64().unwrap();
+    let run = start_blob_kmeans(&app, &["segmentation", "marketing_email"]).await;
     let done = wait_for(&app, run).await;
     // The fairness audit follows at once in the worker and moves the draft to audited.
     assert!(
@@ -887,15 +892,7 @@ async fn two_runs_are_compared_on_their_shared_customers_with_small_cells_hidden
 #[tokio::test]
 async fn the_segment_map_stops_drawing_a_segment_that_withdrawals_make_too_small_to_show() {
     let app = spawn_app().await;
-    let (customers, truth) = blob_customers(20, 4);
-    import(&app, "customers", &customers);
-    grant_all(&app, truth.len(), &["segmentation"]);
-    let started = app
-        .api("analyst", Method::POST, "/api/v1/segmentations")
-        .json(&json!({"algorithm": "kmeans", "k": 3, "features": ["x", "y"], "seed": 5}))
-        .expecting(202)
-        .await;
-    let run = started["run_id"].as_i64().unwrap();
+    let run = start_blob_kmeans(&app, &["segmentation"]).await;
     wait_for(&app, run).await;
     publish(&app, run);
     let client = app.sign_in("marketing").await;
