@@ -573,6 +573,36 @@ async fn large_imports_are_all_or_nothing_and_keep_ids_and_pseudonyms_unique() {
     // Into the empty table PostgreSQL built the primary keys after the rows: they hold.
     let e = insert_customer(&app, 1, "not C00001", "c_not_taken").unwrap_err();
     assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
+    // So does the protected attributes' key to the customers (made again after the rows).
+    let e = app
+        .db
+        .write(|c| -> fairseg::db::DbResult<()> {
+            diesel::insert_into(customer_protected::table)
+                .values((
+                    customer_protected::customer_id.eq(N as i64 + 10),
+                    customer_protected::attributes.eq("{}"),
+                ))
+                .execute(c)?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("foreign key"), "{e}");
+    // The rows carry the import's instant (PostgreSQL's COPY gets it encoded by fairseg).
+    let (created, updated): (chrono::NaiveDateTime, chrono::NaiveDateTime) = app
+        .db
+        .read(|c| {
+            Ok(customers::table
+                .filter(customers::external_id.eq("C12345"))
+                .select((customers::created_at, customers::updated_at))
+                .first(c)?)
+        })
+        .unwrap();
+    assert_eq!(created, updated);
+    let age = fairseg::db::now() - created;
+    assert!(
+        age >= chrono::TimeDelta::zero() && age < chrono::TimeDelta::minutes(10),
+        "created at {created}, {age} ago"
+    );
 
     // A re-import of all of them, one changed: an update, no new rows.
     let mut again = many_customers(N, "Oslo");
