@@ -668,6 +668,36 @@ async fn large_imports_are_all_or_nothing_and_keep_ids_and_pseudonyms_unique() {
     assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
 }
 
+/// A first large import goes into empty tables (on PostgreSQL they are emptied again and the
+/// rows written frozen): one that fails late leaves the tables empty and keyed as before, with
+/// the error at its line, and the corrected file then goes in whole.
+#[tokio::test]
+async fn a_first_large_import_that_fails_late_leaves_the_empty_tables_as_they_were() {
+    const N: usize = 25_000;
+    let app = spawn_app().await;
+    let good = String::from_utf8(many_customers(N, "Oslo")).unwrap();
+    // Line 24,002 (customer C24001) loses its id: found after many batches were written.
+    let bad = good.replace("C24001,", ",");
+    let (status, body) = post_csv(&app, "customers", "", bad.into_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 24002")),
+        "{body}"
+    );
+    assert_eq!(counts(&app), [0; 6], "nothing of the failed import stays");
+
+    let (status, body) = post_csv(&app, "customers", "", good.into_bytes()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["customers_created"], N);
+    assert_eq!(counts(&app)[..2], [N as i64, N as i64]);
+    assert_eq!(stored_customer(&app, "C24001").0["city"], "Oslo");
+    // The keys were made again: a second customer with a taken external id is refused.
+    let e = insert_customer(&app, N as i64 + 1, "C00001", "c_fresh").unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
+}
+
 /// Customers and transactions imports check that every customer a row names exists before
 /// writing it, so SQLite does not check each row's foreign key again while they write: a bulk
 /// file naming an unknown customer part-way is still refused at its line and column with
