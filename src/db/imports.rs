@@ -211,7 +211,9 @@ pub fn insert_customers(
 /// every other session until the commit; the tables are checked empty again under that
 /// lock, and nothing is truncated unless they are. The only difference another session can
 /// notice: one reading with a snapshot older than the commit (`REPEATABLE READ`) sees the
-/// new customers, where it would have gone on seeing an empty table.
+/// new customers, where it would have gone on seeing an empty table. fairseg's own such
+/// reader (`app::audits::ProtectedSnapshot`, beside a run) is checked against the trail, which
+/// the import appends to, and read again.
 ///
 /// Returns how the customers go in: `Frozen` after the truncation, else `Plain` (SQLite, or
 /// tables that are not empty after all).
