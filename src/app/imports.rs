@@ -22,8 +22,8 @@ use serde_json::json;
 use crate::customers::{CustomerId, Pseudonymizer};
 use crate::db::customers::{IdTable, next_id};
 use crate::db::imports::{
-    self as store, DroppedIndexes, ImportLogRow, KnownCustomers, NewConsentEvent, NewCustomer,
-    NewTransaction, Primary, SqliteTuning, Stamp, bulk, stamp_format,
+    self as store, CustomerCopy, DroppedIndexes, ImportLogRow, KnownCustomers, NewConsentEvent,
+    NewCustomer, NewTransaction, Primary, SqliteTuning, Stamp, bulk, stamp_format,
 };
 use crate::db::{Backend, Db, DbConnection, DbError, DbResult, KeyChecks, trail as trail_store};
 use crate::imports::consents::{self, ConsentColumns, ConsentRow};
@@ -472,6 +472,8 @@ struct CustomerWriter<'c> {
     now: Stamp,
     /// The indexes dropped for a bulk import, made again by `finish`.
     dropped: Option<(DroppedIndexes, DroppedIndexes)>,
+    /// How the new customers go in on PostgreSQL.
+    copy: CustomerCopy,
 }
 
 impl<'c> CustomerWriter<'c> {
@@ -504,6 +506,12 @@ impl<'c> CustomerWriter<'c> {
         } else {
             None
         };
+        // Into empty tables without the keys of others to them (a first import), PostgreSQL
+        // takes the rows frozen.
+        let copy = match &dropped {
+            Some(_) if !any_customers => store::truncate_empty_customers(conn)?,
+            _ => CustomerCopy::Plain,
+        };
         Ok(CustomerWriter {
             ctx,
             req,
@@ -514,6 +522,7 @@ impl<'c> CustomerWriter<'c> {
             has_protected: columns.attributes.iter().any(|a| a.protected),
             now: Stamp::new(now, &stamp_format()),
             dropped,
+            copy,
         })
     }
 
@@ -606,7 +615,7 @@ impl<'c> CustomerWriter<'c> {
             }
             pass.report.rows_imported += 1;
         }
-        store::insert_customers(conn, new_rows, &self.now)
+        store::insert_customers(conn, new_rows, &self.now, self.copy)
     }
 
     /// Makes the dropped indexes again: the protected attributes' primary key before the

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Text, Timestamp};
 
 use super::schema::{consent_events, consent_state, consent_state_version, customers};
 use super::{DbConnection, DbResult};
@@ -180,13 +180,7 @@ pub fn active_customers(
     let later = later_than(conn, purpose, at)?;
     let mut ids = match spec.legal_basis {
         LegalBasis::Consent => {
-            let mut ids: Vec<i64> = consent_state::table
-                .filter(consent_state::purpose.eq(purpose))
-                .filter(consent_state::granted.eq(true))
-                .filter(consent_state::recorded_at.gt(at - validity))
-                .filter(consent_state::recorded_at.le(at))
-                .select(consent_state::customer_id)
-                .load(conn)?;
+            let mut ids = granted_between(conn, purpose, at - validity, at)?;
             ids.extend(later.permitted(at, validity, spec.legal_basis, Vec::new()));
             ids
         }
@@ -229,6 +223,46 @@ pub fn active_customers(
     };
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// The customers whose state for `purpose` is a grant recorded in `(after, until]`, in no
+/// particular order.
+///
+/// PostgreSQL sends them as one `bigint[]` (`array_agg`) in the binary format, about 12 bytes
+/// an id: a million rows of one id each cost libpq a row apiece to receive and diesel one to
+/// decode, which made this the slowest step of a million-customer run's load on PostgreSQL
+/// (0.4-0.6 s against 0.14 s for the scan itself). SQLite steps through the rows.
+fn granted_between(
+    conn: &mut DbConnection,
+    purpose: &str,
+    after: NaiveDateTime,
+    until: NaiveDateTime,
+) -> DbResult<Vec<i64>> {
+    match conn {
+        DbConnection::Postgres(c) => {
+            #[derive(QueryableByName)]
+            struct Ids {
+                #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
+                ids: Vec<i64>,
+            }
+            Ok(diesel::sql_query(
+                "SELECT COALESCE(array_agg(customer_id), '{}') AS ids FROM consent_state \
+                 WHERE purpose = $1 AND granted = true AND recorded_at > $2 AND recorded_at <= $3",
+            )
+            .bind::<Text, _>(purpose)
+            .bind::<Timestamp, _>(after)
+            .bind::<Timestamp, _>(until)
+            .get_result::<Ids>(c)?
+            .ids)
+        }
+        DbConnection::Sqlite(_) => Ok(consent_state::table
+            .filter(consent_state::purpose.eq(purpose))
+            .filter(consent_state::granted.eq(true))
+            .filter(consent_state::recorded_at.gt(after))
+            .filter(consent_state::recorded_at.le(until))
+            .select(consent_state::customer_id)
+            .load(conn)?),
+    }
 }
 
 /// [`active_customers`] of `purpose` under the policy's terms for it (its legal basis and
@@ -309,28 +343,51 @@ pub fn tally_at(
 ) -> DbResult<Tally> {
     let validity = validity(spec);
     let population = super::consent::population(conn)?;
-    let count = |conn: &mut DbConnection,
-                 granted: bool,
-                 after: NaiveDateTime,
-                 until: NaiveDateTime|
-     -> DbResult<u64> {
-        let n: i64 = consent_state::table
-            .filter(consent_state::purpose.eq(purpose))
-            .filter(consent_state::granted.eq(granted))
-            .filter(consent_state::recorded_at.gt(after))
-            .filter(consent_state::recorded_at.le(until))
-            .count()
-            .get_result(conn)?;
-        Ok(n.max(0) as u64)
-    };
     let later = later_than(conn, purpose, at)?;
     let mut tally = later.tally(at, validity, 0);
-    tally.granted += count(conn, true, at - validity, at)?;
-    tally.expired += count(conn, true, beginning(), at - validity)?;
-    tally.withdrawn += count(conn, false, beginning(), at)?;
+    let counted = counts(conn, purpose, at - validity, at)?;
+    tally.granted += counted.granted.max(0) as u64;
+    tally.expired += counted.expired.max(0) as u64;
+    tally.withdrawn += counted.withdrawn.max(0) as u64;
     let with_events = tally.granted + tally.expired + tally.withdrawn;
     tally.never_asked = population.saturating_sub(with_events);
     Ok(tally)
+}
+
+#[derive(QueryableByName)]
+struct Counts {
+    #[diesel(sql_type = BigInt)]
+    granted: i64,
+    #[diesel(sql_type = BigInt)]
+    expired: i64,
+    #[diesel(sql_type = BigInt)]
+    withdrawn: i64,
+}
+
+/// The states of `purpose` recorded at or before `at`, counted in one pass: grants recorded
+/// after `lapse` (active), grants recorded at or before it (expired), and withdrawals. One
+/// scan of the purpose's state instead of one per count (a million rows each at a million
+/// customers).
+fn counts(
+    conn: &mut DbConnection,
+    purpose: &str,
+    lapse: NaiveDateTime,
+    at: NaiveDateTime,
+) -> DbResult<Counts> {
+    // Each parameter first appears in its number's order: SQLite numbers `$N` by first
+    // appearance, the same name twice being one parameter.
+    Ok(diesel::sql_query(
+        "SELECT \
+           COUNT(CASE WHEN granted AND recorded_at > $1 AND recorded_at <= $2 THEN 1 END) AS granted, \
+           COUNT(CASE WHEN granted AND recorded_at > $3 AND recorded_at <= $1 THEN 1 END) AS expired, \
+           COUNT(CASE WHEN NOT granted AND recorded_at > $3 THEN 1 END) AS withdrawn \
+         FROM consent_state WHERE purpose = $4 AND recorded_at <= $2",
+    )
+    .bind::<Timestamp, _>(lapse)
+    .bind::<Timestamp, _>(at)
+    .bind::<Timestamp, _>(beginning())
+    .bind::<Text, _>(purpose)
+    .get_result(conn)?)
 }
 
 /// `active_customers` and `tally_at` together: the population a run may use and the counts of

@@ -154,14 +154,28 @@ pub fn replace_protected(conn: &mut DbConnection, id: i64, attributes: String) -
     Ok(())
 }
 
-/// Writes new customers, and their protected attributes apart.
+/// How new customers go in on PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerCopy {
+    Plain,
+    /// `COPY … FREEZE`: the tables were emptied by [`truncate_empty_customers`] in this
+    /// transaction.
+    Frozen,
+}
+
+/// Writes new customers, and their protected attributes apart. PostgreSQL: one binary COPY
+/// per table, encoded here ([`write_binary_customers`]), with FREEZE when `copy` says so.
 pub fn insert_customers(
     conn: &mut DbConnection,
     rows: Vec<NewCustomer>,
     now: &Stamp,
+    copy: CustomerCopy,
 ) -> DbResult<()> {
     if rows.is_empty() {
         return Ok(());
+    }
+    if let DbConnection::Postgres(c) = conn {
+        return copy_customers(c, &rows, now.at, copy == CustomerCopy::Frozen);
     }
     let mut protected = Vec::new();
     let customers = rows.into_iter().map(|c| {
@@ -183,6 +197,165 @@ pub fn insert_customers(
     write_rows!(conn, customers::table, customers)?;
     write_rows!(conn, customer_protected::table, protected)?;
     Ok(())
+}
+
+/// PostgreSQL: empties `customers` and `customer_protected` with TRUNCATE, so that the first
+/// import's rows can go in by `COPY … FREEZE` (allowed only into a table created or truncated
+/// in the same transaction). Frozen rows are written once: without FREEZE, the first reader
+/// after the commit (a segment run, or checking the protected attributes' key to the
+/// customers at the end of this import, whose index-only scans need the pages marked
+/// all-visible) rewrites every page to note that the rows' transaction committed.
+///
+/// Only for an import into an empty table that has dropped the keys of other tables to it
+/// (`DroppedIndexes` with `Primary::Drop`), which also holds both tables locked against
+/// every other session until the commit; the tables are checked empty again under that
+/// lock, and nothing is truncated unless they are. The only difference another session can
+/// notice: one reading with a snapshot older than the commit (`REPEATABLE READ`) sees the
+/// new customers, where it would have gone on seeing an empty table. fairseg's own such
+/// reader (`app::audits::ProtectedSnapshot`, beside a run) is checked against the trail, which
+/// the import appends to, and read again.
+///
+/// Returns how the customers go in: `Frozen` after the truncation, else `Plain` (SQLite, or
+/// tables that are not empty after all).
+pub fn truncate_empty_customers(conn: &mut DbConnection) -> DbResult<CustomerCopy> {
+    use diesel::connection::SimpleConnection;
+    let DbConnection::Postgres(c) = conn else {
+        return Ok(CustomerCopy::Plain);
+    };
+    #[derive(QueryableByName)]
+    struct Any {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        rows: bool,
+    }
+    // The lock is already held (the dropped keys); taking it again only makes that explicit.
+    c.batch_execute("LOCK TABLE customers, customer_protected IN ACCESS EXCLUSIVE MODE")?;
+    let any = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM customers) OR EXISTS (SELECT 1 FROM customer_protected) \
+         AS rows",
+    )
+    .get_result::<Any>(c)?;
+    if any.rows {
+        return Ok(CustomerCopy::Plain);
+    }
+    c.batch_execute("TRUNCATE customers, customer_protected")?;
+    Ok(CustomerCopy::Frozen)
+}
+
+/// The two COPYs of [`insert_customers`] on PostgreSQL.
+fn copy_customers(
+    c: &mut diesel::PgConnection,
+    rows: &[NewCustomer],
+    now: NaiveDateTime,
+    freeze: bool,
+) -> DbResult<()> {
+    use diesel::pg::CopyFormat;
+    use std::io::Write;
+    let now = pg_timestamp(now);
+    let to_error = |e: std::io::Error| diesel::result::Error::SerializationError(Box::new(e));
+    diesel::copy_from(customers::table)
+        .from_raw_data(
+            (
+                customers::id,
+                customers::external_id,
+                customers::pseudonym,
+                customers::attributes,
+                customers::created_at,
+                customers::updated_at,
+            ),
+            |sink: &mut dyn Write| -> Result<(), diesel::result::Error> {
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, sink);
+                write_binary_customers(&mut out, rows, now)
+                    .and_then(|()| out.flush())
+                    .map_err(to_error)
+            },
+        )
+        .with_format(CopyFormat::Binary)
+        .with_freeze(freeze)
+        .execute(c)?;
+    if rows.iter().any(|r| r.protected.is_some()) {
+        diesel::copy_from(customer_protected::table)
+            .from_raw_data(
+                (
+                    customer_protected::customer_id,
+                    customer_protected::attributes,
+                ),
+                |sink: &mut dyn Write| -> Result<(), diesel::result::Error> {
+                    let mut out = std::io::BufWriter::with_capacity(1 << 16, sink);
+                    write_binary_protected(&mut out, rows)
+                        .and_then(|()| out.flush())
+                        .map_err(to_error)
+                },
+            )
+            .with_format(CopyFormat::Binary)
+            .with_freeze(freeze)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// A timestamp as PostgreSQL's binary format has it: microseconds since 2000-01-01.
+fn pg_timestamp(at: NaiveDateTime) -> i64 {
+    let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("a valid date");
+    (at - epoch).num_microseconds().unwrap_or(i64::MAX)
+}
+
+/// The binary format's header: the signature, the flags and the header extension's length.
+fn write_binary_header(out: &mut impl std::io::Write) -> std::io::Result<()> {
+    out.write_all(b"PGCOPY\n\xff\r\n\0")?;
+    out.write_all(&0i32.to_be_bytes())?;
+    out.write_all(&0i32.to_be_bytes())
+}
+
+fn write_binary_text(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    let len = i32::try_from(text.len()).map_err(std::io::Error::other)?;
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(text.as_bytes())
+}
+
+/// `rows` in `COPY customers (id bigint, external_id text, pseudonym text, attributes text,
+/// created_at timestamp, updated_at timestamp) FROM STDIN (FORMAT binary)`'s format: per row
+/// the field count, then each field's length and big-endian value; then the trailer.
+fn write_binary_customers(
+    out: &mut impl std::io::Write,
+    rows: &[NewCustomer],
+    now: i64,
+) -> std::io::Result<()> {
+    write_binary_header(out)?;
+    let mut stamps = [0u8; 24];
+    stamps[0..4].copy_from_slice(&8i32.to_be_bytes());
+    stamps[4..12].copy_from_slice(&now.to_be_bytes());
+    stamps[12..16].copy_from_slice(&8i32.to_be_bytes());
+    stamps[16..24].copy_from_slice(&now.to_be_bytes());
+    for row in rows {
+        out.write_all(&6i16.to_be_bytes())?;
+        out.write_all(&8i32.to_be_bytes())?;
+        out.write_all(&row.id.to_be_bytes())?;
+        write_binary_text(out, &row.external_id)?;
+        write_binary_text(out, &row.pseudonym)?;
+        write_binary_text(out, &row.attributes)?;
+        out.write_all(&stamps)?;
+    }
+    out.write_all(&(-1i16).to_be_bytes())
+}
+
+/// The protected attributes of `rows` that have any, in `COPY customer_protected
+/// (customer_id bigint, attributes text) FROM STDIN (FORMAT binary)`'s format.
+fn write_binary_protected(
+    out: &mut impl std::io::Write,
+    rows: &[NewCustomer],
+) -> std::io::Result<()> {
+    write_binary_header(out)?;
+    for row in rows {
+        if let Some(protected) = &row.protected {
+            out.write_all(&2i16.to_be_bytes())?;
+            out.write_all(&8i32.to_be_bytes())?;
+            out.write_all(&row.id.to_be_bytes())?;
+            write_binary_text(out, protected)?;
+        }
+    }
+    out.write_all(&(-1i16).to_be_bytes())
 }
 
 /// A new transaction.

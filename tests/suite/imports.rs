@@ -573,6 +573,36 @@ async fn large_imports_are_all_or_nothing_and_keep_ids_and_pseudonyms_unique() {
     // Into the empty table PostgreSQL built the primary keys after the rows: they hold.
     let e = insert_customer(&app, 1, "not C00001", "c_not_taken").unwrap_err();
     assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
+    // So does the protected attributes' key to the customers (made again after the rows).
+    let e = app
+        .db
+        .write(|c| -> fairseg::db::DbResult<()> {
+            diesel::insert_into(customer_protected::table)
+                .values((
+                    customer_protected::customer_id.eq(N as i64 + 10),
+                    customer_protected::attributes.eq("{}"),
+                ))
+                .execute(c)?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("foreign key"), "{e}");
+    // The rows carry the import's instant (PostgreSQL's COPY gets it encoded by fairseg).
+    let (created, updated): (chrono::NaiveDateTime, chrono::NaiveDateTime) = app
+        .db
+        .read(|c| {
+            Ok(customers::table
+                .filter(customers::external_id.eq("C12345"))
+                .select((customers::created_at, customers::updated_at))
+                .first(c)?)
+        })
+        .unwrap();
+    assert_eq!(created, updated);
+    let age = fairseg::db::now() - created;
+    assert!(
+        age >= chrono::TimeDelta::zero() && age < chrono::TimeDelta::minutes(10),
+        "created at {created}, {age} ago"
+    );
 
     // A re-import of all of them, one changed: an update, no new rows.
     let mut again = many_customers(N, "Oslo");
@@ -635,6 +665,36 @@ async fn large_imports_are_all_or_nothing_and_keep_ids_and_pseudonyms_unique() {
     let e = insert_customer(&app, 1_000_001, "third", &taken).unwrap_err();
     assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
     let e = insert_customer(&app, 1_000_002, "C00001", "c_fresh").unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
+}
+
+/// A first large import goes into empty tables (on PostgreSQL they are emptied again and the
+/// rows written frozen): one that fails late leaves the tables empty and keyed as before, with
+/// the error at its line, and the corrected file then goes in whole.
+#[tokio::test]
+async fn a_first_large_import_that_fails_late_leaves_the_empty_tables_as_they_were() {
+    const N: usize = 25_000;
+    let app = spawn_app().await;
+    let good = String::from_utf8(many_customers(N, "Oslo")).unwrap();
+    // Line 24,002 (customer C24001) loses its id: found after many batches were written.
+    let bad = good.replace("C24001,", ",");
+    let (status, body) = post_csv(&app, "customers", "", bad.into_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 24002")),
+        "{body}"
+    );
+    assert_eq!(counts(&app), [0; 6], "nothing of the failed import stays");
+
+    let (status, body) = post_csv(&app, "customers", "", good.into_bytes()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["customers_created"], N);
+    assert_eq!(counts(&app)[..2], [N as i64, N as i64]);
+    assert_eq!(stored_customer(&app, "C24001").0["city"], "Oslo");
+    // The keys were made again: a second customer with a taken external id is refused.
+    let e = insert_customer(&app, N as i64 + 1, "C00001", "c_fresh").unwrap_err();
     assert!(e.to_string().to_lowercase().contains("unique"), "{e}");
 }
 
