@@ -31,7 +31,7 @@ use super::parsed::Parsed;
 use super::runs::RunOutcome;
 use super::side_by_side;
 use crate::db::audits::{self as store, AuditHead, AuditRow, OverrideRow};
-use crate::db::segmentation::{self as runs, RunRow};
+use crate::db::segmentation::{self as runs, RunHead, RunRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::fairness::consent_selection::{ConsentSelectionReport, consent_selection};
 use crate::fairness::input::{self, Column, Positions, in_sorted, thresholds};
@@ -94,7 +94,7 @@ pub struct StoredAudit {
     pub overrides: Vec<OverrideRow>,
     /// The run's strategies changed since the audit: its four-fifths result is stale.
     pub stale_strategies: bool,
-    pub run: RunRow,
+    pub run: RunHead,
     /// Segment names by segment number.
     pub segment_names: BTreeMap<i32, String>,
 }
@@ -776,8 +776,8 @@ pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit> {
                 return Ok(None);
             };
             let overrides = store::overrides(conn, audit_id)?;
-            let run = runs::run(conn, row.run_id)?;
-            let segments = runs::segments(conn, row.run_id)?;
+            let run = runs::run_head(conn, row.run_id)?;
+            let segments = runs::segment_names(conn, row.run_id)?;
             let favourable = favourable(conn, row.run_id)?;
             Ok(Some((row, overrides, run, segments, favourable)))
         })?
@@ -792,7 +792,7 @@ pub fn load(db: &Db, audit_id: i64) -> Result<StoredAudit> {
         stale_strategies: input::favourable_fingerprint(&favourable) != row.strategies,
         overrides,
         run,
-        segment_names: segments.into_iter().map(|s| (s.segment, s.name)).collect(),
+        segment_names: segments.into_iter().collect(),
         report,
         row,
     })

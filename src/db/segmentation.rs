@@ -93,6 +93,35 @@ pub fn insert_run(conn: &mut DbConnection, run: &RunRow) -> DbResult<()> {
     Ok(())
 }
 
+/// What an audit's pages need of its run: not its settings or its summary (180 KB at a
+/// million customers), which each view of an audit report used to read and throw away.
+#[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = segmentation_runs)]
+pub struct RunHead {
+    pub id: i64,
+    pub algorithm: String,
+    #[diesel(deserialize_as = String)]
+    pub status: RunStatus,
+    pub previous_run_id: Option<i64>,
+}
+
+pub fn run_head(conn: &mut DbConnection, id: i64) -> DbResult<Option<RunHead>> {
+    Ok(segmentation_runs::table
+        .find(id)
+        .select(RunHead::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// A run's segment names by segment number, without their profiles and valuations.
+pub fn segment_names(conn: &mut DbConnection, run_id: i64) -> DbResult<Vec<(i32, String)>> {
+    Ok(segments::table
+        .filter(segments::run_id.eq(run_id))
+        .order(segments::segment.asc())
+        .select((segments::segment, segments::name))
+        .load(conn)?)
+}
+
 pub fn run(conn: &mut DbConnection, id: i64) -> DbResult<Option<RunRow>> {
     Ok(segmentation_runs::table
         .find(id)
