@@ -472,6 +472,8 @@ struct CustomerWriter<'c> {
     now: Stamp,
     /// The indexes dropped for a bulk import, made again by `finish`.
     dropped: Option<(DroppedIndexes, DroppedIndexes)>,
+    /// Whether the written pages are held in memory (`store::hold_written_pages`).
+    held: bool,
 }
 
 impl<'c> CustomerWriter<'c> {
@@ -504,6 +506,11 @@ impl<'c> CustomerWriter<'c> {
         } else {
             None
         };
+        // The indexes made again at the end read the rows from memory.
+        let held = dropped.is_some();
+        if held {
+            store::hold_written_pages(conn)?;
+        }
         Ok(CustomerWriter {
             ctx,
             req,
@@ -514,6 +521,7 @@ impl<'c> CustomerWriter<'c> {
             has_protected: columns.attributes.iter().any(|a| a.protected),
             now: Stamp::new(now, &stamp_format()),
             dropped,
+            held,
         })
     }
 
@@ -612,13 +620,14 @@ impl<'c> CustomerWriter<'c> {
     /// Makes the dropped indexes again: the protected attributes' primary key before the
     /// customers' keys, whose check of the protected attributes' key merges the two.
     fn finish(self, conn: &mut DbConnection) -> DbResult<()> {
-        match self.dropped {
-            Some((customers, protected)) => {
-                protected.restore(conn)?;
-                customers.restore(conn)
-            }
-            None => Ok(()),
+        if let Some((customers, protected)) = self.dropped {
+            protected.restore(conn)?;
+            customers.restore(conn)?;
         }
+        if self.held {
+            store::release_written_pages(conn)?;
+        }
+        Ok(())
     }
 }
 
@@ -788,7 +797,8 @@ fn import_customers_in_one_walk(
     file: &str,
 ) -> Result<Option<ImportReport>, ImportError> {
     let mut reader = csv_reader(open(req.path, file, req.options.limits)?);
-    let checker = cust::Checker::new(&mut reader, file, ctx.policy)?;
+    let mut checker = cust::Checker::new(&mut reader, file, ctx.policy)?;
+    checker.expect_rows(crate::imports::estimate_rows(req.path));
     let columns = checker.columns.clone();
     let batch = batch_rows(ctx.db.backend());
     one_walk(

@@ -281,6 +281,14 @@ impl Checker {
         })
     }
 
+    /// Makes room for the ids of about `rows` rows at once (growing the set of ids seen a
+    /// step at a time rehashed it some twenty times over a million rows).
+    pub fn expect_rows(&mut self, rows: u64) {
+        const AT_MOST: u64 = 16_000_000;
+        self.seen
+            .reserve(usize::try_from(rows.min(AT_MOST)).unwrap_or(0));
+    }
+
     /// Checks one record (not a blank line) and counts its values towards the types; a bad
     /// record is rejected into `scan`. Returns the fields and id of a good one.
     pub fn check<'r>(
