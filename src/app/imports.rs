@@ -474,6 +474,8 @@ struct CustomerWriter<'c> {
     dropped: Option<(DroppedIndexes, DroppedIndexes)>,
     /// How the new customers go in on PostgreSQL.
     copy: CustomerCopy,
+    /// Whether the written pages are held in memory (`store::hold_written_pages`).
+    held: bool,
 }
 
 impl<'c> CustomerWriter<'c> {
@@ -512,6 +514,11 @@ impl<'c> CustomerWriter<'c> {
             Some(_) if !any_customers => store::truncate_empty_customers(conn)?,
             _ => CustomerCopy::Plain,
         };
+        // The indexes made again at the end read the rows from memory.
+        let held = dropped.is_some();
+        if held {
+            store::hold_written_pages(conn)?;
+        }
         Ok(CustomerWriter {
             ctx,
             req,
@@ -523,6 +530,7 @@ impl<'c> CustomerWriter<'c> {
             now: Stamp::new(now, &stamp_format()),
             dropped,
             copy,
+            held,
         })
     }
 
@@ -621,13 +629,14 @@ impl<'c> CustomerWriter<'c> {
     /// Makes the dropped indexes again: the protected attributes' primary key before the
     /// customers' keys, whose check of the protected attributes' key merges the two.
     fn finish(self, conn: &mut DbConnection) -> DbResult<()> {
-        match self.dropped {
-            Some((customers, protected)) => {
-                protected.restore(conn)?;
-                customers.restore(conn)
-            }
-            None => Ok(()),
+        if let Some((customers, protected)) = self.dropped {
+            protected.restore(conn)?;
+            customers.restore(conn)?;
         }
+        if self.held {
+            store::release_written_pages(conn)?;
+        }
+        Ok(())
     }
 }
 
@@ -797,7 +806,8 @@ fn import_customers_in_one_walk(
     file: &str,
 ) -> Result<Option<ImportReport>, ImportError> {
     let mut reader = csv_reader(open(req.path, file, req.options.limits)?);
-    let checker = cust::Checker::new(&mut reader, file, ctx.policy)?;
+    let mut checker = cust::Checker::new(&mut reader, file, ctx.policy)?;
+    checker.expect_rows(crate::imports::estimate_rows(req.path));
     let columns = checker.columns.clone();
     let batch = batch_rows(ctx.db.backend());
     one_walk(

@@ -320,3 +320,126 @@ fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
     db.migrate().unwrap();
     assert_eq!(read(&db), expected);
 }
+
+#[derive(diesel::QueryableByName, PartialEq, Debug)]
+struct KeptCustomer {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    external_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pseudonym: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    attributes: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    protected: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    consents: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    transactions: i64,
+}
+
+/// On SQLite a customer's id becomes the rowid (2026-12-25-000101, a rebuild of the customers
+/// and protected attributes tables under the foreign keys of consents and transactions): the
+/// customers, their protected attributes, consents and transactions written before it are all
+/// still there, with the same ids, after it and after it is reverted; the unique keys still
+/// refuse a duplicate, and erasing a customer still takes their rows along.
+#[test]
+fn customers_and_what_references_them_survive_the_move_to_rowid_ids_and_back() {
+    use diesel::RunQueryDsl;
+    use diesel_migrations::MigrationHarness;
+    const ROWID: &str = "20261225000101";
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
+    let db = Db::connect(&settings_for(&database.url).database_url).unwrap();
+    let revert_last = |c: &mut DbConnection| match c {
+        DbConnection::Sqlite(c) => c
+            .revert_last_migration(fairseg::db::SQLITE_MIGRATIONS)
+            .map(|v| v.to_string())
+            .unwrap(),
+        DbConnection::Postgres(c) => c
+            .revert_last_migration(fairseg::db::POSTGRES_MIGRATIONS)
+            .map(|v| v.to_string())
+            .unwrap(),
+    };
+    let mut conn = db.conn().unwrap();
+    while revert_last(&mut conn) != ROWID {}
+    for sql in [
+        "INSERT INTO customers (id, external_id, pseudonym, attributes, created_at, updated_at) \
+         VALUES (7, 'C7', 'c_7', '{\"age\":31}', '2026-01-01 00:00:00', '2026-01-01 00:00:00'), \
+         (9, 'C9', 'c_9', '{\"age\":44}', '2026-01-01 00:00:00', '2026-01-02 00:00:00'), \
+         (12, 'C12', 'c_12', '{}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+        "INSERT INTO customer_protected (customer_id, attributes) VALUES \
+         (7, '{\"sex\":\"F\"}'), (12, '{\"sex\":\"M\"}')",
+        "INSERT INTO consent_events (id, customer_id, purpose, status, recorded_at, recorded_by, \
+         entered_at) VALUES (1, 7, 'segmentation', 'granted', '2026-01-03 00:00:00', 't', \
+         '2026-01-03 00:00:00'), (2, 9, 'segmentation', 'granted', '2026-01-03 00:00:00', 't', \
+         '2026-01-03 00:00:00'), (3, 7, 'marketing', 'withdrawn', '2026-01-04 00:00:00', 't', \
+         '2026-01-04 00:00:00')",
+        "INSERT INTO transactions (id, customer_id, occurred_at, amount, imported_at) VALUES \
+         (1, 9, '2026-02-01 00:00:00', 12.5, '2026-02-02 00:00:00'), \
+         (2, 12, '2026-02-01 00:00:00', 3.0, '2026-02-02 00:00:00')",
+    ] {
+        diesel::sql_query(sql).execute(&mut *conn).unwrap();
+    }
+    drop(conn);
+    let read = |db: &Db| {
+        db.read(|c| {
+            Ok(diesel::sql_query(
+                "SELECT c.id, c.external_id, c.pseudonym, c.attributes, p.attributes AS protected, \
+                 (SELECT COUNT(*) FROM consent_events e WHERE e.customer_id = c.id) AS consents, \
+                 (SELECT COUNT(*) FROM transactions t WHERE t.customer_id = c.id) AS transactions \
+                 FROM customers c LEFT JOIN customer_protected p ON p.customer_id = c.id \
+                 ORDER BY c.id",
+            )
+            .load::<KeptCustomer>(c)?)
+        })
+        .unwrap()
+    };
+    let before = read(&db);
+    assert_eq!(before.len(), 3);
+    assert_eq!(
+        before
+            .iter()
+            .map(|c| (c.id, c.consents, c.transactions))
+            .collect::<Vec<_>>(),
+        vec![(7, 2, 0), (9, 1, 1), (12, 0, 1)]
+    );
+    db.migrate().unwrap();
+    assert_eq!(read(&db), before, "moved to rowid ids, every row is kept");
+    let refused = db.write::<_, fairseg::db::DbError>(|c| {
+        Ok(diesel::sql_query(
+            "INSERT INTO customers (id, external_id, pseudonym, attributes, created_at, \
+             updated_at) VALUES (13, 'C7', 'c_13', '{}', '2026-01-01 00:00:00', \
+             '2026-01-01 00:00:00')",
+        )
+        .execute(c))
+    });
+    assert!(refused.unwrap().is_err(), "external ids are still unique");
+    let mut conn = db.conn().unwrap();
+    while revert_last(&mut conn) != ROWID {}
+    drop(conn);
+    assert_eq!(read(&db), before, "reverted, every row is kept");
+    db.migrate().unwrap();
+    assert_eq!(read(&db), before);
+    // Erasing a customer still takes their protected attributes and consents along.
+    db.write::<_, fairseg::db::DbError>(|c| {
+        diesel::sql_query("DELETE FROM customers WHERE id = 7").execute(c)?;
+        Ok(())
+    })
+    .unwrap();
+    let after = read(&db);
+    assert_eq!(after.iter().map(|c| c.id).collect::<Vec<_>>(), vec![9, 12]);
+    let left: Vec<KeptCustomer> = db
+        .read(|c| {
+            Ok(diesel::sql_query(
+                "SELECT CAST(7 AS BIGINT) AS id, '' AS external_id, '' AS pseudonym, '' AS attributes, \
+                 (SELECT attributes FROM customer_protected WHERE customer_id = 7) AS protected, \
+                 (SELECT COUNT(*) FROM consent_events WHERE customer_id = 7) AS consents, \
+                 CAST(0 AS BIGINT) AS transactions",
+            )
+            .load(c)?)
+        })
+        .unwrap();
+    assert_eq!((left[0].protected.clone(), left[0].consents), (None, 0));
+}

@@ -1,0 +1,2 @@
+-- SQLite only (see up.sql).
+SELECT 1;
