@@ -345,13 +345,40 @@ pub fn tally_at(
     let population = super::consent::population(conn)?;
     let later = later_than(conn, purpose, at)?;
     let mut tally = later.tally(at, validity, 0);
-    let counted = counts(conn, purpose, at - validity, at)?;
+    let counted = match conn {
+        DbConnection::Postgres(_) => counts(conn, purpose, at - validity, at)?,
+        // SQLite answers each count from a range of the state's index alone; one pass with
+        // the three conditions reads every row of the purpose instead (108 -> 189 ms for a
+        // million customers' population).
+        DbConnection::Sqlite(_) => Counts {
+            granted: count_range(conn, purpose, true, at - validity, at)?,
+            expired: count_range(conn, purpose, true, beginning(), at - validity)?,
+            withdrawn: count_range(conn, purpose, false, beginning(), at)?,
+        },
+    };
     tally.granted += counted.granted.max(0) as u64;
     tally.expired += counted.expired.max(0) as u64;
     tally.withdrawn += counted.withdrawn.max(0) as u64;
     let with_events = tally.granted + tally.expired + tally.withdrawn;
     tally.never_asked = population.saturating_sub(with_events);
     Ok(tally)
+}
+
+/// The states of `purpose` that are grants (or withdrawals) recorded in `(after, until]`.
+fn count_range(
+    conn: &mut DbConnection,
+    purpose: &str,
+    granted: bool,
+    after: NaiveDateTime,
+    until: NaiveDateTime,
+) -> DbResult<i64> {
+    Ok(consent_state::table
+        .filter(consent_state::purpose.eq(purpose))
+        .filter(consent_state::granted.eq(granted))
+        .filter(consent_state::recorded_at.gt(after))
+        .filter(consent_state::recorded_at.le(until))
+        .count()
+        .get_result(conn)?)
 }
 
 #[derive(QueryableByName)]
@@ -365,9 +392,9 @@ struct Counts {
 }
 
 /// The states of `purpose` recorded at or before `at`, counted in one pass: grants recorded
-/// after `lapse` (active), grants recorded at or before it (expired), and withdrawals. One
-/// scan of the purpose's state instead of one per count (a million rows each at a million
-/// customers).
+/// after `lapse` (active), grants recorded at or before it (expired), and withdrawals. On
+/// PostgreSQL one scan of the purpose's state is cheaper than one per count (a million rows
+/// each at a million customers).
 fn counts(
     conn: &mut DbConnection,
     purpose: &str,
