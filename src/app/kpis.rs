@@ -617,7 +617,7 @@ pub fn overview(
     };
     let mut runs = Vec::new();
     for id in store::runs_logged(c, kind)? {
-        if let Some(r) = runs::run(c, id)? {
+        if let Some(r) = runs::run_head(c, id)? {
             runs.push(RunChoice {
                 id,
                 status: r.status,
@@ -625,7 +625,7 @@ pub fn overview(
             });
         }
     }
-    let published = runs::published(c)?;
+    let published = runs::published_head(c)?;
     let run = match run {
         Some(id) => runs.iter().find(|r| r.id == id).cloned(),
         None => published.map(|r| RunChoice {

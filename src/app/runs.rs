@@ -979,6 +979,11 @@ pub fn published(db: &Db) -> Result<Option<RunRow>, RunError> {
     Ok(db.read(store::published)?)
 }
 
+/// The published run's id, if any, without reading the run itself.
+pub fn published_id(db: &Db) -> Result<Option<i64>, RunError> {
+    Ok(db.read(store::published_head)?.map(|run| run.id))
+}
+
 /// The newest runs the reader sees (of the latest `limit`), each with whether it was
 /// published on a compliance override.
 pub fn list(db: &Db, reader: Reader, limit: i64) -> Result<Vec<(RunRow, bool)>, RunError> {

@@ -93,8 +93,9 @@ pub fn insert_run(conn: &mut DbConnection, run: &RunRow) -> DbResult<()> {
     Ok(())
 }
 
-/// What an audit's pages need of its run: not its settings or its summary (180 KB at a
-/// million customers), which each view of an audit report used to read and throw away.
+/// What an audit's pages and the dashboards' run choices need of a run: not its settings or
+/// its summary (180 KB at a million customers), which each view used to read and throw away
+/// (on PostgreSQL, about 0.6 ms of the server's CPU per read).
 #[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
 #[diesel(table_name = segmentation_runs)]
 pub struct RunHead {
@@ -103,6 +104,7 @@ pub struct RunHead {
     #[diesel(deserialize_as = String)]
     pub status: RunStatus,
     pub previous_run_id: Option<i64>,
+    pub published_at: Option<NaiveDateTime>,
 }
 
 pub fn run_head(conn: &mut DbConnection, id: i64) -> DbResult<Option<RunHead>> {
@@ -137,6 +139,16 @@ pub fn runs(conn: &mut DbConnection, limit: i64) -> DbResult<Vec<RunRow>> {
         .limit(limit)
         .select(RunRow::as_select())
         .load(conn)?)
+}
+
+/// The published run's head, if any: `published` without the settings and the summary.
+pub fn published_head(conn: &mut DbConnection) -> DbResult<Option<RunHead>> {
+    Ok(segmentation_runs::table
+        .filter(segmentation_runs::status.eq(RunStatus::Published.as_str()))
+        .order(segmentation_runs::id.desc())
+        .select(RunHead::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// The published run, if any (at most one is published at a time).

@@ -79,7 +79,7 @@ async fn load_run(state: &State, user: &CurrentUser, id: i64) -> Result<RunView,
 
 async fn published_id(state: &State) -> Result<Option<i64>, AppError> {
     let db = state.db.clone();
-    Ok(blocking(move || app::published(&db)).await?.map(|r| r.id))
+    blocking(move || app::published_id(&db)).await
 }
 
 async fn start_run(

@@ -504,8 +504,7 @@ fn customer_ids_compare_byte_by_byte_whatever_the_clusters_locale() {
     );
     if let Some(collations) = collations {
         assert_eq!(
-            collations
-                .into_iter().map(|t| t.value).collect::<Vec<_>>(),
+            collations.into_iter().map(|t| t.value).collect::<Vec<_>>(),
             vec!["external_id C", "pseudonym C"],
             "the two identifier columns carry the C collation"
         );
