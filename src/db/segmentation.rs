@@ -143,9 +143,7 @@ pub fn runs(conn: &mut DbConnection, limit: i64) -> DbResult<Vec<RunRow>> {
 
 /// The published run's head, if any: `published` without the settings and the summary.
 pub fn published_head(conn: &mut DbConnection) -> DbResult<Option<RunHead>> {
-    Ok(segmentation_runs::table
-        .filter(segmentation_runs::status.eq(RunStatus::Published.as_str()))
-        .order(segmentation_runs::id.desc())
+    Ok(published_first()
         .select(RunHead::as_select())
         .first(conn)
         .optional()?)
@@ -153,12 +151,21 @@ pub fn published_head(conn: &mut DbConnection) -> DbResult<Option<RunHead>> {
 
 /// The published run, if any (at most one is published at a time).
 pub fn published(conn: &mut DbConnection) -> DbResult<Option<RunRow>> {
-    Ok(segmentation_runs::table
-        .filter(segmentation_runs::status.eq(RunStatus::Published.as_str()))
-        .order(segmentation_runs::id.desc())
+    Ok(published_first()
         .select(RunRow::as_select())
         .first(conn)
         .optional()?)
+}
+
+type SqlBackend = <DbConnection as diesel::Connection>::Backend;
+
+/// Published runs, newest first: the one rule `published` and `published_head` share, so
+/// that the dashboards and the run pages never disagree on which run is published.
+fn published_first() -> segmentation_runs::BoxedQuery<'static, SqlBackend> {
+    segmentation_runs::table
+        .filter(segmentation_runs::status.eq(RunStatus::Published.as_str()))
+        .order(segmentation_runs::id.desc())
+        .into_boxed()
 }
 
 pub fn set_progress(conn: &mut DbConnection, id: i64, stage: &str, progress: f64) -> DbResult<()> {

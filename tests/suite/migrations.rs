@@ -6,6 +6,23 @@ use fairseg::db::{Db, DbConnection};
 
 use crate::helpers::{TestDatabase, settings_for};
 
+/// Reverts the applied migrations newest first, down to and including `version`: the schema
+/// as it was just before that migration, for a test to write rows the old way.
+fn revert_through(conn: &mut DbConnection, version: &str) {
+    use diesel_migrations::MigrationHarness;
+    loop {
+        let reverted = match conn {
+            DbConnection::Sqlite(c) => c.revert_last_migration(fairseg::db::SQLITE_MIGRATIONS),
+            DbConnection::Postgres(c) => c.revert_last_migration(fairseg::db::POSTGRES_MIGRATIONS),
+        }
+        .unwrap_or_else(|e| panic!("reverting towards {version}: {e}"))
+        .to_string();
+        if reverted == version {
+            return;
+        }
+    }
+}
+
 #[test]
 fn migrations_go_down_and_up_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,31 +122,12 @@ fn the_migrated_tables_and_columns_are_exactly_those_of_the_schema() {
 #[test]
 fn kpi_rows_logged_by_name_migrate_to_their_runs_segments_and_none_is_lost() {
     use diesel::RunQueryDsl;
-    use diesel_migrations::MigrationHarness;
     const KEYED: &str = "20261201000001";
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::new(dir.path());
     let db = Db::connect(&settings_for(&database.url).database_url).unwrap();
     let mut conn = db.conn().unwrap();
-    let applied = |c: &mut DbConnection| -> Vec<String> {
-        match c {
-            DbConnection::Sqlite(c) => c.applied_migrations().unwrap(),
-            DbConnection::Postgres(c) => c.applied_migrations().unwrap(),
-        }
-        .into_iter()
-        .map(|v| v.to_string())
-        .collect()
-    };
-    while applied(&mut conn).iter().any(|v| v == KEYED) {
-        match &mut *conn {
-            DbConnection::Sqlite(c) => c
-                .revert_last_migration(fairseg::db::SQLITE_MIGRATIONS)
-                .unwrap(),
-            DbConnection::Postgres(c) => c
-                .revert_last_migration(fairseg::db::POSTGRES_MIGRATIONS)
-                .unwrap(),
-        };
-    }
+    revert_through(&mut conn, KEYED);
     let sql = |c: &mut DbConnection, q: &str| {
         diesel::sql_query(q).execute(c).unwrap();
     };
@@ -220,24 +218,13 @@ fn kpi_rows_logged_by_name_migrate_to_their_runs_segments_and_none_is_lost() {
 #[test]
 fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
     use diesel::RunQueryDsl;
-    use diesel_migrations::MigrationHarness;
     use fairseg::db::segmentation as store;
     const PER_RUN: &str = "20261223000201";
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::new(dir.path());
     let db = Db::connect(&settings_for(&database.url).database_url).unwrap();
-    let revert_last = |c: &mut DbConnection| match c {
-        DbConnection::Sqlite(c) => c
-            .revert_last_migration(fairseg::db::SQLITE_MIGRATIONS)
-            .map(|v| v.to_string())
-            .unwrap(),
-        DbConnection::Postgres(c) => c
-            .revert_last_migration(fairseg::db::POSTGRES_MIGRATIONS)
-            .map(|v| v.to_string())
-            .unwrap(),
-    };
     let mut conn = db.conn().unwrap();
-    while revert_last(&mut conn) != PER_RUN {}
+    revert_through(&mut conn, PER_RUN);
     diesel::sql_query(
         "INSERT INTO segmentation_runs (id, algorithm, settings, purpose, policy_version, status, \
          stage, progress, created_by, created_at) VALUES \
@@ -314,7 +301,7 @@ fn memberships_survive_the_move_to_one_partition_per_run_and_back() {
     assert_eq!(read(&db), expected, "the refused write left nothing");
     // Back down through the move (the migrations after it go first).
     let mut conn = db.conn().unwrap();
-    while revert_last(&mut conn) != PER_RUN {}
+    revert_through(&mut conn, PER_RUN);
     drop(conn);
     assert_eq!(read(&db), expected, "reverted, the rows are all kept");
     db.migrate().unwrap();
@@ -347,23 +334,12 @@ struct KeptCustomer {
 #[test]
 fn customers_and_what_references_them_survive_the_move_to_rowid_ids_and_back() {
     use diesel::RunQueryDsl;
-    use diesel_migrations::MigrationHarness;
     const ROWID: &str = "20261225000101";
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::new(dir.path());
     let db = Db::connect(&settings_for(&database.url).database_url).unwrap();
-    let revert_last = |c: &mut DbConnection| match c {
-        DbConnection::Sqlite(c) => c
-            .revert_last_migration(fairseg::db::SQLITE_MIGRATIONS)
-            .map(|v| v.to_string())
-            .unwrap(),
-        DbConnection::Postgres(c) => c
-            .revert_last_migration(fairseg::db::POSTGRES_MIGRATIONS)
-            .map(|v| v.to_string())
-            .unwrap(),
-    };
     let mut conn = db.conn().unwrap();
-    while revert_last(&mut conn) != ROWID {}
+    revert_through(&mut conn, ROWID);
     for sql in [
         "INSERT INTO customers (id, external_id, pseudonym, attributes, created_at, updated_at) \
          VALUES (7, 'C7', 'c_7', '{\"age\":31}', '2026-01-01 00:00:00', '2026-01-01 00:00:00'), \
@@ -417,7 +393,7 @@ fn customers_and_what_references_them_survive_the_move_to_rowid_ids_and_back() {
     });
     assert!(refused.unwrap().is_err(), "external ids are still unique");
     let mut conn = db.conn().unwrap();
-    while revert_last(&mut conn) != ROWID {}
+    revert_through(&mut conn, ROWID);
     drop(conn);
     assert_eq!(read(&db), before, "reverted, every row is kept");
     db.migrate().unwrap();
