@@ -299,6 +299,29 @@ pub struct AuditReport {
     pub consent_selection: Option<super::consent_selection::ConsentSelectionReport>,
 }
 
+impl AuditReport {
+    /// What the proxy rule makes of each feature the run used that stands in for `attribute`
+    /// (at or above the policy's proxy limit): the decisions the headline verdict names.
+    pub fn proxy_decisions(&self, attribute: &str) -> Vec<Decision> {
+        self.proxies
+            .iter()
+            .filter(|p| p.attribute == attribute)
+            .filter_map(|p| decide_proxy(&p.evidence(), &self.thresholds))
+            .collect()
+    }
+
+    /// The verdict shown beside one attribute: its own tests' verdict, or the proxy rule's
+    /// when a feature the run used stands in for the attribute and that is worse. A green
+    /// "pass" beside an attribute whose proxy fails the audit would contradict the headline:
+    /// the attribute's own test only says the segments do not differ by it beyond chance.
+    pub fn attribute_verdict(&self, a: &AttributeReport) -> Verdict {
+        self.proxy_decisions(&a.attribute)
+            .iter()
+            .map(|d| d.verdict)
+            .fold(a.verdict, Verdict::max)
+    }
+}
+
 /// One table to test: an attribute or an intersection.
 struct Test<'a> {
     name: String,

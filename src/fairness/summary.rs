@@ -2,9 +2,10 @@
 //! over- or under-represented against its share of all audited members (the stated reference),
 //! with the ratio and its interval. A gap is stated only when the attribute's adjusted p-value
 //! is below the policy's alpha; otherwise the sentence says the segments do not differ beyond
-//! chance.
+//! chance. A feature the run used that stands in for the attribute (a flagged proxy) is named
+//! on the attribute's line, whose verdict is then the proxy rule's when that is worse.
 
-use super::audit::AttributeReport;
+use super::audit::{AttributeReport, AuditReport};
 use super::verdict::Verdict;
 use crate::format;
 
@@ -17,6 +18,9 @@ pub enum Tone {
     NoGap,
     /// Not tested.
     Untested,
+    /// No significant gap (or not tested), but a feature the run used stands in for the
+    /// attribute.
+    Proxy,
 }
 
 impl Tone {
@@ -25,6 +29,7 @@ impl Tone {
             Tone::Gap => "gap",
             Tone::NoGap => "no-gap",
             Tone::Untested => "untested",
+            Tone::Proxy => "proxy",
         }
     }
 }
@@ -38,9 +43,42 @@ pub struct SummaryLine {
     pub sentence: String,
 }
 
-/// The line for one attribute. `alpha` is the significance level, `confidence` the level of
-/// the intervals (0.95), `segment` names a segment for people.
+/// The line for attribute `a` of `report`; `segment` names a segment for people.
 pub fn summarise(
+    report: &AuditReport,
+    a: &AttributeReport,
+    segment: &dyn Fn(u32) -> String,
+) -> SummaryLine {
+    let t = &report.thresholds;
+    let own = own_line(a, t.alpha, t.confidence_level, segment);
+    let proxies = report.proxy_decisions(&a.attribute);
+    if proxies.is_empty() {
+        return own;
+    }
+    let reasons = proxies
+        .iter()
+        .map(|d| d.reason.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (tone, sentence) = match own.tone {
+        Tone::Gap => (Tone::Gap, format!("{} Also, {reasons}.", own.sentence)),
+        Tone::NoGap => (
+            Tone::Proxy,
+            format!("{}, but {reasons}.", own.sentence.trim_end_matches('.')),
+        ),
+        Tone::Untested | Tone::Proxy => (Tone::Proxy, format!("{} But {reasons}.", own.sentence)),
+    };
+    SummaryLine {
+        verdict: report.attribute_verdict(a),
+        tone,
+        sentence,
+        ..own
+    }
+}
+
+/// The line from the attribute's own tests alone. `alpha` is the significance level,
+/// `confidence` the level of the intervals (0.95).
+fn own_line(
     a: &AttributeReport,
     alpha: f64,
     confidence: f64,

@@ -259,6 +259,17 @@ pub struct AttributeView {
     pub intersection: bool,
 }
 
+/// An attribute's own reason, then what each feature standing in for it makes of the verdict.
+fn with_proxies(reason: &str, proxies: &[crate::fairness::verdict::Decision]) -> String {
+    proxies.iter().fold(reason.to_string(), |text, d| {
+        format!(
+            "{text} Proxy ({}): {}.",
+            crate::web::format::verdict(d.verdict),
+            d.reason
+        )
+    })
+}
+
 /// The anchor of an attribute's section on the report.
 fn anchor(attribute: &str) -> String {
     attribute
@@ -267,7 +278,11 @@ fn anchor(attribute: &str) -> String {
         .collect()
 }
 
-fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> AttributeView {
+fn attribute_view(
+    report: &AuditReport,
+    a: &AttributeReport,
+    names: &dyn Fn(u32) -> String,
+) -> AttributeView {
     let t = &a.table;
     let method = match a.p_value_method {
         Some(crate::fairness::verdict::PValueMethod::MonteCarlo) => {
@@ -348,9 +363,9 @@ fn attribute_view(a: &AttributeReport, names: &dyn Fn(u32) -> String) -> Attribu
     };
     AttributeView {
         anchor: anchor(&a.attribute),
-        name: a.attribute.clone(),
-        verdict: a.verdict.to_string(),
-        reason: a.reason.clone(),
+        name: crate::format::label(&a.attribute),
+        verdict: report.attribute_verdict(a).to_string(),
+        reason: with_proxies(&a.reason, &report.proxy_decisions(&a.attribute)),
         stats,
         groups: a.groups.clone(),
         rows,
@@ -461,17 +476,12 @@ pub(crate) fn report_view(a: &StoredAudit, policy: &crate::policy::Policy) -> Re
         attributes: r
             .attributes
             .iter()
-            .map(|x| attribute_view(x, &names))
+            .map(|x| attribute_view(r, x, &names))
             .collect(),
         summary: r
             .attributes
             .iter()
-            .map(|x| {
-                (
-                    anchor(&x.attribute),
-                    summarise(x, r.thresholds.alpha, r.thresholds.confidence_level, &names),
-                )
-            })
+            .map(|x| (anchor(&x.attribute), summarise(r, x, &names)))
             .collect(),
         alpha: format!("{}", r.thresholds.alpha),
         proxies: r

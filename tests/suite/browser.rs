@@ -764,6 +764,9 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
                      return {
                        lines: [...document.querySelectorAll('#summary li.summary-line')].map(l => l.textContent),
                        gaps: [...document.querySelectorAll('#summary li.tone-gap')].map(l => l.textContent),
+                       green: [...document.querySelectorAll('#summary li.tone-no-gap')].map(l => l.textContent),
+                       proxied: [...document.querySelectorAll('#summary li.tone-proxy')].map(l => l.textContent),
+                       ethnicity: document.querySelector('#attr-ethnicity h2 .verdict').textContent,
                        sections: document.querySelectorAll('section.attribute').length,
                        above: top('#summary') < top('#proxies'),
                        intersections: document.querySelectorAll('details.intersection').length,
@@ -778,6 +781,28 @@ async fn browser_every_role_reads_its_pages_on_a_desktop_and_a_phone() {
             );
             assert_eq!(facts["above"], true, "{facts}");
             assert_eq!(facts["open"], 0, "{facts}");
+            // The demo's run uses home store, which stands in for ethnicity and fails the
+            // audit: ethnicity is not shown as a green pass beside that headline, its line
+            // names the proxy, and its section takes the proxy's verdict.
+            let texts = |key: &str| -> Vec<String> {
+                facts[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect()
+            };
+            assert!(
+                !texts("green").iter().any(|l| l.contains("Ethnicity:")),
+                "{facts}"
+            );
+            assert!(
+                texts("proxied").iter().any(|l| l.contains("Ethnicity:")
+                    && l.contains("but the run uses home store, which stands in for ethnicity")
+                    && l.trim_start().starts_with("Fail")),
+                "{facts}"
+            );
+            assert_eq!(facts["ethnicity"], "Fail", "{facts}");
             for gap in facts["gaps"].as_array().unwrap() {
                 let gap = gap.as_str().unwrap();
                 assert!(

@@ -120,6 +120,47 @@ fn a_planted_dependency_fails_and_its_proxy_is_flagged() {
     assert_eq!(income.verdict, Some(Verdict::Fail));
 }
 
+/// The population's sex is independent of the segments, so its own test passes; but income,
+/// a feature the run used, tracks sex. The report must not show a green "pass" beside sex
+/// while the headline fails the audit on that proxy: sex's line and section take the proxy's
+/// verdict and name the feature.
+#[test]
+fn an_attribute_whose_proxy_fails_the_audit_is_not_shown_as_passing() {
+    use crate::fairness::summary::{Tone, summarise};
+    let report = audit(&population(20_000, 0.0, 2), &quick()).unwrap();
+    let name = |s: u32| format!("{s}");
+    let sex = attr(&report, "sex");
+    assert_ne!(sex.verdict, Verdict::Fail, "its own test: {}", sex.reason);
+    assert_eq!(report.verdict, Verdict::Fail, "{}", report.reason);
+    assert_eq!(report.attribute_verdict(sex), Verdict::Fail);
+    let line = summarise(&report, sex, &name);
+    assert_eq!(line.verdict, Verdict::Fail, "{}", line.sentence);
+    assert_eq!(line.tone, Tone::Proxy, "{}", line.sentence);
+    assert!(
+        line.sentence
+            .starts_with("Sex: the segments do not differ beyond chance (adjusted p "),
+        "{}",
+        line.sentence
+    );
+    assert!(
+        line.sentence
+            .contains(", but the run uses income, which stands in for sex (η = "),
+        "{}",
+        line.sentence
+    );
+    // An attribute no used feature stands in for keeps its own verdict and sentence.
+    let age = attr(&report, "age");
+    assert!(report.proxy_decisions("age").is_empty());
+    assert_eq!(report.attribute_verdict(age), age.verdict);
+    let age_line = summarise(&report, age, &name);
+    assert_ne!(age_line.tone, Tone::Proxy);
+    assert!(
+        !age_line.sentence.contains("stands in for"),
+        "{}",
+        age_line.sentence
+    );
+}
+
 #[test]
 fn an_independent_population_passes() {
     let report = audit(&population(20_000, 0.0, 2), &quick()).unwrap();
@@ -421,7 +462,7 @@ fn the_summary_states_a_gap_only_where_the_adjusted_p_value_is_below_alpha() {
     let t = quick();
     let name = |s: u32| format!("{s}");
     let report = audit(&population(20_000, 0.4, 1), &t).unwrap();
-    let sex = summarise(attr(&report, "sex"), t.alpha, t.confidence_level, &name);
+    let sex = summarise(&report, attr(&report, "sex"), &name);
     assert_eq!(sex.tone, Tone::Gap);
     // F members are planted into segment 10: over-represented there, with ratio and interval.
     assert!(sex.sentence.starts_with("Sex: "), "{}", sex.sentence);
@@ -441,7 +482,7 @@ fn the_summary_states_a_gap_only_where_the_adjusted_p_value_is_below_alpha() {
     // Every attribute: a gap is stated exactly when its adjusted p-value is below alpha.
     let mut quiet = 0;
     for a in &report.attributes {
-        let line = summarise(a, t.alpha, t.confidence_level, &name);
+        let line = summarise(&report, a, &name);
         match a.p_value_adjusted {
             Some(p) if p < t.alpha => assert_eq!(line.tone, Tone::Gap, "{}", line.sentence),
             Some(_) => {
