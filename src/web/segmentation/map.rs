@@ -52,18 +52,35 @@ const MAP_PAD: f64 = 48.0;
 
 /// Lays out the stored map: scales PCA coordinates into the drawing and colours points by
 /// segment. `None` when the run has no map (e.g. a single feature).
-/// A principal axis's loadings in words: `+recency_days -monetary` → `more days since last
-/// purchase, less total spent`.
+/// A principal axis's loadings in words: `+recency_days -monetary` → `longer since the last
+/// purchase, less spent`.
 fn axis_words(label: &str) -> String {
     label
         .split_whitespace()
         .map(|t| match t.split_at_checked(1) {
-            Some(("+", name)) => format!("more {}", format::label_lower(name)),
-            Some(("-" | "−", name)) => format!("less {}", format::label_lower(name)),
+            Some(("+", name)) => direction(name, true),
+            Some(("-" | "−", name)) => direction(name, false),
             _ => format::label_lower(t),
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Which way a feature grows along an axis, as a marketer would say it: the behavioural
+/// features by what they count ("more orders", not "more number of orders"), any other
+/// feature as "higher"/"lower" its label ("higher price sensitivity").
+fn direction(feature: &str, up: bool) -> String {
+    let (more, less) = match feature {
+        "frequency" => ("more orders", "fewer orders"),
+        "monetary" => ("more spent", "less spent"),
+        "recency" | "recency_days" => ("longer since the last purchase", "a more recent purchase"),
+        "tenure_days" => ("longer a customer", "newer customers"),
+        _ => {
+            let name = format::label_lower(feature);
+            return format!("{} {name}", if up { "higher" } else { "lower" });
+        }
+    };
+    (if up { more } else { less }).to_string()
 }
 
 pub(super) fn map_svg(view: &RunView, run: &RunRow) -> Option<MapSvg> {
@@ -177,4 +194,25 @@ pub async fn map_page(
     Ok(HttpResponse::Ok()
         .content_type("image/svg+xml; charset=utf-8")
         .body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::axis_words;
+
+    #[test]
+    fn axes_read_as_a_marketer_would_say_them() {
+        assert_eq!(
+            axis_words("+frequency +monetary"),
+            "more orders, more spent"
+        );
+        assert_eq!(
+            axis_words("+recency_days -monetary"),
+            "longer since the last purchase, less spent"
+        );
+        assert_eq!(
+            axis_words("-frequency +price_sensitivity"),
+            "fewer orders, higher price sensitivity"
+        );
+    }
 }
