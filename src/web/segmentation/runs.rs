@@ -235,16 +235,7 @@ pub async fn run_page(
     let (view, row) = run_and_view(&state, &user, id).await?;
     let map = drawn_map(&state.db, &view, &row)?;
     let in_progress = view.status.in_progress();
-    let excluded = view
-        .excluded
-        .iter()
-        .map(|(reason, n)| {
-            (
-                reason.replace('_', " "),
-                n.to_string().trim_matches('"').to_owned(),
-            )
-        })
-        .collect();
+    let excluded = excluded_rows(&view.excluded);
     let quality = view
         .quality
         .as_ref()
@@ -309,6 +300,40 @@ pub async fn compare_page(
     }))
 }
 
+/// The run's left-out customers in the consent page's words and order (withdrawn, expired,
+/// never asked: the same three figures the consent page shows for the purpose at the run's
+/// start), then those left out for missing values; counts with thousands separators, or as
+/// suppressed ("<10").
+fn excluded_rows(excluded: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    const ORDER: [(&str, &str); 4] = [
+        ("withdrawn", "withdrawn"),
+        ("expired", "expired"),
+        ("no_consent", "never asked"),
+        ("missing_values", "missing values"),
+    ];
+    let known = ORDER
+        .iter()
+        .filter_map(|(key, label)| excluded.get(*key).map(|n| ((*label).to_string(), n)));
+    let others = excluded
+        .iter()
+        .filter(|(key, _)| !ORDER.iter().any(|(k, _)| k == key))
+        .map(|(key, n)| (key.replace('_', " "), n));
+    known
+        .chain(others)
+        .map(|(label, n)| {
+            let shown = match n {
+                serde_json::Value::Number(n) => n
+                    .as_u64()
+                    .map(crate::format::int)
+                    .unwrap_or_else(|| n.to_string()),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (label, shown)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +345,23 @@ mod tests {
         assert_eq!(optional::<usize>("k", "").unwrap(), None);
         let err = optional::<usize>("k", "six").unwrap_err();
         assert_eq!(err.field(), Some("k"));
+    }
+
+    #[test]
+    fn left_out_customers_read_as_on_the_consent_page() {
+        let stored = serde_json::json!({
+            "missing_values": 19, "no_consent": 1_130_000, "withdrawn": "<10", "expired": 271
+        });
+        let rows = excluded_rows(stored.as_object().unwrap());
+        assert_eq!(
+            rows,
+            [
+                ("withdrawn", "<10"),
+                ("expired", "271"),
+                ("never asked", "1,130,000"),
+                ("missing values", "19"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
     }
 }
