@@ -105,7 +105,7 @@ pub(super) fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<Segme
             let (valuation, viability, stance, priority) = match &s.valuation {
                 Some(v) => (
                     vec![
-                        ("Revenue".into(), money(v.revenue)),
+                        ("Revenue to date".into(), money(v.revenue)),
                         ("Orders".into(), format::int(v.orders)),
                         (
                             "Average order value".into(),
@@ -115,10 +115,7 @@ pub(super) fn cards(view: &RunView, policy: &crate::policy::Policy) -> Vec<Segme
                             "Orders per customer".into(),
                             format!("{:.2}", v.purchase_frequency),
                         ),
-                        (
-                            "Revenue growth (year on year)".into(),
-                            pct(&v.revenue_growth),
-                        ),
+                        (growth_label(window), pct(&v.revenue_growth)),
                         (
                             format!("Retention ({window}-day windows)"),
                             retention_figure(v, min_cell),
@@ -198,14 +195,24 @@ pub struct OverviewRow {
     keys: [f64; 5],
 }
 
-/// The columns the overview sorts by: (query value, heading).
+/// The columns the overview sorts by: (query value, heading), named as on the segment cards.
 const OVERVIEW_SORTS: [(&str, &str); 5] = [
     ("size", "Members"),
-    ("revenue", "Revenue"),
-    ("growth", "Growth"),
-    ("clv", "Lifetime value"),
+    ("revenue", "Revenue to date"),
+    ("growth", "Revenue growth"),
+    ("clv", "Lifetime value per customer"),
     ("priority", "Priority"),
 ];
+
+/// What the revenue growth compares: the valuation window's revenue with the window's before
+/// it, which is "year on year" only for the default 365-day window.
+fn growth_label(window: u32) -> String {
+    if window == 365 {
+        "Revenue growth (year on year)".into()
+    } else {
+        format!("Revenue growth (last {window} days on the {window} before)")
+    }
+}
 
 fn overview(view: &RunView, policy: &crate::policy::Policy, sort: &str) -> Vec<OverviewRow> {
     let cur = &policy.currency;
@@ -281,6 +288,8 @@ struct DashboardPage {
     overview: Vec<OverviewRow>,
     sort: String,
     sorts: [(&'static str, &'static str); 5],
+    /// What the revenue growth column compares.
+    growth_words: String,
     run: Option<RunView>,
     cards: Vec<SegmentCard>,
     map: Option<String>,
@@ -332,6 +341,10 @@ pub async fn dashboard(
             .unwrap_or_default(),
         sort,
         sorts: OVERVIEW_SORTS,
+        growth_words: {
+            let w = state.policy.segmentation.valuation_window_days;
+            format!("Revenue growth compares the last {w} days' revenue with the {w} days before")
+        },
         cards: match &run {
             Some(r) => with_trends(&state, r.run_id, cards(r, &state.policy)).await?,
             None => Vec::new(),
@@ -503,4 +516,18 @@ pub async fn export_csv(
             ))],
         })
         .body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::growth_label;
+
+    #[test]
+    fn revenue_growth_says_which_windows_it_compares() {
+        assert_eq!(growth_label(365), "Revenue growth (year on year)");
+        assert_eq!(
+            growth_label(90),
+            "Revenue growth (last 90 days on the 90 before)"
+        );
+    }
 }
