@@ -467,7 +467,7 @@ async fn render_series(
             let complete: Vec<EvaluationView> = s.iter().filter(|v| !v.partial).cloned().collect();
             for v in s.iter().filter(|v| v.partial) {
                 let label = format!(
-                    "{} ({})",
+                    "{}, {}",
                     Period::containing(kind, v.period_start)
                         .map(|p| crate::format::period(&p))
                         .unwrap_or_else(|_| format::date(&v.period_start)),
