@@ -23,6 +23,12 @@ impl<T: Figure + ?Sized> Figure for &T {
     }
 }
 
+/// A policy version as pages show it: the first 12 hex digits of its content hash.
+pub fn short_policy(version: &str) -> &str {
+    let hex = version.trim_start_matches("sha256:");
+    hex.get(..12).unwrap_or(hex)
+}
+
 /// An integer with thousands separators: `5200584` → `5,200,584`.
 pub fn int(n: impl Figure) -> String {
     let n = n.value().round() as i64;

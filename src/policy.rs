@@ -709,8 +709,7 @@ impl Policy {
 
     /// The short form of the version shown in pages: the first 12 hex digits.
     pub fn short_version(&self) -> &str {
-        let hex = self.version.trim_start_matches("sha256:");
-        &hex[..12.min(hex.len())]
+        crate::format::short_policy(&self.version)
     }
 
     pub fn role(&self, name: &str) -> Option<&RoleSpec> {
