@@ -340,6 +340,9 @@ const LABELS: &[(&str, &str)] = &[
     ("frequency", "Number of orders"),
     ("monetary", "Total spent"),
     ("tenure_days", "Days as a customer"),
+    // Why a run left a customer out (the consent page's words)
+    ("no_consent", "Never asked"),
+    ("missing_values", "Missing values"),
     // Attributes of the demo and common imports
     ("price_sensitivity", "Price sensitivity"),
     ("home_store", "Home store"),

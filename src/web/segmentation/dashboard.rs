@@ -214,6 +214,11 @@ fn growth_label(window: u32) -> String {
     }
 }
 
+/// The overview's note on the growth column, for any window.
+fn growth_caption(window: u32) -> String {
+    format!("Revenue growth compares the last {window} days' revenue with the {window} days before")
+}
+
 fn overview(view: &RunView, policy: &crate::policy::Policy, sort: &str) -> Vec<OverviewRow> {
     let cur = &policy.currency;
     let mut rows: Vec<OverviewRow> = view
@@ -341,10 +346,7 @@ pub async fn dashboard(
             .unwrap_or_default(),
         sort,
         sorts: OVERVIEW_SORTS,
-        growth_words: {
-            let w = state.policy.segmentation.valuation_window_days;
-            format!("Revenue growth compares the last {w} days' revenue with the {w} days before")
-        },
+        growth_words: growth_caption(state.policy.segmentation.valuation_window_days),
         cards: match &run {
             Some(r) => with_trends(&state, r.run_id, cards(r, &state.policy)).await?,
             None => Vec::new(),

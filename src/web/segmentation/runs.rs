@@ -300,28 +300,17 @@ pub async fn compare_page(
     }))
 }
 
-/// The run's left-out customers in the consent page's words and order (withdrawn, expired,
-/// never asked: the same three figures the consent page shows for the purpose at the run's
-/// start), then those left out for missing values; counts with thousands separators, or as
-/// suppressed ("<10").
+/// The run's left-out customers in the consent page's order (withdrawn, expired, never asked:
+/// the same three figures the consent page shows for the purpose at the run's start), then
+/// those left out for missing values, named by the shared label table; counts with thousands
+/// separators, or as suppressed ("<10"). The stored keys are those of
+/// [`crate::segmentation::pipeline::Excluded`].
 fn excluded_rows(excluded: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
-    const ORDER: [(&str, &str); 4] = [
-        ("withdrawn", "withdrawn"),
-        ("expired", "expired"),
-        ("no_consent", "never asked"),
-        ("missing_values", "missing values"),
-    ];
-    let known = ORDER
+    const AS_READ: [&str; 4] = ["withdrawn", "expired", "no_consent", "missing_values"];
+    AS_READ
         .iter()
-        .filter_map(|(key, label)| excluded.get(*key).map(|n| ((*label).to_string(), n)));
-    let others = excluded
-        .iter()
-        .filter(|(key, _)| !ORDER.iter().any(|(k, _)| k == key))
-        .map(|(key, n)| (key.replace('_', " "), n));
-    known
-        .chain(others)
-        .map(|(label, n)| {
-            let shown = match n {
+        .filter_map(|key| {
+            let shown = match excluded.get(*key)? {
                 serde_json::Value::Number(n) => n
                     .as_u64()
                     .map(crate::format::int)
@@ -329,7 +318,7 @@ fn excluded_rows(excluded: &serde_json::Map<String, serde_json::Value>) -> Vec<(
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            (label, shown)
+            Some((crate::format::label_lower(key), shown))
         })
         .collect()
 }
