@@ -530,6 +530,29 @@ impl Db {
         })
     }
 
+    /// A mark of the data the database shows now, equal between two readings only if no
+    /// transaction that wrote anything ended between them, whichever connection or process
+    /// wrote: PostgreSQL's current snapshot (`xmin:xmax:xip`; a write that commits or aborts
+    /// moves `xmax` or leaves `xip`). So reads made between two equal marks saw exactly the data
+    /// of the mark, and anything computed from them holds for as long as the mark is read again
+    /// (`app::kept::Shown`). `None` on SQLite, whose connections share no such mark (its
+    /// `data_version` is per connection).
+    pub fn shown_state(&self) -> DbResult<Option<String>> {
+        if self.url.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut conn = self.conn()?;
+        let DbConnection::Postgres(c) = &mut *conn else {
+            unreachable!("a PostgreSQL URL lends PostgreSQL connections")
+        };
+        Ok(Some(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                "pg_current_snapshot()::text",
+            ))
+            .get_result(c)?,
+        ))
+    }
+
     /// Runs `f` in one write transaction: all of it or nothing. The work may fail with its own
     /// error type (a use case's refusal, say); any such error rolls the transaction back and
     /// comes back as it was.

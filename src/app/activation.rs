@@ -17,7 +17,6 @@ pub type Reach = BTreeMap<String, Vec<(u64, u64)>>;
 /// version and policy version, and kept (`run_reach`) until the state changes or the next
 /// grant of one of those purposes lapses, as the live sizes are.
 pub fn reach(db: &Db, policy: &Policy, run_id: i64, n_segments: usize) -> Result<Reach, RunError> {
-    let seg = &policy.segmentation;
     let now = db::now();
     Ok(db.read(|conn| {
         let version = db::consent_state::version(conn)?;
@@ -29,19 +28,32 @@ pub fn reach(db: &Db, policy: &Policy, run_id: i64, n_segments: usize) -> Result
             return Ok(reach);
         }
         let reach = count_reach(conn, policy, run_id, n_segments, now)?;
-        let mut valid_until = now + chrono::TimeDelta::days(366);
-        let purposes = std::iter::once(&seg.purpose).chain(seg.channels.values());
-        for purpose in purposes {
-            if let Some(t) =
-                db::consent_state::changes_after(conn, purpose, &policy.purposes[purpose], now)?
-            {
-                valid_until = valid_until.min(t);
-            }
-        }
+        let valid_until =
+            changes_after(conn, policy, now)?.unwrap_or(now + chrono::TimeDelta::days(366));
         let json = serde_json::to_string(&reach).expect("reach serialises");
         db::segmentation::cache_reach(conn, run_id, version, &policy.version, valid_until, &json)?;
         Ok(reach)
     })?)
+}
+
+/// The next instant after `now` at which a run's live members or reach could change by time
+/// alone: a grant of the segmentation purpose or of a channel's purpose lapses, or a
+/// future-dated consent event takes effect (`None`: none is due).
+pub fn changes_after(
+    conn: &mut db::DbConnection,
+    policy: &Policy,
+    now: chrono::NaiveDateTime,
+) -> db::DbResult<Option<chrono::NaiveDateTime>> {
+    let seg = &policy.segmentation;
+    let mut first = None;
+    for purpose in std::iter::once(&seg.purpose).chain(seg.channels.values()) {
+        let at = db::consent_state::changes_after(conn, purpose, &policy.purposes[purpose], now)?;
+        first = match (first, at) {
+            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(first)
 }
 
 fn count_reach(

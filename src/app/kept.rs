@@ -12,7 +12,12 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, TimeDelta};
+
+use crate::db::{self, Db, DbError};
+
+/// The most slots one kept map holds.
+const MAX_SLOTS: usize = 512;
 
 /// When a kept answer holds: from the instant it was computed for until the next instant at
 /// which it could change (`None`: until a version changes).
@@ -63,6 +68,12 @@ impl<S: Eq + Hash, K: Clone, V: Clone> Kept<S, K, V> {
 
     fn keep(&self, slot: S, versions: K, span: Option<Span>, value: &V) {
         if let Ok(mut kept) = self.kept.lock() {
+            // Slots are few by design (a database and what its pages ask); a page whose
+            // parameters come from the request could still name many, so past this many the
+            // old answers go and are computed again when asked.
+            if kept.len() >= MAX_SLOTS && !kept.contains_key(&slot) {
+                kept.clear();
+            }
             kept.insert(
                 slot,
                 Entry {
@@ -116,6 +127,76 @@ impl<S: Eq + Hash, K: Clone + Eq, V: Clone> Kept<S, K, V> {
         }
         let (value, span) = compute()?;
         self.keep(slot, versions, span, &value);
+        Ok(value)
+    }
+}
+
+/// What a page reads from the database, kept per process for as long as the database shows
+/// the same data (PostgreSQL's snapshot, [`Db::shown_state`]) and time has not passed an
+/// instant at which it would change.
+///
+/// A dashboard view reads a dozen statements' worth of data that change a few times a day;
+/// with several servers on one database, a view costs the database about what it costs the
+/// server. Kept this way, a view between two writes costs the database one statement, and
+/// every process shows what the database holds: the mark is the database's own, so an answer
+/// kept by one process is given up the moment another writes anything. On SQLite (no such
+/// mark) every view computes its answer.
+pub struct Shown<S, V> {
+    kept: Kept<S, String, V>,
+}
+
+impl<S, V> Default for Shown<S, V> {
+    fn default() -> Self {
+        Shown {
+            kept: Kept::default(),
+        }
+    }
+}
+
+impl<S: Eq + Hash, V: Clone> Shown<S, V> {
+    /// The answer kept for `slot` when the database still shows the data it was computed from
+    /// and it still holds now; else `compute`'s. `compute` is handed the instant it answers for
+    /// and returns, beside its answer, the next instant after it at which the answer could
+    /// change by time alone (a grant lapses); every answer is also computed again from the next
+    /// day on, for pages that name today. It is kept only when the database showed the same
+    /// data before and after it (so it read one state, and wrote nothing) and that instant is
+    /// still to come.
+    pub fn get_or_compute<E: From<DbError>>(
+        &self,
+        db: &Db,
+        slot: S,
+        compute: impl FnOnce(NaiveDateTime) -> Result<(V, Option<NaiveDateTime>), E>,
+    ) -> Result<V, E> {
+        self.get_or_compute_with(db::now, || db.shown_state(), slot, compute)
+    }
+
+    /// [`Shown::get_or_compute`] with the clock and the database's mark given.
+    fn get_or_compute_with<E: From<DbError>>(
+        &self,
+        clock: impl Fn() -> NaiveDateTime,
+        mark: impl Fn() -> db::DbResult<Option<String>>,
+        slot: S,
+        compute: impl FnOnce(NaiveDateTime) -> Result<(V, Option<NaiveDateTime>), E>,
+    ) -> Result<V, E> {
+        let now = clock();
+        let Some(before) = mark()? else {
+            return Ok(compute(now)?.0);
+        };
+        if let Some((shown, value)) = self.kept.lookup(&slot, Some(now))
+            && shown == before
+        {
+            return Ok(value);
+        }
+        let (value, changes_at) = compute(now)?;
+        let tomorrow = (now.date() + TimeDelta::days(1)).and_time(chrono::NaiveTime::MIN);
+        let until = changes_at.map_or(tomorrow, |at| at.min(tomorrow));
+        if clock() < until && mark()?.as_ref() == Some(&before) {
+            let span = Span {
+                from: now,
+                until: Some(until),
+            };
+            self.kept.keep(slot, before, Some(span), &value);
+        }
         Ok(value)
     }
 }
@@ -216,6 +297,106 @@ mod tests {
         assert_eq!(
             kept.get_or_compute("db", 1, None, || Ok::<_, &str>((7, None))),
             Ok(7)
+        );
+    }
+
+    /// Asks `shown` at `now` with the database showing `mark`; the answer is the number of
+    /// computations so far. Each computation sees `during` as the mark after it and says the
+    /// answer changes by time at `changes_at`.
+    fn ask_shown(
+        shown: &Shown<&'static str, u32>,
+        computed: &Cell<u32>,
+        now: NaiveDateTime,
+        mark: Option<&'static str>,
+        during: Option<&'static str>,
+        changes_at: Option<NaiveDateTime>,
+    ) -> u32 {
+        let marks = Cell::new(0);
+        shown
+            .get_or_compute_with(
+                || now,
+                || {
+                    marks.set(marks.get() + 1);
+                    Ok(if marks.get() == 1 { mark } else { during }.map(str::to_owned))
+                },
+                "page",
+                |at| {
+                    assert_eq!(at, now);
+                    computed.set(computed.get() + 1);
+                    Ok::<_, DbError>((computed.get(), changes_at))
+                },
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn slots_named_by_requests_cannot_grow_without_bound() {
+        let kept: Kept<u32, i64, u32> = Kept::default();
+        for slot in 0..(MAX_SLOTS as u32 * 3) {
+            kept.get_or_compute(slot, 0, None, || Ok::<_, ()>((slot, None)))
+                .unwrap();
+            assert!(kept.kept.lock().unwrap().len() <= MAX_SLOTS);
+        }
+    }
+
+    #[test]
+    fn a_page_is_kept_while_the_database_shows_the_same_data_and_time_changes_nothing() {
+        let shown = Shown::default();
+        let computed = Cell::new(0);
+        let lapse = Some(at(12));
+        let same = |mark| (Some(mark), Some(mark));
+        let ask = |now, (mark, during): (Option<&'static str>, Option<&'static str>)| {
+            ask_shown(&shown, &computed, now, mark, during, lapse)
+        };
+        assert_eq!(ask(at(9), same("a")), 1);
+        assert_eq!(
+            ask(at(10), same("a")),
+            1,
+            "kept: same data, before the lapse"
+        );
+        // Someone wrote: the mark moved on.
+        assert_eq!(ask(at(10), same("b")), 2);
+        assert_eq!(ask(at(11), same("b")), 2);
+        // A grant lapsed at noon: the same data no longer means the same page.
+        assert_eq!(ask(at(12), same("b")), 3);
+        // Computed while someone wrote: not kept, since it may mix both states.
+        assert_eq!(ask(at(9), (Some("c"), Some("d"))), 4);
+        assert_eq!(ask(at(9), same("c")), 5);
+        assert_eq!(ask(at(9), same("c")), 5);
+        // An answer is never served for an instant before the one it was computed for.
+        assert_eq!(ask(at(8), same("c")), 6);
+    }
+
+    #[test]
+    fn a_page_is_computed_again_from_the_next_day_and_always_without_a_mark() {
+        let shown = Shown::default();
+        let computed = Cell::new(0);
+        let late = at(23) + TimeDelta::minutes(59);
+        assert_eq!(
+            ask_shown(&shown, &computed, late, Some("a"), Some("a"), None),
+            1
+        );
+        assert_eq!(
+            ask_shown(&shown, &computed, late, Some("a"), Some("a"), None),
+            1
+        );
+        let next_day = at(0) + TimeDelta::days(1);
+        assert_eq!(
+            ask_shown(&shown, &computed, next_day, Some("a"), Some("a"), None),
+            2
+        );
+        // SQLite: no mark, nothing kept.
+        assert_eq!(ask_shown(&shown, &computed, next_day, None, None, None), 3);
+        assert_eq!(ask_shown(&shown, &computed, next_day, None, None, None), 4);
+        // A lapse already past when the computation ends: not kept.
+        let past = Some(next_day - TimeDelta::seconds(1));
+        assert_eq!(
+            ask_shown(&shown, &computed, next_day, Some("b"), Some("b"), past),
+            5
+        );
+        assert_eq!(
+            ask_shown(&shown, &computed, next_day, Some("b"), Some("b"), past),
+            6
         );
     }
 }

@@ -955,7 +955,7 @@ fn read_members_in(
 
 /// Who is asking about a run: those who run segmentations see every run, everyone else only
 /// published (and retired) runs; a run they cannot see does not exist for them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reader {
     Analyst,
     Everyone,

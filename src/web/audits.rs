@@ -3,6 +3,8 @@
 //! gate, and the same as JSON and CSV. Protected attributes appear only here: every route
 //! needs `audits:read` (marketing does not have it) or a stronger permission.
 
+use std::sync::{Arc, LazyLock};
+
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDateTime;
@@ -11,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::charts::{self, RatioChart};
 use super::error::{AppError, blocking};
 use super::layout::{Layout, State, render, see_other};
+use super::signoffs::{SignoffBox, SignoffView, signoff_items};
 use crate::app::audits::{self, AuditError, Audited, Gate, Listed, Published, StoredAudit};
+use crate::app::kept::Shown;
 use crate::auth::CurrentUser;
 use crate::db::audits::OverrideRow;
 use crate::fairness::audit::AttributeReport;
@@ -539,9 +543,9 @@ pub fn run_status_label(status: &str, verdict: Verdict, overridden: bool) -> Str
 
 #[derive(Template)]
 #[template(path = "audits/report.html")]
-struct ReportHtml {
+struct ReportHtml<'a> {
     layout: Layout,
-    a: ReportView,
+    a: &'a ReportView,
     can_override: bool,
     can_publish: bool,
     error: Option<String>,
@@ -579,8 +583,12 @@ pub async fn report_with(
     error: Option<String>,
     notice: Option<String>,
 ) -> Result<HttpResponse, AppError> {
-    let audit = load(state, audit_id).await?;
-    let signoffs = super::signoffs::signoff_box(state, user, &audit).await?;
+    let shown = {
+        let state = state.clone();
+        blocking(move || report_data(&state, audit_id)).await?
+    };
+    let (report, items, refusal) = &*shown;
+    let signoffs = SignoffBox::for_user(items.clone(), refusal.clone(), user);
     let status = if error.is_some() {
         actix_web::http::StatusCode::CONFLICT
     } else {
@@ -593,16 +601,36 @@ pub async fn report_with(
             layout: Layout::new(
                 state,
                 Some(user),
-                &format!("Fairness audit {}", audit.row.id),
+                &format!("Fairness audit {audit_id}"),
                 "/audits",
             ),
             can_override: user.can(Permission::AuditsOverride),
             can_publish: user.can(Permission::SegmentsPublish),
-            a: report_view(&audit, &state.policy),
+            a: report,
             error,
             notice,
         },
     ))
+}
+
+/// The report page's data: the report, its sign-offs checked against their hashes and the
+/// live report, and why it cannot be signed (if it cannot).
+type ReportData = Arc<(ReportView, Vec<SignoffView>, Option<String>)>;
+
+/// The report page's data, read on one blocking hop and kept per process while the database
+/// shows the same data (`Shown`): a changed sign-off, override or report is a write, so it is
+/// checked again on the next view.
+fn report_data(state: &State, audit_id: i64) -> Result<ReportData, AppError> {
+    static SHOWN: LazyLock<Shown<(String, i64), ReportData>> = LazyLock::new(Shown::default);
+    let (db, policy) = (&state.db, &state.policy);
+    SHOWN.get_or_compute(db, (db.url().to_string(), audit_id), |_| {
+        let audit = audits::load(db, audit_id)?;
+        let (items, refusal) = signoff_items(db, policy, &audit)?;
+        Ok((
+            Arc::new((report_view(&audit, policy), items, refusal)),
+            None,
+        ))
+    })
 }
 
 #[derive(Template)]

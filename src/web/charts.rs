@@ -515,6 +515,7 @@ pub fn consent_history(
 
 /// A sparkline: one small line of a figure over periods, without axes, beside a sentence that
 /// says what it shows (first and last value), which is what a screen reader reads.
+#[derive(Clone)]
 pub struct Sparkline {
     pub width: f64,
     pub height: f64,

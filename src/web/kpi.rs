@@ -4,6 +4,8 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use std::sync::{Arc, LazyLock};
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +13,8 @@ use super::charts::{KpiChart, kpi_history};
 use super::error::{AppError, blocking};
 use super::format;
 use super::layout::{Layout, State, render, see_other};
+use crate::app::kept::Shown;
+use crate::app::kpi_compare::PeriodComparison;
 use crate::app::kpis::{self, KpisError, Withheld};
 use crate::app::runs::RunError;
 use crate::auth::CurrentUser;
@@ -244,9 +248,11 @@ pub async fn overview_page(
         ),
         None => None,
     };
-    let db = state.db.clone();
-    let today = crate::db::now().date();
-    let o = blocking(move || kpis::overview(&db, kind, start, run, today)).await?;
+    let shown = {
+        let state = state.clone();
+        blocking(move || overview_data(&state, kind, start, run)).await?
+    };
+    let (o, compared) = &*shown;
     let min_cell = state.policy.fairness.min_cell_size;
     let records: Vec<EvaluationRecord> = o.records.iter().map(|(_, r)| r.clone()).collect();
     let withheld = Withheld::among(&records, min_cell);
@@ -364,14 +370,9 @@ pub async fn overview_page(
     let twelve_back = (1..12)
         .try_fold(last, |p, _| p.previous())
         .map_err(KpisError::from)?;
-    let comparison = match o.shown.as_ref().filter(|p| p.partial.is_none()) {
-        Some(p) => {
-            let (db, period) = (state.db.clone(), p.period);
-            let c = blocking(move || crate::app::kpi_compare::compare(&db, period)).await?;
-            Some(comparison_view(&c, min_cell, &state.policy.currency))
-        }
-        None => None,
-    };
+    let comparison = compared
+        .as_ref()
+        .map(|c| comparison_view(c, min_cell, &state.policy.currency));
     Ok(render(&OverviewHtml {
         layout: Layout::new(&state, Some(&user), "KPIs", "/kpi"),
         period_kind: kind.as_str().into(),
@@ -407,6 +408,29 @@ pub async fn overview_page(
         min_cell_size: state.policy.fairness.min_cell_size,
         comparison,
     }))
+}
+
+/// The overview's data (the period shown, with its comparison with the periods before when
+/// it is complete), read on one blocking hop and kept per process while the database shows
+/// the same data, until the day ends (`Shown`).
+fn overview_data(
+    state: &State,
+    kind: PeriodKind,
+    start: Option<NaiveDate>,
+    run: Option<i64>,
+) -> Result<Arc<(kpis::Overview, Option<PeriodComparison>)>, AppError> {
+    type Slot = (String, PeriodKind, Option<NaiveDate>, Option<i64>);
+    type Data = Arc<(kpis::Overview, Option<PeriodComparison>)>;
+    static SHOWN: LazyLock<Shown<Slot, Data>> = LazyLock::new(Shown::default);
+    let db = &state.db;
+    SHOWN.get_or_compute(db, (db.url().to_string(), kind, start, run), |now| {
+        let o = kpis::overview(db, kind, start, run, now.date())?;
+        let compared = match o.shown.as_ref().filter(|p| p.partial.is_none()) {
+            Some(p) => Some(crate::app::kpi_compare::compare(db, p.period)?),
+            None => None,
+        };
+        Ok((Arc::new((o, compared)), None))
+    })
 }
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]

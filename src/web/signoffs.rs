@@ -16,6 +16,7 @@ use super::layout::{Layout, State, render, see_other};
 use crate::app::audits::StoredAudit;
 use crate::app::signoffs::{self as app, Live, Presenter, Signature, SignoffError, SignoffStatus};
 use crate::auth::CurrentUser;
+use crate::db::Db;
 use crate::db::audits::{AuditRow, OverrideRow};
 use crate::fairness::signoff::canonical_json;
 use crate::policy::{Permission, Policy};
@@ -120,6 +121,7 @@ fn kept_canonical_json(audit: &StoredAudit) -> Arc<str> {
 }
 
 /// A sign-off as the pages show it.
+#[derive(Clone)]
 pub struct SignoffView {
     pub seq: i32,
     pub signed_by: String,
@@ -201,33 +203,35 @@ pub struct SignoffBox {
     pub signer: String,
 }
 
-/// The sign-off box of an audit's report page.
-pub async fn signoff_box(
-    state: &State,
-    user: &CurrentUser,
+impl SignoffBox {
+    /// The box as `user` sees it: the form only for those who may sign.
+    pub fn for_user(items: Vec<SignoffView>, refusal: Option<String>, user: &CurrentUser) -> Self {
+        SignoffBox {
+            items,
+            can_sign: user.can(Permission::AuditsSign),
+            refusal,
+            signer: user.email.clone(),
+        }
+    }
+}
+
+/// An audit's sign-offs, each checked against its hashes and the live report, and why the
+/// audit cannot be signed (if it cannot), as the report page shows them to anyone.
+pub fn signoff_items(
+    db: &Db,
+    policy: &Policy,
     audit: &StoredAudit,
-) -> Result<SignoffBox, AppError> {
-    let (db, policy, audit) = (state.db.clone(), state.policy.clone(), audit.clone());
-    let can_sign = user.can(Permission::AuditsSign);
-    let (statuses, refusal) = web::block(move || -> Result<_, SignoffError> {
-        let presenter = WebPresenter { policy: &policy };
-        let statuses = app::statuses(&db, &presenter, &audit)?;
-        let refusal = match app::check_signable(&db, &audit) {
-            Ok(()) => None,
-            Err(e @ (SignoffError::Stale { .. } | SignoffError::Superseded { .. })) => {
-                Some(format!("This audit cannot be signed: {e}."))
-            }
-            Err(e) => return Err(e),
-        };
-        Ok((statuses, refusal))
-    })
-    .await??;
-    Ok(SignoffBox {
-        items: statuses.iter().map(view).collect(),
-        can_sign,
-        refusal,
-        signer: user.email.clone(),
-    })
+) -> Result<(Vec<SignoffView>, Option<String>), SignoffError> {
+    let presenter = WebPresenter { policy };
+    let statuses = app::statuses(db, &presenter, audit)?;
+    let refusal = match app::check_signable(db, audit) {
+        Ok(()) => None,
+        Err(e @ (SignoffError::Stale { .. } | SignoffError::Superseded { .. })) => {
+            Some(format!("This audit cannot be signed: {e}."))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((statuses.iter().map(view).collect(), refusal))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -498,3 +498,112 @@ async fn a_server_sent_sigterm_finishes_its_run_then_exits() {
         1
     );
 }
+
+/// The activation links of the segments dashboard ("Email: 10 of 10 reachable"), in order.
+fn export_links(page: &str) -> Vec<String> {
+    page.split("class=\"export\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let text = rest.split_once("download>")?.1;
+            Some(text.split_once("</a>")?.0.trim().to_owned())
+        })
+        .collect()
+}
+
+/// On PostgreSQL each server keeps what its dashboards read while the database shows the
+/// same data (`app::kept::Shown`, whose rules its unit tests check). A kept page must still
+/// show, at its next view, what another server wrote meanwhile, and a consent grant's lapse
+/// from the instant it lapses, exactly as a server that keeps nothing shows it. (Any write to
+/// the cluster, an automatic ANALYZE too, ends what every server kept: the lapse is checked
+/// on a kept page when nothing else wrote during the wait, and on a computed one otherwise.)
+#[tokio::test]
+async fn kept_pages_show_another_servers_writes_and_a_lapsed_grant_at_once() {
+    use chrono::{Duration as Span, Utc};
+    let app = cluster_app().await;
+    let request = fairseg::segmentation::settings::RunRequest {
+        algorithm: "kmeans".into(),
+        features: vec!["x".into(), "y".into()],
+        k: Some(3),
+        ..Default::default()
+    };
+    let (run, outcome) =
+        crate::helpers::execute_here(&app, &fairseg::trail::Actor::system(), &request);
+    outcome.unwrap();
+    crate::segmentation::publish(&app, run);
+    // Nothing else writes meanwhile: no worker, no lease looked after every second.
+    let zero = [
+        ("FAIRSEG_WORKERS", "0"),
+        ("FAIRSEG_JOB_HEARTBEAT_SECONDS", "1800"),
+        ("FAIRSEG_JOB_LEASE_SECONDS", "3600"),
+    ];
+    let (a, b) = (
+        Server::start(&app, "a", &zero),
+        Server::start(&app, "b", &zero),
+    );
+    let view = |server: &Server, path: &str| {
+        let request = server.api(&app, "marketing", Method::GET, path);
+        let path = path.to_owned();
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 200, "{path}");
+            answer.text().await.unwrap()
+        }
+    };
+
+    // A segment renamed through b is on a's dashboard at its next view.
+    for _ in 0..2 {
+        assert!(!view(&a, "/segments").await.contains("Renamed through b"));
+    }
+    b.api(
+        &app,
+        "marketing",
+        Method::PATCH,
+        &format!("/api/v1/segmentations/{run}/segments/0"),
+    )
+    .json(&json!({"name": "Renamed through b"}))
+    .expecting(204)
+    .await;
+    assert!(view(&a, "/segments").await.contains("Renamed through b"));
+
+    // A period evaluated through b is on a's KPI overview at its next view.
+    for _ in 0..2 {
+        assert!(view(&a, "/kpi").await.contains("has been evaluated yet"));
+    }
+    b.api(&app, "analyst", Method::POST, "/api/v1/kpi/evaluate")
+        .json(&json!({}))
+        .expecting(201)
+        .await;
+    assert!(!view(&a, "/kpi").await.contains("has been evaluated yet"));
+
+    // Every customer's e-mail grant lapses a few seconds from now: before, each segment's
+    // export reaches all its members; from the lapse on, none, on a's kept page as on the page
+    // of a server started afterwards.
+    let lapses_at = Utc::now() + Span::seconds(10);
+    let granted_at = (lapses_at - Span::days(365)).format("%Y-%m-%dT%H:%M:%SZ");
+    let mut grants = String::from("customer_id,purpose,status,recorded_at\n");
+    for i in 0..30 {
+        grants.push_str(&format!("C{i:04},marketing_email,granted,{granted_at}\n"));
+    }
+    crate::segmentation::import(&app, "consents", &grants);
+    let reachable = export_links(&view(&a, "/segments").await);
+    assert_eq!(reachable.len(), 3, "{reachable:?}");
+    assert!(
+        reachable
+            .iter()
+            .all(|l| l.ends_with(" reachable") && !l.contains("none")),
+        "{reachable:?}"
+    );
+    assert_eq!(export_links(&view(&a, "/segments").await), reachable);
+    let wait = (lapses_at - Utc::now() + Span::seconds(1))
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let lapsed = export_links(&view(&a, "/segments").await);
+    assert!(
+        lapsed.iter().all(|l| l.contains("none of")),
+        "after the lapse: {lapsed:?}"
+    );
+    let c = Server::start(&app, "c", &zero);
+    assert_eq!(export_links(&view(&c, "/segments").await), lapsed);
+    assert_eq!(export_links(&view(&b, "/segments").await), lapsed);
+}

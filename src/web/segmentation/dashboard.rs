@@ -5,21 +5,25 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
 use super::map::{PALETTE, drawn_map};
-use super::{
-    AppError, State, fmt_opt, pct, published_id, read_members, record_strategy, rename,
-    run_and_view,
-};
+use super::{AppError, State, fmt_opt, pct, read_members, reader, record_strategy, rename};
 use crate::app::activation;
-use crate::app::runs::{RunView, Strategy, StrategyView};
+use crate::app::kept::Shown;
+use crate::app::kpis::SegmentTrend;
+use crate::app::runs::{self as app, Reader, RunView, Strategy, StrategyView};
 use crate::auth::CurrentUser;
 use crate::policy::Permission;
+use crate::policy::Policy;
 use crate::web::error::blocking;
 use crate::web::format;
 use crate::web::layout::{Layout, render, see_other};
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 
 /// A segment card's figures, formatted for the page.
+#[derive(Clone)]
 pub(super) struct SegmentCard {
     pub(super) segment: i32,
     pub(super) name: String,
@@ -315,6 +319,17 @@ impl DashboardPage {
     }
 }
 
+/// What the dashboard shows of the database to one kind of reader: the published run, its
+/// map, its cards with their trends, and (for those who may export members) each segment's
+/// export links.
+#[derive(Clone, Default)]
+struct DashboardData {
+    run: Option<RunView>,
+    map: Option<String>,
+    cards: Vec<SegmentCard>,
+    exports: Vec<Vec<(String, String)>>,
+}
+
 /// Marketing's dashboard: the published segmentation.
 pub async fn dashboard(
     state: State,
@@ -326,55 +341,82 @@ pub async fn dashboard(
         .clone()
         .filter(|s| OVERVIEW_SORTS.iter().any(|(k, _)| k == s))
         .unwrap_or_else(|| "size".into());
-    let (run, map) = match published_id(&state).await? {
-        Some(id) => {
-            let (view, row) = run_and_view(&state, &user, id).await?;
-            let map = drawn_map(&state.db, &view, &row)?;
-            (Some(view), map)
-        }
-        None => (None, None),
-    };
-    let exports = match (&run, user.can(Permission::SegmentsMembers)) {
-        (Some(r), true) => export_links(&state, r.run_id, r.segments.len()).await?,
-        _ => Vec::new(),
+    let data = {
+        let state = state.clone();
+        let (reader, can_export) = (reader(&user), user.can(Permission::SegmentsMembers));
+        blocking(move || dashboard_data(&state, reader, can_export)).await?
     };
     Ok(render(&DashboardPage {
         layout: Layout::new(&state, Some(&user), "Segments", "/segments"),
-        overview: run
+        overview: data
+            .run
             .as_ref()
             .map(|r| overview(r, &state.policy, &sort))
             .unwrap_or_default(),
         sort,
         sorts: OVERVIEW_SORTS,
         growth_words: growth_caption(state.policy.segmentation.valuation_window_days),
-        cards: match &run {
-            Some(r) => with_trends(&state, r.run_id, cards(r, &state.policy)).await?,
-            None => Vec::new(),
-        },
-        run,
-        map,
+        cards: data.cards.clone(),
+        run: data.run.clone(),
+        map: data.map.clone(),
         can_strategy: user.can(Permission::SegmentsStrategy),
         can_members: user.can(Permission::SegmentsMembers),
-        exports,
+        exports: data.exports.clone(),
     }))
 }
 
-/// Per segment, each channel's export link text with how many members it holds now.
-/// The cards with each segment's size and revenue over the KPI log, as sparklines.
-async fn with_trends(
+/// The dashboard's data, read on one blocking hop and kept per process while the database
+/// shows the same data and no consent grant behind the live sizes and reach has lapsed
+/// (`Shown`): between two writes a view costs the database one statement.
+fn dashboard_data(
     state: &State,
-    run_id: i64,
+    reader: Reader,
+    can_export: bool,
+) -> Result<Arc<DashboardData>, AppError> {
+    type Slot = (String, Reader, bool);
+    static SHOWN: LazyLock<Shown<Slot, Arc<DashboardData>>> = LazyLock::new(Shown::default);
+    let (db, policy) = (&state.db, &state.policy);
+    SHOWN.get_or_compute(db, (db.url().to_string(), reader, can_export), |now| {
+        let changes_at = db.read(|conn| activation::changes_after(conn, policy, now))?;
+        let Some(id) = app::published_id(db)? else {
+            return Ok((Arc::new(DashboardData::default()), changes_at));
+        };
+        let (view, row) = app::view(db, policy, reader, id)?
+            .ok_or_else(|| AppError::Missing(format!("there is no run {id}")))?;
+        let map = drawn_map(db, &view, &row)?;
+        let exports = if can_export {
+            export_links(
+                &activation::reach(db, policy, id, view.segments.len())?,
+                policy,
+            )
+        } else {
+            Vec::new()
+        };
+        let trends = crate::app::kpis::segment_trends(db, policy, id)?;
+        let cards = with_trends(cards(&view, policy), &trends, policy)?;
+        let data = DashboardData {
+            run: Some(view),
+            map,
+            cards,
+            exports,
+        };
+        Ok((Arc::new(data), changes_at))
+    })
+}
+
+/// The cards with each segment's size and revenue over the KPI log, as sparklines.
+fn with_trends(
     mut cards: Vec<SegmentCard>,
+    trends: &BTreeMap<i32, SegmentTrend>,
+    policy: &Policy,
 ) -> Result<Vec<SegmentCard>, AppError> {
-    let (db, policy) = (state.db.clone(), state.policy.clone());
-    let trends = blocking(move || crate::app::kpis::segment_trends(&db, &policy, run_id)).await?;
-    let kind = crate::app::kpis::policy_kind(&state.policy)?;
+    let kind = crate::app::kpis::policy_kind(policy)?;
     let name = |start| {
         crate::kpi::Period::containing(kind, start)
             .map(|p| format::period(&p))
             .unwrap_or_else(|_| format::date(&start))
     };
-    let currency = &state.policy.currency;
+    let currency = &policy.currency;
     for card in cards.iter_mut().filter(|c| !c.suppressed) {
         let Some(t) = trends.get(&card.segment) else {
             continue;
@@ -396,15 +438,11 @@ async fn with_trends(
     Ok(cards)
 }
 
-async fn export_links(
-    state: &State,
-    run_id: i64,
-    n_segments: usize,
-) -> Result<Vec<Vec<(String, String)>>, AppError> {
-    let (db, policy) = (state.db.clone(), state.policy.clone());
-    let reach = blocking(move || activation::reach(&db, &policy, run_id, n_segments)).await?;
-    let min = state.policy.fairness.min_cell_size as u64;
-    Ok((0..n_segments)
+/// Per segment, each channel's export link text with how many members it holds now.
+fn export_links(reach: &activation::Reach, policy: &Policy) -> Vec<Vec<(String, String)>> {
+    let min = policy.fairness.min_cell_size as u64;
+    let n_segments = reach.values().map(Vec::len).max().unwrap_or(0);
+    (0..n_segments)
         .map(|s| {
             reach
                 .iter()
@@ -417,7 +455,7 @@ async fn export_links(
                 })
                 .collect()
         })
-        .collect())
+        .collect()
 }
 
 #[derive(Deserialize)]
