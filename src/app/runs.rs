@@ -563,7 +563,7 @@ fn finish(
             .collect();
         Ok((profiled, stability_ari, reference, segment_rows, ms(stage)))
     };
-    let (mut summary, segment_rows, stability_ari) =
+    let (mut summary, segment_rows, stability_ari, completed_seq) =
         db.write_deferring_checkpoint(|conn| -> Result<_, RunError> {
             // The run may have been failed meanwhile (its lease ran out while this process was
             // stalled, or a drain gave it up): it stays failed rather than come back.
@@ -614,7 +614,7 @@ fn finish(
                     finished_at: db::now(),
                 },
             )?;
-            db::trail::append(
+            let completed_seq = db::trail::append(
                 conn,
                 NewEntry::new(
                     &Actor::system(),
@@ -627,7 +627,7 @@ fn finish(
                 ),
                 &policy.version,
             )?;
-            Ok((summary, segment_rows, stability_ari))
+            Ok((summary, segment_rows, stability_ari, completed_seq))
         })?;
     // The persist stage is the whole write, the profile computed beside it included.
     timings.persist = ms(stage);
@@ -639,7 +639,7 @@ fn finish(
     // The log those writes left is copied into the database beside what follows (the
     // audit, in `fairseg segment`) rather than at their commits.
     db.checkpoint_beside();
-    let features = pipeline::run_features(id, population, &pre.rows, &memberships);
+    let features = pipeline::run_features(id, completed_seq, population, &pre.rows, &memberships);
     Ok(RunOutcome {
         run_id: id,
         included,

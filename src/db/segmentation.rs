@@ -526,14 +526,6 @@ pub fn rename_segment(
         .execute(conn)?)
 }
 
-/// How many memberships a run has.
-pub fn membership_count(conn: &mut DbConnection, run_id: i64) -> DbResult<i64> {
-    Ok(segment_memberships::table
-        .filter(segment_memberships::run_id.eq(run_id))
-        .count()
-        .get_result(conn)?)
-}
-
 /// Every membership of a run as (customer id, segment), by customer id.
 pub fn memberships(conn: &mut DbConnection, run_id: i64) -> DbResult<Vec<(i64, i32)>> {
     let rows = segment_memberships::table

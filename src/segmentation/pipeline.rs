@@ -112,6 +112,9 @@ impl Excluded {
 pub struct RunFeatures {
     /// The run they are of.
     pub run_id: i64,
+    /// The trail entry that recorded the run's completion, with its members: memberships are
+    /// only ever removed by changes the trail records after it.
+    pub stored_at_seq: i64,
     /// The members' internal customer ids, ascending.
     pub ids: Vec<i64>,
     /// Each member's segment (same order as `ids`), as the run stored it.
@@ -529,6 +532,7 @@ pub fn segment_names(
 /// `memberships` in the same order).
 pub fn run_features(
     run_id: i64,
+    stored_at_seq: i64,
     population: Population,
     rows: &[usize],
     memberships: &[(i64, i32)],
@@ -537,6 +541,7 @@ pub fn run_features(
     let kept_all = rows.len() == population.ids.len();
     RunFeatures {
         run_id,
+        stored_at_seq,
         ids: memberships.iter().map(|&(customer, _)| customer).collect(),
         segments: memberships.iter().map(|&(_, segment)| segment).collect(),
         columns: population

@@ -797,6 +797,20 @@ async fn the_audit_after_a_run_counts_the_customers_on_file_when_it_audits() {
     let stored = audit_run(&app.db, &app.policy, &actor, id).unwrap();
     assert_eq!(after.report, stored.report);
     assert_ne!(after.report, first.report);
+    // A member of the run erased before its audit is no longer among the members audited
+    // either: the audit after the run reads them again, as a later audit does.
+    let member = outcome.features.ids[0];
+    let external = app
+        .db
+        .read(|c| fairseg::db::disclosures::external_ids(c, &[member]))
+        .unwrap()
+        .remove(&member)
+        .unwrap();
+    fairseg::app::dsr::erase(&app.db, &pseudonyms, &app.policy.version, &actor, &external).unwrap();
+    let without_member = audit_after_run(&app.db, &app.policy, &actor, &outcome).unwrap();
+    let stored = audit_run(&app.db, &app.policy, &actor, id).unwrap();
+    assert_eq!(without_member.report, stored.report);
+    assert_ne!(without_member.report, after.report);
 }
 
 #[tokio::test]
