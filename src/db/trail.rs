@@ -59,12 +59,18 @@ pub fn last_seq_except(conn: &mut DbConnection, except: &[&str]) -> DbResult<i64
 }
 
 /// Whether an entry after `after` has an action other than those in `except`: read from the
-/// entries made since, by their key.
+/// entries made since, by their key (the first by seq, so the key is walked from `after`
+/// whatever the planner expects of the other condition; see
+/// `db::consent::any_event_since_effective_by`).
 pub fn any_since_except(conn: &mut DbConnection, after: i64, except: &[&str]) -> DbResult<bool> {
-    let since = trail::table
+    Ok(trail::table
         .filter(trail::seq.gt(after))
-        .filter(trail::action.ne_all(except));
-    Ok(diesel::select(diesel::dsl::exists(since)).get_result(conn)?)
+        .filter(trail::action.ne_all(except))
+        .order(trail::seq.asc())
+        .select(trail::seq)
+        .first::<i64>(conn)
+        .optional()?
+        .is_some())
 }
 
 /// Appends an entry. Call it inside the transaction that makes the change it records

@@ -430,3 +430,64 @@ async fn a_disabled_account_loses_its_sessions_at_once() {
         .unwrap();
     assert_eq!(sign_in.status(), 401);
 }
+
+/// The home page's cards count what they name: the trail's entries (as the trail API counts
+/// them) and the staff accounts, each only for a role that may see that card.
+#[tokio::test]
+async fn the_home_page_counts_the_trail_and_the_accounts_for_those_who_may_see_them() {
+    let app = spawn_app().await;
+    let admin = app.sign_in("admin").await;
+    // Some entries more than the test's set-up made: views and sign-ins.
+    app.sign_in("marketing").await;
+    let html = admin
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cards = texts(&html, ".card p");
+    let entries: i64 = app
+        .db
+        .read(|c| {
+            use diesel::prelude::*;
+            Ok(fairseg::db::schema::trail::table.count().get_result(c)?)
+        })
+        .unwrap();
+    assert!(entries > 1);
+    assert!(
+        cards
+            .iter()
+            .any(|c| c.starts_with(&format!("{entries} entries in the tamper-evident trail"))),
+        "{cards:?}"
+    );
+    let accounts: i64 = app
+        .db
+        .read(|c| {
+            use diesel::prelude::*;
+            Ok(fairseg::db::schema::users::table.count().get_result(c)?)
+        })
+        .unwrap();
+    assert!(
+        cards
+            .iter()
+            .any(|c| c.starts_with(&format!("{accounts} staff accounts"))),
+        "{cards:?}"
+    );
+    let marketing = app.sign_in("marketing").await;
+    let html = marketing
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !texts(&html, ".card p")
+            .iter()
+            .any(|c| c.contains("tamper-evident trail") || c.contains("staff accounts")),
+        "{html}"
+    );
+}

@@ -4,7 +4,8 @@ wall time per view (one client, 200 views after 20 to warm up), and the statemen
 
 The demo database of tools/bench/dashboards.py --postgres (the kept cluster of
 `load.py --postgres --reuse`, built on first use), served by one `fairseg serve`; the pages are
-/segments, /kpi and the latest audit report, read with a compliance officer's token.
+/segments, /kpi and the latest audit report (or `--pages`), read with a compliance officer's
+token.
 
     cargo build --release && python3 tools/bench/pg_views.py [--customers 1000000] [--binary PATH]
 """
@@ -39,6 +40,8 @@ def pg_pids():
 ap = argparse.ArgumentParser()
 ap.add_argument("--customers", type=int, default=1_000_000)
 ap.add_argument("--binary", default=None, help="the fairseg binary to serve (default: release)")
+ap.add_argument("--pages", default="/segments,/kpi,/audits/{audit}",
+                help="comma-separated paths; {audit} is the latest audit's id")
 args = ap.parse_args()
 if args.binary:
     dashboards.BIN = args.binary
@@ -58,7 +61,7 @@ try:
         def get(path):
             req = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + tok})
             urllib.request.urlopen(req).read()
-        for path in ["/segments", "/kpi", f"/audits/{audit}"]:
+        for path in [p.format(audit=audit) for p in args.pages.split(",")]:
             for _ in range(20): get(path)
             s.psql(url, "SELECT pg_stat_statements_reset()")
             n = 200
