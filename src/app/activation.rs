@@ -48,10 +48,7 @@ pub fn changes_after(
     let mut first = None;
     for purpose in std::iter::once(&seg.purpose).chain(seg.channels.values()) {
         let at = db::consent_state::changes_after(conn, purpose, &policy.purposes[purpose], now)?;
-        first = match (first, at) {
-            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
-            (a, b) => a.or(b),
-        };
+        first = first.into_iter().chain(at).min();
     }
     Ok(first)
 }
